@@ -1,0 +1,2 @@
+//! weir: the node agent and its library.
+pub mod datapath;

@@ -1,0 +1,86 @@
+//! Per-CPU counters: `HOOK_STATS` (packets seen by each hook) and
+//! `DROP_STATS` (packets dropped, by [`crate::drop::DropReason`]).
+
+/// Packets and bytes. The value type of every per-CPU counter map; the agent
+/// sums it over the CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl Counter {
+    /// Adds another counter (used to sum per-CPU values).
+    #[must_use]
+    pub const fn plus(self, other: Counter) -> Counter {
+        Counter {
+            packets: self.packets.wrapping_add(other.packets),
+            bytes: self.bytes.wrapping_add(other.bytes),
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: `Counter` is `repr(C)`, two `u64`s, no padding, every bit pattern valid.
+unsafe impl aya::Pod for Counter {}
+
+/// The attach points, as indexes into `HOOK_STATS`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// tcx ingress on the host side of a container veth.
+    FromContainer = 0,
+}
+
+impl Hook {
+    /// Every hook, in index order.
+    pub const ALL: &'static [Hook] = &[Hook::FromContainer];
+
+    /// Size of the `HOOK_STATS` array.
+    pub const MAP_SIZE: u32 = 8;
+
+    #[must_use]
+    pub const fn index(self) -> u32 {
+        self as u32
+    }
+
+    /// The name of the eBPF program that runs at this hook.
+    #[must_use]
+    pub const fn program(self) -> &'static str {
+        match self {
+            Hook::FromContainer => "tc_from_container",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Counter, Hook};
+
+    #[test]
+    fn counters_add_and_wrap() {
+        let a = Counter {
+            packets: 2,
+            bytes: 100,
+        };
+        let b = Counter {
+            packets: 3,
+            bytes: u64::MAX,
+        };
+        assert_eq!(
+            a.plus(b),
+            Counter {
+                packets: 5,
+                bytes: 99
+            }
+        );
+    }
+
+    #[test]
+    fn hook_indexes_fit_the_map() {
+        for h in Hook::ALL {
+            assert!(h.index() < Hook::MAP_SIZE);
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Network namespaces made by the test bed, named `weirt-<pid>-<n>-<role>`
+//! so that parallel tests never collide and a stale one (its process gone)
+//! can be recognised and swept.
+
+use std::{
+    fs::File,
+    io,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+};
+
+/// Prefix of every namespace the test bed makes.
+pub const PREFIX: &str = "weirt-";
+
+/// A unique stem for the namespaces of one world: `weirt-<pid>-<n>`.
+#[must_use]
+pub fn unique_stem() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{PREFIX}{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A named network namespace (`ip netns add`), deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates the namespace and brings its `lo` up.
+    pub fn create(name: &str) -> io::Result<Self> {
+        run(Command::new("ip").args(["netns", "add", name]))?;
+        let ns = Self {
+            name: name.to_owned(),
+        };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The namespace file, as `weir attach --netns` takes it.
+    #[must_use]
+    pub fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.name)
+    }
+
+    /// Runs `ip -n NAME ARGS...`, failing with its stderr.
+    pub fn ip(&self, args: &[&str]) -> io::Result<Output> {
+        run(Command::new("ip").arg("-n").arg(&self.name).args(args))
+    }
+
+    /// A command that runs `program` inside this namespace.
+    #[must_use]
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+
+    /// Runs `program ARGS...` inside the namespace, failing with its stderr.
+    pub fn exec(&self, program: &str, args: &[&str]) -> io::Result<Output> {
+        run(self.command(program).args(args))
+    }
+
+    /// Sets a per-namespace sysctl, e.g. `net.ipv4.ip_forward`.
+    pub fn sysctl(&self, key: &str, value: &str) -> io::Result<()> {
+        self.exec("sysctl", &["-q", "-w", &format!("{key}={value}")])
+            .map(drop)
+    }
+
+    /// Runs `f` on a thread that has entered this namespace, and returns its
+    /// result (a panic in `f` is passed on). Sockets made in `f` stay in the
+    /// namespace.
+    pub fn run<F, R>(&self, f: F) -> R
+    where
+        F: FnOnce() -> R + Send,
+        R: Send,
+    {
+        let path = self.path();
+        thread::scope(|s| {
+            s.spawn(move || {
+                enter(&path).expect("setns into the test namespace");
+                f()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// Like [`Netns::run`], but in the background.
+    pub fn spawn<F, R>(&self, f: F) -> thread::JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let path = self.path();
+        thread::spawn(move || {
+            enter(&path).expect("setns into the test namespace");
+            f()
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Err(e) = run(Command::new("ip").args(["netns", "del", &self.name])) {
+            eprintln!("test bed: deleting netns {}: {e}", self.name);
+        }
+    }
+}
+
+/// Moves the calling thread into the namespace at `path`.
+pub fn enter(path: &Path) -> io::Result<()> {
+    let file = File::open(path)?;
+    // SAFETY: a plain syscall on an fd we own; it only changes this thread.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The names of test-bed namespaces whose process is gone (left by a test
+/// run that was killed before its teardown).
+#[must_use]
+pub fn stale() -> Vec<String> {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| {
+            name.strip_prefix(PREFIX)
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+fn run(cmd: &mut Command) -> io::Result<Output> {
+    let out = cmd.output()?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(io::Error::other(format!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}

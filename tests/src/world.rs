@@ -1,0 +1,164 @@
+//! The test-bed topology.
+//!
+//! ```text
+//!   ext (203.0.113.2/24, eth0) ── veth ── (uplink0, 203.0.113.1/24) node
+//!                                           │  veth per container (host side
+//!                                           │  in node, `eth0` inside)
+//!                                        containers
+//! ```
+//!
+//! `ext` routes everything through the node. Addresses come from the
+//! documentation ranges, and live only inside the world's own namespaces.
+
+use std::{io, net::Ipv4Addr};
+
+use crate::netns::{self, Netns};
+
+/// The node's address on its uplink.
+pub const NODE_UPLINK_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// The external host's address.
+pub const EXT_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+/// The node's uplink interface name (inside `node`).
+pub const UPLINK: &str = "uplink0";
+
+/// One test's world. Dropping it deletes every namespace it made (and with
+/// them every veth and every tc/tcx attachment inside), even in a panic.
+pub struct World {
+    stem: String,
+    // Containers first: they are dropped before the node they hang off.
+    containers: Vec<Netns>,
+    pub node: Netns,
+    pub ext: Netns,
+}
+
+impl World {
+    /// Builds `node` and `ext` joined by the uplink veth, forwarding on.
+    pub fn new() -> io::Result<Self> {
+        let stem = netns::unique_stem();
+        let node = Netns::create(&format!("{stem}-node"))?;
+        let ext = Netns::create(&format!("{stem}-ext"))?;
+        node.ip(&[
+            "link",
+            "add",
+            UPLINK,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ext.name(),
+        ])?;
+        node.ip(&[
+            "addr",
+            "add",
+            &format!("{NODE_UPLINK_IP}/24"),
+            "dev",
+            UPLINK,
+        ])?;
+        node.ip(&["link", "set", UPLINK, "up"])?;
+        ext.ip(&["addr", "add", &format!("{EXT_IP}/24"), "dev", "eth0"])?;
+        ext.ip(&["link", "set", "eth0", "up"])?;
+        ext.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            &NODE_UPLINK_IP.to_string(),
+        ])?;
+        node.sysctl("net.ipv4.ip_forward", "1")?;
+        Ok(Self {
+            stem,
+            containers: Vec::new(),
+            node,
+            ext,
+        })
+    }
+
+    /// Adds a new, empty container namespace (only `lo`, up), to be
+    /// attached by the agent; [`World::c`] finds it by `name`.
+    pub fn add_container(&mut self, name: &str) -> io::Result<()> {
+        self.containers
+            .push(Netns::create(&format!("{}-{name}", self.stem))?);
+        Ok(())
+    }
+
+    /// The container added as `name`. Panics when there is none.
+    #[must_use]
+    pub fn c(&self, name: &str) -> &Netns {
+        let full = format!("{}-{name}", self.stem);
+        self.containers
+            .iter()
+            .find(|c| c.name() == full)
+            .unwrap_or_else(|| panic!("no container {name} in this world"))
+    }
+
+    /// Wires a container to the node with a plain routed veth, without any
+    /// agent: `host_if` in the node with `host_ip/prefix`, `eth0` in the
+    /// container with `ip/prefix` and a default route via `host_ip`. This is
+    /// for testing the datapath on its own; the agent makes real endpoints.
+    pub fn add_plain_container(
+        &mut self,
+        name: &str,
+        host_if: &str,
+        host_ip: Ipv4Addr,
+        ip: Ipv4Addr,
+        prefix: u8,
+    ) -> io::Result<()> {
+        let node = &self.node;
+        let ns = Netns::create(&format!("{}-{name}", self.stem))?;
+        node.ip(&[
+            "link",
+            "add",
+            host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ns.name(),
+        ])?;
+        node.ip(&[
+            "addr",
+            "add",
+            &format!("{host_ip}/{prefix}"),
+            "dev",
+            host_if,
+        ])?;
+        node.ip(&["link", "set", host_if, "up"])?;
+        ns.ip(&["addr", "add", &format!("{ip}/{prefix}"), "dev", "eth0"])?;
+        ns.ip(&["link", "set", "eth0", "up"])?;
+        ns.ip(&["route", "add", "default", "via", &host_ip.to_string()])?;
+        self.containers.push(ns);
+        Ok(())
+    }
+
+    /// The names of every namespace of this world.
+    #[must_use]
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut names = vec![self.node.name().to_owned(), self.ext.name().to_owned()];
+        names.extend(self.containers.iter().map(|c| c.name().to_owned()));
+        names
+    }
+}
+
+/// True when `ping -c 1` from `from` to `to` gets an answer within a second.
+#[must_use]
+pub fn ping(from: &Netns, to: Ipv4Addr) -> bool {
+    from.exec("ping", &["-c", "1", "-W", "1", "-q", &to.to_string()])
+        .is_ok()
+}
+
+/// The names of all namespaces on the machine.
+#[must_use]
+pub fn all_namespaces() -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
