@@ -8,6 +8,7 @@ mod from_container;
 mod maps;
 mod parse;
 mod stats;
+mod verdict;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 

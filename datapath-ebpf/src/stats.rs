@@ -1,13 +1,13 @@
 //! Counting into the per-CPU counter maps. No locks: each CPU owns its slot.
 
-use aya_ebpf::maps::PerCpuArray;
+use aya_ebpf::btf_maps::PerCpuArray;
 use weir_common::stats::{Counter, Hook};
 
 use crate::maps::HOOK_STATS;
 
 /// Adds one packet of `len` bytes to slot `index` of a per-CPU counter map.
 #[inline(always)]
-pub fn add(map: &PerCpuArray<Counter>, index: u32, len: u32) {
+pub fn add<const N: usize>(map: &PerCpuArray<Counter, N>, index: u32, len: u32) {
     if let Some(counter) = map.get_ptr_mut(index) {
         // SAFETY: the pointer comes from a successful lookup in a per-CPU
         // array; only this CPU writes this slot while the program runs.

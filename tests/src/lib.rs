@@ -21,3 +21,21 @@ pub mod world;
 
 pub use netns::Netns;
 pub use world::World;
+
+use std::time::{Duration, Instant};
+
+/// Polls `probe` until it returns `Some`, for at most `timeout`. For state
+/// that the kernel updates asynchronously (a frame queued on a veth backlog
+/// is processed by a softirq, maybe after the sender returned).
+pub fn eventually<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

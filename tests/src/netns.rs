@@ -12,7 +12,8 @@ use std::{
     thread,
 };
 
-/// Prefix of every namespace the test bed makes.
+/// Prefix of every namespace the test bed makes. `cargo xtask test` sweeps
+/// the ones whose process is gone, and fails when a run leaves any behind.
 pub const PREFIX: &str = "weirt-";
 
 /// A unique stem for the namespaces of one world: `weirt-<pid>-<n>`.
@@ -127,26 +128,6 @@ pub fn enter(path: &Path) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// The names of test-bed namespaces whose process is gone (left by a test
-/// run that was killed before its teardown).
-#[must_use]
-pub fn stale() -> Vec<String> {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| {
-            name.strip_prefix(PREFIX)
-                .and_then(|rest| rest.split('-').next())
-                .and_then(|pid| pid.parse::<u32>().ok())
-                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-        })
-        .map(str::to_owned)
-        .collect()
 }
 
 fn run(cmd: &mut Command) -> io::Result<Output> {

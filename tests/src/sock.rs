@@ -45,9 +45,9 @@ impl Server {
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, peer)) => {
-                        if let Ok(data) = serve_tcp(stream) {
+                        let _ = serve_tcp(stream, |data| {
                             log.lock().expect("log").push(Received { peer, data });
-                        }
+                        });
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(POLL),
                     Err(_) => thread::sleep(POLL),
@@ -64,11 +64,13 @@ impl Server {
             let mut buf = vec![0u8; 65536];
             while !stop.load(Ordering::Relaxed) {
                 if let Ok((n, peer)) = socket.recv_from(&mut buf) {
-                    let _ = socket.send_to(&buf[..n], peer);
+                    // Logged before the answer, so a client holding the
+                    // answer always finds its request in the log.
                     log.lock().expect("log").push(Received {
                         peer,
                         data: buf[..n].to_vec(),
                     });
+                    let _ = socket.send_to(&buf[..n], peer);
                 }
             }
         }))
@@ -114,13 +116,15 @@ impl Drop for Server {
     }
 }
 
-fn serve_tcp(mut stream: TcpStream) -> io::Result<Vec<u8>> {
+/// Reads the request to its end, logs it, then echoes it: a client holding
+/// the answer always finds its request in the log.
+fn serve_tcp(mut stream: TcpStream, log: impl FnOnce(Vec<u8>)) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     let mut data = Vec::new();
     stream.read_to_end(&mut data)?;
-    stream.write_all(&data)?;
-    Ok(data)
+    log(data.clone());
+    stream.write_all(&data)
 }
 
 /// From inside `ns`: connects to `to`, sends `data`, shuts down the write

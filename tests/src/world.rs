@@ -94,15 +94,15 @@ impl World {
     }
 
     /// Wires a container to the node with a plain routed veth, without any
-    /// agent: `host_if` in the node with `host_ip/prefix`, `eth0` in the
-    /// container with `ip/prefix` and a default route via `host_ip`. This is
+    /// agent: `node_if` in the node with `gateway/prefix`, `eth0` in the
+    /// container with `addr/prefix` and a default route via `gateway`. This is
     /// for testing the datapath on its own; the agent makes real endpoints.
     pub fn add_plain_container(
         &mut self,
         name: &str,
-        host_if: &str,
-        host_ip: Ipv4Addr,
-        ip: Ipv4Addr,
+        node_if: &str,
+        gateway: Ipv4Addr,
+        addr: Ipv4Addr,
         prefix: u8,
     ) -> io::Result<()> {
         let node = &self.node;
@@ -110,7 +110,7 @@ impl World {
         node.ip(&[
             "link",
             "add",
-            host_if,
+            node_if,
             "type",
             "veth",
             "peer",
@@ -122,14 +122,14 @@ impl World {
         node.ip(&[
             "addr",
             "add",
-            &format!("{host_ip}/{prefix}"),
+            &format!("{gateway}/{prefix}"),
             "dev",
-            host_if,
+            node_if,
         ])?;
-        node.ip(&["link", "set", host_if, "up"])?;
-        ns.ip(&["addr", "add", &format!("{ip}/{prefix}"), "dev", "eth0"])?;
+        node.ip(&["link", "set", node_if, "up"])?;
+        ns.ip(&["addr", "add", &format!("{addr}/{prefix}"), "dev", "eth0"])?;
         ns.ip(&["link", "set", "eth0", "up"])?;
-        ns.ip(&["route", "add", "default", "via", &host_ip.to_string()])?;
+        ns.ip(&["route", "add", "default", "via", &gateway.to_string()])?;
         self.containers.push(ns);
         Ok(())
     }

@@ -4,6 +4,7 @@
 use std::{
     net::Ipv4Addr,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    time::Duration,
 };
 
 use weir::datapath::{
@@ -11,7 +12,7 @@ use weir::datapath::{
     aya::programs::{SchedClassifier, TcAttachType},
 };
 use weir_common::{drop::DropReason, stats::Hook};
-use weir_tests::{World, netns::Netns, world};
+use weir_tests::{World, eventually, netns::Netns, world};
 
 const HOST_IF: &str = "vc1";
 const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
@@ -46,13 +47,6 @@ fn attached_program_counts_real_packets_and_lets_them_pass() {
     );
     assert!(after.bytes >= before.bytes + 3 * 98);
     assert_eq!(dp.drop_stats(DropReason::Malformed).unwrap().packets, 0);
-    // Nothing is counted in the other direction: ext traffic does not pass
-    // a container veth's ingress.
-    assert!(world::ping(&w.ext, world::NODE_UPLINK_IP));
-    assert_eq!(
-        dp.hook_stats(Hook::FromContainer).unwrap().packets,
-        after.packets
-    );
 }
 
 /// The programs attached at tcx ingress of `interface` in `ns`, by name,
@@ -88,7 +82,11 @@ fn truncated_frame_from_a_container_is_dropped() {
     frame.extend_from_slice(&0x0800u16.to_be_bytes());
     frame.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0, 0, 64, 17]); // 10 of 20 bytes
     w.c("c1").run(|| send_raw("eth0", &frame));
-    let dropped = dp.drop_stats(DropReason::Malformed).unwrap();
+    let dropped = eventually(Duration::from_secs(2), || {
+        let c = dp.drop_stats(DropReason::Malformed).unwrap();
+        (c.packets > 0).then_some(c)
+    })
+    .expect("the frame is dropped and counted");
     assert_eq!(dropped.packets, 1);
     assert_eq!(dropped.bytes, frame.len() as u64);
 }
@@ -103,7 +101,7 @@ fn send_raw(ifname: &str, frame: &[u8]) {
         assert!(fd >= 0, "AF_PACKET socket");
         let fd = OwnedFd::from_raw_fd(fd);
         let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_family = u16::try_from(libc::AF_PACKET).unwrap();
         addr.sll_ifindex = i32::try_from(ifindex).unwrap();
         addr.sll_halen = 6;
         addr.sll_addr[..6].copy_from_slice(&frame[..6]);

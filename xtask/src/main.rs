@@ -1,1 +1,51 @@
-fn main() {}
+//! `cargo xtask`: the project's own commands.
+//!
+//! - `setup`: installs what a fresh machine lacks (idempotent);
+//! - `test`:  setup, then fmt, clippy and every test suite;
+//! - `demo`:  setup, then the sandboxed demo in a test-bed world.
+//!
+//! xtask depends on no weir crate: it has to build on a machine that has no
+//! bpf-linker yet, since installing it is its job.
+
+mod cmd;
+mod demo;
+mod setup;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "weir's development tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing: LLVM 22, bpf-linker, nightly rust-src,
+    /// bpftool, iproute2 and the test tools; mount bpffs.
+    Setup,
+    /// Setup, then cargo fmt --check, clippy -D warnings, unit,
+    /// `BPF_PROG_TEST_RUN` and end-to-end tests.
+    Test {
+        /// Only run tests whose name contains this (fmt and clippy still run).
+        filter: Option<String>,
+    },
+    /// Setup, then the sandboxed demo in throw-away network namespaces.
+    Demo,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::Test { filter } => {
+            setup::run()?;
+            test::run(filter.as_deref())
+        }
+        Task::Demo => {
+            setup::run()?;
+            demo::run()
+        }
+    }
+}
