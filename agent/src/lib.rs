@@ -1,2 +1,3 @@
 //! weir: the node agent and its library.
 pub mod datapath;
+pub mod network;
