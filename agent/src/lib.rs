@@ -1,3 +1,5 @@
 //! weir: the node agent and its library.
 pub mod datapath;
 pub mod network;
+pub mod paths;
+pub mod state;

@@ -2,7 +2,9 @@
 //! veths that realise a network live in `netlink/`.
 
 pub mod ipam;
+pub mod registry;
 pub mod subnet;
 
 pub use ipam::{Ipam, IpamError};
+pub use registry::{Mode, Network, NetworkError, NetworkSpec, Registry};
 pub use subnet::{Subnet, SubnetError};

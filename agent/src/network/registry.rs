@@ -1,0 +1,313 @@
+//! The networks an agent owns, and the rules a new one must pass before
+//! anything is made in the kernel: a valid, unused name; a subnet that
+//! overlaps no other; a gateway inside it.
+
+use std::{collections::BTreeMap, fmt, net::Ipv4Addr, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Ipam, IpamError, Subnet};
+
+/// How a network reaches the outside (`--mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Container addresses stay private; egress is masqueraded.
+    #[default]
+    Nat,
+    /// Container addresses are routed; only published ports are reachable.
+    Routed,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Nat => "nat",
+            Mode::Routed => "routed",
+        })
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "nat" => Ok(Mode::Nat),
+            "routed" => Ok(Mode::Routed),
+            other => Err(format!("invalid mode `{other}`: expected nat or routed")),
+        }
+    }
+}
+
+/// What `weir network create` asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    pub name: String,
+    pub subnet: Subnet,
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default = "yes")]
+    pub icc: bool,
+    #[serde(default = "yes")]
+    pub masquerade: bool,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub snat_ip: Option<Ipv4Addr>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A network the agent owns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    /// Small number, unique on this agent; the datapath's network id.
+    pub id: u32,
+    pub name: String,
+    /// The Linux bridge that realises the network.
+    pub bridge: String,
+    pub ipam: Ipam,
+    pub internal: bool,
+    pub icc: bool,
+    pub masquerade: bool,
+    pub mode: Mode,
+    pub snat_ip: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkError {
+    #[error(
+        "invalid network name `{name}`: use 1 to 64 characters from [a-zA-Z0-9_.-], starting with a letter or digit"
+    )]
+    InvalidName { name: String },
+    #[error("network `{name}` already exists")]
+    Exists { name: String },
+    #[error("subnet {subnet} overlaps {other} of network `{network}`")]
+    Overlap {
+        subnet: Subnet,
+        other: Subnet,
+        network: String,
+    },
+    #[error(
+        "--snat-ip is for networks that masquerade; `{name}` has --masquerade=false or --internal"
+    )]
+    SnatWithoutMasquerade { name: String },
+    #[error("network `{name}` not found")]
+    NotFound { name: String },
+    #[error("no free network id left")]
+    NoFreeId,
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+}
+
+/// Bridge names are `weir<id>` (at most 15 characters, the kernel's limit).
+#[must_use]
+pub fn bridge_name(id: u32) -> String {
+    format!("weir{id}")
+}
+
+/// The most networks one agent holds (ids `0..MAX_NETWORKS`).
+pub const MAX_NETWORKS: u32 = 4096;
+
+/// Every network of an agent, by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registry {
+    networks: BTreeMap<String, Network>,
+}
+
+impl Registry {
+    /// Checks `spec` against the rules and the existing networks and returns
+    /// the network it would become; nothing is recorded yet.
+    pub fn plan(&self, spec: &NetworkSpec) -> Result<Network, NetworkError> {
+        validate_name(&spec.name)?;
+        if self.networks.contains_key(&spec.name) {
+            return Err(NetworkError::Exists {
+                name: spec.name.clone(),
+            });
+        }
+        if let Some(other) = self
+            .networks
+            .values()
+            .find(|n| n.ipam.subnet().overlaps(spec.subnet))
+        {
+            return Err(NetworkError::Overlap {
+                subnet: spec.subnet,
+                other: other.ipam.subnet(),
+                network: other.name.clone(),
+            });
+        }
+        if spec.snat_ip.is_some() && (!spec.masquerade || spec.internal) {
+            return Err(NetworkError::SnatWithoutMasquerade {
+                name: spec.name.clone(),
+            });
+        }
+        let ipam = Ipam::new(spec.subnet, spec.gateway)?;
+        let id = (0..MAX_NETWORKS)
+            .find(|id| self.networks.values().all(|n| n.id != *id))
+            .ok_or(NetworkError::NoFreeId)?;
+        Ok(Network {
+            id,
+            name: spec.name.clone(),
+            bridge: bridge_name(id),
+            ipam,
+            internal: spec.internal,
+            icc: spec.icc,
+            // An internal network never masquerades.
+            masquerade: spec.masquerade && !spec.internal,
+            mode: spec.mode,
+            snat_ip: spec.snat_ip,
+        })
+    }
+
+    /// Records a network returned by [`Registry::plan`].
+    pub fn insert(&mut self, network: Network) {
+        self.networks.insert(network.name.clone(), network);
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Network, NetworkError> {
+        self.networks
+            .get(name)
+            .ok_or_else(|| NetworkError::NotFound {
+                name: name.to_owned(),
+            })
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Result<&mut Network, NetworkError> {
+        self.networks
+            .get_mut(name)
+            .ok_or_else(|| NetworkError::NotFound {
+                name: name.to_owned(),
+            })
+    }
+
+    pub fn remove(&mut self, name: &str) -> Result<Network, NetworkError> {
+        self.networks
+            .remove(name)
+            .ok_or_else(|| NetworkError::NotFound {
+                name: name.to_owned(),
+            })
+    }
+
+    /// Networks in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &Network> {
+        self.networks.values()
+    }
+}
+
+/// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, here at most 64.
+pub fn validate_name(name: &str) -> Result<(), NetworkError> {
+    let mut chars = name.chars();
+    let ok = name.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(NetworkError::InvalidName {
+            name: name.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, subnet: &str) -> NetworkSpec {
+        NetworkSpec {
+            name: name.into(),
+            subnet: subnet.parse().unwrap(),
+            gateway: None,
+            internal: false,
+            icc: true,
+            masquerade: true,
+            mode: Mode::Nat,
+            snat_ip: None,
+        }
+    }
+
+    fn with(reg: &mut Registry, name: &str, subnet: &str) -> Network {
+        let n = reg.plan(&spec(name, subnet)).unwrap();
+        reg.insert(n.clone());
+        n
+    }
+
+    #[test]
+    fn ids_and_bridges_are_the_lowest_free() {
+        let mut reg = Registry::default();
+        assert_eq!(with(&mut reg, "a", "10.1.0.0/24").bridge, "weir0");
+        assert_eq!(with(&mut reg, "b", "10.2.0.0/24").bridge, "weir1");
+        reg.remove("a").unwrap();
+        assert_eq!(with(&mut reg, "c", "10.3.0.0/24").id, 0);
+    }
+
+    #[test]
+    fn names_duplicates_and_overlaps_are_refused() {
+        let mut reg = Registry::default();
+        with(&mut reg, "front", "10.1.0.0/16");
+        for bad in ["", "-x", "a b", "a/b", &"x".repeat(65)] {
+            assert!(
+                matches!(
+                    reg.plan(&spec(bad, "10.9.0.0/24")),
+                    Err(NetworkError::InvalidName { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            reg.plan(&spec("front", "10.9.0.0/24")),
+            Err(NetworkError::Exists { .. })
+        ));
+        let err = reg.plan(&spec("back", "10.1.2.0/24")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "subnet 10.1.2.0/24 overlaps 10.1.0.0/16 of network `front`"
+        );
+        assert!(matches!(
+            reg.plan(&spec("back", "10.0.0.0/8")),
+            Err(NetworkError::Overlap { .. })
+        ));
+        assert!(reg.plan(&spec("back", "10.2.0.0/16")).is_ok());
+    }
+
+    #[test]
+    fn flags_are_checked_and_internal_never_masquerades() {
+        let reg = Registry::default();
+        let mut s = spec("i", "10.1.0.0/24");
+        s.internal = true;
+        assert!(!reg.plan(&s).unwrap().masquerade);
+        s.snat_ip = Some("192.0.2.1".parse().unwrap());
+        assert!(matches!(
+            reg.plan(&s),
+            Err(NetworkError::SnatWithoutMasquerade { .. })
+        ));
+        let mut s = spec("g", "10.1.0.0/24");
+        s.gateway = Some("10.2.0.1".parse().unwrap());
+        assert!(matches!(
+            reg.plan(&s),
+            Err(NetworkError::Ipam(IpamError::GatewayOutside { .. }))
+        ));
+    }
+
+    #[test]
+    fn missing_networks_are_named() {
+        let mut reg = Registry::default();
+        assert_eq!(
+            reg.get("nope").unwrap_err().to_string(),
+            "network `nope` not found"
+        );
+        assert!(reg.remove("nope").is_err());
+    }
+
+    #[test]
+    fn spec_json_defaults_match_docker() {
+        let s: NetworkSpec =
+            serde_json::from_str(r#"{"name":"n","subnet":"10.5.0.0/24"}"#).unwrap();
+        assert!(s.icc && s.masquerade && !s.internal);
+        assert_eq!(s.mode, Mode::Nat);
+    }
+}

@@ -1,0 +1,75 @@
+//! Every path the agent and the CLI use, built here and nowhere else.
+
+use std::path::PathBuf;
+
+/// Default API socket (`--socket`, `WEIR_SOCKET`).
+pub const DEFAULT_SOCKET: &str = "/run/weir/weir.sock";
+/// Default directory for the desired state (`--state-dir`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/weir";
+/// Default bpffs root for pins (`--bpffs`).
+pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/weir";
+
+/// The agent's places on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Paths {
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub bpffs: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Self {
+            socket: DEFAULT_SOCKET.into(),
+            state_dir: DEFAULT_STATE_DIR.into(),
+            bpffs: DEFAULT_BPFFS.into(),
+        }
+    }
+}
+
+impl Paths {
+    /// The desired-state file.
+    #[must_use]
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir.join("state.json")
+    }
+
+    /// Pinned maps.
+    #[must_use]
+    pub fn maps_dir(&self) -> PathBuf {
+        self.bpffs.join("maps")
+    }
+
+    /// Pinned links (attachments that outlive the agent).
+    #[must_use]
+    pub fn links_dir(&self) -> PathBuf {
+        self.bpffs.join("links")
+    }
+
+    /// Pinned programs.
+    #[must_use]
+    pub fn progs_dir(&self) -> PathBuf {
+        self.bpffs.join("progs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn derived_paths_live_under_their_roots() {
+        let p = Paths {
+            socket: "/tmp/t/weir.sock".into(),
+            state_dir: "/tmp/t/state".into(),
+            bpffs: "/sys/fs/bpf/weir-t".into(),
+        };
+        assert_eq!(p.state_file(), Path::new("/tmp/t/state/state.json"));
+        assert_eq!(p.maps_dir(), Path::new("/sys/fs/bpf/weir-t/maps"));
+        assert_eq!(p.links_dir(), Path::new("/sys/fs/bpf/weir-t/links"));
+        assert_eq!(p.progs_dir(), Path::new("/sys/fs/bpf/weir-t/progs"));
+        assert_eq!(Paths::default().socket, Path::new(DEFAULT_SOCKET));
+    }
+}
