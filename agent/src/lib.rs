@@ -1,6 +1,11 @@
 //! weir: the node agent and its library.
+pub mod api;
+pub mod cli;
+pub mod daemon;
 pub mod datapath;
+pub mod error;
 pub mod netlink;
+pub mod netns;
 pub mod network;
 pub mod paths;
 pub mod state;

@@ -1,6 +1,6 @@
 //! Every path the agent and the CLI use, built here and nowhere else.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Default API socket (`--socket`, `WEIR_SOCKET`).
 pub const DEFAULT_SOCKET: &str = "/run/weir/weir.sock";
@@ -53,11 +53,28 @@ impl Paths {
     }
 }
 
+/// Where `weir run` binds the namespace of run `name`: beside the agent's
+/// socket, so that agents with their own sockets never share one.
+#[must_use]
+pub fn run_netns_path(socket: &Path, name: &str) -> PathBuf {
+    socket
+        .parent()
+        .unwrap_or(Path::new("/run/weir"))
+        .join("netns")
+        .join(name)
+}
+
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
+
+    #[test]
+    fn run_namespaces_live_beside_the_socket() {
+        assert_eq!(
+            run_netns_path(Path::new("/tmp/a/weir.sock"), "web"),
+            Path::new("/tmp/a/netns/web")
+        );
+    }
 
     #[test]
     fn derived_paths_live_under_their_roots() {

@@ -11,4 +11,5 @@
 #![no_std]
 
 pub mod drop;
+pub mod endpoint;
 pub mod stats;

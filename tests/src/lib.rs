@@ -13,6 +13,7 @@
 //! - [`packet`]: building and checking frames (lengths, checksums);
 //! - [`prog`]: `BPF_PROG_TEST_RUN` on the real datapath programs.
 
+pub mod agent;
 pub mod netns;
 pub mod packet;
 pub mod prog;

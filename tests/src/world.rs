@@ -2,6 +2,7 @@
 //!
 //! ```text
 //!   ext (203.0.113.2/24, eth0) ── veth ── (uplink0, 203.0.113.1/24) node
+//!                                           default route via ext
 //!                                           │  veth per container (host side
 //!                                           │  in node, `eth0` inside)
 //!                                        containers
@@ -66,6 +67,8 @@ impl World {
             "via",
             &NODE_UPLINK_IP.to_string(),
         ])?;
+        // ext stands for the rest of the world: the node's default route.
+        node.ip(&["route", "add", "default", "via", &EXT_IP.to_string()])?;
         node.sysctl("net.ipv4.ip_forward", "1")?;
         Ok(Self {
             stem,
@@ -132,6 +135,13 @@ impl World {
         ns.ip(&["route", "add", "default", "via", &gateway.to_string()])?;
         self.containers.push(ns);
         Ok(())
+    }
+
+    /// The world's unique stem (`weirt-<pid>-<n>`), for naming files and
+    /// directories that belong to it.
+    #[must_use]
+    pub fn stem(&self) -> &str {
+        &self.stem
     }
 
     /// The names of every namespace of this world.

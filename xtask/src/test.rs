@@ -44,6 +44,8 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
         "panic=abort",
         "-Zpanic_abort_tests",
     ]))?;
+    // The end-to-end tests drive the real `weir` binary.
+    cmd::run(cmd::new("cargo").args(["build", "--package", "weir", "--bins"]))?;
     let mut test = cmd::new("cargo");
     test.args([
         "test",
@@ -124,12 +126,26 @@ fn run_counting(cmd: &mut Command) -> (anyhow::Result<()>, Totals) {
     (result, totals)
 }
 
-/// Deletes test-bed namespaces whose process is gone; returns how many.
+/// Deletes what test-bed worlds of dead processes left: namespaces, and the
+/// agents' bpffs and temporary directories (named like the namespaces).
+/// Returns how many namespaces it deleted.
 fn sweep_test_namespaces() -> usize {
+    let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
     let list = cmd::stdout(cmd::new("ip").args(["netns", "list"]));
-    let stale = stale_test_namespaces(&list, |pid| Path::new(&format!("/proc/{pid}")).exists());
+    let stale = stale_test_namespaces(&list, alive);
     for name in &stale {
         let _ = cmd::succeeds(cmd::new("ip").args(["netns", "del", name]));
+    }
+    for root in [Path::new("/sys/fs/bpf"), &std::env::temp_dir()] {
+        let names: String = std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned() + "\n")
+            .collect();
+        for name in stale_test_namespaces(&names, alive) {
+            let _ = std::fs::remove_dir_all(root.join(name));
+        }
     }
     stale.len()
 }

@@ -2,15 +2,26 @@
 //! the agent needs, each idempotent so that reconciling twice changes
 //! nothing.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    os::fd::RawFd,
+};
 
 use futures::TryStreamExt as _;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec};
+use rtnetlink::{
+    Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    packet_route::{
+        link::LinkAttribute,
+        route::{RouteAttribute, RouteHeader},
+    },
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
     #[error("opening a netlink socket: {0}")]
     Connect(#[source] std::io::Error),
+    #[error("no link named {name}")]
+    NoSuchLink { name: String },
     #[error("{op} {target}: {source}")]
     Request {
         op: &'static str,
@@ -100,6 +111,176 @@ impl Netlink {
             Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(false),
             Err(e) => Err(request("delete link", name, e)),
         }
+    }
+}
+
+impl Netlink {
+    /// Makes a veth pair `host` <-> `peer`, both in this namespace, down.
+    pub async fn create_veth(&self, host: &str, peer: &str) -> Result<(), NetlinkError> {
+        self.handle
+            .link()
+            .add(LinkVeth::new(host, peer).down().build())
+            .execute()
+            .await
+            .map_err(|e| request("create veth", host, e))
+    }
+
+    /// Moves link `name` into the network namespace open as `netns_fd`.
+    pub async fn move_to_netns(&self, name: &str, netns_fd: RawFd) -> Result<(), NetlinkError> {
+        let index = self.require_index(name).await?;
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .setns_by_fd(netns_fd)
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| request("move to namespace", name, e))
+    }
+
+    /// Enslaves `port` to bridge `bridge_index` and brings it up.
+    pub async fn attach_to_bridge(
+        &self,
+        port: &str,
+        bridge_index: u32,
+    ) -> Result<u32, NetlinkError> {
+        let index = self.require_index(port).await?;
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .controller(bridge_index)
+                    .up()
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| request("attach to bridge", port, e))?;
+        Ok(index)
+    }
+
+    /// Inside a container namespace: renames `from` to `to`, sets its MAC
+    /// and `ip/prefix`, brings it and `lo` up, and routes everything via
+    /// `gateway`.
+    pub async fn configure_container_side(
+        &self,
+        from: &str,
+        to: &str,
+        mac: [u8; 6],
+        ip: Ipv4Addr,
+        prefix: u8,
+        gateway: Ipv4Addr,
+    ) -> Result<(), NetlinkError> {
+        let index = self.require_index(from).await?;
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .name(to.to_owned())
+                    .address(mac.to_vec())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| request("rename", from, e))?;
+        self.handle
+            .address()
+            .add(index, IpAddr::V4(ip), prefix)
+            .execute()
+            .await
+            .map_err(|e| request("add address to", to, e))?;
+        for link in [index, self.require_index("lo").await?] {
+            self.handle
+                .link()
+                .set(LinkUnspec::new_with_index(link).up().build())
+                .execute()
+                .await
+                .map_err(|e| request("set up", to, e))?;
+        }
+        self.handle
+            .route()
+            .add(
+                RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(gateway)
+                    .output_interface(index)
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| request("add default route via", &gateway.to_string(), e))
+    }
+
+    /// The device of the main table's IPv4 default route, if there is one.
+    pub async fn default_route_device(&self) -> Result<Option<String>, NetlinkError> {
+        let mut routes = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute();
+        while let Some(route) = routes
+            .try_next()
+            .await
+            .map_err(|e| request("list routes", "", e))?
+        {
+            if route.header.destination_prefix_length != 0
+                || route.header.table != RouteHeader::RT_TABLE_MAIN
+            {
+                continue;
+            }
+            let oif = route.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            });
+            if let Some(oif) = oif {
+                return self.link_name(oif).await;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The name of link `index`, if it exists.
+    pub async fn link_name(&self, index: u32) -> Result<Option<String>, NetlinkError> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link.and_then(|l| {
+                l.attributes.into_iter().find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some(n),
+                    _ => None,
+                })
+            })),
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(request("get link", &index.to_string(), e)),
+        }
+    }
+
+    /// Every link of this namespace: (index, name).
+    pub async fn links(&self) -> Result<Vec<(u32, String)>, NetlinkError> {
+        let mut links = self.handle.link().get().execute();
+        let mut out = Vec::new();
+        while let Some(link) = links
+            .try_next()
+            .await
+            .map_err(|e| request("list links", "", e))?
+        {
+            let name = link.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            });
+            if let Some(name) = name {
+                out.push((link.header.index, name));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn require_index(&self, name: &str) -> Result<u32, NetlinkError> {
+        self.link_index(name)
+            .await?
+            .ok_or_else(|| NetlinkError::NoSuchLink {
+                name: name.to_owned(),
+            })
     }
 }
 

@@ -1,0 +1,118 @@
+//! The API client the CLI uses: one HTTP/1.1 request per connection.
+
+use std::path::{Path, PathBuf};
+
+use http_body_util::{BodyExt as _, Full};
+use hyper::{Method, Request, StatusCode, body::Bytes};
+use hyper_util::rt::TokioIo;
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::net::UnixStream;
+
+use super::ErrorBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    // The cause is part of the message (not a `#[source]`), so that the
+    // hint comes last when the CLI prints the whole chain.
+    #[error(
+        "cannot reach the weir agent at {socket}: {cause}\n\
+         Is it running? Start it with `weir agent` (as root), or point --socket / WEIR_SOCKET at its socket."
+    )]
+    NotRunning {
+        socket: PathBuf,
+        cause: std::io::Error,
+    },
+    /// The agent refused the request and said why.
+    #[error("{message}")]
+    Refused { status: StatusCode, message: String },
+    #[error("talking to the agent: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("the agent's answer is not what this CLI expects: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+pub struct Client {
+    socket: PathBuf,
+}
+
+impl Client {
+    #[must_use]
+    pub fn new(socket: &Path) -> Self {
+        Self {
+            socket: socket.to_owned(),
+        }
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::GET, path, None::<&()>).await
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// DELETE; the answer's body (if any) is decoded as `T`.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, ClientError> {
+        let bytes = self.send(Method::DELETE, path, None::<&()>).await?;
+        if bytes.is_empty() {
+            Ok(None)
+        } else {
+            Ok(Some(serde_json::from_slice(&bytes)?))
+        }
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let bytes = self.send(method, path, body).await?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    async fn send<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Bytes, ClientError> {
+        let stream =
+            UnixStream::connect(&self.socket)
+                .await
+                .map_err(|cause| ClientError::NotRunning {
+                    socket: self.socket.clone(),
+                    cause,
+                })?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let body = match body {
+            Some(b) => Bytes::from(serde_json::to_vec(b)?),
+            None => Bytes::new(),
+        };
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "weir")
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .expect("a valid request");
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        if status.is_success() {
+            Ok(bytes)
+        } else {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes).map_or_else(
+                |_| String::from_utf8_lossy(&bytes).into_owned(),
+                |b| b.error,
+            );
+            Err(ClientError::Refused { status, message })
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The API server: routes to [`Agent`] methods, one request at a time.
+
+use std::{os::unix::fs::PermissionsExt as _, path::Path, sync::Arc};
+
+use axum::{
+    Json, Router,
+    extract::{Path as UrlPath, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use tokio::{net::UnixListener, sync::Mutex};
+
+use super::ErrorBody;
+use crate::{
+    daemon::{Agent, AttachRequest},
+    error::{AgentError, ErrorKind},
+    network::NetworkSpec,
+};
+
+type Shared = Arc<Mutex<Agent>>;
+
+impl IntoResponse for AgentError {
+    fn into_response(self) -> Response {
+        let status = match self.kind() {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self, "request failed");
+        }
+        (
+            status,
+            Json(ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+pub fn router(agent: Shared) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/networks", get(networks).post(create_network))
+        .route("/v1/networks/{name}", get(network).delete(remove_network))
+        .route("/v1/endpoints", get(endpoints).post(attach))
+        .route("/v1/endpoints/{name}", axum::routing::delete(detach))
+        .with_state(agent)
+}
+
+/// Binds `socket` (mode 0660), refusing when another agent answers there.
+pub async fn bind(socket: &Path) -> Result<UnixListener, AgentError> {
+    if tokio::net::UnixStream::connect(socket).await.is_ok() {
+        return Err(AgentError::AlreadyRunning {
+            socket: socket.to_owned(),
+        });
+    }
+    let what = format!("binding the API socket {}", socket.display());
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(AgentError::io(what.clone()))?;
+    }
+    match std::fs::remove_file(socket) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(AgentError::io(what)(e));
+        }
+        _ => {}
+    }
+    let listener = UnixListener::bind(socket).map_err(AgentError::io(what.clone()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
+        .map_err(AgentError::io(what))?;
+    Ok(listener)
+}
+
+async fn status(State(agent): State<Shared>) -> Response {
+    Json(agent.lock().await.status()).into_response()
+}
+
+async fn networks(State(agent): State<Shared>) -> Response {
+    Json(agent.lock().await.networks()).into_response()
+}
+
+async fn network(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> Response {
+    agent.lock().await.network(&name).map(Json).into_response()
+}
+
+async fn create_network(State(agent): State<Shared>, Json(spec): Json<NetworkSpec>) -> Response {
+    agent
+        .lock()
+        .await
+        .create_network(&spec)
+        .await
+        .map(|n| (StatusCode::CREATED, Json(n)))
+        .into_response()
+}
+
+async fn remove_network(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> Response {
+    agent
+        .lock()
+        .await
+        .remove_network(&name)
+        .await
+        .map(|()| StatusCode::NO_CONTENT)
+        .into_response()
+}
+
+async fn endpoints(State(agent): State<Shared>) -> Response {
+    Json(agent.lock().await.endpoints()).into_response()
+}
+
+async fn attach(State(agent): State<Shared>, Json(req): Json<AttachRequest>) -> Response {
+    agent
+        .lock()
+        .await
+        .attach(&req)
+        .await
+        .map(|e| (StatusCode::CREATED, Json(e)))
+        .into_response()
+}
+
+async fn detach(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> Response {
+    agent
+        .lock()
+        .await
+        .detach(&name)
+        .await
+        .map(Json)
+        .into_response()
+}

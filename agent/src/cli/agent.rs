@@ -1,0 +1,96 @@
+//! `weir agent`: the daemon.
+
+use std::{path::Path, path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::Args;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::Mutex,
+};
+use tracing::info;
+
+use crate::{
+    api::server,
+    daemon::{Agent, Config},
+    network::{Mode, NetworkSpec, Subnet},
+    paths::{DEFAULT_BPFFS, DEFAULT_STATE_DIR, Paths},
+};
+
+/// The default network's name; its bridge is `weir0`.
+pub const DEFAULT_NETWORK: &str = "weir";
+/// The default network's subnet: clear of Docker's 172.17/16 and Podman's
+/// 10.88/16.
+pub const DEFAULT_SUBNET: &str = "10.203.0.0/16";
+
+#[derive(Args)]
+pub struct AgentArgs {
+    /// The uplink(s) (default: the device of the default route).
+    #[arg(long = "uplink")]
+    uplinks: Vec<String>,
+    /// Where the desired state is kept.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// The bpffs directory for pinned maps, links and programs.
+    #[arg(long, default_value = DEFAULT_BPFFS)]
+    bpffs: PathBuf,
+    /// Do not create the default network on first start.
+    #[arg(long)]
+    no_default_network: bool,
+    /// The default network's subnet.
+    #[arg(long, default_value = DEFAULT_SUBNET)]
+    default_subnet: Subnet,
+}
+
+impl AgentArgs {
+    pub async fn exec(self, socket: &Path) -> anyhow::Result<ExitCode> {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info".into()),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+        let config = Config {
+            paths: Paths {
+                socket: socket.to_owned(),
+                state_dir: self.state_dir,
+                bpffs: self.bpffs,
+            },
+            uplinks: self.uplinks,
+            default_network: (!self.no_default_network).then(|| NetworkSpec {
+                name: DEFAULT_NETWORK.to_owned(),
+                subnet: self.default_subnet,
+                gateway: None,
+                internal: false,
+                icc: true,
+                masquerade: true,
+                mode: Mode::Nat,
+                snat_ip: None,
+            }),
+        };
+        let listener = server::bind(socket).await?;
+        let agent = Agent::start(config).await?;
+        let status = agent.status();
+        info!(
+            socket = %socket.display(),
+            networks = status.networks,
+            endpoints = status.endpoints,
+            uplinks = ?status.uplinks,
+            "agent ready"
+        );
+        let app = server::router(Arc::new(Mutex::new(agent)));
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            })
+            .await?;
+        let _ = std::fs::remove_file(socket);
+        info!("agent stopped; bridges, veths and state stay for the next start");
+        Ok(ExitCode::SUCCESS)
+    }
+}

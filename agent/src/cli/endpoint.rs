@@ -1,0 +1,79 @@
+//! `weir attach`, `weir detach`, `weir ps`.
+
+use std::{net::Ipv4Addr, path::Path, path::PathBuf, process::ExitCode};
+
+use clap::Args;
+
+use super::output::{self, JsonFlag};
+use crate::{
+    api::client::Client,
+    daemon::{AttachRequest, Endpoint},
+};
+
+#[derive(Args)]
+pub struct AttachArgs {
+    /// The network to attach to.
+    network: String,
+    /// The network namespace file (e.g. /run/netns/NAME or /proc/PID/ns/net).
+    #[arg(long)]
+    netns: PathBuf,
+    /// The endpoint's name (default: ep<id>).
+    #[arg(long)]
+    name: Option<String>,
+    /// The address (default: the lowest free one).
+    #[arg(long)]
+    ip: Option<Ipv4Addr>,
+}
+
+impl AttachArgs {
+    pub async fn exec(self, socket: &Path) -> anyhow::Result<ExitCode> {
+        let req = AttachRequest {
+            network: self.network,
+            netns: self.netns,
+            name: self.name,
+            ip: self.ip,
+        };
+        let ep: Endpoint = Client::new(socket).post("/v1/endpoints", &req).await?;
+        println!("{} {}", ep.name, ep.ip);
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Args)]
+pub struct DetachArgs {
+    /// The endpoint's name.
+    name: String,
+}
+
+impl DetachArgs {
+    pub async fn exec(self, socket: &Path) -> anyhow::Result<ExitCode> {
+        Client::new(socket)
+            .delete::<Endpoint>(&format!("/v1/endpoints/{}", self.name))
+            .await?;
+        println!("{}", self.name);
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+pub async fn ps(socket: &Path, flag: JsonFlag) -> anyhow::Result<ExitCode> {
+    let endpoints: Vec<Endpoint> = Client::new(socket).get("/v1/endpoints").await?;
+    if flag.json {
+        output::json(&endpoints)?;
+    } else {
+        let rows: Vec<Vec<String>> = endpoints
+            .iter()
+            .map(|e| {
+                vec![
+                    e.name.clone(),
+                    e.network.clone(),
+                    e.ip.to_string(),
+                    e.mac.clone(),
+                    e.host_if.clone(),
+                    e.netns.display().to_string(),
+                ]
+            })
+            .collect();
+        output::table(&["NAME", "NETWORK", "IP", "MAC", "HOST IF", "NETNS"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}

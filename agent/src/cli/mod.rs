@@ -1,0 +1,87 @@
+//! The `weir` command line. `weir agent` runs the daemon; every other
+//! subcommand is a client of its API. One file per subcommand; `main.rs`
+//! only calls [`main`].
+//!
+//! Exit codes: 0 done; 1 the agent refused or failed the request (it says
+//! why); 2 the command line is wrong; 3 the agent cannot be reached.
+
+mod agent;
+mod endpoint;
+mod network;
+mod output;
+mod run;
+mod status;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::{api::client::ClientError, paths::DEFAULT_SOCKET};
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "Container networking with eBPF instead of iptables"
+)]
+struct Cli {
+    /// The agent's API socket.
+    #[arg(long, global = true, env = "WEIR_SOCKET", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node agent (as root).
+    Agent(agent::AgentArgs),
+    /// Create, list, inspect and remove networks.
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
+    /// Attach a network namespace to a network.
+    Attach(endpoint::AttachArgs),
+    /// Detach an endpoint (also when its namespace is already gone).
+    Detach(endpoint::DetachArgs),
+    /// List endpoints.
+    Ps(output::JsonFlag),
+    /// Run a command in a fresh namespace attached to a network; detach when it exits.
+    Run(run::RunArgs),
+    /// Show the agent's status.
+    Status(output::JsonFlag),
+}
+
+/// Parses the command line, runs it, and turns the outcome into an exit code.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("weir: error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let socket = cli.socket;
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Agent(args) => args.exec(&socket).await,
+            Command::Network(cmd) => cmd.exec(&socket).await,
+            Command::Attach(args) => args.exec(&socket).await,
+            Command::Detach(args) => args.exec(&socket).await,
+            Command::Ps(json) => endpoint::ps(&socket, json).await,
+            Command::Run(args) => args.exec(&socket).await,
+            Command::Status(json) => status::exec(&socket, json).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("weir: error: {e:#}");
+            match e.downcast_ref::<ClientError>() {
+                Some(ClientError::NotRunning { .. }) => ExitCode::from(3),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}

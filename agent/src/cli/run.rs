@@ -1,0 +1,100 @@
+//! `weir run`: a container without an image. A fresh network namespace,
+//! attached to a network; the command runs inside it with the terminal's
+//! input and output; when it exits the endpoint is detached and the
+//! namespace removed, and `weir run` exits with the command's code.
+
+use std::{
+    fs::File,
+    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
+    path::Path,
+    process::{Command, ExitCode},
+};
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::agent::DEFAULT_NETWORK;
+use crate::{
+    api::client::Client,
+    daemon::{AttachRequest, Endpoint},
+    netns,
+    paths::run_netns_path,
+};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The network to attach to.
+    #[arg(long, default_value = DEFAULT_NETWORK)]
+    network: String,
+    /// The endpoint's name (default: run<pid>).
+    #[arg(long)]
+    name: Option<String>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+impl RunArgs {
+    pub async fn exec(self, socket: &Path) -> anyhow::Result<ExitCode> {
+        let name = self
+            .name
+            .unwrap_or_else(|| format!("run{}", std::process::id()));
+        let path = run_netns_path(socket, &name);
+        netns::create(&path).with_context(|| format!("creating namespace {}", path.display()))?;
+        let client = Client::new(socket);
+        let req = AttachRequest {
+            network: self.network,
+            netns: path.clone(),
+            name: Some(name.clone()),
+            ip: None,
+        };
+        let ep: Endpoint = match client.post("/v1/endpoints", &req).await {
+            Ok(ep) => ep,
+            Err(e) => {
+                let _ = netns::remove(&path);
+                return Err(e.into());
+            }
+        };
+        eprintln!("weir: {} on {} as {}", ep.name, ep.network, ep.ip);
+        // The terminal's ^C goes to the command; weir run stays to clean up.
+        tokio::spawn(async {
+            loop {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        });
+        let outcome = run_in(&path, &self.command).await;
+        let detached = client
+            .delete::<Endpoint>(&format!("/v1/endpoints/{name}"))
+            .await;
+        let removed = netns::remove(&path);
+        let status = outcome?;
+        detached?;
+        removed.with_context(|| format!("removing namespace {}", path.display()))?;
+        Ok(ExitCode::from(
+            u8::try_from(status.code().unwrap_or(128)).unwrap_or(1),
+        ))
+    }
+}
+
+async fn run_in(netns_path: &Path, argv: &[String]) -> anyhow::Result<std::process::ExitStatus> {
+    let ns = File::open(netns_path)?;
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    let fd = ns.as_raw_fd();
+    // SAFETY: setns is async-signal-safe; `ns` outlives the spawn.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting `{}`", argv[0]))?;
+    let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+    drop(ns);
+    Ok(status)
+}

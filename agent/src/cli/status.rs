@@ -1,0 +1,27 @@
+//! `weir status`.
+
+use std::{path::Path, process::ExitCode};
+
+use super::output::{self, JsonFlag};
+use crate::{api::client::Client, daemon::Status};
+
+pub async fn exec(socket: &Path, flag: JsonFlag) -> anyhow::Result<ExitCode> {
+    let status: Status = Client::new(socket).get("/v1/status").await?;
+    if flag.json {
+        output::json(&status)?;
+    } else {
+        println!("agent:      running (weir {})", status.version);
+        println!("socket:     {}", status.socket.display());
+        println!("state dir:  {}", status.state_dir.display());
+        println!("bpffs:      {}", status.bpffs.display());
+        let uplinks = if status.uplinks.is_empty() {
+            "(none)".to_owned()
+        } else {
+            status.uplinks.join(", ")
+        };
+        println!("uplinks:    {uplinks}");
+        println!("networks:   {}", status.networks);
+        println!("endpoints:  {}", status.endpoints);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,221 @@
+//! Endpoints: a veth pair per container, the host side a port of the
+//! network's bridge with `tc_from_container` on its tcx ingress, the other
+//! side `eth0` in the container's namespace.
+
+use std::{fs::File, net::Ipv4Addr, os::fd::AsRawFd, path::Path};
+
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use super::{Agent, Endpoint};
+use crate::{
+    error::AgentError,
+    netns,
+    network::{IpamError, registry::validate_name},
+};
+
+/// What `weir attach` asks for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AttachRequest {
+    pub network: String,
+    pub netns: std::path::PathBuf,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+}
+
+/// Host-side veths the agent made: `weirv<id>`.
+pub fn is_host_veth_name(name: &str) -> bool {
+    name.strip_prefix("weirv")
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn host_veth(id: u32) -> String {
+    format!("weirv{id}")
+}
+
+/// The container side's name while it is still in the node namespace.
+fn peer_veth(id: u32) -> String {
+    format!("weirp{id}")
+}
+
+/// A locally administered MAC derived from the address, as Docker does.
+fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = ip.octets();
+    [0x02, 0x42, a, b, c, d]
+}
+
+fn mac_string(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+impl Agent {
+    pub async fn attach(&mut self, req: &AttachRequest) -> Result<Endpoint, AgentError> {
+        let network = self.state.registry.get(&req.network)?.clone();
+        let id = self.state.next_endpoint;
+        let name = req.name.clone().unwrap_or_else(|| format!("ep{id}"));
+        validate_name(&name).map_err(|_| AgentError::InvalidEndpointName { name: name.clone() })?;
+        if self.state.endpoints.contains_key(&name) {
+            return Err(AgentError::EndpointExists { name });
+        }
+        check_netns(&req.netns)?;
+        if netns::with_netlink(&req.netns, async |nl| nl.link_index("eth0").await)?.is_some() {
+            return Err(AgentError::Eth0Exists {
+                path: req.netns.clone(),
+            });
+        }
+        let ip = match self
+            .state
+            .registry
+            .get_mut(&network.name)?
+            .ipam
+            .allocate(req.ip)
+        {
+            Err(IpamError::Taken { ip }) => {
+                let holder = self.state.endpoints.values().find(|e| e.ip == ip);
+                return Err(match holder {
+                    Some(e) => AgentError::AddressInUse {
+                        ip,
+                        endpoint: e.name.clone(),
+                    },
+                    None => IpamError::Taken { ip }.into(),
+                });
+            }
+            other => other?,
+        };
+        let endpoint = Endpoint {
+            id,
+            name: name.clone(),
+            network: network.name.clone(),
+            netns: req.netns.clone(),
+            ip,
+            mac: mac_string(mac_for(ip)),
+            host_if: host_veth(id),
+        };
+        self.state.next_endpoint = id + 1;
+        if let Err(e) = self.plumb(&endpoint, true).await {
+            // Leave nothing half made: the veth pair (both ends go with the
+            // host side), the attachment, the map entries, the address.
+            let _ = self.nl.delete_link(&endpoint.host_if).await;
+            let _ = self.nl.delete_link(&peer_veth(id)).await;
+            let _ = self.datapath.detach_from_container(&endpoint.host_if);
+            if let Ok(n) = self.state.registry.get_mut(&network.name) {
+                n.ipam.release(ip);
+            }
+            return Err(e);
+        }
+        self.state.endpoints.insert(name.clone(), endpoint.clone());
+        self.save()?;
+        info!(endpoint = %name, network = %network.name, %ip, "attached");
+        Ok(endpoint)
+    }
+
+    /// Makes the veth pair and everything on it. `create`: make the pair;
+    /// otherwise the pair exists and only the node side is redone.
+    async fn plumb(&mut self, ep: &Endpoint, create: bool) -> Result<(), AgentError> {
+        let network = self.state.registry.get(&ep.network)?.clone();
+        let bridge = self
+            .nl
+            .ensure_bridge(
+                &network.bridge,
+                network.ipam.gateway(),
+                network.ipam.subnet().prefix(),
+            )
+            .await?;
+        if create {
+            let peer = peer_veth(ep.id);
+            self.nl.create_veth(&ep.host_if, &peer).await?;
+            let ns = File::open(&ep.netns)
+                .map_err(AgentError::io(format!("opening {}", ep.netns.display())))?;
+            self.nl.move_to_netns(&peer, ns.as_raw_fd()).await?;
+            let (gateway, prefix) = (network.ipam.gateway(), network.ipam.subnet().prefix());
+            let (ip, mac) = (ep.ip, mac_for(ep.ip));
+            netns::with_netlink(&ep.netns, async |nl| {
+                nl.configure_container_side(&peer, "eth0", mac, ip, prefix, gateway)
+                    .await
+            })?;
+        }
+        let ifindex = self.nl.attach_to_bridge(&ep.host_if, bridge).await?;
+        self.datapath.attach_from_container(&ep.host_if)?;
+        self.datapath
+            .insert_endpoint(ifindex, ep.ip, mac_for(ep.ip), network.id)?;
+        Ok(())
+    }
+
+    /// On start: an endpoint whose veth still exists gets its bridge port,
+    /// attachment and map entries back. One whose veth is gone is an error
+    /// (its namespace went away while the agent was down).
+    pub(super) async fn restore_endpoint(&mut self, name: &str) -> Result<(), AgentError> {
+        let ep = self.state.endpoints.get(name).cloned().ok_or_else(|| {
+            AgentError::EndpointNotFound {
+                name: name.to_owned(),
+            }
+        })?;
+        if self.nl.link_index(&ep.host_if).await?.is_none() {
+            return Err(AgentError::NetnsMissing { path: ep.netns });
+        }
+        self.plumb(&ep, false).await
+    }
+
+    /// Drops an endpoint from the state and frees its address.
+    pub(super) fn forget_endpoint(&mut self, name: &str) -> Option<Endpoint> {
+        let ep = self.state.endpoints.remove(name)?;
+        if let Ok(n) = self.state.registry.get_mut(&ep.network) {
+            n.ipam.release(ep.ip);
+        }
+        Some(ep)
+    }
+
+    /// Undoes an attach. Works when the container's namespace is already
+    /// gone (its veth went with it).
+    pub async fn detach(&mut self, name: &str) -> Result<Endpoint, AgentError> {
+        let ep = self.state.endpoints.get(name).cloned().ok_or_else(|| {
+            AgentError::EndpointNotFound {
+                name: name.to_owned(),
+            }
+        })?;
+        self.datapath.detach_from_container(&ep.host_if)?;
+        self.datapath.remove_endpoint(ep.ip)?;
+        self.nl.delete_link(&ep.host_if).await?;
+        self.forget_endpoint(name);
+        self.save()?;
+        info!(endpoint = %name, "detached");
+        Ok(ep)
+    }
+}
+
+fn check_netns(path: &Path) -> Result<(), AgentError> {
+    if !path.exists() {
+        return Err(AgentError::NetnsMissing {
+            path: path.to_owned(),
+        });
+    }
+    if !netns::is_netns(path) {
+        return Err(AgentError::NotANetns {
+            path: path.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_macs() {
+        assert!(
+            is_host_veth_name("weirv7")
+                && !is_host_veth_name("weirv")
+                && !is_host_veth_name("weir7")
+        );
+        assert_eq!(
+            mac_string(mac_for(Ipv4Addr::new(10, 203, 0, 2))),
+            "02:42:0a:cb:00:02"
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! The agent itself: owns the desired state, the bridges and veths, and the
+//! datapath, and reconciles the kernel to the state on start.
+
+mod endpoint;
+mod state;
+
+use std::{fs, path::PathBuf};
+
+use tracing::{info, warn};
+
+pub use self::{
+    endpoint::AttachRequest,
+    state::{Endpoint, State},
+};
+use crate::{
+    datapath::Datapath,
+    error::AgentError,
+    netlink::Netlink,
+    network::{Network, NetworkSpec},
+    paths::Paths,
+    state as store,
+};
+
+/// How the agent was started.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub paths: Paths,
+    /// `--uplink`; empty: the device of the default route.
+    pub uplinks: Vec<String>,
+    /// The default network to make on first start (`None`:
+    /// `--no-default-network`).
+    pub default_network: Option<NetworkSpec>,
+}
+
+/// What `weir status` reports.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub uplinks: Vec<String>,
+    pub networks: usize,
+    pub endpoints: usize,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub bpffs: PathBuf,
+}
+
+/// A network as the API shows it: the network and its endpoints' names.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct NetworkView {
+    #[serde(flatten)]
+    pub network: Network,
+    pub endpoints: Vec<String>,
+}
+
+pub struct Agent {
+    config: Config,
+    state: State,
+    uplinks: Vec<String>,
+    nl: Netlink,
+    datapath: Datapath,
+}
+
+impl Agent {
+    /// Loads the state, prepares the node (bpffs, forwarding), loads the
+    /// datapath and reconciles the kernel to the state.
+    pub async fn start(config: Config) -> Result<Self, AgentError> {
+        let nl = Netlink::connect()?;
+        let mut state: State = store::load(&config.paths.state_file())?.unwrap_or_default();
+        let uplinks = if config.uplinks.is_empty() {
+            nl.default_route_device().await?.into_iter().collect()
+        } else {
+            config.uplinks.clone()
+        };
+        if uplinks.is_empty() {
+            warn!("no uplink: no default route and no --uplink; traffic stays on the node");
+        }
+        enable_forwarding()?;
+        mount_bpffs()?;
+        let datapath = Datapath::load()?;
+        datapath.pin_maps(&config.paths.maps_dir())?;
+        if let Some(spec) = &config.default_network
+            && !state.initialized
+        {
+            let network = state.registry.plan(spec)?;
+            state.registry.insert(network);
+        }
+        state.initialized = true;
+        let mut agent = Self {
+            config,
+            state,
+            uplinks,
+            nl,
+            datapath,
+        };
+        agent.reconcile().await?;
+        agent.save()?;
+        Ok(agent)
+    }
+
+    /// Makes the kernel match the state: bridges, endpoint veths, datapath
+    /// attachments and map entries; removes bridges and veths of ours that
+    /// the state no longer has.
+    async fn reconcile(&mut self) -> Result<(), AgentError> {
+        for network in self.state.registry.iter() {
+            self.nl
+                .ensure_bridge(
+                    &network.bridge,
+                    network.ipam.gateway(),
+                    network.ipam.subnet().prefix(),
+                )
+                .await?;
+        }
+        let names: Vec<String> = self.state.endpoints.keys().cloned().collect();
+        for name in names {
+            if let Err(e) = self.restore_endpoint(&name).await {
+                warn!(endpoint = %name, error = %e, "endpoint is gone; releasing it");
+                self.forget_endpoint(&name);
+            }
+        }
+        for (_, link) in self.nl.links().await? {
+            let ours_but_unwanted = (is_bridge_name(&link)
+                && !self.state.registry.iter().any(|n| n.bridge == link))
+                || (endpoint::is_host_veth_name(&link)
+                    && !self.state.endpoints.values().any(|e| e.host_if == link));
+            if ours_but_unwanted {
+                info!(link = %link, "removing a link the state does not have");
+                self.nl.delete_link(&link).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn save(&self) -> Result<(), AgentError> {
+        store::save(&self.config.paths.state_file(), &self.state).map_err(Into::into)
+    }
+
+    #[must_use]
+    pub fn status(&self) -> Status {
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uplinks: self.uplinks.clone(),
+            networks: self.state.registry.iter().count(),
+            endpoints: self.state.endpoints.len(),
+            socket: self.config.paths.socket.clone(),
+            state_dir: self.config.paths.state_dir.clone(),
+            bpffs: self.config.paths.bpffs.clone(),
+        }
+    }
+
+    #[must_use]
+    pub fn networks(&self) -> Vec<NetworkView> {
+        self.state.registry.iter().map(|n| self.view(n)).collect()
+    }
+
+    pub fn network(&self, name: &str) -> Result<NetworkView, AgentError> {
+        Ok(self.view(self.state.registry.get(name)?))
+    }
+
+    fn view(&self, network: &Network) -> NetworkView {
+        NetworkView {
+            network: network.clone(),
+            endpoints: self.state.endpoints_of(&network.name),
+        }
+    }
+
+    pub async fn create_network(&mut self, spec: &NetworkSpec) -> Result<NetworkView, AgentError> {
+        let network = self.state.registry.plan(spec)?;
+        if let Err(e) = self
+            .nl
+            .ensure_bridge(
+                &network.bridge,
+                network.ipam.gateway(),
+                network.ipam.subnet().prefix(),
+            )
+            .await
+        {
+            let _ = self.nl.delete_link(&network.bridge).await;
+            return Err(e.into());
+        }
+        self.state.registry.insert(network.clone());
+        self.save()?;
+        info!(network = %network.name, bridge = %network.bridge, subnet = %network.ipam.subnet(), "network created");
+        Ok(self.view(&network))
+    }
+
+    pub async fn remove_network(&mut self, name: &str) -> Result<(), AgentError> {
+        let network = self.state.registry.get(name)?;
+        let endpoints = self.state.endpoints_of(name);
+        if !endpoints.is_empty() {
+            return Err(AgentError::NetworkInUse {
+                name: name.to_owned(),
+                endpoints,
+            });
+        }
+        self.nl.delete_link(&network.bridge.clone()).await?;
+        self.state.registry.remove(name)?;
+        self.save()?;
+        info!(network = %name, "network removed");
+        Ok(())
+    }
+
+    #[must_use]
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.state.endpoints.values().cloned().collect()
+    }
+}
+
+/// Bridges the agent made: `weir<id>`.
+fn is_bridge_name(name: &str) -> bool {
+    name.strip_prefix("weir")
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Mounts bpffs at /sys/fs/bpf when nothing is mounted there.
+fn mount_bpffs() -> Result<(), AgentError> {
+    const BPFFS: &str = "/sys/fs/bpf";
+    let mounts = fs::read_to_string("/proc/self/mounts")
+        .map_err(AgentError::io("reading /proc/self/mounts"))?;
+    let mounted = mounts.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.get(1) == Some(&BPFFS) && f.get(2) == Some(&"bpf")
+    });
+    if mounted {
+        return Ok(());
+    }
+    let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
+    let (src, target, kind) = (c("bpf"), c(BPFFS), c("bpf"));
+    // SAFETY: valid C strings; mounting a bpffs.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            kind.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(AgentError::io("mounting bpffs at /sys/fs/bpf")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    info!("mounted bpffs at {BPFFS}");
+    Ok(())
+}
+
+fn enable_forwarding() -> Result<(), AgentError> {
+    const PATH: &str = "/proc/sys/net/ipv4/ip_forward";
+    if fs::read_to_string(PATH).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    fs::write(PATH, "1").map_err(AgentError::io("enabling net.ipv4.ip_forward"))?;
+    info!("enabled net.ipv4.ip_forward");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_bridge_name;
+
+    #[test]
+    fn only_our_bridge_names_match() {
+        assert!(is_bridge_name("weir0") && is_bridge_name("weir42"));
+        assert!(!is_bridge_name("weir") && !is_bridge_name("weirv1") && !is_bridge_name("docker0"));
+    }
+}

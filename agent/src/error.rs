@@ -1,0 +1,102 @@
+//! The agent's errors. Each says what was wrong and, where it helps, what to
+//! do; the API turns [`AgentError::kind`] into an HTTP status.
+
+use std::{io, net::Ipv4Addr, path::PathBuf};
+
+use crate::{
+    datapath::DatapathError,
+    netlink::NetlinkError,
+    network::{IpamError, NetworkError},
+    state::StateError,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    #[error("network namespace {path} does not exist")]
+    NetnsMissing { path: PathBuf },
+    #[error("{path} is not a network namespace")]
+    NotANetns { path: PathBuf },
+    #[error("namespace {path} already has an eth0")]
+    Eth0Exists { path: PathBuf },
+    #[error(
+        "invalid endpoint name `{name}`: use 1 to 64 characters from [a-zA-Z0-9_.-], starting with a letter or digit"
+    )]
+    InvalidEndpointName { name: String },
+    #[error("endpoint `{name}` already exists")]
+    EndpointExists { name: String },
+    #[error("endpoint `{name}` not found")]
+    EndpointNotFound { name: String },
+    #[error("address {ip} is already used by endpoint `{endpoint}`")]
+    AddressInUse { ip: Ipv4Addr, endpoint: String },
+    #[error("network `{name}` has endpoints attached ({}); detach them first", endpoints.join(", "))]
+    NetworkInUse {
+        name: String,
+        endpoints: Vec<String>,
+    },
+    #[error("an agent is already serving {socket}")]
+    AlreadyRunning { socket: PathBuf },
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// How a failure is reported over the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is wrong (400).
+    BadRequest,
+    /// What it names does not exist (404).
+    NotFound,
+    /// It clashes with what exists (409).
+    Conflict,
+    /// The agent or the kernel failed (500).
+    Internal,
+}
+
+impl AgentError {
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            AgentError::Network(NetworkError::NotFound { .. })
+            | AgentError::EndpointNotFound { .. }
+            | AgentError::NetnsMissing { .. } => ErrorKind::NotFound,
+            AgentError::Network(
+                NetworkError::Exists { .. }
+                | NetworkError::Overlap { .. }
+                | NetworkError::Ipam(IpamError::Taken { .. }),
+            )
+            | AgentError::Ipam(IpamError::Taken { .. } | IpamError::Exhausted { .. })
+            | AgentError::EndpointExists { .. }
+            | AgentError::AddressInUse { .. }
+            | AgentError::Eth0Exists { .. }
+            | AgentError::NetworkInUse { .. }
+            | AgentError::AlreadyRunning { .. } => ErrorKind::Conflict,
+            AgentError::Network(_)
+            | AgentError::Ipam(_)
+            | AgentError::NotANetns { .. }
+            | AgentError::InvalidEndpointName { .. } => ErrorKind::BadRequest,
+            AgentError::Netlink(_)
+            | AgentError::Datapath(_)
+            | AgentError::State(_)
+            | AgentError::Io { .. } => ErrorKind::Internal,
+        }
+    }
+
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> AgentError {
+        let what = what.into();
+        move |source| AgentError::Io { what, source }
+    }
+}

@@ -1,0 +1,113 @@
+//! Network namespaces: entering one from a thread, running netlink inside
+//! one, and making or removing a named one (`weir run`).
+
+use std::{
+    ffi::CString,
+    fs::{self, File},
+    io,
+    os::{fd::AsRawFd, unix::ffi::OsStrExt as _},
+    path::Path,
+    thread,
+};
+
+use crate::netlink::{Netlink, NetlinkError};
+
+/// Moves the calling thread into the network namespace at `path`.
+pub fn enter(path: &Path) -> io::Result<()> {
+    let file = File::open(path)?;
+    // SAFETY: a plain syscall on an fd we own; it only changes this thread.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Runs `f` with a netlink connection inside the namespace at `path`, on a
+/// thread of its own (the caller's thread and runtime stay where they are).
+pub fn with_netlink<F, T>(path: &Path, f: F) -> Result<T, NetlinkError>
+where
+    F: AsyncFnOnce(Netlink) -> Result<T, NetlinkError> + Send,
+    T: Send,
+{
+    thread::scope(|s| {
+        s.spawn(|| {
+            enter(path).map_err(NetlinkError::Connect)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(NetlinkError::Connect)?;
+            runtime.block_on(async { f(Netlink::connect()?).await })
+        })
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// Creates a new, empty network namespace and binds it at `path` (the way
+/// `ip netns add` does), with `lo` still down.
+pub fn create(path: &Path) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    File::create(path)?;
+    let target = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let made = thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: unshare only changes this thread, which ends right after.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let source = CString::new("/proc/thread-self/ns/net").expect("no NUL");
+            // SAFETY: both strings are valid C strings; a bind mount.
+            let rc = unsafe {
+                libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        })
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
+    if made.is_err() {
+        let _ = fs::remove_file(path);
+    }
+    made
+}
+
+/// Unbinds and removes a namespace made by [`create`]. The namespace itself
+/// ends when nothing else holds it.
+pub fn remove(path: &Path) -> io::Result<()> {
+    let target = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: a valid C string; a lazy unmount.
+    if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINVAL) && e.raw_os_error() != Some(libc::ENOENT) {
+            return Err(e);
+        }
+    }
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// True when `path` is a network namespace file.
+#[must_use]
+pub fn is_netns(path: &Path) -> bool {
+    // NS_GET_NSTYPE: _IO(0xb7, 0x3); answers CLONE_NEWNET for a netns.
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    // SAFETY: an ioctl without arguments on an fd we own.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
+    kind == libc::CLONE_NEWNET
+}

@@ -1,0 +1,177 @@
+//! A real `weir agent` process inside a world's node, and the `weir` CLI
+//! pointed at it. Each agent has its own socket, state directory and bpffs
+//! root, named after the world, so agents of parallel tests never meet.
+//!
+//! The agent enters the node's network namespace with `setns` only (not
+//! `ip netns exec`, which would also give it a mount namespace of its own):
+//! its pins and the namespaces `weir run` makes stay visible to the test.
+
+use std::{
+    fs::{self, File},
+    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::Duration,
+};
+
+use crate::{World, eventually};
+
+/// The `weir` binary, built next to the test executables.
+#[must_use]
+pub fn weir_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join("weir");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p weir` (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}
+
+pub struct Agent {
+    child: Option<Child>,
+    netns: PathBuf,
+    args: Vec<String>,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub bpffs: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    /// Starts an agent in `world`'s node with extra `args`, and waits until
+    /// it answers.
+    #[must_use]
+    pub fn start(world: &World, args: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(world.stem());
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("agent dir");
+        let mut agent = Self {
+            child: None,
+            netns: world.node.path(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            socket: dir.join("weir.sock"),
+            bpffs: Path::new("/sys/fs/bpf").join(world.stem()),
+            log: dir.join("agent.log"),
+            dir,
+        };
+        agent.spawn();
+        agent
+    }
+
+    fn spawn(&mut self) {
+        let ns = File::open(&self.netns).expect("node netns");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("agent log");
+        let mut cmd = Command::new(weir_bin());
+        cmd.arg("--socket")
+            .arg(&self.socket)
+            .arg("agent")
+            .arg("--state-dir")
+            .arg(self.dir.join("state"))
+            .arg("--bpffs")
+            .arg(&self.bpffs)
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        let fd = ns.as_raw_fd();
+        // SAFETY: setns is async-signal-safe; `ns` outlives the spawn.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        self.child = Some(cmd.spawn().expect("spawn weir agent"));
+        let up = eventually(Duration::from_secs(10), || {
+            self.weir(&["status"]).status.success().then_some(())
+        });
+        assert!(
+            up.is_some(),
+            "the agent did not come up:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// Runs the `weir` CLI against this agent (from the test's namespace).
+    #[must_use]
+    pub fn weir(&self, args: &[&str]) -> Output {
+        Command::new(weir_bin())
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run weir")
+    }
+
+    /// Like [`Agent::weir`], but panics unless it succeeds; returns stdout.
+    #[expect(
+        clippy::must_use_candidate,
+        reason = "callers often want only the success check"
+    )]
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.weir(args);
+        assert!(
+            out.status.success(),
+            "weir {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Kills the agent with SIGKILL: no cleanup of any kind runs.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the agent again with the same arguments and directories.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Everything the agent logged so far.
+    #[must_use]
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            // SIGTERM: a clean stop.
+            // SAFETY: a plain kill(2) on our own child.
+            unsafe {
+                libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM);
+            }
+        }
+        if let Some(mut child) = self.child.take() {
+            let stopped = eventually(Duration::from_secs(5), || child.try_wait().ok().flatten());
+            if stopped.is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = fs::remove_dir_all(&self.bpffs);
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
