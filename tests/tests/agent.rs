@@ -275,6 +275,84 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert_eq!(links(w.c("c2")), BTreeSet::from(["lo".to_owned()]));
 }
 
+/// A namespace that already routes by default makes the last step of an
+/// attach fail, after the veth was made and moved: the veth goes, and the
+/// address is free again.
+#[test]
+fn a_failure_after_the_veth_was_made_removes_it_and_frees_the_address() {
+    let mut w = World::new().unwrap();
+    w.add_container("c1").unwrap();
+    w.add_container("c2").unwrap();
+    let agent = Agent::start(&w, &[]);
+    let c2 = w.c("c2");
+    c2.ip(&["link", "add", "d0", "type", "veth", "peer", "name", "d1"])
+        .unwrap();
+    c2.ip(&["addr", "add", "192.0.2.2/24", "dev", "d0"])
+        .unwrap();
+    c2.ip(&["link", "set", "d0", "up"]).unwrap();
+    c2.ip(&["link", "set", "d1", "up"]).unwrap();
+    c2.ip(&["route", "add", "default", "via", "192.0.2.1"])
+        .unwrap();
+    let node_links = links(&w.node);
+    let path = c2.path();
+    let out = agent.weir(&[
+        "attach",
+        "weir",
+        "--netns",
+        path.to_str().unwrap(),
+        "--name",
+        "c2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("add default route via 10.203.0.1"),
+        "{stderr}"
+    );
+    assert_eq!(links(&w.node), node_links, "the host side is gone");
+    assert!(!links(c2).contains("eth0"), "the container side is gone");
+    assert!(endpoints(&agent).is_empty());
+    assert!(map_keys(&agent, "EP_BY_IP4").is_empty());
+    assert_eq!(
+        attach(&agent, "weir", w.c("c1"), "c1", &[]),
+        Ipv4Addr::new(10, 203, 0, 2),
+        "the address was freed"
+    );
+}
+
+/// What changed while the agent was down is put right on start: a missing
+/// bridge is made again with its ports, a stray bridge of ours removed.
+#[test]
+fn start_reconciles_the_kernel_to_the_state() {
+    let mut w = World::new().unwrap();
+    w.add_container("c1").unwrap();
+    w.add_container("c2").unwrap();
+    let mut agent = Agent::start(&w, &[]);
+    let ip1 = attach(&agent, "weir", w.c("c1"), "c1", &[]);
+    attach(&agent, "weir", w.c("c2"), "c2", &[]);
+    agent.kill();
+    w.node.ip(&["link", "del", "weir0"]).unwrap();
+    w.node
+        .ip(&["link", "add", "weir9", "type", "bridge"])
+        .unwrap();
+    assert!(!world::ping(w.c("c2"), ip1), "no bridge, no path");
+    agent.restart();
+    assert!(links(&w.node).contains("weir0"));
+    assert!(
+        !links(&w.node).contains("weir9"),
+        "the stray bridge is removed"
+    );
+    assert!(
+        world::ping(w.c("c2"), ip1),
+        "ports are back on the new bridge"
+    );
+    assert!(
+        agent
+            .log_text()
+            .contains("removing a link the state does not have")
+    );
+}
+
 #[test]
 fn weir_run_runs_a_command_attached_and_cleans_up() {
     let w = World::new().unwrap();
