@@ -1,16 +1,22 @@
 //! The sandboxed demo (`cargo xtask demo`): a throw-away world of network
-//! namespaces, the datapath loaded into its node, real traffic through it,
-//! and what the kernel and bpftool show. Everything is removed at the end.
+//! namespaces (a `node` host, an `ext` host on its uplink, containers), a
+//! real `weir agent` in the node, and the `weir` CLI as a user would type
+//! it. Everything is removed at the end, even after a failure.
 
-use std::{net::Ipv4Addr, process::Command};
+use std::process::Command;
 
-use weir::datapath::Datapath;
-use weir_common::{drop::DropReason, stats::Hook};
-use weir_tests::{World, world};
+use weir_tests::{World, agent::Agent, world};
 
-const HOST_IF: &str = "vc1";
-const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
-const C_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
+fn weir(agent: &Agent, args: &[&str]) -> String {
+    println!("\n$ weir {}", args.join(" "));
+    let out = agent.weir(args);
+    print!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 fn show(title: &str, program: &str, args: &[&str]) {
     println!("\n$ {program} {}    # {title}", args.join(" "));
@@ -26,53 +32,99 @@ fn show(title: &str, program: &str, args: &[&str]) {
 
 fn main() -> anyhow::Result<()> {
     let mut w = World::new()?;
-    w.add_plain_container("c1", HOST_IF, HOST_IP, C_IP, 24)?;
+    w.add_container("web")?;
+    w.add_container("db")?;
     println!(
-        "world: node {}, ext {}, container {}",
+        "world: node {}, ext {}, containers {} and {}",
         w.node.name(),
         w.ext.name(),
-        w.c("c1").name()
+        w.c("web").name(),
+        w.c("db").name()
     );
-
-    let dp = w.node.run(|| -> anyhow::Result<Datapath> {
-        let mut dp = Datapath::load()?;
-        dp.attach_from_container(HOST_IF)?;
-        Ok(dp)
-    })?;
-    println!("datapath loaded; tc_from_container attached to tcx ingress of {HOST_IF} in the node");
-
-    for _ in 0..3 {
-        let ok = world::ping(w.c("c1"), HOST_IP);
-        println!(
-            "ping {C_IP} -> {HOST_IP}: {}",
-            if ok { "answered" } else { "LOST" }
-        );
-    }
-    let seen = dp.hook_stats(Hook::FromContainer)?;
-    let dropped = dp.drop_stats(DropReason::Malformed)?;
+    let agent = Agent::start(&w, &[]);
     println!(
-        "HOOK_STATS[from_container]: {} packets, {} bytes; DROP_STATS[malformed]: {} packets",
-        seen.packets, seen.bytes, dropped.packets
+        "weir agent running in the node; its API socket is {}",
+        agent.socket.display()
     );
 
+    weir(&agent, &["status"]);
+    weir(
+        &agent,
+        &[
+            "network",
+            "create",
+            "back",
+            "--subnet",
+            "10.61.0.0/24",
+            "--icc=false",
+        ],
+    );
+    weir(&agent, &["network", "ls"]);
+    let web = w.c("web").path();
+    let db = w.c("db").path();
+    let web_ip = weir(
+        &agent,
+        &[
+            "attach",
+            "weir",
+            "--netns",
+            web.to_str().unwrap_or_default(),
+            "--name",
+            "web",
+        ],
+    );
+    weir(
+        &agent,
+        &[
+            "attach",
+            "weir",
+            "--netns",
+            db.to_str().unwrap_or_default(),
+            "--name",
+            "db",
+        ],
+    );
+    weir(&agent, &["ps"]);
+
+    let web_ip = web_ip
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .parse()?;
+    let ok = world::ping(w.c("db"), web_ip);
+    println!(
+        "\nping db -> web ({web_ip}): {}",
+        if ok { "answered" } else { "LOST" }
+    );
+
+    weir(
+        &agent,
+        &[
+            "run",
+            "--name",
+            "job",
+            "--",
+            "sh",
+            "-c",
+            "ip -4 -br addr show eth0 && ping -c1 -W1 -q 10.203.0.1 | tail -1",
+        ],
+    );
+
+    let maps = agent.bpffs.join("maps");
+    let pinned = |m: &str| maps.join(m).display().to_string();
     show(
-        "the loaded program",
+        "the datapath's view of the endpoints",
         "bpftool",
-        &["prog", "show", "name", "tc_from_container"],
+        &["map", "dump", "pinned", &pinned("ENDPOINTS")],
     );
     show(
-        "its tcx link (bpftool 7.1 prints tcx as type 11)",
-        "bpftool",
-        &["link", "show"],
-    );
-    show(
-        "slot 0 (from_container) of the per-CPU counters, with BTF field names",
+        "packets seen by tc_from_container, per CPU",
         "bpftool",
         &[
             "map",
             "lookup",
-            "name",
-            "HOOK_STATS",
+            "pinned",
+            &pinned("HOOK_STATS"),
             "key",
             "0",
             "0",
@@ -80,18 +132,25 @@ fn main() -> anyhow::Result<()> {
             "0",
         ],
     );
+    show(
+        "the program",
+        "bpftool",
+        &["prog", "show", "name", "tc_from_container"],
+    );
 
-    drop(dp);
+    weir(&agent, &["detach", "web"]);
+    weir(&agent, &["detach", "db"]);
+    weir(&agent, &["network", "rm", "back"]);
     let names = w.namespaces();
+    drop(agent);
     drop(w);
-    let left: Vec<_> = world::all_namespaces()
+    let left = world::all_namespaces()
         .into_iter()
         .filter(|n| names.contains(n))
-        .collect();
+        .count();
     println!(
-        "\ntorn down: {} namespaces removed, {} left",
-        names.len(),
-        left.len()
+        "\ntorn down: agent stopped, {} namespaces removed, {left} left",
+        names.len()
     );
     Ok(())
 }
