@@ -46,10 +46,30 @@ fn main() -> anyhow::Result<()> {
         "weir agent running in the node; its API socket is {}",
         agent.socket.display()
     );
+    networks_and_endpoints(&w, &agent)?;
+    inspect(&agent);
+    weir(&agent, &["detach", "web"]);
+    weir(&agent, &["detach", "db"]);
+    weir(&agent, &["network", "rm", "back"]);
+    let names = w.namespaces();
+    drop(agent);
+    drop(w);
+    let left = world::all_namespaces()
+        .into_iter()
+        .filter(|n| names.contains(n))
+        .count();
+    println!(
+        "\ntorn down: agent stopped, {} namespaces removed, {left} left",
+        names.len()
+    );
+    Ok(())
+}
 
-    weir(&agent, &["status"]);
+/// Networks, two attached containers talking, and a `weir run`.
+fn networks_and_endpoints(w: &World, agent: &Agent) -> anyhow::Result<()> {
+    weir(agent, &["status"]);
     weir(
-        &agent,
+        agent,
         &[
             "network",
             "create",
@@ -59,11 +79,11 @@ fn main() -> anyhow::Result<()> {
             "--icc=false",
         ],
     );
-    weir(&agent, &["network", "ls"]);
+    weir(agent, &["network", "ls"]);
     let web = w.c("web").path();
     let db = w.c("db").path();
     let web_ip = weir(
-        &agent,
+        agent,
         &[
             "attach",
             "weir",
@@ -74,7 +94,7 @@ fn main() -> anyhow::Result<()> {
         ],
     );
     weir(
-        &agent,
+        agent,
         &[
             "attach",
             "weir",
@@ -84,8 +104,7 @@ fn main() -> anyhow::Result<()> {
             "db",
         ],
     );
-    weir(&agent, &["ps"]);
-
+    weir(agent, &["ps"]);
     let web_ip = web_ip
         .split_whitespace()
         .nth(1)
@@ -96,9 +115,8 @@ fn main() -> anyhow::Result<()> {
         "\nping db -> web ({web_ip}): {}",
         if ok { "answered" } else { "LOST" }
     );
-
     weir(
-        &agent,
+        agent,
         &[
             "run",
             "--name",
@@ -109,7 +127,11 @@ fn main() -> anyhow::Result<()> {
             "ip -4 -br addr show eth0 && ping -c1 -W1 -q 10.203.0.1 | tail -1",
         ],
     );
+    Ok(())
+}
 
+/// What the kernel holds, through bpftool on the agent's pinned maps.
+fn inspect(agent: &Agent) {
     let maps = agent.bpffs.join("maps");
     let pinned = |m: &str| maps.join(m).display().to_string();
     show(
@@ -137,20 +159,4 @@ fn main() -> anyhow::Result<()> {
         "bpftool",
         &["prog", "show", "name", "tc_from_container"],
     );
-
-    weir(&agent, &["detach", "web"]);
-    weir(&agent, &["detach", "db"]);
-    weir(&agent, &["network", "rm", "back"]);
-    let names = w.namespaces();
-    drop(agent);
-    drop(w);
-    let left = world::all_namespaces()
-        .into_iter()
-        .filter(|n| names.contains(n))
-        .count();
-    println!(
-        "\ntorn down: agent stopped, {} namespaces removed, {left} left",
-        names.len()
-    );
-    Ok(())
 }
