@@ -5,8 +5,12 @@ use std::{
     ffi::CString,
     fs::{self, File},
     io,
-    os::{fd::AsRawFd, unix::ffi::OsStrExt as _},
+    os::{
+        fd::AsRawFd,
+        unix::{ffi::OsStrExt as _, process::CommandExt as _},
+    },
     path::Path,
+    process::Command,
     thread,
 };
 
@@ -20,6 +24,23 @@ pub fn enter(path: &Path) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Makes `cmd` start its program inside the network namespace open as `ns`
+/// (`setns` between fork and exec). `ns` must stay open until the spawn.
+pub fn spawn_in<'a>(cmd: &'a mut Command, ns: &File) -> &'a mut Command {
+    let fd = ns.as_raw_fd();
+    // SAFETY: setns is async-signal-safe, and the fd outlives the spawn
+    // (the caller holds `ns`).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        })
+    }
 }
 
 /// Runs `f` with a netlink connection inside the namespace at `path`, on a

@@ -8,7 +8,6 @@
 
 use std::{
     fs::{self, File},
-    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::Duration,
@@ -85,18 +84,11 @@ impl Agent {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
-        let fd = ns.as_raw_fd();
-        // SAFETY: setns is async-signal-safe; `ns` outlives the spawn.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-        self.child = Some(cmd.spawn().expect("spawn weir agent"));
+        self.child = Some(
+            weir::netns::spawn_in(&mut cmd, &ns)
+                .spawn()
+                .expect("spawn weir agent"),
+        );
         let up = eventually(Duration::from_secs(10), || {
             self.weir(&["status"]).status.success().then_some(())
         });

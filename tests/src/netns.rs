@@ -3,9 +3,7 @@
 //! can be recognised and swept.
 
 use std::{
-    fs::File,
     io,
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
     process::{Command, Output},
     sync::atomic::{AtomicU32, Ordering},
@@ -90,7 +88,7 @@ impl Netns {
         let path = self.path();
         thread::scope(|s| {
             s.spawn(move || {
-                enter(&path).expect("setns into the test namespace");
+                weir::netns::enter(&path).expect("setns into the test namespace");
                 f()
             })
             .join()
@@ -106,7 +104,7 @@ impl Netns {
     {
         let path = self.path();
         thread::spawn(move || {
-            enter(&path).expect("setns into the test namespace");
+            weir::netns::enter(&path).expect("setns into the test namespace");
             f()
         })
     }
@@ -118,16 +116,6 @@ impl Drop for Netns {
             eprintln!("test bed: deleting netns {}: {e}", self.name);
         }
     }
-}
-
-/// Moves the calling thread into the namespace at `path`.
-pub fn enter(path: &Path) -> io::Result<()> {
-    let file = File::open(path)?;
-    // SAFETY: a plain syscall on an fd we own; it only changes this thread.
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 fn run(cmd: &mut Command) -> io::Result<Output> {

@@ -5,7 +5,6 @@
 
 use std::{
     fs::File,
-    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
     path::Path,
     process::{Command, ExitCode},
 };
@@ -80,18 +79,7 @@ async fn run_in(netns_path: &Path, argv: &[String]) -> anyhow::Result<std::proce
     let ns = File::open(netns_path)?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
-    let fd = ns.as_raw_fd();
-    // SAFETY: setns is async-signal-safe; `ns` outlives the spawn.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
-    let mut child = cmd
+    let mut child = netns::spawn_in(&mut cmd, &ns)
         .spawn()
         .with_context(|| format!("starting `{}`", argv[0]))?;
     let status = tokio::task::spawn_blocking(move || child.wait()).await??;
