@@ -12,7 +12,7 @@ use tracing::info;
 use crate::{
     api::server,
     daemon::{Agent, Config},
-    network::{Mode, NetworkSpec, Subnet},
+    network::{NetworkSpec, Subnet},
     paths::{DEFAULT_BPFFS, DEFAULT_STATE_DIR, Paths},
 };
 
@@ -57,16 +57,8 @@ impl AgentArgs {
                 bpffs: self.bpffs,
             },
             uplinks: self.uplinks,
-            default_network: (!self.no_default_network).then(|| NetworkSpec {
-                name: DEFAULT_NETWORK.to_owned(),
-                subnet: self.default_subnet,
-                gateway: None,
-                internal: false,
-                icc: true,
-                masquerade: true,
-                mode: Mode::Nat,
-                snat_ip: None,
-            }),
+            default_network: (!self.no_default_network)
+                .then(|| NetworkSpec::new(DEFAULT_NETWORK, self.default_subnet)),
         };
         let listener = server::bind(socket).await?;
         let agent = Agent::start(config).await?;

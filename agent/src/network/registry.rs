@@ -62,6 +62,24 @@ fn yes() -> bool {
     true
 }
 
+impl NetworkSpec {
+    /// A network with Docker's defaults: gateway = first address, icc and
+    /// masquerade on, not internal, nat mode.
+    #[must_use]
+    pub fn new(name: &str, subnet: Subnet) -> Self {
+        Self {
+            name: name.to_owned(),
+            subnet,
+            gateway: None,
+            internal: false,
+            icc: yes(),
+            masquerade: yes(),
+            mode: Mode::Nat,
+            snat_ip: None,
+        }
+    }
+}
+
 /// A network the agent owns.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
@@ -218,16 +236,7 @@ mod tests {
     use super::*;
 
     fn spec(name: &str, subnet: &str) -> NetworkSpec {
-        NetworkSpec {
-            name: name.into(),
-            subnet: subnet.parse().unwrap(),
-            gateway: None,
-            internal: false,
-            icc: true,
-            masquerade: true,
-            mode: Mode::Nat,
-            snat_ip: None,
-        }
+        NetworkSpec::new(name, subnet.parse().unwrap())
     }
 
     fn with(reg: &mut Registry, name: &str, subnet: &str) -> Network {
