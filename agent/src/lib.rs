@@ -8,4 +8,5 @@ pub mod netlink;
 pub mod netns;
 pub mod network;
 pub mod paths;
+pub mod publish;
 pub mod state;
