@@ -97,7 +97,11 @@ impl Agent {
             host_if: host_veth(id),
         };
         self.state.next_endpoint = id + 1;
-        if let Err(e) = self.plumb(&endpoint, true).await {
+        let made = match self.ensure_bridge(&network).await {
+            Ok(bridge) => self.plumb(&endpoint, bridge, true).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = made {
             // Leave nothing half made: the veth pair (both ends go with the
             // host side), the attachment, the map entries, the address.
             let _ = self.nl.delete_link(&endpoint.host_if).await;
@@ -114,18 +118,11 @@ impl Agent {
         Ok(endpoint)
     }
 
-    /// Makes the veth pair and everything on it. `create`: make the pair;
-    /// otherwise the pair exists and only the node side is redone.
-    async fn plumb(&mut self, ep: &Endpoint, create: bool) -> Result<(), AgentError> {
+    /// Makes the veth pair and everything on it, with the host side a port
+    /// of `bridge` (the network's bridge, already there). `create`: make the
+    /// pair; otherwise the pair exists and only the node side is redone.
+    async fn plumb(&mut self, ep: &Endpoint, bridge: u32, create: bool) -> Result<(), AgentError> {
         let network = self.state.registry.get(&ep.network)?.clone();
-        let bridge = self
-            .nl
-            .ensure_bridge(
-                &network.bridge,
-                network.ipam.gateway(),
-                network.ipam.subnet().prefix(),
-            )
-            .await?;
         if create {
             let peer = peer_veth(ep.id);
             self.nl.create_veth(&ep.host_if, &peer).await?;
@@ -146,10 +143,15 @@ impl Agent {
         Ok(())
     }
 
-    /// On start: an endpoint whose veth still exists gets its bridge port,
+    /// On start, with `bridge` its network's bridge (made by the caller): an
+    /// endpoint whose veth still exists gets its bridge port,
     /// attachment and map entries back. One whose veth is gone is an error
     /// (its namespace went away while the agent was down).
-    pub(super) async fn restore_endpoint(&mut self, name: &str) -> Result<(), AgentError> {
+    pub(super) async fn restore_endpoint(
+        &mut self,
+        name: &str,
+        bridge: u32,
+    ) -> Result<(), AgentError> {
         let ep = self.state.endpoints.get(name).cloned().ok_or_else(|| {
             AgentError::EndpointNotFound {
                 name: name.to_owned(),
@@ -158,7 +160,7 @@ impl Agent {
         if self.nl.link_index(&ep.host_if).await?.is_none() {
             return Err(AgentError::NetnsMissing { path: ep.netns });
         }
-        self.plumb(&ep, false).await
+        self.plumb(&ep, bridge, false).await
     }
 
     /// Drops an endpoint from the state and frees its address.

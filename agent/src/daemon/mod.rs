@@ -4,7 +4,7 @@
 mod endpoint;
 mod state;
 
-use std::{fs, path::PathBuf};
+use std::{collections::HashMap, fs, path::PathBuf};
 
 use tracing::{info, warn};
 
@@ -16,7 +16,7 @@ use crate::{
     datapath::Datapath,
     error::AgentError,
     netlink::Netlink,
-    network::{Network, NetworkSpec},
+    network::{Network, NetworkError, NetworkSpec},
     paths::Paths,
     state as store,
 };
@@ -101,18 +101,22 @@ impl Agent {
     /// attachments and map entries; removes bridges and veths of ours that
     /// the state no longer has.
     async fn reconcile(&mut self) -> Result<(), AgentError> {
+        let mut bridges = HashMap::new();
         for network in self.state.registry.iter() {
-            self.nl
-                .ensure_bridge(
-                    &network.bridge,
-                    network.ipam.gateway(),
-                    network.ipam.subnet().prefix(),
-                )
-                .await?;
+            bridges.insert(network.name.clone(), self.ensure_bridge(network).await?);
         }
-        let names: Vec<String> = self.state.endpoints.keys().cloned().collect();
-        for name in names {
-            if let Err(e) = self.restore_endpoint(&name).await {
+        let endpoints: Vec<(String, String)> = self
+            .state
+            .endpoints
+            .values()
+            .map(|e| (e.name.clone(), e.network.clone()))
+            .collect();
+        for (name, network) in endpoints {
+            let restored = match bridges.get(&network) {
+                Some(&bridge) => self.restore_endpoint(&name, bridge).await,
+                None => Err(NetworkError::NotFound { name: network }.into()),
+            };
+            if let Err(e) = restored {
                 warn!(endpoint = %name, error = %e, "endpoint is gone; releasing it");
                 self.forget_endpoint(&name);
             }
@@ -128,6 +132,19 @@ impl Agent {
             }
         }
         Ok(())
+    }
+
+    /// Makes `network`'s bridge exist, up, with the gateway address; returns
+    /// its ifindex.
+    async fn ensure_bridge(&self, network: &Network) -> Result<u32, AgentError> {
+        Ok(self
+            .nl
+            .ensure_bridge(
+                &network.bridge,
+                network.ipam.gateway(),
+                network.ipam.subnet().prefix(),
+            )
+            .await?)
     }
 
     fn save(&self) -> Result<(), AgentError> {
@@ -165,17 +182,9 @@ impl Agent {
 
     pub async fn create_network(&mut self, spec: &NetworkSpec) -> Result<NetworkView, AgentError> {
         let network = self.state.registry.plan(spec)?;
-        if let Err(e) = self
-            .nl
-            .ensure_bridge(
-                &network.bridge,
-                network.ipam.gateway(),
-                network.ipam.subnet().prefix(),
-            )
-            .await
-        {
+        if let Err(e) = self.ensure_bridge(&network).await {
             let _ = self.nl.delete_link(&network.bridge).await;
-            return Err(e.into());
+            return Err(e);
         }
         self.state.registry.insert(network.clone());
         self.save()?;
