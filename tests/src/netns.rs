@@ -95,19 +95,6 @@ impl Netns {
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
     }
-
-    /// Like [`Netns::run`], but in the background.
-    pub fn spawn<F, R>(&self, f: F) -> thread::JoinHandle<R>
-    where
-        F: FnOnce() -> R + Send + 'static,
-        R: Send + 'static,
-    {
-        let path = self.path();
-        thread::spawn(move || {
-            weir::netns::enter(&path).expect("setns into the test namespace");
-            f()
-        })
-    }
 }
 
 impl Drop for Netns {
