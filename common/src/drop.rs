@@ -12,11 +12,21 @@ pub enum DropReason {
     /// The frame is too short for its Ethernet header, or its IPv4 header is
     /// not a valid one (version, header length, total length).
     Malformed = 1,
+    /// A kernel helper refused to rewrite the packet for NAT (checksum or
+    /// store failed): sending it half-translated would be worse.
+    RewriteFailed = 2,
+    /// A new translated flow could not be tracked (`CT4` insert failed):
+    /// its answers could not be translated back.
+    CtInsertFailed = 3,
 }
 
 impl DropReason {
     /// Every reason, in number order.
-    pub const ALL: &'static [DropReason] = &[DropReason::Malformed];
+    pub const ALL: &'static [DropReason] = &[
+        DropReason::Malformed,
+        DropReason::RewriteFailed,
+        DropReason::CtInsertFailed,
+    ];
 
     /// Size of the `DROP_STATS` array: every reason number is below it.
     pub const MAP_SIZE: u32 = 64;
@@ -38,6 +48,8 @@ impl DropReason {
     pub const fn name(self) -> &'static str {
         match self {
             DropReason::Malformed => "malformed",
+            DropReason::RewriteFailed => "nat-rewrite-failed",
+            DropReason::CtInsertFailed => "ct-insert-failed",
         }
     }
 }
@@ -64,6 +76,8 @@ mod tests {
         // Changing a line here breaks every dashboard and every old `weir
         // stats` output: add new reasons, never renumber.
         assert_eq!(DropReason::Malformed.number(), 1);
+        assert_eq!(DropReason::RewriteFailed.number(), 2);
+        assert_eq!(DropReason::CtInsertFailed.number(), 3);
         assert_eq!(DropReason::from_number(0), None);
     }
 }

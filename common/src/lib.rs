@@ -10,6 +10,9 @@
 //! The `user` feature adds `aya::Pod` impls for the agent.
 #![no_std]
 
+pub mod config;
+pub mod ct;
 pub mod drop;
 pub mod endpoint;
+pub mod publish;
 pub mod stats;

@@ -31,11 +31,13 @@ unsafe impl aya::Pod for Counter {}
 pub enum Hook {
     /// tcx ingress on the host side of a container veth.
     FromContainer = 0,
+    /// tcx ingress on an uplink.
+    FromUplink = 1,
 }
 
 impl Hook {
     /// Every hook, in index order.
-    pub const ALL: &'static [Hook] = &[Hook::FromContainer];
+    pub const ALL: &'static [Hook] = &[Hook::FromContainer, Hook::FromUplink];
 
     /// Size of the `HOOK_STATS` array.
     pub const MAP_SIZE: u32 = 8;
@@ -50,6 +52,7 @@ impl Hook {
     pub const fn program(self) -> &'static str {
         match self {
             Hook::FromContainer => "tc_from_container",
+            Hook::FromUplink => "tc_from_uplink",
         }
     }
 }

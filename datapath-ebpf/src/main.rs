@@ -3,14 +3,23 @@
 #![no_std]
 #![no_main]
 
+mod ct;
+mod dnat;
 mod drop;
 mod from_container;
+mod from_uplink;
+mod fwd;
 mod maps;
+mod nat;
 mod parse;
+mod sock;
 mod stats;
 mod verdict;
 
-use aya_ebpf::{macros::classifier, programs::TcContext};
+use aya_ebpf::{
+    macros::{cgroup_sock_addr, classifier},
+    programs::{SockAddrContext, TcContext},
+};
 
 /// tcx ingress on the host side of every container veth: every packet a
 /// container sends passes here first.
@@ -20,6 +29,40 @@ pub fn tc_from_container(ctx: TcContext) -> i32 {
         Ok(verdict) => verdict,
         Err(reason) => drop::tc(&ctx, reason),
     }
+}
+
+/// tcx ingress on each uplink: published ports (DNAT).
+#[classifier]
+pub fn tc_from_uplink(ctx: TcContext) -> i32 {
+    match from_uplink::handle(&ctx) {
+        Ok(verdict) => verdict,
+        Err(reason) => drop::tc(&ctx, reason),
+    }
+}
+
+/// cgroup `connect4`: the node's TCP and UDP sockets connecting to a
+/// published port.
+#[cgroup_sock_addr(connect4)]
+pub fn sock_connect4(ctx: SockAddrContext) -> i32 {
+    sock::to_published(&ctx)
+}
+
+/// cgroup `sendmsg4`: unconnected UDP sends to a published port.
+#[cgroup_sock_addr(sendmsg4)]
+pub fn sock_sendmsg4(ctx: SockAddrContext) -> i32 {
+    sock::to_published(&ctx)
+}
+
+/// cgroup `recvmsg4`: UDP answers from a published port's container.
+#[cgroup_sock_addr(recvmsg4)]
+pub fn sock_recvmsg4(ctx: SockAddrContext) -> i32 {
+    sock::from_published(&ctx)
+}
+
+/// cgroup `getpeername4`: the peer of a socket the hooks redirected.
+#[cgroup_sock_addr(getpeername4)]
+pub fn sock_peername4(ctx: SockAddrContext) -> i32 {
+    sock::from_published(&ctx)
 }
 
 #[cfg(not(test))]

@@ -4,12 +4,15 @@
 //! the names the agent pins them under.
 
 use aya_ebpf::{
-    btf_maps::{HashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use weir_common::{
+    config::{Config, MAX_SOCK_RNAT, SockRnatKey, SockRnatValue},
+    ct::{CtEntry, CtKey, MAX_CT_ENTRIES},
     drop::DropReason,
     endpoint::{EndpointInfo, EndpointRef, MAX_ENDPOINTS},
+    publish::{MAX_HOST_ADDRS, MAX_PUBLISHED, PublishKey, PublishTarget},
     stats::{Counter, Hook},
 };
 
@@ -28,3 +31,26 @@ pub static ENDPOINTS: HashMap<u32, EndpointInfo, { MAX_ENDPOINTS as usize }> = H
 /// Container address (network order) -> its veth and MAC.
 #[btf_map]
 pub static EP_BY_IP4: HashMap<[u8; 4], EndpointRef, { MAX_ENDPOINTS as usize }> = HashMap::new();
+
+/// Published ports: (host address or 0.0.0.0, port, protocol) -> container.
+#[btf_map]
+pub static PUBLISH4: HashMap<PublishKey, PublishTarget, { MAX_PUBLISHED as usize }> =
+    HashMap::new();
+
+/// The node's own IPv4 addresses -> ifindex (kept current by the agent).
+#[btf_map]
+pub static HOST_ADDRS4: HashMap<[u8; 4], u32, { MAX_HOST_ADDRS as usize }> = HashMap::new();
+
+/// Conntrack: a flow's tuple in one direction -> how to rewrite it.
+#[btf_map]
+pub static CT4: LruHashMap<CtKey, CtEntry, { MAX_CT_ENTRIES as usize }> = LruHashMap::new();
+
+/// What the agent tells the programs (one slot).
+#[btf_map]
+pub static CONFIG: Array<Config, 1> = Array::new();
+
+/// Sockets the cgroup hooks redirected: (cookie, container address) -> the
+/// published address the socket asked for.
+#[btf_map]
+pub static SOCK_RNAT4: LruHashMap<SockRnatKey, SockRnatValue, { MAX_SOCK_RNAT as usize }> =
+    LruHashMap::new();

@@ -7,7 +7,19 @@ use network_types::{
     eth::{EthHdr, EtherType},
     ip::Ipv4Hdr,
 };
-use weir_common::drop::DropReason;
+use weir_common::{
+    ct::CtKey,
+    drop::DropReason,
+    publish::{PROTO_TCP, PROTO_UDP},
+};
+
+/// Offset of the IPv4 header in an Ethernet frame.
+pub const IP_OFF: usize = EthHdr::LEN;
+/// Offsets of IPv4 header fields, from the start of the frame.
+pub const IP_TTL_OFF: usize = IP_OFF + 8;
+pub const IP_CSUM_OFF: usize = IP_OFF + 10;
+pub const IP_SRC_OFF: usize = IP_OFF + 12;
+pub const IP_DST_OFF: usize = IP_OFF + 16;
 
 /// A packet whose bytes lie between `data` and `data_end` (tc or XDP).
 pub trait Packet {
@@ -47,11 +59,11 @@ pub fn ipv4(pkt: &impl Packet) -> Result<Option<*const Ipv4Hdr>, DropReason> {
     if unsafe { (*eth).ether_type } != EtherType::Ipv4 as u16 {
         return Ok(None);
     }
-    let ip: *const Ipv4Hdr = ptr_at(pkt, EthHdr::LEN).ok_or(DropReason::Malformed)?;
+    let ip: *const Ipv4Hdr = ptr_at(pkt, IP_OFF).ok_or(DropReason::Malformed)?;
     // SAFETY: as above.
     let (vihl, tot_len) = unsafe { ((*ip).vihl, u16::from_be_bytes((*ip).tot_len)) };
     let header_len = usize::from(vihl & 0x0f) * 4;
-    let frame_room = pkt.data_end() - pkt.data() - EthHdr::LEN;
+    let frame_room = pkt.data_end() - pkt.data() - IP_OFF;
     if vihl >> 4 != 4
         || header_len < Ipv4Hdr::LEN
         || usize::from(tot_len) < header_len
@@ -60,4 +72,79 @@ pub fn ipv4(pkt: &impl Packet) -> Result<Option<*const Ipv4Hdr>, DropReason> {
         return Err(DropReason::Malformed);
     }
     Ok(Some(ip))
+}
+
+/// A TCP or UDP packet the datapath may translate: its tuple as on the
+/// wire and where its L4 header starts.
+#[derive(Clone, Copy)]
+pub struct Flow {
+    pub key: CtKey,
+    /// Offset of the TCP or UDP header from the start of the frame.
+    pub l4_off: usize,
+    /// The TCP flags byte (0 for UDP).
+    pub tcp_flags: u8,
+}
+
+impl Flow {
+    /// Offset of the L4 checksum from the start of the frame.
+    #[inline(always)]
+    pub fn csum_off(&self) -> usize {
+        self.l4_off + if self.key.proto == PROTO_TCP { 16 } else { 6 }
+    }
+
+    /// A TCP segment that opens a flow: SYN without ACK.
+    #[inline(always)]
+    pub fn is_tcp_open(&self) -> bool {
+        use weir_common::ct::{TCP_ACK, TCP_SYN};
+        self.key.proto == PROTO_TCP && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+    }
+}
+
+/// The TCP or UDP flow of a validated IPv4 packet. `Ok(None)` for other
+/// protocols and for fragments (only a reassembled datagram could be
+/// translated; fragments pass untouched).
+#[inline(always)]
+pub fn flow(pkt: &impl Packet, ip: *const Ipv4Hdr) -> Result<Option<Flow>, DropReason> {
+    // SAFETY: `ip` came from `ipv4`, which checked the whole header.
+    let (vihl, proto, frags, saddr, daddr) = unsafe {
+        (
+            (*ip).vihl,
+            (*ip).proto,
+            u16::from_be_bytes((*ip).frags),
+            (*ip).src_addr,
+            (*ip).dst_addr,
+        )
+    };
+    // More-fragments flag or a fragment offset.
+    if frags & 0x3fff != 0 {
+        return Ok(None);
+    }
+    let l4_off = IP_OFF + usize::from(vihl & 0x0f) * 4;
+    let (ports, tcp_flags) = match proto {
+        PROTO_TCP => {
+            let tcp: *const [u8; 14] = ptr_at(pkt, l4_off).ok_or(DropReason::Malformed)?;
+            // SAFETY: `ptr_at` checked the 14 bytes.
+            let b = unsafe { *tcp };
+            ([b[0], b[1], b[2], b[3]], b[13])
+        }
+        PROTO_UDP => {
+            let udp: *const [u8; 8] = ptr_at(pkt, l4_off).ok_or(DropReason::Malformed)?;
+            // SAFETY: `ptr_at` checked the 8 bytes.
+            let b = unsafe { *udp };
+            ([b[0], b[1], b[2], b[3]], 0)
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(Flow {
+        key: CtKey {
+            saddr,
+            daddr,
+            sport: [ports[0], ports[1]],
+            dport: [ports[2], ports[3]],
+            proto,
+            pad: [0; 3],
+        },
+        l4_off,
+        tcp_flags,
+    }))
 }

@@ -36,6 +36,42 @@ pub fn tcp_syn4(src: SocketAddrV4, dst: SocketAddrV4, seq: u32) -> Vec<u8> {
     frame
 }
 
+/// An Ethernet/IPv4/TCP segment with ACK set (and SYN if `syn`): a SYN-ACK
+/// or a plain ACK.
+#[must_use]
+pub fn tcp_ack4(src: SocketAddrV4, dst: SocketAddrV4, seq: u32, ack: u32, syn: bool) -> Vec<u8> {
+    let mut builder = PacketBuilder::ethernet2(MAC_CONTAINER, MAC_HOST)
+        .ipv4(src.ip().octets(), dst.ip().octets(), TTL)
+        .tcp(src.port(), dst.port(), seq, 64240)
+        .ack(ack);
+    if syn {
+        builder = builder.syn();
+    }
+    let mut frame = Vec::with_capacity(builder.size(0));
+    builder.write(&mut frame, &[]).expect("build TCP frame");
+    frame
+}
+
+/// Offsets of the fields NAT rewrites, from the start of a frame without
+/// IP options.
+pub mod off {
+    pub const TTL: usize = 22;
+    pub const IP_CSUM: std::ops::Range<usize> = 24..26;
+    pub const SADDR: std::ops::Range<usize> = 26..30;
+    pub const DADDR: std::ops::Range<usize> = 30..34;
+    pub const SPORT: std::ops::Range<usize> = 34..36;
+    pub const DPORT: std::ops::Range<usize> = 36..38;
+    pub const UDP_CSUM: std::ops::Range<usize> = 40..42;
+    pub const TCP_CSUM: std::ops::Range<usize> = 50..52;
+}
+
+/// The offsets at which two frames of one length differ.
+#[must_use]
+pub fn changed(a: &[u8], b: &[u8]) -> Vec<usize> {
+    assert_eq!(a.len(), b.len(), "frame length changed");
+    (0..a.len()).filter(|&i| a[i] != b[i]).collect()
+}
+
 /// An Ethernet/IPv4/ICMP echo request.
 #[must_use]
 pub fn icmp_echo4(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16) -> Vec<u8> {

@@ -1,20 +1,24 @@
-//! The eBPF datapath as the agent sees it: the embedded object, loading,
-//! attaching, and typed reads of its maps.
+//! The eBPF datapath as the agent sees it: the embedded object and loading
+//! (here), attaching (`attach`), and typed handles on its maps (`tables`).
 
-use std::{collections::HashMap as StdHashMap, fs, io, net::Ipv4Addr, path::Path};
+mod attach;
+mod tables;
+
+use std::{collections::HashMap as StdHashMap, fs, io, path::Path};
 
 pub use aya;
 use aya::{
     Ebpf,
-    maps::{HashMap, MapError, PerCpuArray},
+    maps::{HashMap, MapError},
     pin::PinError,
-    programs::{ProgramError, SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
+    programs::{
+        CgroupSockAddr, ProgramError, SchedClassifier, cgroup_sock_addr::CgroupSockAddrLinkId,
+        tc::SchedClassifierLinkId,
+    },
 };
-use weir_common::{
-    drop::DropReason,
-    endpoint::{EndpointInfo, EndpointRef},
-    stats::{Counter, Hook},
-};
+use weir_common::stats::Hook;
+
+pub use self::tables::CtFlow;
 
 /// The datapath object, built by `build.rs` from `datapath-ebpf/`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/weir-datapath"));
@@ -25,9 +29,33 @@ pub mod map_names {
     pub const DROP_STATS: &str = "DROP_STATS";
     pub const ENDPOINTS: &str = "ENDPOINTS";
     pub const EP_BY_IP4: &str = "EP_BY_IP4";
+    pub const PUBLISH4: &str = "PUBLISH4";
+    pub const HOST_ADDRS4: &str = "HOST_ADDRS4";
+    pub const CT4: &str = "CT4";
+    pub const CONFIG: &str = "CONFIG";
+    pub const SOCK_RNAT4: &str = "SOCK_RNAT4";
     /// Every map, in the order they are pinned.
-    pub const ALL: &[&str] = &[HOOK_STATS, DROP_STATS, ENDPOINTS, EP_BY_IP4];
+    pub const ALL: &[&str] = &[
+        HOOK_STATS,
+        DROP_STATS,
+        ENDPOINTS,
+        EP_BY_IP4,
+        PUBLISH4,
+        HOST_ADDRS4,
+        CT4,
+        CONFIG,
+        SOCK_RNAT4,
+    ];
 }
+
+/// The cgroup `sock_addr` programs: the node's own sockets to published
+/// ports. Their attach types come from their ELF sections.
+pub const SOCK_PROGRAMS: &[&str] = &[
+    "sock_connect4",
+    "sock_sendmsg4",
+    "sock_recvmsg4",
+    "sock_peername4",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
@@ -63,6 +91,14 @@ pub enum DatapathError {
         #[source]
         source: io::Error,
     },
+    #[error("opening cgroup {path}: {source}")]
+    Cgroup {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading this network namespace's cookie: {0}")]
+    NetnsCookie(#[source] io::Error),
     #[error("map `{map}`: {source}")]
     Map {
         map: &'static str,
@@ -78,6 +114,10 @@ pub struct Datapath {
     ebpf: Ebpf,
     /// tcx links of `tc_from_container`, by host-side interface name.
     container_links: StdHashMap<String, SchedClassifierLinkId>,
+    /// tcx links of `tc_from_uplink`, by uplink name.
+    uplink_links: StdHashMap<String, SchedClassifierLinkId>,
+    /// cgroup links of the socket programs, by program.
+    sock_links: Vec<(&'static str, CgroupSockAddrLinkId)>,
 }
 
 impl Datapath {
@@ -90,9 +130,16 @@ impl Datapath {
                 .load()
                 .map_err(|source| DatapathError::Program { program, source })?;
         }
+        for &program in SOCK_PROGRAMS {
+            sock_program(&mut ebpf, program)?
+                .load()
+                .map_err(|source| DatapathError::Program { program, source })?;
+        }
         Ok(Self {
             ebpf,
             container_links: StdHashMap::new(),
+            uplink_links: StdHashMap::new(),
+            sock_links: Vec::new(),
         })
     }
 
@@ -127,97 +174,6 @@ impl Datapath {
         Ok(())
     }
 
-    /// Attaches `tc_from_container` to tcx ingress of `interface` (the host
-    /// side of a container veth), in the calling thread's network namespace.
-    pub fn attach_from_container(&mut self, interface: &str) -> Result<(), DatapathError> {
-        let program = Hook::FromContainer.program();
-        let prog = classifier(&mut self.ebpf, program)?;
-        if let Some(old) = self.container_links.remove(interface) {
-            // A veth of the same name was replaced: its old link is defunct.
-            let _ = prog.detach(old);
-        }
-        let link = prog
-            .attach(interface, TcAttachType::Ingress)
-            .map_err(|source| DatapathError::Attach {
-                program,
-                interface: interface.to_owned(),
-                source,
-            })?;
-        self.container_links.insert(interface.to_owned(), link);
-        Ok(())
-    }
-
-    /// Detaches `tc_from_container` from `interface` (a no-op when it is
-    /// not attached; a link whose device is gone detaches quietly).
-    pub fn detach_from_container(&mut self, interface: &str) -> Result<(), DatapathError> {
-        let program = Hook::FromContainer.program();
-        if let Some(link) = self.container_links.remove(interface) {
-            let _ = classifier(&mut self.ebpf, program)?.detach(link);
-        }
-        Ok(())
-    }
-
-    /// Records an endpoint in `ENDPOINTS` and `EP_BY_IP4`.
-    pub fn insert_endpoint(
-        &mut self,
-        ifindex: u32,
-        ip: Ipv4Addr,
-        mac: [u8; 6],
-        network_id: u32,
-    ) -> Result<(), DatapathError> {
-        let info = EndpointInfo {
-            ip: ip.octets(),
-            mac,
-            pad: [0; 2],
-            network_id,
-        };
-        let reference = EndpointRef {
-            ifindex,
-            mac,
-            pad: [0; 2],
-        };
-        self.hash_map::<u32, EndpointInfo>(map_names::ENDPOINTS)?
-            .insert(ifindex, info, 0)
-            .map_err(|source| map_err(map_names::ENDPOINTS, source))?;
-        self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?
-            .insert(ip.octets(), reference, 0)
-            .map_err(|source| map_err(map_names::EP_BY_IP4, source))
-    }
-
-    /// Removes every entry of the endpoint with address `ip` from
-    /// `ENDPOINTS` and `EP_BY_IP4`. Works from the maps alone, so it also
-    /// cleans up after a veth that is already gone.
-    pub fn remove_endpoint(&mut self, ip: Ipv4Addr) -> Result<(), DatapathError> {
-        let stale: Vec<u32> = self
-            .endpoints()?
-            .into_iter()
-            .filter(|(_, info)| info.ip == ip.octets())
-            .map(|(ifindex, _)| ifindex)
-            .collect();
-        let mut endpoints = self.hash_map::<u32, EndpointInfo>(map_names::ENDPOINTS)?;
-        for ifindex in stale {
-            absent_ok(endpoints.remove(&ifindex), map_names::ENDPOINTS)?;
-        }
-        absent_ok(
-            self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?
-                .remove(&ip.octets()),
-            map_names::EP_BY_IP4,
-        )
-    }
-
-    /// The `ENDPOINTS` entries, by host-side ifindex.
-    pub fn endpoints(&self) -> Result<Vec<(u32, EndpointInfo)>, DatapathError> {
-        let map: HashMap<_, u32, EndpointInfo> = self
-            .ebpf
-            .map(map_names::ENDPOINTS)
-            .ok_or(DatapathError::MissingMap(map_names::ENDPOINTS))?
-            .try_into()
-            .map_err(|source| map_err(map_names::ENDPOINTS, source))?;
-        map.iter()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| map_err(map_names::ENDPOINTS, source))
-    }
-
     fn hash_map<K: aya::Pod, V: aya::Pod>(
         &mut self,
         map: &'static str,
@@ -227,31 +183,6 @@ impl Datapath {
             .ok_or(DatapathError::MissingMap(map))?
             .try_into()
             .map_err(|source| map_err(map, source))
-    }
-
-    /// Packets and bytes seen at `hook`, summed over the CPUs.
-    pub fn hook_stats(&self, hook: Hook) -> Result<Counter, DatapathError> {
-        self.counter(map_names::HOOK_STATS, hook.index())
-    }
-
-    /// Packets and bytes dropped for `reason`, summed over the CPUs.
-    pub fn drop_stats(&self, reason: DropReason) -> Result<Counter, DatapathError> {
-        self.counter(map_names::DROP_STATS, reason.number())
-    }
-
-    fn counter(&self, map: &'static str, index: u32) -> Result<Counter, DatapathError> {
-        let counters: PerCpuArray<_, Counter> = self
-            .ebpf
-            .map(map)
-            .ok_or(DatapathError::MissingMap(map))?
-            .try_into()
-            .map_err(|source| DatapathError::Map { map, source })?;
-        let per_cpu = counters
-            .get(&index, 0)
-            .map_err(|source| DatapathError::Map { map, source })?;
-        Ok(per_cpu
-            .iter()
-            .fold(Counter::default(), |sum, c| sum.plus(*c)))
     }
 
     /// The underlying aya object, for tests that drive programs with
@@ -278,6 +209,16 @@ fn classifier<'a>(
     ebpf: &'a mut Ebpf,
     program: &'static str,
 ) -> Result<&'a mut SchedClassifier, DatapathError> {
+    ebpf.program_mut(program)
+        .ok_or(DatapathError::MissingProgram(program))?
+        .try_into()
+        .map_err(|source| DatapathError::Program { program, source })
+}
+
+fn sock_program<'a>(
+    ebpf: &'a mut Ebpf,
+    program: &'static str,
+) -> Result<&'a mut CgroupSockAddr, DatapathError> {
     ebpf.program_mut(program)
         .ok_or(DatapathError::MissingProgram(program))?
         .try_into()

@@ -1,0 +1,225 @@
+//! Typed handles on the maps: endpoints, published ports, the node's
+//! addresses, the programs' config, conntrack and counters.
+
+use std::{collections::HashSet, net::Ipv4Addr, os::fd::AsRawFd};
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use weir_common::{
+    config::Config,
+    ct::{CtEntry, CtKey},
+    drop::DropReason,
+    endpoint::{EndpointInfo, EndpointRef},
+    publish::{PublishKey, PublishTarget},
+    stats::{Counter, Hook},
+};
+
+use super::{Datapath, DatapathError, absent_ok, map_err, map_names};
+
+/// One direction of a tracked flow, as read from `CT4`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtFlow {
+    pub key: CtKey,
+    pub entry: CtEntry,
+}
+
+impl Datapath {
+    /// Records an endpoint in `ENDPOINTS` and `EP_BY_IP4`.
+    pub fn insert_endpoint(
+        &mut self,
+        ifindex: u32,
+        ip: Ipv4Addr,
+        mac: [u8; 6],
+        network_id: u32,
+    ) -> Result<(), DatapathError> {
+        let info = EndpointInfo {
+            ip: ip.octets(),
+            mac,
+            pad: [0; 2],
+            network_id,
+        };
+        let reference = EndpointRef {
+            ifindex,
+            mac,
+            pad: [0; 2],
+        };
+        self.hash_map::<u32, EndpointInfo>(map_names::ENDPOINTS)?
+            .insert(ifindex, info, 0)
+            .map_err(|source| map_err(map_names::ENDPOINTS, source))?;
+        self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?
+            .insert(ip.octets(), reference, 0)
+            .map_err(|source| map_err(map_names::EP_BY_IP4, source))
+    }
+
+    /// Removes every entry of the endpoint with address `ip` from
+    /// `ENDPOINTS` and `EP_BY_IP4`. Works from the maps alone, so it also
+    /// cleans up after a veth that is already gone.
+    pub fn remove_endpoint(&mut self, ip: Ipv4Addr) -> Result<(), DatapathError> {
+        let stale: Vec<u32> = self
+            .endpoints()?
+            .into_iter()
+            .filter(|(_, info)| info.ip == ip.octets())
+            .map(|(ifindex, _)| ifindex)
+            .collect();
+        let mut endpoints = self.hash_map::<u32, EndpointInfo>(map_names::ENDPOINTS)?;
+        for ifindex in stale {
+            absent_ok(endpoints.remove(&ifindex), map_names::ENDPOINTS)?;
+        }
+        absent_ok(
+            self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?
+                .remove(&ip.octets()),
+            map_names::EP_BY_IP4,
+        )
+    }
+
+    /// The `ENDPOINTS` entries, by host-side ifindex.
+    pub fn endpoints(&self) -> Result<Vec<(u32, EndpointInfo)>, DatapathError> {
+        let map: HashMap<_, u32, EndpointInfo> = self
+            .ebpf
+            .map(map_names::ENDPOINTS)
+            .ok_or(DatapathError::MissingMap(map_names::ENDPOINTS))?
+            .try_into()
+            .map_err(|source| map_err(map_names::ENDPOINTS, source))?;
+        map.iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| map_err(map_names::ENDPOINTS, source))
+    }
+
+    /// Publishes `key` to `target` in `PUBLISH4` (replacing what was there).
+    pub fn insert_publish(
+        &mut self,
+        key: PublishKey,
+        target: PublishTarget,
+    ) -> Result<(), DatapathError> {
+        self.hash_map::<PublishKey, PublishTarget>(map_names::PUBLISH4)?
+            .insert(key, target, 0)
+            .map_err(|source| map_err(map_names::PUBLISH4, source))
+    }
+
+    /// Removes `key` from `PUBLISH4` (absent is fine).
+    pub fn remove_publish(&mut self, key: PublishKey) -> Result<(), DatapathError> {
+        absent_ok(
+            self.hash_map::<PublishKey, PublishTarget>(map_names::PUBLISH4)?
+                .remove(&key),
+            map_names::PUBLISH4,
+        )
+    }
+
+    /// The `PUBLISH4` entries.
+    pub fn published(&self) -> Result<Vec<(PublishKey, PublishTarget)>, DatapathError> {
+        self.entries(map_names::PUBLISH4)
+    }
+
+    /// Makes `HOST_ADDRS4` hold exactly `addrs` (address, ifindex).
+    pub fn set_host_addrs(&mut self, addrs: &[(Ipv4Addr, u32)]) -> Result<(), DatapathError> {
+        let wanted: HashSet<[u8; 4]> = addrs.iter().map(|(a, _)| a.octets()).collect();
+        let have: Vec<([u8; 4], u32)> = self.entries(map_names::HOST_ADDRS4)?;
+        let mut map = self.hash_map::<[u8; 4], u32>(map_names::HOST_ADDRS4)?;
+        for (addr, _) in have {
+            if !wanted.contains(&addr) {
+                absent_ok(map.remove(&addr), map_names::HOST_ADDRS4)?;
+            }
+        }
+        for (addr, ifindex) in addrs {
+            map.insert(addr.octets(), ifindex, 0)
+                .map_err(|source| map_err(map_names::HOST_ADDRS4, source))?;
+        }
+        Ok(())
+    }
+
+    /// Tells the programs which network namespace is the agent's: the one
+    /// the calling thread is in.
+    pub fn set_netns_here(&mut self) -> Result<(), DatapathError> {
+        let config = Config {
+            netns_cookie: netns_cookie()?,
+        };
+        let mut array: Array<&mut MapData, Config> = self
+            .ebpf
+            .map_mut(map_names::CONFIG)
+            .ok_or(DatapathError::MissingMap(map_names::CONFIG))?
+            .try_into()
+            .map_err(|source| map_err(map_names::CONFIG, source))?;
+        array
+            .set(0, config, 0)
+            .map_err(|source| map_err(map_names::CONFIG, source))
+    }
+
+    /// Every `CT4` entry.
+    pub fn conntrack(&self) -> Result<Vec<CtFlow>, DatapathError> {
+        Ok(self
+            .entries::<CtKey, CtEntry>(map_names::CT4)?
+            .into_iter()
+            .map(|(key, entry)| CtFlow { key, entry })
+            .collect())
+    }
+
+    /// Removes these `CT4` entries (absent ones are fine).
+    pub fn remove_conntrack(&mut self, keys: &[CtKey]) -> Result<(), DatapathError> {
+        let mut map = self.hash_map::<CtKey, CtEntry>(map_names::CT4)?;
+        for key in keys {
+            absent_ok(map.remove(key), map_names::CT4)?;
+        }
+        Ok(())
+    }
+
+    fn entries<K: aya::Pod, V: aya::Pod>(
+        &self,
+        map: &'static str,
+    ) -> Result<Vec<(K, V)>, DatapathError> {
+        let hash: HashMap<_, K, V> = self
+            .ebpf
+            .map(map)
+            .ok_or(DatapathError::MissingMap(map))?
+            .try_into()
+            .map_err(|source| map_err(map, source))?;
+        // Keys deleted while we walk are skipped, not errors.
+        Ok(hash.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Packets and bytes seen at `hook`, summed over the CPUs.
+    pub fn hook_stats(&self, hook: Hook) -> Result<Counter, DatapathError> {
+        self.counter(map_names::HOOK_STATS, hook.index())
+    }
+
+    /// Packets and bytes dropped for `reason`, summed over the CPUs.
+    pub fn drop_stats(&self, reason: DropReason) -> Result<Counter, DatapathError> {
+        self.counter(map_names::DROP_STATS, reason.number())
+    }
+
+    fn counter(&self, map: &'static str, index: u32) -> Result<Counter, DatapathError> {
+        let counters: PerCpuArray<_, Counter> = self
+            .ebpf
+            .map(map)
+            .ok_or(DatapathError::MissingMap(map))?
+            .try_into()
+            .map_err(|source| DatapathError::Map { map, source })?;
+        let per_cpu = counters
+            .get(&index, 0)
+            .map_err(|source| DatapathError::Map { map, source })?;
+        Ok(per_cpu
+            .iter()
+            .fold(Counter::default(), |sum, c| sum.plus(*c)))
+    }
+}
+
+/// The cookie of the calling thread's network namespace.
+fn netns_cookie() -> Result<u64, DatapathError> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")
+        .or_else(|_| std::net::UdpSocket::bind("0.0.0.0:0"))
+        .map_err(DatapathError::NetnsCookie)?;
+    let mut cookie: u64 = 0;
+    let mut len: libc::socklen_t = 8; // size_of::<u64>()
+    // SAFETY: a valid socket and a buffer of the length we pass.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(DatapathError::NetnsCookie(std::io::Error::last_os_error()));
+    }
+    Ok(cookie)
+}

@@ -1,0 +1,62 @@
+//! `CONFIG`: a one-slot array the agent writes and every program reads.
+
+/// What the programs need to know of the agent that loaded them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// The cookie of the agent's network namespace. The cgroup socket hooks
+    /// act only on sockets of this namespace: a cgroup spans namespaces.
+    /// 0 until the agent has written it: then they act on none.
+    pub netns_cookie: u64,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), no padding, every bit pattern valid.
+unsafe impl aya::Pod for Config {}
+
+/// A socket's view of a translated address, for `recvmsg4` and
+/// `getpeername4`: `SOCK_RNAT4` maps (socket cookie, container address,
+/// port) back to the address the socket asked for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockRnatKey {
+    pub cookie: u64,
+    pub ip: [u8; 4],
+    pub port: [u8; 2],
+    /// Explicit padding, always zero.
+    pub pad: [u8; 2],
+}
+
+/// See [`SockRnatKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockRnatValue {
+    pub ip: [u8; 4],
+    pub port: [u8; 2],
+    /// Explicit padding, always zero.
+    pub pad: [u8; 2],
+}
+
+/// Capacity of `SOCK_RNAT4`.
+pub const MAX_SOCK_RNAT: u32 = 65_536;
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), explicit padding, every bit pattern valid.
+unsafe impl aya::Pod for SockRnatKey {}
+#[cfg(feature = "user")]
+// SAFETY: repr(C), explicit padding, every bit pattern valid.
+unsafe impl aya::Pod for SockRnatValue {}
+
+#[cfg(test)]
+mod tests {
+    use core::mem::size_of;
+
+    use super::*;
+
+    #[test]
+    fn layouts_have_no_hidden_padding() {
+        assert_eq!(size_of::<Config>(), 8);
+        assert_eq!(size_of::<SockRnatKey>(), 16);
+        assert_eq!(size_of::<SockRnatValue>(), 8);
+    }
+}

@@ -1,0 +1,84 @@
+//! Published ports (`-p`), as the datapath sees them.
+//!
+//! - `PUBLISH4`: [`PublishKey`] -> [`PublishTarget`]. A key's `host_ip` is
+//!   `0.0.0.0` for a port published on every address of the node.
+//! - `HOST_ADDRS4`: IPv4 address of the node (`[u8; 4]`, network order) ->
+//!   ifindex. Docker's `--dst-type LOCAL`: a wildcard publication only
+//!   matches traffic to an address of the node.
+
+/// IP protocol numbers the datapath translates.
+pub const PROTO_TCP: u8 = 6;
+/// See [`PROTO_TCP`].
+pub const PROTO_UDP: u8 = 17;
+
+/// A published host port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PublishKey {
+    /// The host address it is bound to, network order; `0.0.0.0`: all.
+    pub host_ip: [u8; 4],
+    /// The host port, network order.
+    pub port: [u8; 2],
+    /// [`PROTO_TCP`] or [`PROTO_UDP`].
+    pub proto: u8,
+    /// Explicit padding, always zero.
+    pub pad: u8,
+}
+
+/// Where a published port leads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PublishTarget {
+    /// The container's address, network order.
+    pub ip: [u8; 4],
+    /// The container's port, network order.
+    pub port: [u8; 2],
+    /// Explicit padding, always zero.
+    pub pad: [u8; 2],
+    /// Host-side ifindex of the container's veth.
+    pub ifindex: u32,
+    /// The container's network id.
+    pub network_id: u32,
+}
+
+/// Capacity of `PUBLISH4`.
+pub const MAX_PUBLISHED: u32 = 65_536;
+/// Capacity of `HOST_ADDRS4`.
+pub const MAX_HOST_ADDRS: u32 = 1_024;
+
+impl PublishKey {
+    #[must_use]
+    pub const fn new(host_ip: [u8; 4], port: u16, proto: u8) -> Self {
+        Self {
+            host_ip,
+            port: port.to_be_bytes(),
+            proto,
+            pad: 0,
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), explicit padding, every bit pattern valid.
+unsafe impl aya::Pod for PublishKey {}
+#[cfg(feature = "user")]
+// SAFETY: repr(C), explicit padding, every bit pattern valid.
+unsafe impl aya::Pod for PublishTarget {}
+
+#[cfg(test)]
+mod tests {
+    use core::mem::size_of;
+
+    use super::*;
+
+    #[test]
+    fn layouts_have_no_hidden_padding() {
+        assert_eq!(size_of::<PublishKey>(), 8);
+        assert_eq!(size_of::<PublishTarget>(), 16);
+    }
+
+    #[test]
+    fn ports_are_kept_in_network_order() {
+        assert_eq!(PublishKey::new([0; 4], 8080, PROTO_TCP).port, [0x1f, 0x90]);
+    }
+}

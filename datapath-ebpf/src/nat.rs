@@ -1,0 +1,109 @@
+//! Rewriting a packet's tuple at a tc hook, with the IP and L4 checksums
+//! fixed incrementally by the kernel's helpers (they also handle
+//! `CHECKSUM_PARTIAL` packets from local stacks and containers). A UDP
+//! checksum of 0 ("none") stays 0.
+
+use aya_ebpf::{
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
+    programs::TcContext,
+};
+use weir_common::{ct::CtEntry, drop::DropReason, publish::PROTO_UDP};
+
+use crate::parse::{Flow, IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, IP_TTL_OFF};
+
+/// Rewrites `flow`'s packet to leave with `to`'s tuple.
+#[inline(always)]
+pub fn rewrite(ctx: &TcContext, flow: &Flow, to: &CtEntry) -> Result<(), DropReason> {
+    let from = &flow.key;
+    let l4_flags = if from.proto == PROTO_UDP {
+        u64::from(BPF_F_MARK_MANGLED_0)
+    } else {
+        0
+    };
+    if from.saddr != to.nat_saddr {
+        addr(ctx, flow, IP_SRC_OFF, from.saddr, to.nat_saddr, l4_flags)?;
+    }
+    if from.daddr != to.nat_daddr {
+        addr(ctx, flow, IP_DST_OFF, from.daddr, to.nat_daddr, l4_flags)?;
+    }
+    if from.sport != to.nat_sport {
+        port(ctx, flow, flow.l4_off, from.sport, to.nat_sport, l4_flags)?;
+    }
+    if from.dport != to.nat_dport {
+        port(
+            ctx,
+            flow,
+            flow.l4_off + 2,
+            from.dport,
+            to.nat_dport,
+            l4_flags,
+        )?;
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn addr(
+    ctx: &TcContext,
+    flow: &Flow,
+    off: usize,
+    old: [u8; 4],
+    new: [u8; 4],
+    l4_flags: u64,
+) -> Result<(), DropReason> {
+    let (o, n) = (
+        u64::from(u32::from_ne_bytes(old)),
+        u64::from(u32::from_ne_bytes(new)),
+    );
+    ctx.l4_csum_replace(
+        flow.csum_off(),
+        o,
+        n,
+        u64::from(BPF_F_PSEUDO_HDR) | 4 | l4_flags,
+    )
+    .map_err(|_| DropReason::RewriteFailed)?;
+    ctx.l3_csum_replace(IP_CSUM_OFF, o, n, 4)
+        .map_err(|_| DropReason::RewriteFailed)?;
+    ctx.store(off, &new, 0)
+        .map_err(|_| DropReason::RewriteFailed)
+}
+
+#[inline(always)]
+fn port(
+    ctx: &TcContext,
+    flow: &Flow,
+    off: usize,
+    old: [u8; 2],
+    new: [u8; 2],
+    l4_flags: u64,
+) -> Result<(), DropReason> {
+    let (o, n) = (
+        u64::from(u16::from_ne_bytes(old)),
+        u64::from(u16::from_ne_bytes(new)),
+    );
+    ctx.l4_csum_replace(flow.csum_off(), o, n, 2 | l4_flags)
+        .map_err(|_| DropReason::RewriteFailed)?;
+    ctx.store(off, &new, 0)
+        .map_err(|_| DropReason::RewriteFailed)
+}
+
+/// Decrements the TTL of a packet the datapath forwards itself. `false`
+/// when the TTL is spent: the stack must have it, to answer with ICMP.
+#[inline(always)]
+pub fn decrement_ttl(ctx: &TcContext) -> Result<bool, DropReason> {
+    let word: [u8; 2] = ctx.load(IP_TTL_OFF).map_err(|_| DropReason::Malformed)?;
+    if word[0] <= 1 {
+        return Ok(false);
+    }
+    let new = [word[0] - 1, word[1]];
+    ctx.l3_csum_replace(
+        IP_CSUM_OFF,
+        u64::from(u16::from_ne_bytes(word)),
+        u64::from(u16::from_ne_bytes(new)),
+        2,
+    )
+    .map_err(|_| DropReason::RewriteFailed)?;
+    ctx.store(IP_TTL_OFF, &new, 0)
+        .map_err(|_| DropReason::RewriteFailed)?;
+    Ok(true)
+}
