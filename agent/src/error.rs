@@ -7,6 +7,7 @@ use crate::{
     datapath::DatapathError,
     netlink::NetlinkError,
     network::{IpamError, NetworkError},
+    publish::{ReserveError, SpecError},
     state::StateError,
 };
 
@@ -37,6 +38,24 @@ pub enum AgentError {
         name: String,
         endpoints: Vec<String>,
     },
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(
+        "Bind for {bind} failed: port is already allocated (published by endpoint `{endpoint}`)"
+    )]
+    PortAllocated { bind: String, endpoint: String },
+    #[error("no free port in {range} on {ip} for `{spec}`")]
+    NoFreePort {
+        spec: String,
+        range: String,
+        ip: Ipv4Addr,
+    },
+    #[error(
+        "endpoint `{endpoint}` publishes nothing that matches `{spec}` (see `weir port {endpoint}`)"
+    )]
+    NotPublished { endpoint: String, spec: String },
+    #[error(transparent)]
+    Reserve(#[from] ReserveError),
     #[error("an agent is already serving {socket}")]
     AlreadyRunning { socket: PathBuf },
     #[error(transparent)]
@@ -72,6 +91,7 @@ impl AgentError {
         match self {
             AgentError::Network(NetworkError::NotFound { .. })
             | AgentError::EndpointNotFound { .. }
+            | AgentError::NotPublished { .. }
             | AgentError::NetnsMissing { .. } => ErrorKind::NotFound,
             AgentError::Network(
                 NetworkError::Exists { .. }
@@ -83,12 +103,20 @@ impl AgentError {
             | AgentError::AddressInUse { .. }
             | AgentError::Eth0Exists { .. }
             | AgentError::NetworkInUse { .. }
+            | AgentError::PortAllocated { .. }
+            | AgentError::NoFreePort { .. }
+            | AgentError::Reserve(ReserveError::InUse { .. })
             | AgentError::AlreadyRunning { .. } => ErrorKind::Conflict,
             AgentError::Network(_)
             | AgentError::Ipam(_)
             | AgentError::NotANetns { .. }
+            | AgentError::Spec(_)
+            | AgentError::Reserve(
+                ReserveError::NotLocal { .. } | ReserveError::Unsupported { .. },
+            )
             | AgentError::InvalidEndpointName { .. } => ErrorKind::BadRequest,
-            AgentError::Netlink(_)
+            AgentError::Reserve(ReserveError::Io { .. })
+            | AgentError::Netlink(_)
             | AgentError::Datapath(_)
             | AgentError::State(_)
             | AgentError::Io { .. } => ErrorKind::Internal,

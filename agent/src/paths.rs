@@ -53,6 +53,17 @@ impl Paths {
     }
 }
 
+/// Where cgroup v2 is mounted (its root cgroup covers every process), from
+/// `/proc/self/mounts`.
+#[must_use]
+pub fn cgroup2_root() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+    })
+}
+
 /// Where `weir run` binds the namespace of run `name`: beside the agent's
 /// socket, so that agents with their own sockets never share one.
 #[must_use]

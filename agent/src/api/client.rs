@@ -65,6 +65,15 @@ impl Client {
         }
     }
 
+    /// DELETE with a body (withdrawing a set of things, like `unpublish`).
+    pub async fn delete_with<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::DELETE, path, Some(body)).await
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,

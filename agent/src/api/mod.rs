@@ -11,6 +11,12 @@
 //! | `GET /v1/endpoints`             |                 | `[Endpoint]`        |
 //! | `POST /v1/endpoints`            | `AttachRequest` | `Endpoint` (201)    |
 //! | `DELETE /v1/endpoints/{name}`   |                 | `Endpoint`          |
+//! | `GET /v1/ports`                 |                 | `[PortView]`        |
+//! | `GET /v1/endpoints/{name}/ports`|                 | `[PortView]`        |
+//! | `POST /v1/endpoints/{name}/ports` | `PortsRequest` | `[PortMapping]` (201) |
+//! | `DELETE /v1/endpoints/{name}/ports` | `PortsRequest` | `[PortMapping]`   |
+//! | `GET /v1/conntrack`             |                 | `[FlowView]`        |
+//! | `DELETE /v1/conntrack`          |                 | `Removed`           |
 //!
 //! Errors answer 400, 404, 409 or 500 with `{"error": "..."}`.
 
@@ -18,6 +24,12 @@ pub mod client;
 pub mod server;
 
 use serde::{Deserialize, Serialize};
+
+/// The body of `publish` and `unpublish`: Docker `-p` specs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PortsRequest {
+    pub specs: Vec<String>,
+}
 
 /// The body of every error answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use axum::{
 };
 use tokio::{net::UnixListener, sync::Mutex};
 
-use super::ErrorBody;
+use super::{ErrorBody, PortsRequest};
 use crate::{
     daemon::{Agent, AttachRequest},
     error::{AgentError, ErrorKind},
@@ -48,6 +48,12 @@ pub fn router(agent: Shared) -> Router {
         .route("/v1/networks/{name}", get(network).delete(remove_network))
         .route("/v1/endpoints", get(endpoints).post(attach))
         .route("/v1/endpoints/{name}", axum::routing::delete(detach))
+        .route("/v1/ports", get(all_ports))
+        .route(
+            "/v1/endpoints/{name}/ports",
+            get(ports).post(publish).delete(unpublish),
+        )
+        .route("/v1/conntrack", get(conntrack).delete(flush_conntrack))
         .with_state(agent)
 }
 
@@ -126,6 +132,59 @@ async fn detach(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> 
         .await
         .detach(&name)
         .await
+        .map(Json)
+        .into_response()
+}
+
+async fn all_ports(State(agent): State<Shared>) -> Response {
+    agent.lock().await.ports(None).map(Json).into_response()
+}
+
+async fn ports(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> Response {
+    agent
+        .lock()
+        .await
+        .ports(Some(&name))
+        .map(Json)
+        .into_response()
+}
+
+async fn publish(
+    State(agent): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<PortsRequest>,
+) -> Response {
+    agent
+        .lock()
+        .await
+        .publish(&name, &req.specs)
+        .await
+        .map(|m| (StatusCode::CREATED, Json(m)))
+        .into_response()
+}
+
+async fn unpublish(
+    State(agent): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<PortsRequest>,
+) -> Response {
+    agent
+        .lock()
+        .await
+        .unpublish(&name, &req.specs)
+        .map(Json)
+        .into_response()
+}
+
+async fn conntrack(State(agent): State<Shared>) -> Response {
+    agent.lock().await.conntrack().map(Json).into_response()
+}
+
+async fn flush_conntrack(State(agent): State<Shared>) -> Response {
+    agent
+        .lock()
+        .await
+        .flush_conntrack()
         .map(Json)
         .into_response()
 }

@@ -39,7 +39,16 @@ pub struct AgentArgs {
     /// The default network's subnet.
     #[arg(long, default_value = DEFAULT_SUBNET)]
     default_subnet: Subnet,
+    /// The cgroup v2 directory for the socket hooks (default: the root of
+    /// the cgroup2 mount, so every process's connections are seen).
+    #[arg(long)]
+    cgroup: Option<PathBuf>,
 }
+
+/// How often the agent refreshes the node's addresses.
+const TICK: std::time::Duration = std::time::Duration::from_secs(2);
+/// Every how many ticks it sweeps conntrack.
+const SWEEP_EVERY: u32 = 5;
 
 impl AgentArgs {
     pub async fn exec(self, socket: &Path) -> anyhow::Result<ExitCode> {
@@ -59,6 +68,7 @@ impl AgentArgs {
             uplinks: self.uplinks,
             default_network: (!self.no_default_network)
                 .then(|| NetworkSpec::new(DEFAULT_NETWORK, self.default_subnet)),
+            cgroup: self.cgroup,
         };
         let listener = server::bind(socket).await?;
         let agent = Agent::start(config).await?;
@@ -70,7 +80,9 @@ impl AgentArgs {
             uplinks = ?status.uplinks,
             "agent ready"
         );
-        let app = server::router(Arc::new(Mutex::new(agent)));
+        let agent = Arc::new(Mutex::new(agent));
+        tokio::spawn(periodic(agent.clone()));
+        let app = server::router(agent);
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         axum::serve(listener, app)
@@ -84,5 +96,16 @@ impl AgentArgs {
         let _ = std::fs::remove_file(socket);
         info!("agent stopped; bridges, veths and state stay for the next start");
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The agent's periodic work, between API requests.
+async fn periodic(agent: Arc<Mutex<Agent>>) {
+    let mut interval = tokio::time::interval(TICK);
+    for n in 1u32.. {
+        interval.tick().await;
+        if let Err(e) = agent.lock().await.tick(n % SWEEP_EVERY == 0).await {
+            tracing::warn!(error = %e, "periodic work failed");
+        }
     }
 }

@@ -23,6 +23,9 @@ pub struct AttachArgs {
     /// The address (default: the lowest free one).
     #[arg(long)]
     ip: Option<Ipv4Addr>,
+    /// Publish a port, as `docker run -p`: `[HOST_IP:][HOST_PORT[-END]:]CPORT[-END][/tcp|udp]`.
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    ports: Vec<String>,
 }
 
 impl AttachArgs {
@@ -32,9 +35,13 @@ impl AttachArgs {
             netns: self.netns,
             name: self.name,
             ip: self.ip,
+            ports: self.ports,
         };
         let ep: Endpoint = Client::new(socket).post("/v1/endpoints", &req).await?;
         println!("{} {}", ep.name, ep.ip);
+        for m in &ep.ports {
+            println!("{m}");
+        }
         Ok(ExitCode::SUCCESS)
     }
 }

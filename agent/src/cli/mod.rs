@@ -6,9 +6,11 @@
 //! why); 2 the command line is wrong; 3 the agent cannot be reached.
 
 mod agent;
+mod conntrack;
 mod endpoint;
 mod network;
 mod output;
+mod publish;
 mod run;
 mod status;
 
@@ -47,6 +49,15 @@ enum Command {
     Ps(output::JsonFlag),
     /// Run a command in a fresh namespace attached to a network; detach when it exits.
     Run(run::RunArgs),
+    /// Publish ports of an endpoint (Docker's -p).
+    Publish(publish::PublishArgs),
+    /// Withdraw published ports of an endpoint.
+    Unpublish(publish::PublishArgs),
+    /// List published ports (like `docker port`).
+    Port(publish::PortArgs),
+    /// List or flush tracked flows.
+    #[command(subcommand)]
+    Conntrack(conntrack::ConntrackCmd),
     /// Show the agent's status.
     Status(output::JsonFlag),
 }
@@ -71,6 +82,10 @@ pub fn main() -> ExitCode {
             Command::Detach(args) => args.exec(&socket).await,
             Command::Ps(json) => endpoint::ps(&socket, json).await,
             Command::Run(args) => args.exec(&socket).await,
+            Command::Publish(args) => args.exec(&socket).await,
+            Command::Unpublish(args) => args.exec_unpublish(&socket).await,
+            Command::Port(args) => args.exec(&socket).await,
+            Command::Conntrack(cmd) => cmd.exec(&socket).await,
             Command::Status(json) => status::exec(&socket, json).await,
         }
     });

@@ -28,6 +28,9 @@ pub struct RunArgs {
     /// The endpoint's name (default: run<pid>).
     #[arg(long)]
     name: Option<String>,
+    /// Publish a port, as `docker run -p`: `[HOST_IP:][HOST_PORT[-END]:]CPORT[-END][/tcp|udp]`.
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    ports: Vec<String>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -46,6 +49,7 @@ impl RunArgs {
             netns: path.clone(),
             name: Some(name.clone()),
             ip: None,
+            ports: self.ports,
         };
         let ep: Endpoint = match client.post("/v1/endpoints", &req).await {
             Ok(ep) => ep,
@@ -55,6 +59,9 @@ impl RunArgs {
             }
         };
         eprintln!("weir: {} on {} as {}", ep.name, ep.network, ep.ip);
+        for m in &ep.ports {
+            eprintln!("weir: published {m}");
+        }
         // The terminal's ^C goes to the command; weir run stays to clean up.
         tokio::spawn(async {
             loop {

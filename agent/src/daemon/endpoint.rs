@@ -23,6 +23,9 @@ pub struct AttachRequest {
     pub name: Option<String>,
     #[serde(default)]
     pub ip: Option<Ipv4Addr>,
+    /// Ports to publish (`-p` specs).
+    #[serde(default)]
+    pub ports: Vec<String>,
 }
 
 /// Host-side veths the agent made: `weirv<id>`.
@@ -62,6 +65,9 @@ impl Agent {
         if self.state.endpoints.contains_key(&name) {
             return Err(AgentError::EndpointExists { name });
         }
+        for spec in &req.ports {
+            spec.parse::<crate::publish::PortSpec>()?;
+        }
         check_netns(&req.netns)?;
         if netns::with_netlink(&req.netns, async |nl| nl.link_index("eth0").await)?.is_some() {
             return Err(AgentError::Eth0Exists {
@@ -95,6 +101,7 @@ impl Agent {
             ip,
             mac: mac_string(mac_for(ip)),
             host_if: host_veth(id),
+            ports: Vec::new(),
         };
         self.state.next_endpoint = id + 1;
         let made = match self.ensure_bridge(&network).await {
@@ -115,6 +122,19 @@ impl Agent {
         self.state.endpoints.insert(name.clone(), endpoint.clone());
         self.save()?;
         info!(endpoint = %name, network = %network.name, %ip, "attached");
+        if !req.ports.is_empty() {
+            match self.publish(&name, &req.ports).await {
+                Ok(ports) => {
+                    return Ok(Endpoint { ports, ..endpoint });
+                }
+                Err(e) => {
+                    // All or nothing: an attach whose ports cannot be
+                    // published is undone.
+                    let _ = self.detach(&name).await;
+                    return Err(e);
+                }
+            }
+        }
         Ok(endpoint)
     }
 
@@ -160,7 +180,10 @@ impl Agent {
         if self.nl.link_index(&ep.host_if).await?.is_none() {
             return Err(AgentError::NetnsMissing { path: ep.netns });
         }
-        self.plumb(&ep, bridge, false).await
+        self.plumb(&ep, bridge, false).await?;
+        self.install(&ep, &ep.ports).await?;
+        self.rereserve(&ep);
+        Ok(())
     }
 
     /// Drops an endpoint from the state and frees its address.
@@ -180,6 +203,7 @@ impl Agent {
                 name: name.to_owned(),
             }
         })?;
+        self.withdraw(&ep.ports)?;
         self.datapath.detach_from_container(&ep.host_if)?;
         self.datapath.remove_endpoint(ep.ip)?;
         self.nl.delete_link(&ep.host_if).await?;

@@ -1,7 +1,9 @@
 //! The agent itself: owns the desired state, the bridges and veths, and the
 //! datapath, and reconciles the kernel to the state on start.
 
+mod conntrack;
 mod endpoint;
+mod publish;
 mod state;
 
 use std::{collections::HashMap, fs, path::PathBuf};
@@ -9,7 +11,9 @@ use std::{collections::HashMap, fs, path::PathBuf};
 use tracing::{info, warn};
 
 pub use self::{
+    conntrack::{FlowView, Removed, monotonic_ns},
     endpoint::AttachRequest,
+    publish::PortView,
     state::{Endpoint, State},
 };
 use crate::{
@@ -17,7 +21,8 @@ use crate::{
     error::AgentError,
     netlink::Netlink,
     network::{Network, NetworkError, NetworkSpec},
-    paths::Paths,
+    paths::{self, Paths},
+    publish::Reservations,
     state as store,
 };
 
@@ -30,6 +35,9 @@ pub struct Config {
     /// The default network to make on first start (`None`:
     /// `--no-default-network`).
     pub default_network: Option<NetworkSpec>,
+    /// The cgroup (v2) the socket programs attach to; `None`: the root of
+    /// the cgroup2 mount, which covers every process.
+    pub cgroup: Option<PathBuf>,
 }
 
 /// What `weir status` reports.
@@ -58,6 +66,8 @@ pub struct Agent {
     uplinks: Vec<String>,
     nl: Netlink,
     datapath: Datapath,
+    /// The sockets that hold published host ports.
+    reservations: Reservations,
 }
 
 impl Agent {
@@ -76,8 +86,19 @@ impl Agent {
         }
         enable_forwarding()?;
         mount_bpffs()?;
-        let datapath = Datapath::load()?;
+        let mut datapath = Datapath::load()?;
         datapath.pin_maps(&config.paths.maps_dir())?;
+        datapath.set_netns_here()?;
+        for uplink in &uplinks {
+            datapath.attach_uplink(uplink)?;
+        }
+        if let Some(cgroup) = config.cgroup.clone().or_else(paths::cgroup2_root) {
+            datapath.attach_sockets(&cgroup)?;
+        } else {
+            warn!(
+                "no cgroup2 mount: the node's own connections to published ports are not translated"
+            );
+        }
         if let Some(spec) = &config.default_network
             && !state.initialized
         {
@@ -91,8 +112,10 @@ impl Agent {
             uplinks,
             nl,
             datapath,
+            reservations: Reservations::default(),
         };
         agent.reconcile().await?;
+        agent.refresh_host_addrs().await?;
         agent.save()?;
         Ok(agent)
     }
@@ -147,6 +170,23 @@ impl Agent {
             .await?)
     }
 
+    /// Keeps `HOST_ADDRS4` equal to the node's addresses (wildcard
+    /// publications match only traffic to these).
+    pub async fn refresh_host_addrs(&mut self) -> Result<(), AgentError> {
+        let addrs = self.nl.ipv4_addresses().await?;
+        self.datapath.set_host_addrs(&addrs)?;
+        Ok(())
+    }
+
+    /// The agent's periodic work: the node's addresses, the conntrack sweep.
+    pub async fn tick(&mut self, sweep: bool) -> Result<(), AgentError> {
+        self.refresh_host_addrs().await?;
+        if sweep {
+            self.sweep_conntrack()?;
+        }
+        Ok(())
+    }
+
     fn save(&self) -> Result<(), AgentError> {
         store::save(&self.config.paths.state_file(), &self.state).map_err(Into::into)
     }
@@ -188,6 +228,7 @@ impl Agent {
         }
         self.state.registry.insert(network.clone());
         self.save()?;
+        self.refresh_host_addrs().await?;
         info!(network = %network.name, bridge = %network.bridge, subnet = %network.ipam.subnet(), "network created");
         Ok(self.view(&network))
     }
@@ -204,6 +245,7 @@ impl Agent {
         self.nl.delete_link(&network.bridge.clone()).await?;
         self.state.registry.remove(name)?;
         self.save()?;
+        self.refresh_host_addrs().await?;
         info!(network = %name, "network removed");
         Ok(())
     }

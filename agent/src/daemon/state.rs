@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::network::Registry;
+use crate::{network::Registry, publish::PortMapping};
 
 /// Everything the agent wants to exist.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -36,6 +36,9 @@ pub struct Endpoint {
     pub mac: String,
     /// The host-side veth (`weirv<id>`), a port of the network's bridge.
     pub host_if: String,
+    /// Its published ports.
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
 }
 
 impl State {

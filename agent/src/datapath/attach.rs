@@ -67,8 +67,11 @@ impl Datapath {
             source,
         })?;
         for &program in SOCK_PROGRAMS {
+            // A bpf_link on a cgroup always runs beside other programs;
+            // the kernel refuses attach flags with `bpf_link_create`, so
+            // the mode must be `Single` (no flags).
             let link = sock_program(&mut self.ebpf, program)?
-                .attach(&file, CgroupAttachMode::AllowMultiple)
+                .attach(&file, CgroupAttachMode::Single)
                 .map_err(|source| DatapathError::Attach {
                     program,
                     interface: format!("cgroup {}", cgroup.display()),

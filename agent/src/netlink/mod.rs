@@ -11,6 +11,7 @@ use futures::TryStreamExt as _;
 use rtnetlink::{
     Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder,
     packet_route::{
+        address::AddressAttribute,
         link::LinkAttribute,
         route::{RouteAttribute, RouteHeader},
     },
@@ -270,6 +271,31 @@ impl Netlink {
             });
             if let Some(name) = name {
                 out.push((link.header.index, name));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every IPv4 address of this namespace: (address, ifindex). For a
+    /// point-to-point address the local one (`IFA_LOCAL`) is the node's.
+    pub async fn ipv4_addresses(&self) -> Result<Vec<(Ipv4Addr, u32)>, NetlinkError> {
+        let mut addrs = self.handle.address().get().execute();
+        let mut out = Vec::new();
+        while let Some(msg) = addrs
+            .try_next()
+            .await
+            .map_err(|e| request("list addresses", "", e))?
+        {
+            let local = msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            });
+            let address = msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            });
+            if let Some(ip) = local.or(address) {
+                out.push((ip, msg.header.index));
             }
         }
         Ok(out)

@@ -1,7 +1,11 @@
-//! Published ports (Docker's `-p`). So far the spec and its parser; the
-//! `PUBLISH4` map, conntrack and the DNAT programs come with the rest of the
-//! port-publishing work.
+//! Published ports (Docker's `-p`): the spec and its parser, the mappings
+//! the agent keeps, and the sockets that reserve their host ports. The
+//! datapath side is `PUBLISH4` (see `datapath::tables`).
 
+pub mod mapping;
+pub mod reserve;
 pub mod spec;
 
+pub use mapping::PortMapping;
+pub use reserve::{Reservations, ReserveError};
 pub use spec::{PortRange, PortSpec, Proto, SpecError};

@@ -1,0 +1,198 @@
+//! Conntrack as the agent sees it: the sweep that ends flows whose time is
+//! up, and the readable listing behind `weir conntrack ls`.
+
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, SocketAddrV4},
+};
+
+use serde::{Deserialize, Serialize};
+use tracing::debug;
+use weir_common::{
+    ct::{CtKey, DIR_ORIGINAL, DIR_REPLY, FlowState, KIND_DNAT, KIND_HAIRPIN, timeout_ns},
+    publish::{PROTO_TCP, PROTO_UDP},
+};
+
+use super::Agent;
+use crate::{datapath::CtFlow, error::AgentError};
+
+/// One tracked flow, both directions (`weir conntrack ls`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowView {
+    pub proto: String,
+    /// `dnat` (from outside) or `hairpin` (from a container).
+    pub kind: String,
+    /// The tuple as the client sent it.
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+    /// Where it was translated to.
+    pub to_src: SocketAddrV4,
+    pub to_dst: SocketAddrV4,
+    pub state: String,
+    /// Seconds since the flow began, and since its last packet.
+    pub age_s: u64,
+    pub idle_s: u64,
+    /// Seconds left before the sweep ends it.
+    pub expires_s: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub packets_back: u64,
+    pub bytes_back: u64,
+}
+
+/// What a sweep or a flush did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    pub flows: usize,
+    pub entries: usize,
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock `bpf_ktime_get_ns` reads.
+#[must_use]
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// A flow's two directions, paired by their keys.
+struct Pair {
+    original: Option<CtFlow>,
+    reply: Option<CtFlow>,
+}
+
+impl Pair {
+    fn proto(&self) -> u8 {
+        self.original.or(self.reply).map_or(0, |f| f.key.proto)
+    }
+    fn state(&self) -> FlowState {
+        FlowState::of(
+            self.proto(),
+            self.original.map(|f| f.entry.tcp_flags),
+            self.reply.map(|f| f.entry.tcp_flags),
+        )
+    }
+    fn last_seen(&self) -> u64 {
+        [self.original, self.reply]
+            .iter()
+            .flatten()
+            .map(|f| f.entry.last_seen_ns)
+            .max()
+            .unwrap_or(0)
+    }
+    fn keys(&self) -> Vec<CtKey> {
+        [self.original, self.reply]
+            .iter()
+            .flatten()
+            .map(|f| f.key)
+            .collect()
+    }
+}
+
+/// Pairs every entry with its other direction (a lone one stays alone).
+fn pairs(flows: &[CtFlow]) -> Vec<Pair> {
+    let mut replies: HashMap<CtKey, CtFlow> = flows
+        .iter()
+        .filter(|f| f.entry.dir == DIR_REPLY)
+        .map(|f| (f.key, *f))
+        .collect();
+    let mut out: Vec<Pair> = flows
+        .iter()
+        .filter(|f| f.entry.dir == DIR_ORIGINAL)
+        .map(|f| Pair {
+            original: Some(*f),
+            reply: replies.remove(&CtKey::reply_of(&f.entry, f.key.proto)),
+        })
+        .collect();
+    out.extend(replies.into_values().map(|r| Pair {
+        original: None,
+        reply: Some(r),
+    }));
+    out
+}
+
+fn sock(ip: [u8; 4], port: [u8; 2]) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::from(ip), u16::from_be_bytes(port))
+}
+
+fn proto_name(proto: u8) -> String {
+    match proto {
+        PROTO_TCP => "tcp".into(),
+        PROTO_UDP => "udp".into(),
+        p => p.to_string(),
+    }
+}
+
+impl Agent {
+    /// Ends the flows whose time is up: both entries go together.
+    pub fn sweep_conntrack(&mut self) -> Result<Removed, AgentError> {
+        let now = monotonic_ns();
+        let expired: Vec<Pair> = pairs(&self.datapath.conntrack()?)
+            .into_iter()
+            .filter(|p| now.saturating_sub(p.last_seen()) > timeout_ns(p.proto(), p.state()))
+            .collect();
+        let keys: Vec<CtKey> = expired.iter().flat_map(Pair::keys).collect();
+        self.datapath.remove_conntrack(&keys)?;
+        if !expired.is_empty() {
+            debug!(flows = expired.len(), "conntrack sweep");
+        }
+        Ok(Removed {
+            flows: expired.len(),
+            entries: keys.len(),
+        })
+    }
+
+    /// Ends every tracked flow. Open TCP connections through published
+    /// ports are picked up again by their next packet.
+    pub fn flush_conntrack(&mut self) -> Result<Removed, AgentError> {
+        let all = pairs(&self.datapath.conntrack()?);
+        let keys: Vec<CtKey> = all.iter().flat_map(Pair::keys).collect();
+        self.datapath.remove_conntrack(&keys)?;
+        Ok(Removed {
+            flows: all.len(),
+            entries: keys.len(),
+        })
+    }
+
+    /// Every tracked flow, oldest first.
+    pub fn conntrack(&self) -> Result<Vec<FlowView>, AgentError> {
+        let now = monotonic_ns();
+        let secs = |ns: u64| ns / 1_000_000_000;
+        let mut views: Vec<(u64, FlowView)> = pairs(&self.datapath.conntrack()?)
+            .into_iter()
+            .filter_map(|p| {
+                let o = p.original?;
+                let state = p.state();
+                let idle = now.saturating_sub(p.last_seen());
+                let reply = p.reply.map(|r| r.entry).unwrap_or_default();
+                let view = FlowView {
+                    proto: proto_name(o.key.proto),
+                    kind: match o.entry.kind {
+                        KIND_DNAT => "dnat".into(),
+                        KIND_HAIRPIN => "hairpin".into(),
+                        k => k.to_string(),
+                    },
+                    src: sock(o.key.saddr, o.key.sport),
+                    dst: sock(o.key.daddr, o.key.dport),
+                    to_src: sock(o.entry.nat_saddr, o.entry.nat_sport),
+                    to_dst: sock(o.entry.nat_daddr, o.entry.nat_dport),
+                    state: state.name().to_owned(),
+                    age_s: secs(now.saturating_sub(o.entry.created_ns)),
+                    idle_s: secs(idle),
+                    expires_s: secs(timeout_ns(o.key.proto, state).saturating_sub(idle)),
+                    packets_out: o.entry.packets,
+                    bytes_out: o.entry.bytes,
+                    packets_back: reply.packets,
+                    bytes_back: reply.bytes,
+                };
+                Some((o.entry.created_ns, view))
+            })
+            .collect();
+        views.sort_by_key(|(created, _)| *created);
+        Ok(views.into_iter().map(|(_, v)| v).collect())
+    }
+}

@@ -1,0 +1,314 @@
+//! Publishing ports: specs become mappings, each holding its host port
+//! (a reserved socket) and a `PUBLISH4` entry; every change drops the
+//! conntrack entries it made stale, so a flow that kept sending (UDP)
+//! reaches the new container at once instead of a black hole.
+
+use std::net::Ipv4Addr;
+
+use tracing::{info, warn};
+use weir_common::{
+    ct::DIR_ORIGINAL,
+    publish::{PublishKey, PublishTarget},
+};
+
+use super::{Agent, Endpoint};
+use crate::{
+    error::AgentError,
+    publish::{PortMapping, PortSpec, Proto, ReserveError},
+};
+
+/// A published port and who publishes it (`weir port`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortView {
+    pub endpoint: String,
+    pub container_ip: Ipv4Addr,
+    #[serde(flatten)]
+    pub mapping: PortMapping,
+}
+
+/// How many times a kernel-picked port is picked again when it clashes.
+const PICK_TRIES: usize = 16;
+
+fn parse_specs(specs: &[String]) -> Result<Vec<PortSpec>, AgentError> {
+    specs
+        .iter()
+        .map(|s| s.parse::<PortSpec>().map_err(AgentError::from))
+        .collect()
+}
+
+impl Agent {
+    /// Publishes `specs` on endpoint `name`: all of them or none.
+    pub async fn publish(
+        &mut self,
+        name: &str,
+        specs: &[String],
+    ) -> Result<Vec<PortMapping>, AgentError> {
+        let specs = parse_specs(specs)?;
+        let ep = self.endpoint(name)?.clone();
+        let mut made = Vec::new();
+        for spec in &specs {
+            if let Err(e) = self.plan(spec, &mut made) {
+                for m in &made {
+                    self.reservations.release(m.proto, m.host_ip, m.host_port);
+                }
+                return Err(e);
+            }
+        }
+        self.install(&ep, &made).await?;
+        if let Some(e) = self.state.endpoints.get_mut(name) {
+            e.ports.extend(made.iter().copied());
+        }
+        self.save()?;
+        for m in &made {
+            info!(endpoint = %name, port = %m, "published");
+        }
+        Ok(made)
+    }
+
+    /// Withdraws the endpoint's mappings that match `specs` (a spec
+    /// without a host part matches every host address and port of its
+    /// container ports). Each spec must match something.
+    pub fn unpublish(
+        &mut self,
+        name: &str,
+        specs: &[String],
+    ) -> Result<Vec<PortMapping>, AgentError> {
+        let parsed = parse_specs(specs)?;
+        let ep = self.endpoint(name)?.clone();
+        let mut gone = Vec::new();
+        for (spec, text) in parsed.iter().zip(specs) {
+            let hits: Vec<PortMapping> = ep
+                .ports
+                .iter()
+                .filter(|m| matches(spec, m))
+                .copied()
+                .collect();
+            if hits.is_empty() {
+                return Err(AgentError::NotPublished {
+                    endpoint: name.to_owned(),
+                    spec: text.clone(),
+                });
+            }
+            for m in hits {
+                if !gone.contains(&m) {
+                    gone.push(m);
+                }
+            }
+        }
+        self.withdraw(&gone)?;
+        if let Some(e) = self.state.endpoints.get_mut(name) {
+            e.ports.retain(|m| !gone.contains(m));
+        }
+        self.save()?;
+        for m in &gone {
+            info!(endpoint = %name, port = %m, "unpublished");
+        }
+        Ok(gone)
+    }
+
+    /// Every published port, or those of one endpoint.
+    pub fn ports(&self, name: Option<&str>) -> Result<Vec<PortView>, AgentError> {
+        let endpoints: Vec<&Endpoint> = match name {
+            Some(n) => vec![self.endpoint(n)?],
+            None => self.state.endpoints.values().collect(),
+        };
+        Ok(endpoints
+            .into_iter()
+            .flat_map(|e| {
+                e.ports.iter().map(|m| PortView {
+                    endpoint: e.name.clone(),
+                    container_ip: e.ip,
+                    mapping: *m,
+                })
+            })
+            .collect())
+    }
+
+    pub(super) fn endpoint(&self, name: &str) -> Result<&Endpoint, AgentError> {
+        self.state
+            .endpoints
+            .get(name)
+            .ok_or_else(|| AgentError::EndpointNotFound {
+                name: name.to_owned(),
+            })
+    }
+
+    /// Turns one spec into mappings (pushed on `made`), reserving each
+    /// host port. Clashes are checked against every endpoint's mappings
+    /// and against `made` (a spec list that clashes with itself).
+    fn plan(&mut self, spec: &PortSpec, made: &mut Vec<PortMapping>) -> Result<(), AgentError> {
+        let host_ip = spec.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let proto = spec.proto;
+        if proto == Proto::Sctp {
+            return Err(ReserveError::Unsupported { proto }.into());
+        }
+        let mapping = |host_port, container_port| PortMapping {
+            proto,
+            host_ip,
+            host_port,
+            container_port,
+        };
+        match spec.host_ports {
+            None => {
+                for c in spec.container_ports.ports() {
+                    let m = self.pick(mapping(0, c), made)?;
+                    made.push(m);
+                }
+            }
+            Some(range) if spec.picks_from_host_range() => {
+                let mut found = None;
+                for (h, c) in spec.pairs() {
+                    let m = mapping(h, c);
+                    if self.holder(&m, made).is_some() {
+                        continue;
+                    }
+                    match self.reservations.reserve(proto, host_ip, h) {
+                        Ok(_) => {
+                            found = Some(m);
+                            break;
+                        }
+                        Err(ReserveError::InUse { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                made.push(found.ok_or_else(|| AgentError::NoFreePort {
+                    spec: spec.to_string(),
+                    range: range.to_string(),
+                    ip: host_ip,
+                })?);
+            }
+            Some(_) => {
+                for (h, c) in spec.pairs() {
+                    let m = mapping(h, c);
+                    if let Some(endpoint) = self.holder(&m, made) {
+                        return Err(AgentError::PortAllocated {
+                            bind: m.host_side(),
+                            endpoint,
+                        });
+                    }
+                    self.reservations.reserve(proto, host_ip, h)?;
+                    made.push(m);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A host port the kernel picks for `m`, clear of every mapping.
+    fn pick(&mut self, m: PortMapping, made: &[PortMapping]) -> Result<PortMapping, AgentError> {
+        for _ in 0..PICK_TRIES {
+            let port = self.reservations.reserve(m.proto, m.host_ip, 0)?;
+            let picked = PortMapping {
+                host_port: port,
+                ..m
+            };
+            if self.holder(&picked, made).is_none() {
+                return Ok(picked);
+            }
+            self.reservations.release(m.proto, m.host_ip, port);
+        }
+        Err(AgentError::NoFreePort {
+            spec: format!("{}/{}", m.container_port, m.proto),
+            range: "ip_local_port_range".to_owned(),
+            ip: m.host_ip,
+        })
+    }
+
+    /// Who already publishes a host port that clashes with `m`.
+    fn holder(&self, m: &PortMapping, made: &[PortMapping]) -> Option<String> {
+        if made.iter().any(|x| x.clashes(m)) {
+            return Some("(this request)".to_owned());
+        }
+        self.state
+            .endpoints
+            .values()
+            .find(|e| e.ports.iter().any(|x| x.clashes(m)))
+            .map(|e| e.name.clone())
+    }
+
+    /// Puts `mappings` of `ep` into `PUBLISH4`, dropping conntrack entries
+    /// that still lead their host ports elsewhere.
+    pub(super) async fn install(
+        &mut self,
+        ep: &Endpoint,
+        mappings: &[PortMapping],
+    ) -> Result<(), AgentError> {
+        let ifindex = self.nl.link_index(&ep.host_if).await?.unwrap_or(0);
+        let network_id = self.state.registry.get(&ep.network)?.id;
+        for m in mappings {
+            let target = PublishTarget {
+                ip: ep.ip.octets(),
+                port: m.container_port.to_be_bytes(),
+                pad: [0; 2],
+                ifindex,
+                network_id,
+            };
+            self.datapath.insert_publish(m.key(), target)?;
+        }
+        self.forget_flows(mappings)
+    }
+
+    /// Takes `mappings` out of `PUBLISH4`, frees their host ports and
+    /// drops their flows.
+    pub(super) fn withdraw(&mut self, mappings: &[PortMapping]) -> Result<(), AgentError> {
+        for m in mappings {
+            self.datapath.remove_publish(m.key())?;
+            self.reservations.release(m.proto, m.host_ip, m.host_port);
+        }
+        self.forget_flows(mappings)
+    }
+
+    /// Re-reserves the host ports of restored mappings (after a restart).
+    /// A port some program took while the agent was down stays published
+    /// (the datapath translates before any socket sees the packet); the
+    /// log says so.
+    pub(super) fn rereserve(&mut self, ep: &Endpoint) {
+        for m in &ep.ports {
+            if self.reservations.holds(m.proto, m.host_ip, m.host_port) {
+                continue;
+            }
+            if let Err(e) = self.reservations.reserve(m.proto, m.host_ip, m.host_port) {
+                warn!(endpoint = %ep.name, port = %m, error = %e, "cannot hold the published port");
+            }
+        }
+    }
+
+    /// Removes both entries of every tracked flow that entered through one
+    /// of these host ports.
+    fn forget_flows(&mut self, mappings: &[PortMapping]) -> Result<(), AgentError> {
+        let keys: Vec<PublishKey> = mappings.iter().map(PortMapping::key).collect();
+        let stale: Vec<_> = self
+            .datapath
+            .conntrack()?
+            .into_iter()
+            .filter(|f| f.entry.dir == DIR_ORIGINAL && f.entry.kind != 0)
+            .filter(|f| {
+                keys.iter().any(|k| {
+                    k.proto == f.key.proto
+                        && k.port == f.key.dport
+                        && (k.host_ip == [0; 4] || k.host_ip == f.key.daddr)
+                })
+            })
+            .flat_map(|f| {
+                [
+                    f.key,
+                    weir_common::ct::CtKey::reply_of(&f.entry, f.key.proto),
+                ]
+            })
+            .collect();
+        if !stale.is_empty() {
+            self.datapath.remove_conntrack(&stale)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `m` is one of the mappings `spec` names.
+fn matches(spec: &PortSpec, m: &PortMapping) -> bool {
+    spec.proto == m.proto
+        && spec.container_ports.ports().any(|c| c == m.container_port)
+        && spec.host_ip.is_none_or(|ip| ip == m.host_ip)
+        && spec
+            .host_ports
+            .is_none_or(|r| r.ports().any(|h| h == m.host_port))
+}
