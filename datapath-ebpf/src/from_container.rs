@@ -14,6 +14,7 @@ use crate::{ct, dnat, fwd, nat, parse, stats, verdict::TC_PASS};
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     stats::hook(Hook::FromContainer, ctx.len());
+    parse::linearize(ctx);
     let Some(ip) = parse::ipv4(ctx)? else {
         return Ok(TC_PASS);
     };

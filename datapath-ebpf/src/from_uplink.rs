@@ -11,6 +11,7 @@ use crate::{ct, dnat, nat, parse, stats, verdict::TC_PASS};
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     stats::hook(Hook::FromUplink, ctx.len());
+    parse::linearize(ctx);
     let Some(ip) = parse::ipv4(ctx)? else {
         return Ok(TC_PASS);
     };

@@ -21,10 +21,13 @@ pub const IP_CSUM_OFF: usize = IP_OFF + 10;
 pub const IP_SRC_OFF: usize = IP_OFF + 12;
 pub const IP_DST_OFF: usize = IP_OFF + 16;
 
-/// A packet whose bytes lie between `data` and `data_end` (tc or XDP).
+/// A packet whose headers lie between `data` and `data_end` (tc or XDP).
 pub trait Packet {
     fn data(&self) -> usize;
     fn data_end(&self) -> usize;
+    /// The whole frame's length. For an skb this can exceed
+    /// `data_end - data`: only the linear part is directly readable.
+    fn frame_len(&self) -> usize;
 }
 
 impl Packet for TcContext {
@@ -35,6 +38,30 @@ impl Packet for TcContext {
     #[inline(always)]
     fn data_end(&self) -> usize {
         TcContext::data_end(self)
+    }
+    #[inline(always)]
+    fn frame_len(&self) -> usize {
+        self.len() as usize
+    }
+}
+
+/// The most header bytes the datapath reads: Ethernet, IPv4 with the
+/// longest options, and the TCP header's first 20 bytes.
+const HEADERS_MAX: u32 = (EthHdr::LEN + 60 + 20) as u32;
+
+/// Makes the headers of an skb directly readable: a packet built from
+/// pages (GRO, a veth from another namespace) may hold them outside the
+/// linear part, where `data_end` stops.
+#[inline(always)]
+pub fn linearize(ctx: &TcContext) {
+    let want = if ctx.len() < HEADERS_MAX {
+        ctx.len()
+    } else {
+        HEADERS_MAX
+    };
+    if ctx.data_end() - ctx.data() < want as usize {
+        // On failure the checks below see a short packet and say so.
+        let _ = ctx.pull_data(want);
     }
 }
 
@@ -63,7 +90,7 @@ pub fn ipv4(pkt: &impl Packet) -> Result<Option<*const Ipv4Hdr>, DropReason> {
     // SAFETY: as above.
     let (vihl, tot_len) = unsafe { ((*ip).vihl, u16::from_be_bytes((*ip).tot_len)) };
     let header_len = usize::from(vihl & 0x0f) * 4;
-    let frame_room = pkt.data_end() - pkt.data() - IP_OFF;
+    let frame_room = pkt.frame_len().saturating_sub(IP_OFF);
     if vihl >> 4 != 4
         || header_len < Ipv4Hdr::LEN
         || usize::from(tot_len) < header_len

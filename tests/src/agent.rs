@@ -8,12 +8,13 @@
 
 use std::{
     fs::{self, File},
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::Duration,
 };
 
-use crate::{World, eventually};
+use crate::{Netns, World, eventually};
 
 /// The `weir` binary, built next to the test executables.
 #[must_use]
@@ -124,6 +125,30 @@ impl Agent {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `weir attach NETWORK --netns NS --name NAME [more]`; returns the
+    /// endpoint's address.
+    #[expect(
+        clippy::must_use_candidate,
+        reason = "callers often want only the success check"
+    )]
+    pub fn attach(&self, network: &str, ns: &Netns, name: &str, more: &[&str]) -> Ipv4Addr {
+        let path = ns.path();
+        let mut args = vec![
+            "attach",
+            network,
+            "--netns",
+            path.to_str().expect("utf-8 path"),
+            "--name",
+            name,
+        ];
+        args.extend_from_slice(more);
+        let out = self.ok(&args);
+        out.split_whitespace()
+            .nth(1)
+            .and_then(|ip| ip.parse().ok())
+            .unwrap_or_else(|| panic!("weir attach printed {out:?}"))
     }
 
     /// Kills the agent with SIGKILL: no cleanup of any kind runs.

@@ -8,6 +8,7 @@
 use std::{
     io::{self, Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -39,17 +40,43 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 impl Server {
     /// A TCP echo server bound to `addr` in `ns`; listening when this returns.
     pub fn tcp(ns: &Netns, addr: SocketAddr) -> io::Result<Self> {
+        Self::tcp_with(ns, addr, serve_echo)
+    }
+
+    /// A minimal HTTP/1.1 server: answers every request with 200 and the
+    /// body `hello <client address>`; logs the request head.
+    pub fn http(ns: &Netns, addr: SocketAddr) -> io::Result<Self> {
+        Self::tcp_with(ns, addr, serve_http)
+    }
+
+    /// A server that speaks first: on accept it sends
+    /// `hello <client address>\n` and closes, reading nothing.
+    pub fn banner(ns: &Netns, addr: SocketAddr) -> io::Result<Self> {
+        Self::tcp_with(ns, addr, |mut stream, peer| {
+            stream.write_all(format!("hello {peer}\n").as_bytes())?;
+            Ok(Vec::new())
+        })
+    }
+
+    /// A TCP server that runs `serve` on each connection in turn and logs
+    /// what it returns (before the connection closes).
+    fn tcp_with(
+        ns: &Netns,
+        addr: SocketAddr,
+        serve: fn(TcpStream, SocketAddr) -> io::Result<Vec<u8>>,
+    ) -> io::Result<Self> {
         let listener = ns.run(|| TcpListener::bind(addr))?;
         listener.set_nonblocking(true)?;
         Ok(Self::start(listener.local_addr()?, move |log, stop| {
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, peer)) => {
-                        let _ = serve_tcp(stream, |data| {
-                            log.lock().expect("log").push(Received { peer, data });
-                        });
+                        let _ = stream
+                            .set_nonblocking(false)
+                            .and_then(|()| stream.set_read_timeout(Some(IO_TIMEOUT)));
+                        let logged = Arc::clone(&log);
+                        let _ = serve_logged(stream, peer, serve, &logged);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(POLL),
                     Err(_) => thread::sleep(POLL),
                 }
             }
@@ -116,15 +143,42 @@ impl Drop for Server {
     }
 }
 
-/// Reads the request to its end, logs it, then echoes it: a client holding
-/// the answer always finds its request in the log.
-fn serve_tcp(mut stream: TcpStream, log: impl FnOnce(Vec<u8>)) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+/// Runs `serve`; what it returns is logged before the stream is closed,
+/// so a client that saw the end of its answer finds itself in the log.
+fn serve_logged(
+    stream: TcpStream,
+    peer: SocketAddr,
+    serve: fn(TcpStream, SocketAddr) -> io::Result<Vec<u8>>,
+    log: &Mutex<Vec<Received>>,
+) -> io::Result<()> {
+    let keep = stream.try_clone()?;
+    let data = serve(stream, peer)?;
+    log.lock().expect("log").push(Received { peer, data });
+    keep.shutdown(Shutdown::Both)
+}
+
+/// Reads the request to its end, then echoes it.
+fn serve_echo(mut stream: TcpStream, _peer: SocketAddr) -> io::Result<Vec<u8>> {
     let mut data = Vec::new();
     stream.read_to_end(&mut data)?;
-    log(data.clone());
-    stream.write_all(&data)
+    stream.write_all(&data)?;
+    Ok(data)
+}
+
+/// Reads a request head and answers `hello <peer>`.
+fn serve_http(mut stream: TcpStream, peer: SocketAddr) -> io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte)? == 1 {
+        head.push(byte[0]);
+    }
+    let body = format!("hello {peer}\n");
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    Ok(head)
 }
 
 /// From inside `ns`: connects to `to`, sends `data`, shuts down the write
@@ -159,4 +213,38 @@ pub fn udp_request(
         buf.truncate(n);
         Ok(buf)
     })
+}
+
+/// Sends one raw Ethernet frame out of `ifname` (in the calling thread's
+/// namespace) with an `AF_PACKET` socket: for frames no socket API would
+/// send, such as a truncated header or a destination of 127.0.0.1.
+pub fn send_raw(ifname: &str, frame: &[u8]) {
+    let name = std::ffi::CString::new(ifname).unwrap();
+    // SAFETY: plain syscalls on a socket this function owns.
+    unsafe {
+        let ifindex = libc::if_nametoindex(name.as_ptr());
+        assert_ne!(ifindex, 0, "no interface {ifname}");
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+        assert!(fd >= 0, "AF_PACKET socket");
+        let fd = OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+        addr.sll_family = u16::try_from(libc::AF_PACKET).unwrap();
+        addr.sll_ifindex = i32::try_from(ifindex).unwrap();
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+        let sent = libc::sendto(
+            fd.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&raw const addr).cast(),
+            u32::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap(),
+        );
+        assert_eq!(
+            sent,
+            isize::try_from(frame.len()).unwrap(),
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
 }

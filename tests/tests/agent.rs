@@ -14,22 +14,6 @@ fn networks(agent: &Agent) -> Vec<NetworkView> {
     serde_json::from_str(&agent.ok(&["network", "ls", "--json"])).unwrap()
 }
 
-/// `weir attach NETWORK --netns NS --name NAME [more]`; returns the address.
-fn attach(agent: &Agent, network: &str, ns: &Netns, name: &str, more: &[&str]) -> Ipv4Addr {
-    let path = ns.path();
-    let mut args = vec![
-        "attach",
-        network,
-        "--netns",
-        path.to_str().unwrap(),
-        "--name",
-        name,
-    ];
-    args.extend_from_slice(more);
-    let out = agent.ok(&args);
-    out.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 fn links(ns: &Netns) -> BTreeSet<String> {
     let out = ns.ip(&["-br", "link"]).unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -73,8 +57,8 @@ fn two_endpoints_ping_each_other_and_their_gateway() {
     assert_eq!(default.network.bridge, "weir0");
     let gw = default.network.ipam.gateway();
 
-    let ip1 = attach(&agent, "weir", w.c("c1"), "c1", &[]);
-    let ip2 = attach(&agent, "weir", w.c("c2"), "c2", &["--ip", "10.203.7.7"]);
+    let ip1 = agent.attach("weir", w.c("c1"), "c1", &[]);
+    let ip2 = agent.attach("weir", w.c("c2"), "c2", &["--ip", "10.203.7.7"]);
     assert_eq!(ip2, Ipv4Addr::new(10, 203, 7, 7));
     assert!(world::ping(w.c("c1"), ip2));
     assert!(world::ping(w.c("c2"), ip1));
@@ -108,7 +92,7 @@ fn detach_and_network_rm_leave_nothing_behind() {
     let agent = Agent::start(&w, &["--no-default-network"]);
     let before = links(&w.node);
     agent.ok(&["network", "create", "app", "--subnet", "10.60.0.0/24"]);
-    let ip = attach(&agent, "app", w.c("c1"), "c1", &[]);
+    let ip = agent.attach("app", w.c("c1"), "c1", &[]);
     assert!(world::ping(w.c("c1"), Ipv4Addr::new(10, 60, 0, 1)));
     assert_eq!(map_keys(&agent, "EP_BY_IP4"), [ip_key(ip)]);
 
@@ -129,13 +113,13 @@ fn detach_works_after_the_namespace_is_gone() {
     let mut w = World::new().unwrap();
     w.add_container("c1").unwrap();
     let agent = Agent::start(&w, &[]);
-    let ip = attach(&agent, "weir", w.c("c1"), "c1", &[]);
+    let ip = agent.attach("weir", w.c("c1"), "c1", &[]);
     w.c("c1").ip(&["link", "del", "eth0"]).unwrap(); // as if the namespace died
     agent.ok(&["detach", "c1"]);
     assert!(!map_keys(&agent, "EP_BY_IP4").contains(&ip_key(ip)));
     assert!(endpoints(&agent).is_empty());
     // The address is free again.
-    assert_eq!(attach(&agent, "weir", w.c("c1"), "again", &[]), ip);
+    assert_eq!(agent.attach("weir", w.c("c1"), "again", &[]), ip);
 }
 
 #[test]
@@ -153,8 +137,8 @@ fn an_agent_killed_with_sigkill_comes_back_with_everything_working() {
         "10.61.0.0/24",
         "--icc=false",
     ]);
-    let ip1 = attach(&agent, "weir", w.c("c1"), "c1", &[]);
-    let ip2 = attach(&agent, "weir", w.c("c2"), "c2", &[]);
+    let ip1 = agent.attach("weir", w.c("c1"), "c1", &[]);
+    let ip2 = agent.attach("weir", w.c("c2"), "c2", &[]);
     let (eps, nets) = (endpoints(&agent), networks(&agent));
 
     agent.kill();
@@ -174,7 +158,7 @@ fn an_agent_killed_with_sigkill_comes_back_with_everything_working() {
     assert!(world::ping(w.c("c2"), ip1));
     assert_eq!(map_keys(&agent, "EP_BY_IP4").len(), 2, "maps refilled");
     // New work after the restart: the next address, not a reused one.
-    let ip3 = attach(&agent, "weir", w.c("c3"), "c3", &[]);
+    let ip3 = agent.attach("weir", w.c("c3"), "c3", &[]);
     assert!(ip3 != ip1 && ip3 != ip2);
     assert!(world::ping(w.c("c3"), ip1));
 }
@@ -185,7 +169,7 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     w.add_container("c1").unwrap();
     w.add_container("c2").unwrap();
     let agent = Agent::start(&w, &[]);
-    attach(&agent, "weir", w.c("c1"), "c1", &["--ip", "10.203.0.9"]);
+    agent.attach("weir", w.c("c1"), "c1", &["--ip", "10.203.0.9"]);
     let (nets, eps, node_links) = (
         serde_json::to_value(networks(&agent)).unwrap(),
         endpoints(&agent),
@@ -314,7 +298,7 @@ fn a_failure_after_the_veth_was_made_removes_it_and_frees_the_address() {
     assert!(endpoints(&agent).is_empty());
     assert!(map_keys(&agent, "EP_BY_IP4").is_empty());
     assert_eq!(
-        attach(&agent, "weir", w.c("c1"), "c1", &[]),
+        agent.attach("weir", w.c("c1"), "c1", &[]),
         Ipv4Addr::new(10, 203, 0, 2),
         "the address was freed"
     );
@@ -328,8 +312,8 @@ fn start_reconciles_the_kernel_to_the_state() {
     w.add_container("c1").unwrap();
     w.add_container("c2").unwrap();
     let mut agent = Agent::start(&w, &[]);
-    let ip1 = attach(&agent, "weir", w.c("c1"), "c1", &[]);
-    attach(&agent, "weir", w.c("c2"), "c2", &[]);
+    let ip1 = agent.attach("weir", w.c("c1"), "c1", &[]);
+    agent.attach("weir", w.c("c2"), "c2", &[]);
     agent.kill();
     w.node.ip(&["link", "del", "weir0"]).unwrap();
     w.node

@@ -1,18 +1,14 @@
 //! The real datapath attached with tcx to a container veth in a test-bed
 //! node: real packets, counters read back from the per-CPU maps.
 
-use std::{
-    net::Ipv4Addr,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    time::Duration,
-};
+use std::{net::Ipv4Addr, time::Duration};
 
 use weir::datapath::{
     Datapath,
     aya::programs::{SchedClassifier, TcAttachType},
 };
 use weir_common::{drop::DropReason, stats::Hook};
-use weir_tests::{World, eventually, netns::Netns, world};
+use weir_tests::{World, eventually, netns::Netns, sock, world};
 
 const HOST_IF: &str = "vc1";
 const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
@@ -90,7 +86,7 @@ fn truncated_frame_from_a_container_is_dropped() {
     frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 2]);
     frame.extend_from_slice(&0x0800u16.to_be_bytes());
     frame.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0, 0, 64, 17]); // 10 of 20 bytes
-    w.c("c1").run(|| send_raw("eth0", &frame));
+    w.c("c1").run(|| sock::send_raw("eth0", &frame));
     let dropped = eventually(Duration::from_secs(2), || {
         let c = dp.drop_stats(DropReason::Malformed).unwrap();
         (c.packets > 0).then_some(c)
@@ -98,35 +94,4 @@ fn truncated_frame_from_a_container_is_dropped() {
     .expect("the frame is dropped and counted");
     assert_eq!(dropped.packets, 1);
     assert_eq!(dropped.bytes, frame.len() as u64);
-}
-
-fn send_raw(ifname: &str, frame: &[u8]) {
-    let name = std::ffi::CString::new(ifname).unwrap();
-    // SAFETY: plain syscalls on a socket this function owns.
-    unsafe {
-        let ifindex = libc::if_nametoindex(name.as_ptr());
-        assert_ne!(ifindex, 0, "no interface {ifname}");
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-        assert!(fd >= 0, "AF_PACKET socket");
-        let fd = OwnedFd::from_raw_fd(fd);
-        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-        addr.sll_family = u16::try_from(libc::AF_PACKET).unwrap();
-        addr.sll_ifindex = i32::try_from(ifindex).unwrap();
-        addr.sll_halen = 6;
-        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
-        let sent = libc::sendto(
-            fd.as_raw_fd(),
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            (&raw const addr).cast(),
-            u32::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap(),
-        );
-        assert_eq!(
-            sent,
-            isize::try_from(frame.len()).unwrap(),
-            "{}",
-            std::io::Error::last_os_error()
-        );
-    }
 }
