@@ -544,3 +544,71 @@ fn no_iptables_or_nftables_rule_is_made() {
         "nftables ruleset"
     );
 }
+
+#[test]
+fn published_ports_come_back_after_the_agent_is_killed() {
+    let mut w = World::new().unwrap();
+    w.add_container("c1").unwrap();
+    let mut agent = Agent::start(&w, &[]);
+    agent.attach(
+        "weir",
+        w.c("c1"),
+        "c1",
+        &["-p", "8080:80", "-p", "5353:53/udp"],
+    );
+    let web = Server::tcp(w.c("c1"), any(80)).unwrap();
+    let dns = Server::udp(w.c("c1"), any(53)).unwrap();
+    let ports = agent.ok(&["port"]);
+    agent.restart();
+    assert_eq!(agent.ok(&["port"]), ports);
+    assert_eq!(
+        sock::tcp_request(&w.ext, at(NODE_UPLINK_IP, 8080), b"again").unwrap(),
+        b"again"
+    );
+    assert_eq!(
+        sock::udp_request(&w.ext, None, at(NODE_UPLINK_IP, 5353), b"q").unwrap(),
+        b"q"
+    );
+    assert_eq!(
+        sock::tcp_request(&w.node, at(Ipv4Addr::LOCALHOST, 8080), b"lo").unwrap(),
+        b"lo"
+    );
+    assert_eq!((web.received().len(), dns.received().len()), (2, 1));
+    // The new agent holds the host port again.
+    assert!(
+        w.node
+            .run(|| std::net::TcpListener::bind("0.0.0.0:8080"))
+            .is_err()
+    );
+}
+
+/// The sockets that hold published ports, in a node of their own.
+#[test]
+fn a_held_port_is_refused_to_others_and_freed_on_release() {
+    use weir::publish::{Proto, Reservations, ReserveError};
+    let w = World::new().unwrap();
+    w.node.run(|| {
+        let mut r = Reservations::default();
+        let lo = Ipv4Addr::LOCALHOST;
+        let port = r.reserve(Proto::Tcp, lo, 0).expect("a free port");
+        assert!(port > 0 && r.holds(Proto::Tcp, lo, port));
+        assert!(std::net::TcpListener::bind((lo, port)).is_err(), "held");
+        r.reserve(Proto::Udp, lo, port)
+            .expect("the same number is free for UDP");
+        let mut other = Reservations::default();
+        assert!(matches!(
+            other.reserve(Proto::Tcp, Ipv4Addr::UNSPECIFIED, port),
+            Err(ReserveError::InUse { .. })
+        ));
+        r.release(Proto::Tcp, lo, port);
+        assert!(std::net::TcpListener::bind((lo, port)).is_ok(), "released");
+        assert!(matches!(
+            r.reserve(Proto::Tcp, Ipv4Addr::new(192, 0, 2, 77), 0),
+            Err(ReserveError::NotLocal { .. })
+        ));
+        assert!(matches!(
+            r.reserve(Proto::Sctp, lo, 0),
+            Err(ReserveError::Unsupported { .. })
+        ));
+    });
+}

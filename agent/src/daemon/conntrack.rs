@@ -115,6 +115,22 @@ fn pairs(flows: &[CtFlow]) -> Vec<Pair> {
     out
 }
 
+/// The flows of `flows` whose time is up at `now`, and their entries.
+fn expired(flows: &[CtFlow], now: u64) -> (Removed, Vec<CtKey>) {
+    let gone: Vec<Pair> = pairs(flows)
+        .into_iter()
+        .filter(|p| now.saturating_sub(p.last_seen()) > timeout_ns(p.proto(), p.state()))
+        .collect();
+    let keys: Vec<CtKey> = gone.iter().flat_map(Pair::keys).collect();
+    (
+        Removed {
+            flows: gone.len(),
+            entries: keys.len(),
+        },
+        keys,
+    )
+}
+
 fn sock(ip: [u8; 4], port: [u8; 2]) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::from(ip), u16::from_be_bytes(port))
 }
@@ -130,20 +146,12 @@ fn proto_name(proto: u8) -> String {
 impl Agent {
     /// Ends the flows whose time is up: both entries go together.
     pub fn sweep_conntrack(&mut self) -> Result<Removed, AgentError> {
-        let now = monotonic_ns();
-        let expired: Vec<Pair> = pairs(&self.datapath.conntrack()?)
-            .into_iter()
-            .filter(|p| now.saturating_sub(p.last_seen()) > timeout_ns(p.proto(), p.state()))
-            .collect();
-        let keys: Vec<CtKey> = expired.iter().flat_map(Pair::keys).collect();
+        let (removed, keys) = expired(&self.datapath.conntrack()?, monotonic_ns());
         self.datapath.remove_conntrack(&keys)?;
-        if !expired.is_empty() {
-            debug!(flows = expired.len(), "conntrack sweep");
+        if removed.flows > 0 {
+            debug!(flows = removed.flows, "conntrack sweep");
         }
-        Ok(Removed {
-            flows: expired.len(),
-            entries: keys.len(),
-        })
+        Ok(removed)
     }
 
     /// Ends every tracked flow. Open TCP connections through published
@@ -194,5 +202,87 @@ impl Agent {
             .collect();
         views.sort_by_key(|(created, _)| *created);
         Ok(views.into_iter().map(|(_, v)| v).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use weir_common::ct::{CtEntry, TCP_ACK, TCP_FIN, TCP_SYN};
+
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    /// A DNAT flow: client -> node:8080 -> backend:80, last seen at `seen`
+    /// (seconds), with these flags in each direction.
+    fn flow(proto: u8, sport: u16, seen: u64, out: u8, back: Option<u8>) -> Vec<CtFlow> {
+        let key = CtKey {
+            saddr: [203, 0, 113, 2],
+            daddr: [203, 0, 113, 1],
+            sport: sport.to_be_bytes(),
+            dport: 8080u16.to_be_bytes(),
+            proto,
+            pad: [0; 3],
+        };
+        let original = CtEntry {
+            nat_saddr: key.saddr,
+            nat_daddr: [10, 0, 0, 2],
+            nat_sport: key.sport,
+            nat_dport: 80u16.to_be_bytes(),
+            dir: DIR_ORIGINAL,
+            kind: KIND_DNAT,
+            tcp_flags: out,
+            last_seen_ns: seen * S,
+            ..CtEntry::default()
+        };
+        let mut v = vec![CtFlow {
+            key,
+            entry: original,
+        }];
+        if let Some(flags) = back {
+            v.push(CtFlow {
+                key: CtKey::reply_of(&original, proto),
+                entry: CtEntry {
+                    dir: DIR_REPLY,
+                    tcp_flags: flags,
+                    last_seen_ns: seen * S,
+                    ..CtEntry::default()
+                },
+            });
+        }
+        v
+    }
+
+    #[test]
+    fn each_state_lives_its_own_timeout_and_pairs_go_together() {
+        let est = TCP_ACK;
+        let mut all = Vec::new();
+        all.extend(flow(PROTO_TCP, 1, 1000, TCP_SYN, None)); // syn-sent, 60 s
+        all.extend(flow(PROTO_TCP, 2, 1000, TCP_SYN | est, Some(TCP_SYN | est))); // 6 h
+        all.extend(flow(PROTO_TCP, 3, 1000, est | TCP_FIN, Some(est | TCP_FIN))); // 10 s
+        all.extend(flow(PROTO_UDP, 4, 1000, 0, Some(0))); // 60 s
+
+        let at = |secs: u64| expired(&all, (1000 + secs) * S);
+        assert_eq!(at(5).0.flows, 0);
+        let (r, keys) = at(11);
+        assert_eq!(
+            (r.flows, r.entries),
+            (1, 2),
+            "the closed TCP flow, both entries"
+        );
+        assert!(
+            keys.iter()
+                .all(|k| k.sport == 3u16.to_be_bytes() || k.dport == 3u16.to_be_bytes())
+        );
+        assert_eq!(at(61).0.flows, 3, "then the half-open TCP and the UDP flow");
+        assert_eq!(at(6 * 3600 + 1).0.flows, 4);
+    }
+
+    #[test]
+    fn a_lone_reply_entry_is_swept_on_its_own() {
+        let mut lone = flow(PROTO_UDP, 9, 1000, 0, Some(0));
+        lone.remove(0);
+        let (r, keys) = expired(&lone, 1061 * S);
+        assert_eq!((r.flows, keys.len()), (1, 1));
     }
 }
