@@ -1,11 +1,31 @@
 //! The sandboxed demo (`cargo xtask demo`): a throw-away world of network
-//! namespaces (a `node` host, an `ext` host on its uplink, containers), a
-//! real `weir agent` in the node, and the `weir` CLI as a user would type
-//! it. Everything is removed at the end, even after a failure.
+//! namespaces (a `node` host, an `ext` host on its uplink), a real
+//! `weir agent` in the node, and the `weir` CLI as a user would type it:
+//! a web server started with `weir run -p 8080:80`, called from outside
+//! and from the node itself, then inspected. Everything is removed at the
+//! end, even after a failure.
 
-use std::process::Command;
+use std::{
+    fs,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
-use weir_tests::{World, agent::Agent, world};
+use anyhow::Context as _;
+use weir_tests::{
+    World,
+    agent::{Agent, weir_bin},
+    eventually,
+    world::{self, NODE_UPLINK_IP},
+};
+
+/// The web server: answers one request with the caller's address.
+const WEB_SH: &str = r#"while read -r line; do [ "$line" = "$(printf '\r')" ] && break; done
+printf 'HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello from a weir container; you are %s\n' "$SOCAT_PEERADDR"
+"#;
+
+/// Requests the demo makes; the server then exits, and `weir run` with it.
+const REQUESTS: usize = 3;
 
 fn weir(agent: &Agent, args: &[&str]) -> String {
     println!("\n$ weir {}", args.join(" "));
@@ -18,39 +38,40 @@ fn weir(agent: &Agent, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn show(title: &str, program: &str, args: &[&str]) {
-    println!("\n$ {program} {}    # {title}", args.join(" "));
-    match Command::new(program).args(args).output() {
-        Ok(out) => print!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => println!("({program}: {e})"),
+fn show(title: &str, ns: Option<&weir_tests::Netns>, program: &str, args: &[&str]) -> String {
+    let where_ = ns.map_or("host", |n| n.name());
+    println!("\n[{where_}]$ {program} {}    # {title}", args.join(" "));
+    let out = match ns {
+        Some(n) => n.exec(program, args),
+        None => Command::new(program).args(args).output(),
+    };
+    match out {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            print!("{text}{}", String::from_utf8_lossy(&out.stderr));
+            text
+        }
+        Err(e) => {
+            println!("({e})");
+            String::new()
+        }
     }
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut w = World::new()?;
-    w.add_container("web")?;
-    w.add_container("db")?;
+    let w = World::new()?;
     println!(
-        "world: node {}, ext {}, containers {} and {}",
+        "world: node {} (uplink0 {NODE_UPLINK_IP}), ext {} (203.0.113.2)",
         w.node.name(),
-        w.ext.name(),
-        w.c("web").name(),
-        w.c("db").name()
+        w.ext.name()
     );
     let agent = Agent::start(&w, &[]);
     println!(
-        "weir agent running in the node; its API socket is {}",
+        "weir agent running in the node; API socket {}",
         agent.socket.display()
     );
-    networks_and_endpoints(&w, &agent)?;
-    inspect(&agent);
-    weir(&agent, &["detach", "web"]);
-    weir(&agent, &["detach", "db"]);
-    weir(&agent, &["network", "rm", "back"]);
+    weir(&agent, &["status"]);
+    let result = publish_a_web_server(&w, &agent);
     let names = w.namespaces();
     drop(agent);
     drop(w);
@@ -62,101 +83,92 @@ fn main() -> anyhow::Result<()> {
         "\ntorn down: agent stopped, {} namespaces removed, {left} left",
         names.len()
     );
-    Ok(())
+    result
 }
 
-/// Networks, two attached containers talking, and a `weir run`.
-fn networks_and_endpoints(w: &World, agent: &Agent) -> anyhow::Result<()> {
-    weir(agent, &["status"]);
-    weir(
-        agent,
-        &[
-            "network",
-            "create",
-            "back",
-            "--subnet",
-            "10.61.0.0/24",
-            "--icc=false",
-        ],
+fn publish_a_web_server(w: &World, agent: &Agent) -> anyhow::Result<()> {
+    let script = agent.dir.join("web.sh");
+    fs::write(&script, WEB_SH)?;
+    let server = format!(
+        "for i in $(seq {REQUESTS}); do socat TCP-LISTEN:80,reuseaddr SYSTEM:'sh {}'; done",
+        script.display()
     );
-    weir(agent, &["network", "ls"]);
-    let web = w.c("web").path();
-    let db = w.c("db").path();
-    let web_ip = weir(
-        agent,
-        &[
-            "attach",
-            "weir",
-            "--netns",
-            web.to_str().unwrap_or_default(),
-            "--name",
-            "web",
-        ],
-    );
-    weir(
-        agent,
-        &[
-            "attach",
-            "weir",
-            "--netns",
-            db.to_str().unwrap_or_default(),
-            "--name",
-            "db",
-        ],
-    );
+    println!("\n$ weir run --name web -p 8080:80 -- sh -c \"{server}\" &");
+    let run = Command::new(weir_bin())
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args([
+            "run", "--name", "web", "-p", "8080:80", "--", "sh", "-c", &server,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting weir run")?;
+    let netns = weir::paths::run_netns_path(&agent.socket, "web");
+    let listening = eventually(Duration::from_secs(10), || {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .args(["ss", "-Hltn", "sport = :80"])
+            .output()
+            .ok()?;
+        (!out.stdout.is_empty()).then_some(())
+    });
+    if listening.is_none() {
+        anyhow::bail!("the web server did not start");
+    }
     weir(agent, &["ps"]);
-    let web_ip = web_ip
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or_default()
-        .parse()?;
-    let ok = world::ping(w.c("db"), web_ip);
-    println!(
-        "\nping db -> web ({web_ip}): {}",
-        if ok { "answered" } else { "LOST" }
-    );
-    weir(
-        agent,
-        &[
-            "run",
-            "--name",
-            "job",
-            "--",
-            "sh",
-            "-c",
-            "ip -4 -br addr show eth0 && ping -c1 -W1 -q 10.203.0.1 | tail -1",
-        ],
-    );
-    Ok(())
-}
+    weir(agent, &["port", "web"]);
 
-/// What the kernel holds, through bpftool on the agent's pinned maps.
-fn inspect(agent: &Agent) {
+    let url = format!("http://{NODE_UPLINK_IP}:8080/");
+    show(
+        "from outside, to the node's address",
+        Some(&w.ext),
+        "curl",
+        &["-sS", "--max-time", "5", &url],
+    );
+    show(
+        "from the node itself, to localhost",
+        Some(&w.node),
+        "curl",
+        &["-sS", "--max-time", "5", "http://127.0.0.1:8080/"],
+    );
+    weir(agent, &["conntrack", "ls"]);
+
     let maps = agent.bpffs.join("maps");
     let pinned = |m: &str| maps.join(m).display().to_string();
     show(
-        "the datapath's view of the endpoints",
+        "the published port, as the datapath holds it",
+        None,
         "bpftool",
-        &["map", "dump", "pinned", &pinned("ENDPOINTS")],
+        &["map", "dump", "pinned", &pinned("PUBLISH4")],
     );
     show(
-        "packets seen by tc_from_container, per CPU",
+        "the flow from ext, both directions",
+        None,
         "bpftool",
-        &[
-            "map",
-            "lookup",
-            "pinned",
-            &pinned("HOOK_STATS"),
-            "key",
-            "0",
-            "0",
-            "0",
-            "0",
-        ],
+        &["map", "dump", "pinned", &pinned("CT4")],
     );
     show(
-        "the program",
-        "bpftool",
-        &["prog", "show", "name", "tc_from_container"],
+        "no netfilter rules were made",
+        Some(&w.node),
+        "iptables-save",
+        &[],
     );
+    show("nor nftables ones", Some(&w.node), "nft", &["list", "ruleset"]);
+    show(
+        "one last request; the server then exits",
+        Some(&w.ext),
+        "curl",
+        &["-sS", "--max-time", "5", &url],
+    );
+
+    let out = run.wait_with_output()?;
+    println!(
+        "\nweir run (served {REQUESTS} requests, then exited with {}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    weir(agent, &["port"]);
+    Ok(())
 }
