@@ -155,7 +155,12 @@ fn publish_a_web_server(w: &World, agent: &Agent) -> anyhow::Result<()> {
         "iptables-save",
         &[],
     );
-    show("nor nftables ones", Some(&w.node), "nft", &["list", "ruleset"]);
+    show(
+        "nor nftables ones",
+        Some(&w.node),
+        "nft",
+        &["list", "ruleset"],
+    );
     show(
         "one last request; the server then exits",
         Some(&w.ext),

@@ -127,6 +127,19 @@ impl Agent {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs the `weir` CLI and expects the agent to refuse (exit code 1);
+    /// returns what it said on stderr.
+    #[must_use]
+    pub fn refused(&self, args: &[&str]) -> String {
+        let out = self.weir(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "weir {args:?} should be refused"
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// `weir attach NETWORK --netns NS --name NAME [more]`; returns the
     /// endpoint's address.
     #[expect(

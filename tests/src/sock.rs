@@ -127,6 +127,18 @@ impl Server {
         self.addr
     }
 
+    /// The IPv4 addresses of the peers, in order: who the server saw.
+    #[must_use]
+    pub fn peer_ips(&self) -> Vec<std::net::Ipv4Addr> {
+        self.received()
+            .iter()
+            .filter_map(|r| match r.peer {
+                SocketAddr::V4(a) => Some(*a.ip()),
+                SocketAddr::V6(_) => None,
+            })
+            .collect()
+    }
+
     /// Everything received so far, in order.
     #[must_use]
     pub fn received(&self) -> Vec<Received> {
@@ -247,4 +259,23 @@ pub fn send_raw(ifname: &str, frame: &[u8]) {
             std::io::Error::last_os_error()
         );
     }
+}
+
+/// `ip:port` as a `SocketAddr`.
+#[must_use]
+pub fn at(ip: std::net::Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::from((ip, port))
+}
+
+/// Every address, `port`: where servers bind.
+#[must_use]
+pub fn any(port: u16) -> SocketAddr {
+    at(std::net::Ipv4Addr::UNSPECIFIED, port)
+}
+
+/// From inside `ns`: whether a TCP connection to `to` fails (refused, or
+/// no answer within 2 s).
+#[must_use]
+pub fn connect_fails(ns: &Netns, to: SocketAddr) -> bool {
+    ns.run(|| TcpStream::connect_timeout(&to, Duration::from_secs(2)).is_err())
 }
