@@ -54,7 +54,10 @@ impl Agent {
                 return Err(e);
             }
         }
-        self.install(&ep, &made).await?;
+        if let Err(e) = self.install(&ep, &made).await {
+            let _ = self.withdraw(&made);
+            return Err(e);
+        }
         if let Some(e) = self.state.endpoints.get_mut(name) {
             e.ports.extend(made.iter().copied());
         }
