@@ -56,6 +56,10 @@ pub enum AgentError {
     NotPublished { endpoint: String, spec: String },
     #[error(transparent)]
     Reserve(#[from] ReserveError),
+    #[error(
+        "--snat-ports {range} overlaps the node's ip_local_port_range {local}: choose a range outside it"
+    )]
+    SnatPortsOverlap { range: String, local: String },
     #[error("an agent is already serving {socket}")]
     AlreadyRunning { socket: PathBuf },
     #[error(transparent)]
@@ -111,6 +115,7 @@ impl AgentError {
             | AgentError::Ipam(_)
             | AgentError::NotANetns { .. }
             | AgentError::Spec(_)
+            | AgentError::SnatPortsOverlap { .. }
             | AgentError::Reserve(
                 ReserveError::NotLocal { .. } | ReserveError::Unsupported { .. },
             )

@@ -8,10 +8,17 @@ pub struct Config {
     /// act only on sockets of this namespace: a cgroup spans namespaces.
     /// 0 until the agent has written it: then they act on none.
     pub netns_cookie: u64,
+    /// The masquerade port range, inclusive, host order; a source port
+    /// outside it is always replaced by one inside. It must not overlap
+    /// the node's `ip_local_port_range`. 0..0: masquerade off.
+    pub snat_port_min: u16,
+    pub snat_port_max: u16,
+    /// Explicit padding, always zero.
+    pub pad: u32,
 }
 
 #[cfg(feature = "user")]
-// SAFETY: repr(C), no padding, every bit pattern valid.
+// SAFETY: repr(C), explicit padding, every bit pattern valid.
 unsafe impl aya::Pod for Config {}
 
 /// A socket's view of a translated address, for `recvmsg4` and
@@ -55,7 +62,7 @@ mod tests {
 
     #[test]
     fn layouts_have_no_hidden_padding() {
-        assert_eq!(size_of::<Config>(), 8);
+        assert_eq!(size_of::<Config>(), 16);
         assert_eq!(size_of::<SockRnatKey>(), 16);
         assert_eq!(size_of::<SockRnatValue>(), 8);
     }

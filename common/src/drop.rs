@@ -18,6 +18,9 @@ pub enum DropReason {
     /// A new translated flow could not be tracked (`CT4` insert failed):
     /// its answers could not be translated back.
     CtInsertFailed = 3,
+    /// Masquerade found no free port for a new flow in its range (every
+    /// probe collided): never a reused tuple.
+    SnatExhausted = 4,
 }
 
 impl DropReason {
@@ -26,6 +29,7 @@ impl DropReason {
         DropReason::Malformed,
         DropReason::RewriteFailed,
         DropReason::CtInsertFailed,
+        DropReason::SnatExhausted,
     ];
 
     /// Size of the `DROP_STATS` array: every reason number is below it.
@@ -50,6 +54,7 @@ impl DropReason {
             DropReason::Malformed => "malformed",
             DropReason::RewriteFailed => "nat-rewrite-failed",
             DropReason::CtInsertFailed => "ct-insert-failed",
+            DropReason::SnatExhausted => "snat-ports-exhausted",
         }
     }
 }
@@ -78,6 +83,7 @@ mod tests {
         assert_eq!(DropReason::Malformed.number(), 1);
         assert_eq!(DropReason::RewriteFailed.number(), 2);
         assert_eq!(DropReason::CtInsertFailed.number(), 3);
+        assert_eq!(DropReason::SnatExhausted.number(), 4);
         assert_eq!(DropReason::from_number(0), None);
     }
 }

@@ -14,5 +14,6 @@ pub mod config;
 pub mod ct;
 pub mod drop;
 pub mod endpoint;
+pub mod network;
 pub mod publish;
 pub mod stats;

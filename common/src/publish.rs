@@ -7,6 +7,8 @@
 //!   matches traffic to an address of the node.
 
 /// IP protocol numbers the datapath translates.
+pub const PROTO_ICMP: u8 = 1;
+/// See [`PROTO_ICMP`].
 pub const PROTO_TCP: u8 = 6;
 /// See [`PROTO_TCP`].
 pub const PROTO_UDP: u8 = 17;

@@ -33,11 +33,13 @@ pub enum Hook {
     FromContainer = 0,
     /// tcx ingress on an uplink.
     FromUplink = 1,
+    /// tcx egress on an uplink.
+    ToUplink = 2,
 }
 
 impl Hook {
     /// Every hook, in index order.
-    pub const ALL: &'static [Hook] = &[Hook::FromContainer, Hook::FromUplink];
+    pub const ALL: &'static [Hook] = &[Hook::FromContainer, Hook::FromUplink, Hook::ToUplink];
 
     /// Size of the `HOOK_STATS` array.
     pub const MAP_SIZE: u32 = 8;
@@ -53,6 +55,7 @@ impl Hook {
         match self {
             Hook::FromContainer => "tc_from_container",
             Hook::FromUplink => "tc_from_uplink",
+            Hook::ToUplink => "tc_to_uplink",
         }
     }
 }

@@ -1,21 +1,31 @@
 //! Connection tracking in `CT4`: one lookup per packet of a known flow, two
 //! inserts when a flow starts (both directions at once).
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+};
 use weir_common::{
-    ct::{CtEntry, CtKey, DIR_ORIGINAL, DIR_REPLY},
+    ct::{CtEntry, CtKey, DIR_ORIGINAL, DIR_REPLY, KIND_SNAT},
     drop::DropReason,
-    publish::PublishTarget,
+    publish::{PublishKey, PublishTarget},
 };
 
-use crate::{maps::CT4, parse::Flow};
+use crate::{
+    maps::{CT4, PUBLISH4},
+    parse::Flow,
+};
+
+/// How many ports masquerade tries for a new flow before it gives up.
+pub const SNAT_TRIES: u32 = 16;
 
 /// The entry of a known flow, its counters and flags brought up to date.
-/// A TCP segment that opens a flow (SYN without ACK) is never "known": it
-/// starts the flow again from the publications as they are now.
+/// With `syn_starts_over`, a TCP segment that opens a flow (SYN without
+/// ACK) is never "known": it starts the flow again from the publications
+/// as they are now. Masquerade keeps its mapping for a retransmitted SYN.
 #[inline(always)]
-pub fn lookup(flow: &Flow, len: u32) -> Option<CtEntry> {
-    if flow.is_tcp_open() {
+pub fn lookup(flow: &Flow, len: u32, syn_starts_over: bool) -> Option<CtEntry> {
+    if syn_starts_over && flow.is_tcp_open() {
         return None;
     }
     let entry = CT4.get_ptr_mut(flow.key)?;
@@ -77,4 +87,85 @@ pub fn create(
     CT4.insert(*k, original, 0)
         .map_err(|_| DropReason::CtInsertFailed)?;
     Ok(original)
+}
+
+/// Starts masquerading `flow` behind `nat_ip`: the source port is kept if
+/// it lies in `min..=max`, else (and on a collision) up to [`SNAT_TRIES`]
+/// random ports of the range are tried, each claimed by inserting the
+/// reply direction with `BPF_NOEXIST`, so two flows never share a tuple.
+/// Ports published on the node are skipped. Returns the original
+/// direction's entry and how many probes collided before it.
+#[inline(always)]
+pub fn create_snat(
+    flow: &Flow,
+    len: u32,
+    nat_ip: [u8; 4],
+    min: u16,
+    max: u16,
+) -> Result<(CtEntry, u32), DropReason> {
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let k = &flow.key;
+    let mut original = CtEntry {
+        nat_saddr: nat_ip,
+        nat_daddr: k.daddr,
+        nat_sport: k.sport,
+        nat_dport: k.dport,
+        dir: DIR_ORIGINAL,
+        kind: KIND_SNAT,
+        tcp_flags: flow.tcp_flags,
+        pad: 0,
+        backend_ifindex: 0,
+        pad2: 0,
+        created_ns: now,
+        last_seen_ns: now,
+        packets: 1,
+        bytes: u64::from(len),
+    };
+    let reply = CtEntry {
+        nat_saddr: k.daddr,
+        nat_daddr: k.saddr,
+        nat_sport: k.dport,
+        nat_dport: k.sport,
+        dir: DIR_REPLY,
+        tcp_flags: 0,
+        packets: 0,
+        bytes: 0,
+        ..original
+    };
+    if min == 0 || max < min {
+        return Err(DropReason::SnatExhausted);
+    }
+    let span = u32::from(max - min) + 1;
+    let own = u16::from_be_bytes(k.sport);
+    for i in 0..SNAT_TRIES {
+        let port = if i == 0 && own >= min && own <= max {
+            own
+        } else {
+            // SAFETY: a helper without arguments.
+            let r = unsafe { bpf_get_prandom_u32() } % span;
+            min + r as u16
+        };
+        original.nat_sport = port.to_be_bytes();
+        let published = PUBLISH4
+            .get_ptr(PublishKey::new([0; 4], port, k.proto))
+            .is_some()
+            || PUBLISH4
+                .get_ptr(PublishKey::new(nat_ip, port, k.proto))
+                .is_some();
+        if !published
+            && CT4
+                .insert(
+                    CtKey::reply_of(&original, k.proto),
+                    reply,
+                    u64::from(BPF_NOEXIST),
+                )
+                .is_ok()
+        {
+            CT4.insert(*k, original, 0)
+                .map_err(|_| DropReason::CtInsertFailed)?;
+            return Ok((original, i));
+        }
+    }
+    Err(DropReason::SnatExhausted)
 }

@@ -21,7 +21,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(flow) = parse::flow(ctx, ip)? else {
         return Ok(TC_PASS);
     };
-    let entry = match ct::lookup(&flow, ctx.len()) {
+    let entry = match ct::lookup(&flow, ctx.len(), true) {
         Some(entry) => entry,
         None => {
             let k = &flow.key;

@@ -14,6 +14,7 @@ mod nat;
 mod parse;
 mod sock;
 mod stats;
+mod to_uplink;
 mod verdict;
 
 use aya_ebpf::{
@@ -35,6 +36,15 @@ pub fn tc_from_container(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn tc_from_uplink(ctx: TcContext) -> i32 {
     match from_uplink::handle(&ctx) {
+        Ok(verdict) => verdict,
+        Err(reason) => drop::tc(&ctx, reason),
+    }
+}
+
+/// tcx egress on each uplink: masquerade (SNAT) of container egress.
+#[classifier]
+pub fn tc_to_uplink(ctx: TcContext) -> i32 {
+    match to_uplink::handle(&ctx) {
         Ok(verdict) => verdict,
         Err(reason) => drop::tc(&ctx, reason),
     }

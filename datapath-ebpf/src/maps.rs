@@ -4,7 +4,7 @@
 //! the names the agent pins them under.
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use weir_common::{
@@ -12,6 +12,7 @@ use weir_common::{
     ct::{CtEntry, CtKey, MAX_CT_ENTRIES},
     drop::DropReason,
     endpoint::{EndpointInfo, EndpointRef, MAX_ENDPOINTS},
+    network::{MAX_NETWORKS, MAX_UPLINKS, NetInfo},
     publish::{MAX_HOST_ADDRS, MAX_PUBLISHED, PublishKey, PublishTarget},
     stats::{Counter, Hook},
 };
@@ -54,3 +55,11 @@ pub static CONFIG: Array<Config, 1> = Array::new();
 #[btf_map]
 pub static SOCK_RNAT4: LruHashMap<SockRnatKey, SockRnatValue, { MAX_SOCK_RNAT as usize }> =
     LruHashMap::new();
+
+/// Container subnets -> their network (longest prefix wins).
+#[btf_map]
+pub static NETWORKS4: LpmTrie<[u8; 4], NetInfo, { MAX_NETWORKS as usize }> = LpmTrie::new();
+
+/// Uplink ifindex -> the address masquerade uses on it.
+#[btf_map]
+pub static UPLINKS: HashMap<u32, [u8; 4], { MAX_UPLINKS as usize }> = HashMap::new();

@@ -7,7 +7,11 @@ use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
     programs::TcContext,
 };
-use weir_common::{ct::CtEntry, drop::DropReason, publish::PROTO_UDP};
+use weir_common::{
+    ct::CtEntry,
+    drop::DropReason,
+    publish::{PROTO_ICMP, PROTO_UDP},
+};
 
 use crate::parse::{Flow, IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, IP_TTL_OFF};
 
@@ -26,18 +30,12 @@ pub fn rewrite(ctx: &TcContext, flow: &Flow, to: &CtEntry) -> Result<(), DropRea
     if from.daddr != to.nat_daddr {
         addr(ctx, flow, IP_DST_OFF, from.daddr, to.nat_daddr, l4_flags)?;
     }
+    let (sport_off, dport_off) = flow.port_offs();
     if from.sport != to.nat_sport {
-        port(ctx, flow, flow.l4_off, from.sport, to.nat_sport, l4_flags)?;
+        port(ctx, flow, sport_off, from.sport, to.nat_sport, l4_flags)?;
     }
     if from.dport != to.nat_dport {
-        port(
-            ctx,
-            flow,
-            flow.l4_off + 2,
-            from.dport,
-            to.nat_dport,
-            l4_flags,
-        )?;
+        port(ctx, flow, dport_off, from.dport, to.nat_dport, l4_flags)?;
     }
     Ok(())
 }
@@ -55,13 +53,16 @@ fn addr(
         u64::from(u32::from_ne_bytes(old)),
         u64::from(u32::from_ne_bytes(new)),
     );
-    ctx.l4_csum_replace(
-        flow.csum_off(),
-        o,
-        n,
-        u64::from(BPF_F_PSEUDO_HDR) | 4 | l4_flags,
-    )
-    .map_err(|_| DropReason::RewriteFailed)?;
+    // ICMP's checksum has no pseudo-header: addresses are not in it.
+    if flow.key.proto != PROTO_ICMP {
+        ctx.l4_csum_replace(
+            flow.csum_off(),
+            o,
+            n,
+            u64::from(BPF_F_PSEUDO_HDR) | 4 | l4_flags,
+        )
+        .map_err(|_| DropReason::RewriteFailed)?;
+    }
     ctx.l3_csum_replace(IP_CSUM_OFF, o, n, 4)
         .map_err(|_| DropReason::RewriteFailed)?;
     ctx.store(off, &new, 0)

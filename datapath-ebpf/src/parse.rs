@@ -10,7 +10,7 @@ use network_types::{
 use weir_common::{
     ct::CtKey,
     drop::DropReason,
-    publish::{PROTO_TCP, PROTO_UDP},
+    publish::{PROTO_ICMP, PROTO_TCP, PROTO_UDP},
 };
 
 /// Offset of the IPv4 header in an Ethernet frame.
@@ -116,7 +116,24 @@ impl Flow {
     /// Offset of the L4 checksum from the start of the frame.
     #[inline(always)]
     pub fn csum_off(&self) -> usize {
-        self.l4_off + if self.key.proto == PROTO_TCP { 16 } else { 6 }
+        self.l4_off
+            + match self.key.proto {
+                PROTO_TCP => 16,
+                PROTO_UDP => 6,
+                _ => 2,
+            }
+    }
+
+    /// Offsets of the source and destination "port": the ports of TCP and
+    /// UDP; for ICMP echo, the identifier (which the key holds as the
+    /// source port of a request and the destination port of a reply).
+    #[inline(always)]
+    pub fn port_offs(&self) -> (usize, usize) {
+        if self.key.proto == PROTO_ICMP {
+            (self.l4_off + 4, self.l4_off + 4)
+        } else {
+            (self.l4_off, self.l4_off + 2)
+        }
     }
 
     /// A TCP segment that opens a flow: SYN without ACK.
@@ -127,8 +144,15 @@ impl Flow {
     }
 }
 
-/// The TCP or UDP flow of a validated IPv4 packet. `Ok(None)` for other
-/// protocols and for fragments (only a reassembled datagram could be
+/// ICMP echo types.
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMP_ECHO_REQUEST: u8 = 8;
+
+/// The TCP, UDP or ICMP echo flow of a validated IPv4 packet. An echo
+/// request's key has the identifier as its source port and 0 as its
+/// destination port; a reply the other way round, so that a reply's key is
+/// the reverse of its request's. `Ok(None)` for other protocols and ICMP
+/// types, and for fragments (only a reassembled datagram could be
 /// translated; fragments pass untouched).
 #[inline(always)]
 pub fn flow(pkt: &impl Packet, ip: *const Ipv4Hdr) -> Result<Option<Flow>, DropReason> {
@@ -159,6 +183,16 @@ pub fn flow(pkt: &impl Packet, ip: *const Ipv4Hdr) -> Result<Option<Flow>, DropR
             // SAFETY: `ptr_at` checked the 8 bytes.
             let b = unsafe { *udp };
             ([b[0], b[1], b[2], b[3]], 0)
+        }
+        PROTO_ICMP => {
+            let icmp: *const [u8; 8] = ptr_at(pkt, l4_off).ok_or(DropReason::Malformed)?;
+            // SAFETY: `ptr_at` checked the 8 bytes.
+            let b = unsafe { *icmp };
+            match b[0] {
+                ICMP_ECHO_REQUEST => ([b[4], b[5], 0, 0], 0),
+                ICMP_ECHO_REPLY => ([0, 0, b[4], b[5]], 0),
+                _ => return Ok(None),
+            }
         }
         _ => return Ok(None),
     };

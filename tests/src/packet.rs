@@ -85,6 +85,19 @@ pub fn icmp_echo4(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16) -> Vec<u8> {
     frame
 }
 
+/// An Ethernet/IPv4/ICMP echo reply.
+#[must_use]
+pub fn icmp_echo_reply4(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(MAC_HOST, MAC_CONTAINER)
+        .ipv4(src.octets(), dst.octets(), TTL)
+        .icmpv4_echo_reply(id, seq);
+    let mut frame = Vec::with_capacity(builder.size(8));
+    builder
+        .write(&mut frame, b"weirping")
+        .expect("build ICMP frame");
+    frame
+}
+
 /// An ARP request (who-has `target` tell `sender`), broadcast.
 #[must_use]
 pub fn arp_request(sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {

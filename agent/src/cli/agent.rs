@@ -11,9 +11,10 @@ use tracing::info;
 
 use crate::{
     api::server,
-    daemon::{Agent, Config},
+    daemon::{Agent, Config, DEFAULT_SNAT_PORTS},
     network::{NetworkSpec, Subnet},
     paths::{DEFAULT_BPFFS, DEFAULT_STATE_DIR, Paths},
+    publish::PortRange,
 };
 
 /// The default network's name; its bridge is `weir0`.
@@ -43,6 +44,9 @@ pub struct AgentArgs {
     /// the cgroup2 mount, so every process's connections are seen).
     #[arg(long)]
     cgroup: Option<PathBuf>,
+    /// The ports masquerade uses, outside the node's `ip_local_port_range`.
+    #[arg(long, default_value = DEFAULT_SNAT_PORTS)]
+    snat_ports: PortRange,
 }
 
 /// How often the agent refreshes the node's addresses.
@@ -69,6 +73,7 @@ impl AgentArgs {
             default_network: (!self.no_default_network)
                 .then(|| NetworkSpec::new(DEFAULT_NETWORK, self.default_subnet)),
             cgroup: self.cgroup,
+            snat_ports: self.snat_ports,
         };
         let listener = server::bind(socket).await?;
         let agent = Agent::start(config).await?;

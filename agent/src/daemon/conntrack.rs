@@ -9,8 +9,10 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 use weir_common::{
-    ct::{CtKey, DIR_ORIGINAL, DIR_REPLY, FlowState, KIND_DNAT, KIND_HAIRPIN, timeout_ns},
-    publish::{PROTO_TCP, PROTO_UDP},
+    ct::{
+        CtKey, DIR_ORIGINAL, DIR_REPLY, FlowState, KIND_DNAT, KIND_HAIRPIN, KIND_SNAT, timeout_ns,
+    },
+    publish::{PROTO_ICMP, PROTO_TCP, PROTO_UDP},
 };
 
 use super::Agent;
@@ -139,6 +141,7 @@ fn proto_name(proto: u8) -> String {
     match proto {
         PROTO_TCP => "tcp".into(),
         PROTO_UDP => "udp".into(),
+        PROTO_ICMP => "icmp".into(),
         p => p.to_string(),
     }
 }
@@ -182,6 +185,7 @@ impl Agent {
                     kind: match o.entry.kind {
                         KIND_DNAT => "dnat".into(),
                         KIND_HAIRPIN => "hairpin".into(),
+                        KIND_SNAT => "snat".into(),
                         k => k.to_string(),
                     },
                     src: sock(o.key.saddr, o.key.sport),

@@ -9,6 +9,7 @@ mod state;
 use std::{collections::HashMap, fs, path::PathBuf};
 
 use tracing::{info, warn};
+use weir_common::network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED, NetInfo};
 
 pub use self::{
     conntrack::{FlowView, Removed, monotonic_ns},
@@ -20,9 +21,9 @@ use crate::{
     datapath::Datapath,
     error::AgentError,
     netlink::Netlink,
-    network::{Network, NetworkError, NetworkSpec},
+    network::{Mode, Network, NetworkError, NetworkSpec},
     paths::{self, Paths},
-    publish::Reservations,
+    publish::{PortRange, Reservations},
     state as store,
 };
 
@@ -38,7 +39,14 @@ pub struct Config {
     /// The cgroup (v2) the socket programs attach to; `None`: the root of
     /// the cgroup2 mount, which covers every process.
     pub cgroup: Option<PathBuf>,
+    /// The ports masquerade uses (`--snat-ports`); they must lie outside
+    /// the node's `ip_local_port_range`.
+    pub snat_ports: PortRange,
 }
+
+/// The default `--snat-ports`: below Linux's default
+/// `ip_local_port_range` (32768-60999), above the privileged ports.
+pub const DEFAULT_SNAT_PORTS: &str = "1024-32767";
 
 /// What `weir status` reports.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -84,11 +92,12 @@ impl Agent {
         if uplinks.is_empty() {
             warn!("no uplink: no default route and no --uplink; traffic stays on the node");
         }
+        check_snat_ports(config.snat_ports)?;
         enable_forwarding()?;
         mount_bpffs()?;
         let mut datapath = Datapath::load()?;
         datapath.pin_maps(&config.paths.maps_dir())?;
-        datapath.set_netns_here()?;
+        datapath.configure((config.snat_ports.start(), config.snat_ports.end()))?;
         for uplink in &uplinks {
             datapath.attach_uplink(uplink)?;
         }
@@ -115,6 +124,7 @@ impl Agent {
             reservations: Reservations::default(),
         };
         agent.reconcile().await?;
+        agent.sync_networks()?;
         agent.refresh_host_addrs().await?;
         agent.save()?;
         Ok(agent)
@@ -171,10 +181,53 @@ impl Agent {
     }
 
     /// Keeps `HOST_ADDRS4` equal to the node's addresses (wildcard
-    /// publications match only traffic to these).
+    /// publications match only traffic to these) and `UPLINKS` to each
+    /// uplink's first address (masquerade's address).
     pub async fn refresh_host_addrs(&mut self) -> Result<(), AgentError> {
         let addrs = self.nl.ipv4_addresses().await?;
         self.datapath.set_host_addrs(&addrs)?;
+        let mut uplinks = Vec::new();
+        for name in &self.uplinks {
+            if let Some(index) = self.nl.link_index(name).await?
+                && let Some((ip, _)) = addrs.iter().find(|(_, i)| *i == index)
+            {
+                uplinks.push((index, *ip));
+            }
+        }
+        self.datapath.set_uplinks(&uplinks)?;
+        Ok(())
+    }
+
+    /// Makes `NETWORKS4` hold every network of the registry.
+    fn sync_networks(&mut self) -> Result<(), AgentError> {
+        let networks: Vec<_> = self
+            .state
+            .registry
+            .iter()
+            .map(|n| {
+                let subnet = n.ipam.subnet();
+                let flags = [
+                    (n.masquerade, NET_MASQUERADE),
+                    (n.internal, NET_INTERNAL),
+                    (n.icc, NET_ICC),
+                    (n.mode == Mode::Routed, NET_ROUTED),
+                ]
+                .iter()
+                .filter(|(on, _)| *on)
+                .fold(0, |all, (_, bit)| all | bit);
+                let info = NetInfo {
+                    id: n.id,
+                    gateway: n.ipam.gateway().octets(),
+                    snat_ip: n
+                        .snat_ip
+                        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
+                        .octets(),
+                    flags,
+                };
+                (subnet.network(), subnet.prefix(), info)
+            })
+            .collect();
+        self.datapath.set_networks(&networks)?;
         Ok(())
     }
 
@@ -228,6 +281,7 @@ impl Agent {
         }
         self.state.registry.insert(network.clone());
         self.save()?;
+        self.sync_networks()?;
         self.refresh_host_addrs().await?;
         info!(network = %network.name, bridge = %network.bridge, subnet = %network.ipam.subnet(), "network created");
         Ok(self.view(&network))
@@ -245,6 +299,7 @@ impl Agent {
         self.nl.delete_link(&network.bridge.clone()).await?;
         self.state.registry.remove(name)?;
         self.save()?;
+        self.sync_networks()?;
         self.refresh_host_addrs().await?;
         info!(network = %name, "network removed");
         Ok(())
@@ -292,6 +347,27 @@ fn mount_bpffs() -> Result<(), AgentError> {
         ));
     }
     info!("mounted bpffs at {BPFFS}");
+    Ok(())
+}
+
+/// Refuses a masquerade range that shares ports with the node's own
+/// ephemeral ports: a host socket and a masqueraded flow could then hold
+/// one tuple.
+fn check_snat_ports(range: PortRange) -> Result<(), AgentError> {
+    const PATH: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+    let text = fs::read_to_string(PATH).map_err(AgentError::io(format!("reading {PATH}")))?;
+    let mut it = text
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u16>().ok());
+    if let (Some(low), Some(high)) = (it.next(), it.next())
+        && range.start() <= high
+        && low <= range.end()
+    {
+        return Err(AgentError::SnatPortsOverlap {
+            range: range.to_string(),
+            local: format!("{low}-{high}"),
+        });
+    }
     Ok(())
 }
 

@@ -40,21 +40,28 @@ impl Datapath {
         Ok(())
     }
 
-    /// Attaches `tc_from_uplink` to tcx ingress of `interface`.
+    /// Attaches `tc_from_uplink` to tcx ingress and `tc_to_uplink` to tcx
+    /// egress of `interface`.
     pub fn attach_uplink(&mut self, interface: &str) -> Result<(), DatapathError> {
-        let program = Hook::FromUplink.program();
-        let prog = classifier(&mut self.ebpf, program)?;
-        if let Some(old) = self.uplink_links.remove(interface) {
-            let _ = prog.detach(old);
+        for (hook, direction) in [
+            (Hook::FromUplink, TcAttachType::Ingress),
+            (Hook::ToUplink, TcAttachType::Egress),
+        ] {
+            let program = hook.program();
+            let prog = classifier(&mut self.ebpf, program)?;
+            let key = (interface.to_owned(), program);
+            if let Some(old) = self.uplink_links.remove(&key) {
+                let _ = prog.detach(old);
+            }
+            let link =
+                prog.attach(interface, direction)
+                    .map_err(|source| DatapathError::Attach {
+                        program,
+                        interface: interface.to_owned(),
+                        source,
+                    })?;
+            self.uplink_links.insert(key, link);
         }
-        let link = prog
-            .attach(interface, TcAttachType::Ingress)
-            .map_err(|source| DatapathError::Attach {
-                program,
-                interface: interface.to_owned(),
-                source,
-            })?;
-        self.uplink_links.insert(interface.to_owned(), link);
         Ok(())
     }
 

@@ -34,6 +34,8 @@ pub mod map_names {
     pub const CT4: &str = "CT4";
     pub const CONFIG: &str = "CONFIG";
     pub const SOCK_RNAT4: &str = "SOCK_RNAT4";
+    pub const NETWORKS4: &str = "NETWORKS4";
+    pub const UPLINKS: &str = "UPLINKS";
     /// Every map, in the order they are pinned.
     pub const ALL: &[&str] = &[
         HOOK_STATS,
@@ -45,6 +47,8 @@ pub mod map_names {
         CT4,
         CONFIG,
         SOCK_RNAT4,
+        NETWORKS4,
+        UPLINKS,
     ];
 }
 
@@ -114,8 +118,9 @@ pub struct Datapath {
     ebpf: Ebpf,
     /// tcx links of `tc_from_container`, by host-side interface name.
     container_links: StdHashMap<String, SchedClassifierLinkId>,
-    /// tcx links of `tc_from_uplink`, by uplink name.
-    uplink_links: StdHashMap<String, SchedClassifierLinkId>,
+    /// tcx links of `tc_from_uplink` and `tc_to_uplink`, by uplink name
+    /// and program.
+    uplink_links: StdHashMap<(String, &'static str), SchedClassifierLinkId>,
     /// cgroup links of the socket programs, by program.
     sock_links: Vec<(&'static str, CgroupSockAddrLinkId)>,
 }

@@ -3,12 +3,16 @@
 
 use std::{collections::HashSet, net::Ipv4Addr, os::fd::AsRawFd};
 
-use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use aya::maps::{
+    Array, HashMap, MapData, PerCpuArray,
+    lpm_trie::{Key, LpmTrie},
+};
 use weir_common::{
     config::Config,
     ct::{CtEntry, CtKey},
     drop::DropReason,
     endpoint::{EndpointInfo, EndpointRef},
+    network::NetInfo,
     publish::{PublishKey, PublishTarget},
     stats::{Counter, Hook},
 };
@@ -126,11 +130,14 @@ impl Datapath {
         Ok(())
     }
 
-    /// Tells the programs which network namespace is the agent's: the one
-    /// the calling thread is in.
-    pub fn set_netns_here(&mut self) -> Result<(), DatapathError> {
+    /// Tells the programs which network namespace is the agent's (the one
+    /// the calling thread is in) and the masquerade port range.
+    pub fn configure(&mut self, snat_ports: (u16, u16)) -> Result<(), DatapathError> {
         let config = Config {
             netns_cookie: netns_cookie()?,
+            snat_port_min: snat_ports.0,
+            snat_port_max: snat_ports.1,
+            pad: 0,
         };
         let mut array: Array<&mut MapData, Config> = self
             .ebpf
@@ -141,6 +148,57 @@ impl Datapath {
         array
             .set(0, config, 0)
             .map_err(|source| map_err(map_names::CONFIG, source))
+    }
+
+    /// Makes `NETWORKS4` hold exactly `networks`: (subnet address, prefix
+    /// length, what the datapath knows of the network).
+    pub fn set_networks(
+        &mut self,
+        networks: &[(Ipv4Addr, u8, NetInfo)],
+    ) -> Result<(), DatapathError> {
+        let mut trie: LpmTrie<&mut MapData, [u8; 4], NetInfo> = self
+            .ebpf
+            .map_mut(map_names::NETWORKS4)
+            .ok_or(DatapathError::MissingMap(map_names::NETWORKS4))?
+            .try_into()
+            .map_err(|source| map_err(map_names::NETWORKS4, source))?;
+        let wanted: Vec<Key<[u8; 4]>> = networks
+            .iter()
+            .map(|(addr, prefix, _)| Key::new(u32::from(*prefix), addr.octets()))
+            .collect();
+        let stale: Vec<Key<[u8; 4]>> = trie
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| {
+                !wanted
+                    .iter()
+                    .any(|w| w.prefix_len() == k.prefix_len() && w.data() == k.data())
+            })
+            .collect();
+        for key in stale {
+            absent_ok(trie.remove(&key), map_names::NETWORKS4)?;
+        }
+        for ((_, _, info), key) in networks.iter().zip(&wanted) {
+            trie.insert(key, info, 0)
+                .map_err(|source| map_err(map_names::NETWORKS4, source))?;
+        }
+        Ok(())
+    }
+
+    /// Makes `UPLINKS` hold exactly `uplinks`: (ifindex, masquerade address).
+    pub fn set_uplinks(&mut self, uplinks: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
+        let have: Vec<(u32, [u8; 4])> = self.entries(map_names::UPLINKS)?;
+        let mut map = self.hash_map::<u32, [u8; 4]>(map_names::UPLINKS)?;
+        for (ifindex, _) in have {
+            if !uplinks.iter().any(|(i, _)| *i == ifindex) {
+                absent_ok(map.remove(&ifindex), map_names::UPLINKS)?;
+            }
+        }
+        for (ifindex, ip) in uplinks {
+            map.insert(ifindex, ip.octets(), 0)
+                .map_err(|source| map_err(map_names::UPLINKS, source))?;
+        }
+        Ok(())
     }
 
     /// Every `CT4` entry.

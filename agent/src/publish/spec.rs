@@ -205,6 +205,15 @@ impl FromStr for PortSpec {
     }
 }
 
+impl FromStr for PortRange {
+    type Err = String;
+
+    /// `P` or `P-Q`, each 1..=65535, `P <= Q`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        range(s)
+    }
+}
+
 /// `P` or `P-Q`, each 1..=65535, `P <= Q`.
 fn range(s: &str) -> Result<PortRange, String> {
     let port = |p: &str| match p.parse::<u16>() {

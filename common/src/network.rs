@@ -1,0 +1,51 @@
+//! Networks as the datapath sees them.
+//!
+//! - `NETWORKS4`: LPM trie, (prefix length, subnet address `[u8; 4]`) ->
+//!   [`NetInfo`]: which network an address belongs to, and how that
+//!   network reaches the outside.
+//! - `UPLINKS`: uplink ifindex (`u32`) -> its masquerade address
+//!   (`[u8; 4]`, network order).
+
+/// What the datapath knows of a network.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetInfo {
+    /// The agent's network id.
+    pub id: u32,
+    /// The gateway (the bridge's address), network order.
+    pub gateway: [u8; 4],
+    /// `--snat-ip`, network order; 0.0.0.0: the uplink's address.
+    pub snat_ip: [u8; 4],
+    /// [`NET_MASQUERADE`] | [`NET_INTERNAL`] | [`NET_ICC`] | [`NET_ROUTED`].
+    pub flags: u32,
+}
+
+/// Egress to the outside is masqueraded.
+pub const NET_MASQUERADE: u32 = 1;
+/// No egress beyond the network and its gateway.
+pub const NET_INTERNAL: u32 = 1 << 1;
+/// Containers of the network may talk to each other.
+pub const NET_ICC: u32 = 1 << 2;
+/// `--mode routed`.
+pub const NET_ROUTED: u32 = 1 << 3;
+
+/// Capacity of `NETWORKS4`.
+pub const MAX_NETWORKS: u32 = 4_096;
+/// Capacity of `UPLINKS`.
+pub const MAX_UPLINKS: u32 = 64;
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), no padding, every bit pattern valid.
+unsafe impl aya::Pod for NetInfo {}
+
+#[cfg(test)]
+mod tests {
+    use core::mem::size_of;
+
+    use super::*;
+
+    #[test]
+    fn layouts_have_no_hidden_padding() {
+        assert_eq!(size_of::<NetInfo>(), 16);
+    }
+}

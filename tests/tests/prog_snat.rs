@@ -1,0 +1,190 @@
+//! `BPF_PROG_TEST_RUN` on masquerade: `tc_to_uplink` translates container
+//! egress, `tc_from_uplink` translates the answers back. Each test runs in
+//! a namespace of its own (the test run's skb comes in on its `lo`, which
+//! the tests declare as the uplink).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use weir::datapath::Datapath;
+use weir_common::{
+    ct::{DIR_ORIGINAL, KIND_SNAT},
+    drop::DropReason,
+    network::{NET_ICC, NET_MASQUERADE, NetInfo},
+    publish::PROTO_ICMP,
+};
+use weir_tests::{
+    netns::{Netns, unique_stem},
+    packet::{self, off, verify_checksums, view},
+    prog::{Harness, TC_ACT_OK, TC_ACT_SHOT},
+};
+
+const EGRESS: &str = "tc_to_uplink";
+const INGRESS: &str = "tc_from_uplink";
+const NODE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const PEER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
+const C1: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
+const C2: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 3);
+/// `lo`: where a test run's skb appears to be.
+const LO: u32 = 1;
+
+fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(ip, port)
+}
+
+fn setup(dp: &mut Datapath, flags: u32, ports: (u16, u16)) {
+    dp.configure(ports).unwrap();
+    dp.set_uplinks(&[(LO, NODE)]).unwrap();
+    let info = NetInfo {
+        id: 1,
+        gateway: [10, 88, 0, 1],
+        snat_ip: [0; 4],
+        flags,
+    };
+    dp.set_networks(&[(Ipv4Addr::new(10, 88, 0, 0), 16, info)])
+        .unwrap();
+}
+
+fn in_ns<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    Netns::create(&format!("{}-snat", unique_stem()))
+        .expect("netns")
+        .run(f)
+}
+
+#[test]
+fn egress_is_masqueraded_tracked_and_its_answer_comes_back() {
+    in_ns(|| {
+        let mut h = Harness::load();
+        setup(&mut h.datapath, NET_MASQUERADE | NET_ICC, (1024, 32767));
+        // A source port outside the range is replaced by one inside it.
+        let syn = packet::tcp_syn4(sa(C1, 40000), sa(PEER, 80), 1);
+        let out = h.run_tc(EGRESS, &syn);
+        assert_eq!(out.verdict, TC_ACT_OK);
+        verify_checksums(&out.frame).expect("checksums after SNAT");
+        let v = view(&out.frame);
+        assert_eq!((v.src, v.dst, v.dport), (NODE, PEER, 80));
+        assert!((1024..=32767).contains(&v.sport), "port {}", v.sport);
+        for i in packet::changed(&syn, &out.frame) {
+            assert!(
+                off::SADDR.contains(&i)
+                    || off::SPORT.contains(&i)
+                    || off::IP_CSUM.contains(&i)
+                    || off::TCP_CSUM.contains(&i),
+                "byte {i} changed"
+            );
+        }
+        let flows = h.datapath.conntrack().unwrap();
+        assert_eq!(flows.len(), 2);
+        let orig = flows.iter().find(|f| f.entry.dir == DIR_ORIGINAL).unwrap();
+        assert_eq!(orig.entry.kind, KIND_SNAT);
+        assert_eq!(orig.entry.nat_saddr, NODE.octets());
+
+        let answer = packet::tcp_ack4(sa(PEER, 80), sa(NODE, v.sport), 9, 2, true);
+        let back = h.run_tc(INGRESS, &answer);
+        assert_eq!(back.verdict, TC_ACT_OK);
+        verify_checksums(&back.frame).unwrap();
+        let b = view(&back.frame);
+        assert_eq!((b.src, b.sport, b.dst, b.dport), (PEER, 80, C1, 40000));
+
+        // A retransmitted SYN keeps its mapping.
+        assert_eq!(view(&h.run_tc(EGRESS, &syn).frame).sport, v.sport);
+        assert_eq!(h.datapath.conntrack().unwrap().len(), 2);
+    });
+}
+
+#[test]
+fn a_port_in_range_is_kept_and_a_second_flow_on_the_same_tuple_gets_another() {
+    in_ns(|| {
+        let mut h = Harness::load();
+        setup(&mut h.datapath, NET_MASQUERADE, (1024, 32767));
+        let a = h.run_tc(EGRESS, &packet::udp4(sa(C1, 5000), sa(PEER, 53), b"a"));
+        let b = h.run_tc(EGRESS, &packet::udp4(sa(C2, 5000), sa(PEER, 53), b"b"));
+        let (va, vb) = (view(&a.frame), view(&b.frame));
+        assert_eq!((va.src, va.sport), (NODE, 5000), "the source port is kept");
+        assert_eq!(vb.src, NODE);
+        assert_ne!(vb.sport, 5000, "the second flow cannot share the tuple");
+        verify_checksums(&b.frame).unwrap();
+        let back = h.run_tc(
+            INGRESS,
+            &packet::udp4(sa(PEER, 53), sa(NODE, vb.sport), b"B"),
+        );
+        let v = view(&back.frame);
+        assert_eq!((v.dst, v.dport), (C2, 5000));
+    });
+}
+
+#[test]
+fn ping_uses_the_identifier_as_its_port() {
+    in_ns(|| {
+        let mut h = Harness::load();
+        setup(&mut h.datapath, NET_MASQUERADE, (1024, 32767));
+        let out = h.run_tc(EGRESS, &packet::icmp_echo4(C1, PEER, 7, 1));
+        verify_checksums(&out.frame).expect("ICMP checksum after SNAT");
+        let v = view(&out.frame);
+        assert_eq!((v.proto, v.src), (PROTO_ICMP, NODE));
+        let reply = packet::icmp_echo_reply4(PEER, NODE, v.sport, 1);
+        let back = h.run_tc(INGRESS, &reply);
+        verify_checksums(&back.frame).unwrap();
+        let b = view(&back.frame);
+        assert_eq!(
+            (b.dst, b.sport),
+            (C1, 7),
+            "the container's identifier is back"
+        );
+    });
+}
+
+#[test]
+fn what_must_not_be_masqueraded_passes_untouched() {
+    in_ns(|| {
+        let mut h = Harness::load();
+        setup(&mut h.datapath, NET_MASQUERADE, (1024, 32767));
+        let cases = [
+            (
+                "to another local network",
+                packet::udp4(sa(C1, 5000), sa(Ipv4Addr::new(10, 88, 9, 9), 53), b"x"),
+            ),
+            (
+                "multicast",
+                packet::udp4(sa(C1, 5353), sa(Ipv4Addr::new(224, 0, 0, 251), 5353), b"x"),
+            ),
+            (
+                "from the node itself",
+                packet::udp4(sa(NODE, 5000), sa(PEER, 53), b"x"),
+            ),
+        ];
+        for (what, frame) in &cases {
+            let out = h.run_tc(EGRESS, frame);
+            assert_eq!(out.verdict, TC_ACT_OK, "{what}");
+            assert_eq!(&out.frame, frame, "{what}");
+        }
+        // A network with masquerade off.
+        setup(&mut h.datapath, 0, (1024, 32767));
+        let frame = packet::tcp_syn4(sa(C1, 40000), sa(PEER, 80), 1);
+        assert_eq!(h.run_tc(EGRESS, &frame).frame, frame);
+        assert!(h.datapath.conntrack().unwrap().is_empty());
+    });
+}
+
+#[test]
+fn exhaustion_is_a_counted_drop_never_a_shared_tuple() {
+    in_ns(|| {
+        let mut h = Harness::load();
+        setup(&mut h.datapath, NET_MASQUERADE, (2000, 2001));
+        let mut ports = Vec::new();
+        for c in [C1, C2] {
+            let out = h.run_tc(EGRESS, &packet::tcp_syn4(sa(c, 40000), sa(PEER, 80), 1));
+            assert_eq!(out.verdict, TC_ACT_OK);
+            ports.push(view(&out.frame).sport);
+        }
+        ports.sort_unstable();
+        assert_eq!(ports, vec![2000, 2001]);
+        let third = packet::tcp_syn4(sa(Ipv4Addr::new(10, 88, 0, 4), 40000), sa(PEER, 80), 1);
+        let out = h.run_tc(EGRESS, &third);
+        assert_eq!(out.verdict, TC_ACT_SHOT);
+        let dropped = h.datapath.drop_stats(DropReason::SnatExhausted).unwrap();
+        assert_eq!(dropped.packets, 1);
+        // Another peer port is another tuple: the same NAT ports serve it.
+        let other = packet::tcp_syn4(sa(C1, 40001), sa(PEER, 443), 1);
+        assert_eq!(h.run_tc(EGRESS, &other).verdict, TC_ACT_OK);
+    });
+}
