@@ -1,0 +1,179 @@
+//! End-to-end: masquerade of container egress with a real agent. Servers
+//! in `ext` log who called: the node's uplink address, or the container's
+//! own address where masquerade is off.
+
+use std::{net::UdpSocket, time::Duration};
+
+use weir_tests::{
+    World,
+    agent::{Agent, weir_bin},
+    sock::{self, Server, any, at},
+    world::{self, EXT_IP, NODE_UPLINK_IP},
+};
+
+#[test]
+fn a_container_reaches_ext_as_the_node_and_ping_works() {
+    let mut w = World::new().unwrap();
+    w.add_container("c1").unwrap();
+    let agent = Agent::start(&w, &[]);
+    agent.attach("weir", w.c("c1"), "c1", &[]);
+    let tcp = Server::tcp(&w.ext, any(80)).unwrap();
+    let udp = Server::udp(&w.ext, any(53)).unwrap();
+    assert_eq!(
+        sock::tcp_request(w.c("c1"), at(EXT_IP, 80), b"hi").unwrap(),
+        b"hi"
+    );
+    assert_eq!(
+        sock::udp_request(w.c("c1"), None, at(EXT_IP, 53), b"q").unwrap(),
+        b"q"
+    );
+    assert_eq!(tcp.peer_ips(), vec![NODE_UPLINK_IP]);
+    assert_eq!(udp.peer_ips(), vec![NODE_UPLINK_IP]);
+    assert!(world::ping(w.c("c1"), EXT_IP), "ping through masquerade");
+    let flows = agent.ok(&["conntrack", "ls"]);
+    assert!(flows.contains("snat"), "{flows}");
+}
+
+#[test]
+fn two_containers_with_one_fixed_source_port_both_get_through_at_once() {
+    let mut w = World::new().unwrap();
+    w.add_container("a").unwrap();
+    w.add_container("b").unwrap();
+    let agent = Agent::start(&w, &[]);
+    agent.attach("weir", w.c("a"), "a", &[]);
+    agent.attach("weir", w.c("b"), "b", &[]);
+    let server = Server::udp(&w.ext, any(53)).unwrap();
+    // Both sockets are open at once, bound to the same port.
+    let sockets: Vec<UdpSocket> = ["a", "b"]
+        .iter()
+        .map(|c| {
+            w.c(c).run(|| {
+                let s = UdpSocket::bind("0.0.0.0:5000").unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s.connect(at(EXT_IP, 53)).unwrap();
+                s
+            })
+        })
+        .collect();
+    for (s, msg) in sockets.iter().zip([b"from a", b"from b"]) {
+        s.send(msg).unwrap();
+    }
+    for (s, msg) in sockets.iter().zip([b"from a", b"from b"]) {
+        let mut buf = [0u8; 16];
+        let n = s.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], msg);
+    }
+    let ports: Vec<u16> = server.received().iter().map(|r| r.peer.port()).collect();
+    assert_eq!(ports.len(), 2);
+    assert_ne!(ports[0], ports[1], "two flows, two NAT ports");
+    assert!(server.peer_ips().iter().all(|ip| *ip == NODE_UPLINK_IP));
+    drop(agent);
+}
+
+#[test]
+fn without_masquerade_ext_sees_the_container_address() {
+    let mut w = World::new().unwrap();
+    w.add_container("c1").unwrap();
+    let agent = Agent::start(&w, &[]);
+    agent.ok(&[
+        "network",
+        "create",
+        "plain",
+        "--subnet",
+        "10.66.0.0/24",
+        "--masquerade=false",
+    ]);
+    let ip = agent.attach("plain", w.c("c1"), "c1", &[]);
+    let server = Server::tcp(&w.ext, any(80)).unwrap();
+    // ext's default route is the node, so the answer finds its way back.
+    assert_eq!(
+        sock::tcp_request(w.c("c1"), at(EXT_IP, 80), b"x").unwrap(),
+        b"x"
+    );
+    assert_eq!(server.peer_ips(), vec![ip]);
+}
+
+#[test]
+fn a_tiny_port_range_runs_out_visibly_and_the_flows_that_fit_work() {
+    let mut w = World::new().unwrap();
+    for c in ["a", "b", "c"] {
+        w.add_container(c).unwrap();
+    }
+    let agent = Agent::start(&w, &["--snat-ports", "2000-2001"]);
+    for c in ["a", "b", "c"] {
+        agent.attach("weir", w.c(c), c, &[]);
+    }
+    let server = Server::tcp(&w.ext, any(80)).unwrap();
+    // Each flow holds its port until the sweep ends it (10 s after close).
+    assert_eq!(
+        sock::tcp_request(w.c("a"), at(EXT_IP, 80), b"a").unwrap(),
+        b"a"
+    );
+    assert_eq!(
+        sock::tcp_request(w.c("b"), at(EXT_IP, 80), b"b").unwrap(),
+        b"b"
+    );
+    assert!(
+        sock::connect_fails(w.c("c"), at(EXT_IP, 80)),
+        "no port left"
+    );
+    let mut ports: Vec<u16> = server.received().iter().map(|r| r.peer.port()).collect();
+    ports.sort_unstable();
+    assert_eq!(ports, vec![2000, 2001]);
+    let drops = drop_count(&agent, 4);
+    assert!(drops >= 1, "snat-ports-exhausted counted: {drops}");
+}
+
+#[test]
+fn a_port_range_inside_ip_local_port_range_is_refused_at_start() {
+    let w = World::new().unwrap();
+    let dir = std::env::temp_dir().join(format!("{}-refused", w.stem()));
+    let out = w
+        .node
+        .command(weir_bin().to_str().unwrap())
+        .arg("--socket")
+        .arg(dir.join("weir.sock"))
+        .args(["agent", "--snat-ports", "40000-40010", "--state-dir"])
+        .arg(dir.join("state"))
+        .arg("--bpffs")
+        .arg(format!("/sys/fs/bpf/{}-refused", w.stem()))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "--snat-ports 40000-40010 overlaps the node's ip_local_port_range 32768-60999"
+        ),
+        "{err}"
+    );
+}
+
+/// Packets dropped for reason `number`, summed over CPUs, from the pinned
+/// `DROP_STATS` with bpftool.
+fn drop_count(agent: &Agent, number: u32) -> u64 {
+    let path = agent.bpffs.join("maps").join("DROP_STATS");
+    let key: Vec<String> = number.to_le_bytes().iter().map(u8::to_string).collect();
+    let mut args = vec![
+        "-j",
+        "map",
+        "lookup",
+        "pinned",
+        path.to_str().unwrap(),
+        "key",
+    ];
+    args.extend(key.iter().map(String::as_str));
+    let out = std::process::Command::new("bpftool")
+        .args(&args)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    // With BTF, bpftool puts the decoded value under "formatted".
+    let values = v["formatted"]["values"].as_array().unwrap();
+    values
+        .iter()
+        .map(|c| c["value"]["packets"].as_u64().unwrap_or(0))
+        .sum()
+}
