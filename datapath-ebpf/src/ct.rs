@@ -169,3 +169,11 @@ pub fn create_snat(
     }
     Err(DropReason::SnatExhausted)
 }
+
+/// The entry of the flow an ICMP error is about (no counters touched: an
+/// error is not traffic of the flow).
+#[inline(always)]
+pub fn lookup_quoted(key: &CtKey) -> Option<CtEntry> {
+    // SAFETY: a pointer into a map value, valid for this program run.
+    CT4.get_ptr(*key).map(|e| unsafe { *e })
+}

@@ -7,7 +7,12 @@
 //! [`fwd::redirect`]; everything else goes to the bridge as it came.
 
 use aya_ebpf::programs::TcContext;
-use weir_common::{ct::KIND_HAIRPIN, drop::DropReason, stats::Hook};
+use weir_common::{
+    ct::{CtEntry, KIND_HAIRPIN},
+    drop::DropReason,
+    publish::PROTO_ICMP,
+    stats::Hook,
+};
 
 use crate::{ct, dnat, fwd, nat, parse, stats, verdict::TC_PASS};
 
@@ -19,6 +24,19 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         return Ok(TC_PASS);
     };
     let Some(flow) = parse::flow(ctx, ip)? else {
+        // An ICMP error a container sends about a published flow leaves
+        // with the node's address, like the flow's own answers.
+        if let Some(err) = parse::icmp_error(ctx, ip)
+            && let Some(entry) = ct::lookup_quoted(&err.reply_key())
+        {
+            let (saddr, daddr) = nat::rewrite_icmp_error(ctx, &err, &entry)?;
+            let to = CtEntry {
+                nat_saddr: saddr,
+                nat_daddr: daddr,
+                ..CtEntry::default()
+            };
+            return fwd::redirect(ctx, &to, PROTO_ICMP);
+        }
         return Ok(TC_PASS);
     };
     let entry = match ct::lookup(&flow, ctx.len(), true) {

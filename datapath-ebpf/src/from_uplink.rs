@@ -16,6 +16,12 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         return Ok(TC_PASS);
     };
     let Some(flow) = parse::flow(ctx, ip)? else {
+        // An ICMP error about a translated flow goes to its container.
+        if let Some(err) = parse::icmp_error(ctx, ip)
+            && let Some(entry) = ct::lookup_quoted(&err.reply_key())
+        {
+            nat::rewrite_icmp_error(ctx, &err, &entry)?;
+        }
         return Ok(TC_PASS);
     };
     let entry = match ct::lookup(&flow, ctx.len(), true) {

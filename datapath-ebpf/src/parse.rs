@@ -46,8 +46,9 @@ impl Packet for TcContext {
 }
 
 /// The most header bytes the datapath reads: Ethernet, IPv4 with the
-/// longest options, and the TCP header's first 20 bytes.
-const HEADERS_MAX: u32 = (EthHdr::LEN + 60 + 20) as u32;
+/// longest options, and an ICMP error quoting an IPv4 header with the
+/// longest options and 8 bytes of its L4 header.
+const HEADERS_MAX: u32 = (EthHdr::LEN + 60 + 8 + 60 + 8) as u32;
 
 /// Makes the headers of an skb directly readable: a packet built from
 /// pages (GRO, a veth from another namespace) may hold them outside the
@@ -208,4 +209,112 @@ pub fn flow(pkt: &impl Packet, ip: *const Ipv4Hdr) -> Result<Option<Flow>, DropR
         l4_off,
         tcp_flags,
     }))
+}
+
+/// ICMP error types that quote the packet they are about.
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_TIME_EXCEEDED: u8 = 11;
+const ICMP_PARAM_PROBLEM: u8 = 12;
+
+/// An ICMP error about a TCP, UDP or ICMP echo packet: where its parts
+/// are, and the quoted packet's tuple as it was sent.
+#[derive(Clone, Copy)]
+pub struct IcmpError {
+    pub outer_saddr: [u8; 4],
+    pub outer_daddr: [u8; 4],
+    /// Offset of the ICMP header.
+    pub icmp_off: usize,
+    /// Offset of the quoted IPv4 header and of its L4 header.
+    pub inner_ip_off: usize,
+    pub inner_l4_off: usize,
+    /// The quoted packet's tuple, as in its headers.
+    pub inner: CtKey,
+}
+
+impl IcmpError {
+    /// The key of the flow direction the quoted packet's answers take:
+    /// the quoted packet left as the reverse of that key's rewrite.
+    #[inline(always)]
+    pub fn reply_key(&self) -> CtKey {
+        let i = &self.inner;
+        let (sport, dport) = if i.proto == PROTO_ICMP {
+            // An echo request quoted: its answer is a reply with the id.
+            ([0, 0], i.sport)
+        } else {
+            (i.dport, i.sport)
+        };
+        CtKey {
+            saddr: i.daddr,
+            daddr: i.saddr,
+            sport,
+            dport,
+            proto: i.proto,
+            pad: [0; 3],
+        }
+    }
+}
+
+/// The ICMP error in a validated IPv4 packet, if it is one about a TCP,
+/// UDP or ICMP echo packet whose headers it quotes (8 bytes of L4).
+#[inline(always)]
+pub fn icmp_error(pkt: &impl Packet, ip: *const Ipv4Hdr) -> Option<IcmpError> {
+    // SAFETY: `ip` came from `ipv4`, which checked the whole header.
+    let (vihl, proto, frags, outer_saddr, outer_daddr) = unsafe {
+        (
+            (*ip).vihl,
+            (*ip).proto,
+            u16::from_be_bytes((*ip).frags),
+            (*ip).src_addr,
+            (*ip).dst_addr,
+        )
+    };
+    if proto != PROTO_ICMP || frags & 0x3fff != 0 {
+        return None;
+    }
+    let icmp_off = IP_OFF + usize::from(vihl & 0x0f) * 4;
+    let icmp: *const [u8; 8] = ptr_at(pkt, icmp_off)?;
+    // SAFETY: `ptr_at` checked the 8 bytes.
+    let kind = unsafe { (*icmp)[0] };
+    if kind != ICMP_DEST_UNREACH && kind != ICMP_TIME_EXCEEDED && kind != ICMP_PARAM_PROBLEM {
+        return None;
+    }
+    let inner_ip_off = icmp_off + 8;
+    let inner: *const Ipv4Hdr = ptr_at(pkt, inner_ip_off)?;
+    // SAFETY: `ptr_at` checked the quoted header's fixed part.
+    let (ivihl, iproto, isaddr, idaddr) = unsafe {
+        (
+            (*inner).vihl,
+            (*inner).proto,
+            (*inner).src_addr,
+            (*inner).dst_addr,
+        )
+    };
+    let inner_hl = usize::from(ivihl & 0x0f) * 4;
+    if ivihl >> 4 != 4 || inner_hl < Ipv4Hdr::LEN {
+        return None;
+    }
+    let inner_l4_off = inner_ip_off + inner_hl;
+    let l4: *const [u8; 8] = ptr_at(pkt, inner_l4_off)?;
+    // SAFETY: `ptr_at` checked the 8 quoted L4 bytes.
+    let b = unsafe { *l4 };
+    let (sport, dport) = match iproto {
+        PROTO_TCP | PROTO_UDP => ([b[0], b[1]], [b[2], b[3]]),
+        PROTO_ICMP if b[0] == ICMP_ECHO_REQUEST => ([b[4], b[5]], [0, 0]),
+        _ => return None,
+    };
+    Some(IcmpError {
+        outer_saddr,
+        outer_daddr,
+        icmp_off,
+        inner_ip_off,
+        inner_l4_off,
+        inner: CtKey {
+            saddr: isaddr,
+            daddr: idaddr,
+            sport,
+            dport,
+            proto: iproto,
+            pad: [0; 3],
+        },
+    })
 }

@@ -98,6 +98,55 @@ pub fn icmp_echo_reply4(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16) -> Vec<
     frame
 }
 
+/// An ICMP port unreachable from `from` to `to`, quoting the IPv4 header
+/// and the first 8 L4 bytes of `quoted` (an Ethernet frame), as routers
+/// and hosts do.
+#[must_use]
+pub fn icmp_port_unreachable4(from: Ipv4Addr, to: Ipv4Addr, quoted: &[u8]) -> Vec<u8> {
+    use etherparse::{Icmpv4Type, icmpv4::DestUnreachableHeader};
+    let ip = &quoted[IPV4_OFFSET..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let payload = &ip[..ihl + 8];
+    let builder = PacketBuilder::ethernet2(MAC_HOST, MAC_CONTAINER)
+        .ipv4(from.octets(), to.octets(), TTL)
+        .icmpv4(Icmpv4Type::DestinationUnreachable(
+            DestUnreachableHeader::Port,
+        ));
+    let mut frame = Vec::with_capacity(builder.size(payload.len()));
+    builder
+        .write(&mut frame, payload)
+        .expect("build ICMP error");
+    frame
+}
+
+/// The quoted packet of an ICMP error frame, decoded like [`view`], and
+/// whether its IPv4 header checksum is valid.
+#[must_use]
+pub fn quoted_view(frame: &[u8]) -> (Ipv4View, bool) {
+    let outer_ihl = usize::from(frame[IPV4_OFFSET] & 0x0f) * 4;
+    let inner = &frame[IPV4_OFFSET + outer_ihl + 8..];
+    let ihl = usize::from(inner[0] & 0x0f) * 4;
+    let csum_ok = fold(sum(&inner[..ihl], 0)) == 0xffff;
+    let ports = &inner[ihl..];
+    let (sport, dport) = if inner[9] == 1 {
+        let id = u16::from_be_bytes([ports[4], ports[5]]);
+        (id, id)
+    } else {
+        (
+            u16::from_be_bytes([ports[0], ports[1]]),
+            u16::from_be_bytes([ports[2], ports[3]]),
+        )
+    };
+    let v = Ipv4View {
+        src: Ipv4Addr::new(inner[12], inner[13], inner[14], inner[15]),
+        dst: Ipv4Addr::new(inner[16], inner[17], inner[18], inner[19]),
+        proto: inner[9],
+        sport,
+        dport,
+    };
+    (v, csum_ok)
+}
+
 /// An ARP request (who-has `target` tell `sender`), broadcast.
 #[must_use]
 pub fn arp_request(sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {

@@ -177,3 +177,33 @@ fn drop_count(agent: &Agent, number: u32) -> u64 {
         .map(|c| c["value"]["packets"].as_u64().unwrap_or(0))
         .sum()
 }
+
+#[test]
+fn icmp_errors_cross_the_nat_both_ways_as_connection_refused() {
+    let mut w = World::new().unwrap();
+    w.add_container("c1").unwrap();
+    let agent = Agent::start(&w, &[]);
+    agent.attach("weir", w.c("c1"), "c1", &["-p", "5999:53/udp"]);
+    let refused = |ns: &weir_tests::Netns, to| {
+        ns.run(|| {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            s.connect(to).unwrap();
+            s.send(b"anyone?").unwrap();
+            let mut buf = [0u8; 16];
+            s.recv(&mut buf).err().map(|e| e.kind())
+        })
+    };
+    // Masquerade: nothing listens on ext's port 9; ext's port unreachable
+    // comes back through the NAT to the container's socket.
+    assert_eq!(
+        refused(w.c("c1"), at(EXT_IP, 9)),
+        Some(std::io::ErrorKind::ConnectionRefused)
+    );
+    // A published port with nothing behind it: the container's error goes
+    // out as the node's, and ext's socket hears it.
+    assert_eq!(
+        refused(&w.ext, at(NODE_UPLINK_IP, 5999)),
+        Some(std::io::ErrorKind::ConnectionRefused)
+    );
+}

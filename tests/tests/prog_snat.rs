@@ -188,3 +188,37 @@ fn exhaustion_is_a_counted_drop_never_a_shared_tuple() {
         assert_eq!(h.run_tc(EGRESS, &other).verdict, TC_ACT_OK);
     });
 }
+
+#[test]
+fn an_icmp_error_about_a_masqueraded_flow_reaches_the_container_restored() {
+    in_ns(|| {
+        let mut h = Harness::load();
+        setup(&mut h.datapath, NET_MASQUERADE, (1024, 32767));
+        let probe = h.run_tc(
+            EGRESS,
+            &packet::udp4(sa(C1, 40000), sa(PEER, 33434), b"probe"),
+        );
+        let nat_port = view(&probe.frame).sport;
+        // The peer's answer quotes the probe as it left the node.
+        let error = packet::icmp_port_unreachable4(PEER, NODE, &probe.frame);
+        let out = h.run_tc(INGRESS, &error);
+        assert_eq!(out.verdict, TC_ACT_OK);
+        verify_checksums(&out.frame).expect("outer IP and ICMP checksums");
+        let v = view(&out.frame);
+        assert_eq!((v.src, v.dst, v.proto), (PEER, C1, PROTO_ICMP));
+        let (quoted, csum_ok) = packet::quoted_view(&out.frame);
+        assert!(csum_ok, "the quoted IPv4 checksum is valid");
+        assert_eq!(
+            (quoted.src, quoted.sport, quoted.dst, quoted.dport),
+            (C1, 40000, PEER, 33434),
+            "the quoted probe is the container's own (NAT port was {nat_port})"
+        );
+        // An error about no tracked flow passes untouched.
+        let stray = packet::icmp_port_unreachable4(
+            PEER,
+            NODE,
+            &packet::udp4(sa(NODE, 999), sa(PEER, 1), b"x"),
+        );
+        assert_eq!(h.run_tc(INGRESS, &stray).frame, stray);
+    });
+}
