@@ -39,10 +39,10 @@ pub struct CtEntry {
     pub tcp_flags: u8,
     /// Explicit padding, always zero.
     pub pad: u8,
-    /// Host-side ifindex of the backend container's veth.
+    /// Host-side ifindex of the backend container's veth (DNAT).
     pub backend_ifindex: u32,
-    /// Explicit padding, always zero.
-    pub pad2: u32,
+    /// The network of the container the flow belongs to.
+    pub network_id: u32,
     /// `CLOCK_MONOTONIC` nanoseconds when the flow was created.
     pub created_ns: u64,
     /// `CLOCK_MONOTONIC` nanoseconds of the last packet in this direction.

@@ -25,6 +25,40 @@ impl Counter {
 // SAFETY: `Counter` is `repr(C)`, two `u64`s, no padding, every bit pattern valid.
 unsafe impl aya::Pod for Counter {}
 
+/// Masquerade counters of one network (`SNAT_STATS`, per CPU, indexed by
+/// network id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatCounters {
+    /// Flows masqueraded (each allocated a port).
+    pub flows: u64,
+    /// Packets and bytes of masqueraded flows, both directions.
+    pub packets: u64,
+    pub bytes: u64,
+    /// Port probes that collided with a tuple in use.
+    pub retries: u64,
+    /// New flows dropped because every probe collided.
+    pub exhausted: u64,
+}
+
+impl NatCounters {
+    /// Adds another CPU's counters.
+    #[must_use]
+    pub const fn plus(self, o: NatCounters) -> NatCounters {
+        NatCounters {
+            flows: self.flows.wrapping_add(o.flows),
+            packets: self.packets.wrapping_add(o.packets),
+            bytes: self.bytes.wrapping_add(o.bytes),
+            retries: self.retries.wrapping_add(o.retries),
+            exhausted: self.exhausted.wrapping_add(o.exhausted),
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), five `u64`s, no padding, every bit pattern valid.
+unsafe impl aya::Pod for NatCounters {}
+
 /// The attach points, as indexes into `HOOK_STATS`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

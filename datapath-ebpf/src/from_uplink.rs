@@ -4,9 +4,13 @@
 //! client's address is kept, so the container sees who called.
 
 use aya_ebpf::programs::TcContext;
-use weir_common::{ct::KIND_DNAT, drop::DropReason, stats::Hook};
+use weir_common::{
+    ct::{KIND_DNAT, KIND_SNAT},
+    drop::DropReason,
+    stats::Hook,
+};
 
-use crate::{ct, dnat, nat, parse, stats, verdict::TC_PASS};
+use crate::{ct, dnat, nat, parse, stats, to_uplink, verdict::TC_PASS};
 
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
@@ -25,7 +29,12 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         return Ok(TC_PASS);
     };
     let entry = match ct::lookup(&flow, ctx.len(), true) {
-        Some(entry) => entry,
+        Some(entry) => {
+            if entry.kind == KIND_SNAT {
+                stats::nat(entry.network_id, to_uplink::traffic(ctx.len()));
+            }
+            entry
+        }
         None => {
             let k = &flow.key;
             let Some(target) = dnat::lookup(k.daddr, k.dport, k.proto, false) else {

@@ -14,7 +14,7 @@ use weir_common::{
     endpoint::{EndpointInfo, EndpointRef, MAX_ENDPOINTS},
     network::{MAX_NETWORKS, MAX_UPLINKS, NetInfo},
     publish::{MAX_HOST_ADDRS, MAX_PUBLISHED, PublishKey, PublishTarget},
-    stats::{Counter, Hook},
+    stats::{Counter, Hook, NatCounters},
 };
 
 /// Packets and bytes seen by each hook, indexed by [`Hook`].
@@ -63,3 +63,7 @@ pub static NETWORKS4: LpmTrie<[u8; 4], NetInfo, { MAX_NETWORKS as usize }> = Lpm
 /// Uplink ifindex -> the address masquerade uses on it.
 #[btf_map]
 pub static UPLINKS: HashMap<u32, [u8; 4], { MAX_UPLINKS as usize }> = HashMap::new();
+
+/// Masquerade counters per network id.
+#[btf_map]
+pub static SNAT_STATS: PerCpuArray<NatCounters, { MAX_NETWORKS as usize }> = PerCpuArray::new();

@@ -1,9 +1,9 @@
 //! Counting into the per-CPU counter maps. No locks: each CPU owns its slot.
 
 use aya_ebpf::btf_maps::PerCpuArray;
-use weir_common::stats::{Counter, Hook};
+use weir_common::stats::{Counter, Hook, NatCounters};
 
-use crate::maps::HOOK_STATS;
+use crate::maps::{HOOK_STATS, SNAT_STATS};
 
 /// Adds one packet of `len` bytes to slot `index` of a per-CPU counter map.
 #[inline(always)]
@@ -22,4 +22,19 @@ pub fn add<const N: usize>(map: &PerCpuArray<Counter, N>, index: u32, len: u32) 
 #[inline(always)]
 pub fn hook(hook: Hook, len: u32) {
     add(&HOOK_STATS, hook.index(), len);
+}
+
+/// Adds to network `network_id`'s masquerade counters.
+#[inline(always)]
+pub fn nat(network_id: u32, add: NatCounters) {
+    if let Some(c) = SNAT_STATS.get_ptr_mut(network_id) {
+        // SAFETY: this CPU's slot of a per-CPU array, as in `add`.
+        unsafe {
+            (*c).flows += add.flows;
+            (*c).packets += add.packets;
+            (*c).bytes += add.bytes;
+            (*c).retries += add.retries;
+            (*c).exhausted += add.exhausted;
+        }
+    }
 }

@@ -5,7 +5,12 @@
 //! are translated back by `tc_from_uplink`'s conntrack lookup.
 
 use aya_ebpf::{maps::lpm_trie::Key, programs::TcContext};
-use weir_common::{drop::DropReason, network::NET_MASQUERADE, stats::Hook};
+use weir_common::{
+    ct::KIND_SNAT,
+    drop::DropReason,
+    network::NET_MASQUERADE,
+    stats::{Hook, NatCounters},
+};
 
 use crate::{
     ct,
@@ -25,7 +30,12 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         return Ok(TC_PASS);
     };
     let entry = match ct::lookup(&flow, ctx.len(), false) {
-        Some(entry) => entry,
+        Some(entry) => {
+            if entry.kind == KIND_SNAT {
+                stats::nat(entry.network_id, traffic(ctx.len()));
+            }
+            entry
+        }
         None => {
             let k = &flow.key;
             let Some(net) = NETWORKS4.get(&Key::new(32, k.saddr)) else {
@@ -52,16 +62,51 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             let Some(config) = CONFIG.get(0) else {
                 return Ok(TC_PASS);
             };
-            let (entry, _collisions) = ct::create_snat(
+            match ct::create_snat(
                 &flow,
                 ctx.len(),
+                net.id,
                 nat_ip,
                 config.snat_port_min,
                 config.snat_port_max,
-            )?;
-            entry
+            ) {
+                Ok((entry, retries)) => {
+                    stats::nat(
+                        net.id,
+                        NatCounters {
+                            flows: 1,
+                            retries: u64::from(retries),
+                            ..traffic(ctx.len())
+                        },
+                    );
+                    entry
+                }
+                Err(reason) => {
+                    if reason == DropReason::SnatExhausted {
+                        stats::nat(
+                            net.id,
+                            NatCounters {
+                                retries: u64::from(ct::SNAT_TRIES),
+                                exhausted: 1,
+                                ..NatCounters::default()
+                            },
+                        );
+                    }
+                    return Err(reason);
+                }
+            }
         }
     };
     nat::rewrite(ctx, &flow, &entry)?;
     Ok(TC_PASS)
+}
+
+/// One packet of `len` bytes, as masquerade counters.
+#[inline(always)]
+pub fn traffic(len: u32) -> NatCounters {
+    NatCounters {
+        packets: 1,
+        bytes: u64::from(len),
+        ..NatCounters::default()
+    }
 }

@@ -122,6 +122,15 @@ fn a_tiny_port_range_runs_out_visibly_and_the_flows_that_fit_work() {
     assert_eq!(ports, vec![2000, 2001]);
     let drops = drop_count(&agent, 4);
     assert!(drops >= 1, "snat-ports-exhausted counted: {drops}");
+    let net: weir::daemon::NetworkView =
+        serde_json::from_str(&agent.ok(&["network", "inspect", "weir"])).unwrap();
+    let c = net.masquerade_stats;
+    assert_eq!(c.flows, 2, "{c:?}");
+    assert_eq!(
+        c.exhausted, drops,
+        "each dropped SYN is one exhausted flow: {c:?}"
+    );
+    assert!(c.packets > 0 && c.retries >= 16 * c.exhausted, "{c:?}");
 }
 
 #[test]

@@ -88,6 +88,10 @@ fn egress_is_masqueraded_tracked_and_its_answer_comes_back() {
         // A retransmitted SYN keeps its mapping.
         assert_eq!(view(&h.run_tc(EGRESS, &syn).frame).sport, v.sport);
         assert_eq!(h.datapath.conntrack().unwrap().len(), 2);
+        // Network 1's counters: one flow, three packets (SYN, answer, SYN).
+        let c = h.datapath.nat_stats(1).unwrap();
+        assert_eq!((c.flows, c.packets, c.exhausted), (1, 3, 0));
+        assert_eq!(c.bytes, (2 * syn.len() + answer.len()) as u64);
     });
 }
 
@@ -183,6 +187,12 @@ fn exhaustion_is_a_counted_drop_never_a_shared_tuple() {
         assert_eq!(out.verdict, TC_ACT_SHOT);
         let dropped = h.datapath.drop_stats(DropReason::SnatExhausted).unwrap();
         assert_eq!(dropped.packets, 1);
+        let c = h.datapath.nat_stats(1).unwrap();
+        assert_eq!((c.flows, c.exhausted), (2, 1));
+        assert!(
+            c.retries >= 16,
+            "16 for the dropped flow, more if a probe of the second collided: {c:?}"
+        );
         // Another peer port is another tuple: the same NAT ports serve it.
         let other = packet::tcp_syn4(sa(C1, 40001), sa(PEER, 443), 1);
         assert_eq!(h.run_tc(EGRESS, &other).verdict, TC_ACT_OK);

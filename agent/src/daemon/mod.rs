@@ -60,12 +60,29 @@ pub struct Status {
     pub bpffs: PathBuf,
 }
 
-/// A network as the API shows it: the network and its endpoints' names.
+/// A network as the API shows it: the network, its endpoints' names and
+/// its masquerade counters.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct NetworkView {
     #[serde(flatten)]
     pub network: Network,
     pub endpoints: Vec<String>,
+    #[serde(default)]
+    pub masquerade_stats: NatStats,
+}
+
+/// Masquerade counters of a network, summed over the CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NatStats {
+    /// Flows masqueraded (each given a port).
+    pub flows: u64,
+    /// Packets and bytes of those flows, both directions.
+    pub packets: u64,
+    pub bytes: u64,
+    /// Port probes that collided with a tuple in use.
+    pub retries: u64,
+    /// New flows dropped because every probe collided.
+    pub exhausted: u64,
 }
 
 pub struct Agent {
@@ -267,9 +284,17 @@ impl Agent {
     }
 
     fn view(&self, network: &Network) -> NetworkView {
+        let c = self.datapath.nat_stats(network.id).unwrap_or_default();
         NetworkView {
             network: network.clone(),
             endpoints: self.state.endpoints_of(&network.name),
+            masquerade_stats: NatStats {
+                flows: c.flows,
+                packets: c.packets,
+                bytes: c.bytes,
+                retries: c.retries,
+                exhausted: c.exhausted,
+            },
         }
     }
 

@@ -36,6 +36,7 @@ pub mod map_names {
     pub const SOCK_RNAT4: &str = "SOCK_RNAT4";
     pub const NETWORKS4: &str = "NETWORKS4";
     pub const UPLINKS: &str = "UPLINKS";
+    pub const SNAT_STATS: &str = "SNAT_STATS";
     /// Every map, in the order they are pinned.
     pub const ALL: &[&str] = &[
         HOOK_STATS,
@@ -49,6 +50,7 @@ pub mod map_names {
         SOCK_RNAT4,
         NETWORKS4,
         UPLINKS,
+        SNAT_STATS,
     ];
 }
 

@@ -14,7 +14,7 @@ use weir_common::{
     endpoint::{EndpointInfo, EndpointRef},
     network::NetInfo,
     publish::{PublishKey, PublishTarget},
-    stats::{Counter, Hook},
+    stats::{Counter, Hook, NatCounters},
 };
 
 use super::{Datapath, DatapathError, absent_ok, map_err, map_names};
@@ -241,6 +241,23 @@ impl Datapath {
     /// Packets and bytes dropped for `reason`, summed over the CPUs.
     pub fn drop_stats(&self, reason: DropReason) -> Result<Counter, DatapathError> {
         self.counter(map_names::DROP_STATS, reason.number())
+    }
+
+    /// Network `id`'s masquerade counters, summed over the CPUs.
+    pub fn nat_stats(&self, id: u32) -> Result<NatCounters, DatapathError> {
+        let map = map_names::SNAT_STATS;
+        let counters: PerCpuArray<_, NatCounters> = self
+            .ebpf
+            .map(map)
+            .ok_or(DatapathError::MissingMap(map))?
+            .try_into()
+            .map_err(|source| map_err(map, source))?;
+        let per_cpu = counters
+            .get(&id, 0)
+            .map_err(|source| map_err(map, source))?;
+        Ok(per_cpu
+            .iter()
+            .fold(NatCounters::default(), |sum, c| sum.plus(*c)))
     }
 
     fn counter(&self, map: &'static str, index: u32) -> Result<Counter, DatapathError> {
