@@ -216,3 +216,92 @@ fn icmp_errors_cross_the_nat_both_ways_as_connection_refused() {
         Some(std::io::ErrorKind::ConnectionRefused)
     );
 }
+
+/// Raises this process's open-file limit to its hard limit (the test holds
+/// thousands of sockets at once).
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on a valid struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim), 0);
+    }
+}
+
+#[test]
+fn five_thousand_concurrent_connections_through_masquerade() {
+    use std::io::{Read, Write};
+    const N: usize = 5000;
+    raise_fd_limit();
+    let mut w = World::new().unwrap();
+    w.add_container("c1").unwrap();
+    let agent = Agent::start(&w, &[]);
+    agent.attach("weir", w.c("c1"), "c1", &[]);
+    // An echo server in ext with a thread per connection, so that every
+    // connection is served while all are open.
+    let listener = w
+        .ext
+        .run(|| std::net::TcpListener::bind("0.0.0.0:7000"))
+        .unwrap();
+    let server = std::thread::spawn(move || {
+        let mut peers = Vec::with_capacity(N);
+        let workers: Vec<_> = (0..N)
+            .map(|_| {
+                let (mut s, peer) = listener.accept().unwrap();
+                peers.push(peer);
+                std::thread::spawn(move || {
+                    let mut data = Vec::new();
+                    s.read_to_end(&mut data).unwrap();
+                    s.write_all(&data).unwrap();
+                })
+            })
+            .collect();
+        for t in workers {
+            t.join().unwrap();
+        }
+        peers
+    });
+    let replies = w.c("c1").run(|| {
+        // All N open at once, then each sends, then each reads its answer.
+        let mut streams: Vec<std::net::TcpStream> = (0..N)
+            .map(|i| {
+                std::net::TcpStream::connect_timeout(&at(EXT_IP, 7000), Duration::from_secs(10))
+                    .unwrap_or_else(|e| panic!("connection {i}: {e}"))
+            })
+            .collect();
+        for (i, s) in streams.iter_mut().enumerate() {
+            s.write_all(format!("conn {i}").as_bytes()).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        streams
+            .iter_mut()
+            .map(|s| {
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let mut reply = String::new();
+                s.read_to_string(&mut reply).unwrap();
+                reply
+            })
+            .collect::<Vec<String>>()
+    });
+    for (i, reply) in replies.iter().enumerate() {
+        assert_eq!(reply, &format!("conn {i}"), "data of connection {i}");
+    }
+    let peers = server.join().unwrap();
+    assert!(
+        peers
+            .iter()
+            .all(|p| p.ip() == std::net::IpAddr::V4(NODE_UPLINK_IP))
+    );
+    let mut ports: Vec<u16> = peers.iter().map(std::net::SocketAddr::port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), N, "every connection has its own NAT port");
+    let net: weir::daemon::NetworkView =
+        serde_json::from_str(&agent.ok(&["network", "inspect", "weir"])).unwrap();
+    assert_eq!(net.masquerade_stats.flows, N as u64);
+    assert_eq!(net.masquerade_stats.exhausted, 0);
+}
