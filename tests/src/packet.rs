@@ -103,15 +103,30 @@ pub fn icmp_echo_reply4(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16) -> Vec<
 /// and hosts do.
 #[must_use]
 pub fn icmp_port_unreachable4(from: Ipv4Addr, to: Ipv4Addr, quoted: &[u8]) -> Vec<u8> {
-    use etherparse::{Icmpv4Type, icmpv4::DestUnreachableHeader};
+    use etherparse::icmpv4::DestUnreachableHeader;
+    icmp_error4(
+        from,
+        to,
+        quoted,
+        etherparse::Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port),
+    )
+}
+
+/// An ICMP error of any type, quoting `quoted` like
+/// [`icmp_port_unreachable4`].
+#[must_use]
+pub fn icmp_error4(
+    from: Ipv4Addr,
+    to: Ipv4Addr,
+    quoted: &[u8],
+    icmp_type: etherparse::Icmpv4Type,
+) -> Vec<u8> {
     let ip = &quoted[IPV4_OFFSET..];
     let ihl = usize::from(ip[0] & 0x0f) * 4;
     let payload = &ip[..ihl + 8];
     let builder = PacketBuilder::ethernet2(MAC_HOST, MAC_CONTAINER)
         .ipv4(from.octets(), to.octets(), TTL)
-        .icmpv4(Icmpv4Type::DestinationUnreachable(
-            DestUnreachableHeader::Port,
-        ));
+        .icmpv4(icmp_type);
     let mut frame = Vec::with_capacity(builder.size(payload.len()));
     builder
         .write(&mut frame, payload)

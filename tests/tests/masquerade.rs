@@ -305,3 +305,32 @@ fn five_thousand_concurrent_connections_through_masquerade() {
     assert_eq!(net.masquerade_stats.flows, N as u64);
     assert_eq!(net.masquerade_stats.exhausted, 0);
 }
+
+#[test]
+fn snat_ip_picks_the_address_ext_sees() {
+    let mut w = World::new().unwrap();
+    w.add_container("c1").unwrap();
+    w.node
+        .ip(&["addr", "add", "203.0.113.10/24", "dev", "uplink0"])
+        .unwrap();
+    let agent = Agent::start(&w, &[]);
+    agent.ok(&[
+        "network",
+        "create",
+        "out",
+        "--subnet",
+        "10.67.0.0/24",
+        "--snat-ip",
+        "203.0.113.10",
+    ]);
+    agent.attach("out", w.c("c1"), "c1", &[]);
+    let server = Server::tcp(&w.ext, any(80)).unwrap();
+    assert_eq!(
+        sock::tcp_request(w.c("c1"), at(EXT_IP, 80), b"x").unwrap(),
+        b"x"
+    );
+    assert_eq!(
+        server.peer_ips(),
+        vec![std::net::Ipv4Addr::new(203, 0, 113, 10)]
+    );
+}

@@ -5,6 +5,10 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use etherparse::{
+    Icmpv4Type,
+    icmpv4::{DestUnreachableHeader, TimeExceededCode},
+};
 use weir::datapath::Datapath;
 use weir_common::{
     ct::{DIR_ORIGINAL, KIND_SNAT},
@@ -223,6 +227,23 @@ fn an_icmp_error_about_a_masqueraded_flow_reaches_the_container_restored() {
             (C1, 40000, PEER, 33434),
             "the quoted probe is the container's own (NAT port was {nat_port})"
         );
+        // Fragmentation needed (PMTU discovery) and time exceeded
+        // (traceroute) about a masqueraded TCP flow come back the same way.
+        let syn = h.run_tc(EGRESS, &packet::tcp_syn4(sa(C1, 40001), sa(PEER, 443), 1));
+        for icmp_type in [
+            Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+                next_hop_mtu: 1400,
+            }),
+            Icmpv4Type::TimeExceeded(TimeExceededCode::TtlExceededInTransit),
+        ] {
+            let error = packet::icmp_error4(PEER, NODE, &syn.frame, icmp_type.clone());
+            let out = h.run_tc(INGRESS, &error);
+            verify_checksums(&out.frame).unwrap_or_else(|e| panic!("{icmp_type:?}: {e}"));
+            assert_eq!(view(&out.frame).dst, C1, "{icmp_type:?}");
+            let (quoted, csum_ok) = packet::quoted_view(&out.frame);
+            assert!(csum_ok);
+            assert_eq!((quoted.src, quoted.sport), (C1, 40001), "{icmp_type:?}");
+        }
         // An error about no tracked flow passes untouched.
         let stray = packet::icmp_port_unreachable4(
             PEER,

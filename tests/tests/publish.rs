@@ -326,6 +326,13 @@ fn no_iptables_or_nftables_rule_is_made() {
         b"x"
     );
     assert_eq!(server.received().len(), 1);
+    // Masquerade too: the container reaches a server in ext.
+    let outside = Server::tcp(&w.ext, any(81)).unwrap();
+    assert_eq!(
+        sock::tcp_request(w.c("c1"), at(EXT_IP, 81), b"y").unwrap(),
+        b"y"
+    );
+    assert_eq!(outside.peer_ips(), vec![NODE_UPLINK_IP]);
     let save = w.node.exec("iptables-save", &[]).unwrap();
     let rules: Vec<String> = String::from_utf8_lossy(&save.stdout)
         .lines()
