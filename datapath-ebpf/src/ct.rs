@@ -71,17 +71,7 @@ pub fn create(
         packets: 1,
         bytes: u64::from(len),
     };
-    let reply = CtEntry {
-        nat_saddr: k.daddr,
-        nat_daddr: k.saddr,
-        nat_sport: k.dport,
-        nat_dport: k.sport,
-        dir: DIR_REPLY,
-        tcp_flags: 0,
-        packets: 0,
-        bytes: 0,
-        ..original
-    };
+    let reply = reply_entry(k, &original);
     CT4.insert(CtKey::reply_of(&original, k.proto), reply, 0)
         .map_err(|_| DropReason::CtInsertFailed)?;
     CT4.insert(*k, original, 0)
@@ -123,17 +113,7 @@ pub fn create_snat(
         packets: 1,
         bytes: u64::from(len),
     };
-    let reply = CtEntry {
-        nat_saddr: k.daddr,
-        nat_daddr: k.saddr,
-        nat_sport: k.dport,
-        nat_dport: k.sport,
-        dir: DIR_REPLY,
-        tcp_flags: 0,
-        packets: 0,
-        bytes: 0,
-        ..original
-    };
+    let reply = reply_entry(k, &original);
     if min == 0 || max < min {
         return Err(DropReason::SnatExhausted);
     }
@@ -177,4 +157,21 @@ pub fn create_snat(
 pub fn lookup_quoted(key: &CtKey) -> Option<CtEntry> {
     // SAFETY: a pointer into a map value, valid for this program run.
     CT4.get_ptr(*key).map(|e| unsafe { *e })
+}
+
+/// The answers' entry of a flow whose original direction is `original`:
+/// they leave as the reverse of the tuple the flow arrived with (`k`).
+#[inline(always)]
+fn reply_entry(k: &CtKey, original: &CtEntry) -> CtEntry {
+    CtEntry {
+        nat_saddr: k.daddr,
+        nat_daddr: k.saddr,
+        nat_sport: k.dport,
+        nat_dport: k.sport,
+        dir: DIR_REPLY,
+        tcp_flags: 0,
+        packets: 0,
+        bytes: 0,
+        ..*original
+    }
 }
