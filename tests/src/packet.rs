@@ -4,7 +4,9 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use etherparse::{
+    IcmpEchoHeader, Icmpv4Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice,
+};
 
 /// The MAC of the "container" side in built frames.
 pub const MAC_CONTAINER: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x02];
@@ -72,25 +74,37 @@ pub fn changed(a: &[u8], b: &[u8]) -> Vec<usize> {
     (0..a.len()).filter(|&i| a[i] != b[i]).collect()
 }
 
-/// An Ethernet/IPv4/ICMP echo request.
+/// An Ethernet/IPv4/ICMP echo request (container to host side).
 #[must_use]
 pub fn icmp_echo4(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16) -> Vec<u8> {
-    let builder = PacketBuilder::ethernet2(MAC_CONTAINER, MAC_HOST)
-        .ipv4(src.octets(), dst.octets(), TTL)
-        .icmpv4_echo_request(id, seq);
-    let mut frame = Vec::with_capacity(builder.size(8));
-    builder
-        .write(&mut frame, b"weirping")
-        .expect("build ICMP frame");
-    frame
+    echo4(
+        src,
+        dst,
+        Icmpv4Type::EchoRequest(IcmpEchoHeader { id, seq }),
+        (MAC_CONTAINER, MAC_HOST),
+    )
 }
 
-/// An Ethernet/IPv4/ICMP echo reply.
+/// An Ethernet/IPv4/ICMP echo reply (host side to container).
 #[must_use]
 pub fn icmp_echo_reply4(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16) -> Vec<u8> {
-    let builder = PacketBuilder::ethernet2(MAC_HOST, MAC_CONTAINER)
+    echo4(
+        src,
+        dst,
+        Icmpv4Type::EchoReply(IcmpEchoHeader { id, seq }),
+        (MAC_HOST, MAC_CONTAINER),
+    )
+}
+
+fn echo4(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    kind: Icmpv4Type,
+    (from, to): ([u8; 6], [u8; 6]),
+) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(from, to)
         .ipv4(src.octets(), dst.octets(), TTL)
-        .icmpv4_echo_reply(id, seq);
+        .icmpv4(kind);
     let mut frame = Vec::with_capacity(builder.size(8));
     builder
         .write(&mut frame, b"weirping")
@@ -108,19 +122,14 @@ pub fn icmp_port_unreachable4(from: Ipv4Addr, to: Ipv4Addr, quoted: &[u8]) -> Ve
         from,
         to,
         quoted,
-        etherparse::Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port),
+        Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port),
     )
 }
 
 /// An ICMP error of any type, quoting `quoted` like
 /// [`icmp_port_unreachable4`].
 #[must_use]
-pub fn icmp_error4(
-    from: Ipv4Addr,
-    to: Ipv4Addr,
-    quoted: &[u8],
-    icmp_type: etherparse::Icmpv4Type,
-) -> Vec<u8> {
+pub fn icmp_error4(from: Ipv4Addr, to: Ipv4Addr, quoted: &[u8], icmp_type: Icmpv4Type) -> Vec<u8> {
     let ip = &quoted[IPV4_OFFSET..];
     let ihl = usize::from(ip[0] & 0x0f) * 4;
     let payload = &ip[..ihl + 8];

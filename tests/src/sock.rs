@@ -196,15 +196,25 @@ fn serve_http(mut stream: TcpStream, peer: SocketAddr) -> io::Result<Vec<u8>> {
 /// From inside `ns`: connects to `to`, sends `data`, shuts down the write
 /// side and returns everything the server sent back.
 pub fn tcp_request(ns: &Netns, to: SocketAddr, data: &[u8]) -> io::Result<Vec<u8>> {
-    ns.run(|| {
-        let mut stream = TcpStream::connect_timeout(&to, IO_TIMEOUT)?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.write_all(data)?;
-        stream.shutdown(Shutdown::Write)?;
-        let mut reply = Vec::new();
-        stream.read_to_end(&mut reply)?;
-        Ok(reply)
-    })
+    ns.run(|| tcp_exchange(to, data, IO_TIMEOUT, IO_TIMEOUT))
+}
+
+/// In the calling thread's namespace: connects to `to` (within `connect`),
+/// sends `data`, shuts down the write side and returns everything the
+/// server sent back (each read within `read`).
+pub fn tcp_exchange(
+    to: SocketAddr,
+    data: &[u8],
+    connect: Duration,
+    read: Duration,
+) -> io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect_timeout(&to, connect)?;
+    stream.set_read_timeout(Some(read))?;
+    stream.write_all(data)?;
+    stream.shutdown(Shutdown::Write)?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply)?;
+    Ok(reply)
 }
 
 /// From inside `ns`: sends one datagram to `to` (from `from`, or an ephemeral

@@ -298,15 +298,10 @@ fn a_thousand_sequential_and_two_hundred_concurrent_connections() {
     assert!(server.peer_ips().iter().all(|ip| *ip == EXT_IP));
 }
 
+/// Through one published port under load: connect within 10 s, answers
+/// within 30 s.
 fn tcp_roundtrip(to: SocketAddr, data: &[u8]) -> std::io::Result<Vec<u8>> {
-    use std::io::Write;
-    let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(10))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    s.write_all(data)?;
-    s.shutdown(std::net::Shutdown::Write)?;
-    let mut reply = Vec::new();
-    s.read_to_end(&mut reply)?;
-    Ok(reply)
+    sock::tcp_exchange(to, data, Duration::from_secs(10), Duration::from_secs(30))
 }
 
 #[test]
