@@ -4,6 +4,7 @@ pub mod cli;
 pub mod daemon;
 pub mod datapath;
 pub mod error;
+pub mod monitor;
 pub mod netlink;
 pub mod netns;
 pub mod network;

@@ -33,7 +33,7 @@ pub struct CtEntry {
     pub nat_dport: [u8; 2],
     /// [`DIR_ORIGINAL`] or [`DIR_REPLY`].
     pub dir: u8,
-    /// [`KIND_DNAT`], [`KIND_HAIRPIN`] or [`KIND_SNAT`].
+    /// [`KIND_DNAT`], [`KIND_HAIRPIN`], [`KIND_SNAT`] or [`KIND_ROUTED`].
     pub kind: u8,
     /// TCP flags seen in this direction since the flow (re)started, or-ed together.
     pub tcp_flags: u8,
@@ -62,6 +62,10 @@ pub const KIND_DNAT: u8 = 1;
 pub const KIND_HAIRPIN: u8 = 2;
 /// A container's flow to the outside, masqueraded (SNAT).
 pub const KIND_SNAT: u8 = 3;
+/// A flow forwarded untranslated between a container and the outside
+/// (routed mode, `--masquerade=false`): tracked only so that its answers,
+/// and nothing unsolicited, get in.
+pub const KIND_ROUTED: u8 = 4;
 
 /// TCP flag bits, as in the header's 14th byte.
 pub const TCP_FIN: u8 = 0x01;

@@ -21,6 +21,30 @@ pub enum DropReason {
     /// Masquerade found no free port for a new flow in its range (every
     /// probe collided): never a reused tuple.
     SnatExhausted = 4,
+    /// A container sent a frame whose source MAC (Ethernet or ARP sender)
+    /// is not its endpoint's.
+    SpoofedMac = 5,
+    /// A container sent an IPv4 packet or ARP whose source address is not
+    /// its endpoint's.
+    SpoofedIp = 6,
+    /// A container addressed a container of another network (only a
+    /// published port, through a node address, crosses networks).
+    Isolation = 7,
+    /// A container of a network with `--icc=false` addressed another
+    /// container of its network, at L2 (a MAC, a broadcast, ARP) or L3.
+    Icc = 8,
+    /// A container of an `--internal` network addressed something beyond
+    /// its network and gateway, or an outsider reached for its published port.
+    Internal = 9,
+    /// From outside: a source or destination in 127.0.0.0/8, or a source
+    /// in a local container subnet.
+    Bogon = 10,
+    /// From outside to a container address: neither a reply to one of its
+    /// flows nor, in routed mode, a published port.
+    Unsolicited = 11,
+    /// A frame from a container veth the agent has not (or no longer)
+    /// entered in `ENDPOINTS`: fail closed.
+    UnknownEndpoint = 12,
 }
 
 impl DropReason {
@@ -30,6 +54,14 @@ impl DropReason {
         DropReason::RewriteFailed,
         DropReason::CtInsertFailed,
         DropReason::SnatExhausted,
+        DropReason::SpoofedMac,
+        DropReason::SpoofedIp,
+        DropReason::Isolation,
+        DropReason::Icc,
+        DropReason::Internal,
+        DropReason::Bogon,
+        DropReason::Unsolicited,
+        DropReason::UnknownEndpoint,
     ];
 
     /// Size of the `DROP_STATS` array: every reason number is below it.
@@ -55,6 +87,14 @@ impl DropReason {
             DropReason::RewriteFailed => "nat-rewrite-failed",
             DropReason::CtInsertFailed => "ct-insert-failed",
             DropReason::SnatExhausted => "snat-ports-exhausted",
+            DropReason::SpoofedMac => "spoofed-mac",
+            DropReason::SpoofedIp => "spoofed-ip",
+            DropReason::Isolation => "isolation",
+            DropReason::Icc => "icc",
+            DropReason::Internal => "internal-network",
+            DropReason::Bogon => "bogon",
+            DropReason::Unsolicited => "unsolicited",
+            DropReason::UnknownEndpoint => "unknown-endpoint",
         }
     }
 }
@@ -84,6 +124,14 @@ mod tests {
         assert_eq!(DropReason::RewriteFailed.number(), 2);
         assert_eq!(DropReason::CtInsertFailed.number(), 3);
         assert_eq!(DropReason::SnatExhausted.number(), 4);
+        assert_eq!(DropReason::SpoofedMac.number(), 5);
+        assert_eq!(DropReason::SpoofedIp.number(), 6);
+        assert_eq!(DropReason::Isolation.number(), 7);
+        assert_eq!(DropReason::Icc.number(), 8);
+        assert_eq!(DropReason::Internal.number(), 9);
+        assert_eq!(DropReason::Bogon.number(), 10);
+        assert_eq!(DropReason::Unsolicited.number(), 11);
+        assert_eq!(DropReason::UnknownEndpoint.number(), 12);
         assert_eq!(DropReason::from_number(0), None);
     }
 }

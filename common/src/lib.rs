@@ -14,6 +14,7 @@ pub mod config;
 pub mod ct;
 pub mod drop;
 pub mod endpoint;
+pub mod event;
 pub mod network;
 pub mod publish;
 pub mod stats;

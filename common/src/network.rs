@@ -18,6 +18,11 @@ pub struct NetInfo {
     pub snat_ip: [u8; 4],
     /// [`NET_MASQUERADE`] | [`NET_INTERNAL`] | [`NET_ICC`] | [`NET_ROUTED`].
     pub flags: u32,
+    /// The bridge's MAC: the only unicast L2 destination of a container
+    /// in a network with `--icc=false`.
+    pub gateway_mac: [u8; 6],
+    /// Explicit padding, always zero.
+    pub pad: [u8; 2],
 }
 
 /// Egress to the outside is masqueraded.
@@ -35,7 +40,7 @@ pub const MAX_NETWORKS: u32 = 4_096;
 pub const MAX_UPLINKS: u32 = 64;
 
 #[cfg(feature = "user")]
-// SAFETY: repr(C), no padding, every bit pattern valid.
+// SAFETY: repr(C), explicit padding, every bit pattern valid.
 unsafe impl aya::Pod for NetInfo {}
 
 #[cfg(test)]
@@ -46,6 +51,6 @@ mod tests {
 
     #[test]
     fn layouts_have_no_hidden_padding() {
-        assert_eq!(size_of::<NetInfo>(), 16);
+        assert_eq!(size_of::<NetInfo>(), 24);
     }
 }

@@ -5,6 +5,9 @@
 //! - `HOST_ADDRS4`: IPv4 address of the node (`[u8; 4]`, network order) ->
 //!   ifindex. Docker's `--dst-type LOCAL`: a wildcard publication only
 //!   matches traffic to an address of the node.
+//! - `OPEN_PORTS4`: [`PublishKey`] with the *container's* address and port
+//!   -> its network id. Routed mode: the container ports that outsiders may
+//!   reach directly at the container's address.
 
 /// IP protocol numbers the datapath translates.
 pub const PROTO_ICMP: u8 = 1;
@@ -45,6 +48,8 @@ pub struct PublishTarget {
 
 /// Capacity of `PUBLISH4`.
 pub const MAX_PUBLISHED: u32 = 65_536;
+/// Capacity of `OPEN_PORTS4`.
+pub const MAX_OPEN_PORTS: u32 = 65_536;
 /// Capacity of `HOST_ADDRS4`.
 pub const MAX_HOST_ADDRS: u32 = 1_024;
 

@@ -6,7 +6,7 @@ use aya_ebpf::{
     helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
 };
 use weir_common::{
-    ct::{CtEntry, CtKey, DIR_ORIGINAL, DIR_REPLY, KIND_SNAT},
+    ct::{CtEntry, CtKey, DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED, KIND_SNAT},
     drop::DropReason,
     publish::{PublishKey, PublishTarget},
 };
@@ -77,6 +77,22 @@ pub fn create(
     CT4.insert(*k, original, 0)
         .map_err(|_| DropReason::CtInsertFailed)?;
     Ok(original)
+}
+
+/// Starts tracking a flow forwarded untranslated between a container of
+/// network `network_id` and the outside (routed mode, `--masquerade=false`):
+/// both entries rewrite to the tuple they already carry.
+#[inline(always)]
+pub fn create_routed(flow: &Flow, len: u32, network_id: u32) -> Result<CtEntry, DropReason> {
+    let k = &flow.key;
+    let itself = PublishTarget {
+        ip: k.daddr,
+        port: k.dport,
+        pad: [0; 2],
+        ifindex: 0,
+        network_id,
+    };
+    create(flow, len, KIND_ROUTED, &itself, false)
 }
 
 /// Starts masquerading `flow` behind `nat_ip`: the source port is kept if

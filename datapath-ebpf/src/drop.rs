@@ -1,14 +1,78 @@
 //! The one path every drop goes through: it counts the packet under its
-//! stable reason and returns the hook's drop verdict.
+//! stable reason, tells the agent about it through `EVENTS` (for `weir
+//! monitor`; lost, never waited for, when the ring is full), and returns
+//! the hook's drop verdict. Nothing is logged per packet.
 
-use aya_ebpf::programs::TcContext;
-use weir_common::drop::DropReason;
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext};
+use weir_common::{
+    drop::DropReason,
+    event::DropEvent,
+    publish::{PROTO_ICMP, PROTO_TCP, PROTO_UDP},
+    stats::Hook,
+};
 
-use crate::{maps::DROP_STATS, stats, verdict::TC_DROP};
+use crate::{
+    maps::{DROP_STATS, EVENTS},
+    parse::{ETH_P_ARP, ETH_P_IP},
+    stats,
+    verdict::TC_DROP,
+};
 
 /// Drops a packet at a tc hook.
 #[inline(always)]
-pub fn tc(ctx: &TcContext, reason: DropReason) -> i32 {
+pub fn tc(ctx: &TcContext, hook: Hook, reason: DropReason) -> i32 {
     stats::add(&DROP_STATS, reason.number(), ctx.len());
+    let _ = EVENTS.output(event(ctx, hook, reason), 0);
     TC_DROP
+}
+
+/// What `weir monitor` shows of a dropped packet. The headers are read with
+/// `bpf_skb_load_bytes`, which works wherever they lie in the skb and
+/// whatever made the packet fail: a short one simply leaves fields at 0.
+#[inline(always)]
+fn event(ctx: &TcContext, hook: Hook, reason: DropReason) -> DropEvent {
+    let mut e = DropEvent {
+        // SAFETY: a helper without arguments.
+        time_ns: unsafe { bpf_ktime_get_ns() },
+        reason: reason.number(),
+        // SAFETY: the skb pointer is the program's context.
+        ifindex: unsafe { (*ctx.skb.skb).ifindex },
+        len: ctx.len(),
+        hook: hook.index() as u8,
+        ..DropEvent::default()
+    };
+    let Ok(eth) = ctx.load::<[u8; 14]>(0) else {
+        return e;
+    };
+    e.smac = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
+    e.ethertype = [eth[12], eth[13]];
+    if e.ethertype == ETH_P_ARP {
+        if let Ok(arp) = ctx.load::<[u8; 28]>(14) {
+            e.saddr = [arp[14], arp[15], arp[16], arp[17]];
+            e.daddr = [arp[24], arp[25], arp[26], arp[27]];
+        }
+        return e;
+    }
+    if e.ethertype != ETH_P_IP {
+        return e;
+    }
+    let Ok(ip) = ctx.load::<[u8; 20]>(14) else {
+        return e;
+    };
+    e.proto = ip[9];
+    e.saddr = [ip[12], ip[13], ip[14], ip[15]];
+    e.daddr = [ip[16], ip[17], ip[18], ip[19]];
+    let first_fragment = ip[6] & 0x1f == 0 && ip[7] == 0;
+    let l4_off = 14 + usize::from(ip[0] & 0x0f) * 4;
+    if first_fragment && let Ok(l4) = ctx.load::<[u8; 8]>(l4_off) {
+        match e.proto {
+            PROTO_TCP | PROTO_UDP => {
+                e.sport = [l4[0], l4[1]];
+                e.dport = [l4[2], l4[3]];
+            }
+            PROTO_ICMP => e.sport = [l4[4], l4[5]],
+            _ => {}
+        }
+    }
+    e
 }

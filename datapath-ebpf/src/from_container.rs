@@ -1,10 +1,13 @@
 //! `tc_from_container`: tcx ingress on the host side of a container veth.
 //!
-//! Translated flows are handled here in both directions: answers of a
-//! published service get their original address back (reverse DNAT), and a
-//! container reaching a published port through a node address is DNATed
-//! to the backend (hairpin). A translated packet is routed and sent on by
-//! [`fwd::redirect`]; everything else goes to the bridge as it came.
+//! Every frame first meets the rules of who may speak
+//! ([`policy::sender`], [`policy::frame`], [`policy::source`]). Translated
+//! flows are then handled in both directions: answers of a published
+//! service get their original address back (reverse DNAT), and a container
+//! reaching a published port through a node address is DNATed to the
+//! backend (hairpin). A translated packet is routed and sent on by
+//! [`fwd::redirect`]. Anything else meets [`policy::destination`]
+//! (isolation, icc, internal) and goes to the bridge as it came.
 
 use aya_ebpf::programs::TcContext;
 use weir_common::{
@@ -14,15 +17,18 @@ use weir_common::{
     stats::Hook,
 };
 
-use crate::{ct, dnat, fwd, nat, parse, stats, verdict::TC_PASS};
+use crate::{ct, dnat, fwd, nat, parse, policy, stats, verdict::TC_PASS};
 
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     stats::hook(Hook::FromContainer, ctx.len());
     parse::linearize(ctx);
+    let sender = policy::sender(ctx)?;
+    let to_gateway_mac = policy::frame(ctx, &sender)?;
     let Some(ip) = parse::ipv4(ctx)? else {
         return Ok(TC_PASS);
     };
+    policy::source(&sender, ip)?;
     let Some(flow) = parse::flow(ctx, ip)? else {
         // An ICMP error a container sends about a published flow leaves
         // with the node's address, like the flow's own answers.
@@ -37,6 +43,8 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             };
             return fwd::redirect(ctx, &to, PROTO_ICMP);
         }
+        // SAFETY: `ip` came from `parse::ipv4`, which checked the header.
+        policy::destination(&sender, unsafe { (*ip).dst_addr }, to_gateway_mac)?;
         return Ok(TC_PASS);
     };
     let entry = match ct::lookup(&flow, ctx.len(), true) {
@@ -44,13 +52,15 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         None => {
             let k = &flow.key;
             let Some(target) = dnat::lookup(k.daddr, k.dport, k.proto, false) else {
+                policy::destination(&sender, k.daddr, to_gateway_mac)?;
                 return Ok(TC_PASS);
             };
-            // A container calling its own published port would see a
-            // packet from itself; it gets the node address it called as
-            // the source instead (Docker masquerades here).
-            let to_itself = target.ip == k.saddr;
-            ct::create(&flow, ctx.len(), KIND_HAIRPIN, &target, to_itself)?
+            policy::hairpin(&sender, &target)?;
+            // A container calling its own published port (or, with
+            // `--icc=false`, a neighbour's) gets the node address it
+            // called as the source: Docker masquerades here.
+            let via_node = sender.hairpin_via_node(&target);
+            ct::create(&flow, ctx.len(), KIND_HAIRPIN, &target, via_node)?
         }
     };
     nat::rewrite(ctx, &flow, &entry)?;

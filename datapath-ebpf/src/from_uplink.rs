@@ -1,7 +1,9 @@
-//! `tc_from_uplink`: tcx ingress on an uplink. Published ports: a packet to
-//! a node address on a published port is DNATed to its container, and the
-//! flow tracked; the stack then routes it to the container's bridge. The
-//! client's address is kept, so the container sees who called.
+//! `tc_from_uplink`: tcx ingress on an uplink. Bogons are dropped first
+//! ([`policy::from_outside`]). A packet to a node address on a published
+//! port is DNATed to its container and the flow tracked; the stack then
+//! routes it to the container's bridge, with the client's address kept.
+//! Answers to masqueraded and routed flows are found in `CT4`. Nothing
+//! else reaches a container address ([`policy::unsolicited`]).
 
 use aya_ebpf::programs::TcContext;
 use weir_common::{
@@ -10,7 +12,7 @@ use weir_common::{
     stats::Hook,
 };
 
-use crate::{ct, dnat, nat, parse, stats, to_uplink, verdict::TC_PASS};
+use crate::{ct, dnat, nat, parse, policy, stats, to_uplink, verdict::TC_PASS};
 
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
@@ -19,13 +21,17 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(ip) = parse::ipv4(ctx)? else {
         return Ok(TC_PASS);
     };
+    policy::from_outside(ip)?;
     let Some(flow) = parse::flow(ctx, ip)? else {
-        // An ICMP error about a translated flow goes to its container.
+        // An ICMP error about a tracked flow goes to its container.
         if let Some(err) = parse::icmp_error(ctx, ip)
             && let Some(entry) = ct::lookup_quoted(&err.reply_key())
         {
             nat::rewrite_icmp_error(ctx, &err, &entry)?;
+            return Ok(TC_PASS);
         }
+        // SAFETY: `ip` came from `parse::ipv4`, which checked the header.
+        policy::unsolicited(unsafe { (*ip).dst_addr }, None)?;
         return Ok(TC_PASS);
     };
     let entry = match ct::lookup(&flow, ctx.len(), true) {
@@ -37,10 +43,16 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         }
         None => {
             let k = &flow.key;
-            let Some(target) = dnat::lookup(k.daddr, k.dport, k.proto, false) else {
+            if let Some(target) = dnat::lookup(k.daddr, k.dport, k.proto, false) {
+                policy::outsider_to_publication(&target)?;
+                ct::create(&flow, ctx.len(), KIND_DNAT, &target, false)?
+            } else if let Some(net) = policy::unsolicited(k.daddr, Some(&flow))? {
+                // Routed mode: tracked, so the answers go out and the
+                // flow's next packets are known.
+                ct::create_routed(&flow, ctx.len(), net.id)?
+            } else {
                 return Ok(TC_PASS);
-            };
-            ct::create(&flow, ctx.len(), KIND_DNAT, &target, false)?
+            }
         }
     };
     nat::rewrite(ctx, &flow, &entry)?;

@@ -12,6 +12,7 @@ mod fwd;
 mod maps;
 mod nat;
 mod parse;
+mod policy;
 mod sock;
 mod stats;
 mod to_uplink;
@@ -21,23 +22,26 @@ use aya_ebpf::{
     macros::{cgroup_sock_addr, classifier},
     programs::{SockAddrContext, TcContext},
 };
+use weir_common::stats::Hook;
 
 /// tcx ingress on the host side of every container veth: every packet a
-/// container sends passes here first.
+/// container sends passes here first (anti-spoofing, isolation, icc,
+/// internal networks, hairpin, answers of published services).
 #[classifier]
 pub fn tc_from_container(ctx: TcContext) -> i32 {
     match from_container::handle(&ctx) {
         Ok(verdict) => verdict,
-        Err(reason) => drop::tc(&ctx, reason),
+        Err(reason) => drop::tc(&ctx, Hook::FromContainer, reason),
     }
 }
 
-/// tcx ingress on each uplink: published ports (DNAT).
+/// tcx ingress on each uplink: bogons, published ports (DNAT), answers to
+/// masqueraded and routed flows; nothing unsolicited to a container.
 #[classifier]
 pub fn tc_from_uplink(ctx: TcContext) -> i32 {
     match from_uplink::handle(&ctx) {
         Ok(verdict) => verdict,
-        Err(reason) => drop::tc(&ctx, reason),
+        Err(reason) => drop::tc(&ctx, Hook::FromUplink, reason),
     }
 }
 
@@ -46,7 +50,7 @@ pub fn tc_from_uplink(ctx: TcContext) -> i32 {
 pub fn tc_to_uplink(ctx: TcContext) -> i32 {
     match to_uplink::handle(&ctx) {
         Ok(verdict) => verdict,
-        Err(reason) => drop::tc(&ctx, reason),
+        Err(reason) => drop::tc(&ctx, Hook::ToUplink, reason),
     }
 }
 

@@ -4,7 +4,7 @@
 //! the names the agent pins them under.
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use weir_common::{
@@ -12,8 +12,9 @@ use weir_common::{
     ct::{CtEntry, CtKey, MAX_CT_ENTRIES},
     drop::DropReason,
     endpoint::{EndpointInfo, EndpointRef, MAX_ENDPOINTS},
+    event::{DropEvent, EVENTS_BYTES},
     network::{MAX_NETWORKS, MAX_UPLINKS, NetInfo},
-    publish::{MAX_HOST_ADDRS, MAX_PUBLISHED, PublishKey, PublishTarget},
+    publish::{MAX_HOST_ADDRS, MAX_OPEN_PORTS, MAX_PUBLISHED, PublishKey, PublishTarget},
     stats::{Counter, Hook, NatCounters},
 };
 
@@ -67,3 +68,12 @@ pub static UPLINKS: HashMap<u32, [u8; 4], { MAX_UPLINKS as usize }> = HashMap::n
 /// Masquerade counters per network id.
 #[btf_map]
 pub static SNAT_STATS: PerCpuArray<NatCounters, { MAX_NETWORKS as usize }> = PerCpuArray::new();
+
+/// Routed mode: (container address, container port, protocol) -> network
+/// id, for the ports outsiders may reach at the container's own address.
+#[btf_map]
+pub static OPEN_PORTS4: HashMap<PublishKey, u32, { MAX_OPEN_PORTS as usize }> = HashMap::new();
+
+/// Drop events for `weir monitor`, read by the agent.
+#[btf_map]
+pub static EVENTS: RingBuf<DropEvent, { EVENTS_BYTES as usize }> = RingBuf::new();

@@ -13,6 +13,10 @@ use weir_common::{
     publish::{PROTO_ICMP, PROTO_TCP, PROTO_UDP},
 };
 
+/// Ethernet types, as on the wire.
+pub const ETH_P_IP: [u8; 2] = [0x08, 0x00];
+pub const ETH_P_ARP: [u8; 2] = [0x08, 0x06];
+
 /// Offset of the IPv4 header in an Ethernet frame.
 pub const IP_OFF: usize = EthHdr::LEN;
 /// Offsets of IPv4 header fields, from the start of the frame.

@@ -2,7 +2,9 @@
 //! source is a container of a network with masquerade on leaves with the
 //! network's `--snat-ip` or the uplink's address, and a port of the
 //! configured range; both directions are tracked in `CT4`, and the answers
-//! are translated back by `tc_from_uplink`'s conntrack lookup.
+//! are translated back by `tc_from_uplink`'s conntrack lookup. A network
+//! without masquerade (routed mode, `--masquerade=false`) has its flows
+//! tracked untranslated, for the same lookup to let their answers in.
 
 use aya_ebpf::{maps::lpm_trie::Key, programs::TcContext};
 use weir_common::{
@@ -42,10 +44,13 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
                 return Ok(TC_PASS);
             };
             // Never between local networks, never multicast or broadcast.
-            if net.flags & NET_MASQUERADE == 0
-                || k.daddr[0] >= 224
-                || NETWORKS4.get(&Key::new(32, k.daddr)).is_some()
-            {
+            if k.daddr[0] >= 224 || NETWORKS4.get(&Key::new(32, k.daddr)).is_some() {
+                return Ok(TC_PASS);
+            }
+            if net.flags & NET_MASQUERADE == 0 {
+                // Leaves with the container's address: tracked, so that
+                // its answers, and nothing unsolicited, get back in.
+                ct::create_routed(&flow, ctx.len(), net.id)?;
                 return Ok(TC_PASS);
             }
             let nat_ip = if net.snat_ip == [0; 4] {

@@ -58,6 +58,27 @@ impl Netns {
         run(Command::new("ip").arg("-n").arg(&self.name).args(args))
     }
 
+    /// The MAC of interface `dev` in this namespace.
+    pub fn mac(&self, dev: &str) -> io::Result<[u8; 6]> {
+        let out = self.ip(&["-o", "link", "show", "dev", dev])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let bad = || io::Error::other(format!("no MAC for {dev} in {text:?}"));
+        let hex = text
+            .split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .ok_or_else(bad)?;
+        let mut mac = [0u8; 6];
+        let mut parts = hex.split(':');
+        for byte in &mut mac {
+            *byte = parts
+                .next()
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(bad)?;
+        }
+        Ok(mac)
+    }
+
     /// A command that runs `program` inside this namespace.
     #[must_use]
     pub fn command(&self, program: &str) -> Command {

@@ -2,8 +2,16 @@
 //! agent embeds, seed its maps, run a program on a frame, and look at the
 //! verdict, the bytes that came out and the maps.
 
+use std::net::Ipv4Addr;
+
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use weir::datapath::Datapath;
+use weir_common::{
+    event::DropEvent,
+    network::{NET_ICC, NET_MASQUERADE, NetInfo},
+};
+
+use crate::packet::{MAC_CONTAINER, MAC_HOST};
 
 /// What a program did with one frame.
 #[derive(Debug)]
@@ -18,9 +26,31 @@ pub struct Outcome {
 pub const TC_ACT_OK: i32 = 0;
 pub const TC_ACT_SHOT: i32 = 2;
 
+/// The interface `BPF_PROG_TEST_RUN` hands tc programs their packets on
+/// (`lo`): the "veth" of the container the tests put there.
+pub const TEST_IFINDEX: u32 = 1;
+
+/// A network's flags as Docker's defaults make them: icc and masquerade.
+pub const DEFAULT_FLAGS: u32 = NET_ICC | NET_MASQUERADE;
+
+/// A network as the agent enters it in `NETWORKS4`; the bridge's MAC is
+/// [`MAC_HOST`], the destination of the frames the tests build.
+#[must_use]
+pub fn net_info(id: u32, gateway: Ipv4Addr, flags: u32) -> NetInfo {
+    NetInfo {
+        id,
+        gateway: gateway.octets(),
+        snat_ip: [0; 4],
+        flags,
+        gateway_mac: MAC_HOST,
+        pad: [0; 2],
+    }
+}
+
 /// A freshly loaded datapath with its own maps: tests never share state.
 pub struct Harness {
     pub datapath: Datapath,
+    networks: Vec<(Ipv4Addr, u8, NetInfo)>,
 }
 
 impl Harness {
@@ -28,7 +58,53 @@ impl Harness {
     pub fn load() -> Self {
         Self {
             datapath: Datapath::load().expect("load the datapath object"),
+            networks: Vec::new(),
         }
+    }
+
+    /// Adds a network (`subnet/prefix`) to `NETWORKS4`.
+    pub fn network(&mut self, subnet: Ipv4Addr, prefix: u8, info: NetInfo) {
+        self.networks.push((subnet, prefix, info));
+        self.datapath
+            .set_networks(&self.networks)
+            .expect("NETWORKS4");
+    }
+
+    /// Makes the container behind [`TEST_IFINDEX`] the one with address
+    /// `ip` and MAC [`MAC_CONTAINER`], in network `network_id`.
+    pub fn container(&mut self, ip: Ipv4Addr, network_id: u32) {
+        self.datapath
+            .insert_endpoint(TEST_IFINDEX, ip, MAC_CONTAINER, network_id)
+            .expect("ENDPOINTS");
+    }
+
+    /// Every drop event waiting in `EVENTS`, oldest first (read, so a
+    /// second call sees only newer ones).
+    #[must_use]
+    pub fn events(&mut self) -> Vec<DropEvent> {
+        let map = self
+            .datapath
+            .ebpf_mut()
+            .map_mut("EVENTS")
+            .expect("EVENTS map");
+        let mut ring = aya::maps::RingBuf::try_from(map).expect("a ring buffer");
+        let mut events = Vec::new();
+        while let Some(item) = ring.next() {
+            assert_eq!(item.len(), size_of::<DropEvent>());
+            // SAFETY: the record is a `DropEvent` written by the datapath
+            // (length checked); read unaligned.
+            events.push(unsafe { item.as_ptr().cast::<DropEvent>().read_unaligned() });
+        }
+        events
+    }
+
+    /// Runs `tc_from_container` on `frame` as sent by the container whose
+    /// address is the frame's source (entered in `ENDPOINTS` first).
+    #[must_use]
+    pub fn from_container(&mut self, frame: &[u8], network_id: u32) -> Outcome {
+        let src = crate::packet::view(frame).src;
+        self.container(src, network_id);
+        self.run_tc("tc_from_container", frame)
     }
 
     /// Runs the tc program `program` once on `frame`.

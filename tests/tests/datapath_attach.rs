@@ -7,8 +7,13 @@ use weir::datapath::{
     Datapath,
     aya::programs::{SchedClassifier, TcAttachType},
 };
-use weir_common::{drop::DropReason, stats::Hook};
-use weir_tests::{World, eventually, netns::Netns, sock, world};
+use weir_common::{drop::DropReason, network::NetInfo, stats::Hook};
+use weir_tests::{
+    World, eventually,
+    netns::Netns,
+    prog::{DEFAULT_FLAGS, net_info},
+    sock, world,
+};
 
 const HOST_IF: &str = "vc1";
 const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
@@ -18,9 +23,24 @@ fn world_with_datapath() -> (World, Datapath) {
     let mut w = World::new().unwrap();
     w.add_plain_container("c1", HOST_IF, HOST_IP, C_IP, 24)
         .unwrap();
+    // The endpoint's entry as the agent makes it: the program shuts a
+    // veth it knows nothing of.
+    let mac = w.c("c1").mac("eth0").unwrap();
+    let gateway_mac = w.node.mac(HOST_IF).unwrap();
     // tcx resolves the interface name in the calling thread's namespace.
     let dp = w.node.run(|| {
         let mut dp = Datapath::load().unwrap();
+        let info = NetInfo {
+            gateway_mac,
+            ..net_info(1, HOST_IP, DEFAULT_FLAGS)
+        };
+        dp.set_networks(&[(Ipv4Addr::new(10, 99, 0, 0), 24, info)])
+            .unwrap();
+        let name = std::ffi::CString::new(HOST_IF).unwrap();
+        // SAFETY: a NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert_ne!(ifindex, 0, "{HOST_IF} exists");
+        dp.insert_endpoint(ifindex, C_IP, mac, 1).unwrap();
         dp.attach_from_container(HOST_IF).unwrap();
         dp
     });
@@ -83,7 +103,7 @@ fn truncated_frame_from_a_container_is_dropped() {
     let (w, dp) = world_with_datapath();
     let mut frame = Vec::new();
     frame.extend_from_slice(&[0xff; 6]); // broadcast
-    frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 2]);
+    frame.extend_from_slice(&w.c("c1").mac("eth0").unwrap());
     frame.extend_from_slice(&0x0800u16.to_be_bytes());
     frame.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0, 0, 64, 17]); // 10 of 20 bytes
     w.c("c1").run(|| sock::send_raw("eth0", &frame));

@@ -21,13 +21,16 @@ fn addr_show(ns: &Netns, dev: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The bridge's MAC the test asks for.
+const MAC: [u8; 6] = [0x02, 0x42, 0x0a, 0xcb, 0x00, 0x01];
+
 #[test]
 fn bridge_is_made_once_and_deleted_once() {
     let w = World::new().unwrap();
     let gw = Ipv4Addr::new(10, 203, 0, 1);
     let (first, second) = in_ns(&w.node, async |nl| {
-        let a = nl.ensure_bridge("weir0", gw, 16).await.unwrap();
-        let b = nl.ensure_bridge("weir0", gw, 16).await.unwrap();
+        let a = nl.ensure_bridge("weir0", gw, 16, MAC).await.unwrap();
+        let b = nl.ensure_bridge("weir0", gw, 16, MAC).await.unwrap();
         (a, b)
     });
     assert_eq!(first, second, "the second call finds the same bridge");
@@ -37,6 +40,7 @@ fn bridge_is_made_once_and_deleted_once() {
     let link = w.node.ip(&["-d", "link", "show", "weir0"]).unwrap();
     let link = String::from_utf8_lossy(&link.stdout).into_owned();
     assert!(link.contains("bridge") && link.contains(",UP"), "{link}");
+    assert!(link.contains("link/ether 02:42:0a:cb:00:01"), "{link}");
 
     let (deleted, again, index) = in_ns(&w.node, async |nl| {
         let d = nl.delete_link("weir0").await.unwrap();

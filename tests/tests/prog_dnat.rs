@@ -9,16 +9,16 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use weir::datapath::{CtFlow, Datapath};
 use weir_common::{
     ct::{CtKey, DIR_ORIGINAL, DIR_REPLY, KIND_DNAT, KIND_HAIRPIN, TCP_ACK, TCP_SYN},
+    drop::DropReason,
     publish::{PROTO_TCP, PROTO_UDP, PublishKey, PublishTarget},
 };
 use weir_tests::{
     netns::{Netns, unique_stem},
     packet::{self, changed, off, verify_checksums, view},
-    prog::{Harness, TC_ACT_OK},
+    prog::{DEFAULT_FLAGS, Harness, TC_ACT_OK, TC_ACT_SHOT, net_info},
 };
 
 const UPLINK: &str = "tc_from_uplink";
-const CONTAINER: &str = "tc_from_container";
 /// `TC_ACT_REDIRECT`: the fast path sent the packet on itself.
 const TC_ACT_REDIRECT: i32 = 7;
 
@@ -72,6 +72,17 @@ fn publish(dp: &mut Datapath, host: Ipv4Addr, port: u16, proto: u8, to_port: u16
     dp.set_host_addrs(&[(NODE, 2)]).unwrap();
 }
 
+/// A datapath where the containers live in 10.88.0.0/16 (network 1).
+fn harness() -> Harness {
+    let mut h = Harness::load();
+    h.network(
+        Ipv4Addr::new(10, 88, 0, 0),
+        16,
+        net_info(1, Ipv4Addr::new(10, 88, 0, 1), DEFAULT_FLAGS),
+    );
+    h
+}
+
 fn ct(dp: &Datapath) -> Vec<CtFlow> {
     let mut flows = dp.conntrack().unwrap();
     flows.sort_by_key(|f| f.entry.dir);
@@ -92,7 +103,7 @@ fn key(src: SocketAddrV4, dst: SocketAddrV4, proto: u8) -> CtKey {
 #[test]
 fn syn_to_published_port_is_dnated_and_tracked_then_answer_reversed() {
     node_ns().run(|| {
-        let mut h = Harness::load();
+        let mut h = harness();
         publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
         let syn = packet::tcp_syn4(sa(CLIENT, 40000), sa(NODE, 8080), 1000);
         let out = h.run_tc(UPLINK, &syn);
@@ -143,7 +154,7 @@ fn syn_to_published_port_is_dnated_and_tracked_then_answer_reversed() {
         // The answer leaves the backend's veth with the node's address and
         // is sent on by the fast path (the FIB knows CLIENT's neighbour).
         let synack = packet::tcp_ack4(sa(BACKEND, 80), sa(CLIENT, 40000), 5000, 1001, true);
-        let out = h.run_tc(CONTAINER, &synack);
+        let out = h.from_container(&synack, 1);
         assert_eq!(out.verdict, TC_ACT_REDIRECT);
         verify_checksums(&out.frame).expect("checksums after reverse DNAT");
         let v = view(&out.frame);
@@ -173,9 +184,9 @@ fn syn_to_published_port_is_dnated_and_tracked_then_answer_reversed() {
 }
 
 #[test]
-fn traffic_that_matches_no_publication_passes_untouched() {
+fn traffic_that_matches_no_publication_passes_untouched_and_loopback_is_a_bogon() {
     node_ns().run(|| {
-        let mut h = Harness::load();
+        let mut h = harness();
         publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
         publish(&mut h.datapath, Ipv4Addr::LOCALHOST, 9090, PROTO_TCP, 80);
         let frames = [
@@ -191,20 +202,22 @@ fn traffic_that_matches_no_publication_passes_untouched() {
                 "an address not the node's",
                 packet::tcp_syn4(sa(CLIENT, 1), sa(Ipv4Addr::new(198, 51, 100, 7), 8080), 1),
             ),
-            (
-                "a loopback binding, from outside",
-                packet::tcp_syn4(sa(CLIENT, 1), sa(Ipv4Addr::LOCALHOST, 9090), 1),
-            ),
-            (
-                "loopback to a wildcard port, from outside",
-                packet::tcp_syn4(sa(CLIENT, 1), sa(Ipv4Addr::LOCALHOST, 8080), 1),
-            ),
         ];
         for (what, frame) in &frames {
             let out = h.run_tc(UPLINK, frame);
             assert_eq!(out.verdict, TC_ACT_OK, "{what}");
             assert_eq!(&out.frame, frame, "{what}");
         }
+        // Loopback from outside never reaches a publication: it is a
+        // bogon, dropped and counted before any lookup.
+        let loopback = [
+            packet::tcp_syn4(sa(CLIENT, 1), sa(Ipv4Addr::LOCALHOST, 9090), 1),
+            packet::tcp_syn4(sa(CLIENT, 1), sa(Ipv4Addr::LOCALHOST, 8080), 1),
+        ];
+        for frame in &loopback {
+            assert_eq!(h.run_tc(UPLINK, frame).verdict, TC_ACT_SHOT);
+        }
+        assert_eq!(h.datapath.drop_stats(DropReason::Bogon).unwrap().packets, 2);
         assert!(h.datapath.conntrack().unwrap().is_empty());
     });
 }
@@ -212,7 +225,7 @@ fn traffic_that_matches_no_publication_passes_untouched() {
 #[test]
 fn udp_is_dnated_and_a_zero_checksum_stays_zero() {
     node_ns().run(|| {
-        let mut h = Harness::load();
+        let mut h = harness();
         publish(&mut h.datapath, NODE, 5353, PROTO_UDP, 53);
         let with_sum = packet::udp4(sa(CLIENT, 3333), sa(NODE, 5353), b"query");
         let out = h.run_tc(UPLINK, &with_sum);
@@ -243,10 +256,10 @@ fn udp_is_dnated_and_a_zero_checksum_stays_zero() {
 #[test]
 fn hairpin_from_a_neighbour_keeps_its_address_and_to_itself_gets_the_node_address() {
     node_ns().run(|| {
-        let mut h = Harness::load();
+        let mut h = harness();
         publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
         let syn = packet::tcp_syn4(sa(NEIGHBOUR, 50000), sa(NODE, 8080), 1);
-        let out = h.run_tc(CONTAINER, &syn);
+        let out = h.from_container(&syn, 1);
         verify_checksums(&out.frame).unwrap();
         let v = view(&out.frame);
         assert_eq!(
@@ -263,12 +276,12 @@ fn hairpin_from_a_neighbour_keeps_its_address_and_to_itself_gets_the_node_addres
         // The backend calling its own published port sees the call come
         // from the node address it called, never from itself.
         let syn = packet::tcp_syn4(sa(BACKEND, 50001), sa(NODE, 8080), 1);
-        let out = h.run_tc(CONTAINER, &syn);
+        let out = h.from_container(&syn, 1);
         verify_checksums(&out.frame).unwrap();
         let v = view(&out.frame);
         assert_eq!((v.src, v.sport, v.dst, v.dport), (NODE, 50001, BACKEND, 80));
         let answer = packet::tcp_ack4(sa(BACKEND, 80), sa(NODE, 50001), 9, 2, true);
-        let out = h.run_tc(CONTAINER, &answer);
+        let out = h.from_container(&answer, 1);
         verify_checksums(&out.frame).unwrap();
         let v = view(&out.frame);
         assert_eq!(
@@ -281,7 +294,7 @@ fn hairpin_from_a_neighbour_keeps_its_address_and_to_itself_gets_the_node_addres
 #[test]
 fn a_new_syn_follows_the_publications_of_now_an_open_flow_its_entry() {
     node_ns().run(|| {
-        let mut h = Harness::load();
+        let mut h = harness();
         publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
         let syn = packet::tcp_syn4(sa(CLIENT, 40000), sa(NODE, 8080), 1);
         assert_eq!(view(&h.run_tc(UPLINK, &syn).frame).dst, BACKEND);

@@ -11,15 +11,15 @@ use etherparse::{
 };
 use weir::datapath::Datapath;
 use weir_common::{
-    ct::{DIR_ORIGINAL, KIND_SNAT},
+    ct::{DIR_ORIGINAL, KIND_ROUTED, KIND_SNAT},
     drop::DropReason,
-    network::{NET_ICC, NET_MASQUERADE, NetInfo},
+    network::{NET_ICC, NET_MASQUERADE},
     publish::PROTO_ICMP,
 };
 use weir_tests::{
     netns::{Netns, unique_stem},
     packet::{self, off, verify_checksums, view},
-    prog::{Harness, TC_ACT_OK, TC_ACT_SHOT},
+    prog::{Harness, TC_ACT_OK, TC_ACT_SHOT, net_info},
 };
 
 const EGRESS: &str = "tc_to_uplink";
@@ -38,12 +38,7 @@ fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
 fn setup(dp: &mut Datapath, flags: u32, ports: (u16, u16)) {
     dp.configure(ports).unwrap();
     dp.set_uplinks(&[(LO, NODE)]).unwrap();
-    let info = NetInfo {
-        id: 1,
-        gateway: [10, 88, 0, 1],
-        snat_ip: [0; 4],
-        flags,
-    };
+    let info = net_info(1, Ipv4Addr::new(10, 88, 0, 1), flags);
     dp.set_networks(&[(Ipv4Addr::new(10, 88, 0, 0), 16, info)])
         .unwrap();
 }
@@ -165,11 +160,15 @@ fn what_must_not_be_masqueraded_passes_untouched() {
             assert_eq!(out.verdict, TC_ACT_OK, "{what}");
             assert_eq!(&out.frame, frame, "{what}");
         }
-        // A network with masquerade off.
+        assert!(h.datapath.conntrack().unwrap().is_empty());
+        // A network with masquerade off: untouched, tracked untranslated
+        // (so that its answers, and only they, get back in).
         setup(&mut h.datapath, 0, (1024, 32767));
         let frame = packet::tcp_syn4(sa(C1, 40000), sa(PEER, 80), 1);
         assert_eq!(h.run_tc(EGRESS, &frame).frame, frame);
-        assert!(h.datapath.conntrack().unwrap().is_empty());
+        let flows = h.datapath.conntrack().unwrap();
+        assert_eq!(flows.len(), 2);
+        assert!(flows.iter().all(|f| f.entry.kind == KIND_ROUTED));
     });
 }
 

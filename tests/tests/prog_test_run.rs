@@ -1,12 +1,27 @@
 //! `BPF_PROG_TEST_RUN` on the real `tc_from_container` program.
 
+use std::net::Ipv4Addr;
+
 use weir_common::{drop::DropReason, stats::Counter, stats::Hook};
 use weir_tests::{
     packet::{self, IPV4_OFFSET},
-    prog::{Harness, TC_ACT_OK, TC_ACT_SHOT},
+    prog::{DEFAULT_FLAGS, Harness, TC_ACT_OK, TC_ACT_SHOT, net_info},
 };
 
 const PROG: &str = "tc_from_container";
+
+/// A datapath with the container 10.88.0.2 of network 1 (10.88.0.0/16)
+/// behind the test's interface.
+fn harness() -> Harness {
+    let mut h = Harness::load();
+    h.network(
+        Ipv4Addr::new(10, 88, 0, 0),
+        16,
+        net_info(1, Ipv4Addr::new(10, 88, 0, 1), DEFAULT_FLAGS),
+    );
+    h.container(Ipv4Addr::new(10, 88, 0, 2), 1);
+    h
+}
 
 fn len(frame: &[u8]) -> u64 {
     frame.len() as u64
@@ -14,7 +29,7 @@ fn len(frame: &[u8]) -> u64 {
 
 #[test]
 fn valid_udp_passes_untouched_and_is_counted() {
-    let mut h = Harness::load();
+    let mut h = harness();
     let frame = packet::udp4(
         "10.88.0.2:40000".parse().unwrap(),
         "203.0.113.2:53".parse().unwrap(),
@@ -38,7 +53,7 @@ fn valid_udp_passes_untouched_and_is_counted() {
 
 #[test]
 fn tcp_icmp_and_arp_pass() {
-    let mut h = Harness::load();
+    let mut h = harness();
     let frames = [
         packet::tcp_syn4(
             "10.88.0.2:40000".parse().unwrap(),
@@ -90,7 +105,7 @@ fn malformed_ipv4_is_dropped_and_counted() {
     // end-to-end test `truncated_frame_from_a_container_is_dropped` sends one
     // through a real veth instead.
 
-    let mut h = Harness::load();
+    let mut h = harness();
     let mut dropped_bytes = 0;
     for (what, frame) in &broken {
         let out = h.run_tc(PROG, frame);
@@ -118,8 +133,8 @@ fn each_load_has_its_own_maps() {
         "203.0.113.2:2".parse().unwrap(),
         b"x",
     );
-    let mut a = Harness::load();
-    let b = Harness::load();
+    let mut a = harness();
+    let b = harness();
     let _ = a.run_tc(PROG, &frame);
     assert_eq!(
         a.datapath.hook_stats(Hook::FromContainer).unwrap().packets,

@@ -29,6 +29,8 @@ pub enum ClientError {
     Http(#[from] hyper::Error),
     #[error("the agent's answer is not what this CLI expects: {0}")]
     Decode(#[from] serde_json::Error),
+    #[error("writing the output: {0}")]
+    Output(#[source] std::io::Error),
 }
 
 pub struct Client {
@@ -74,6 +76,34 @@ impl Client {
         self.call(Method::DELETE, path, Some(body)).await
     }
 
+    /// GET a stream of JSON lines, handing each decoded line to `each`
+    /// until the agent ends the stream (or `each` fails).
+    pub async fn stream<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        mut each: impl FnMut(T) -> std::io::Result<()>,
+    ) -> Result<(), ClientError> {
+        let response = self.request(Method::GET, path, None::<&()>).await?;
+        let status = response.status();
+        let mut body = response.into_body();
+        if !status.is_success() {
+            let bytes = body.collect().await?.to_bytes();
+            return Err(refused(status, &bytes));
+        }
+        let mut pending = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                each(serde_json::from_slice(&line)?).map_err(ClientError::Output)?;
+            }
+        }
+        Ok(())
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -90,6 +120,22 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<Bytes, ClientError> {
+        let response = self.request(method, path, body).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        if status.is_success() {
+            Ok(bytes)
+        } else {
+            Err(refused(status, &bytes))
+        }
+    }
+
+    async fn request<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let stream =
             UnixStream::connect(&self.socket)
                 .await
@@ -111,17 +157,13 @@ impl Client {
             .header("content-type", "application/json")
             .body(Full::new(body))
             .expect("a valid request");
-        let response = sender.send_request(request).await?;
-        let status = response.status();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        if status.is_success() {
-            Ok(bytes)
-        } else {
-            let message = serde_json::from_slice::<ErrorBody>(&bytes).map_or_else(
-                |_| String::from_utf8_lossy(&bytes).into_owned(),
-                |b| b.error,
-            );
-            Err(ClientError::Refused { status, message })
-        }
+        Ok(sender.send_request(request).await?)
     }
+}
+
+/// The agent's refusal, in its own words when it gave them as JSON.
+fn refused(status: StatusCode, bytes: &[u8]) -> ClientError {
+    let message = serde_json::from_slice::<ErrorBody>(bytes)
+        .map_or_else(|_| String::from_utf8_lossy(bytes).into_owned(), |b| b.error);
+    ClientError::Refused { status, message }
 }

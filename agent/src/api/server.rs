@@ -9,12 +9,16 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use tokio::{net::UnixListener, sync::Mutex};
+use tokio::{
+    net::UnixListener,
+    sync::{Mutex, broadcast::error::RecvError},
+};
 
 use super::{ErrorBody, PortsRequest};
 use crate::{
     daemon::{Agent, AttachRequest},
     error::{AgentError, ErrorKind},
+    monitor,
     network::NetworkSpec,
 };
 
@@ -54,6 +58,7 @@ pub fn router(agent: Shared) -> Router {
             get(ports).post(publish).delete(unpublish),
         )
         .route("/v1/conntrack", get(conntrack).delete(flush_conntrack))
+        .route("/v1/monitor", get(monitor))
         .with_state(agent)
 }
 
@@ -186,5 +191,32 @@ async fn flush_conntrack(State(agent): State<Shared>) -> Response {
         .await
         .flush_conntrack()
         .map(Json)
+        .into_response()
+}
+
+/// Drop events as they happen, one JSON object per line, until the client
+/// goes away. A watcher that falls too far behind loses the oldest.
+async fn monitor(State(agent): State<Shared>) -> Response {
+    let (rx, by_if) = agent.lock().await.watch();
+    let lines = futures::stream::unfold((rx, by_if), |(mut rx, by_if)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => {
+                    let event = monitor::with_endpoint(event, &by_if);
+                    let mut line = serde_json::to_vec(&event).unwrap_or_default();
+                    line.push(b'\n');
+                    return Some((Ok::<_, std::convert::Infallible>(line), (rx, by_if)));
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(lost = n, "a monitor watcher fell behind");
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(lines),
+    )
         .into_response()
 }

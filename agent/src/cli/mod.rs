@@ -8,6 +8,7 @@
 mod agent;
 mod conntrack;
 mod endpoint;
+mod monitor;
 mod network;
 mod output;
 mod publish;
@@ -60,6 +61,8 @@ enum Command {
     Conntrack(conntrack::ConntrackCmd),
     /// Show the agent's status.
     Status(output::JsonFlag),
+    /// Show packets the datapath drops, live: time, reason, interface, tuple.
+    Monitor(output::JsonFlag),
 }
 
 /// Parses the command line, runs it, and turns the outcome into an exit code.
@@ -87,6 +90,7 @@ pub fn main() -> ExitCode {
             Command::Port(args) => args.exec(&socket).await,
             Command::Conntrack(cmd) => cmd.exec(&socket).await,
             Command::Status(json) => status::exec(&socket, json).await,
+            Command::Monitor(json) => monitor::exec(&socket, json).await,
         }
     });
     match result {

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 use weir_common::{
     ct::{
-        CtKey, DIR_ORIGINAL, DIR_REPLY, FlowState, KIND_DNAT, KIND_HAIRPIN, KIND_SNAT, timeout_ns,
+        CtKey, DIR_ORIGINAL, DIR_REPLY, FlowState, KIND_DNAT, KIND_HAIRPIN, KIND_ROUTED, KIND_SNAT,
+        timeout_ns,
     },
     publish::{PROTO_ICMP, PROTO_TCP, PROTO_UDP},
 };
@@ -186,6 +187,7 @@ impl Agent {
                         KIND_DNAT => "dnat".into(),
                         KIND_HAIRPIN => "hairpin".into(),
                         KIND_SNAT => "snat".into(),
+                        KIND_ROUTED => "routed".into(),
                         k => k.to_string(),
                     },
                     src: sock(o.key.saddr, o.key.sport),

@@ -11,7 +11,7 @@ use super::{Agent, Endpoint};
 use crate::{
     error::AgentError,
     netns,
-    network::{IpamError, registry::validate_name},
+    network::{IpamError, mac_for, mac_string, registry::validate_name},
 };
 
 /// What `weir attach` asks for.
@@ -41,19 +41,6 @@ fn host_veth(id: u32) -> String {
 /// The container side's name while it is still in the node namespace.
 fn peer_veth(id: u32) -> String {
     format!("weirp{id}")
-}
-
-/// A locally administered MAC derived from the address, as Docker does.
-fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
-    let [a, b, c, d] = ip.octets();
-    [0x02, 0x42, a, b, c, d]
-}
-
-fn mac_string(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 impl Agent {
@@ -156,10 +143,14 @@ impl Agent {
                     .await
             })?;
         }
-        let ifindex = self.nl.attach_to_bridge(&ep.host_if, bridge).await?;
-        self.datapath.attach_from_container(&ep.host_if)?;
+        // The endpoint's entry first, then the program, then the bridge:
+        // the program shuts a veth it has no entry for, and no frame
+        // crosses before both are in place.
+        let ifindex = self.nl.require_index(&ep.host_if).await?;
         self.datapath
             .insert_endpoint(ifindex, ep.ip, mac_for(ep.ip), network.id)?;
+        self.datapath.attach_from_container(&ep.host_if)?;
+        self.nl.attach_to_bridge(&ep.host_if, bridge).await?;
         Ok(())
     }
 
@@ -208,6 +199,7 @@ impl Agent {
         self.datapath.remove_endpoint(ep.ip)?;
         self.nl.delete_link(&ep.host_if).await?;
         self.forget_endpoint(name);
+        self.sync_open_ports()?;
         self.save()?;
         info!(endpoint = %name, "detached");
         Ok(ep)

@@ -20,8 +20,9 @@ pub use self::{
 use crate::{
     datapath::Datapath,
     error::AgentError,
+    monitor::{Hub, MonitorEvent},
     netlink::Netlink,
-    network::{Mode, Network, NetworkError, NetworkSpec},
+    network::{Mode, Network, NetworkError, NetworkSpec, mac_for},
     paths::{self, Paths},
     publish::{PortRange, Reservations},
     state as store,
@@ -93,6 +94,8 @@ pub struct Agent {
     datapath: Datapath,
     /// The sockets that hold published host ports.
     reservations: Reservations,
+    /// Drop events for `weir monitor`.
+    monitor: Hub,
 }
 
 impl Agent {
@@ -114,6 +117,10 @@ impl Agent {
         mount_bpffs()?;
         let mut datapath = Datapath::load()?;
         datapath.pin_maps(&config.paths.maps_dir())?;
+        let monitor = Hub::default();
+        monitor
+            .spawn_reader(datapath.take_events()?)
+            .map_err(AgentError::io("polling the drop event ring".to_owned()))?;
         datapath.configure((config.snat_ports.start(), config.snat_ports.end()))?;
         for uplink in &uplinks {
             datapath.attach_uplink(uplink)?;
@@ -139,9 +146,11 @@ impl Agent {
             nl,
             datapath,
             reservations: Reservations::default(),
+            monitor,
         };
         agent.reconcile().await?;
         agent.sync_networks()?;
+        agent.sync_open_ports()?;
         agent.refresh_host_addrs().await?;
         agent.save()?;
         Ok(agent)
@@ -193,6 +202,7 @@ impl Agent {
                 &network.bridge,
                 network.ipam.gateway(),
                 network.ipam.subnet().prefix(),
+                mac_for(network.ipam.gateway()),
             )
             .await?)
     }
@@ -240,12 +250,32 @@ impl Agent {
                         .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
                         .octets(),
                     flags,
+                    gateway_mac: mac_for(n.ipam.gateway()),
+                    pad: [0; 2],
                 };
                 (subnet.network(), subnet.prefix(), info)
             })
             .collect();
         self.datapath.set_networks(&networks)?;
         Ok(())
+    }
+
+    /// A watcher of drop events, and the endpoints by host-side interface
+    /// name (to name them in the events).
+    #[must_use]
+    pub fn watch(
+        &self,
+    ) -> (
+        tokio::sync::broadcast::Receiver<MonitorEvent>,
+        std::collections::BTreeMap<String, String>,
+    ) {
+        let by_if = self
+            .state
+            .endpoints
+            .values()
+            .map(|e| (e.host_if.clone(), e.name.clone()))
+            .collect();
+        (self.monitor.subscribe(), by_if)
     }
 
     /// The agent's periodic work: the node's addresses, the conntrack sweep.

@@ -14,6 +14,7 @@ use weir_common::{
 use super::{Agent, Endpoint};
 use crate::{
     error::AgentError,
+    network::Mode,
     publish::{PortMapping, PortSpec, Proto, ReserveError},
 };
 
@@ -61,6 +62,7 @@ impl Agent {
         if let Some(e) = self.state.endpoints.get_mut(name) {
             e.ports.extend(made.iter().copied());
         }
+        self.sync_open_ports()?;
         self.save()?;
         for m in &made {
             info!(endpoint = %name, port = %m, "published");
@@ -102,6 +104,7 @@ impl Agent {
         if let Some(e) = self.state.endpoints.get_mut(name) {
             e.ports.retain(|m| !gone.contains(m));
         }
+        self.sync_open_ports()?;
         self.save()?;
         for m in &gone {
             info!(endpoint = %name, port = %m, "unpublished");
@@ -259,6 +262,29 @@ impl Agent {
             self.reservations.release(m.proto, m.host_ip, m.host_port);
         }
         self.forget_flows(mappings)
+    }
+
+    /// Makes `OPEN_PORTS4` match the publications: in a routed network
+    /// (not internal) each published container port is also open at the
+    /// container's own address.
+    pub(super) fn sync_open_ports(&mut self) -> Result<(), AgentError> {
+        let mut open = Vec::new();
+        for ep in self.state.endpoints.values() {
+            let Ok(net) = self.state.registry.get(&ep.network) else {
+                continue;
+            };
+            if net.mode != Mode::Routed || net.internal {
+                continue;
+            }
+            for m in &ep.ports {
+                let key = PublishKey::new(ep.ip.octets(), m.container_port, m.proto.number());
+                if !open.iter().any(|(k, _)| *k == key) {
+                    open.push((key, net.id));
+                }
+            }
+        }
+        self.datapath.set_open_ports(&open)?;
+        Ok(())
     }
 
     /// Re-reserves the host ports of restored mappings (after a restart).

@@ -37,6 +37,8 @@ pub mod map_names {
     pub const NETWORKS4: &str = "NETWORKS4";
     pub const UPLINKS: &str = "UPLINKS";
     pub const SNAT_STATS: &str = "SNAT_STATS";
+    pub const OPEN_PORTS4: &str = "OPEN_PORTS4";
+    pub const EVENTS: &str = "EVENTS";
     /// Every map, in the order they are pinned.
     pub const ALL: &[&str] = &[
         HOOK_STATS,
@@ -51,6 +53,8 @@ pub mod map_names {
         NETWORKS4,
         UPLINKS,
         SNAT_STATS,
+        OPEN_PORTS4,
+        EVENTS,
     ];
 }
 
@@ -190,6 +194,16 @@ impl Datapath {
             .ok_or(DatapathError::MissingMap(map))?
             .try_into()
             .map_err(|source| map_err(map, source))
+    }
+
+    /// Takes the `EVENTS` ring buffer out of the object, for its one
+    /// reader (after [`Datapath::pin_maps`], which pins it too).
+    pub fn take_events(&mut self) -> Result<aya::maps::RingBuf<aya::maps::MapData>, DatapathError> {
+        let map = self
+            .ebpf
+            .take_map(map_names::EVENTS)
+            .ok_or(DatapathError::MissingMap(map_names::EVENTS))?;
+        aya::maps::RingBuf::try_from(map).map_err(|source| map_err(map_names::EVENTS, source))
     }
 
     /// The underlying aya object, for tests that drive programs with

@@ -108,6 +108,24 @@ impl Datapath {
         )
     }
 
+    /// Makes `OPEN_PORTS4` hold exactly `open`: the container ports
+    /// (container address, port, protocol) routed mode lets outsiders
+    /// reach, with their network ids.
+    pub fn set_open_ports(&mut self, open: &[(PublishKey, u32)]) -> Result<(), DatapathError> {
+        let have: Vec<(PublishKey, u32)> = self.entries(map_names::OPEN_PORTS4)?;
+        let mut map = self.hash_map::<PublishKey, u32>(map_names::OPEN_PORTS4)?;
+        for (key, _) in have {
+            if !open.iter().any(|(k, _)| *k == key) {
+                absent_ok(map.remove(&key), map_names::OPEN_PORTS4)?;
+            }
+        }
+        for (key, network_id) in open {
+            map.insert(key, network_id, 0)
+                .map_err(|source| map_err(map_names::OPEN_PORTS4, source))?;
+        }
+        Ok(())
+    }
+
     /// The `PUBLISH4` entries.
     pub fn published(&self) -> Result<Vec<(PublishKey, PublishTarget)>, DatapathError> {
         self.entries(map_names::PUBLISH4)

@@ -61,12 +61,14 @@ impl Netlink {
         }
     }
 
-    /// Makes bridge `name` exist, up, with `gateway/prefix` on it.
+    /// Makes bridge `name` exist, up, with `gateway/prefix` on it and MAC
+    /// `mac` (set, so that it never follows its ports' MACs).
     pub async fn ensure_bridge(
         &self,
         name: &str,
         gateway: Ipv4Addr,
         prefix: u8,
+        mac: [u8; 6],
     ) -> Result<u32, NetlinkError> {
         let index = if let Some(index) = self.link_index(name).await? {
             index
@@ -95,7 +97,12 @@ impl Netlink {
         }
         self.handle
             .link()
-            .set(LinkUnspec::new_with_index(index).up().build())
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .address(mac.to_vec())
+                    .up()
+                    .build(),
+            )
             .execute()
             .await
             .map_err(|e| request("set up", name, e))?;
@@ -301,7 +308,7 @@ impl Netlink {
         Ok(out)
     }
 
-    async fn require_index(&self, name: &str) -> Result<u32, NetlinkError> {
+    pub async fn require_index(&self, name: &str) -> Result<u32, NetlinkError> {
         self.link_index(name)
             .await?
             .ok_or_else(|| NetlinkError::NoSuchLink {

@@ -8,3 +8,21 @@ pub mod subnet;
 pub use ipam::{Ipam, IpamError};
 pub use registry::{Mode, Network, NetworkError, NetworkSpec, Registry};
 pub use subnet::{Subnet, SubnetError};
+
+/// The MAC of an address of a network: a locally administered one derived
+/// from the address, as Docker does. Containers get their address's; a
+/// bridge gets its gateway's (fixed, so the datapath can know it).
+#[must_use]
+pub fn mac_for(ip: std::net::Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = ip.octets();
+    [0x02, 0x42, a, b, c, d]
+}
+
+/// `02:42:0a:00:00:02`.
+#[must_use]
+pub fn mac_string(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

@@ -111,7 +111,7 @@ pub enum NetworkError {
         network: String,
     },
     #[error(
-        "--snat-ip is for networks that masquerade; `{name}` has --masquerade=false or --internal"
+        "--snat-ip is for networks that masquerade; `{name}` has --masquerade=false, --internal or --mode routed"
     )]
     SnatWithoutMasquerade { name: String },
     #[error("network `{name}` not found")]
@@ -158,7 +158,9 @@ impl Registry {
                 network: other.name.clone(),
             });
         }
-        if spec.snat_ip.is_some() && (!spec.masquerade || spec.internal) {
+        if spec.snat_ip.is_some()
+            && (!spec.masquerade || spec.internal || spec.mode == Mode::Routed)
+        {
             return Err(NetworkError::SnatWithoutMasquerade {
                 name: spec.name.clone(),
             });
@@ -174,8 +176,9 @@ impl Registry {
             ipam,
             internal: spec.internal,
             icc: spec.icc,
-            // An internal network never masquerades.
-            masquerade: spec.masquerade && !spec.internal,
+            // Internal networks reach nothing outside, and routed ones
+            // show their containers' addresses: neither masquerades.
+            masquerade: spec.masquerade && !spec.internal && spec.mode == Mode::Nat,
             mode: spec.mode,
             snat_ip: spec.snat_ip,
         })
@@ -289,6 +292,14 @@ mod tests {
         let mut s = spec("i", "10.1.0.0/24");
         s.internal = true;
         assert!(!reg.plan(&s).unwrap().masquerade);
+        let mut routed = spec("r", "10.3.0.0/24");
+        routed.mode = Mode::Routed;
+        assert!(!reg.plan(&routed).unwrap().masquerade);
+        routed.snat_ip = Some("192.0.2.1".parse().unwrap());
+        assert!(matches!(
+            reg.plan(&routed),
+            Err(NetworkError::SnatWithoutMasquerade { .. })
+        ));
         s.snat_ip = Some("192.0.2.1".parse().unwrap());
         assert!(matches!(
             reg.plan(&s),

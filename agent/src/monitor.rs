@@ -1,0 +1,291 @@
+//! `weir monitor`: the datapath's drop events, live. The agent is the one
+//! reader of the `EVENTS` ring buffer (a ring buffer has one consumer); it
+//! turns each record into a [`MonitorEvent`] and hands it to every
+//! `GET /v1/monitor` stream through a broadcast channel. With nobody
+//! watching, records are read and discarded, so the ring never fills.
+
+use std::{collections::BTreeMap, fmt, net::Ipv4Addr};
+
+use aya::maps::{MapData, RingBuf};
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::broadcast,
+};
+use weir_common::{
+    drop::DropReason,
+    event::DropEvent,
+    publish::{PROTO_ICMP, PROTO_TCP, PROTO_UDP},
+    stats::Hook,
+};
+
+/// How many events a slow watcher may fall behind before it loses some.
+const BACKLOG: usize = 4_096;
+
+/// One dropped packet, as `weir monitor` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorEvent {
+    /// Wall-clock time, RFC 3339 UTC with milliseconds.
+    pub time: String,
+    pub time_unix_ns: u64,
+    /// `drop` (the only kind so far).
+    pub event: String,
+    /// The stable reason name and number.
+    pub reason: String,
+    pub reason_number: u32,
+    /// The program that dropped it.
+    pub hook: String,
+    pub ifindex: u32,
+    /// The interface's name, if it still exists.
+    pub interface: Option<String>,
+    /// The endpoint behind the interface, if it is a container veth.
+    pub endpoint: Option<String>,
+    /// `tcp`, `udp`, `icmp`, `arp`, `ip/<n>`, or `ether/<type>`.
+    pub proto: String,
+    /// `address[:port]` (ARP: sender and target address).
+    pub src: String,
+    pub dst: String,
+    pub smac: String,
+    pub len: u32,
+}
+
+impl MonitorEvent {
+    /// Decodes a record; `offset_ns` turns the datapath's monotonic time
+    /// into Unix time.
+    #[must_use]
+    pub fn from_raw(e: &DropEvent, offset_ns: i128) -> Self {
+        let reason = DropReason::from_number(e.reason);
+        let unix = i128::from(e.time_ns) + offset_ns;
+        let unix = u64::try_from(unix.max(0)).unwrap_or(0);
+        let (proto, ports) = match (u16::from_be_bytes(e.ethertype), e.proto) {
+            (0x0806, _) => ("arp".to_owned(), false),
+            (0x0800, PROTO_TCP) => ("tcp".to_owned(), true),
+            (0x0800, PROTO_UDP) => ("udp".to_owned(), true),
+            (0x0800, PROTO_ICMP) => ("icmp".to_owned(), false),
+            (0x0800, n) => (format!("ip/{n}"), false),
+            (t, _) => (format!("ether/{t:#06x}"), false),
+        };
+        let ip_level = proto != "arp" && !proto.starts_with("ether/");
+        let addr = |a: [u8; 4], port: [u8; 2]| {
+            let a = Ipv4Addr::from(a);
+            if ports {
+                format!("{a}:{}", u16::from_be_bytes(port))
+            } else if ip_level || proto == "arp" {
+                a.to_string()
+            } else {
+                "-".to_owned()
+            }
+        };
+        Self {
+            time: rfc3339(unix),
+            time_unix_ns: unix,
+            event: "drop".to_owned(),
+            reason: reason.map_or_else(|| format!("reason-{}", e.reason), |r| r.name().to_owned()),
+            reason_number: e.reason,
+            hook: Hook::ALL
+                .iter()
+                .find(|h| h.index() == u32::from(e.hook))
+                .map_or("?", |h| h.program())
+                .to_owned(),
+            ifindex: e.ifindex,
+            interface: interface_name(e.ifindex),
+            endpoint: None,
+            src: addr(e.saddr, e.sport),
+            dst: addr(e.daddr, e.dport),
+            proto,
+            smac: crate::network::mac_string(e.smac),
+            len: e.len,
+        }
+    }
+}
+
+/// One line: `TIME drop REASON(N) IFACE[/ENDPOINT] PROTO SRC -> DST len N`.
+impl fmt::Display for MonitorEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let iface = self
+            .interface
+            .clone()
+            .unwrap_or_else(|| format!("if{}", self.ifindex));
+        let iface = match &self.endpoint {
+            Some(ep) => format!("{iface}/{ep}"),
+            None => iface,
+        };
+        write!(
+            f,
+            "{} {} {}({}) {} {} {} -> {} len {} mac {}",
+            self.time,
+            self.event,
+            self.reason,
+            self.reason_number,
+            iface,
+            self.proto,
+            self.src,
+            self.dst,
+            self.len,
+            self.smac
+        )
+    }
+}
+
+/// The name of interface `ifindex` in the agent's namespace.
+fn interface_name(ifindex: u32) -> Option<String> {
+    let mut buf = [0u8; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has room for IF_NAMESIZE bytes, as the call requires.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr().cast()) };
+    if p.is_null() {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+/// Unix time minus monotonic time, now, in nanoseconds.
+fn clock_offset_ns() -> i128 {
+    let read = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid timespec to fill.
+        unsafe { libc::clock_gettime(clock, &raw mut ts) };
+        i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+    };
+    read(libc::CLOCK_REALTIME) - read(libc::CLOCK_MONOTONIC)
+}
+
+/// `2026-11-23T10:04:05.123Z`.
+fn rfc3339(unix_ns: u64) -> String {
+    let secs = unix_ns / 1_000_000_000;
+    let millis = (unix_ns / 1_000_000) % 1_000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-to-civil, for the proleptic Gregorian calendar.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3_600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Where events are published to watchers.
+#[derive(Clone)]
+pub struct Hub {
+    tx: broadcast::Sender<MonitorEvent>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            tx: broadcast::channel(BACKLOG).0,
+        }
+    }
+}
+
+impl Hub {
+    /// A new watcher: every event from now on.
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<MonitorEvent> {
+        self.tx.subscribe()
+    }
+
+    /// Reads `ring` for as long as the agent runs, on the tokio runtime.
+    pub fn spawn_reader(&self, ring: RingBuf<MapData>) -> std::io::Result<()> {
+        // SAFETY: the ring owns its map's file descriptor, which stays open
+        // and the same for as long as the `AsyncFd` owns the ring.
+        let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(std::io::Error::from)?;
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok(mut guard) = fd.readable_mut().await else {
+                    tracing::warn!("the drop event ring cannot be polled; weir monitor stops");
+                    return;
+                };
+                let ring = guard.get_inner_mut();
+                let offset = clock_offset_ns();
+                while let Some(item) = ring.next() {
+                    if tx.receiver_count() == 0 || item.len() < size_of::<DropEvent>() {
+                        continue;
+                    }
+                    // SAFETY: a record the datapath wrote as a `DropEvent`
+                    // (length checked); read unaligned.
+                    let raw = unsafe { item.as_ptr().cast::<DropEvent>().read_unaligned() };
+                    let _ = tx.send(MonitorEvent::from_raw(&raw, offset));
+                }
+                guard.clear_ready();
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Names the endpoint behind each event's interface, from a map of
+/// host-side interface names to endpoint names.
+#[must_use]
+pub fn with_endpoint(mut event: MonitorEvent, by_if: &BTreeMap<String, String>) -> MonitorEvent {
+    event.endpoint = event.interface.as_ref().and_then(|i| by_if.get(i)).cloned();
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        // 2026-11-23T10:04:05.123Z
+        assert_eq!(
+            rfc3339(1_795_428_245_123_000_000),
+            "2026-11-23T10:04:05.123Z"
+        );
+        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn a_record_reads_as_a_line() {
+        let raw = DropEvent {
+            time_ns: 5_000_000,
+            reason: DropReason::SpoofedIp.number(),
+            ifindex: 0,
+            len: 60,
+            hook: 0,
+            proto: PROTO_UDP,
+            ethertype: [0x08, 0x00],
+            saddr: [10, 88, 0, 9],
+            daddr: [203, 0, 113, 2],
+            sport: 4000u16.to_be_bytes(),
+            dport: 53u16.to_be_bytes(),
+            smac: [2, 0x42, 10, 88, 0, 2],
+            pad: [0; 2],
+        };
+        let e = MonitorEvent::from_raw(&raw, 0);
+        assert_eq!(e.reason, "spoofed-ip");
+        assert_eq!(e.hook, "tc_from_container");
+        assert_eq!(
+            (e.src.as_str(), e.dst.as_str()),
+            ("10.88.0.9:4000", "203.0.113.2:53")
+        );
+        assert_eq!(
+            e.to_string(),
+            "1970-01-01T00:00:00.005Z drop spoofed-ip(6) if0 udp 10.88.0.9:4000 -> 203.0.113.2:53 len 60 mac 02:42:0a:58:00:02"
+        );
+        let arp = DropEvent {
+            ethertype: [0x08, 0x06],
+            proto: 0,
+            ..raw
+        };
+        let e = MonitorEvent::from_raw(&arp, 0);
+        assert_eq!((e.proto.as_str(), e.src.as_str()), ("arp", "10.88.0.9"));
+    }
+}

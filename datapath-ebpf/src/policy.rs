@@ -1,0 +1,225 @@
+//! Who may talk to whom. On a container's veth: anti-spoofing, isolation
+//! between networks, `--icc=false` and `--internal`. On an uplink: bogons,
+//! and nothing unsolicited to a container address. Each verdict is a
+//! stable [`DropReason`]; conntrack and publications are asked first by the
+//! hooks, so these rules only ever judge traffic no flow already covers.
+
+use aya_ebpf::{maps::lpm_trie::Key, programs::TcContext};
+use network_types::ip::Ipv4Hdr;
+use weir_common::{
+    drop::DropReason,
+    endpoint::EndpointInfo,
+    network::{NET_ICC, NET_INTERNAL, NET_ROUTED, NetInfo},
+    publish::{PROTO_ICMP, PublishKey, PublishTarget},
+};
+
+use crate::{
+    maps::{ENDPOINTS, NETWORKS4, OPEN_PORTS4},
+    parse::{self, Flow},
+};
+
+/// The container behind the veth a frame came in on, and its network.
+pub struct Sender {
+    pub ep: EndpointInfo,
+    pub net: NetInfo,
+}
+
+impl Sender {
+    #[inline(always)]
+    fn icc(&self) -> bool {
+        self.net.flags & NET_ICC != 0
+    }
+
+    #[inline(always)]
+    fn internal(&self) -> bool {
+        self.net.flags & NET_INTERNAL != 0
+    }
+
+    /// A publication reached through the node from this container is
+    /// answered to the node's address, not to the container itself, when
+    /// the backend could not answer it directly: itself, or a neighbour
+    /// when `--icc=false` keeps them apart (even ARP between them).
+    #[inline(always)]
+    pub fn hairpin_via_node(&self, target: &PublishTarget) -> bool {
+        target.ip == self.ep.ip || (target.network_id == self.net.id && !self.icc())
+    }
+}
+
+/// The network an address is in, if it is a container subnet's.
+#[inline(always)]
+pub fn network_of(addr: [u8; 4]) -> Option<NetInfo> {
+    NETWORKS4.get(&Key::new(32, addr)).copied()
+}
+
+/// The endpoint a frame at a container veth's ingress comes from. A veth
+/// with the program but no entry (being made or torn down) is shut.
+#[inline(always)]
+pub fn sender(ctx: &TcContext) -> Result<Sender, DropReason> {
+    // SAFETY: the skb pointer is the program's context.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let ep = ENDPOINTS
+        .get_ptr(ifindex)
+        .ok_or(DropReason::UnknownEndpoint)?;
+    // SAFETY: a pointer into a map value, valid for this program run.
+    let ep = unsafe { *ep };
+    let net = network_of(ep.ip).ok_or(DropReason::UnknownEndpoint)?;
+    Ok(Sender { ep, net })
+}
+
+/// Whether two MACs are the same (byte by byte: no `memcmp` in BPF).
+#[inline(always)]
+fn same_mac(a: &[u8; 6], b: &[u8; 6]) -> bool {
+    a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4] && a[5] == b[5]
+}
+
+/// The rules every frame from a container meets, IPv4 or not: its source
+/// MAC is the endpoint's; an ARP speaks for the endpoint's own address and,
+/// with `--icc=false`, asks only for the gateway; any other non-IPv4 frame
+/// goes nowhere but the gateway with `--icc=false`. Returns whether the
+/// frame is addressed to the gateway's MAC (for [`destination`]).
+#[inline(always)]
+pub fn frame(ctx: &TcContext, s: &Sender) -> Result<bool, DropReason> {
+    let eth: *const [u8; 14] = parse::ptr_at(ctx, 0).ok_or(DropReason::Malformed)?;
+    // SAFETY: `ptr_at` checked the 14 bytes.
+    let eth = unsafe { *eth };
+    let dst = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
+    let src = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
+    if !same_mac(&src, &s.ep.mac) {
+        return Err(DropReason::SpoofedMac);
+    }
+    let to_gateway = same_mac(&dst, &s.net.gateway_mac);
+    let ethertype = [eth[12], eth[13]];
+    if ethertype == parse::ETH_P_ARP {
+        let arp: *const [u8; 28] =
+            parse::ptr_at(ctx, parse::IP_OFF).ok_or(DropReason::Malformed)?;
+        // SAFETY: `ptr_at` checked the 28 bytes.
+        let arp = unsafe { *arp };
+        let sha = [arp[8], arp[9], arp[10], arp[11], arp[12], arp[13]];
+        let spa = [arp[14], arp[15], arp[16], arp[17]];
+        let tpa = [arp[24], arp[25], arp[26], arp[27]];
+        if !same_mac(&sha, &s.ep.mac) {
+            return Err(DropReason::SpoofedMac);
+        }
+        // 0.0.0.0: an address probe (RFC 5227) speaks for no address.
+        if spa != s.ep.ip && spa != [0; 4] {
+            return Err(DropReason::SpoofedIp);
+        }
+        if !s.icc() && tpa != s.net.gateway {
+            return Err(DropReason::Icc);
+        }
+    } else if ethertype != parse::ETH_P_IP && !s.icc() && !to_gateway {
+        return Err(DropReason::Icc);
+    }
+    Ok(to_gateway)
+}
+
+/// An IPv4 packet from a container carries the endpoint's address.
+#[inline(always)]
+pub fn source(s: &Sender, ip: *const Ipv4Hdr) -> Result<(), DropReason> {
+    // SAFETY: `ip` came from `parse::ipv4`, which checked the header.
+    if unsafe { (*ip).src_addr } != s.ep.ip {
+        return Err(DropReason::SpoofedIp);
+    }
+    Ok(())
+}
+
+/// Where a container may send an IPv4 packet that no tracked flow and no
+/// publication covers. Its own network (not its neighbours with
+/// `--icc=false`, where only the gateway's MAC is a destination); another
+/// network's gateway, which is a node address; anything beyond the local
+/// networks, unless its network is `--internal`. Multicast and broadcast
+/// stay on the link.
+#[inline(always)]
+pub fn destination(s: &Sender, daddr: [u8; 4], to_gateway_mac: bool) -> Result<(), DropReason> {
+    if !s.icc() && !to_gateway_mac {
+        return Err(DropReason::Icc);
+    }
+    if daddr == s.net.gateway || daddr[0] >= 224 {
+        return Ok(());
+    }
+    match network_of(daddr) {
+        Some(net) if net.id == s.net.id => {
+            if s.icc() {
+                Ok(())
+            } else {
+                Err(DropReason::Icc)
+            }
+        }
+        _ if s.internal() => Err(DropReason::Internal),
+        Some(net) if daddr == net.gateway => Ok(()),
+        Some(_) => Err(DropReason::Isolation),
+        None => Ok(()),
+    }
+}
+
+/// A publication a container reaches through a node address: any network's
+/// but an `--internal` one's (which answers only its own network and the
+/// node), and none from an `--internal` network but its own.
+#[inline(always)]
+pub fn hairpin(s: &Sender, target: &PublishTarget) -> Result<(), DropReason> {
+    if target.network_id == s.net.id {
+        return Ok(());
+    }
+    if s.internal() {
+        return Err(DropReason::Internal);
+    }
+    outsider_to_publication(target)
+}
+
+/// A publication reached from outside the network it lives in: refused
+/// for `--internal` networks.
+#[inline(always)]
+pub fn outsider_to_publication(target: &PublishTarget) -> Result<(), DropReason> {
+    match network_of(target.ip) {
+        Some(net) if net.flags & NET_INTERNAL != 0 => Err(DropReason::Internal),
+        _ => Ok(()),
+    }
+}
+
+/// Bogons from outside: loopback as source or destination (no route
+/// makes them real), or a source in a local container subnet (spoofed:
+/// those addresses live behind this node).
+#[inline(always)]
+pub fn from_outside(ip: *const Ipv4Hdr) -> Result<(), DropReason> {
+    // SAFETY: `ip` came from `parse::ipv4`, which checked the header.
+    let (saddr, daddr) = unsafe { ((*ip).src_addr, (*ip).dst_addr) };
+    if saddr[0] == 127 || daddr[0] == 127 || network_of(saddr).is_some() {
+        return Err(DropReason::Bogon);
+    }
+    Ok(())
+}
+
+/// What may reach `daddr` from outside when no flow and no publication
+/// covers it. A node address (a gateway, anything not a container's) is
+/// the stack's business; a container address is shut, except in routed
+/// mode for its open ports and for ping (as Docker's routed mode). Returns
+/// the network of an allowed container address, to track the new flow.
+#[inline(always)]
+pub fn unsolicited(daddr: [u8; 4], flow: Option<&Flow>) -> Result<Option<NetInfo>, DropReason> {
+    let Some(net) = network_of(daddr) else {
+        return Ok(None);
+    };
+    if daddr == net.gateway {
+        return Ok(None);
+    }
+    let routed = net.flags & NET_ROUTED != 0 && net.flags & NET_INTERNAL == 0;
+    if let Some(flow) = flow
+        && routed
+    {
+        let k = &flow.key;
+        // An echo request's key has the identifier as its source port.
+        let ping = k.proto == PROTO_ICMP && k.dport == [0; 2];
+        let open = OPEN_PORTS4
+            .get_ptr(PublishKey {
+                host_ip: daddr,
+                port: k.dport,
+                proto: k.proto,
+                pad: 0,
+            })
+            .is_some();
+        if ping || open {
+            return Ok(Some(net));
+        }
+    }
+    Err(DropReason::Unsolicited)
+}
