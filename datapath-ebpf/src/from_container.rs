@@ -55,7 +55,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
                 policy::destination(&sender, k.daddr, to_gateway_mac)?;
                 return Ok(TC_PASS);
             };
-            policy::hairpin(&sender, &target)?;
+            policy::hairpin(&sender, k.daddr, &target)?;
             // A container calling its own published port (or, with
             // `--icc=false`, a neighbour's) gets the node address it
             // called as the source: Docker masquerades here.

@@ -152,16 +152,21 @@ pub fn destination(s: &Sender, daddr: [u8; 4], to_gateway_mac: bool) -> Result<(
     }
 }
 
-/// A publication a container reaches through a node address: any network's
-/// but an `--internal` one's (which answers only its own network and the
-/// node), and none from an `--internal` network but its own.
+/// A publication a container reaches through node address `daddr`: any
+/// network's but an `--internal` one's (which answers only its own network
+/// and the node). A container of an `--internal` network reaches only its
+/// own network's, and only through its gateway.
 #[inline(always)]
-pub fn hairpin(s: &Sender, target: &PublishTarget) -> Result<(), DropReason> {
+pub fn hairpin(s: &Sender, daddr: [u8; 4], target: &PublishTarget) -> Result<(), DropReason> {
+    if s.internal() {
+        return if target.network_id == s.net.id && daddr == s.net.gateway {
+            Ok(())
+        } else {
+            Err(DropReason::Internal)
+        };
+    }
     if target.network_id == s.net.id {
         return Ok(());
-    }
-    if s.internal() {
-        return Err(DropReason::Internal);
     }
     outsider_to_publication(target)
 }

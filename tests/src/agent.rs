@@ -8,9 +8,11 @@
 
 use std::{
     fs::{self, File},
+    io::{BufRead as _, BufReader},
     net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
+    sync::mpsc,
     time::Duration,
 };
 
@@ -164,6 +166,62 @@ impl Agent {
             .unwrap_or_else(|| panic!("weir attach printed {out:?}"))
     }
 
+    /// Packets dropped for reason `number`, summed over CPUs, read from
+    /// the pinned `DROP_STATS` with bpftool.
+    #[must_use]
+    pub fn drops(&self, number: u32) -> u64 {
+        let path = self.bpffs.join("maps").join("DROP_STATS");
+        let key: Vec<String> = number.to_le_bytes().iter().map(u8::to_string).collect();
+        let mut args = vec![
+            "-j",
+            "map",
+            "lookup",
+            "pinned",
+            path.to_str().expect("utf-8 path"),
+            "key",
+        ];
+        args.extend(key.iter().map(String::as_str));
+        let out = Command::new("bpftool")
+            .args(&args)
+            .output()
+            .expect("bpftool");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        // With BTF, bpftool puts the decoded value under "formatted".
+        v["formatted"]["values"]
+            .as_array()
+            .expect("per-CPU values")
+            .iter()
+            .map(|c| c["value"]["packets"].as_u64().unwrap_or(0))
+            .sum()
+    }
+
+    /// `weir monitor --json`, running: its events as they come.
+    #[must_use]
+    pub fn monitor(&self) -> Monitor {
+        let mut child = Command::new(weir_bin())
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(["monitor", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run weir monitor");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && tx.send(v).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Monitor { child, rx }
+    }
+
     /// Kills the agent with SIGKILL: no cleanup of any kind runs.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -182,6 +240,42 @@ impl Agent {
     #[must_use]
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A running `weir monitor --json`; killed when dropped.
+pub struct Monitor {
+    child: Child,
+    rx: mpsc::Receiver<serde_json::Value>,
+}
+
+impl Monitor {
+    /// The first event (a JSON object) for which `want` holds, calling
+    /// `provoke` every 200 ms until one comes or `timeout` passes (the
+    /// watcher subscribes a moment after it starts).
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        mut provoke: impl FnMut(),
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let end = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < end {
+            provoke();
+            while let Ok(v) = self.rx.recv_timeout(Duration::from_millis(200)) {
+                if want(&v) {
+                    return Some(v);
+                }
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -11,12 +11,14 @@
 //! - [`sock`]: TCP/UDP servers and clients inside a namespace that record
 //!   what arrived and from which address;
 //! - [`packet`]: building and checking frames (lengths, checksums);
-//! - [`prog`]: `BPF_PROG_TEST_RUN` on the real datapath programs.
+//! - [`prog`]: `BPF_PROG_TEST_RUN` on the real datapath programs;
+//! - [`reach`]: who reaches whom, many probes at once (isolation tests).
 
 pub mod agent;
 pub mod netns;
 pub mod packet;
 pub mod prog;
+pub mod reach;
 pub mod sock;
 pub mod world;
 

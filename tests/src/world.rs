@@ -160,6 +160,26 @@ pub fn ping(from: &Netns, to: Ipv4Addr) -> bool {
         .is_ok()
 }
 
+/// Every iptables rule (or DNAT/MASQUERADE mention) and every nftables
+/// line in `ns`: weir must make none.
+#[must_use]
+pub fn netfilter_rules(ns: &Netns) -> Vec<String> {
+    let save = ns.exec("iptables-save", &[]).expect("iptables-save");
+    let mut rules: Vec<String> = String::from_utf8_lossy(&save.stdout)
+        .lines()
+        .filter(|l| l.starts_with("-A") || l.contains("DNAT") || l.contains("MASQUERADE"))
+        .map(str::to_owned)
+        .collect();
+    let nft = ns.exec("nft", &["list", "ruleset"]).expect("nft");
+    rules.extend(
+        String::from_utf8_lossy(&nft.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| format!("nft: {l}")),
+    );
+    rules
+}
+
 /// The names of all namespaces on the machine.
 #[must_use]
 pub fn all_namespaces() -> Vec<String> {

@@ -120,7 +120,7 @@ fn a_tiny_port_range_runs_out_visibly_and_the_flows_that_fit_work() {
     let mut ports: Vec<u16> = server.received().iter().map(|r| r.peer.port()).collect();
     ports.sort_unstable();
     assert_eq!(ports, vec![2000, 2001]);
-    let drops = drop_count(&agent, 4);
+    let drops = agent.drops(4);
     assert!(drops >= 1, "snat-ports-exhausted counted: {drops}");
     let net: weir::daemon::NetworkView =
         serde_json::from_str(&agent.ok(&["network", "inspect", "weir"])).unwrap();
@@ -157,34 +157,6 @@ fn a_port_range_inside_ip_local_port_range_is_refused_at_start() {
         ),
         "{err}"
     );
-}
-
-/// Packets dropped for reason `number`, summed over CPUs, from the pinned
-/// `DROP_STATS` with bpftool.
-fn drop_count(agent: &Agent, number: u32) -> u64 {
-    let path = agent.bpffs.join("maps").join("DROP_STATS");
-    let key: Vec<String> = number.to_le_bytes().iter().map(u8::to_string).collect();
-    let mut args = vec![
-        "-j",
-        "map",
-        "lookup",
-        "pinned",
-        path.to_str().unwrap(),
-        "key",
-    ];
-    args.extend(key.iter().map(String::as_str));
-    let out = std::process::Command::new("bpftool")
-        .args(&args)
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
-    // With BTF, bpftool puts the decoded value under "formatted".
-    let values = v["formatted"]["values"].as_array().unwrap();
-    values
-        .iter()
-        .map(|c| c["value"]["packets"].as_u64().unwrap_or(0))
-        .sum()
 }
 
 #[test]

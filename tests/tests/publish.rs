@@ -16,7 +16,7 @@ use weir_tests::{
     agent::Agent,
     eventually, packet,
     sock::{self, Server, any, at},
-    world::{EXT_IP, NODE_UPLINK_IP},
+    world::{self, EXT_IP, NODE_UPLINK_IP},
 };
 
 /// curl from `ns`: the body, or `None` when it fails.
@@ -328,17 +328,6 @@ fn no_iptables_or_nftables_rule_is_made() {
         b"y"
     );
     assert_eq!(outside.peer_ips(), vec![NODE_UPLINK_IP]);
-    let save = w.node.exec("iptables-save", &[]).unwrap();
-    let rules: Vec<String> = String::from_utf8_lossy(&save.stdout)
-        .lines()
-        .filter(|l| l.starts_with("-A") || l.contains("DNAT") || l.contains("MASQUERADE"))
-        .map(str::to_owned)
-        .collect();
-    assert!(rules.is_empty(), "iptables rules: {rules:?}");
-    let nft = w.node.exec("nft", &["list", "ruleset"]).unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&nft.stdout).trim(),
-        "",
-        "nftables ruleset"
-    );
+    let rules = world::netfilter_rules(&w.node);
+    assert!(rules.is_empty(), "netfilter rules: {rules:?}");
 }
