@@ -276,8 +276,7 @@ fn own_cidr(ns: &Netns) -> String {
     text.split_whitespace()
         .skip_while(|w| *w != "inet")
         .nth(1)
-        .map(str::to_owned)
-        .unwrap_or_else(|| panic!("no address in {text}"))
+        .map_or_else(|| panic!("no address in {text}"), str::to_owned)
 }
 
 /// The address of `eth0` in `ns`.
