@@ -2,12 +2,15 @@
 //! namespaces (a `node` host, an `ext` host on its uplink), a real
 //! `weir agent` in the node, and the `weir` CLI as a user would type it:
 //! a web server started with `weir run -p 8080:80`, called from outside
-//! and from the node itself, then inspected. Everything is removed at the
+//! and from the node itself, then inspected; then two networks kept apart,
+//! with the drop seen live in `weir monitor`. Everything is removed at the
 //! end, even after a failure.
 
 use std::{
     fs,
+    io::{BufRead as _, BufReader},
     process::{Command, Stdio},
+    sync::mpsc,
     time::Duration,
 };
 
@@ -59,7 +62,9 @@ fn show(title: &str, ns: Option<&weir_tests::Netns>, program: &str, args: &[&str
 }
 
 fn main() -> anyhow::Result<()> {
-    let w = World::new()?;
+    let mut w = World::new()?;
+    w.add_container("a")?;
+    w.add_container("b")?;
     println!(
         "world: node {} (uplink0 {NODE_UPLINK_IP}), ext {} (203.0.113.2)",
         w.node.name(),
@@ -71,7 +76,7 @@ fn main() -> anyhow::Result<()> {
         agent.socket.display()
     );
     weir(&agent, &["status"]);
-    let result = publish_a_web_server(&w, &agent);
+    let result = publish_a_web_server(&w, &agent).and_then(|()| isolate(&w, &agent));
     let names = w.namespaces();
     drop(agent);
     drop(w);
@@ -175,5 +180,110 @@ fn publish_a_web_server(w: &World, agent: &Agent) -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     weir(agent, &["port"]);
+    Ok(())
+}
+
+/// Two containers on two networks: masquerade out works for both, the
+/// direct path between them does not, and `weir monitor` says why.
+fn isolate(w: &World, agent: &Agent) -> anyhow::Result<()> {
+    weir(
+        agent,
+        &["network", "create", "other", "--subnet", "10.61.0.0/24"],
+    );
+    let a_ns = w.c("a").path();
+    let b_ns = w.c("b").path();
+    let a = weir(
+        agent,
+        &[
+            "attach",
+            "weir",
+            "--netns",
+            &a_ns.display().to_string(),
+            "--name",
+            "a",
+        ],
+    );
+    weir(
+        agent,
+        &[
+            "attach",
+            "other",
+            "--netns",
+            &b_ns.display().to_string(),
+            "--name",
+            "b",
+        ],
+    );
+    let a_ip = a
+        .split_whitespace()
+        .nth(1)
+        .context("attach prints the address")?
+        .to_owned();
+    println!(
+        "
+$ weir monitor &"
+    );
+    let mut monitor = Command::new(weir_bin())
+        .arg("--socket")
+        .arg(&agent.socket)
+        .arg("monitor")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting weir monitor")?;
+    let stdout = monitor.stdout.take().context("monitor's stdout")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    show(
+        "b reaches the outside (masqueraded)",
+        Some(w.c("b")),
+        "ping",
+        &["-c", "1", "-W", "2", "203.0.113.2"],
+    );
+    show(
+        "b, on network `other`, tries a by its address: dropped",
+        Some(w.c("b")),
+        "ping",
+        &["-c", "1", "-W", "1", &a_ip],
+    );
+    show(
+        "and over TCP",
+        Some(w.c("b")),
+        "curl",
+        &["-sS", "--max-time", "2", &format!("http://{a_ip}/")],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    println!("(weir monitor printed:)");
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+        println!("{line}");
+    }
+    let maps = agent.bpffs.join("maps").join("DROP_STATS");
+    show(
+        "the drops, counted under reason 7 (isolation)",
+        None,
+        "bpftool",
+        &[
+            "map",
+            "lookup",
+            "pinned",
+            &maps.display().to_string(),
+            "key",
+            "7",
+            "0",
+            "0",
+            "0",
+        ],
+    );
+    weir(agent, &["detach", "a"]);
+    weir(agent, &["detach", "b"]);
     Ok(())
 }
