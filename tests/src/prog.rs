@@ -47,6 +47,35 @@ pub fn net_info(id: u32, gateway: Ipv4Addr, flags: u32) -> NetInfo {
     }
 }
 
+/// A namespace of its own for one `BPF_PROG_TEST_RUN` test (which runs
+/// in the caller's namespace): a forwarding node with `203.0.113.1/24` on
+/// a veth and `203.0.113.2` a resolved neighbour, so the fast path's FIB
+/// lookups have a deterministic answer. Deleted when dropped.
+#[must_use]
+pub fn node_ns(tag: &str) -> crate::Netns {
+    let ns =
+        crate::Netns::create(&format!("{}-{tag}", crate::netns::unique_stem())).expect("netns");
+    for args in [
+        &["link", "add", "up0", "type", "veth", "peer", "name", "up1"][..],
+        &["addr", "add", "203.0.113.1/24", "dev", "up0"],
+        &["link", "set", "up0", "up"],
+        &["link", "set", "up1", "up"],
+        &[
+            "neigh",
+            "add",
+            "203.0.113.2",
+            "lladdr",
+            "02:00:00:00:00:02",
+            "dev",
+            "up0",
+        ],
+    ] {
+        ns.ip(args).expect("ip");
+    }
+    ns.sysctl("net.ipv4.ip_forward", "1").expect("forwarding");
+    ns
+}
+
 /// A freshly loaded datapath with its own maps: tests never share state.
 pub struct Harness {
     pub datapath: Datapath,

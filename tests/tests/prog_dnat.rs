@@ -13,9 +13,8 @@ use weir_common::{
     publish::{PROTO_TCP, PROTO_UDP, PublishKey, PublishTarget},
 };
 use weir_tests::{
-    netns::{Netns, unique_stem},
     packet::{self, changed, off, verify_checksums, view},
-    prog::{DEFAULT_FLAGS, Harness, TC_ACT_OK, TC_ACT_SHOT, net_info},
+    prog::{DEFAULT_FLAGS, Harness, TC_ACT_OK, TC_ACT_SHOT, net_info, node_ns},
 };
 
 const UPLINK: &str = "tc_from_uplink";
@@ -30,30 +29,6 @@ const BACKEND_IFINDEX: u32 = 7;
 
 fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(ip, port)
-}
-
-/// A namespace where `CLIENT` is a resolved neighbour on a forwarding node.
-fn node_ns() -> Netns {
-    let ns = Netns::create(&format!("{}-prog", unique_stem())).expect("netns");
-    for args in [
-        &["link", "add", "up0", "type", "veth", "peer", "name", "up1"][..],
-        &["addr", "add", "203.0.113.1/24", "dev", "up0"],
-        &["link", "set", "up0", "up"],
-        &["link", "set", "up1", "up"],
-        &[
-            "neigh",
-            "add",
-            "203.0.113.2",
-            "lladdr",
-            "02:00:00:00:00:02",
-            "dev",
-            "up0",
-        ],
-    ] {
-        ns.ip(args).expect("ip");
-    }
-    ns.sysctl("net.ipv4.ip_forward", "1").expect("forwarding");
-    ns
 }
 
 /// Publishes `NODE:8080/proto` (or every address) to `BACKEND:80`.
@@ -102,7 +77,7 @@ fn key(src: SocketAddrV4, dst: SocketAddrV4, proto: u8) -> CtKey {
 
 #[test]
 fn syn_to_published_port_is_dnated_and_tracked_then_answer_reversed() {
-    node_ns().run(|| {
+    node_ns("prog").run(|| {
         let mut h = harness();
         publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
         let syn = packet::tcp_syn4(sa(CLIENT, 40000), sa(NODE, 8080), 1000);
@@ -185,7 +160,7 @@ fn syn_to_published_port_is_dnated_and_tracked_then_answer_reversed() {
 
 #[test]
 fn traffic_that_matches_no_publication_passes_untouched_and_loopback_is_a_bogon() {
-    node_ns().run(|| {
+    node_ns("prog").run(|| {
         let mut h = harness();
         publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
         publish(&mut h.datapath, Ipv4Addr::LOCALHOST, 9090, PROTO_TCP, 80);
@@ -224,7 +199,7 @@ fn traffic_that_matches_no_publication_passes_untouched_and_loopback_is_a_bogon(
 
 #[test]
 fn udp_is_dnated_and_a_zero_checksum_stays_zero() {
-    node_ns().run(|| {
+    node_ns("prog").run(|| {
         let mut h = harness();
         publish(&mut h.datapath, NODE, 5353, PROTO_UDP, 53);
         let with_sum = packet::udp4(sa(CLIENT, 3333), sa(NODE, 5353), b"query");
@@ -255,7 +230,7 @@ fn udp_is_dnated_and_a_zero_checksum_stays_zero() {
 
 #[test]
 fn hairpin_from_a_neighbour_keeps_its_address_and_to_itself_gets_the_node_address() {
-    node_ns().run(|| {
+    node_ns("prog").run(|| {
         let mut h = harness();
         publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
         let syn = packet::tcp_syn4(sa(NEIGHBOUR, 50000), sa(NODE, 8080), 1);
@@ -293,7 +268,7 @@ fn hairpin_from_a_neighbour_keeps_its_address_and_to_itself_gets_the_node_addres
 
 #[test]
 fn a_new_syn_follows_the_publications_of_now_an_open_flow_its_entry() {
-    node_ns().run(|| {
+    node_ns("prog").run(|| {
         let mut h = harness();
         publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
         let syn = packet::tcp_syn4(sa(CLIENT, 40000), sa(NODE, 8080), 1);

@@ -15,9 +15,10 @@ use weir_common::{
     stats::Hook,
 };
 use weir_tests::{
-    netns::{Netns, unique_stem},
     packet::{self, MAC_CONTAINER, MAC_HOST, view},
-    prog::{DEFAULT_FLAGS, Harness, Outcome, TC_ACT_OK, TC_ACT_SHOT, TEST_IFINDEX, net_info},
+    prog::{
+        DEFAULT_FLAGS, Harness, Outcome, TC_ACT_OK, TC_ACT_SHOT, TEST_IFINDEX, net_info, node_ns,
+    },
 };
 
 const CONTAINER: &str = "tc_from_container";
@@ -46,31 +47,6 @@ fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(ip, port)
 }
 
-/// A namespace where `EXT` is a resolved neighbour on a forwarding node,
-/// so the fast path's FIB lookups have an answer.
-fn node_ns() -> Netns {
-    let ns = Netns::create(&format!("{}-pol", unique_stem())).expect("netns");
-    for args in [
-        &["link", "add", "up0", "type", "veth", "peer", "name", "up1"][..],
-        &["addr", "add", "203.0.113.1/24", "dev", "up0"],
-        &["link", "set", "up0", "up"],
-        &["link", "set", "up1", "up"],
-        &[
-            "neigh",
-            "add",
-            "203.0.113.2",
-            "lladdr",
-            "02:00:00:00:00:02",
-            "dev",
-            "up0",
-        ],
-    ] {
-        ns.ip(args).expect("ip");
-    }
-    ns.sysctl("net.ipv4.ip_forward", "1").expect("forwarding");
-    ns
-}
-
 fn harness() -> Harness {
     let mut h = Harness::load();
     for net in [FRONT, BACK, QUIET, VAULT, ROUTED] {
@@ -82,18 +58,7 @@ fn harness() -> Harness {
 
 /// Publishes `NODE:port/tcp` to `backend:80` of network `net`.
 fn publish(h: &mut Harness, port: u16, backend: Ipv4Addr, net: (Ipv4Addr, u32, u32)) {
-    h.datapath
-        .insert_publish(
-            PublishKey::new(NODE.octets(), port, PROTO_TCP),
-            PublishTarget {
-                ip: backend.octets(),
-                port: 80u16.to_be_bytes(),
-                pad: [0; 2],
-                ifindex: 9,
-                network_id: net.1,
-            },
-        )
-        .unwrap();
+    publish_on(h, NODE, port, backend, net);
 }
 
 /// Runs `program` on each frame and checks each verdict: `None` for a
@@ -434,7 +399,7 @@ fn an_internal_network_reaches_nothing_beyond_itself_and_its_gateway() {
 
 #[test]
 fn publications_cross_networks_through_the_node_but_not_into_or_out_of_internal_ones() {
-    node_ns().run(|| {
+    node_ns("pol").run(|| {
         let mut h = harness();
         publish(&mut h, 8080, at(FRONT, 2), FRONT);
         publish(&mut h, 8081, at(VAULT, 2), VAULT);
@@ -605,7 +570,7 @@ fn bogons_and_unsolicited_traffic_from_outside_are_dropped() {
 
 #[test]
 fn routed_mode_opens_published_container_ports_and_ping_and_tracks_them() {
-    node_ns().run(|| {
+    node_ns("pol").run(|| {
         let mut h = harness();
         let c = at(ROUTED, 2);
         h.datapath
