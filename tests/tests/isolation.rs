@@ -314,48 +314,33 @@ fn from_outside_nat_mode_reaches_only_publications_routed_mode_only_published_po
     for p in Probe::all(n1, 80, 53) {
         cases.push(case("ext -> nat container", &w.ext, p, false));
     }
-    cases.push(case(
-        "ext -> nat container",
-        &w.ext,
-        Probe::Tcp(at(n1, 81)),
-        false,
-    ));
-    cases.push(case(
-        "ext -> nat publication",
-        &w.ext,
-        Probe::Tcp(at(NODE_UPLINK_IP, 8080)),
-        true,
-    ));
-    cases.push(case(
-        "ext -> routed, published",
-        &w.ext,
-        Probe::Tcp(at(r1, 80)),
-        true,
-    ));
-    cases.push(case(
-        "ext -> routed, ping (as Docker)",
-        &w.ext,
-        Probe::Ping(r1),
-        true,
-    ));
-    cases.push(case(
-        "ext -> routed, not published",
-        &w.ext,
-        Probe::Tcp(at(r1, 81)),
-        false,
-    ));
-    cases.push(case(
-        "ext -> routed, not published",
-        &w.ext,
-        Probe::Udp(at(r1, 53)),
-        false,
-    ));
-    cases.push(case(
-        "ext -> routed publication",
-        &w.ext,
-        Probe::Tcp(at(NODE_UPLINK_IP, 8081)),
-        true,
-    ));
+    for (label, probe, reaches) in [
+        ("ext -> nat container", Probe::Tcp(at(n1, 81)), false),
+        (
+            "ext -> nat publication",
+            Probe::Tcp(at(NODE_UPLINK_IP, 8080)),
+            true,
+        ),
+        ("ext -> routed, published", Probe::Tcp(at(r1, 80)), true),
+        ("ext -> routed, ping (as Docker)", Probe::Ping(r1), true),
+        (
+            "ext -> routed, not published",
+            Probe::Tcp(at(r1, 81)),
+            false,
+        ),
+        (
+            "ext -> routed, not published",
+            Probe::Udp(at(r1, 53)),
+            false,
+        ),
+        (
+            "ext -> routed publication",
+            Probe::Tcp(at(NODE_UPLINK_IP, 8081)),
+            true,
+        ),
+    ] {
+        cases.push(case(label, &w.ext, probe, reaches));
+    }
     for (name, ns) in [("n1", w.c("n1")), ("r1", w.c("r1"))] {
         for p in Probe::all(EXT_IP, 80, 53) {
             cases.push(case(&format!("{name} -> ext"), ns, p, true));
