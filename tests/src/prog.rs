@@ -91,6 +91,19 @@ impl Harness {
         }
     }
 
+    /// A fresh datapath with one network: `10.88.0.0/16`, id 1, gateway
+    /// `10.88.0.1`, Docker's default flags.
+    #[must_use]
+    pub fn with_one_network() -> Self {
+        let mut h = Self::load();
+        h.network(
+            Ipv4Addr::new(10, 88, 0, 0),
+            16,
+            net_info(1, Ipv4Addr::new(10, 88, 0, 1), DEFAULT_FLAGS),
+        );
+        h
+    }
+
     /// Adds a network (`subnet/prefix`) to `NETWORKS4`.
     pub fn network(&mut self, subnet: Ipv4Addr, prefix: u8, info: NetInfo) {
         self.networks.push((subnet, prefix, info));

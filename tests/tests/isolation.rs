@@ -146,14 +146,8 @@ fn publications(w: &World) -> Vec<Case<'_>> {
     cases
 }
 
-#[test]
-fn three_networks_every_cross_pair_blocked_every_publication_through_the_node() {
-    let mut w = World::new().unwrap();
-    let names = ["f1", "f2", "b1", "b2", "v1", "v2"];
-    for c in names {
-        w.add_container(c).unwrap();
-    }
-    let agent = Agent::start(&w, &[]);
+/// Network `back`: 10.61.0.0/24 with `--icc=false`.
+fn create_back(agent: &Agent) {
     agent.ok(&[
         "network",
         "create",
@@ -162,6 +156,17 @@ fn three_networks_every_cross_pair_blocked_every_publication_through_the_node() 
         "10.61.0.0/24",
         "--icc=false",
     ]);
+}
+
+#[test]
+fn three_networks_every_cross_pair_blocked_every_publication_through_the_node() {
+    let mut w = World::new().unwrap();
+    let names = ["f1", "f2", "b1", "b2", "v1", "v2"];
+    for c in names {
+        w.add_container(c).unwrap();
+    }
+    let agent = Agent::start(&w, &[]);
+    create_back(&agent);
     agent.ok(&[
         "network",
         "create",
@@ -207,11 +212,8 @@ fn three_networks_every_cross_pair_blocked_every_publication_through_the_node() 
     for reason in [DropReason::Isolation, DropReason::Icc, DropReason::Internal] {
         assert!(drops(&agent, reason) > 0, "{reason:?} counted");
     }
-    assert!(
-        netfilter_rules(&w.node).is_empty(),
-        "{:?}",
-        netfilter_rules(&w.node)
-    );
+    let rules = netfilter_rules(&w.node);
+    assert!(rules.is_empty(), "{rules:?}");
 }
 
 #[test]
@@ -221,14 +223,7 @@ fn icc_off_stops_raw_frames_and_arp_between_neighbours() {
         w.add_container(c).unwrap();
     }
     let agent = Agent::start(&w, &[]);
-    agent.ok(&[
-        "network",
-        "create",
-        "back",
-        "--subnet",
-        "10.61.0.0/24",
-        "--icc=false",
-    ]);
+    create_back(&agent);
     let f2 = {
         agent.attach("weir", w.c("f1"), "f1", &[]);
         agent.attach("weir", w.c("f2"), "f2", &[])

@@ -14,7 +14,7 @@ use weir_common::{
 };
 use weir_tests::{
     packet::{self, changed, off, verify_checksums, view},
-    prog::{DEFAULT_FLAGS, Harness, TC_ACT_OK, TC_ACT_SHOT, net_info, node_ns},
+    prog::{Harness, TC_ACT_OK, TC_ACT_SHOT, node_ns},
 };
 
 const UPLINK: &str = "tc_from_uplink";
@@ -47,17 +47,6 @@ fn publish(dp: &mut Datapath, host: Ipv4Addr, port: u16, proto: u8, to_port: u16
     dp.set_host_addrs(&[(NODE, 2)]).unwrap();
 }
 
-/// A datapath where the containers live in 10.88.0.0/16 (network 1).
-fn harness() -> Harness {
-    let mut h = Harness::load();
-    h.network(
-        Ipv4Addr::new(10, 88, 0, 0),
-        16,
-        net_info(1, Ipv4Addr::new(10, 88, 0, 1), DEFAULT_FLAGS),
-    );
-    h
-}
-
 fn ct(dp: &Datapath) -> Vec<CtFlow> {
     let mut flows = dp.conntrack().unwrap();
     flows.sort_by_key(|f| f.entry.dir);
@@ -78,7 +67,7 @@ fn key(src: SocketAddrV4, dst: SocketAddrV4, proto: u8) -> CtKey {
 #[test]
 fn syn_to_published_port_is_dnated_and_tracked_then_answer_reversed() {
     node_ns("prog").run(|| {
-        let mut h = harness();
+        let mut h = Harness::with_one_network();
         publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
         let syn = packet::tcp_syn4(sa(CLIENT, 40000), sa(NODE, 8080), 1000);
         let out = h.run_tc(UPLINK, &syn);
@@ -161,7 +150,7 @@ fn syn_to_published_port_is_dnated_and_tracked_then_answer_reversed() {
 #[test]
 fn traffic_that_matches_no_publication_passes_untouched_and_loopback_is_a_bogon() {
     node_ns("prog").run(|| {
-        let mut h = harness();
+        let mut h = Harness::with_one_network();
         publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
         publish(&mut h.datapath, Ipv4Addr::LOCALHOST, 9090, PROTO_TCP, 80);
         let frames = [
@@ -200,7 +189,7 @@ fn traffic_that_matches_no_publication_passes_untouched_and_loopback_is_a_bogon(
 #[test]
 fn udp_is_dnated_and_a_zero_checksum_stays_zero() {
     node_ns("prog").run(|| {
-        let mut h = harness();
+        let mut h = Harness::with_one_network();
         publish(&mut h.datapath, NODE, 5353, PROTO_UDP, 53);
         let with_sum = packet::udp4(sa(CLIENT, 3333), sa(NODE, 5353), b"query");
         let out = h.run_tc(UPLINK, &with_sum);
@@ -231,7 +220,7 @@ fn udp_is_dnated_and_a_zero_checksum_stays_zero() {
 #[test]
 fn hairpin_from_a_neighbour_keeps_its_address_and_to_itself_gets_the_node_address() {
     node_ns("prog").run(|| {
-        let mut h = harness();
+        let mut h = Harness::with_one_network();
         publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
         let syn = packet::tcp_syn4(sa(NEIGHBOUR, 50000), sa(NODE, 8080), 1);
         let out = h.from_container(&syn, 1);
@@ -269,7 +258,7 @@ fn hairpin_from_a_neighbour_keeps_its_address_and_to_itself_gets_the_node_addres
 #[test]
 fn a_new_syn_follows_the_publications_of_now_an_open_flow_its_entry() {
     node_ns("prog").run(|| {
-        let mut h = harness();
+        let mut h = Harness::with_one_network();
         publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
         let syn = packet::tcp_syn4(sa(CLIENT, 40000), sa(NODE, 8080), 1);
         assert_eq!(view(&h.run_tc(UPLINK, &syn).frame).dst, BACKEND);

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use weir_common::{drop::DropReason, stats::Counter, stats::Hook};
 use weir_tests::{
     packet::{self, IPV4_OFFSET},
-    prog::{DEFAULT_FLAGS, Harness, TC_ACT_OK, TC_ACT_SHOT, net_info},
+    prog::{Harness, TC_ACT_OK, TC_ACT_SHOT},
 };
 
 const PROG: &str = "tc_from_container";
@@ -13,12 +13,7 @@ const PROG: &str = "tc_from_container";
 /// A datapath with the container 10.88.0.2 of network 1 (10.88.0.0/16)
 /// behind the test's interface.
 fn harness() -> Harness {
-    let mut h = Harness::load();
-    h.network(
-        Ipv4Addr::new(10, 88, 0, 0),
-        16,
-        net_info(1, Ipv4Addr::new(10, 88, 0, 1), DEFAULT_FLAGS),
-    );
+    let mut h = Harness::with_one_network();
     h.container(Ipv4Addr::new(10, 88, 0, 2), 1);
     h
 }
