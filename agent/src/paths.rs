@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::datapath::PinDirs;
+
 /// Default API socket (`--socket`, `WEIR_SOCKET`).
 pub const DEFAULT_SOCKET: &str = "/run/weir/weir.sock";
 /// Default directory for the desired state (`--state-dir`).
@@ -50,6 +52,16 @@ impl Paths {
     #[must_use]
     pub fn progs_dir(&self) -> PathBuf {
         self.bpffs.join("progs")
+    }
+
+    /// The three pin directories, for the datapath.
+    #[must_use]
+    pub fn pin_dirs(&self) -> PinDirs {
+        PinDirs {
+            maps: self.maps_dir(),
+            links: self.links_dir(),
+            progs: self.progs_dir(),
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! time is up (see [`timeout_ns`]) and removes those a change of
 //! publications makes stale.
 
-use crate::publish::{PROTO_TCP, PROTO_UDP};
+use crate::publish::{PROTO_TCP, PROTO_UDP, PublishKey};
 
 /// A flow's tuple in one direction, as on the wire.
 #[repr(C)]
@@ -49,6 +49,9 @@ pub struct CtEntry {
     pub last_seen_ns: u64,
     pub packets: u64,
     pub bytes: u64,
+    /// The publication the flow came in by (`PORT_STATS` key); all zero
+    /// (protocol 0) for flows that are not a published port's.
+    pub publication: PublishKey,
 }
 
 /// The direction that opened the flow.
@@ -170,7 +173,7 @@ mod tests {
     #[test]
     fn layouts_have_no_hidden_padding() {
         assert_eq!(size_of::<CtKey>(), 16);
-        assert_eq!(size_of::<CtEntry>(), 56);
+        assert_eq!(size_of::<CtEntry>(), 64);
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Per-CPU counters: `HOOK_STATS` (packets seen by each hook) and
-//! `DROP_STATS` (packets dropped, by [`crate::drop::DropReason`]).
+//! Per-CPU counters: `HOOK_STATS` (packets seen by each hook),
+//! `DROP_STATS` (packets dropped, by [`crate::drop::DropReason`]),
+//! `SNAT_STATS` (masquerade, per network) and `PORT_STATS` (per
+//! publication).
 
 /// Packets and bytes. The value type of every per-CPU counter map; the agent
 /// sums it over the CPUs.
@@ -58,6 +60,40 @@ impl NatCounters {
 #[cfg(feature = "user")]
 // SAFETY: repr(C), five `u64`s, no padding, every bit pattern valid.
 unsafe impl aya::Pod for NatCounters {}
+
+/// Counters of one publication (`PORT_STATS`, a per-CPU hash keyed by its
+/// `PublishKey`; the agent makes the entry when it publishes). "In" is the
+/// direction that opened the flow (towards the container), "out" its
+/// answers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    /// Flows opened through the port: from outside, by hairpin, and the
+    /// node's own connections (socket hooks).
+    pub flows: u64,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+}
+
+impl PortCounters {
+    /// Adds another CPU's counters.
+    #[must_use]
+    pub const fn plus(self, o: PortCounters) -> PortCounters {
+        PortCounters {
+            flows: self.flows.wrapping_add(o.flows),
+            packets_in: self.packets_in.wrapping_add(o.packets_in),
+            bytes_in: self.bytes_in.wrapping_add(o.bytes_in),
+            packets_out: self.packets_out.wrapping_add(o.packets_out),
+            bytes_out: self.bytes_out.wrapping_add(o.bytes_out),
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), five `u64`s, no padding, every bit pattern valid.
+unsafe impl aya::Pod for PortCounters {}
 
 /// The attach points, as indexes into `HOOK_STATS`.
 #[repr(u32)]

@@ -14,6 +14,7 @@ use weir_common::{
 use crate::{
     maps::{CT4, PUBLISH4},
     parse::Flow,
+    stats,
 };
 
 /// How many ports masquerade tries for a new flow before it gives up.
@@ -37,19 +38,23 @@ pub fn lookup(flow: &Flow, len: u32, syn_starts_over: bool) -> Option<CtEntry> {
         (*entry).tcp_flags |= flow.tcp_flags;
         (*entry).packets += 1;
         (*entry).bytes += u64::from(len);
-        Some(*entry)
+        let entry = *entry;
+        stats::port(&entry.publication, entry.dir, len, false);
+        Some(entry)
     }
 }
 
 /// Starts tracking a translated flow: `flow` leaves as `original`'s
 /// tuple, and the answers, which come back as the reverse of that tuple,
-/// leave as the reverse of `flow`'s. Returns the original direction's entry.
+/// leave as the reverse of `flow`'s. `publication` is the key the flow
+/// came in by (its counters), zero when none. Returns the original
+/// direction's entry.
 #[inline(always)]
 pub fn create(
     flow: &Flow,
     len: u32,
     kind: u8,
-    target: &PublishTarget,
+    (publication, target): (PublishKey, &PublishTarget),
     snat_to_host: bool,
 ) -> Result<CtEntry, DropReason> {
     // SAFETY: a helper without arguments.
@@ -70,12 +75,14 @@ pub fn create(
         last_seen_ns: now,
         packets: 1,
         bytes: u64::from(len),
+        publication,
     };
     let reply = reply_entry(k, &original);
     CT4.insert(CtKey::reply_of(&original, k.proto), reply, 0)
         .map_err(|_| DropReason::CtInsertFailed)?;
     CT4.insert(*k, original, 0)
         .map_err(|_| DropReason::CtInsertFailed)?;
+    stats::port(&publication, DIR_ORIGINAL, len, true);
     Ok(original)
 }
 
@@ -92,7 +99,13 @@ pub fn create_routed(flow: &Flow, len: u32, network_id: u32) -> Result<CtEntry, 
         ifindex: 0,
         network_id,
     };
-    create(flow, len, KIND_ROUTED, &itself, false)
+    create(
+        flow,
+        len,
+        KIND_ROUTED,
+        (PublishKey::default(), &itself),
+        false,
+    )
 }
 
 /// Starts masquerading `flow` behind `nat_ip`: the source port is kept if
@@ -128,6 +141,7 @@ pub fn create_snat(
         last_seen_ns: now,
         packets: 1,
         bytes: u64::from(len),
+        publication: PublishKey::default(),
     };
     let reply = reply_entry(k, &original);
     if min == 0 || max < min {

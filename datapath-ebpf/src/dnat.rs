@@ -9,13 +9,15 @@ use crate::maps::{HOST_ADDRS4, PUBLISH4};
 /// (Docker's `--dst-type LOCAL`). `loopback_ok` is for the socket hooks
 /// only: a packet to 127/8 never reaches a publication, so a port bound
 /// to 127.0.0.1 stays unreachable from other hosts whatever their routes.
+/// Returns the key that matched (the publication's counters are under it)
+/// and its target.
 #[inline(always)]
 pub fn lookup(
     daddr: [u8; 4],
     dport: [u8; 2],
     proto: u8,
     loopback_ok: bool,
-) -> Option<PublishTarget> {
+) -> Option<(PublishKey, PublishTarget)> {
     let loopback = daddr[0] == 127;
     if loopback && !loopback_ok {
         return None;
@@ -28,12 +30,12 @@ pub fn lookup(
     };
     if let Some(t) = PUBLISH4.get_ptr(key) {
         // SAFETY: a pointer into a map value, valid for this program run.
-        return Some(unsafe { *t });
+        return Some((key, unsafe { *t }));
     }
     if !loopback && HOST_ADDRS4.get_ptr(daddr).is_none() {
         return None;
     }
     key.host_ip = [0; 4];
     // SAFETY: as above.
-    PUBLISH4.get_ptr(key).map(|t| unsafe { *t })
+    PUBLISH4.get_ptr(key).map(|t| (key, unsafe { *t }))
 }

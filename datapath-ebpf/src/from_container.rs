@@ -51,7 +51,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         Some(entry) => entry,
         None => {
             let k = &flow.key;
-            let Some(target) = dnat::lookup(k.daddr, k.dport, k.proto, false) else {
+            let Some((key, target)) = dnat::lookup(k.daddr, k.dport, k.proto, false) else {
                 policy::destination(&sender, k.daddr, to_gateway_mac)?;
                 return Ok(TC_PASS);
             };
@@ -60,7 +60,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             // `--icc=false`, a neighbour's) gets the node address it
             // called as the source: Docker masquerades here.
             let via_node = sender.hairpin_via_node(&target);
-            ct::create(&flow, ctx.len(), KIND_HAIRPIN, &target, via_node)?
+            ct::create(&flow, ctx.len(), KIND_HAIRPIN, (key, &target), via_node)?
         }
     };
     nat::rewrite(ctx, &flow, &entry)?;

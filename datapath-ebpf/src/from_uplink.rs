@@ -43,9 +43,9 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         }
         None => {
             let k = &flow.key;
-            if let Some(target) = dnat::lookup(k.daddr, k.dport, k.proto, false) {
+            if let Some((key, target)) = dnat::lookup(k.daddr, k.dport, k.proto, false) {
                 policy::outsider_to_publication(&target)?;
-                ct::create(&flow, ctx.len(), KIND_DNAT, &target, false)?
+                ct::create(&flow, ctx.len(), KIND_DNAT, (key, &target), false)?
             } else if let Some(net) = policy::unsolicited(k.daddr, Some(&flow))? {
                 // Routed mode: tracked, so the answers go out and the
                 // flow's next packets are known.

@@ -4,7 +4,7 @@
 //! the names the agent pins them under.
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     macros::btf_map,
 };
 use weir_common::{
@@ -15,7 +15,7 @@ use weir_common::{
     event::{DropEvent, EVENTS_BYTES},
     network::{MAX_NETWORKS, MAX_UPLINKS, NetInfo},
     publish::{MAX_HOST_ADDRS, MAX_OPEN_PORTS, MAX_PUBLISHED, PublishKey, PublishTarget},
-    stats::{Counter, Hook, NatCounters},
+    stats::{Counter, Hook, NatCounters, PortCounters},
 };
 
 /// Packets and bytes seen by each hook, indexed by [`Hook`].
@@ -73,6 +73,12 @@ pub static SNAT_STATS: PerCpuArray<NatCounters, { MAX_NETWORKS as usize }> = Per
 /// id, for the ports outsiders may reach at the container's own address.
 #[btf_map]
 pub static OPEN_PORTS4: HashMap<PublishKey, u32, { MAX_OPEN_PORTS as usize }> = HashMap::new();
+
+/// Counters per publication (same key as `PUBLISH4`); the agent makes the
+/// entry when it publishes, the programs only add to it.
+#[btf_map]
+pub static PORT_STATS: PerCpuHashMap<PublishKey, PortCounters, { MAX_PUBLISHED as usize }> =
+    PerCpuHashMap::new();
 
 /// Drop events for `weir monitor`, read by the agent.
 #[btf_map]

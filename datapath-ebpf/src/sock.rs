@@ -16,6 +16,7 @@ use weir_common::config::{SockRnatKey, SockRnatValue};
 use crate::{
     dnat,
     maps::{CONFIG, SOCK_RNAT4},
+    stats,
 };
 
 /// cgroup hooks allow the call by returning 1.
@@ -52,7 +53,7 @@ pub fn to_published(ctx: &SockAddrContext) -> i32 {
     let Ok(proto) = u8::try_from(proto) else {
         return ALLOW;
     };
-    let Some(target) = dnat::lookup(ip, port, proto, true) else {
+    let Some((published, target)) = dnat::lookup(ip, port, proto, true) else {
         return ALLOW;
     };
     // SAFETY: the context is the program's.
@@ -68,10 +69,16 @@ pub fn to_published(ctx: &SockAddrContext) -> i32 {
         port,
         pad: [0; 2],
     };
+    // A socket's first packet or connect to the port is a flow of it (a
+    // socket sending many datagrams counts once).
+    let new_flow = SOCK_RNAT4.get_ptr(key).is_none();
     // Without the way back, answers would show the container's address:
     // better to leave the socket as it was.
     if SOCK_RNAT4.insert(key, back, 0).is_err() {
         return ALLOW;
+    }
+    if new_flow {
+        stats::port_flow(&published);
     }
     // SAFETY: `user_ip4` and `user_port` are writable in these hooks.
     unsafe {

@@ -1,9 +1,13 @@
 //! Counting into the per-CPU counter maps. No locks: each CPU owns its slot.
 
 use aya_ebpf::btf_maps::PerCpuArray;
-use weir_common::stats::{Counter, Hook, NatCounters};
+use weir_common::{
+    ct::DIR_ORIGINAL,
+    publish::PublishKey,
+    stats::{Counter, Hook, NatCounters},
+};
 
-use crate::maps::{HOOK_STATS, SNAT_STATS};
+use crate::maps::{HOOK_STATS, PORT_STATS, SNAT_STATS};
 
 /// Adds one packet of `len` bytes to slot `index` of a per-CPU counter map.
 #[inline(always)]
@@ -36,5 +40,41 @@ pub fn nat(network_id: u32, add: NatCounters) {
             (*c).retries += add.retries;
             (*c).exhausted += add.exhausted;
         }
+    }
+}
+
+/// Adds a packet of `len` bytes in direction `dir` (and, with `new_flow`,
+/// a flow) to publication `key`'s counters. A flow that is not a
+/// publication's (protocol 0) or a key the agent has no entry for counts
+/// nothing.
+#[inline(always)]
+pub fn port(key: &PublishKey, dir: u8, len: u32, new_flow: bool) {
+    if key.proto == 0 {
+        return;
+    }
+    if let Some(c) = PORT_STATS.get_ptr_mut(key) {
+        // SAFETY: this CPU's value in a per-CPU hash, as in `add`.
+        unsafe {
+            if new_flow {
+                (*c).flows += 1;
+            }
+            if dir == DIR_ORIGINAL {
+                (*c).packets_in += 1;
+                (*c).bytes_in += u64::from(len);
+            } else {
+                (*c).packets_out += 1;
+                (*c).bytes_out += u64::from(len);
+            }
+        }
+    }
+}
+
+/// Counts a flow of publication `key` that no packet hook sees (the
+/// node's own socket, pointed at the container by the socket hooks).
+#[inline(always)]
+pub fn port_flow(key: &PublishKey) {
+    if let Some(c) = PORT_STATS.get_ptr_mut(key) {
+        // SAFETY: this CPU's value in a per-CPU hash, as in `add`.
+        unsafe { (*c).flows += 1 };
     }
 }

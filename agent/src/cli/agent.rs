@@ -99,7 +99,9 @@ impl AgentArgs {
             })
             .await?;
         let _ = std::fs::remove_file(socket);
-        info!("agent stopped; bridges, veths and state stay for the next start");
+        info!(
+            "agent stopped; the datapath stays attached and forwarding (pinned), bridges, veths and state stay for the next start"
+        );
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -18,7 +18,7 @@ pub use self::{
     state::{Endpoint, State},
 };
 use crate::{
-    datapath::Datapath,
+    datapath::{Datapath, MapOrigin},
     error::AgentError,
     monitor::{Hub, MonitorEvent},
     netlink::Netlink,
@@ -115,8 +115,8 @@ impl Agent {
         check_snat_ports(config.snat_ports)?;
         enable_forwarding()?;
         mount_bpffs()?;
-        let mut datapath = Datapath::load()?;
-        datapath.pin_maps(&config.paths.maps_dir())?;
+        let (mut datapath, origins) = Datapath::open(&config.paths.pin_dirs())?;
+        log_map_origins(&origins);
         let monitor = Hub::default();
         monitor
             .spawn_reader(datapath.take_events()?)
@@ -152,8 +152,29 @@ impl Agent {
         agent.sync_networks()?;
         agent.sync_open_ports()?;
         agent.refresh_host_addrs().await?;
+        agent.prune().await?;
         agent.save()?;
         Ok(agent)
+    }
+
+    /// After reconcile: removes what the pinned maps and links still hold
+    /// of endpoints and publications the state no longer has (an agent
+    /// that died between a kernel change and saving its state).
+    async fn prune(&mut self) -> Result<(), AgentError> {
+        let mut endpoints = Vec::new();
+        let mut published = Vec::new();
+        for ep in self.state.endpoints.values() {
+            if let Some(index) = self.nl.link_index(&ep.host_if).await? {
+                endpoints.push((index, ep.ip));
+            }
+            published.extend(ep.ports.iter().map(crate::publish::PortMapping::key));
+        }
+        self.datapath.retain_endpoints(&endpoints)?;
+        self.datapath.retain_published(&published)?;
+        for link in self.datapath.prune_links()? {
+            info!(link = %link, "removed a pinned link the state does not have");
+        }
+        Ok(())
     }
 
     /// Makes the kernel match the state: bridges, endpoint veths, datapath
@@ -364,6 +385,26 @@ impl Agent {
     pub fn endpoints(&self) -> Vec<Endpoint> {
         self.state.endpoints.values().cloned().collect()
     }
+}
+
+/// Says what opening the pinned datapath did with each map.
+fn log_map_origins(origins: &[(&'static str, MapOrigin)]) {
+    let count = |f: fn(&MapOrigin) -> bool| origins.iter().filter(|(_, o)| f(o)).count();
+    for (map, origin) in origins {
+        if let MapOrigin::Rebuilt { differences } = origin {
+            warn!(
+                map,
+                differences = %differences.join("; "),
+                "pinned map has another layout: replaced by a new, empty map (entries are made again by reconcile; counters and tracked flows start over)"
+            );
+        }
+    }
+    info!(
+        reused = count(|o| *o == MapOrigin::Reused),
+        created = count(|o| *o == MapOrigin::Created),
+        rebuilt = count(|o| matches!(o, MapOrigin::Rebuilt { .. })),
+        "datapath loaded; maps pinned"
+    );
 }
 
 /// Bridges the agent made: `weir<id>`.

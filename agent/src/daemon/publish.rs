@@ -249,6 +249,7 @@ impl Agent {
                 ifindex,
                 network_id,
             };
+            self.datapath.ensure_port_stats(m.key())?;
             self.datapath.insert_publish(m.key(), target)?;
         }
         self.forget_flows(mappings)
@@ -259,6 +260,7 @@ impl Agent {
     pub(super) fn withdraw(&mut self, mappings: &[PortMapping]) -> Result<(), AgentError> {
         for m in mappings {
             self.datapath.remove_publish(m.key())?;
+            self.datapath.remove_port_stats(m.key())?;
             self.reservations.release(m.proto, m.host_ip, m.host_port);
         }
         self.forget_flows(mappings)

@@ -1,24 +1,30 @@
 //! The eBPF datapath as the agent sees it: the embedded object and loading
-//! (here), attaching (`attach`), and typed handles on its maps (`tables`).
+//! (here), pins and their layouts (`pins`, `layout`, `sys`), attaching
+//! (`attach`), and typed handles on its maps (`tables`, `counters`).
 
 mod attach;
+mod counters;
+mod layout;
+mod pins;
+mod sys;
 mod tables;
 
-use std::{collections::HashMap as StdHashMap, fs, io, path::Path};
+use std::{collections::BTreeMap, io, path::PathBuf};
 
 pub use aya;
 use aya::{
     Ebpf,
     maps::{HashMap, MapError},
     pin::PinError,
-    programs::{
-        CgroupSockAddr, ProgramError, SchedClassifier, cgroup_sock_addr::CgroupSockAddrLinkId,
-        tc::SchedClassifierLinkId,
-    },
+    programs::{CgroupSockAddr, ProgramError, SchedClassifier},
 };
 use weir_common::stats::Hook;
 
-pub use self::tables::CtFlow;
+pub use self::{
+    layout::Layout,
+    pins::{MapOrigin, PinDirs},
+    tables::CtFlow,
+};
 
 /// The datapath object, built by `build.rs` from `datapath-ebpf/`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/weir-datapath"));
@@ -38,6 +44,7 @@ pub mod map_names {
     pub const UPLINKS: &str = "UPLINKS";
     pub const SNAT_STATS: &str = "SNAT_STATS";
     pub const OPEN_PORTS4: &str = "OPEN_PORTS4";
+    pub const PORT_STATS: &str = "PORT_STATS";
     pub const EVENTS: &str = "EVENTS";
     /// Every map, in the order they are pinned.
     pub const ALL: &[&str] = &[
@@ -54,6 +61,7 @@ pub mod map_names {
         UPLINKS,
         SNAT_STATS,
         OPEN_PORTS4,
+        PORT_STATS,
         EVENTS,
     ];
 }
@@ -88,16 +96,28 @@ pub enum DatapathError {
         #[source]
         source: ProgramError,
     },
-    #[error("pinning map `{map}` at {path}: {source}")]
+    #[error("pinning `{name}` at {path}: {source}")]
     Pin {
-        map: &'static str,
+        name: String,
         path: String,
         #[source]
         source: PinError,
     },
-    #[error("clearing old pins in {path}: {source}")]
-    Unpin {
+    #[error("{path}: {source}")]
+    PinFile {
         path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading the layout of map `{map}`: {source}")]
+    Layout {
+        map: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("link `{name}`: {source}")]
+    Link {
+        name: String,
         #[source]
         source: io::Error,
     },
@@ -107,6 +127,8 @@ pub enum DatapathError {
         #[source]
         source: io::Error,
     },
+    #[error("counting the CPUs: {0}")]
+    Cpus(#[source] io::Error),
     #[error("reading this network namespace's cookie: {0}")]
     NetnsCookie(#[source] io::Error),
     #[error("map `{map}`: {source}")]
@@ -118,23 +140,26 @@ pub enum DatapathError {
 }
 
 /// A loaded datapath: every program verified and loaded into the kernel,
-/// maps created. Dropping it detaches what it attached (links it did not pin)
-/// and frees the maps.
+/// maps created or reopened. Dropping it closes its descriptors: what is
+/// pinned (with [`Datapath::open`]) stays attached and keeps forwarding;
+/// what is not is detached and freed.
 pub struct Datapath {
     ebpf: Ebpf,
-    /// tcx links of `tc_from_container`, by host-side interface name.
-    container_links: StdHashMap<String, SchedClassifierLinkId>,
-    /// tcx links of `tc_from_uplink` and `tc_to_uplink`, by uplink name
-    /// and program.
-    uplink_links: StdHashMap<(String, &'static str), SchedClassifierLinkId>,
-    /// cgroup links of the socket programs, by program.
-    sock_links: Vec<(&'static str, CgroupSockAddrLinkId)>,
+    /// Where links are pinned; `None`: they are not ([`Datapath::load`]).
+    links_dir: Option<PathBuf>,
+    /// Every attachment, by its pin name (`attach::link_name`).
+    links: BTreeMap<String, attach::Held>,
 }
 
 impl Datapath {
-    /// Loads the embedded object and every program in it.
+    /// Loads the embedded object and every program in it, with new maps
+    /// and nothing pinned (for tests that drive the programs directly).
     pub fn load() -> Result<Self, DatapathError> {
-        let mut ebpf = Ebpf::load(OBJECT)?;
+        Self::with_programs(Ebpf::load(OBJECT)?, None)
+    }
+
+    /// Loads every program of `ebpf`; links go to `links_dir` if given.
+    fn with_programs(mut ebpf: Ebpf, links_dir: Option<PathBuf>) -> Result<Self, DatapathError> {
         for hook in Hook::ALL {
             let program = hook.program();
             classifier(&mut ebpf, program)?
@@ -148,41 +173,9 @@ impl Datapath {
         }
         Ok(Self {
             ebpf,
-            container_links: StdHashMap::new(),
-            uplink_links: StdHashMap::new(),
-            sock_links: Vec::new(),
+            links_dir,
+            links: BTreeMap::new(),
         })
-    }
-
-    /// Pins every map under `dir` by its name, replacing pins an earlier
-    /// agent left there, so `bpftool map dump pinned DIR/NAME` reads them.
-    pub fn pin_maps(&self, dir: &Path) -> Result<(), DatapathError> {
-        fs::create_dir_all(dir).map_err(|source| DatapathError::Unpin {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        for &map in map_names::ALL {
-            let path = dir.join(map);
-            match fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(DatapathError::Unpin {
-                        path: path.display().to_string(),
-                        source: e,
-                    });
-                }
-                _ => {}
-            }
-            self.ebpf
-                .map(map)
-                .ok_or(DatapathError::MissingMap(map))?
-                .pin(&path)
-                .map_err(|source| DatapathError::Pin {
-                    map,
-                    path: path.display().to_string(),
-                    source,
-                })?;
-        }
-        Ok(())
     }
 
     fn hash_map<K: aya::Pod, V: aya::Pod>(
@@ -197,7 +190,7 @@ impl Datapath {
     }
 
     /// Takes the `EVENTS` ring buffer out of the object, for its one
-    /// reader (after [`Datapath::pin_maps`], which pins it too).
+    /// reader (it stays pinned).
     pub fn take_events(&mut self) -> Result<aya::maps::RingBuf<aya::maps::MapData>, DatapathError> {
         let map = self
             .ebpf

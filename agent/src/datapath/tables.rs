@@ -4,17 +4,15 @@
 use std::{collections::HashSet, net::Ipv4Addr, os::fd::AsRawFd};
 
 use aya::maps::{
-    Array, HashMap, MapData, PerCpuArray,
+    Array, HashMap, MapData,
     lpm_trie::{Key, LpmTrie},
 };
 use weir_common::{
     config::Config,
     ct::{CtEntry, CtKey},
-    drop::DropReason,
     endpoint::{EndpointInfo, EndpointRef},
     network::NetInfo,
     publish::{PublishKey, PublishTarget},
-    stats::{Counter, Hook, NatCounters},
 };
 
 use super::{Datapath, DatapathError, absent_ok, map_err, map_names};
@@ -122,6 +120,47 @@ impl Datapath {
         for (key, network_id) in open {
             map.insert(key, network_id, 0)
                 .map_err(|source| map_err(map_names::OPEN_PORTS4, source))?;
+        }
+        Ok(())
+    }
+
+    /// Removes every `PUBLISH4` entry not in `keep` (left by an agent that
+    /// stopped between a map write and saving its state).
+    pub fn retain_published(&mut self, keep: &[PublishKey]) -> Result<(), DatapathError> {
+        let stale: Vec<PublishKey> = self
+            .published()?
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| !keep.contains(k))
+            .collect();
+        for key in stale {
+            self.remove_publish(key)?;
+        }
+        self.retain_port_stats(keep)
+    }
+
+    /// Removes the `ENDPOINTS` entries of veths not in `keep` and the
+    /// `EP_BY_IP4` entries of addresses not in `keep`.
+    pub fn retain_endpoints(&mut self, keep: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
+        let stale: Vec<u32> = self
+            .endpoints()?
+            .into_iter()
+            .map(|(i, _)| i)
+            .filter(|i| !keep.iter().any(|(k, _)| k == i))
+            .collect();
+        let mut endpoints = self.hash_map::<u32, EndpointInfo>(map_names::ENDPOINTS)?;
+        for ifindex in stale {
+            absent_ok(endpoints.remove(&ifindex), map_names::ENDPOINTS)?;
+        }
+        let stale: Vec<[u8; 4]> = self
+            .entries::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?
+            .into_iter()
+            .map(|(ip, _)| ip)
+            .filter(|ip| !keep.iter().any(|(_, k)| k.octets() == *ip))
+            .collect();
+        let mut by_ip = self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?;
+        for ip in stale {
+            absent_ok(by_ip.remove(&ip), map_names::EP_BY_IP4)?;
         }
         Ok(())
     }
@@ -237,7 +276,7 @@ impl Datapath {
         Ok(())
     }
 
-    fn entries<K: aya::Pod, V: aya::Pod>(
+    pub(super) fn entries<K: aya::Pod, V: aya::Pod>(
         &self,
         map: &'static str,
     ) -> Result<Vec<(K, V)>, DatapathError> {
@@ -249,48 +288,6 @@ impl Datapath {
             .map_err(|source| map_err(map, source))?;
         // Keys deleted while we walk are skipped, not errors.
         Ok(hash.iter().filter_map(Result::ok).collect())
-    }
-
-    /// Packets and bytes seen at `hook`, summed over the CPUs.
-    pub fn hook_stats(&self, hook: Hook) -> Result<Counter, DatapathError> {
-        self.counter(map_names::HOOK_STATS, hook.index())
-    }
-
-    /// Packets and bytes dropped for `reason`, summed over the CPUs.
-    pub fn drop_stats(&self, reason: DropReason) -> Result<Counter, DatapathError> {
-        self.counter(map_names::DROP_STATS, reason.number())
-    }
-
-    /// Network `id`'s masquerade counters, summed over the CPUs.
-    pub fn nat_stats(&self, id: u32) -> Result<NatCounters, DatapathError> {
-        let map = map_names::SNAT_STATS;
-        let counters: PerCpuArray<_, NatCounters> = self
-            .ebpf
-            .map(map)
-            .ok_or(DatapathError::MissingMap(map))?
-            .try_into()
-            .map_err(|source| map_err(map, source))?;
-        let per_cpu = counters
-            .get(&id, 0)
-            .map_err(|source| map_err(map, source))?;
-        Ok(per_cpu
-            .iter()
-            .fold(NatCounters::default(), |sum, c| sum.plus(*c)))
-    }
-
-    fn counter(&self, map: &'static str, index: u32) -> Result<Counter, DatapathError> {
-        let counters: PerCpuArray<_, Counter> = self
-            .ebpf
-            .map(map)
-            .ok_or(DatapathError::MissingMap(map))?
-            .try_into()
-            .map_err(|source| DatapathError::Map { map, source })?;
-        let per_cpu = counters
-            .get(&index, 0)
-            .map_err(|source| DatapathError::Map { map, source })?;
-        Ok(per_cpu
-            .iter()
-            .fold(Counter::default(), |sum, c| sum.plus(*c)))
     }
 }
 

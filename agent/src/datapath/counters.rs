@@ -1,0 +1,126 @@
+//! The counters: per hook, per drop reason, per network (masquerade) and
+//! per publication, each summed over the CPUs.
+
+use aya::maps::{PerCpuArray, PerCpuHashMap, PerCpuValues};
+use weir_common::{
+    drop::DropReason,
+    publish::PublishKey,
+    stats::{Counter, Hook, NatCounters, PortCounters},
+};
+
+use super::{Datapath, DatapathError, absent_ok, map_err, map_names};
+
+/// `BPF_NOEXIST`: insert only if the key is not there yet.
+const BPF_NOEXIST: u64 = 1;
+
+impl Datapath {
+    /// Packets and bytes seen at `hook`, summed over the CPUs.
+    pub fn hook_stats(&self, hook: Hook) -> Result<Counter, DatapathError> {
+        self.counter(map_names::HOOK_STATS, hook.index())
+    }
+
+    /// Packets and bytes dropped for `reason`, summed over the CPUs.
+    pub fn drop_stats(&self, reason: DropReason) -> Result<Counter, DatapathError> {
+        self.counter(map_names::DROP_STATS, reason.number())
+    }
+
+    /// Network `id`'s masquerade counters, summed over the CPUs.
+    pub fn nat_stats(&self, id: u32) -> Result<NatCounters, DatapathError> {
+        let map = map_names::SNAT_STATS;
+        let counters: PerCpuArray<_, NatCounters> = self
+            .ebpf
+            .map(map)
+            .ok_or(DatapathError::MissingMap(map))?
+            .try_into()
+            .map_err(|source| map_err(map, source))?;
+        let per_cpu = counters
+            .get(&id, 0)
+            .map_err(|source| map_err(map, source))?;
+        Ok(per_cpu
+            .iter()
+            .fold(NatCounters::default(), |sum, c| sum.plus(*c)))
+    }
+
+    fn counter(&self, map: &'static str, index: u32) -> Result<Counter, DatapathError> {
+        let counters: PerCpuArray<_, Counter> = self
+            .ebpf
+            .map(map)
+            .ok_or(DatapathError::MissingMap(map))?
+            .try_into()
+            .map_err(|source| DatapathError::Map { map, source })?;
+        let per_cpu = counters
+            .get(&index, 0)
+            .map_err(|source| DatapathError::Map { map, source })?;
+        Ok(per_cpu
+            .iter()
+            .fold(Counter::default(), |sum, c| sum.plus(*c)))
+    }
+
+    fn port_map(
+        &mut self,
+    ) -> Result<PerCpuHashMap<&mut aya::maps::MapData, PublishKey, PortCounters>, DatapathError>
+    {
+        let map = map_names::PORT_STATS;
+        self.ebpf
+            .map_mut(map)
+            .ok_or(DatapathError::MissingMap(map))?
+            .try_into()
+            .map_err(|source| map_err(map, source))
+    }
+
+    /// Makes publication `key`'s counters exist (zero when new; kept when
+    /// they are there already, as after an agent restart).
+    pub fn ensure_port_stats(&mut self, key: PublishKey) -> Result<(), DatapathError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
+        let zero = PerCpuValues::try_from(vec![PortCounters::default(); cpus])
+            .map_err(DatapathError::Cpus)?;
+        match self.port_map()?.insert(key, zero, BPF_NOEXIST) {
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                Ok(())
+            }
+            other => other.map_err(|source| map_err(map_names::PORT_STATS, source)),
+        }
+    }
+
+    /// Removes publication `key`'s counters (absent is fine).
+    pub fn remove_port_stats(&mut self, key: PublishKey) -> Result<(), DatapathError> {
+        absent_ok(self.port_map()?.remove(&key), map_names::PORT_STATS)
+    }
+
+    /// Removes the counters of every publication not in `keep`.
+    pub fn retain_port_stats(&mut self, keep: &[PublishKey]) -> Result<(), DatapathError> {
+        let mut map = self.port_map()?;
+        let stale: Vec<PublishKey> = map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !keep.contains(k))
+            .collect();
+        for key in stale {
+            absent_ok(map.remove(&key), map_names::PORT_STATS)?;
+        }
+        Ok(())
+    }
+
+    /// Every publication's counters, summed over the CPUs.
+    pub fn port_stats(&self) -> Result<Vec<(PublishKey, PortCounters)>, DatapathError> {
+        let map = map_names::PORT_STATS;
+        let counters: PerCpuHashMap<_, PublishKey, PortCounters> = self
+            .ebpf
+            .map(map)
+            .ok_or(DatapathError::MissingMap(map))?
+            .try_into()
+            .map_err(|source| map_err(map, source))?;
+        Ok(counters
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(key, per_cpu)| {
+                let sum = per_cpu
+                    .iter()
+                    .fold(PortCounters::default(), |sum, c| sum.plus(*c));
+                (key, sum)
+            })
+            .collect())
+    }
+}

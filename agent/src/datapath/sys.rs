@@ -1,0 +1,208 @@
+//! The few bpf(2) commands aya 0.14 does not expose: a map's full info
+//! (with its BTF ids), the bytes of a BTF object, a link's info, and
+//! replacing the program behind a link.
+
+use std::{
+    ffi::CString,
+    io,
+    os::{
+        fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+        unix::ffi::OsStrExt as _,
+    },
+    path::Path,
+};
+
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_BTF_GET_FD_BY_ID: libc::c_long = 19;
+const BPF_LINK_UPDATE: libc::c_long = 29;
+
+/// `union bpf_attr` for `BPF_OBJ_GET_INFO_BY_FD`.
+#[repr(C)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// `union bpf_attr` for `BPF_OBJ_GET`.
+#[repr(C)]
+struct ObjGetAttr {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+}
+
+/// `union bpf_attr` for the `*_GET_FD_BY_ID` commands.
+#[repr(C)]
+struct IdAttr {
+    id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+
+/// `union bpf_attr` for `BPF_LINK_UPDATE`.
+#[repr(C)]
+struct LinkUpdateAttr {
+    link_fd: u32,
+    new_prog_fd: u32,
+    flags: u32,
+    old_prog_fd: u32,
+}
+
+/// `struct bpf_map_info` (the fields up to `map_extra`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MapInfo {
+    pub map_type: u32,
+    pub id: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub map_flags: u32,
+    pub name: [u8; 16],
+    pub ifindex: u32,
+    pub btf_vmlinux_value_type_id: u32,
+    pub netns_dev: u64,
+    pub netns_ino: u64,
+    pub btf_id: u32,
+    pub btf_key_type_id: u32,
+    pub btf_value_type_id: u32,
+    pub btf_vmlinux_id: u32,
+    pub map_extra: u64,
+}
+
+/// `struct bpf_btf_info`.
+#[repr(C)]
+#[derive(Default)]
+struct BtfInfo {
+    btf: u64,
+    btf_size: u32,
+    id: u32,
+    name: u64,
+    name_len: u32,
+    kernel_btf: u32,
+}
+
+/// `struct bpf_link_info`: the common head and the tcx member of the union
+/// (the union is 8-byte aligned; room for its largest member).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinkInfo {
+    pub link_type: u32,
+    pub id: u32,
+    pub prog_id: u32,
+    pad: u32,
+    /// For a tcx link: the device's ifindex (0 once it is gone), then the
+    /// attach type.
+    pub tcx_ifindex: u32,
+    pub tcx_attach_type: u32,
+    rest: [u64; 8],
+}
+
+/// `BPF_LINK_TYPE_TCX`.
+pub const LINK_TYPE_TCX: u32 = 11;
+
+impl LinkInfo {
+    /// For a cgroup link: the cgroup's id (the inode of its directory).
+    #[must_use]
+    pub fn cgroup_id(&self) -> u64 {
+        u64::from(self.tcx_ifindex) | (u64::from(self.tcx_attach_type) << 32)
+    }
+}
+
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is a `repr(C)` prefix of `union bpf_attr`, valid for
+    // its size; the kernel reads no further than the size we pass.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::from_mut(attr).cast::<libc::c_void>(),
+            std::mem::size_of::<T>(),
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn info_by_fd<T>(fd: BorrowedFd<'_>, info: &mut T) -> io::Result<()> {
+    let mut attr = InfoAttr {
+        bpf_fd: fd_u32(fd),
+        info_len: u32::try_from(std::mem::size_of::<T>()).expect("small struct"),
+        info: std::ptr::from_mut(info) as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).map(drop)
+}
+
+fn new_fd(raw: libc::c_long) -> OwnedFd {
+    // SAFETY: the kernel just returned this new descriptor to us.
+    unsafe { OwnedFd::from_raw_fd(i32::try_from(raw).expect("file descriptors fit i32")) }
+}
+
+/// A new descriptor of the object pinned at `path`.
+pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
+    let path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut attr = ObjGetAttr {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+    };
+    bpf(BPF_OBJ_GET, &mut attr).map(new_fd)
+}
+
+fn fd_u32(fd: BorrowedFd<'_>) -> u32 {
+    u32::try_from(fd.as_raw_fd()).expect("file descriptors are not negative")
+}
+
+/// The kernel's description of the map behind `fd`.
+pub fn map_info(fd: BorrowedFd<'_>) -> io::Result<MapInfo> {
+    let mut info = MapInfo::default();
+    info_by_fd(fd, &mut info)?;
+    Ok(info)
+}
+
+/// The kernel's description of the link behind `fd`.
+pub fn link_info(fd: BorrowedFd<'_>) -> io::Result<LinkInfo> {
+    let mut info = LinkInfo::default();
+    info_by_fd(fd, &mut info)?;
+    Ok(info)
+}
+
+/// The raw bytes of BTF object `id` (header, types, strings).
+pub fn btf_bytes(id: u32) -> io::Result<Vec<u8>> {
+    let mut attr = IdAttr {
+        id,
+        next_id: 0,
+        open_flags: 0,
+    };
+    let fd = new_fd(bpf(BPF_BTF_GET_FD_BY_ID, &mut attr)?);
+    let fd = std::os::fd::AsFd::as_fd(&fd);
+    let mut info = BtfInfo::default();
+    info_by_fd(fd, &mut info)?;
+    let mut buf = vec![0u8; info.btf_size as usize];
+    let mut info = BtfInfo {
+        btf: buf.as_mut_ptr() as u64,
+        btf_size: info.btf_size,
+        ..BtfInfo::default()
+    };
+    info_by_fd(fd, &mut info)?;
+    buf.truncate(info.btf_size as usize);
+    Ok(buf)
+}
+
+/// Atomically replaces the program behind link `link` with `prog`; the
+/// hook never runs without a program.
+pub fn link_update(link: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr = LinkUpdateAttr {
+        link_fd: fd_u32(link),
+        new_prog_fd: fd_u32(prog),
+        flags: 0,
+        old_prog_fd: 0,
+    };
+    bpf(BPF_LINK_UPDATE, &mut attr).map(drop)
+}
