@@ -12,7 +12,8 @@
 //!   what arrived and from which address;
 //! - [`packet`]: building and checking frames (lengths, checksums);
 //! - [`prog`]: `BPF_PROG_TEST_RUN` on the real datapath programs;
-//! - [`reach`]: who reaches whom, many probes at once (isolation tests).
+//! - [`reach`]: who reaches whom, many probes at once (isolation tests);
+//! - [`stream`]: a long TCP transfer and its trace (restart tests).
 
 pub mod agent;
 pub mod netns;
@@ -20,6 +21,7 @@ pub mod packet;
 pub mod prog;
 pub mod reach;
 pub mod sock;
+pub mod stream;
 pub mod world;
 
 pub use netns::Netns;

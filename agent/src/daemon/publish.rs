@@ -55,7 +55,11 @@ impl Agent {
                 return Err(e);
             }
         }
-        if let Err(e) = self.install(&ep, &made).await {
+        let installed = match self.install(&ep, &made).await {
+            Ok(()) => self.forget_flows(&made),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = installed {
             let _ = self.withdraw(&made);
             return Err(e);
         }
@@ -232,8 +236,9 @@ impl Agent {
             .map(|e| e.name.clone())
     }
 
-    /// Puts `mappings` of `ep` into `PUBLISH4`, dropping conntrack entries
-    /// that still lead their host ports elsewhere.
+    /// Puts `mappings` of `ep` into `PUBLISH4` with their counters. (A new
+    /// publication then drops the conntrack entries that still lead its
+    /// host ports elsewhere; a restored one keeps its flows.)
     pub(super) async fn install(
         &mut self,
         ep: &Endpoint,
@@ -252,7 +257,7 @@ impl Agent {
             self.datapath.ensure_port_stats(m.key())?;
             self.datapath.insert_publish(m.key(), target)?;
         }
-        self.forget_flows(mappings)
+        Ok(())
     }
 
     /// Takes `mappings` out of `PUBLISH4`, frees their host ports and
