@@ -62,6 +62,8 @@ pub enum AgentError {
     SnatPortsOverlap { range: String, local: String },
     #[error("an agent is already serving {socket}")]
     AlreadyRunning { socket: PathBuf },
+    #[error("an agent is serving {socket}: stop it before `weir agent --cleanup`")]
+    RunningDuringCleanup { socket: PathBuf },
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
     #[error(transparent)]
@@ -110,7 +112,8 @@ impl AgentError {
             | AgentError::PortAllocated { .. }
             | AgentError::NoFreePort { .. }
             | AgentError::Reserve(ReserveError::InUse { .. })
-            | AgentError::AlreadyRunning { .. } => ErrorKind::Conflict,
+            | AgentError::AlreadyRunning { .. }
+            | AgentError::RunningDuringCleanup { .. } => ErrorKind::Conflict,
             AgentError::Network(_)
             | AgentError::Ipam(_)
             | AgentError::NotANetns { .. }

@@ -222,6 +222,51 @@ impl Agent {
         Monitor { child, rx }
     }
 
+    /// `weir ARGS --json`, parsed.
+    #[must_use]
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        serde_json::from_str(&self.ok(&args)).expect("JSON from weir")
+    }
+
+    /// Stops the agent (SIGTERM) and runs `weir agent --cleanup` in the
+    /// node with the same directories; returns what it printed.
+    pub fn stop_and_clean_up(&mut self) -> Output {
+        self.stop();
+        let ns = File::open(&self.netns).expect("node netns");
+        let mut cmd = Command::new(weir_bin());
+        cmd.arg("--socket")
+            .arg(&self.socket)
+            .arg("agent")
+            .arg("--cleanup")
+            .arg("--state-dir")
+            .arg(self.dir.join("state"))
+            .arg("--bpffs")
+            .arg(&self.bpffs)
+            .env("NO_COLOR", "1");
+        weir::netns::spawn_in(&mut cmd, &ns)
+            .output()
+            .expect("run weir agent --cleanup")
+    }
+
+    /// Stops the agent with SIGTERM (a clean stop), or SIGKILL after 5 s.
+    pub fn stop(&mut self) {
+        if let Some(child) = &self.child {
+            // SAFETY: a plain kill(2) on our own child.
+            unsafe {
+                libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM);
+            }
+        }
+        if let Some(mut child) = self.child.take() {
+            let stopped = eventually(Duration::from_secs(5), || child.try_wait().ok().flatten());
+            if stopped.is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
     /// Kills the agent with SIGKILL: no cleanup of any kind runs.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -281,20 +326,8 @@ impl Drop for Monitor {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        if let Some(child) = &self.child {
-            // SIGTERM: a clean stop.
-            // SAFETY: a plain kill(2) on our own child.
-            unsafe {
-                libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM);
-            }
-        }
-        if let Some(mut child) = self.child.take() {
-            let stopped = eventually(Duration::from_secs(5), || child.try_wait().ok().flatten());
-            if stopped.is_none() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
+        self.stop();
+        // Removing the pins detaches the programs (the links are pinned).
         let _ = fs::remove_dir_all(&self.bpffs);
         let _ = fs::remove_dir_all(&self.dir);
     }

@@ -59,7 +59,41 @@ pub fn router(agent: Shared) -> Router {
         )
         .route("/v1/conntrack", get(conntrack).delete(flush_conntrack))
         .route("/v1/monitor", get(monitor))
+        .route("/v1/stats", get(stats))
+        .route("/v1/maps", get(maps))
         .with_state(agent)
+}
+
+/// The Prometheus endpoint (`weir agent --metrics ADDR`): `GET /metrics`.
+pub fn metrics_router(agent: Shared) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(agent)
+}
+
+async fn maps(State(agent): State<Shared>) -> Response {
+    agent.lock().await.maps().await.map(Json).into_response()
+}
+
+async fn stats(State(agent): State<Shared>) -> Response {
+    agent.lock().await.stats().map(Json).into_response()
+}
+
+async fn metrics(State(agent): State<Shared>) -> Response {
+    agent
+        .lock()
+        .await
+        .stats()
+        .map(|s| {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4",
+                )],
+                crate::daemon::prometheus(&s),
+            )
+        })
+        .into_response()
 }
 
 /// Binds `socket` (mode 0660), refusing when another agent answers there.

@@ -2,6 +2,7 @@
 
 use std::{path::Path, path::PathBuf, process::ExitCode, sync::Arc};
 
+use anyhow::Context as _;
 use clap::Args;
 use tokio::{
     signal::unix::{SignalKind, signal},
@@ -11,7 +12,7 @@ use tracing::info;
 
 use crate::{
     api::server,
-    daemon::{Agent, Config, DEFAULT_SNAT_PORTS},
+    daemon::{Agent, Config, DEFAULT_SNAT_PORTS, cleanup},
     network::{NetworkSpec, Subnet},
     paths::{DEFAULT_BPFFS, DEFAULT_STATE_DIR, Paths},
     publish::PortRange,
@@ -47,6 +48,14 @@ pub struct AgentArgs {
     /// The ports masquerade uses, outside the node's `ip_local_port_range`.
     #[arg(long, default_value = DEFAULT_SNAT_PORTS)]
     snat_ports: PortRange,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (off by default).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
+    /// Do not run: take weir off this node (the agent must be stopped).
+    /// Removes every pin under --bpffs (which detaches the programs), the
+    /// bridges and veths weir made, `weir run` namespaces, and the state.
+    #[arg(long)]
+    cleanup: bool,
 }
 
 /// How often the agent refreshes the node's addresses.
@@ -63,12 +72,19 @@ impl AgentArgs {
             )
             .with_writer(std::io::stderr)
             .init();
+        let paths = Paths {
+            socket: socket.to_owned(),
+            state_dir: self.state_dir,
+            bpffs: self.bpffs,
+        };
+        if self.cleanup {
+            for line in cleanup(&paths).await? {
+                println!("removed {line}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         let config = Config {
-            paths: Paths {
-                socket: socket.to_owned(),
-                state_dir: self.state_dir,
-                bpffs: self.bpffs,
-            },
+            paths,
             uplinks: self.uplinks,
             default_network: (!self.no_default_network)
                 .then(|| NetworkSpec::new(DEFAULT_NETWORK, self.default_subnet)),
@@ -76,6 +92,16 @@ impl AgentArgs {
             snat_ports: self.snat_ports,
         };
         let listener = server::bind(socket).await?;
+        // Bound before anything is changed, so a bad address changes nothing.
+        let metrics = match self.metrics {
+            Some(addr) => Some((
+                addr,
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics address {addr}"))?,
+            )),
+            None => None,
+        };
         let agent = Agent::start(config).await?;
         let status = agent.status();
         info!(
@@ -87,6 +113,11 @@ impl AgentArgs {
         );
         let agent = Arc::new(Mutex::new(agent));
         tokio::spawn(periodic(agent.clone()));
+        if let Some((addr, listener)) = metrics {
+            info!(%addr, "serving Prometheus metrics at /metrics");
+            let metrics = server::metrics_router(agent.clone());
+            tokio::spawn(async move { axum::serve(listener, metrics).await });
+        }
         let app = server::router(agent);
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;

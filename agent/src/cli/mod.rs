@@ -8,11 +8,13 @@
 mod agent;
 mod conntrack;
 mod endpoint;
+mod maps;
 mod monitor;
 mod network;
 mod output;
 mod publish;
 mod run;
+mod stats;
 mod status;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -63,6 +65,10 @@ enum Command {
     Status(output::JsonFlag),
     /// Show packets the datapath drops, live: time, reason, interface, tuple.
     Monitor(output::JsonFlag),
+    /// Show the datapath's counters: per published port, per network, per drop reason.
+    Stats(output::JsonFlag),
+    /// Show what every datapath map holds, named (a readable `bpftool map dump`).
+    Maps(output::JsonFlag),
 }
 
 /// Parses the command line, runs it, and turns the outcome into an exit code.
@@ -91,6 +97,8 @@ pub fn main() -> ExitCode {
             Command::Conntrack(cmd) => cmd.exec(&socket).await,
             Command::Status(json) => status::exec(&socket, json).await,
             Command::Monitor(json) => monitor::exec(&socket, json).await,
+            Command::Stats(json) => stats::exec(&socket, json).await,
+            Command::Maps(json) => maps::exec(&socket, json).await,
         }
     });
     match result {

@@ -1,10 +1,13 @@
 //! The agent itself: owns the desired state, the bridges and veths, and the
 //! datapath, and reconciles the kernel to the state on start.
 
+mod cleanup;
 mod conntrack;
 mod endpoint;
+mod maps;
 mod publish;
 mod state;
+mod stats;
 
 use std::{collections::HashMap, fs, path::PathBuf};
 
@@ -12,10 +15,13 @@ use tracing::{info, warn};
 use weir_common::network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED, NetInfo};
 
 pub use self::{
+    cleanup::cleanup,
     conntrack::{FlowView, Removed, monotonic_ns},
     endpoint::AttachRequest,
+    maps::{AddrEntry, EndpointEntry, MapsView, NetworkEntry, OpenPortEntry, PublishedEntry},
     publish::PortView,
     state::{Endpoint, State},
+    stats::{DropStats, HookStats, NetworkStats, PortStats, Stats, prometheus},
 };
 use crate::{
     datapath::{Datapath, MapOrigin},

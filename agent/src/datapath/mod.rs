@@ -4,6 +4,7 @@
 
 mod attach;
 mod counters;
+mod dump;
 mod layout;
 mod pins;
 mod sys;
@@ -21,6 +22,7 @@ use aya::{
 use weir_common::stats::Hook;
 
 pub use self::{
+    dump::{LinkView, RawMaps},
     layout::Layout,
     pins::{MapOrigin, PinDirs},
     tables::CtFlow,

@@ -1,0 +1,212 @@
+//! `weir maps`: what every map of the datapath holds, read from the
+//! kernel (not from the agent's state) and named for people: endpoints,
+//! publications with their containers, networks, the node's addresses,
+//! conntrack with state and age, masquerade entries, the links.
+
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, SocketAddrV4},
+};
+
+use serde::{Deserialize, Serialize};
+use weir_common::{
+    network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED},
+    publish::{PROTO_TCP, PROTO_UDP},
+};
+
+use super::{Agent, FlowView};
+use crate::{
+    datapath::LinkView,
+    error::AgentError,
+    network::{Subnet, mac_string},
+};
+
+/// Every map's entries, named.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapsView {
+    /// `ENDPOINTS` (and whether `EP_BY_IP4` agrees).
+    pub endpoints: Vec<EndpointEntry>,
+    /// `PUBLISH4`.
+    pub published: Vec<PublishedEntry>,
+    /// `OPEN_PORTS4`: container ports open at the container's address
+    /// (routed mode).
+    pub open_ports: Vec<OpenPortEntry>,
+    /// `NETWORKS4`.
+    pub networks: Vec<NetworkEntry>,
+    /// `HOST_ADDRS4`: the node's addresses, with their interfaces.
+    pub host_addrs: Vec<AddrEntry>,
+    /// `UPLINKS`: each uplink's masquerade address.
+    pub uplinks: Vec<AddrEntry>,
+    /// `CONFIG`.
+    pub netns_cookie: u64,
+    pub snat_ports: String,
+    /// `CT4`, both directions of each flow in one line (masquerade
+    /// entries are the flows of kind `snat`).
+    pub conntrack: Vec<FlowView>,
+    /// `SOCK_RNAT4`: sockets of the node the socket hooks redirected.
+    pub sock_rnat_entries: usize,
+    /// The pinned links (`links/`) and what runs in them.
+    pub links: Vec<LinkView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointEntry {
+    pub ifindex: u32,
+    pub interface: String,
+    /// The endpoint the state has on that veth ("?" if none).
+    pub endpoint: String,
+    pub ip: Ipv4Addr,
+    pub mac: String,
+    pub network: String,
+    /// `EP_BY_IP4` has the address, pointing back to this veth.
+    pub indexed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedEntry {
+    pub proto: String,
+    pub host: SocketAddrV4,
+    pub container: SocketAddrV4,
+    pub endpoint: String,
+    pub network: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenPortEntry {
+    pub proto: String,
+    pub container: SocketAddrV4,
+    pub network: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkEntry {
+    pub subnet: String,
+    pub network: String,
+    pub id: u32,
+    pub gateway: Ipv4Addr,
+    pub gateway_mac: String,
+    /// `0.0.0.0`: the uplink's address.
+    pub snat_ip: Ipv4Addr,
+    pub flags: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddrEntry {
+    pub ip: Ipv4Addr,
+    pub ifindex: u32,
+    pub interface: String,
+}
+
+fn proto(p: u8) -> String {
+    match p {
+        PROTO_TCP => "tcp".to_owned(),
+        PROTO_UDP => "udp".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn sock(ip: [u8; 4], port: [u8; 2]) -> SocketAddrV4 {
+    SocketAddrV4::new(ip.into(), u16::from_be_bytes(port))
+}
+
+impl Agent {
+    /// Reads every map and names what it can.
+    pub async fn maps(&self) -> Result<MapsView, AgentError> {
+        let raw = self.datapath.dump()?;
+        let interfaces: BTreeMap<u32, String> = self.nl.links().await?.into_iter().collect();
+        let interface = |i: u32| interfaces.get(&i).cloned().unwrap_or_else(|| "?".into());
+        let network = |id: u32| {
+            self.state
+                .registry
+                .iter()
+                .find(|n| n.id == id)
+                .map_or_else(|| format!("#{id}"), |n| n.name.clone())
+        };
+        let endpoint_on = |ifname: &str| {
+            self.state
+                .endpoints
+                .values()
+                .find(|e| e.host_if == ifname)
+                .map_or_else(|| "?".to_owned(), |e| e.name.clone())
+        };
+        let mut view = MapsView {
+            netns_cookie: raw.config.netns_cookie,
+            snat_ports: format!("{}-{}", raw.config.snat_port_min, raw.config.snat_port_max),
+            conntrack: self.conntrack()?,
+            sock_rnat_entries: raw.sock_rnat,
+            links: self.datapath.links(),
+            ..MapsView::default()
+        };
+        for (ifindex, info) in &raw.endpoints {
+            let ifname = interface(*ifindex);
+            view.endpoints.push(EndpointEntry {
+                ifindex: *ifindex,
+                endpoint: endpoint_on(&ifname),
+                interface: ifname,
+                ip: info.ip.into(),
+                mac: mac_string(info.mac),
+                network: network(info.network_id),
+                indexed: raw
+                    .by_ip
+                    .iter()
+                    .any(|(ip, r)| *ip == info.ip && r.ifindex == *ifindex),
+            });
+        }
+        for (key, target) in &raw.published {
+            view.published.push(PublishedEntry {
+                proto: proto(key.proto),
+                host: sock(key.host_ip, key.port),
+                container: sock(target.ip, target.port),
+                endpoint: endpoint_on(&interface(target.ifindex)),
+                network: network(target.network_id),
+            });
+        }
+        for (key, id) in &raw.open_ports {
+            view.open_ports.push(OpenPortEntry {
+                proto: proto(key.proto),
+                container: sock(key.host_ip, key.port),
+                network: network(*id),
+            });
+        }
+        for (addr, prefix, info) in &raw.networks {
+            let flags = [
+                (NET_MASQUERADE, "masquerade"),
+                (NET_INTERNAL, "internal"),
+                (NET_ICC, "icc"),
+                (NET_ROUTED, "routed"),
+            ]
+            .iter()
+            .filter(|(bit, _)| info.flags & bit != 0)
+            .map(|(_, name)| (*name).to_owned())
+            .collect();
+            let subnet = u8::try_from(*prefix)
+                .ok()
+                .and_then(|p| Subnet::new(Ipv4Addr::from(*addr), p).ok())
+                .map_or_else(
+                    || format!("{}/{prefix}", Ipv4Addr::from(*addr)),
+                    |s| s.to_string(),
+                );
+            view.networks.push(NetworkEntry {
+                subnet,
+                network: network(info.id),
+                id: info.id,
+                gateway: info.gateway.into(),
+                gateway_mac: mac_string(info.gateway_mac),
+                snat_ip: info.snat_ip.into(),
+                flags,
+            });
+        }
+        let addr = |ip: [u8; 4], ifindex: u32| AddrEntry {
+            ip: ip.into(),
+            ifindex,
+            interface: interface(ifindex),
+        };
+        view.host_addrs = raw.host_addrs.iter().map(|(ip, i)| addr(*ip, *i)).collect();
+        view.uplinks = raw.uplinks.iter().map(|(i, ip)| addr(*ip, *i)).collect();
+        view.endpoints.sort_by_key(|e| e.ip);
+        view.published
+            .sort_by_key(|p| (p.host.port(), p.proto.clone()));
+        view.host_addrs.sort_by_key(|a| a.ip);
+        Ok(view)
+    }
+}
