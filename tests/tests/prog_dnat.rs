@@ -33,6 +33,8 @@ fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
 
 /// Publishes `NODE:8080/proto` (or every address) to `BACKEND:80`.
 fn publish(dp: &mut Datapath, host: Ipv4Addr, port: u16, proto: u8, to_port: u16) {
+    dp.ensure_port_stats(PublishKey::new(host.octets(), port, proto))
+        .unwrap();
     dp.insert_publish(
         PublishKey::new(host.octets(), port, proto),
         PublishTarget {
@@ -114,6 +116,27 @@ fn syn_to_published_port_is_dnated_and_tracked_then_answer_reversed() {
         assert_eq!(reply.entry.nat_sport, 8080u16.to_be_bytes());
         assert_eq!(reply.entry.nat_daddr, CLIENT.octets());
         assert_eq!(reply.entry.packets, 0);
+        // Both directions remember the publication they came in by (the
+        // wildcard one), whose counters have the flow and its first packet.
+        let wildcard = PublishKey::new([0; 4], 8080, PROTO_TCP);
+        assert_eq!(
+            (orig.entry.publication, reply.entry.publication),
+            (wildcard, wildcard)
+        );
+        let port = |h: &Harness| {
+            let all = h.datapath.port_stats().unwrap();
+            assert_eq!(all.len(), 1);
+            assert_eq!(all[0].0, wildcard);
+            let c = all[0].1;
+            (
+                c.flows,
+                c.packets_in,
+                c.bytes_in,
+                c.packets_out,
+                c.bytes_out,
+            )
+        };
+        assert_eq!(port(&h), (1, 1, syn.len() as u64, 0, 0));
 
         // The answer leaves the backend's veth with the node's address and
         // is sent on by the fast path (the FIB knows CLIENT's neighbour).
@@ -134,6 +157,8 @@ fn syn_to_published_port_is_dnated_and_tracked_then_answer_reversed() {
         let flows = ct(&h.datapath);
         assert_eq!(flows[1].entry.packets, 1);
         assert_eq!(flows[1].entry.tcp_flags, TCP_SYN | TCP_ACK);
+        let answered = (1, 1, syn.len() as u64, 1, synack.len() as u64);
+        assert_eq!(port(&h), answered);
 
         // The client's ACK is found in CT4 (one lookup, no new entries).
         let ack = packet::tcp_ack4(sa(CLIENT, 40000), sa(NODE, 8080), 1001, 5001, false);
@@ -144,6 +169,11 @@ fn syn_to_published_port_is_dnated_and_tracked_then_answer_reversed() {
         assert_eq!(flows.len(), 2);
         assert_eq!(flows[0].entry.packets, 2);
         assert_eq!(flows[0].entry.tcp_flags, TCP_SYN | TCP_ACK);
+        // An established packet adds to the counters, not to the flows.
+        assert_eq!(
+            port(&h),
+            (1, 2, (syn.len() + ack.len()) as u64, 1, synack.len() as u64)
+        );
     });
 }
 
