@@ -28,7 +28,7 @@ printf 'HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello from a weir con
 "#;
 
 /// Requests the demo makes; the server then exits, and `weir run` with it.
-const REQUESTS: usize = 3;
+const REQUESTS: usize = 4;
 
 fn weir(agent: &Agent, args: &[&str]) -> String {
     println!("\n$ weir {}", args.join(" "));
@@ -70,13 +70,13 @@ fn main() -> anyhow::Result<()> {
         w.node.name(),
         w.ext.name()
     );
-    let agent = Agent::start(&w, &[]);
+    let mut agent = Agent::start(&w, &[]);
     println!(
         "weir agent running in the node; API socket {}",
         agent.socket.display()
     );
     weir(&agent, &["status"]);
-    let result = publish_a_web_server(&w, &agent).and_then(|()| isolate(&w, &agent));
+    let result = publish_a_web_server(&w, &mut agent).and_then(|()| isolate(&w, &agent));
     let names = w.namespaces();
     drop(agent);
     drop(w);
@@ -91,7 +91,7 @@ fn main() -> anyhow::Result<()> {
     result
 }
 
-fn publish_a_web_server(w: &World, agent: &Agent) -> anyhow::Result<()> {
+fn publish_a_web_server(w: &World, agent: &mut Agent) -> anyhow::Result<()> {
     let script = agent.dir.join("web.sh");
     fs::write(&script, WEB_SH)?;
     let server = format!(
@@ -140,6 +140,8 @@ fn publish_a_web_server(w: &World, agent: &Agent) -> anyhow::Result<()> {
     );
     weir(agent, &["conntrack", "ls"]);
 
+    survive_a_restart(w, agent, &url);
+
     let maps = agent.bpffs.join("maps");
     let pinned = |m: &str| maps.join(m).display().to_string();
     show(
@@ -181,6 +183,30 @@ fn publish_a_web_server(w: &World, agent: &Agent) -> anyhow::Result<()> {
     );
     weir(agent, &["port"]);
     Ok(())
+}
+
+/// The agent is killed: the pinned datapath goes on serving; a new agent
+/// takes it over, counters and all.
+fn survive_a_restart(w: &World, agent: &mut Agent, url: &str) {
+    println!("\n$ kill -9 <weir agent>    # the agent dies; its pinned links and maps stay");
+    agent.kill();
+    show(
+        "from outside, with no agent running",
+        Some(&w.ext),
+        "curl",
+        &["-sS", "--max-time", "5", url],
+    );
+    agent.restart();
+    let took_over = agent
+        .log_text()
+        .lines()
+        .rfind(|l| l.contains("datapath loaded"))
+        .unwrap_or_default()
+        .to_owned();
+    println!(
+        "\n$ weir agent    # a new agent reopens the pins and swaps its programs into the links\n{took_over}"
+    );
+    weir(agent, &["stats"]);
 }
 
 /// Two containers on two networks: masquerade out works for both, the
