@@ -233,7 +233,13 @@ fn a_held_port_is_refused_to_others_and_freed_on_release() {
             Err(ReserveError::InUse { .. })
         ));
         r.release(Proto::Tcp, lo, port);
-        assert!(std::net::TcpListener::bind((lo, port)).is_ok(), "released");
+        // Free once our descriptor is closed; a child that another test
+        // thread is forking at this moment holds a copy of it until its
+        // exec (close-on-exec), so allow that moment.
+        let free = eventually(Duration::from_secs(2), || {
+            std::net::TcpListener::bind((lo, port)).ok()
+        });
+        assert!(free.is_some(), "released");
         assert!(matches!(
             r.reserve(Proto::Tcp, Ipv4Addr::new(192, 0, 2, 77), 0),
             Err(ReserveError::NotLocal { .. })
