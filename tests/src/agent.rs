@@ -73,17 +73,9 @@ impl Agent {
             .append(true)
             .open(&self.log)
             .expect("agent log");
-        let mut cmd = Command::new(weir_bin());
-        cmd.arg("--socket")
-            .arg(&self.socket)
-            .arg("agent")
-            .arg("--state-dir")
-            .arg(self.dir.join("state"))
-            .arg("--bpffs")
-            .arg(&self.bpffs)
-            .args(&self.args)
+        let mut cmd = self.agent_command();
+        cmd.args(&self.args)
             .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
@@ -100,6 +92,20 @@ impl Agent {
             "the agent did not come up:\n{}",
             self.log_text()
         );
+    }
+
+    /// `weir agent` with this agent's socket, state directory and bpffs root.
+    fn agent_command(&self) -> Command {
+        let mut cmd = Command::new(weir_bin());
+        cmd.arg("--socket")
+            .arg(&self.socket)
+            .arg("agent")
+            .arg("--state-dir")
+            .arg(self.dir.join("state"))
+            .arg("--bpffs")
+            .arg(&self.bpffs)
+            .env("NO_COLOR", "1");
+        cmd
     }
 
     /// Runs the `weir` CLI against this agent (from the test's namespace).
@@ -235,16 +241,8 @@ impl Agent {
     pub fn stop_and_clean_up(&mut self) -> Output {
         self.stop();
         let ns = File::open(&self.netns).expect("node netns");
-        let mut cmd = Command::new(weir_bin());
-        cmd.arg("--socket")
-            .arg(&self.socket)
-            .arg("agent")
-            .arg("--cleanup")
-            .arg("--state-dir")
-            .arg(self.dir.join("state"))
-            .arg("--bpffs")
-            .arg(&self.bpffs)
-            .env("NO_COLOR", "1");
+        let mut cmd = self.agent_command();
+        cmd.arg("--cleanup");
         weir::netns::spawn_in(&mut cmd, &ns)
             .output()
             .expect("run weir agent --cleanup")
