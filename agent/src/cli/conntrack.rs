@@ -30,16 +30,10 @@ impl ConntrackCmd {
                     let rows: Vec<Vec<String>> = flows
                         .iter()
                         .map(|f| {
-                            vec![
-                                f.proto.clone(),
-                                f.kind.clone(),
-                                format!("{} -> {}", f.src, f.dst),
-                                format!("{} -> {}", f.to_src, f.to_dst),
-                                f.state.clone(),
-                                format!("{}s", f.age_s),
-                                format!("{}s", f.expires_s),
-                                format!("{}/{}", f.packets_out, f.packets_back),
-                            ]
+                            let mut row = flow_cells(f);
+                            row.push(format!("{}s", f.expires_s));
+                            row.push(format!("{}/{}", f.packets_out, f.packets_back));
+                            row
                         })
                         .collect();
                     output::table(
@@ -64,4 +58,17 @@ impl ConntrackCmd {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// The cells every flow table starts with: protocol, kind, the tuple as
+/// sent, as translated, state and age.
+pub(super) fn flow_cells(f: &FlowView) -> Vec<String> {
+    vec![
+        f.proto.clone(),
+        f.kind.clone(),
+        format!("{} -> {}", f.src, f.dst),
+        format!("{} -> {}", f.to_src, f.to_dst),
+        f.state.clone(),
+        format!("{}s", f.age_s),
+    ]
 }

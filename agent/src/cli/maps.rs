@@ -134,16 +134,10 @@ fn conntrack_and_links(m: &MapsView) {
         &m.conntrack
             .iter()
             .map(|f| {
-                vec![
-                    f.proto.clone(),
-                    f.kind.clone(),
-                    format!("{} -> {}", f.src, f.dst),
-                    format!("{} -> {}", f.to_src, f.to_dst),
-                    f.state.clone(),
-                    format!("{}s", f.age_s),
-                    format!("{}s", f.idle_s),
-                    format!("{}s", f.expires_s),
-                ]
+                let mut row = super::conntrack::flow_cells(f);
+                row.push(format!("{}s", f.idle_s));
+                row.push(format!("{}s", f.expires_s));
+                row
             })
             .collect::<Vec<_>>(),
     );
