@@ -98,7 +98,8 @@ impl Datapath {
 /// from a throwaway copy of the object's maps, so both sides come from the
 /// kernel the same way) and unpins those that differ.
 fn check_pinned_maps(dir: &Path) -> Result<MapOrigins, DatapathError> {
-    let wanted = Ebpf::load(OBJECT)?;
+    // Made only when some pin is there to compare (not on a first start).
+    let mut wanted: Option<Ebpf> = None;
     let mut origins = Vec::new();
     for &name in map_names::ALL {
         let path = dir.join(name);
@@ -106,7 +107,12 @@ fn check_pinned_maps(dir: &Path) -> Result<MapOrigins, DatapathError> {
             origins.push((name, MapOrigin::Created));
             continue;
         }
+        if wanted.is_none() {
+            wanted = Some(Ebpf::load(OBJECT)?);
+        }
         let data = wanted
+            .as_ref()
+            .expect("made just above")
             .map(name)
             .and_then(map_data)
             .ok_or(DatapathError::MissingMap(name))?;
