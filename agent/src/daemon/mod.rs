@@ -11,7 +11,7 @@ mod stats;
 
 use std::{collections::HashMap, fs, path::PathBuf};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use weir_common::network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED, NetInfo};
 
 pub use self::{
@@ -119,6 +119,7 @@ impl Agent {
             warn!("no uplink: no default route and no --uplink; traffic stays on the node");
         }
         check_snat_ports(config.snat_ports)?;
+        raise_fd_limit();
         enable_forwarding()?;
         mount_bpffs()?;
         let (mut datapath, origins) = Datapath::open(&config.paths.pin_dirs())?;
@@ -455,6 +456,26 @@ fn mount_bpffs() -> Result<(), AgentError> {
 /// Refuses a masquerade range that shares ports with the node's own
 /// ephemeral ports: a host socket and a masqueraded flow could then hold
 /// one tuple.
+/// Every published port holds a socket: lifts the soft limit on open
+/// files to the hard one (as dockerd's unit does), so thousands of
+/// published ports fit.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let was = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) == 0 {
+                debug!(from = was, to = lim.rlim_max, "open file limit raised");
+            }
+        }
+    }
+}
+
 fn check_snat_ports(range: PortRange) -> Result<(), AgentError> {
     const PATH: &str = "/proc/sys/net/ipv4/ip_local_port_range";
     let text = fs::read_to_string(PATH).map_err(AgentError::io(format!("reading {PATH}")))?;

@@ -1,15 +1,13 @@
 //! Publishing ports: specs become mappings, each holding its host port
-//! (a reserved socket) and a `PUBLISH4` entry; every change drops the
-//! conntrack entries it made stale, so a flow that kept sending (UDP)
-//! reaches the new container at once instead of a black hole.
+//! (a reserved socket) and a `PUBLISH4` entry; withdrawing one drops the
+//! conntrack entries of the flows that came in by it, so a flow that kept
+//! sending (UDP) reaches the port's next container at once instead of a
+//! black hole.
 
 use std::net::Ipv4Addr;
 
 use tracing::{info, warn};
-use weir_common::{
-    ct::DIR_ORIGINAL,
-    publish::{PublishKey, PublishTarget},
-};
+use weir_common::publish::{PublishKey, PublishTarget};
 
 use super::{Agent, Endpoint};
 use crate::{
@@ -55,11 +53,10 @@ impl Agent {
                 return Err(e);
             }
         }
-        let installed = match self.install(&ep, &made).await {
-            Ok(()) => self.forget_flows(&made),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = installed {
+        // No flow can have entered through a publication that did not
+        // exist (withdraw forgets the flows of the one before), so nothing
+        // in `CT4` needs to go.
+        if let Err(e) = self.install(&ep, &made).await {
             let _ = self.withdraw(&made);
             return Err(e);
         }
@@ -310,27 +307,16 @@ impl Agent {
     }
 
     /// Removes both entries of every tracked flow that entered through one
-    /// of these host ports.
+    /// of these publications.
     fn forget_flows(&mut self, mappings: &[PortMapping]) -> Result<(), AgentError> {
         let keys: Vec<PublishKey> = mappings.iter().map(PortMapping::key).collect();
+        // Both directions of a flow name the publication it came in by.
         let stale: Vec<_> = self
             .datapath
             .conntrack()?
             .into_iter()
-            .filter(|f| f.entry.dir == DIR_ORIGINAL && f.entry.kind != 0)
-            .filter(|f| {
-                keys.iter().any(|k| {
-                    k.proto == f.key.proto
-                        && k.port == f.key.dport
-                        && (k.host_ip == [0; 4] || k.host_ip == f.key.daddr)
-                })
-            })
-            .flat_map(|f| {
-                [
-                    f.key,
-                    weir_common::ct::CtKey::reply_of(&f.entry, f.key.proto),
-                ]
-            })
+            .filter(|f| keys.contains(&f.entry.publication))
+            .map(|f| f.key)
             .collect();
         if !stale.is_empty() {
             self.datapath.remove_conntrack(&stale)?;
