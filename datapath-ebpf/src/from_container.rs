@@ -7,7 +7,9 @@
 //! reaching a published port through a node address is DNATed to the
 //! backend (hairpin). A translated packet is routed and sent on by
 //! [`fwd::redirect`]. Anything else meets [`policy::destination`]
-//! (isolation, icc, internal) and goes to the bridge as it came.
+//! (isolation, icc, internal); what then leaves through an uplink is sent
+//! to its next hop ([`fwd::out_via_uplink`], masquerade happens on the
+//! uplink's egress), the rest goes to the bridge as it came.
 
 use aya_ebpf::programs::TcContext;
 use weir_common::{
@@ -53,7 +55,14 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             let k = &flow.key;
             let Some((key, target)) = dnat::lookup(k.daddr, k.dport, k.proto, false) else {
                 policy::destination(&sender, k.daddr, to_gateway_mac)?;
-                return Ok(TC_PASS);
+                let to = CtEntry {
+                    nat_saddr: k.saddr,
+                    nat_daddr: k.daddr,
+                    nat_sport: k.sport,
+                    nat_dport: k.dport,
+                    ..CtEntry::default()
+                };
+                return fwd::out_via_uplink(ctx, &to, k.proto);
             };
             policy::hairpin(&sender, k.daddr, &target)?;
             // A container calling its own published port (or, with

@@ -1,9 +1,10 @@
 //! `tc_from_uplink`: tcx ingress on an uplink. Bogons are dropped first
 //! ([`policy::from_outside`]). A packet to a node address on a published
-//! port is DNATed to its container and the flow tracked; the stack then
-//! routes it to the container's bridge, with the client's address kept.
-//! Answers to masqueraded and routed flows are found in `CT4`. Nothing
-//! else reaches a container address ([`policy::unsolicited`]).
+//! port is DNATed to its container and the flow tracked, with the client's
+//! address kept. Answers to masqueraded and routed flows are found in
+//! `CT4`. Either way the packet then goes straight into the container's
+//! namespace ([`fwd::to_container`]). Nothing else reaches a container
+//! address ([`policy::unsolicited`]).
 
 use aya_ebpf::programs::TcContext;
 use weir_common::{
@@ -12,7 +13,7 @@ use weir_common::{
     stats::Hook,
 };
 
-use crate::{ct, dnat, nat, parse, policy, stats, to_uplink, verdict::TC_PASS};
+use crate::{ct, dnat, fwd, nat, parse, policy, stats, to_uplink, verdict::TC_PASS};
 
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
@@ -56,5 +57,5 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         }
     };
     nat::rewrite(ctx, &flow, &entry)?;
-    Ok(TC_PASS)
+    Ok(fwd::to_container(ctx, entry.nat_daddr)?.unwrap_or(TC_PASS))
 }

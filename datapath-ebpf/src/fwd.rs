@@ -1,10 +1,19 @@
-//! The fast path out of tc ingress: route the packet with the kernel's FIB
-//! and send it to the next hop's device ourselves (`bpf_redirect_neigh`),
-//! past the host's input path. Translated packets take it: a reply whose
-//! source became a node address would be a "martian" to that input path.
+//! The fast paths out of tc ingress, past the node's input path, routing
+//! and bridge:
+//!
+//! - [`redirect`]: route with the kernel's FIB and send to the next hop's
+//!   device (`bpf_redirect_neigh`). Translated packets from containers
+//!   take it (a reply whose source became a node address would be a
+//!   "martian" to the input path), and so does anything a container sends
+//!   out through an uplink ([`out_via_uplink`]); the uplink's egress hook
+//!   still sees it (masquerade).
+//! - [`to_container`]: a packet for a container of this node goes straight
+//!   into the container's namespace (`bpf_redirect_peer` to the far end of
+//!   its veth).
 
 use core::mem;
 
+use aya_ebpf::helpers::bpf_redirect_peer;
 use aya_ebpf::{
     EbpfContext,
     bindings::{bpf_fib_lookup, bpf_redir_neigh},
@@ -13,7 +22,11 @@ use aya_ebpf::{
 };
 use weir_common::{ct::CtEntry, drop::DropReason};
 
-use crate::{nat, verdict::TC_PASS};
+use crate::{
+    maps::{EP_BY_IP4, UPLINKS},
+    nat,
+    verdict::TC_PASS,
+};
 
 const AF_INET: u8 = 2;
 const BPF_FIB_LKUP_RET_SUCCESS: i64 = 0;
@@ -24,6 +37,43 @@ const BPF_FIB_LKUP_RET_NO_NEIGH: i64 = 7;
 /// (local destination, no route, TTL spent).
 #[inline(always)]
 pub fn redirect(ctx: &TcContext, to: &CtEntry, proto: u8) -> Result<i32, DropReason> {
+    route(ctx, to, proto, false)
+}
+
+/// A packet a container sends beyond the node, untranslated here: sent
+/// to its next hop when the FIB routes it out of an uplink, else handed to
+/// the stack (the node itself, another bridge, no route).
+#[inline(always)]
+pub fn out_via_uplink(ctx: &TcContext, to: &CtEntry, proto: u8) -> Result<i32, DropReason> {
+    route(ctx, to, proto, true)
+}
+
+/// Sends a packet whose destination (after any rewrite) is `daddr` into
+/// that container's namespace, when `daddr` is a container of this node:
+/// TTL - 1, the frame addressed to the container's MAC from the MAC it
+/// was sent to, then `bpf_redirect_peer`. `None`: not a container here,
+/// or the TTL is spent (the stack answers that).
+#[inline(always)]
+pub fn to_container(ctx: &TcContext, daddr: [u8; 4]) -> Result<Option<i32>, DropReason> {
+    let Some(ep) = EP_BY_IP4.get_ptr(daddr) else {
+        return Ok(None);
+    };
+    // SAFETY: a value pointer from a map lookup, read at once.
+    let ep = unsafe { *ep };
+    if !nat::decrement_ttl(ctx)? {
+        return Ok(None);
+    }
+    let was_to: [u8; 6] = ctx.load(0).map_err(|_| DropReason::Malformed)?;
+    ctx.store(6, &was_to, 0)
+        .map_err(|_| DropReason::RewriteFailed)?;
+    ctx.store(0, &ep.mac, 0)
+        .map_err(|_| DropReason::RewriteFailed)?;
+    // SAFETY: a helper taking plain values.
+    Ok(Some(unsafe { bpf_redirect_peer(ep.ifindex, 0) } as i32))
+}
+
+#[inline(always)]
+fn route(ctx: &TcContext, to: &CtEntry, proto: u8, only_uplinks: bool) -> Result<i32, DropReason> {
     // SAFETY: an all-zero `bpf_fib_lookup` is a valid one.
     let mut p: bpf_fib_lookup = unsafe { mem::zeroed() };
     p.family = AF_INET;
@@ -44,6 +94,9 @@ pub fn redirect(ctx: &TcContext, to: &CtEntry, proto: u8) -> Result<i32, DropRea
         )
     };
     if rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH {
+        return Ok(TC_PASS);
+    }
+    if only_uplinks && UPLINKS.get_ptr(p.ifindex).is_none() {
         return Ok(TC_PASS);
     }
     if !nat::decrement_ttl(ctx)? {

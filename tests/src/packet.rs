@@ -260,6 +260,16 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
     }
 }
 
+/// Sets the TTL of an IPv4 frame, with its header checksum made anew.
+pub fn set_ttl(frame: &mut [u8], ttl: u8) {
+    let ip = &mut frame[IPV4_OFFSET..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    ip[8] = ttl;
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let csum = !fold(sum(&ip[..ihl], 0));
+    ip[10..12].copy_from_slice(&csum.to_be_bytes());
+}
+
 fn sum(bytes: &[u8], init: u32) -> u32 {
     bytes.chunks(2).fold(init, |acc, pair| {
         acc + u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]))

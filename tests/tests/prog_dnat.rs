@@ -303,3 +303,46 @@ fn a_new_syn_follows_the_publications_of_now_an_open_flow_its_entry() {
         assert_eq!(out.frame, syn);
     });
 }
+
+#[test]
+fn a_dnated_packet_for_a_container_of_this_node_goes_straight_into_its_namespace() {
+    node_ns("prog").run(|| {
+        let mut h = Harness::with_one_network();
+        publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
+        // The backend is an endpoint of this node (behind `lo`, ifindex 1).
+        h.container(BACKEND, 1);
+        let syn = packet::tcp_syn4(sa(CLIENT, 40000), sa(NODE, 8080), 1000);
+        let out = h.run_tc(UPLINK, &syn);
+        assert_eq!(out.verdict, TC_ACT_REDIRECT);
+        verify_checksums(&out.frame).expect("checksums after DNAT and TTL - 1");
+        let v = view(&out.frame);
+        assert_eq!(
+            (v.src, v.sport, v.dst, v.dport),
+            (CLIENT, 40000, BACKEND, 80)
+        );
+        // To the container's MAC, from the MAC the frame was sent to; one
+        // hop less to live.
+        assert_eq!(out.frame[..6], packet::MAC_CONTAINER);
+        assert_eq!(out.frame[6..12], packet::MAC_HOST);
+        assert_eq!(out.frame[off::TTL], syn[off::TTL] - 1);
+        for i in changed(&syn, &out.frame) {
+            assert!(
+                i < 12
+                    || i == off::TTL
+                    || off::DADDR.contains(&i)
+                    || off::DPORT.contains(&i)
+                    || off::IP_CSUM.contains(&i)
+                    || off::TCP_CSUM.contains(&i),
+                "byte {i} changed"
+            );
+        }
+        // A TTL about to run out is left to the stack (which answers
+        // "time exceeded").
+        let mut last_hop = packet::tcp_syn4(sa(CLIENT, 40001), sa(NODE, 8080), 1000);
+        packet::set_ttl(&mut last_hop, 1);
+        verify_checksums(&last_hop).unwrap();
+        let out = h.run_tc(UPLINK, &last_hop);
+        assert_eq!(out.verdict, TC_ACT_OK);
+        assert_eq!(view(&out.frame).dst, BACKEND);
+    });
+}
