@@ -13,9 +13,12 @@
 //! - [`packet`]: building and checking frames (lengths, checksums);
 //! - [`prog`]: `BPF_PROG_TEST_RUN` on the real datapath programs;
 //! - [`reach`]: who reaches whom, many probes at once (isolation tests);
-//! - [`stream`]: a long TCP transfer and its trace (restart tests).
+//! - [`stream`]: a long TCP transfer and its trace (restart tests);
+//! - [`bench`]: `cargo xtask bench`, weir against iptables, nftables and
+//!   no NAT in the same topology.
 
 pub mod agent;
+pub mod bench;
 pub mod netns;
 pub mod packet;
 pub mod prog;

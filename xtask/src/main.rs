@@ -2,11 +2,13 @@
 //!
 //! - `setup`: installs what a fresh machine lacks (idempotent);
 //! - `test`:  setup, then fmt, clippy and every test suite;
-//! - `demo`:  setup, then the sandboxed demo in a test-bed world.
+//! - `demo`:  setup, then the sandboxed demo in a test-bed world;
+//! - `bench`: setup, then weir against iptables, nftables and no NAT.
 //!
 //! xtask depends on no weir crate: it has to build on a machine that has no
 //! bpf-linker yet, since installing it is its job.
 
+mod bench;
 mod cmd;
 mod demo;
 mod setup;
@@ -34,6 +36,14 @@ enum Task {
     },
     /// Setup, then the sandboxed demo in throw-away network namespaces.
     Demo,
+    /// Setup, then the benchmark: weir against iptables, nftables and no
+    /// NAT in the same topology; writes bench/results/.
+    Bench {
+        /// Passed to the bench: --rounds N, --secs S, --scale N,N,...,
+        /// --scale-rounds N, --quick.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +56,10 @@ fn main() -> anyhow::Result<()> {
         Task::Demo => {
             setup::run()?;
             demo::run()
+        }
+        Task::Bench { args } => {
+            setup::run()?;
+            bench::run(&args)
         }
     }
 }

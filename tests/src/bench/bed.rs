@@ -1,0 +1,316 @@
+//! One benchmark world per setup, all of the same shape: the test bed's
+//! `node` and `ext`, one container `c1` at `172.18.0.2` on a bridge with
+//! gateway `172.18.0.1/16`, and `ext` routing `172.18.0.0/16` through the
+//! node (used by A only: B, B2 and C never let it in unsolicited).
+//!
+//! In `c1`: an echo server on port 80 (published as 8080) and a sink on
+//! 5201 (published as 5201). In `ext`: an echo server on 9000, for
+//! connections out of the container.
+
+use std::{
+    io::{self, Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddrV4},
+    os::unix::net::UnixStream,
+    time::{Duration, Instant},
+};
+
+use super::{
+    Setup,
+    load::{Mode, Server},
+    netfilter::{self, Published},
+};
+use crate::{
+    Netns, World,
+    agent::Agent,
+    world::{EXT_IP, NODE_UPLINK_IP},
+};
+
+pub const SUBNET: &str = "172.18.0.0/16";
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 1);
+pub const CONTAINER: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 2);
+/// The bridge of A, B and B2 (weir names its own).
+pub const BRIDGE: &str = "br-bench";
+pub const ECHO_PORT: u16 = 80;
+pub const PUBLISHED_ECHO: u16 = 8080;
+pub const SINK_PORT: u16 = 5201;
+pub const EXT_ECHO_PORT: u16 = 9000;
+/// The first of the "other" ports published for the scale runs.
+pub const OTHER_PORTS_FROM: u16 = 20000;
+
+pub struct Bed {
+    pub setup: Setup,
+    // Servers and the agent go before the world they live in.
+    pub echo: Server,
+    pub sink: Server,
+    pub ext_echo: Server,
+    agent: Option<Agent>,
+    /// Other ports published so far (the scale runs).
+    others: u16,
+    pub world: World,
+}
+
+impl Bed {
+    pub fn new(setup: Setup) -> io::Result<Self> {
+        let mut world = World::new()?;
+        world.add_container("c1")?;
+        for (k, v) in [
+            ("net.ipv4.tcp_tw_reuse", "1"),
+            ("net.ipv4.ip_local_port_range", "10000 65000"),
+        ] {
+            world.ext.sysctl(k, v)?;
+            world.c("c1").sysctl(k, v)?;
+        }
+        world
+            .ext
+            .ip(&["route", "add", SUBNET, "via", &NODE_UPLINK_IP.to_string()])?;
+        let agent = if setup == Setup::Weir {
+            let agent = Agent::start(&world, &[]);
+            agent.ok(&["network", "create", "bench", "--subnet", SUBNET]);
+            let ip = agent.attach(
+                "bench",
+                world.c("c1"),
+                "c1",
+                &[
+                    "--ip",
+                    &CONTAINER.to_string(),
+                    "-p",
+                    &format!("{PUBLISHED_ECHO}:{ECHO_PORT}"),
+                    "-p",
+                    &format!("{SINK_PORT}:{SINK_PORT}"),
+                ],
+            );
+            assert_eq!(ip, CONTAINER);
+            Some(agent)
+        } else {
+            plain_bridge(&world)?;
+            None
+        };
+        let echo = Server::start(world.c("c1"), ECHO_PORT, Mode::Echo)?;
+        let sink = Server::start(world.c("c1"), SINK_PORT, Mode::Sink)?;
+        let ext_echo = Server::start(&world.ext, EXT_ECHO_PORT, Mode::Echo)?;
+        let bed = Self {
+            setup,
+            echo,
+            sink,
+            ext_echo,
+            agent,
+            others: 0,
+            world,
+        };
+        bed.write_rules()?;
+        Ok(bed)
+    }
+
+    /// Where `ext` connects for the echo service.
+    #[must_use]
+    pub fn echo_target(&self) -> SocketAddrV4 {
+        match self.setup {
+            Setup::NoNat => SocketAddrV4::new(CONTAINER, ECHO_PORT),
+            _ => SocketAddrV4::new(NODE_UPLINK_IP, PUBLISHED_ECHO),
+        }
+    }
+
+    /// Where `ext` connects for the sink.
+    #[must_use]
+    pub fn sink_target(&self) -> SocketAddrV4 {
+        match self.setup {
+            Setup::NoNat => SocketAddrV4::new(CONTAINER, SINK_PORT),
+            _ => SocketAddrV4::new(NODE_UPLINK_IP, SINK_PORT),
+        }
+    }
+
+    /// Where the container connects, out through masquerade (or routed).
+    #[must_use]
+    pub fn out_target() -> SocketAddrV4 {
+        SocketAddrV4::new(EXT_IP, EXT_ECHO_PORT)
+    }
+
+    #[must_use]
+    pub fn ext(&self) -> &Netns {
+        &self.world.ext
+    }
+
+    #[must_use]
+    pub fn container(&self) -> &Netns {
+        self.world.c("c1")
+    }
+
+    #[must_use]
+    pub fn node(&self) -> &Netns {
+        &self.world.node
+    }
+
+    /// The ports B and B2 publish, in the order Docker would have
+    /// published them: the other ports first, the measured ones last.
+    fn published(&self) -> Vec<Published> {
+        let mut ports: Vec<Published> = (0..self.others)
+            .map(|i| other_port(OTHER_PORTS_FROM + i))
+            .collect();
+        ports.push(Published {
+            host_port: SINK_PORT,
+            ip: CONTAINER,
+            port: SINK_PORT,
+        });
+        ports.push(Published {
+            host_port: PUBLISHED_ECHO,
+            ip: CONTAINER,
+            port: ECHO_PORT,
+        });
+        ports
+    }
+
+    /// Replaces B's or B2's whole ruleset with the current ports.
+    fn write_rules(&self) -> io::Result<()> {
+        match self.setup {
+            Setup::Iptables => netfilter::feed(
+                self.node(),
+                "iptables-restore",
+                &[],
+                &netfilter::docker_ruleset(BRIDGE, SUBNET, &self.published()),
+            ),
+            Setup::Nftables => {
+                let _ = self
+                    .node()
+                    .exec("nft", &["delete", "table", "ip", netfilter::NFT_TABLE]);
+                netfilter::feed(
+                    self.node(),
+                    "nft",
+                    &["-f", "-"],
+                    &netfilter::nft_ruleset(BRIDGE, SUBNET, &self.published()),
+                )
+            }
+            Setup::NoNat | Setup::Weir => Ok(()),
+        }
+    }
+
+    /// Publishes more ports to `c1` until `total` other ports are
+    /// published (B and B2 rewrite their rules, C asks the agent).
+    pub fn grow_to(&mut self, total: u16) -> io::Result<()> {
+        if total <= self.others {
+            return Ok(());
+        }
+        if let Some(agent) = &self.agent {
+            let spec = format!(
+                "{a}-{b}:{a}-{b}",
+                a = OTHER_PORTS_FROM + self.others,
+                b = OTHER_PORTS_FROM + total - 1
+            );
+            api_publish(&agent.socket, "c1", &spec, true)?;
+        }
+        self.others = total;
+        self.write_rules()
+    }
+
+    /// The time to publish one more port (and then takes it back, untimed):
+    /// weir's API call, or the `iptables-restore --noflush`/`nft` run.
+    pub fn publish_one_more(&self, port: u16) -> io::Result<Duration> {
+        let p = other_port(port);
+        let node = self.node();
+        let t = Instant::now();
+        match self.setup {
+            Setup::Weir => {
+                let socket = &self.agent.as_ref().expect("C has an agent").socket;
+                let spec = format!("{port}:{port}");
+                api_publish(socket, "c1", &spec, true)?;
+                let took = t.elapsed();
+                api_publish(socket, "c1", &spec, false)?;
+                return Ok(took);
+            }
+            Setup::Iptables => netfilter::feed(
+                node,
+                "iptables-restore",
+                &["--noflush"],
+                &netfilter::docker_publish_one(BRIDGE, p),
+            )?,
+            Setup::Nftables => {
+                netfilter::feed(
+                    node,
+                    "nft",
+                    &["-f", "-"],
+                    &netfilter::nft_add_elements(&[p]),
+                )?;
+            }
+            Setup::NoNat => return Ok(Duration::ZERO),
+        }
+        let took = t.elapsed();
+        match self.setup {
+            Setup::Iptables => netfilter::feed(
+                node,
+                "iptables-restore",
+                &["--noflush"],
+                &netfilter::docker_unpublish_one(BRIDGE, p),
+            )?,
+            _ => netfilter::feed(
+                node,
+                "nft",
+                &["-f", "-"],
+                &netfilter::nft_delete_elements(&[p]),
+            )?,
+        }
+        Ok(took)
+    }
+
+    /// The agent's pinned maps (C only), for the per-packet runs.
+    #[must_use]
+    pub fn agent(&self) -> Option<&Agent> {
+        self.agent.as_ref()
+    }
+}
+
+fn other_port(port: u16) -> Published {
+    Published {
+        host_port: port,
+        ip: CONTAINER,
+        port,
+    }
+}
+
+/// A and the netfilter setups: the bridge, the container's veth on it, the
+/// container's address and default route, all by hand.
+fn plain_bridge(world: &World) -> io::Result<()> {
+    let node = &world.node;
+    let c1 = world.c("c1");
+    node.ip(&["link", "add", BRIDGE, "type", "bridge"])?;
+    node.ip(&["addr", "add", &format!("{GATEWAY}/16"), "dev", BRIDGE])?;
+    node.ip(&["link", "set", BRIDGE, "up"])?;
+    node.ip(&[
+        "link",
+        "add",
+        "vethc1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        c1.name(),
+    ])?;
+    node.ip(&["link", "set", "vethc1", "master", BRIDGE, "up"])?;
+    c1.ip(&["addr", "add", &format!("{CONTAINER}/16"), "dev", "eth0"])?;
+    c1.ip(&["link", "set", "eth0", "up"])?;
+    c1.ip(&["route", "add", "default", "via", &GATEWAY.to_string()])?;
+    Ok(())
+}
+
+/// `POST` (or `DELETE`) `/v1/endpoints/NAME/ports` on the agent's socket,
+/// a plain HTTP/1.1 exchange: what any API client of weir does.
+fn api_publish(socket: &std::path::Path, name: &str, spec: &str, publish: bool) -> io::Result<()> {
+    let body = format!("{{\"specs\":[\"{spec}\"]}}");
+    let method = if publish { "POST" } else { "DELETE" };
+    let mut s = UnixStream::connect(socket)?;
+    write!(
+        s,
+        "{method} /v1/endpoints/{name}/ports HTTP/1.1\r\nHost: weir\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    let status = answer.split_whitespace().nth(1).unwrap_or("");
+    if status.starts_with('2') {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("{method} {spec}: {answer}")))
+    }
+}

@@ -1,0 +1,331 @@
+//! The load of the benchmark: small Rust clients and servers on plain
+//! blocking sockets, each made inside the namespace it belongs to.
+//!
+//! - [`Server`]: an echo server (1-byte request/response, new connections)
+//!   or a sink (throughput), with a few acceptor threads;
+//! - [`rr`]: one connection, 1-byte request and answer, as netperf's
+//!   `TCP_RR`;
+//! - [`crr`]: a new connection per 1-byte transaction, as netperf's
+//!   `TCP_CRR` (the client closes first; the namespace it runs in reuses
+//!   `TIME_WAIT` ports);
+//! - [`stream`]: one connection writing as fast as it can, measured at the
+//!   server, with the CPU the whole machine spent meanwhile.
+
+use std::{
+    io::{self, Read as _, Write as _},
+    net::{Shutdown, SocketAddrV4, TcpListener, TcpStream},
+    os::fd::AsRawFd as _,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use crate::Netns;
+
+/// How a [`Server`] answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Writes back what it reads.
+    Echo,
+    /// Reads and counts, never answers.
+    Sink,
+}
+
+/// A TCP server inside a namespace. Stopped (and its threads joined) on
+/// drop.
+pub struct Server {
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Acceptor threads per server: each serves one connection at a time, so
+/// this bounds the connections a server has open at once.
+const ACCEPTORS: usize = 6;
+
+impl Server {
+    /// Listens on `0.0.0.0:port` inside `ns`.
+    pub fn start(ns: &Netns, port: u16, mode: Mode) -> io::Result<Self> {
+        let listener = ns.run(|| TcpListener::bind(("0.0.0.0", port)))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicU64::new(0));
+        let mut threads = Vec::new();
+        for _ in 0..ACCEPTORS {
+            let listener = listener.try_clone()?;
+            let stop = Arc::clone(&stop);
+            let received = Arc::clone(&received);
+            threads.push(thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((conn, _)) = listener.accept() {
+                        serve(conn, mode, &received);
+                    }
+                }
+            }));
+        }
+        Ok(Self {
+            listener,
+            stop,
+            received,
+            threads,
+        })
+    }
+
+    /// Bytes read by the server so far.
+    #[must_use]
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+}
+
+fn serve(mut conn: TcpStream, mode: Mode, received: &AtomicU64) {
+    let _ = conn.set_nodelay(true);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                received.fetch_add(n as u64, Ordering::Relaxed);
+                if mode == Mode::Echo && conn.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wakes the threads blocked in accept(2) with an error.
+        // SAFETY: shutdown(2) on a socket this server owns.
+        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Request/response on one connection.
+#[derive(Clone, Debug, Default)]
+pub struct Rr {
+    pub transactions: u64,
+    pub per_sec: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub errors: u64,
+}
+
+/// One connection from `ns` to `to`, 1-byte requests and answers for
+/// `secs`.
+#[must_use]
+pub fn rr(ns: &Netns, to: SocketAddrV4, secs: f64) -> Rr {
+    let path = ns.path();
+    let worker = thread::spawn(move || {
+        enter(&path);
+        let mut lat = Vec::with_capacity(200_000);
+        let mut errors = 0;
+        let Ok(mut s) = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)) else {
+            return (lat, 1, 0.0);
+        };
+        let _ = s.set_nodelay(true);
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut b = [0u8; 1];
+        let start = Instant::now();
+        let end = start + Duration::from_secs_f64(secs);
+        while Instant::now() < end {
+            let t = Instant::now();
+            if s.write_all(&[1]).is_err() || s.read_exact(&mut b).is_err() {
+                errors += 1;
+                break;
+            }
+            lat.push(elapsed_ns(t));
+        }
+        (lat, errors, start.elapsed().as_secs_f64())
+    });
+    let (mut lat, errors, took) = worker.join().expect("rr worker");
+    lat.sort_unstable();
+    Rr {
+        transactions: lat.len() as u64,
+        per_sec: rate(lat.len() as u64, took),
+        p50_us: percentile_us(&lat, 0.50),
+        p99_us: percentile_us(&lat, 0.99),
+        errors,
+    }
+}
+
+/// New connections, each one 1-byte transaction.
+#[derive(Clone, Debug, Default)]
+pub struct Crr {
+    pub connections: u64,
+    pub per_sec: f64,
+    pub p50_us: f64,
+    pub errors: u64,
+}
+
+/// `workers` threads in `ns`, each opening a connection to `to`, sending a
+/// byte, reading it back and closing, for `secs`.
+#[must_use]
+pub fn crr(ns: &Netns, to: SocketAddrV4, secs: f64, workers: usize) -> Crr {
+    let handles: Vec<_> = (0..workers)
+        .map(|_| {
+            let path = ns.path();
+            thread::spawn(move || {
+                enter(&path);
+                let mut lat = Vec::with_capacity(100_000);
+                let mut errors = 0u64;
+                let start = Instant::now();
+                let end = start + Duration::from_secs_f64(secs);
+                let mut b = [0u8; 1];
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    let ok = TcpStream::connect_timeout(&to.into(), Duration::from_secs(1))
+                        .and_then(|mut s| {
+                            s.set_nodelay(true)?;
+                            s.set_read_timeout(Some(Duration::from_secs(1)))?;
+                            s.write_all(&[1])?;
+                            s.read_exact(&mut b)
+                        });
+                    match ok {
+                        Ok(()) => lat.push(elapsed_ns(t)),
+                        Err(_) => errors += 1,
+                    }
+                }
+                (lat, errors, start.elapsed().as_secs_f64())
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    let mut took: f64 = 0.0;
+    for h in handles {
+        let (l, e, t) = h.join().expect("crr worker");
+        lat.extend(l);
+        errors += e;
+        took = took.max(t);
+    }
+    lat.sort_unstable();
+    Crr {
+        connections: lat.len() as u64,
+        per_sec: rate(lat.len() as u64, took),
+        p50_us: percentile_us(&lat, 0.50),
+        errors,
+    }
+}
+
+/// One bulk TCP stream.
+#[derive(Clone, Debug, Default)]
+pub struct Stream {
+    pub gbit_per_sec: f64,
+    /// Busy CPUs of the whole machine (1.0 = one core) per Gbit/s.
+    pub cpu_per_gbit: f64,
+    pub errors: u64,
+}
+
+/// One connection from `ns` to `to` writing 128 KiB at a time for `secs`;
+/// the rate is what `sink` received in the measured window (after a
+/// 0.3 s warm-up).
+#[must_use]
+pub fn stream(ns: &Netns, to: SocketAddrV4, sink: &Server, secs: f64) -> Stream {
+    let path = ns.path();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            enter(&path);
+            let Ok(mut s) = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)) else {
+                return 1u64;
+            };
+            let buf = vec![7u8; 128 * 1024];
+            while !stop.load(Ordering::Relaxed) {
+                if s.write_all(&buf).is_err() {
+                    return 1;
+                }
+            }
+            let _ = s.shutdown(Shutdown::Both);
+            0
+        })
+    };
+    thread::sleep(Duration::from_millis(300));
+    let (b0, c0, t0) = (sink.received(), cpu_busy(), Instant::now());
+    thread::sleep(Duration::from_secs_f64(secs));
+    let (b1, c1, took) = (sink.received(), cpu_busy(), t0.elapsed().as_secs_f64());
+    stop.store(true, Ordering::Relaxed);
+    let errors = writer.join().expect("stream writer");
+    #[expect(clippy::cast_precision_loss, reason = "byte counts far below 2^52")]
+    let gbit = (b1 - b0) as f64 * 8.0 / took / 1e9;
+    let cores = (c1 - c0) / took;
+    Stream {
+        gbit_per_sec: gbit,
+        cpu_per_gbit: if gbit > 0.0 { cores / gbit } else { 0.0 },
+        errors,
+    }
+}
+
+/// Seconds of CPU time all CPUs spent busy (not idle, not waiting for
+/// I/O) since boot, from `/proc/stat`.
+fn cpu_busy() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().next() else {
+        return 0.0;
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    #[expect(clippy::cast_precision_loss, reason = "jiffies far below 2^52")]
+    let secs = (total - idle) as f64 / hz as f64;
+    secs
+}
+
+fn enter(path: &Path) {
+    weir::netns::enter(&PathBuf::from(path)).expect("setns into a bench namespace");
+}
+
+fn elapsed_ns(t: Instant) -> u32 {
+    u32::try_from(t.elapsed().as_nanos()).unwrap_or(u32::MAX)
+}
+
+fn rate(n: u64, secs: f64) -> f64 {
+    #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+    let n = n as f64;
+    if secs > 0.0 { n / secs } else { 0.0 }
+}
+
+/// The `q` quantile of sorted nanoseconds, in microseconds.
+fn percentile_us(sorted: &[u32], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "an index into a slice of at most millions"
+    )]
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_the_nearest_rank() {
+        let v: Vec<u32> = (1..=100).map(|i| i * 1000).collect();
+        assert!((percentile_us(&v, 0.5) - 51.0).abs() < 1e-9);
+        assert!((percentile_us(&v, 0.99) - 99.0).abs() < 1e-9);
+        assert!((percentile_us(&[], 0.5)).abs() < 1e-9);
+    }
+}

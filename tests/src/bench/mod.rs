@@ -1,0 +1,302 @@
+//! `cargo xtask bench`: the same topology four ways, measured in one run,
+//! interleaved, several rounds, medians.
+//!
+//! - A, no NAT: `ext` routes straight to the container's address over the
+//!   same bridge and veth;
+//! - B, iptables: the rules Docker writes, replayed with `iptables-restore`;
+//! - B2, nftables: the same job with one map for the published ports;
+//! - C, weir.
+//!
+//! [`bed`] builds a world per setup, [`netfilter`] writes B's and B2's
+//! rules, [`load`] is the traffic, [`testrun`] times the programs one
+//! packet at a time, [`report`] prints the table and writes JSON and SVG.
+
+pub mod bed;
+pub mod load;
+pub mod netfilter;
+pub mod report;
+pub mod testrun;
+
+use std::{collections::BTreeMap, io, time::Duration};
+
+use bed::Bed;
+
+/// One way of wiring the same topology.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub enum Setup {
+    NoNat,
+    Iptables,
+    Nftables,
+    Weir,
+}
+
+impl Setup {
+    pub const ALL: [Setup; 4] = [Setup::NoNat, Setup::Iptables, Setup::Nftables, Setup::Weir];
+
+    /// The column name: A, B, B2, C.
+    #[must_use]
+    pub const fn key(self) -> &'static str {
+        match self {
+            Setup::NoNat => "A",
+            Setup::Iptables => "B",
+            Setup::Nftables => "B2",
+            Setup::Weir => "C",
+        }
+    }
+
+    #[must_use]
+    pub const fn label(self) -> &'static str {
+        match self {
+            Setup::NoNat => "A no NAT (routed to the container)",
+            Setup::Iptables => "B iptables (Docker's rules, iptables-restore)",
+            Setup::Nftables => "B2 nftables (one map for the published ports)",
+            Setup::Weir => "C weir",
+        }
+    }
+}
+
+/// What to run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Options {
+    pub rounds: u32,
+    pub secs: f64,
+    /// Client threads of the new-connection tests.
+    pub crr_workers: usize,
+    /// Other ports published in the scale runs.
+    pub scale: Vec<u16>,
+    pub scale_rounds: u32,
+    /// Single runs per case in the per-packet measurements.
+    pub testrun_runs: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            rounds: 5,
+            secs: 2.0,
+            crr_workers: 2,
+            scale: vec![1, 1000, 10_000],
+            scale_rounds: 3,
+            testrun_runs: 2000,
+        }
+    }
+}
+
+/// Whether a bigger figure is better.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Better {
+    Higher,
+    Lower,
+}
+
+/// One figure, measured for some setups in every round.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Metric {
+    pub id: String,
+    pub title: String,
+    pub unit: &'static str,
+    pub better: Better,
+    /// Every round's value, by setup key.
+    pub samples: BTreeMap<&'static str, Vec<f64>>,
+    /// Failed transactions or connections, by setup key (should be 0).
+    pub errors: BTreeMap<&'static str, u64>,
+}
+
+impl Metric {
+    fn new(id: &str, title: &str, unit: &'static str, better: Better) -> Self {
+        Self {
+            id: id.to_owned(),
+            title: title.to_owned(),
+            unit,
+            better,
+            samples: BTreeMap::new(),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, setup: Setup, value: f64, errors: u64) {
+        self.samples.entry(setup.key()).or_default().push(value);
+        *self.errors.entry(setup.key()).or_default() += errors;
+    }
+
+    /// The median of a setup's samples.
+    #[must_use]
+    pub fn median(&self, key: &str) -> Option<f64> {
+        let mut v = self.samples.get(key)?.clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        Some(if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            f64::midpoint(v[n / 2 - 1], v[n / 2])
+        })
+    }
+
+    /// C against `other`, so that above 1 means weir is ahead: C/X for
+    /// rates, X/C for times and costs.
+    #[must_use]
+    pub fn ratio(&self, other: &str) -> Option<f64> {
+        let (c, x) = (self.median("C")?, self.median(other)?);
+        let r = match self.better {
+            Better::Higher => c / x,
+            Better::Lower => x / c,
+        };
+        r.is_finite().then_some(r)
+    }
+}
+
+/// Everything one run measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Results {
+    pub machine: BTreeMap<&'static str, String>,
+    pub options: Options,
+    pub setups: Vec<(&'static str, &'static str)>,
+    pub metrics: Vec<Metric>,
+    pub testrun: testrun::Costs,
+}
+
+/// Runs the whole benchmark, printing progress on stderr.
+pub fn run(opts: &Options) -> io::Result<Results> {
+    let machine = report::machine();
+    eprintln!("bench: building the four worlds");
+    let mut beds = Setup::ALL
+        .iter()
+        .map(|&s| Bed::new(s))
+        .collect::<io::Result<Vec<_>>>()?;
+    for b in &beds {
+        check(b)?;
+    }
+    let mut m = main_metrics();
+    for round in 0..opts.rounds {
+        eprintln!("bench: round {}/{}", round + 1, opts.rounds);
+        for i in 0..beds.len() {
+            // A different order each round, so no setup always goes first.
+            let bed = &beds[(i + round as usize) % beds.len()];
+            measure_round(bed, opts, &mut m);
+        }
+    }
+    let mut scale = Vec::new();
+    for &n in &opts.scale {
+        eprintln!("bench: {n} other ports published");
+        let mut crr = Metric::new(
+            &format!("scale_crr_{n}"),
+            &format!("new conn/s, published port, {n} other ports"),
+            "conn/s",
+            Better::Higher,
+        );
+        let mut publish = Metric::new(
+            &format!("scale_publish_{n}"),
+            &format!("publish one more port, {n} published"),
+            "ms",
+            Better::Lower,
+        );
+        for bed in beds.iter_mut().filter(|b| b.setup != Setup::NoNat) {
+            bed.grow_to(n)?;
+        }
+        for round in 0..opts.scale_rounds {
+            for i in 0..beds.len() {
+                let bed = &beds[(i + round as usize) % beds.len()];
+                if bed.setup == Setup::NoNat {
+                    continue;
+                }
+                let r = load::crr(bed.ext(), bed.echo_target(), opts.secs, opts.crr_workers);
+                crr.add(bed.setup, r.per_sec, r.errors);
+                let took = bed.publish_one_more(31_000 + u16::try_from(round).unwrap_or(0))?;
+                publish.add(bed.setup, took.as_secs_f64() * 1e3, 0);
+            }
+        }
+        scale.push(crr);
+        scale.push(publish);
+    }
+    m.extend(scale);
+    drop(beds);
+    eprintln!("bench: per-packet cost ({} runs a case)", opts.testrun_runs);
+    let testrun = testrun::measure(opts.testrun_runs);
+    Ok(Results {
+        machine,
+        options: opts.clone(),
+        setups: Setup::ALL.iter().map(|s| (s.key(), s.label())).collect(),
+        metrics: m,
+        testrun,
+    })
+}
+
+/// The figures measured in every round, in the order [`measure_round`]
+/// fills them.
+fn main_metrics() -> Vec<Metric> {
+    vec![
+        Metric::new(
+            "rr_tps",
+            "1-byte TCP_RR via the published port",
+            "trans/s",
+            Better::Higher,
+        ),
+        Metric::new("rr_p50", "TCP_RR latency p50", "us", Better::Lower),
+        Metric::new("rr_p99", "TCP_RR latency p99", "us", Better::Lower),
+        Metric::new(
+            "crr_in",
+            "TCP_CRR via the published port",
+            "conn/s",
+            Better::Higher,
+        ),
+        Metric::new(
+            "crr_out",
+            "TCP_CRR out of the container (masquerade)",
+            "conn/s",
+            Better::Higher,
+        ),
+        Metric::new(
+            "stream",
+            "1 TCP stream via the published port",
+            "Gbit/s",
+            Better::Higher,
+        ),
+        Metric::new(
+            "stream_cpu",
+            "CPU per Gbit/s of that stream",
+            "cores",
+            Better::Lower,
+        ),
+    ]
+}
+
+fn measure_round(bed: &Bed, opts: &Options, m: &mut [Metric]) {
+    let s = bed.setup;
+    let rr = load::rr(bed.ext(), bed.echo_target(), opts.secs);
+    m[0].add(s, rr.per_sec, rr.errors);
+    m[1].add(s, rr.p50_us, 0);
+    m[2].add(s, rr.p99_us, 0);
+    let crr = load::crr(bed.ext(), bed.echo_target(), opts.secs, opts.crr_workers);
+    m[3].add(s, crr.per_sec, crr.errors);
+    let out = load::crr(
+        bed.container(),
+        Bed::out_target(),
+        opts.secs,
+        opts.crr_workers,
+    );
+    m[4].add(s, out.per_sec, out.errors);
+    let st = load::stream(bed.ext(), bed.sink_target(), &bed.sink, opts.secs);
+    m[5].add(s, st.gbit_per_sec, st.errors);
+    m[6].add(s, st.cpu_per_gbit, 0);
+}
+
+/// Every path a setup is measured on answers before anything is timed.
+fn check(bed: &Bed) -> io::Result<()> {
+    let probe = |ns, to| {
+        let r = load::rr(ns, to, 0.05);
+        if r.transactions == 0 {
+            return Err(io::Error::other(format!(
+                "{}: no answer from {to}",
+                bed.setup.label()
+            )));
+        }
+        Ok(())
+    };
+    probe(bed.ext(), bed.echo_target())?;
+    probe(bed.container(), Bed::out_target())?;
+    std::thread::sleep(Duration::from_millis(10));
+    Ok(())
+}

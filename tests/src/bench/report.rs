@@ -1,0 +1,393 @@
+//! The benchmark's output: the machine it ran on, a table with the ratios,
+//! the results as JSON and a chart as SVG.
+
+use std::{collections::BTreeMap, fmt::Write as _, fs, io, path::Path, process::Command};
+
+use super::{Better, Metric, Results, Setup};
+
+/// Kernel, CPU, cores, memory and the netfilter tools' versions.
+#[must_use]
+pub fn machine() -> BTreeMap<&'static str, String> {
+    let first_line = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned()
+            })
+            .unwrap_or_default()
+    };
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split(':').nth(1))
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    };
+    let mem_kb: u64 = fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    BTreeMap::from([
+        ("kernel", first_line("uname", &["-r"])),
+        ("cpu", field("model name")),
+        ("cores", cores.to_string()),
+        ("memory", format!("{} GiB", mem_kb.div_ceil(1024 * 1024))),
+        ("iptables", first_line("iptables", &["--version"])),
+        ("nft", first_line("nft", &["--version"])),
+        ("date", first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"])),
+    ])
+}
+
+/// The results as a Markdown table (the README shows it as it is).
+#[must_use]
+pub fn table(r: &Results) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| measurement | unit | A | B | B2 | C | C/A | C/B | C/B2 |\n|---|---|--:|--:|--:|--:|--:|--:|--:|"
+    );
+    for m in &r.metrics {
+        let cell = |k: &str| m.median(k).map_or("—".to_owned(), |v| number(v, m.unit));
+        let ratio = |k: &str| m.ratio(k).map_or("—".to_owned(), |v| format!("{v:.2}"));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            m.title,
+            m.unit,
+            cell("A"),
+            cell("B"),
+            cell("B2"),
+            cell("C"),
+            ratio("A"),
+            ratio("B"),
+            ratio("B2"),
+        );
+    }
+    s
+}
+
+/// Per-packet costs as a Markdown table.
+#[must_use]
+pub fn testrun_table(r: &Results) -> String {
+    let mut s = String::from("| program | packet | ns |\n|---|---|--:|\n");
+    for c in &r.testrun.costs {
+        let _ = writeln!(s, "| `{}` | {} | {:.0} |", c.program, c.case, c.ns);
+    }
+    s
+}
+
+/// Errors seen by the load (failed transactions or connections).
+#[must_use]
+pub fn errors(r: &Results) -> Vec<String> {
+    r.metrics
+        .iter()
+        .flat_map(|m| {
+            m.errors
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(move |(k, n)| format!("{}: {k} had {n} errors", m.title))
+        })
+        .collect()
+}
+
+/// The whole report as printed: machine, setups, tables, how to read them.
+#[must_use]
+pub fn text(r: &Results) -> String {
+    let mut s = String::new();
+    let m = &r.machine;
+    let get = |k: &str| m.get(k).map_or("", String::as_str);
+    let _ = writeln!(
+        s,
+        "Machine: {}, {} cores, {}, Linux {}; {}; {}; {}.\n",
+        get("cpu"),
+        get("cores"),
+        get("memory"),
+        get("kernel"),
+        get("iptables"),
+        get("nft"),
+        get("date")
+    );
+    for (k, label) in &r.setups {
+        let _ = writeln!(
+            s,
+            "- {k}: {}",
+            label.trim_start_matches(|c| c != ' ').trim()
+        );
+    }
+    let o = &r.options;
+    let _ = writeln!(
+        s,
+        "\nMedians of {} rounds of {} s each (scale: {} rounds), setups interleaved. \
+         Load: the bench's own Rust clients and servers on blocking sockets \
+         (`tests/src/bench/load.rs`); TCP_CRR with {} client threads. \
+         Ratios above 1 mean weir is ahead: C/X for rates, X/C for times and CPU.\n",
+        o.rounds, o.secs, o.scale_rounds, o.crr_workers
+    );
+    s.push_str(&table(r));
+    let _ = writeln!(
+        s,
+        "\nPer packet, `BPF_PROG_TEST_RUN` on the real programs (median of {} single runs, \
+         less {:.0} ns of clock overhead):\n",
+        r.testrun.runs, r.testrun.clock_ns
+    );
+    s.push_str(&testrun_table(r));
+    let errs = errors(r);
+    if !errs.is_empty() {
+        s.push_str("\nErrors:\n");
+        for e in errs {
+            let _ = writeln!(s, "- {e}");
+        }
+    }
+    s
+}
+
+fn number(v: f64, unit: &str) -> String {
+    if matches!(unit, "trans/s" | "conn/s") {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Writes `results.json`, `results.md` and `chart.svg` into `dir`.
+pub fn write(r: &Results, dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let json = serde_json::to_string_pretty(r).map_err(io::Error::other)?;
+    fs::write(dir.join("results.json"), json + "\n")?;
+    fs::write(dir.join("results.md"), text(r))?;
+    fs::write(dir.join("chart.svg"), svg(r))?;
+    Ok(())
+}
+
+const COLORS: [(&str, &str); 4] = [
+    ("A", "#9e9e9e"),
+    ("B", "#d9822b"),
+    ("B2", "#c23b22"),
+    ("C", "#2b6cb0"),
+];
+
+/// Two panels: every rate and time relative to iptables (B = 1, higher
+/// is better), and new connections per second against ports published.
+#[must_use]
+#[expect(clippy::cast_precision_loss, reason = "a handful of bars and points")]
+pub fn svg(results: &Results) -> String {
+    let bars: Vec<&Metric> = results
+        .metrics
+        .iter()
+        .filter(|m| !m.id.starts_with("scale_") && m.id != "rr_p99")
+        .collect();
+    let (width, height) = (900.0, 620.0);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"20\" y=\"24\" font-size=\"15\">weir vs iptables (B = 1.0, higher is better)</text>\n"
+    );
+    // Panel 1: grouped bars.
+    let (x0, y0, ph) = (60.0, 50.0, 220.0);
+    let relative = |m: &Metric, k: &str| -> Option<f64> {
+        let (v, b) = (m.median(k)?, m.median("B")?);
+        Some(match m.better {
+            Better::Higher => v / b,
+            Better::Lower => b / v,
+        })
+    };
+    let top = bars
+        .iter()
+        .flat_map(|m| COLORS.iter().filter_map(|(k, _)| relative(m, k)))
+        .fold(1.5_f64, f64::max)
+        .ceil();
+    axis(&mut s, x0, y0, ph, 820.0, top, "×");
+    let group = 820.0 / bars.len().max(1) as f64;
+    for (i, m) in bars.iter().enumerate() {
+        let gx = x0 + group * i as f64;
+        for (j, (k, color)) in COLORS.iter().enumerate() {
+            let Some(v) = relative(m, k) else { continue };
+            let bh = ph * v / top;
+            let _ = writeln!(
+                s,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{color}\"/>",
+                gx + 10.0 + j as f64 * (group - 20.0) / 4.0,
+                y0 + ph - bh,
+                (group - 20.0) / 4.0 - 2.0
+            );
+        }
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">{}</text>",
+            gx + group / 2.0,
+            y0 + ph + 14.0,
+            short(&m.id)
+        );
+    }
+    legend(&mut s, 60.0, 300.0);
+    // Panel 2: scale.
+    let crr: Vec<(&Metric, f64)> = results
+        .metrics
+        .iter()
+        .filter_map(|m| Some((m, m.id.strip_prefix("scale_crr_")?.parse().ok()?)))
+        .collect();
+    if crr.is_empty() {
+        s.push_str("</svg>\n");
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "<text x=\"20\" y=\"345\" font-size=\"15\">new connections/s via the published port vs other ports published</text>"
+    );
+    let (x0, y0, ph, pw) = (60.0, 365.0, 200.0, 820.0);
+    let ymax = crr
+        .iter()
+        .flat_map(|(m, _)| COLORS.iter().filter_map(|(k, _)| m.median(k)))
+        .fold(1.0_f64, f64::max)
+        * 1.1;
+    axis(&mut s, x0, y0, ph, pw, ymax, "");
+    let xs = |i: usize| x0 + 40.0 + (pw - 80.0) * i as f64 / (crr.len() - 1).max(1) as f64;
+    for (k, color) in &COLORS[1..] {
+        let pts: Vec<String> = crr
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (m, _))| {
+                let v = m.median(k)?;
+                Some(format!("{:.1},{:.1}", xs(i), y0 + ph - ph * v / ymax))
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2.5\"/>",
+            pts.join(" ")
+        );
+    }
+    for (i, (_, n)) in crr.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{n} ports</text>",
+            xs(i),
+            y0 + ph + 16.0
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn axis(s: &mut String, x0: f64, y0: f64, ph: f64, pw: f64, top: f64, suffix: &str) {
+    for t in 0..=4 {
+        let v = top * f64::from(t) / 4.0;
+        let y = y0 + ph - ph * f64::from(t) / 4.0;
+        let _ = writeln!(
+            s,
+            "<line x1=\"{x0}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"10\">{}{suffix}</text>",
+            x0 + pw,
+            x0 - 6.0,
+            y + 4.0,
+            if top >= 100.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.1}")
+            }
+        );
+    }
+}
+
+#[expect(clippy::cast_precision_loss, reason = "four legend entries")]
+fn legend(s: &mut String, x: f64, y: f64) {
+    for (i, (k, color)) in COLORS.iter().enumerate() {
+        let label = Setup::ALL
+            .iter()
+            .find(|st| st.key() == *k)
+            .map_or("", |st| st.label());
+        let lx = x + 205.0 * i as f64;
+        let _ = writeln!(
+            s,
+            "<rect x=\"{lx:.1}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{color}\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{}</text>",
+            y - 10.0,
+            lx + 16.0,
+            y,
+            label.split(" (").next().unwrap_or(label)
+        );
+    }
+}
+
+fn short(id: &str) -> &str {
+    match id {
+        "rr_tps" => "TCP_RR trans/s",
+        "rr_p50" => "RR latency p50",
+        "crr_in" => "CRR in (DNAT)",
+        "crr_out" => "CRR out (masq.)",
+        "stream" => "stream Gbit/s",
+        "stream_cpu" => "CPU per Gbit/s",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{Metric, Options, testrun::Costs};
+
+    fn results() -> Results {
+        let mut m = Metric::new("crr_in", "CRR", "conn/s", Better::Higher);
+        for (s, v) in [
+            (Setup::NoNat, 10.0),
+            (Setup::Iptables, 5.0),
+            (Setup::Nftables, 8.0),
+            (Setup::Weir, 9.0),
+        ] {
+            m.add(s, v, 0);
+            m.add(s, v + 2.0, 0);
+            m.add(s, v - 2.0, 1);
+        }
+        let mut lat = Metric::new("rr_p50", "p50", "us", Better::Lower);
+        lat.add(Setup::Iptables, 40.0, 0);
+        lat.add(Setup::Weir, 20.0, 0);
+        Results {
+            machine: machine(),
+            options: Options::default(),
+            setups: Setup::ALL.iter().map(|s| (s.key(), s.label())).collect(),
+            metrics: vec![m, lat],
+            testrun: Costs {
+                runs: 1,
+                clock_ns: 0.0,
+                costs: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn ratios_say_how_far_weir_is_ahead_for_rates_and_times() {
+        let r = results();
+        assert_eq!(r.metrics[0].median("C"), Some(9.0));
+        assert!((r.metrics[0].ratio("B").unwrap() - 1.8).abs() < 1e-9);
+        // A lower latency is better: B/C.
+        assert!((r.metrics[1].ratio("B").unwrap() - 2.0).abs() < 1e-9);
+        assert_eq!(r.metrics[1].ratio("A"), None);
+        let t = table(&r);
+        assert!(
+            t.contains("| CRR | conn/s | 10 | 5 | 8 | 9 | 0.90 | 1.80 | 1.12 |"),
+            "{t}"
+        );
+        assert_eq!(errors(&r).len(), 4);
+    }
+
+    #[test]
+    fn the_chart_is_one_svg_with_a_bar_per_setup_and_metric() {
+        let svg = svg(&results());
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        // 4 bars for the CRR metric, 2 for latency, 4 legend squares.
+        assert_eq!(svg.matches("<rect x=").count(), 4 + 2 + 4);
+    }
+}
