@@ -38,18 +38,7 @@ impl World {
         let stem = netns::unique_stem();
         let node = Netns::create(&format!("{stem}-node"))?;
         let ext = Netns::create(&format!("{stem}-ext"))?;
-        node.ip(&[
-            "link",
-            "add",
-            UPLINK,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ext.name(),
-        ])?;
+        veth_into(&node, UPLINK, &ext)?;
         node.ip(&[
             "addr",
             "add",
@@ -110,18 +99,7 @@ impl World {
     ) -> io::Result<()> {
         let node = &self.node;
         let ns = Netns::create(&format!("{}-{name}", self.stem))?;
-        node.ip(&[
-            "link",
-            "add",
-            node_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns.name(),
-        ])?;
+        veth_into(node, node_if, &ns)?;
         node.ip(&[
             "addr",
             "add",
@@ -151,6 +129,23 @@ impl World {
         names.extend(self.containers.iter().map(|c| c.name().to_owned()));
         names
     }
+}
+
+/// A veth pair: `node_if` in `node`, its peer `eth0` in `ns` (both down).
+pub fn veth_into(node: &Netns, node_if: &str, ns: &Netns) -> io::Result<()> {
+    node.ip(&[
+        "link",
+        "add",
+        node_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        ns.name(),
+    ])
+    .map(drop)
 }
 
 /// True when `ping -c 1` from `from` to `to` gets an answer within a second.

@@ -22,7 +22,7 @@ use super::{
 use crate::{
     Netns, World,
     agent::Agent,
-    world::{EXT_IP, NODE_UPLINK_IP},
+    world::{self, EXT_IP, NODE_UPLINK_IP},
 };
 
 pub const SUBNET: &str = "172.18.0.0/16";
@@ -273,18 +273,7 @@ fn plain_bridge(world: &World) -> io::Result<()> {
     node.ip(&["link", "add", BRIDGE, "type", "bridge"])?;
     node.ip(&["addr", "add", &format!("{GATEWAY}/16"), "dev", BRIDGE])?;
     node.ip(&["link", "set", BRIDGE, "up"])?;
-    node.ip(&[
-        "link",
-        "add",
-        "vethc1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        c1.name(),
-    ])?;
+    world::veth_into(node, "vethc1", c1)?;
     node.ip(&["link", "set", "vethc1", "master", BRIDGE, "up"])?;
     c1.ip(&["addr", "add", &format!("{CONTAINER}/16"), "dev", "eth0"])?;
     c1.ip(&["link", "set", "eth0", "up"])?;
