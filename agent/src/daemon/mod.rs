@@ -453,9 +453,6 @@ fn mount_bpffs() -> Result<(), AgentError> {
     Ok(())
 }
 
-/// Refuses a masquerade range that shares ports with the node's own
-/// ephemeral ports: a host socket and a masqueraded flow could then hold
-/// one tuple.
 /// Every published port holds a socket: lifts the soft limit on open
 /// files to the hard one (as dockerd's unit does), so thousands of
 /// published ports fit.
@@ -476,6 +473,9 @@ fn raise_fd_limit() {
     }
 }
 
+/// Refuses a masquerade range that shares ports with the node's own
+/// ephemeral ports: a host socket and a masqueraded flow could then hold
+/// one tuple.
 fn check_snat_ports(range: PortRange) -> Result<(), AgentError> {
     const PATH: &str = "/proc/sys/net/ipv4/ip_local_port_range";
     let text = fs::read_to_string(PATH).map_err(AgentError::io(format!("reading {PATH}")))?;
