@@ -205,55 +205,35 @@ impl Bed {
     /// weir's API call, or the `iptables-restore --noflush`/`nft` run.
     pub fn publish_one_more(&self, port: u16) -> io::Result<Duration> {
         let p = other_port(port);
-        let node = self.node();
-        let t = Instant::now();
-        match self.setup {
+        let (program, args, add, delete): (_, &[&str], _, _) = match self.setup {
             Setup::Weir => {
                 let socket = &self.agent.as_ref().expect("C has an agent").socket;
                 let spec = format!("{port}:{port}");
+                let t = Instant::now();
                 api_publish(socket, "c1", &spec, true)?;
                 let took = t.elapsed();
                 api_publish(socket, "c1", &spec, false)?;
                 return Ok(took);
             }
-            Setup::Iptables => netfilter::feed(
-                node,
+            Setup::Iptables => (
                 "iptables-restore",
                 &["--noflush"],
-                &netfilter::docker_publish_one(BRIDGE, p),
-            )?,
-            Setup::Nftables => {
-                netfilter::feed(
-                    node,
-                    "nft",
-                    &["-f", "-"],
-                    &netfilter::nft_add_elements(&[p]),
-                )?;
-            }
-            Setup::NoNat => return Ok(Duration::ZERO),
-        }
-        let took = t.elapsed();
-        match self.setup {
-            Setup::Iptables => netfilter::feed(
-                node,
-                "iptables-restore",
-                &["--noflush"],
-                &netfilter::docker_unpublish_one(BRIDGE, p),
-            )?,
-            _ => netfilter::feed(
-                node,
+                netfilter::docker_publish_one(BRIDGE, p),
+                netfilter::docker_unpublish_one(BRIDGE, p),
+            ),
+            Setup::Nftables => (
                 "nft",
                 &["-f", "-"],
-                &netfilter::nft_delete_elements(&[p]),
-            )?,
-        }
+                netfilter::nft_add_elements(&[p]),
+                netfilter::nft_delete_elements(&[p]),
+            ),
+            Setup::NoNat => return Ok(Duration::ZERO),
+        };
+        let t = Instant::now();
+        netfilter::feed(self.node(), program, args, &add)?;
+        let took = t.elapsed();
+        netfilter::feed(self.node(), program, args, &delete)?;
         Ok(took)
-    }
-
-    /// The agent's pinned maps (C only), for the per-packet runs.
-    #[must_use]
-    pub fn agent(&self) -> Option<&Agent> {
-        self.agent.as_ref()
     }
 }
 

@@ -17,7 +17,7 @@ pub mod netfilter;
 pub mod report;
 pub mod testrun;
 
-use std::{collections::BTreeMap, io, time::Duration};
+use std::{collections::BTreeMap, io};
 
 use bed::Bed;
 
@@ -122,17 +122,7 @@ impl Metric {
     /// The median of a setup's samples.
     #[must_use]
     pub fn median(&self, key: &str) -> Option<f64> {
-        let mut v = self.samples.get(key)?.clone();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        Some(if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            f64::midpoint(v[n / 2 - 1], v[n / 2])
-        })
+        median(&mut self.samples.get(key)?.clone())
     }
 
     /// C against `other`, so that above 1 means weir is ahead: C/X for
@@ -146,6 +136,21 @@ impl Metric {
         };
         r.is_finite().then_some(r)
     }
+}
+
+/// The median of `v` (sorted in place); `None` when it is empty.
+#[must_use]
+pub fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        f64::midpoint(v[n / 2 - 1], v[n / 2])
+    })
 }
 
 /// Everything one run measured.
@@ -296,7 +301,5 @@ fn check(bed: &Bed) -> io::Result<()> {
         Ok(())
     };
     probe(bed.ext(), bed.echo_target())?;
-    probe(bed.container(), Bed::out_target())?;
-    std::thread::sleep(Duration::from_millis(10));
-    Ok(())
+    probe(bed.container(), Bed::out_target())
 }

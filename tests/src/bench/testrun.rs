@@ -173,8 +173,8 @@ fn time(h: &mut Harness, program: &str, frame: &[u8], repeat: u32) -> f64 {
     d.as_secs_f64() * 1e9
 }
 
-fn median(runs: u32, mut f: impl FnMut(u32) -> f64) -> f64 {
-    let mut v: Vec<f64> = (0..runs).map(&mut f).collect();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+/// The median of `f` over `runs` runs.
+fn median(runs: u32, f: impl FnMut(u32) -> f64) -> f64 {
+    let mut v: Vec<f64> = (0..runs).map(f).collect();
+    super::median(&mut v).unwrap_or(0.0)
 }
