@@ -43,9 +43,11 @@ pub struct CtEntry {
     pub backend_ifindex: u32,
     /// The network of the container the flow belongs to.
     pub network_id: u32,
-    /// `CLOCK_MONOTONIC` nanoseconds when the flow was created.
+    /// `CLOCK_MONOTONIC` nanoseconds when the flow was created, to the
+    /// kernel's tick (`bpf_ktime_get_coarse_ns`: no clock read per packet).
     pub created_ns: u64,
-    /// `CLOCK_MONOTONIC` nanoseconds of the last packet in this direction.
+    /// `CLOCK_MONOTONIC` nanoseconds of the last packet in this direction,
+    /// to the tick.
     pub last_seen_ns: u64,
     pub packets: u64,
     pub bytes: u64,

@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns},
 };
 use weir_common::{
     ct::{CtEntry, CtKey, DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED, KIND_SNAT},
@@ -34,7 +34,7 @@ pub fn lookup(flow: &Flow, len: u32, syn_starts_over: bool) -> Option<CtEntry> {
     // Plain stores: one flow direction is almost always handled by one CPU
     // at a time; a lost race costs a count, never a translation.
     unsafe {
-        (*entry).last_seen_ns = bpf_ktime_get_ns();
+        (*entry).last_seen_ns = bpf_ktime_get_coarse_ns();
         (*entry).tcp_flags |= flow.tcp_flags;
         (*entry).packets += 1;
         (*entry).bytes += u64::from(len);
@@ -58,7 +58,7 @@ pub fn create(
     snat_to_host: bool,
 ) -> Result<CtEntry, DropReason> {
     // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let k = &flow.key;
     let original = CtEntry {
         nat_saddr: if snat_to_host { k.daddr } else { k.saddr },
@@ -124,7 +124,7 @@ pub fn create_snat(
     max: u16,
 ) -> Result<(CtEntry, u32), DropReason> {
     // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let k = &flow.key;
     let mut original = CtEntry {
         nat_saddr: nat_ip,

@@ -19,7 +19,7 @@ use weir_common::{
     stats::Hook,
 };
 
-use crate::{ct, dnat, fwd, nat, parse, policy, stats, verdict::TC_PASS};
+use crate::{ct, dnat, fwd, head::Head, nat, parse, policy, stats, verdict::TC_PASS};
 
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
@@ -43,7 +43,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
                 nat_daddr: daddr,
                 ..CtEntry::default()
             };
-            return fwd::redirect(ctx, &to, PROTO_ICMP);
+            return fwd::redirect(ctx, Head::read(ctx)?, &to, PROTO_ICMP);
         }
         // SAFETY: `ip` came from `parse::ipv4`, which checked the header.
         policy::destination(&sender, unsafe { (*ip).dst_addr }, to_gateway_mac)?;
@@ -72,6 +72,6 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             ct::create(&flow, ctx.len(), KIND_HAIRPIN, (key, &target), via_node)?
         }
     };
-    nat::rewrite(ctx, &flow, &entry)?;
-    fwd::redirect(ctx, &entry, flow.key.proto)
+    let head = nat::rewrite(ctx, &flow, &entry)?;
+    fwd::redirect(ctx, head, &entry, flow.key.proto)
 }

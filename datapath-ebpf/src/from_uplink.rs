@@ -56,6 +56,6 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             }
         }
     };
-    nat::rewrite(ctx, &flow, &entry)?;
-    Ok(fwd::to_container(ctx, entry.nat_daddr)?.unwrap_or(TC_PASS))
+    let head = nat::rewrite(ctx, &flow, &entry)?;
+    fwd::to_container(ctx, head, entry.nat_daddr)
 }

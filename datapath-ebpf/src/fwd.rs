@@ -23,8 +23,8 @@ use aya_ebpf::{
 use weir_common::{ct::CtEntry, drop::DropReason};
 
 use crate::{
+    head::Head,
     maps::{EP_BY_IP4, UPLINKS},
-    nat,
     verdict::TC_PASS,
 };
 
@@ -32,12 +32,13 @@ const AF_INET: u8 = 2;
 const BPF_FIB_LKUP_RET_SUCCESS: i64 = 0;
 const BPF_FIB_LKUP_RET_NO_NEIGH: i64 = 7;
 
-/// Redirects a packet that now carries `to`'s tuple to its next hop, or
-/// hands it to the stack (`TC_PASS`) when the FIB has no forwarding answer
-/// (local destination, no route, TTL spent).
+/// Redirects a packet that now carries `to`'s tuple (`head` holding its
+/// new addresses) to its next hop, or hands it to the stack (`TC_PASS`)
+/// when the FIB has no forwarding answer (local destination, no route,
+/// TTL spent). Writes `head` either way.
 #[inline(always)]
-pub fn redirect(ctx: &TcContext, to: &CtEntry, proto: u8) -> Result<i32, DropReason> {
-    route(ctx, to, proto, false)
+pub fn redirect(ctx: &TcContext, head: Head, to: &CtEntry, proto: u8) -> Result<i32, DropReason> {
+    route(ctx, head, to, proto, false)
 }
 
 /// A packet a container sends beyond the node, untranslated here: sent
@@ -45,35 +46,39 @@ pub fn redirect(ctx: &TcContext, to: &CtEntry, proto: u8) -> Result<i32, DropRea
 /// the stack (the node itself, another bridge, no route).
 #[inline(always)]
 pub fn out_via_uplink(ctx: &TcContext, to: &CtEntry, proto: u8) -> Result<i32, DropReason> {
-    route(ctx, to, proto, true)
+    route(ctx, Head::read(ctx)?, to, proto, true)
 }
 
-/// Sends a packet whose destination (after any rewrite) is `daddr` into
-/// that container's namespace, when `daddr` is a container of this node:
-/// TTL - 1, the frame addressed to the container's MAC from the MAC it
-/// was sent to, then `bpf_redirect_peer`. `None`: not a container here,
-/// or the TTL is spent (the stack answers that).
+/// Sends a packet whose destination (after any rewrite, in `head`) is
+/// `daddr` into that container's namespace, when `daddr` is a container
+/// of this node: TTL - 1, the frame addressed to the container's MAC from
+/// the MAC it was sent to, then `bpf_redirect_peer`. Else (not a container
+/// here, or the TTL spent: the stack answers that) `TC_PASS`. Writes
+/// `head` either way.
 #[inline(always)]
-pub fn to_container(ctx: &TcContext, daddr: [u8; 4]) -> Result<Option<i32>, DropReason> {
-    let Some(ep) = EP_BY_IP4.get_ptr(daddr) else {
-        return Ok(None);
-    };
-    // SAFETY: a value pointer from a map lookup, read at once.
-    let ep = unsafe { *ep };
-    if !nat::decrement_ttl(ctx)? {
-        return Ok(None);
+pub fn to_container(ctx: &TcContext, mut head: Head, daddr: [u8; 4]) -> Result<i32, DropReason> {
+    let mut verdict = TC_PASS;
+    if let Some(ep) = EP_BY_IP4.get_ptr(daddr) {
+        // SAFETY: a value pointer from a map lookup, read at once.
+        let ep = unsafe { *ep };
+        if head.decrement_ttl() {
+            head.set_macs(ep.mac, head.dst_mac());
+            // SAFETY: a helper taking plain values.
+            verdict = unsafe { bpf_redirect_peer(ep.ifindex, 0) } as i32;
+        }
     }
-    let was_to: [u8; 6] = ctx.load(0).map_err(|_| DropReason::Malformed)?;
-    ctx.store(6, &was_to, 0)
-        .map_err(|_| DropReason::RewriteFailed)?;
-    ctx.store(0, &ep.mac, 0)
-        .map_err(|_| DropReason::RewriteFailed)?;
-    // SAFETY: a helper taking plain values.
-    Ok(Some(unsafe { bpf_redirect_peer(ep.ifindex, 0) } as i32))
+    head.write(ctx)?;
+    Ok(verdict)
 }
 
 #[inline(always)]
-fn route(ctx: &TcContext, to: &CtEntry, proto: u8, only_uplinks: bool) -> Result<i32, DropReason> {
+fn route(
+    ctx: &TcContext,
+    mut head: Head,
+    to: &CtEntry,
+    proto: u8,
+    only_uplinks: bool,
+) -> Result<i32, DropReason> {
     // SAFETY: an all-zero `bpf_fib_lookup` is a valid one.
     let mut p: bpf_fib_lookup = unsafe { mem::zeroed() };
     p.family = AF_INET;
@@ -93,15 +98,14 @@ fn route(ctx: &TcContext, to: &CtEntry, proto: u8, only_uplinks: bool) -> Result
             0,
         )
     };
-    if rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH {
+    if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+        || (only_uplinks && UPLINKS.get_ptr(p.ifindex).is_none())
+        || !head.decrement_ttl()
+    {
+        head.write(ctx)?;
         return Ok(TC_PASS);
     }
-    if only_uplinks && UPLINKS.get_ptr(p.ifindex).is_none() {
-        return Ok(TC_PASS);
-    }
-    if !nat::decrement_ttl(ctx)? {
-        return Ok(TC_PASS);
-    }
+    head.write(ctx)?;
     let mut nh = bpf_redir_neigh {
         nh_family: u32::from(AF_INET),
         // SAFETY: the lookup wrote the next hop's address here.

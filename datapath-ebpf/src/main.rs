@@ -9,6 +9,7 @@ mod drop;
 mod from_container;
 mod from_uplink;
 mod fwd;
+mod head;
 mod maps;
 mod nat;
 mod parse;

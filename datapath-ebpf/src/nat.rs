@@ -1,6 +1,8 @@
-//! Rewriting a packet's tuple at a tc hook, with the IP and L4 checksums
-//! fixed incrementally by the kernel's helpers (they also handle
-//! `CHECKSUM_PARTIAL` packets from local stacks and containers). A UDP
+//! Rewriting a packet's tuple at a tc hook. The L4 checksum is fixed
+//! incrementally by the kernel's helper (which also handles
+//! `CHECKSUM_PARTIAL` packets from local stacks and containers), in two
+//! calls at most: the addresses, then the ports. The IP header goes
+//! through a [`Head`], written once by whoever forwards the packet. A UDP
 //! checksum of 0 ("none") stays 0.
 
 use aya_ebpf::{
@@ -13,100 +15,84 @@ use weir_common::{
     publish::{PROTO_ICMP, PROTO_UDP},
 };
 
-use crate::parse::{Flow, IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, IP_TTL_OFF, IcmpError};
+use crate::{
+    head::{self, Head, addr_diff, word_diff},
+    parse::{Flow, IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, IcmpError},
+};
 
-/// Rewrites `flow`'s packet to leave with `to`'s tuple.
+/// Rewrites `flow`'s packet to leave with `to`'s tuple: the L4 checksum
+/// and ports in the packet at once, the addresses in the returned
+/// [`Head`], for the caller to finish (forwarding) and write.
 #[inline(always)]
-pub fn rewrite(ctx: &TcContext, flow: &Flow, to: &CtEntry) -> Result<(), DropReason> {
+pub fn rewrite(ctx: &TcContext, flow: &Flow, to: &CtEntry) -> Result<Head, DropReason> {
     let from = &flow.key;
-    let l4_flags = if from.proto == PROTO_UDP {
+    let mangled_0 = if from.proto == PROTO_UDP {
         u64::from(BPF_F_MARK_MANGLED_0)
     } else {
         0
     };
+    // One diff for the addresses (in the pseudo-header; ICMP has none)
+    // and one for the ports, each handed to the kernel in one call.
+    let mut addrs = 0;
     if from.saddr != to.nat_saddr {
-        addr(ctx, flow, IP_SRC_OFF, from.saddr, to.nat_saddr, l4_flags)?;
+        addrs = addr_diff(addrs, from.saddr, to.nat_saddr);
     }
     if from.daddr != to.nat_daddr {
-        addr(ctx, flow, IP_DST_OFF, from.daddr, to.nat_daddr, l4_flags)?;
+        addrs = addr_diff(addrs, from.daddr, to.nat_daddr);
     }
-    let (sport_off, dport_off) = flow.port_offs();
+    if addrs != 0 && from.proto != PROTO_ICMP {
+        l4_csum(ctx, flow, addrs, u64::from(BPF_F_PSEUDO_HDR) | mangled_0)?;
+    }
+    let mut ports = 0;
     if from.sport != to.nat_sport {
-        port(ctx, flow, sport_off, from.sport, to.nat_sport, l4_flags)?;
+        ports = word_diff(ports, from.sport, to.nat_sport);
     }
     if from.dport != to.nat_dport {
-        port(ctx, flow, dport_off, from.dport, to.nat_dport, l4_flags)?;
+        ports = word_diff(ports, from.dport, to.nat_dport);
     }
-    Ok(())
+    // Ports right after a 20-byte IP header go in the head's one write.
+    let ports_in_head = from.proto != PROTO_ICMP && flow.l4_off == head::PORTS_OFF;
+    if ports != 0 {
+        l4_csum(ctx, flow, ports, mangled_0)?;
+        let (sport_off, _) = flow.port_offs();
+        if from.proto == PROTO_ICMP {
+            // The identifier: the source "port" of a request, the
+            // destination "port" of a reply; only one of them changes.
+            let id = if from.sport == to.nat_sport {
+                to.nat_dport
+            } else {
+                to.nat_sport
+            };
+            ctx.store(sport_off, &id, 0)
+                .map_err(|_| DropReason::RewriteFailed)?;
+        } else if !ports_in_head {
+            // TCP and UDP: the two ports side by side.
+            let both = [
+                to.nat_sport[0],
+                to.nat_sport[1],
+                to.nat_dport[0],
+                to.nat_dport[1],
+            ];
+            ctx.store(sport_off, &both, 0)
+                .map_err(|_| DropReason::RewriteFailed)?;
+        }
+    }
+    // Read after the helpers, which may have moved the packet's data.
+    let mut head = Head::read(ctx)?;
+    if ports != 0 && ports_in_head {
+        head.set_ports(to.nat_sport, to.nat_dport);
+    }
+    head.set_addr(IP_SRC_OFF, to.nat_saddr);
+    head.set_addr(IP_DST_OFF, to.nat_daddr);
+    Ok(head)
 }
 
+/// Adds `diff` to the L4 checksum (`bpf_l4_csum_replace` in diff mode:
+/// size 0, from 0).
 #[inline(always)]
-fn addr(
-    ctx: &TcContext,
-    flow: &Flow,
-    off: usize,
-    old: [u8; 4],
-    new: [u8; 4],
-    l4_flags: u64,
-) -> Result<(), DropReason> {
-    let (o, n) = (
-        u64::from(u32::from_ne_bytes(old)),
-        u64::from(u32::from_ne_bytes(new)),
-    );
-    // ICMP's checksum has no pseudo-header: addresses are not in it.
-    if flow.key.proto != PROTO_ICMP {
-        ctx.l4_csum_replace(
-            flow.csum_off(),
-            o,
-            n,
-            u64::from(BPF_F_PSEUDO_HDR) | 4 | l4_flags,
-        )
-        .map_err(|_| DropReason::RewriteFailed)?;
-    }
-    ctx.l3_csum_replace(IP_CSUM_OFF, o, n, 4)
-        .map_err(|_| DropReason::RewriteFailed)?;
-    ctx.store(off, &new, 0)
+fn l4_csum(ctx: &TcContext, flow: &Flow, diff: u32, flags: u64) -> Result<(), DropReason> {
+    ctx.l4_csum_replace(flow.csum_off(), 0, u64::from(diff), flags)
         .map_err(|_| DropReason::RewriteFailed)
-}
-
-#[inline(always)]
-fn port(
-    ctx: &TcContext,
-    flow: &Flow,
-    off: usize,
-    old: [u8; 2],
-    new: [u8; 2],
-    l4_flags: u64,
-) -> Result<(), DropReason> {
-    let (o, n) = (
-        u64::from(u16::from_ne_bytes(old)),
-        u64::from(u16::from_ne_bytes(new)),
-    );
-    ctx.l4_csum_replace(flow.csum_off(), o, n, 2 | l4_flags)
-        .map_err(|_| DropReason::RewriteFailed)?;
-    ctx.store(off, &new, 0)
-        .map_err(|_| DropReason::RewriteFailed)
-}
-
-/// Decrements the TTL of a packet the datapath forwards itself. `false`
-/// when the TTL is spent: the stack must have it, to answer with ICMP.
-#[inline(always)]
-pub fn decrement_ttl(ctx: &TcContext) -> Result<bool, DropReason> {
-    let word: [u8; 2] = ctx.load(IP_TTL_OFF).map_err(|_| DropReason::Malformed)?;
-    if word[0] <= 1 {
-        return Ok(false);
-    }
-    let new = [word[0] - 1, word[1]];
-    ctx.l3_csum_replace(
-        IP_CSUM_OFF,
-        u64::from(u16::from_ne_bytes(word)),
-        u64::from(u16::from_ne_bytes(new)),
-        2,
-    )
-    .map_err(|_| DropReason::RewriteFailed)?;
-    ctx.store(IP_TTL_OFF, &new, 0)
-        .map_err(|_| DropReason::RewriteFailed)?;
-    Ok(true)
 }
 
 /// Translates an ICMP error about a tracked flow: the quoted packet gets

@@ -102,7 +102,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             }
         }
     };
-    nat::rewrite(ctx, &flow, &entry)?;
+    nat::rewrite(ctx, &flow, &entry)?.write(ctx)?;
     Ok(TC_PASS)
 }
 
