@@ -149,48 +149,37 @@ impl Harness {
         self.run_tc("tc_from_container", frame)
     }
 
-    /// Runs the tc program `program` once on `frame`.
+    /// The loaded tc program `program`.
     #[must_use]
-    pub fn run_tc(&mut self, program: &str, frame: &[u8]) -> Outcome {
-        self.time_tc(program, frame, 1).0
-    }
-
-    /// Runs the tc program `program` on `frame` `repeat` times in a row
-    /// (the kernel reuses one skb, so a program that rewrites the frame
-    /// sees its own output from the second run on), and returns the last
-    /// outcome with the kernel's mean time per run.
-    #[must_use]
-    pub fn time_tc(
-        &mut self,
-        program: &str,
-        frame: &[u8],
-        repeat: u32,
-    ) -> (Outcome, std::time::Duration) {
-        let prog: &SchedClassifier = self
-            .datapath
+    pub fn tc_program(&mut self, program: &str) -> &SchedClassifier {
+        self.datapath
             .ebpf_mut()
             .program(program)
             .unwrap_or_else(|| panic!("no program {program}"))
             .try_into()
-            .expect("a tc program");
+            .expect("a tc program")
+    }
+
+    /// Runs the tc program `program` once on `frame`.
+    #[must_use]
+    pub fn run_tc(&mut self, program: &str, frame: &[u8]) -> Outcome {
+        let prog = self.tc_program(program);
         // Room for programs that grow the frame.
         let mut out = vec![0u8; frame.len() + 256];
         let result = prog
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 data_out: Some(&mut out),
-                repeat,
                 ..TestRunOptions::default()
             })
             .expect("BPF_PROG_TEST_RUN");
         out.truncate(result.data_size_out as usize);
-        let outcome = Outcome {
+        Outcome {
             verdict: i32::try_from(result.return_value).unwrap_or_else(|_| {
                 // tc verdicts are small signed numbers (TC_ACT_UNSPEC is -1).
                 i32::from_ne_bytes(result.return_value.to_ne_bytes())
             }),
             frame: out,
-        };
-        (outcome, result.duration)
+        }
     }
 }

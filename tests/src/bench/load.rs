@@ -10,6 +10,11 @@
 //!   `TIME_WAIT` socket piles up;
 //! - [`stream`]: one connection writing as fast as it can, measured at the
 //!   server, with the CPU the whole machine spent meanwhile.
+//!
+//! A client and the server thread that serves it can be pinned to CPUs
+//! ([`pin_to`], [`Server::pin`]), as `netperf -T` does: where the
+//! scheduler puts two threads on a small VM varies more from run to run
+//! than the datapaths differ.
 
 use std::{
     io::{self, Read as _, Write as _},
@@ -18,7 +23,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     thread::{self, JoinHandle},
     time::{Duration, Instant},
@@ -41,8 +46,12 @@ pub struct Server {
     listener: TcpListener,
     stop: Arc<AtomicBool>,
     received: Arc<AtomicU64>,
+    /// The CPU the next connections are served on ([`ANY_CPU`]: any).
+    cpu: Arc<AtomicUsize>,
     threads: Vec<JoinHandle<()>>,
 }
+
+const ANY_CPU: usize = usize::MAX;
 
 /// Acceptor threads per server: each serves one connection at a time, so
 /// this bounds the connections a server has open at once.
@@ -54,14 +63,18 @@ impl Server {
         let listener = ns.run(|| TcpListener::bind(("0.0.0.0", port)))?;
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicU64::new(0));
+        let cpu = Arc::new(AtomicUsize::new(ANY_CPU));
         let mut threads = Vec::new();
         for _ in 0..ACCEPTORS {
             let listener = listener.try_clone()?;
             let stop = Arc::clone(&stop);
             let received = Arc::clone(&received);
+            let cpu = Arc::clone(&cpu);
             threads.push(thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     if let Ok((conn, _)) = listener.accept() {
+                        let on = cpu.load(Ordering::Relaxed);
+                        pin_to((on != ANY_CPU).then_some(on));
                         serve(conn, mode, &received);
                     }
                 }
@@ -71,8 +84,15 @@ impl Server {
             listener,
             stop,
             received,
+            cpu,
             threads,
         })
+    }
+
+    /// Serves the connections accepted from now on on `cpu` (`None`: on
+    /// any CPU).
+    pub fn pin(&self, cpu: Option<usize>) {
+        self.cpu.store(cpu.unwrap_or(ANY_CPU), Ordering::Relaxed);
     }
 
     /// Bytes read by the server so far.
@@ -121,12 +141,13 @@ pub struct Rr {
 }
 
 /// One connection from `ns` to `to`, 1-byte requests and answers for
-/// `secs`.
+/// `secs`, the client on `cpu`.
 #[must_use]
-pub fn rr(ns: &Netns, to: SocketAddrV4, secs: f64) -> Rr {
+pub fn rr(ns: &Netns, to: SocketAddrV4, secs: f64, cpu: Option<usize>) -> Rr {
     let path = ns.path();
     let worker = thread::spawn(move || {
         enter(&path);
+        pin_to(cpu);
         let mut lat = Vec::with_capacity(200_000);
         let mut errors = 0;
         let Ok(mut s) = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)) else {
@@ -249,17 +270,24 @@ pub struct Stream {
     pub errors: u64,
 }
 
-/// One connection from `ns` to `to` writing 128 KiB at a time for `secs`;
-/// the rate is what `sink` received in the measured window (after a
-/// 0.3 s warm-up).
+/// One connection from `ns` to `to` writing 128 KiB at a time for `secs`,
+/// the writer on `cpu`; the rate is what `sink` received in the measured
+/// window (after a 0.3 s warm-up).
 #[must_use]
-pub fn stream(ns: &Netns, to: SocketAddrV4, sink: &Server, secs: f64) -> Stream {
+pub fn stream(
+    ns: &Netns,
+    to: SocketAddrV4,
+    sink: &Server,
+    secs: f64,
+    cpu: Option<usize>,
+) -> Stream {
     let path = ns.path();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let stop = Arc::clone(&stop);
         thread::spawn(move || {
             enter(&path);
+            pin_to(cpu);
             let Ok(mut s) = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)) else {
                 return 1u64;
             };
@@ -313,6 +341,26 @@ fn cpu_busy() -> f64 {
 
 fn enter(path: &Path) {
     weir::netns::enter(&PathBuf::from(path)).expect("setns into a bench namespace");
+}
+
+/// Keeps the calling thread on `cpu`, or lets it run anywhere (`None`).
+/// A CPU the machine does not have leaves the thread where it was.
+pub fn pin_to(cpu: Option<usize>) {
+    // Not `available_parallelism`: that counts the CPUs this thread may
+    // already be pinned to.
+    // SAFETY: sysconf has no preconditions.
+    let cpus = usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).unwrap_or(1);
+    if cpu.is_some_and(|c| c >= cpus) {
+        return;
+    }
+    // SAFETY: an all-zero `cpu_set_t` is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for c in cpu.map_or(0..cpus, |c| c..c + 1) {
+        // SAFETY: `c` is below the number of CPUs, far below the set's size.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: the set is valid and of the size we pass; pid 0 is this thread.
+    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) };
 }
 
 fn elapsed_ns(t: Instant) -> u32 {

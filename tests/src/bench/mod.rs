@@ -268,9 +268,18 @@ fn main_metrics() -> Vec<Metric> {
     ]
 }
 
+/// Where the single-connection tests run: request/response with client
+/// and server on one CPU, so that a transaction's time is what the whole
+/// path costs, without the cross-CPU wake-ups that dominate it and vary
+/// from run to run; the stream with writer and reader on a CPU each.
+const RR_CPU: usize = 0;
+const STREAM_CPUS: (usize, usize) = (0, 1);
+
 fn measure_round(bed: &Bed, opts: &Options, m: &mut [Metric]) {
     let s = bed.setup;
-    let rr = load::rr(bed.ext(), bed.echo_target(), opts.secs);
+    bed.echo.pin(Some(RR_CPU));
+    let rr = load::rr(bed.ext(), bed.echo_target(), opts.secs, Some(RR_CPU));
+    bed.echo.pin(None);
     m[0].add(s, rr.per_sec, rr.errors);
     m[1].add(s, rr.p50_us, 0);
     m[2].add(s, rr.p99_us, 0);
@@ -283,7 +292,14 @@ fn measure_round(bed: &Bed, opts: &Options, m: &mut [Metric]) {
         opts.crr_workers,
     );
     m[4].add(s, out.per_sec, out.errors);
-    let st = load::stream(bed.ext(), bed.sink_target(), &bed.sink, opts.secs);
+    bed.sink.pin(Some(STREAM_CPUS.1));
+    let st = load::stream(
+        bed.ext(),
+        bed.sink_target(),
+        &bed.sink,
+        opts.secs,
+        Some(STREAM_CPUS.0),
+    );
     m[5].add(s, st.gbit_per_sec, st.errors);
     m[6].add(s, st.cpu_per_gbit, 0);
 }
@@ -291,7 +307,7 @@ fn measure_round(bed: &Bed, opts: &Options, m: &mut [Metric]) {
 /// Every path a setup is measured on answers before anything is timed.
 fn check(bed: &Bed) -> io::Result<()> {
     let probe = |ns, to| {
-        let r = load::rr(ns, to, 0.05);
+        let r = load::rr(ns, to, 0.05, None);
         if r.transactions == 0 {
             return Err(io::Error::other(format!(
                 "{}: no answer from {to}",

@@ -89,6 +89,20 @@ pub fn testrun_table(r: &Results) -> String {
     s
 }
 
+/// Program sizes as a Markdown table.
+#[must_use]
+pub fn sizes_table(r: &Results) -> String {
+    let mut s = String::from("| program | BPF instructions | JIT bytes |\n|---|--:|--:|\n");
+    for p in &r.testrun.sizes {
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} |",
+            p.program, p.instructions, p.jited_bytes
+        );
+    }
+    s
+}
+
 /// Errors seen by the load (failed transactions or connections).
 #[must_use]
 pub fn errors(r: &Results) -> Vec<String> {
@@ -139,11 +153,13 @@ pub fn text(r: &Results) -> String {
     s.push_str(&table(r));
     let _ = writeln!(
         s,
-        "\nPer packet, `BPF_PROG_TEST_RUN` on the real programs (median of {} single runs, \
-         less {:.0} ns of clock overhead):\n",
-        r.testrun.runs, r.testrun.clock_ns
+        "\nPer packet, `BPF_PROG_TEST_RUN` on the real programs ({} runs a case, \
+         each on a fresh frame; the kernel's own run time of the program):\n",
+        r.testrun.runs
     );
     s.push_str(&testrun_table(r));
+    s.push('\n');
+    s.push_str(&sizes_table(r));
     let errs = errors(r);
     if !errs.is_empty() {
         s.push_str("\nErrors:\n");
@@ -361,8 +377,8 @@ mod tests {
             metrics: vec![m, lat],
             testrun: Costs {
                 runs: 1,
-                clock_ns: 0.0,
                 costs: Vec::new(),
+                sizes: Vec::new(),
             },
         }
     }

@@ -2,16 +2,18 @@
 //! real object: a new flow, an established one, and a miss (a packet the
 //! program looks at and lets pass untouched).
 //!
-//! The kernel reuses one skb across `repeat` runs, so a program that
-//! rewrites the frame would see its own output the second time. New and
-//! established flows are therefore timed one run at a time (`repeat` 1,
-//! the median of many), which adds one clock read per run; that overhead
-//! is measured on the miss, whose frame is never changed (the same frame
-//! once vs `repeat` 10,000 times), and taken off every figure.
+//! Each packet is its own run (`repeat` 1), on a fresh copy of the frame:
+//! the kernel reuses one skb across `repeat` runs, so a program that
+//! rewrites the frame would see its own output from the second run on.
+//! The time is the kernel's own account of the program
+//! (`BPF_ENABLE_STATS`: `run_time_ns` / `run_cnt`, what `bpftool prog`
+//! shows), which starts and stops around the program alone, not around
+//! the syscall or the skb it builds.
+use std::net::{Ipv4Addr, SocketAddrV4};
 
-use std::{
-    net::{Ipv4Addr, SocketAddrV4},
-    time::Duration,
+use aya::{
+    programs::ProgramInfo,
+    sys::{Stats, enable_stats},
 };
 
 use weir_common::publish::{PROTO_TCP, PublishKey, PublishTarget};
@@ -30,17 +32,29 @@ const BACKEND: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
 pub struct Cost {
     pub program: &'static str,
     pub case: &'static str,
-    /// Nanoseconds per packet, the clock overhead taken off.
+    /// Nanoseconds per packet, the mean of the runs.
     pub ns: f64,
 }
 
-/// Per-packet costs, and the clock overhead taken off them.
+/// A program's size after the verifier and the JIT.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Size {
+    pub program: &'static str,
+    /// BPF instructions, as the kernel runs them (`xlated`).
+    pub instructions: u32,
+    /// Bytes of machine code.
+    pub jited_bytes: u32,
+}
+
+/// Per-packet costs and program sizes.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Costs {
     pub runs: u32,
-    pub clock_ns: f64,
     pub costs: Vec<Cost>,
+    pub sizes: Vec<Size>,
 }
+
+const PROGRAMS: [&str; 3] = ["tc_from_uplink", "tc_from_container", "tc_to_uplink"];
 
 fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(ip, port)
@@ -50,6 +64,8 @@ fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
 /// gives the FIB lookups of the fast path a route and a neighbour).
 #[must_use]
 pub fn measure(runs: u32) -> Costs {
+    // Run-time accounting is on while this descriptor is open.
+    let _stats = enable_stats(Stats::RunTime).expect("BPF_ENABLE_STATS");
     node_ns("bench").run(|| {
         let mut h = Harness::with_one_network();
         let dp = &mut h.datapath;
@@ -72,40 +88,29 @@ pub fn measure(runs: u32) -> Costs {
         .expect("PUBLISH4");
         h.container(BACKEND, 1);
 
-        // The clock: one run of an unchanged frame vs many in a row.
-        let miss = packet::tcp_ack4(sa(CLIENT, 40001), sa(NODE, 9999), 1, 1, false);
-        let single = median(runs, |_| time(&mut h, "tc_from_uplink", &miss, 1));
-        let many = time(&mut h, "tc_from_uplink", &miss, 10_000);
-        let clock = (single - many).max(0.0);
-
         let mut costs = Vec::new();
-        let mut cost = |program, case, ns: f64| {
+        let mut cost = |h: &mut Harness, program, case, frame: &dyn Fn(u32) -> Vec<u8>| {
             costs.push(Cost {
                 program,
                 case,
-                ns: ns - clock,
+                ns: time(h, program, runs, frame),
             });
         };
         // Published port, from outside.
-        cost(
-            "tc_from_uplink",
-            "new flow (DNAT)",
-            median(runs, |i| {
-                let syn = packet::tcp_syn4(sa(CLIENT, port(i)), sa(NODE, 8080), 1);
-                time(&mut h, "tc_from_uplink", &syn, 1)
-            }),
-        );
+        cost(&mut h, "tc_from_uplink", "new flow (DNAT)", &|i| {
+            packet::tcp_syn4(sa(CLIENT, port(i)), sa(NODE, 8080), 1)
+        });
         let ack = packet::tcp_ack4(sa(CLIENT, port(0)), sa(NODE, 8080), 2, 2, false);
         assert_eq!(
             view(&rewritten(&mut h, "tc_from_uplink", &ack)).dst,
             BACKEND
         );
-        cost(
-            "tc_from_uplink",
-            "established (DNAT)",
-            median(runs, |_| time(&mut h, "tc_from_uplink", &ack, 1)),
-        );
-        cost("tc_from_uplink", "miss", single);
+        cost(&mut h, "tc_from_uplink", "established (DNAT)", &|_| {
+            ack.clone()
+        });
+        cost(&mut h, "tc_from_uplink", "miss", &|_| {
+            packet::tcp_ack4(sa(CLIENT, 40001), sa(NODE, 9999), 1, 1, false)
+        });
         // The container's answer.
         let answer = packet::tcp_ack4(sa(BACKEND, 80), sa(CLIENT, port(0)), 2, 3, false);
         assert_eq!(
@@ -113,43 +118,41 @@ pub fn measure(runs: u32) -> Costs {
             NODE
         );
         cost(
+            &mut h,
             "tc_from_container",
             "established (reverse DNAT)",
-            median(runs, |_| time(&mut h, "tc_from_container", &answer, 1)),
+            &|_| answer.clone(),
         );
-        let out = packet::tcp_syn4(sa(BACKEND, 40000), sa(CLIENT, 80), 1);
         cost(
+            &mut h,
             "tc_from_container",
             "new flow out (policy)",
-            median(runs, |_| time(&mut h, "tc_from_container", &out, 1)),
+            &|_| packet::tcp_syn4(sa(BACKEND, 40000), sa(CLIENT, 80), 1),
         );
         // Masquerade.
-        cost(
-            "tc_to_uplink",
-            "new flow (SNAT)",
-            median(runs, |i| {
-                let syn = packet::tcp_syn4(sa(BACKEND, port(i)), sa(CLIENT, 443), 1);
-                time(&mut h, "tc_to_uplink", &syn, 1)
-            }),
-        );
+        cost(&mut h, "tc_to_uplink", "new flow (SNAT)", &|i| {
+            packet::tcp_syn4(sa(BACKEND, port(i)), sa(CLIENT, 443), 1)
+        });
         let ack = packet::tcp_ack4(sa(BACKEND, port(0)), sa(CLIENT, 443), 2, 2, false);
         assert_eq!(view(&rewritten(&mut h, "tc_to_uplink", &ack)).src, NODE);
-        cost(
-            "tc_to_uplink",
-            "established (SNAT)",
-            median(runs, |_| time(&mut h, "tc_to_uplink", &ack, 1)),
-        );
-        let own = packet::tcp_ack4(sa(NODE, 5555), sa(CLIENT, 443), 2, 2, false);
-        cost(
-            "tc_to_uplink",
-            "miss",
-            median(runs, |_| time(&mut h, "tc_to_uplink", &own, 1)),
-        );
-        Costs {
-            runs,
-            clock_ns: clock,
-            costs,
-        }
+        cost(&mut h, "tc_to_uplink", "established (SNAT)", &|_| {
+            ack.clone()
+        });
+        cost(&mut h, "tc_to_uplink", "miss", &|_| {
+            packet::tcp_ack4(sa(NODE, 5555), sa(CLIENT, 443), 2, 2, false)
+        });
+        let sizes = PROGRAMS
+            .iter()
+            .map(|&program| {
+                let i = info(&mut h, program);
+                Size {
+                    program,
+                    instructions: i.size_translated().unwrap_or(0) / 8,
+                    jited_bytes: i.size_jitted(),
+                }
+            })
+            .collect();
+        Costs { runs, costs, sizes }
     })
 }
 
@@ -165,16 +168,26 @@ fn rewritten(h: &mut Harness, program: &str, frame: &[u8]) -> Vec<u8> {
     out.frame
 }
 
-/// Nanoseconds per run of `program` on `frame`, `repeat` runs in a row;
-/// a drop is a mistake of the benchmark, not a figure.
-fn time(h: &mut Harness, program: &str, frame: &[u8], repeat: u32) -> f64 {
-    let (out, d): (_, Duration) = h.time_tc(program, frame, repeat);
-    assert_ne!(out.verdict, TC_ACT_SHOT, "{program} dropped the frame");
-    d.as_secs_f64() * 1e9
+/// Mean nanoseconds per run of `program`, by the kernel's account, over
+/// `runs` runs, run `i` on `frame(i)`; a drop is a mistake of the
+/// benchmark, not a figure.
+fn time(h: &mut Harness, program: &str, runs: u32, frame: &dyn Fn(u32) -> Vec<u8>) -> f64 {
+    let before = info(h, program);
+    for i in 0..runs {
+        let out = h.run_tc(program, &frame(i));
+        assert_ne!(out.verdict, TC_ACT_SHOT, "{program} dropped the frame");
+    }
+    let after = info(h, program);
+    let count = after.run_count().saturating_sub(before.run_count());
+    let ns = after
+        .run_time()
+        .saturating_sub(before.run_time())
+        .as_nanos();
+    #[expect(clippy::cast_precision_loss, reason = "far below 2^52")]
+    let per = ns as f64 / count.max(1) as f64;
+    per
 }
 
-/// The median of `f` over `runs` runs.
-fn median(runs: u32, f: impl FnMut(u32) -> f64) -> f64 {
-    let mut v: Vec<f64> = (0..runs).map(f).collect();
-    super::median(&mut v).unwrap_or(0.0)
+fn info(h: &mut Harness, program: &str) -> ProgramInfo {
+    h.tc_program(program).info().expect("the program's info")
 }
