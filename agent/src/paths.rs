@@ -36,6 +36,12 @@ impl Paths {
         self.state_dir.join("state.json")
     }
 
+    /// Changes made since the state file was written (see `state`).
+    #[must_use]
+    pub fn journal_file(&self) -> PathBuf {
+        self.state_dir.join("state.journal")
+    }
+
     /// Pinned maps.
     #[must_use]
     pub fn maps_dir(&self) -> PathBuf {
@@ -107,6 +113,7 @@ mod tests {
             bpffs: "/sys/fs/bpf/weir-t".into(),
         };
         assert_eq!(p.state_file(), Path::new("/tmp/t/state/state.json"));
+        assert_eq!(p.journal_file(), Path::new("/tmp/t/state/state.journal"));
         assert_eq!(p.maps_dir(), Path::new("/sys/fs/bpf/weir-t/maps"));
         assert_eq!(p.links_dir(), Path::new("/sys/fs/bpf/weir-t/links"));
         assert_eq!(p.progs_dir(), Path::new("/sys/fs/bpf/weir-t/progs"));

@@ -13,7 +13,6 @@ use crate::{
     netlink::Netlink,
     netns,
     paths::{Paths, run_netns_path},
-    state as store,
 };
 
 /// Removes everything of weir's at `paths` in the calling thread's
@@ -25,7 +24,7 @@ pub async fn cleanup(paths: &Paths) -> Result<Vec<String>, AgentError> {
         });
     }
     let mut removed = Vec::new();
-    let state: State = store::load(&paths.state_file())?.unwrap_or_default();
+    let state = State::load(paths)?;
     // The pins first: once the links are gone no program runs, so nothing
     // acts on a veth while it is being deleted.
     for dir in [paths.links_dir(), paths.progs_dir(), paths.maps_dir()] {

@@ -12,7 +12,10 @@ mod stats;
 use std::{collections::HashMap, fs, path::PathBuf};
 
 use tracing::{debug, info, warn};
-use weir_common::network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED, NetInfo};
+use weir_common::{
+    network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED, NetInfo},
+    publish::PublishKey,
+};
 
 pub use self::{
     cleanup::cleanup,
@@ -20,7 +23,7 @@ pub use self::{
     endpoint::AttachRequest,
     maps::{AddrEntry, EndpointEntry, MapsView, NetworkEntry, OpenPortEntry, PublishedEntry},
     publish::PortView,
-    state::{Endpoint, State},
+    state::{Change, Endpoint, State},
     stats::{DropStats, HookStats, NetworkStats, PortStats, Stats, prometheus},
 };
 use crate::{
@@ -50,6 +53,9 @@ pub struct Config {
     /// the node's `ip_local_port_range`.
     pub snat_ports: PortRange,
 }
+
+/// Changes the journal holds before the state file is written afresh.
+const JOURNAL_MAX: usize = 256;
 
 /// The default `--snat-ports`: below Linux's default
 /// `ip_local_port_range` (32768-60999), above the privileged ports.
@@ -95,6 +101,10 @@ pub struct NatStats {
 pub struct Agent {
     config: Config,
     state: State,
+    /// Changes since the state file was last written.
+    journal: store::Journal,
+    /// What `OPEN_PORTS4` was last set to (`None`: not yet by this agent).
+    open_ports: Option<Vec<(PublishKey, u32)>>,
     uplinks: Vec<String>,
     nl: Netlink,
     datapath: Datapath,
@@ -109,7 +119,7 @@ impl Agent {
     /// datapath and reconciles the kernel to the state.
     pub async fn start(config: Config) -> Result<Self, AgentError> {
         let nl = Netlink::connect()?;
-        let mut state: State = store::load(&config.paths.state_file())?.unwrap_or_default();
+        let mut state = State::load(&config.paths)?;
         let uplinks = if config.uplinks.is_empty() {
             nl.default_route_device().await?.into_iter().collect()
         } else {
@@ -146,9 +156,12 @@ impl Agent {
             state.registry.insert(network);
         }
         state.initialized = true;
+        let journal = store::Journal::new(config.paths.journal_file());
         let mut agent = Self {
             config,
             state,
+            journal,
+            open_ports: None,
             uplinks,
             nl,
             datapath,
@@ -315,8 +328,21 @@ impl Agent {
         Ok(())
     }
 
-    fn save(&self) -> Result<(), AgentError> {
-        store::save(&self.config.paths.state_file(), &self.state).map_err(Into::into)
+    /// Writes the whole state, which empties the journal.
+    fn save(&mut self) -> Result<(), AgentError> {
+        store::save(&self.config.paths.state_file(), &self.state)?;
+        self.journal.clear()?;
+        Ok(())
+    }
+
+    /// Keeps `change`, already made to the state in memory, on disk: one
+    /// line in the journal, or the whole state once the journal is long.
+    fn record(&mut self, change: &Change) -> Result<(), AgentError> {
+        if self.journal.len() >= JOURNAL_MAX {
+            return self.save();
+        }
+        self.journal.append(change)?;
+        Ok(())
     }
 
     #[must_use]

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use tracing::{info, warn};
 use weir_common::publish::{PublishKey, PublishTarget};
 
-use super::{Agent, Endpoint};
+use super::{Agent, Change, Endpoint};
 use crate::{
     error::AgentError,
     network::Mode,
@@ -60,11 +60,13 @@ impl Agent {
             let _ = self.withdraw(&made);
             return Err(e);
         }
-        if let Some(e) = self.state.endpoints.get_mut(name) {
-            e.ports.extend(made.iter().copied());
-        }
+        let change = Change::Published {
+            endpoint: name.to_owned(),
+            ports: made.clone(),
+        };
+        self.state.apply(change.clone());
         self.sync_open_ports()?;
-        self.save()?;
+        self.record(&change)?;
         for m in &made {
             info!(endpoint = %name, port = %m, "published");
         }
@@ -102,11 +104,13 @@ impl Agent {
             }
         }
         self.withdraw(&gone)?;
-        if let Some(e) = self.state.endpoints.get_mut(name) {
-            e.ports.retain(|m| !gone.contains(m));
-        }
+        let change = Change::Withdrawn {
+            endpoint: name.to_owned(),
+            ports: gone.clone(),
+        };
+        self.state.apply(change.clone());
         self.sync_open_ports()?;
-        self.save()?;
+        self.record(&change)?;
         for m in &gone {
             info!(endpoint = %name, port = %m, "unpublished");
         }
@@ -241,7 +245,11 @@ impl Agent {
         ep: &Endpoint,
         mappings: &[PortMapping],
     ) -> Result<(), AgentError> {
-        let ifindex = self.nl.link_index(&ep.host_if).await?.unwrap_or(0);
+        // The datapath's own record first: no netlink round trip.
+        let ifindex = match self.datapath.endpoint_ifindex(ep.ip)? {
+            Some(index) => index,
+            None => self.nl.link_index(&ep.host_if).await?.unwrap_or(0),
+        };
         let network_id = self.state.registry.get(&ep.network)?.id;
         for m in mappings {
             let target = PublishTarget {
@@ -287,7 +295,11 @@ impl Agent {
                 }
             }
         }
-        self.datapath.set_open_ports(&open)?;
+        // Most changes leave it as it was (a NAT network opens nothing).
+        if self.open_ports.as_ref() != Some(&open) {
+            self.datapath.set_open_ports(&open)?;
+            self.open_ports = Some(open);
+        }
         Ok(())
     }
 

@@ -52,6 +52,21 @@ impl Datapath {
             .map_err(|source| map_err(map_names::EP_BY_IP4, source))
     }
 
+    /// The host-side ifindex `EP_BY_IP4` has for the container at `ip`.
+    pub fn endpoint_ifindex(&self, ip: Ipv4Addr) -> Result<Option<u32>, DatapathError> {
+        let map: HashMap<_, [u8; 4], EndpointRef> = self
+            .ebpf
+            .map(map_names::EP_BY_IP4)
+            .ok_or(DatapathError::MissingMap(map_names::EP_BY_IP4))?
+            .try_into()
+            .map_err(|source| map_err(map_names::EP_BY_IP4, source))?;
+        match map.get(&ip.octets(), 0) {
+            Ok(r) => Ok(Some(r.ifindex)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(map_err(map_names::EP_BY_IP4, source)),
+        }
+    }
+
     /// Removes every entry of the endpoint with address `ip` from
     /// `ENDPOINTS` and `EP_BY_IP4`. Works from the maps alone, so it also
     /// cleans up after a veth that is already gone.
