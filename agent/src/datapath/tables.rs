@@ -53,13 +53,8 @@ impl Datapath {
     }
 
     /// The host-side ifindex `EP_BY_IP4` has for the container at `ip`.
-    pub fn endpoint_ifindex(&self, ip: Ipv4Addr) -> Result<Option<u32>, DatapathError> {
-        let map: HashMap<_, [u8; 4], EndpointRef> = self
-            .ebpf
-            .map(map_names::EP_BY_IP4)
-            .ok_or(DatapathError::MissingMap(map_names::EP_BY_IP4))?
-            .try_into()
-            .map_err(|source| map_err(map_names::EP_BY_IP4, source))?;
+    pub fn endpoint_ifindex(&mut self, ip: Ipv4Addr) -> Result<Option<u32>, DatapathError> {
+        let map = self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?;
         match map.get(&ip.octets(), 0) {
             Ok(r) => Ok(Some(r.ifindex)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
