@@ -98,14 +98,13 @@ fn route(
             0,
         )
     };
-    if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
-        || (only_uplinks && UPLINKS.get_ptr(p.ifindex).is_none())
-        || !head.decrement_ttl()
-    {
-        head.write(ctx)?;
+    let forward = (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+        && (!only_uplinks || UPLINKS.get_ptr(p.ifindex).is_some())
+        && head.decrement_ttl();
+    head.write(ctx)?;
+    if !forward {
         return Ok(TC_PASS);
     }
-    head.write(ctx)?;
     let mut nh = bpf_redir_neigh {
         nh_family: u32::from(AF_INET),
         // SAFETY: the lookup wrote the next hop's address here.

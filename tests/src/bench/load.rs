@@ -71,10 +71,16 @@ impl Server {
             let received = Arc::clone(&received);
             let cpu = Arc::clone(&cpu);
             threads.push(thread::spawn(move || {
+                // Where this thread runs now: changed only when asked, not
+                // with a syscall per connection.
+                let mut on = ANY_CPU;
                 while !stop.load(Ordering::Relaxed) {
                     if let Ok((conn, _)) = listener.accept() {
-                        let on = cpu.load(Ordering::Relaxed);
-                        pin_to((on != ANY_CPU).then_some(on));
+                        let wanted = cpu.load(Ordering::Relaxed);
+                        if wanted != on {
+                            pin_to((wanted != ANY_CPU).then_some(wanted));
+                            on = wanted;
+                        }
                         serve(conn, mode, &received);
                     }
                 }
