@@ -52,22 +52,54 @@ impl Packet for TcContext {
 /// The most header bytes the datapath reads: Ethernet, IPv4 with the
 /// longest options, and an ICMP error quoting an IPv4 header with the
 /// longest options and 8 bytes of its L4 header.
-const HEADERS_MAX: u32 = (EthHdr::LEN + 60 + 8 + 60 + 8) as u32;
+const HEADERS_MAX: usize = EthHdr::LEN + 60 + 8 + 60 + 8;
 
 /// Makes the headers of an skb directly readable: a packet built from
 /// pages (GRO, a veth from another namespace) may hold them outside the
-/// linear part, where `data_end` stops.
+/// linear part, where `data_end` stops. Only headers are pulled, never
+/// payload: a TCP segment from a local stack is a clone whose payload
+/// sits in pages it shares with the socket's copy, and pulling any of it
+/// into the linear part makes the kernel copy the whole head first.
 #[inline(always)]
 pub fn linearize(ctx: &TcContext) {
-    let want = if ctx.len() < HEADERS_MAX {
-        ctx.len()
-    } else {
-        HEADERS_MAX
-    };
-    if ctx.data_end() - ctx.data() < want as usize {
-        // On failure the checks below see a short packet and say so.
-        let _ = ctx.pull_data(want);
+    let len = ctx.len() as usize;
+    let mut want = headers_len(ctx);
+    if want > len {
+        want = len;
     }
+    if ctx.data_end() - ctx.data() < want {
+        // On failure the checks below see a short packet and say so.
+        let _ = ctx.pull_data(want as u32);
+    }
+}
+
+/// How many bytes from the frame's start the datapath may read: the
+/// Ethernet header, the IPv4 header with its options, and as much of the
+/// L4 header as is read or rewritten (TCP's fixed 20 bytes, UDP's 8, an
+/// ICMP error's quote). [`HEADERS_MAX`] when the fixed part of the IPv4
+/// header is not linear yet, so that one pull does.
+#[inline(always)]
+fn headers_len(ctx: &TcContext) -> usize {
+    // Ethernet and the IPv4 header up to its protocol byte.
+    let Some(b) = ptr_at::<[u8; IP_OFF + 10]>(ctx, 0) else {
+        return HEADERS_MAX;
+    };
+    // SAFETY: `ptr_at` checked the bytes.
+    let (ether_type, vihl, proto) =
+        unsafe { ([(*b)[12], (*b)[13]], (*b)[IP_OFF], (*b)[IP_OFF + 9]) };
+    if ether_type == ETH_P_ARP {
+        return IP_OFF + 28;
+    }
+    if ether_type != ETH_P_IP {
+        return EthHdr::LEN;
+    }
+    let l4 = match proto {
+        PROTO_TCP => 20,
+        PROTO_UDP => 8,
+        PROTO_ICMP => 8 + 60 + 8,
+        _ => 0,
+    };
+    IP_OFF + usize::from(vihl & 0x0f) * 4 + l4
 }
 
 /// A pointer to a `T` at `offset`, or `None` when the packet is too short.
