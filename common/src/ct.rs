@@ -37,8 +37,8 @@ pub struct CtEntry {
     pub kind: u8,
     /// TCP flags seen in this direction since the flow (re)started, or-ed together.
     pub tcp_flags: u8,
-    /// Explicit padding, always zero.
-    pub pad: u8,
+    /// [`CT_INNER`], or 0.
+    pub flags: u8,
     /// Host-side ifindex of the backend container's veth (DNAT).
     pub backend_ifindex: u32,
     /// The network of the container the flow belongs to.
@@ -55,6 +55,12 @@ pub struct CtEntry {
     /// (protocol 0) for flows that are not a published port's.
     pub publication: PublishKey,
 }
+
+/// [`CtEntry::flags`]: the entry's key has a container of this node as
+/// its source (the answers of a published port, a container's own flows).
+/// A packet from outside that finds such an entry claims a container's
+/// address: a bogon, dropped before it touches the flow.
+pub const CT_INNER: u8 = 1;
 
 /// The direction that opened the flow.
 pub const DIR_ORIGINAL: u8 = 0;

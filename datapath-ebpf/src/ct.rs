@@ -6,7 +6,7 @@ use aya_ebpf::{
     helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns},
 };
 use weir_common::{
-    ct::{CtEntry, CtKey, DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED, KIND_SNAT},
+    ct::{CT_INNER, CtEntry, CtKey, DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED, KIND_SNAT},
     drop::DropReason,
     publish::{PublishKey, PublishTarget},
 };
@@ -24,36 +24,49 @@ pub const SNAT_TRIES: u32 = 16;
 /// With `syn_starts_over`, a TCP segment that opens a flow (SYN without
 /// ACK) is never "known": it starts the flow again from the publications
 /// as they are now. Masquerade keeps its mapping for a retransmitted SYN.
+/// A packet `from_outside` that finds an entry keyed from a container's
+/// side ([`CT_INNER`]) is a [`DropReason::Bogon`], and counts nothing.
 #[inline(always)]
-pub fn lookup(flow: &Flow, len: u32, syn_starts_over: bool) -> Option<CtEntry> {
+pub fn lookup(
+    flow: &Flow,
+    len: u32,
+    syn_starts_over: bool,
+    from_outside: bool,
+) -> Result<Option<CtEntry>, DropReason> {
     if syn_starts_over && flow.is_tcp_open() {
-        return None;
+        return Ok(None);
     }
-    let entry = CT4.get_ptr_mut(flow.key)?;
+    let Some(entry) = CT4.get_ptr_mut(flow.key) else {
+        return Ok(None);
+    };
     // SAFETY: a pointer into a map value, valid for this program run.
     // Plain stores: one flow direction is almost always handled by one CPU
     // at a time; a lost race costs a count, never a translation.
     unsafe {
+        if from_outside && (*entry).flags & CT_INNER != 0 {
+            return Err(DropReason::Bogon);
+        }
         (*entry).last_seen_ns = bpf_ktime_get_coarse_ns();
         (*entry).tcp_flags |= flow.tcp_flags;
         (*entry).packets += 1;
         (*entry).bytes += u64::from(len);
         let entry = *entry;
         stats::port(&entry.publication, entry.dir, len, false);
-        Some(entry)
+        Ok(Some(entry))
     }
 }
 
 /// Starts tracking a translated flow: `flow` leaves as `original`'s
 /// tuple, and the answers, which come back as the reverse of that tuple,
 /// leave as the reverse of `flow`'s. `publication` is the key the flow
-/// came in by (its counters), zero when none. Returns the original
-/// direction's entry.
+/// came in by (its counters), zero when none. `sides` are the
+/// [`CtEntry::flags`] of the original direction and of the answers.
+/// Returns the original direction's entry.
 #[inline(always)]
 pub fn create(
     flow: &Flow,
     len: u32,
-    kind: u8,
+    (kind, sides): (u8, Sides),
     (publication, target): (PublishKey, &PublishTarget),
     snat_to_host: bool,
 ) -> Result<CtEntry, DropReason> {
@@ -68,7 +81,7 @@ pub fn create(
         dir: DIR_ORIGINAL,
         kind,
         tcp_flags: flow.tcp_flags,
-        pad: 0,
+        flags: sides.original,
         backend_ifindex: target.ifindex,
         network_id: target.network_id,
         created_ns: now,
@@ -77,7 +90,7 @@ pub fn create(
         bytes: u64::from(len),
         publication,
     };
-    let reply = reply_entry(k, &original);
+    let reply = reply_entry(k, &original, sides.reply);
     CT4.insert(CtKey::reply_of(&original, k.proto), reply, 0)
         .map_err(|_| DropReason::CtInsertFailed)?;
     CT4.insert(*k, original, 0)
@@ -86,11 +99,43 @@ pub fn create(
     Ok(original)
 }
 
+/// Which side of the node each direction of a flow is keyed from, as
+/// [`CtEntry::flags`].
+#[derive(Clone, Copy)]
+pub struct Sides {
+    pub original: u8,
+    pub reply: u8,
+}
+
+impl Sides {
+    /// A flow from outside to a container: its answers come from inside.
+    pub const IN: Self = Self {
+        original: 0,
+        reply: CT_INNER,
+    };
+    /// A flow from a container to the outside.
+    pub const OUT: Self = Self {
+        original: CT_INNER,
+        reply: 0,
+    };
+    /// A flow between containers of this node (through a node address).
+    pub const LOCAL: Self = Self {
+        original: CT_INNER,
+        reply: CT_INNER,
+    };
+}
+
 /// Starts tracking a flow forwarded untranslated between a container of
-/// network `network_id` and the outside (routed mode, `--masquerade=false`):
-/// both entries rewrite to the tuple they already carry.
+/// network `network_id` and the outside (routed mode, `--masquerade=false`),
+/// opened from `sides`' original end: both entries rewrite to the tuple
+/// they already carry.
 #[inline(always)]
-pub fn create_routed(flow: &Flow, len: u32, network_id: u32) -> Result<CtEntry, DropReason> {
+pub fn create_routed(
+    flow: &Flow,
+    len: u32,
+    network_id: u32,
+    sides: Sides,
+) -> Result<CtEntry, DropReason> {
     let k = &flow.key;
     let itself = PublishTarget {
         ip: k.daddr,
@@ -102,7 +147,7 @@ pub fn create_routed(flow: &Flow, len: u32, network_id: u32) -> Result<CtEntry, 
     create(
         flow,
         len,
-        KIND_ROUTED,
+        (KIND_ROUTED, sides),
         (PublishKey::default(), &itself),
         false,
     )
@@ -134,7 +179,7 @@ pub fn create_snat(
         dir: DIR_ORIGINAL,
         kind: KIND_SNAT,
         tcp_flags: flow.tcp_flags,
-        pad: 0,
+        flags: Sides::OUT.original,
         backend_ifindex: 0,
         network_id,
         created_ns: now,
@@ -143,7 +188,7 @@ pub fn create_snat(
         bytes: u64::from(len),
         publication: PublishKey::default(),
     };
-    let reply = reply_entry(k, &original);
+    let reply = reply_entry(k, &original, Sides::OUT.reply);
     if min == 0 || max < min {
         return Err(DropReason::SnatExhausted);
     }
@@ -191,9 +236,11 @@ pub fn lookup_quoted(key: &CtKey) -> Option<CtEntry> {
 
 /// The answers' entry of a flow whose original direction is `original`:
 /// they leave as the reverse of the tuple the flow arrived with (`k`).
+/// `flags` are the answers' own ([`Sides::reply`]).
 #[inline(always)]
-fn reply_entry(k: &CtKey, original: &CtEntry) -> CtEntry {
+fn reply_entry(k: &CtKey, original: &CtEntry, flags: u8) -> CtEntry {
     CtEntry {
+        flags,
         nat_saddr: k.daddr,
         nat_daddr: k.saddr,
         nat_sport: k.dport,

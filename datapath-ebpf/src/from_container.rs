@@ -1,7 +1,9 @@
 //! `tc_from_container`: tcx ingress on the host side of a container veth.
 //!
 //! Every frame first meets the rules of who may speak
-//! ([`policy::sender`], [`policy::frame`], [`policy::source`]). Translated
+//! ([`policy::endpoint`], [`policy::frame`], [`policy::source`]); the
+//! sender's network is looked up only when a rule needs it, not for a
+//! tracked flow's packets. Translated
 //! flows are then handled in both directions: answers of a published
 //! service get their original address back (reverse DNAT), and a container
 //! reaching a published port through a node address is DNATed to the
@@ -19,18 +21,26 @@ use weir_common::{
     stats::Hook,
 };
 
-use crate::{ct, dnat, fwd, head::Head, nat, parse, policy, stats, verdict::TC_PASS};
+use crate::{
+    ct::{self, Sides},
+    dnat, fwd,
+    head::Head,
+    nat, parse,
+    policy::{self, Sender},
+    stats,
+    verdict::TC_PASS,
+};
 
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     stats::hook(Hook::FromContainer, ctx.len());
     parse::linearize(ctx);
-    let sender = policy::sender(ctx)?;
-    let to_gateway_mac = policy::frame(ctx, &sender)?;
+    let ep = policy::endpoint(ctx)?;
+    let dst_mac = policy::frame(ctx, &ep)?;
     let Some(ip) = parse::ipv4(ctx)? else {
         return Ok(TC_PASS);
     };
-    policy::source(&sender, ip)?;
+    policy::source(&ep, ip)?;
     let Some(flow) = parse::flow(ctx, ip)? else {
         // An ICMP error a container sends about a published flow leaves
         // with the node's address, like the flow's own answers.
@@ -45,16 +55,18 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             };
             return fwd::redirect(ctx, Head::read(ctx)?, &to, PROTO_ICMP);
         }
+        let sender = Sender::of(ep)?;
         // SAFETY: `ip` came from `parse::ipv4`, which checked the header.
-        policy::destination(&sender, unsafe { (*ip).dst_addr }, to_gateway_mac)?;
+        policy::destination(&sender, unsafe { (*ip).dst_addr }, &dst_mac)?;
         return Ok(TC_PASS);
     };
-    let entry = match ct::lookup(&flow, ctx.len(), true) {
+    let entry = match ct::lookup(&flow, ctx.len(), true, false)? {
         Some(entry) => entry,
         None => {
             let k = &flow.key;
+            let sender = Sender::of(ep)?;
             let Some((key, target)) = dnat::lookup(k.daddr, k.dport, k.proto, false) else {
-                policy::destination(&sender, k.daddr, to_gateway_mac)?;
+                policy::destination(&sender, k.daddr, &dst_mac)?;
                 let to = CtEntry {
                     nat_saddr: k.saddr,
                     nat_daddr: k.daddr,
@@ -69,7 +81,13 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             // `--icc=false`, a neighbour's) gets the node address it
             // called as the source: Docker masquerades here.
             let via_node = sender.hairpin_via_node(&target);
-            ct::create(&flow, ctx.len(), KIND_HAIRPIN, (key, &target), via_node)?
+            ct::create(
+                &flow,
+                ctx.len(),
+                (KIND_HAIRPIN, Sides::LOCAL),
+                (key, &target),
+                via_node,
+            )?
         }
     };
     let head = nat::rewrite(ctx, &flow, &entry)?;

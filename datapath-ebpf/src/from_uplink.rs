@@ -1,5 +1,6 @@
-//! `tc_from_uplink`: tcx ingress on an uplink. Bogons are dropped first
-//! ([`policy::from_outside`]). A packet to a node address on a published
+//! `tc_from_uplink`: tcx ingress on an uplink. Bogons are dropped first:
+//! a packet of a tracked flow whose entry is keyed from a container's side
+//! ([`ct::lookup`]), any other by [`policy::from_outside`]. A packet to a node address on a published
 //! port is DNATed to its container and the flow tracked, with the client's
 //! address kept. Answers to masqueraded and routed flows are found in
 //! `CT4`. Either way the packet then goes straight into the container's
@@ -13,7 +14,11 @@ use weir_common::{
     stats::Hook,
 };
 
-use crate::{ct, dnat, fwd, nat, parse, policy, stats, to_uplink, verdict::TC_PASS};
+use crate::{
+    ct::{self, Sides},
+    dnat, fwd, nat, parse, policy, stats, to_uplink,
+    verdict::TC_PASS,
+};
 
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
@@ -22,8 +27,8 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(ip) = parse::ipv4(ctx)? else {
         return Ok(TC_PASS);
     };
-    policy::from_outside(ip)?;
     let Some(flow) = parse::flow(ctx, ip)? else {
+        policy::from_outside(ip)?;
         // An ICMP error about a tracked flow goes to its container.
         if let Some(err) = parse::icmp_error(ctx, ip)
             && let Some(entry) = ct::lookup_quoted(&err.reply_key())
@@ -35,7 +40,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         policy::unsolicited(unsafe { (*ip).dst_addr }, None)?;
         return Ok(TC_PASS);
     };
-    let entry = match ct::lookup(&flow, ctx.len(), true) {
+    let entry = match ct::lookup(&flow, ctx.len(), true, true)? {
         Some(entry) => {
             if entry.kind == KIND_SNAT {
                 stats::nat(entry.network_id, to_uplink::traffic(ctx.len()));
@@ -43,14 +48,21 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             entry
         }
         None => {
+            policy::from_outside(ip)?;
             let k = &flow.key;
             if let Some((key, target)) = dnat::lookup(k.daddr, k.dport, k.proto, false) {
                 policy::outsider_to_publication(&target)?;
-                ct::create(&flow, ctx.len(), KIND_DNAT, (key, &target), false)?
+                ct::create(
+                    &flow,
+                    ctx.len(),
+                    (KIND_DNAT, Sides::IN),
+                    (key, &target),
+                    false,
+                )?
             } else if let Some(net) = policy::unsolicited(k.daddr, Some(&flow))? {
                 // Routed mode: tracked, so the answers go out and the
                 // flow's next packets are known.
-                ct::create_routed(&flow, ctx.len(), net.id)?
+                ct::create_routed(&flow, ctx.len(), net.id, Sides::IN)?
             } else {
                 return Ok(TC_PASS);
             }

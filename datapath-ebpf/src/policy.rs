@@ -51,19 +51,33 @@ pub fn network_of(addr: [u8; 4]) -> Option<NetInfo> {
     NETWORKS4.get(&Key::new(32, addr)).copied()
 }
 
-/// The endpoint a frame at a container veth's ingress comes from. A veth
-/// with the program but no entry (being made or torn down) is shut.
+/// The endpoint behind the veth a frame comes in on. A veth with the
+/// program but no entry (being made or torn down) is shut.
 #[inline(always)]
-pub fn sender(ctx: &TcContext) -> Result<Sender, DropReason> {
+pub fn endpoint(ctx: &TcContext) -> Result<EndpointInfo, DropReason> {
     // SAFETY: the skb pointer is the program's context.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let ep = ENDPOINTS
         .get_ptr(ifindex)
         .ok_or(DropReason::UnknownEndpoint)?;
     // SAFETY: a pointer into a map value, valid for this program run.
-    let ep = unsafe { *ep };
-    let net = network_of(ep.ip).ok_or(DropReason::UnknownEndpoint)?;
-    Ok(Sender { ep, net })
+    Ok(unsafe { *ep })
+}
+
+impl Sender {
+    /// Endpoint `ep` with its network: looked up only for the frames
+    /// whose rules need it, not for those of a tracked flow.
+    #[inline(always)]
+    pub fn of(ep: EndpointInfo) -> Result<Self, DropReason> {
+        let net = network_of(ep.ip).ok_or(DropReason::UnknownEndpoint)?;
+        Ok(Self { ep, net })
+    }
+
+    /// Whether a frame to `dst_mac` is addressed to the gateway.
+    #[inline(always)]
+    pub fn to_gateway(&self, dst_mac: &[u8; 6]) -> bool {
+        same_mac(dst_mac, &self.net.gateway_mac)
+    }
 }
 
 /// Whether two MACs are the same (byte by byte: no `memcmp` in BPF).
@@ -75,20 +89,24 @@ fn same_mac(a: &[u8; 6], b: &[u8; 6]) -> bool {
 /// The rules every frame from a container meets, IPv4 or not: its source
 /// MAC is the endpoint's; an ARP speaks for the endpoint's own address and,
 /// with `--icc=false`, asks only for the gateway; any other non-IPv4 frame
-/// goes nowhere but the gateway with `--icc=false`. Returns whether the
-/// frame is addressed to the gateway's MAC (for [`destination`]).
+/// goes nowhere but the gateway with `--icc=false`. Returns the MAC the
+/// frame is addressed to (for [`destination`], through
+/// [`Sender::to_gateway`]).
 #[inline(always)]
-pub fn frame(ctx: &TcContext, s: &Sender) -> Result<bool, DropReason> {
+pub fn frame(ctx: &TcContext, ep: &EndpointInfo) -> Result<[u8; 6], DropReason> {
     let eth: *const [u8; 14] = parse::ptr_at(ctx, 0).ok_or(DropReason::Malformed)?;
     // SAFETY: `ptr_at` checked the 14 bytes.
     let eth = unsafe { *eth };
     let dst = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
     let src = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
-    if !same_mac(&src, &s.ep.mac) {
+    if !same_mac(&src, &ep.mac) {
         return Err(DropReason::SpoofedMac);
     }
-    let to_gateway = same_mac(&dst, &s.net.gateway_mac);
     let ethertype = [eth[12], eth[13]];
+    if ethertype == parse::ETH_P_IP {
+        return Ok(dst);
+    }
+    let s = Sender::of(*ep)?;
     if ethertype == parse::ETH_P_ARP {
         let arp: *const [u8; 28] =
             parse::ptr_at(ctx, parse::IP_OFF).ok_or(DropReason::Malformed)?;
@@ -97,27 +115,27 @@ pub fn frame(ctx: &TcContext, s: &Sender) -> Result<bool, DropReason> {
         let sha = [arp[8], arp[9], arp[10], arp[11], arp[12], arp[13]];
         let spa = [arp[14], arp[15], arp[16], arp[17]];
         let tpa = [arp[24], arp[25], arp[26], arp[27]];
-        if !same_mac(&sha, &s.ep.mac) {
+        if !same_mac(&sha, &ep.mac) {
             return Err(DropReason::SpoofedMac);
         }
         // 0.0.0.0: an address probe (RFC 5227) speaks for no address.
-        if spa != s.ep.ip && spa != [0; 4] {
+        if spa != ep.ip && spa != [0; 4] {
             return Err(DropReason::SpoofedIp);
         }
         if !s.icc() && tpa != s.net.gateway {
             return Err(DropReason::Icc);
         }
-    } else if ethertype != parse::ETH_P_IP && !s.icc() && !to_gateway {
+    } else if !s.icc() && !s.to_gateway(&dst) {
         return Err(DropReason::Icc);
     }
-    Ok(to_gateway)
+    Ok(dst)
 }
 
 /// An IPv4 packet from a container carries the endpoint's address.
 #[inline(always)]
-pub fn source(s: &Sender, ip: *const Ipv4Hdr) -> Result<(), DropReason> {
+pub fn source(ep: &EndpointInfo, ip: *const Ipv4Hdr) -> Result<(), DropReason> {
     // SAFETY: `ip` came from `parse::ipv4`, which checked the header.
-    if unsafe { (*ip).src_addr } != s.ep.ip {
+    if unsafe { (*ip).src_addr } != ep.ip {
         return Err(DropReason::SpoofedIp);
     }
     Ok(())
@@ -130,8 +148,8 @@ pub fn source(s: &Sender, ip: *const Ipv4Hdr) -> Result<(), DropReason> {
 /// networks, unless its network is `--internal`. Multicast and broadcast
 /// stay on the link.
 #[inline(always)]
-pub fn destination(s: &Sender, daddr: [u8; 4], to_gateway_mac: bool) -> Result<(), DropReason> {
-    if !s.icc() && !to_gateway_mac {
+pub fn destination(s: &Sender, daddr: [u8; 4], dst_mac: &[u8; 6]) -> Result<(), DropReason> {
+    if !s.icc() && !s.to_gateway(dst_mac) {
         return Err(DropReason::Icc);
     }
     if daddr == s.net.gateway || daddr[0] >= 224 {

@@ -31,7 +31,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(flow) = parse::flow(ctx, ip)? else {
         return Ok(TC_PASS);
     };
-    let entry = match ct::lookup(&flow, ctx.len(), false) {
+    let entry = match ct::lookup(&flow, ctx.len(), false, false)? {
         Some(entry) => {
             if entry.kind == KIND_SNAT {
                 stats::nat(entry.network_id, traffic(ctx.len()));
@@ -50,7 +50,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             if net.flags & NET_MASQUERADE == 0 {
                 // Leaves with the container's address: tracked, so that
                 // its answers, and nothing unsolicited, get back in.
-                ct::create_routed(&flow, ctx.len(), net.id)?;
+                ct::create_routed(&flow, ctx.len(), net.id, ct::Sides::OUT)?;
                 return Ok(TC_PASS);
             }
             let nat_ip = if net.snat_ip == [0; 4] {

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use weir::datapath::{CtFlow, Datapath};
 use weir_common::{
-    ct::{CtKey, DIR_ORIGINAL, DIR_REPLY, KIND_DNAT, KIND_HAIRPIN, TCP_ACK, TCP_SYN},
+    ct::{CT_INNER, CtKey, DIR_ORIGINAL, DIR_REPLY, KIND_DNAT, KIND_HAIRPIN, TCP_ACK, TCP_SYN},
     drop::DropReason,
     publish::{PROTO_TCP, PROTO_UDP, PublishKey, PublishTarget},
 };
@@ -112,6 +112,8 @@ fn syn_to_published_port_is_dnated_and_tracked_then_answer_reversed() {
             key(sa(BACKEND, 80), sa(CLIENT, 40000), PROTO_TCP)
         );
         assert_eq!(reply.entry.dir, DIR_REPLY);
+        // The answers' key starts inside (the backend), the client's not.
+        assert_eq!((orig.entry.flags, reply.entry.flags), (0, CT_INNER));
         assert_eq!(reply.entry.nat_saddr, NODE.octets());
         assert_eq!(reply.entry.nat_sport, 8080u16.to_be_bytes());
         assert_eq!(reply.entry.nat_daddr, CLIENT.octets());
@@ -174,6 +176,47 @@ fn syn_to_published_port_is_dnated_and_tracked_then_answer_reversed() {
             port(&h),
             (1, 2, (syn.len() + ack.len()) as u64, 1, synack.len() as u64)
         );
+    });
+}
+
+#[test]
+fn a_packet_from_outside_that_claims_to_be_a_tracked_backends_answer_is_a_bogon() {
+    node_ns("prog").run(|| {
+        let mut h = Harness::with_one_network();
+        publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
+        let syn = packet::tcp_syn4(sa(CLIENT, 40000), sa(NODE, 8080), 1000);
+        assert_eq!(h.run_tc(UPLINK, &syn).verdict, TC_ACT_OK);
+        let before = ct(&h.datapath);
+        // The backend's answer, as if it came in from outside: its tuple
+        // is tracked (the flow's reply key), but only ever from inside.
+        let forged = packet::tcp_ack4(sa(BACKEND, 80), sa(CLIENT, 40000), 5000, 1001, false);
+        assert_eq!(h.run_tc(UPLINK, &forged).verdict, TC_ACT_SHOT);
+        assert_eq!(h.datapath.drop_stats(DropReason::Bogon).unwrap().packets, 1);
+        let after = ct(&h.datapath);
+        assert_eq!(
+            after
+                .iter()
+                .map(|f| (
+                    f.key,
+                    f.entry.packets,
+                    f.entry.tcp_flags,
+                    f.entry.last_seen_ns
+                ))
+                .collect::<Vec<_>>(),
+            before
+                .iter()
+                .map(|f| (
+                    f.key,
+                    f.entry.packets,
+                    f.entry.tcp_flags,
+                    f.entry.last_seen_ns
+                ))
+                .collect::<Vec<_>>(),
+            "a bogon counts nothing and keeps no flow alive"
+        );
+        // The client's own next packet still goes through.
+        let ack = packet::tcp_ack4(sa(CLIENT, 40000), sa(NODE, 8080), 1001, 5001, false);
+        assert_eq!(view(&h.run_tc(UPLINK, &ack).frame).dst, BACKEND);
     });
 }
 
