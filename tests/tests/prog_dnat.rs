@@ -221,6 +221,33 @@ fn a_packet_from_outside_that_claims_to_be_a_tracked_backends_answer_is_a_bogon(
 }
 
 #[test]
+fn the_sweep_removes_a_flow_only_as_it_was_read() {
+    node_ns("prog").run(|| {
+        let mut h = Harness::with_one_network();
+        publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
+        let syn = packet::tcp_syn4(sa(CLIENT, 40000), sa(NODE, 8080), 1000);
+        assert_eq!(h.run_tc(UPLINK, &syn).verdict, TC_ACT_OK);
+        let read = ct(&h.datapath);
+        // A packet touches the flow after the sweep read it: it stays,
+        // both entries (the reply one, untouched, too).
+        let ack = packet::tcp_ack4(sa(CLIENT, 40000), sa(NODE, 8080), 1001, 5001, false);
+        assert_eq!(view(&h.run_tc(UPLINK, &ack).frame).dst, BACKEND);
+        assert!(!h.datapath.remove_flow_if_unchanged(&read).unwrap());
+        assert_eq!(ct(&h.datapath).len(), 2);
+        // The client opens a new flow on the same tuple: it stays too.
+        let read = ct(&h.datapath);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(h.run_tc(UPLINK, &syn).verdict, TC_ACT_OK);
+        assert!(!h.datapath.remove_flow_if_unchanged(&read).unwrap());
+        assert_eq!(ct(&h.datapath).len(), 2);
+        // Read again and untouched since: gone, both entries.
+        let read = ct(&h.datapath);
+        assert!(h.datapath.remove_flow_if_unchanged(&read).unwrap());
+        assert!(ct(&h.datapath).is_empty());
+    });
+}
+
+#[test]
 fn traffic_that_matches_no_publication_passes_untouched_and_loopback_is_a_bogon() {
     node_ns("prog").run(|| {
         let mut h = Harness::with_one_network();

@@ -87,12 +87,11 @@ impl Pair {
             .max()
             .unwrap_or(0)
     }
+    fn flows(&self) -> Vec<CtFlow> {
+        [self.original, self.reply].into_iter().flatten().collect()
+    }
     fn keys(&self) -> Vec<CtKey> {
-        [self.original, self.reply]
-            .iter()
-            .flatten()
-            .map(|f| f.key)
-            .collect()
+        self.flows().iter().map(|f| f.key).collect()
     }
 }
 
@@ -118,20 +117,13 @@ fn pairs(flows: &[CtFlow]) -> Vec<Pair> {
     out
 }
 
-/// The flows of `flows` whose time is up at `now`, and their entries.
-fn expired(flows: &[CtFlow], now: u64) -> (Removed, Vec<CtKey>) {
-    let gone: Vec<Pair> = pairs(flows)
+/// The flows of `flows` whose time is up at `now`, each with its entries.
+fn expired(flows: &[CtFlow], now: u64) -> Vec<Vec<CtFlow>> {
+    pairs(flows)
         .into_iter()
         .filter(|p| now.saturating_sub(p.last_seen()) > timeout_ns(p.proto(), p.state()))
-        .collect();
-    let keys: Vec<CtKey> = gone.iter().flat_map(Pair::keys).collect();
-    (
-        Removed {
-            flows: gone.len(),
-            entries: keys.len(),
-        },
-        keys,
-    )
+        .map(|p| p.flows())
+        .collect()
 }
 
 fn sock(ip: [u8; 4], port: [u8; 2]) -> SocketAddrV4 {
@@ -148,10 +140,18 @@ fn proto_name(proto: u8) -> String {
 }
 
 impl Agent {
-    /// Ends the flows whose time is up: both entries go together.
+    /// Ends the flows whose time is up: both entries go together, and
+    /// only as they were read (a flow a packet has touched since, or a new
+    /// one on the same tuple, stays: the walk of a large map takes long
+    /// enough for a client to reuse its port).
     pub fn sweep_conntrack(&mut self) -> Result<Removed, AgentError> {
-        let (removed, keys) = expired(&self.datapath.conntrack()?, monotonic_ns());
-        self.datapath.remove_conntrack(&keys)?;
+        let mut removed = Removed::default();
+        for flow in expired(&self.datapath.conntrack()?, monotonic_ns()) {
+            if self.datapath.remove_flow_if_unchanged(&flow)? {
+                removed.flows += 1;
+                removed.entries += flow.len();
+            }
+        }
         if removed.flows > 0 {
             debug!(flows = removed.flows, "conntrack sweep");
         }
@@ -269,26 +269,27 @@ mod tests {
         all.extend(flow(PROTO_UDP, 4, 1000, 0, Some(0))); // 60 s
 
         let at = |secs: u64| expired(&all, (1000 + secs) * S);
-        assert_eq!(at(5).0.flows, 0);
-        let (r, keys) = at(11);
+        assert!(at(5).is_empty());
+        let gone = at(11);
         assert_eq!(
-            (r.flows, r.entries),
-            (1, 2),
+            gone.iter().map(Vec::len).collect::<Vec<_>>(),
+            [2],
             "the closed TCP flow, both entries"
         );
         assert!(
-            keys.iter()
-                .all(|k| k.sport == 3u16.to_be_bytes() || k.dport == 3u16.to_be_bytes())
+            gone[0]
+                .iter()
+                .all(|f| f.key.sport == 3u16.to_be_bytes() || f.key.dport == 3u16.to_be_bytes())
         );
-        assert_eq!(at(61).0.flows, 3, "then the half-open TCP and the UDP flow");
-        assert_eq!(at(6 * 3600 + 1).0.flows, 4);
+        assert_eq!(at(61).len(), 3, "then the half-open TCP and the UDP flow");
+        assert_eq!(at(6 * 3600 + 1).len(), 4);
     }
 
     #[test]
     fn a_lone_reply_entry_is_swept_on_its_own() {
         let mut lone = flow(PROTO_UDP, 9, 1000, 0, Some(0));
         lone.remove(0);
-        let (r, keys) = expired(&lone, 1061 * S);
-        assert_eq!((r.flows, keys.len()), (1, 1));
+        let gone = expired(&lone, 1061 * S);
+        assert_eq!(gone.iter().map(Vec::len).collect::<Vec<_>>(), [1]);
     }
 }

@@ -286,6 +286,28 @@ impl Datapath {
         Ok(())
     }
 
+    /// Removes a flow's `CT4` entries as they were read (`flow`), all or
+    /// none: if a packet has touched any of them since, or a new flow has
+    /// taken one of their tuples (a client port used again), they all
+    /// stay. Returns whether they were removed. The window between the
+    /// check and the removal is one syscall, not a walk of the whole map.
+    pub fn remove_flow_if_unchanged(&mut self, flow: &[CtFlow]) -> Result<bool, DatapathError> {
+        let mut map = self.hash_map::<CtKey, CtEntry>(map_names::CT4)?;
+        for f in flow {
+            match map.get(&f.key, 0) {
+                Ok(now) if !f.entry.same_use(&now) => return Ok(false),
+                Ok(_) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(source) => return Err(map_err(map_names::CT4, source)),
+            }
+        }
+        for f in flow {
+            absent_ok(map.remove(&f.key), map_names::CT4)?;
+        }
+        Ok(true)
+    }
+
     pub(super) fn entries<K: aya::Pod, V: aya::Pod>(
         &self,
         map: &'static str,
