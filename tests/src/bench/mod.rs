@@ -12,6 +12,7 @@
 //! packet at a time, [`report`] prints the table and writes JSON and SVG.
 
 pub mod bed;
+pub mod floor;
 pub mod load;
 pub mod netfilter;
 pub mod report;

@@ -154,7 +154,9 @@ pub fn text(r: &Results) -> String {
     let _ = writeln!(
         s,
         "\nPer packet, `BPF_PROG_TEST_RUN` on the real programs ({} runs a case, \
-         each on a fresh frame; the kernel's own run time of the program):\n",
+         each on a fresh frame; the kernel's own run time of the program; the \
+         median of 5 rounds). The two `-` rows are the floor: a program that \
+         only returns, and one that makes one helper call:\n",
         r.testrun.runs
     );
     s.push_str(&testrun_table(r));
