@@ -127,13 +127,22 @@ impl Metric {
     }
 
     /// C against `other`, so that above 1 means weir is ahead: C/X for
-    /// rates, X/C for times and costs.
+    /// rates, X/C for times and costs. The median of the rounds' own
+    /// ratios (each round measures every setup within seconds, so the
+    /// machine's drift between rounds cancels); the ratio of the medians
+    /// when the setups have not the same number of rounds.
     #[must_use]
     pub fn ratio(&self, other: &str) -> Option<f64> {
-        let (c, x) = (self.median("C")?, self.median(other)?);
-        let r = match self.better {
+        let (cs, xs) = (self.samples.get("C")?, self.samples.get(other)?);
+        let of = |c: f64, x: f64| match self.better {
             Better::Higher => c / x,
             Better::Lower => x / c,
+        };
+        let r = if cs.len() == xs.len() {
+            let mut each: Vec<f64> = cs.iter().zip(xs).map(|(&c, &x)| of(c, x)).collect();
+            median(&mut each)?
+        } else {
+            of(self.median("C")?, self.median(other)?)
         };
         r.is_finite().then_some(r)
     }
@@ -205,11 +214,13 @@ pub fn run(opts: &Options) -> io::Result<Results> {
         for round in 0..opts.scale_rounds {
             for i in 0..beds.len() {
                 let bed = &beds[(i + round as usize) % beds.len()];
+                // A has nothing to publish; its rate at each size is the
+                // yardstick for the machine's drift between sizes.
+                let r = load::crr(bed.ext(), bed.echo_target(), opts.secs, opts.crr_workers);
+                crr.add(bed.setup, r.per_sec, r.errors);
                 if bed.setup == Setup::NoNat {
                     continue;
                 }
-                let r = load::crr(bed.ext(), bed.echo_target(), opts.secs, opts.crr_workers);
-                crr.add(bed.setup, r.per_sec, r.errors);
                 let took = bed.publish_one_more(31_000 + u16::try_from(round).unwrap_or(0))?;
                 publish.add(bed.setup, took.as_secs_f64() * 1e3, 0);
             }

@@ -147,7 +147,10 @@ pub fn text(r: &Results) -> String {
         "\nMedians of {} rounds of {} s each (scale: {} rounds), setups interleaved. \
          Load: the bench's own Rust clients and servers on blocking sockets \
          (`tests/src/bench/load.rs`); TCP_CRR with {} client threads. \
-         Ratios above 1 mean weir is ahead: C/X for rates, X/C for times and CPU.\n",
+         Ratios above 1 mean weir is ahead: C/X for rates, X/C for times and CPU; \
+         each is the median of the rounds' own ratios. At each scale A (nothing \
+         published) is measured too: C/A across sizes shows C's slope without \
+         the machine's drift between sizes.\n",
         o.rounds, o.secs, o.scale_rounds, o.crr_workers
     );
     s.push_str(&table(r));
@@ -399,6 +402,20 @@ mod tests {
             "{t}"
         );
         assert_eq!(errors(&r).len(), 4);
+    }
+
+    #[test]
+    fn a_ratio_pairs_the_setups_round_by_round() {
+        let mut m = Metric::new("rr", "RR", "trans/s", Better::Higher);
+        for (c, b) in [(10.0, 9.0), (30.0, 20.0), (31.0, 40.0)] {
+            m.add(Setup::Weir, c, 0);
+            m.add(Setup::Iptables, b, 0);
+        }
+        // Round ratios 1.11, 1.5, 0.78: their median, not 30 / 20.
+        assert!((m.ratio("B").unwrap() - 10.0 / 9.0).abs() < 1e-9);
+        // Unequal rounds: the ratio of the medians.
+        m.add(Setup::Iptables, 20.0, 0);
+        assert!((m.ratio("B").unwrap() - 30.0 / 20.0).abs() < 1e-9);
     }
 
     #[test]
