@@ -73,11 +73,11 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            rounds: 5,
+            rounds: 9,
             secs: 2.0,
             crr_workers: 2,
             scale: vec![1, 1000, 10_000],
-            scale_rounds: 3,
+            scale_rounds: 5,
             testrun_runs: 2000,
         }
     }
