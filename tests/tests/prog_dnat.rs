@@ -179,43 +179,51 @@ fn syn_to_published_port_is_dnated_and_tracked_then_answer_reversed() {
     });
 }
 
+/// A harness with port 8080 published on every node address and the
+/// client's SYN to it tracked; and the client's ACK that follows.
+fn tracked_flow() -> (Harness, Vec<u8>) {
+    let mut h = Harness::with_one_network();
+    publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
+    assert_eq!(h.run_tc(UPLINK, &client_syn()).verdict, TC_ACT_OK);
+    let ack = packet::tcp_ack4(sa(CLIENT, 40000), sa(NODE, 8080), 1001, 5001, false);
+    (h, ack)
+}
+
+fn client_syn() -> Vec<u8> {
+    packet::tcp_syn4(sa(CLIENT, 40000), sa(NODE, 8080), 1000)
+}
+
+/// What a packet of a flow changes in its entries.
+fn uses(flows: &[CtFlow]) -> Vec<(CtKey, u64, u8, u64)> {
+    flows
+        .iter()
+        .map(|f| {
+            (
+                f.key,
+                f.entry.packets,
+                f.entry.tcp_flags,
+                f.entry.last_seen_ns,
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn a_packet_from_outside_that_claims_to_be_a_tracked_backends_answer_is_a_bogon() {
     node_ns("prog").run(|| {
-        let mut h = Harness::with_one_network();
-        publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
-        let syn = packet::tcp_syn4(sa(CLIENT, 40000), sa(NODE, 8080), 1000);
-        assert_eq!(h.run_tc(UPLINK, &syn).verdict, TC_ACT_OK);
+        let (mut h, ack) = tracked_flow();
         let before = ct(&h.datapath);
         // The backend's answer, as if it came in from outside: its tuple
         // is tracked (the flow's reply key), but only ever from inside.
         let forged = packet::tcp_ack4(sa(BACKEND, 80), sa(CLIENT, 40000), 5000, 1001, false);
         assert_eq!(h.run_tc(UPLINK, &forged).verdict, TC_ACT_SHOT);
         assert_eq!(h.datapath.drop_stats(DropReason::Bogon).unwrap().packets, 1);
-        let after = ct(&h.datapath);
         assert_eq!(
-            after
-                .iter()
-                .map(|f| (
-                    f.key,
-                    f.entry.packets,
-                    f.entry.tcp_flags,
-                    f.entry.last_seen_ns
-                ))
-                .collect::<Vec<_>>(),
-            before
-                .iter()
-                .map(|f| (
-                    f.key,
-                    f.entry.packets,
-                    f.entry.tcp_flags,
-                    f.entry.last_seen_ns
-                ))
-                .collect::<Vec<_>>(),
+            uses(&ct(&h.datapath)),
+            uses(&before),
             "a bogon counts nothing and keeps no flow alive"
         );
         // The client's own next packet still goes through.
-        let ack = packet::tcp_ack4(sa(CLIENT, 40000), sa(NODE, 8080), 1001, 5001, false);
         assert_eq!(view(&h.run_tc(UPLINK, &ack).frame).dst, BACKEND);
     });
 }
@@ -223,21 +231,17 @@ fn a_packet_from_outside_that_claims_to_be_a_tracked_backends_answer_is_a_bogon(
 #[test]
 fn the_sweep_removes_a_flow_only_as_it_was_read() {
     node_ns("prog").run(|| {
-        let mut h = Harness::with_one_network();
-        publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
-        let syn = packet::tcp_syn4(sa(CLIENT, 40000), sa(NODE, 8080), 1000);
-        assert_eq!(h.run_tc(UPLINK, &syn).verdict, TC_ACT_OK);
+        let (mut h, ack) = tracked_flow();
         let read = ct(&h.datapath);
         // A packet touches the flow after the sweep read it: it stays,
         // both entries (the reply one, untouched, too).
-        let ack = packet::tcp_ack4(sa(CLIENT, 40000), sa(NODE, 8080), 1001, 5001, false);
         assert_eq!(view(&h.run_tc(UPLINK, &ack).frame).dst, BACKEND);
         assert!(!h.datapath.remove_flow_if_unchanged(&read).unwrap());
         assert_eq!(ct(&h.datapath).len(), 2);
         // The client opens a new flow on the same tuple: it stays too.
         let read = ct(&h.datapath);
         std::thread::sleep(std::time::Duration::from_millis(20));
-        assert_eq!(h.run_tc(UPLINK, &syn).verdict, TC_ACT_OK);
+        assert_eq!(h.run_tc(UPLINK, &client_syn()).verdict, TC_ACT_OK);
         assert!(!h.datapath.remove_flow_if_unchanged(&read).unwrap());
         assert_eq!(ct(&h.datapath).len(), 2);
         // Read again and untouched since: gone, both entries.
