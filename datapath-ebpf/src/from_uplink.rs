@@ -1,11 +1,11 @@
 //! `tc_from_uplink`: tcx ingress on an uplink. Bogons are dropped first:
 //! a packet of a tracked flow whose entry is keyed from a container's side
-//! ([`ct::lookup`]), any other by [`policy::from_outside`]. A packet to a node address on a published
-//! port is DNATed to its container and the flow tracked, with the client's
-//! address kept. Answers to masqueraded and routed flows are found in
-//! `CT4`. Either way the packet then goes straight into the container's
-//! namespace ([`fwd::to_container`]). Nothing else reaches a container
-//! address ([`policy::unsolicited`]).
+//! ([`ct::lookup`]), any other by [`policy::from_outside`]. A packet to a
+//! node address on a published port is DNATed to its container and the
+//! flow tracked, with the client's address kept. Answers to masqueraded
+//! and routed flows are found in `CT4`. Either way the packet then goes
+//! straight into the container's namespace ([`fwd::to_container`]).
+//! Nothing else reaches a container address ([`policy::unsolicited`]).
 
 use aya_ebpf::programs::TcContext;
 use weir_common::{
