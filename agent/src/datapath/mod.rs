@@ -210,9 +210,18 @@ impl Datapath {
 
 /// A delete of a key that is not there is not an error here.
 fn absent_ok(result: Result<(), MapError>, map: &'static str) -> Result<(), DatapathError> {
+    found(result, map).map(drop)
+}
+
+/// A lookup's value, `None` for a key that is not there (whichever way
+/// the kernel or aya says so).
+fn found<V>(result: Result<V, MapError>, map: &'static str) -> Result<Option<V>, DatapathError> {
     match result {
-        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Ok(v) => Ok(Some(v)),
+        Err(MapError::KeyNotFound) => Ok(None),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+            Ok(None)
+        }
         Err(source) => Err(map_err(map, source)),
     }
 }

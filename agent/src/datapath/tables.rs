@@ -15,7 +15,7 @@ use weir_common::{
     publish::{PublishKey, PublishTarget},
 };
 
-use super::{Datapath, DatapathError, absent_ok, map_err, map_names};
+use super::{Datapath, DatapathError, absent_ok, found, map_err, map_names};
 
 /// One direction of a tracked flow, as read from `CT4`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,11 +55,7 @@ impl Datapath {
     /// The host-side ifindex `EP_BY_IP4` has for the container at `ip`.
     pub fn endpoint_ifindex(&mut self, ip: Ipv4Addr) -> Result<Option<u32>, DatapathError> {
         let map = self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?;
-        match map.get(&ip.octets(), 0) {
-            Ok(r) => Ok(Some(r.ifindex)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(map_err(map_names::EP_BY_IP4, source)),
-        }
+        Ok(found(map.get(&ip.octets(), 0), map_names::EP_BY_IP4)?.map(|r| r.ifindex))
     }
 
     /// Removes every entry of the endpoint with address `ip` from
@@ -294,12 +290,10 @@ impl Datapath {
     pub fn remove_flow_if_unchanged(&mut self, flow: &[CtFlow]) -> Result<bool, DatapathError> {
         let mut map = self.hash_map::<CtKey, CtEntry>(map_names::CT4)?;
         for f in flow {
-            match map.get(&f.key, 0) {
-                Ok(now) if !f.entry.same_use(&now) => return Ok(false),
-                Ok(_) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(aya::maps::MapError::SyscallError(e))
-                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(source) => return Err(map_err(map_names::CT4, source)),
+            if let Some(now) = found(map.get(&f.key, 0), map_names::CT4)?
+                && !f.entry.same_use(&now)
+            {
+                return Ok(false);
             }
         }
         for f in flow {
