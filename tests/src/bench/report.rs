@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fmt::Write as _, fs, io, path::Path, process::Command};
 
-use super::{Better, Metric, Results, Setup};
+use super::{Better, Metric, Results, Setup, testrun};
 
 /// Kernel, CPU, cores, memory and the netfilter tools' versions.
 #[must_use]
@@ -158,9 +158,10 @@ pub fn text(r: &Results) -> String {
         s,
         "\nPer packet, `BPF_PROG_TEST_RUN` on the real programs ({} runs a case, \
          each on a fresh frame; the kernel's own run time of the program; the \
-         median of 5 rounds). The two `-` rows are the floor: a program that \
+         median of {} rounds). The two `-` rows are the floor: a program that \
          only returns, and one that makes one helper call:\n",
-        r.testrun.runs
+        r.testrun.runs,
+        testrun::ROUNDS
     );
     s.push_str(&testrun_table(r));
     s.push('\n');

@@ -21,7 +21,7 @@ use aya::{
 
 use weir_common::publish::{PROTO_TCP, PublishKey, PublishTarget};
 
-use super::floor::Floor;
+use super::{floor::Floor, median};
 use crate::{
     packet::{self, view},
     prog::{Harness, TC_ACT_SHOT, TEST_IFINDEX, node_ns},
@@ -59,7 +59,7 @@ pub struct Costs {
 }
 
 /// Rounds of every case; each case's figure is the median of its rounds.
-const ROUNDS: u32 = 5;
+pub const ROUNDS: u32 = 5;
 
 const PROGRAMS: [&str; 3] = ["tc_from_uplink", "tc_from_container", "tc_to_uplink"];
 
@@ -190,7 +190,7 @@ fn rounds(h: &mut Harness, cases: &[Case], runs: u32) -> Vec<Cost> {
         .map(|(c, mut m)| Cost {
             program: c.run.name(),
             case: c.packet,
-            ns: median(&mut m),
+            ns: median(&mut m).expect("at least one round"),
         })
         .collect()
 }
@@ -276,11 +276,6 @@ fn time(h: &mut Harness, c: &Case, first: u32, runs: u32) -> f64 {
     #[expect(clippy::cast_precision_loss, reason = "far below 2^52")]
     let per = ns as f64 / count.max(1) as f64;
     per
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn info(h: &mut Harness, program: &str) -> ProgramInfo {
