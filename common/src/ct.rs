@@ -162,18 +162,40 @@ pub fn timeout_ns(proto: u8, state: FlowState) -> u64 {
 }
 
 impl CtKey {
+    /// A key, its padding zero. Made of four 32-bit words, so that the
+    /// eBPF object stores it with four instructions: a literal `[0; 3]`
+    /// became a call to a byte-by-byte `memset` there, on every packet.
+    #[must_use]
+    #[inline]
+    pub const fn new(
+        saddr: [u8; 4],
+        daddr: [u8; 4],
+        sport: [u8; 2],
+        dport: [u8; 2],
+        proto: u8,
+    ) -> Self {
+        let words = [
+            u32::from_ne_bytes(saddr),
+            u32::from_ne_bytes(daddr),
+            u32::from_ne_bytes([sport[0], sport[1], dport[0], dport[1]]),
+            u32::from_ne_bytes([proto, 0, 0, 0]),
+        ];
+        // SAFETY: `CtKey` is `repr(C)`, 16 bytes of byte arrays and one
+        // byte, every bit pattern valid; the words are laid out the same.
+        unsafe { core::mem::transmute::<[u32; 4], CtKey>(words) }
+    }
+
     /// The key of the other direction of the flow this entry rewrites to:
     /// the reply to a packet that left as `nat_*` comes back reversed.
     #[must_use]
     pub const fn reply_of(entry: &CtEntry, proto: u8) -> Self {
-        CtKey {
-            saddr: entry.nat_daddr,
-            daddr: entry.nat_saddr,
-            sport: entry.nat_dport,
-            dport: entry.nat_sport,
+        CtKey::new(
+            entry.nat_daddr,
+            entry.nat_saddr,
+            entry.nat_dport,
+            entry.nat_sport,
             proto,
-            pad: [0; 3],
-        }
+        )
     }
 }
 
@@ -223,6 +245,28 @@ mod tests {
                 > timeout_ns(PROTO_UDP, FlowState::Stateless)
         );
         assert_eq!(timeout_ns(PROTO_TCP, FlowState::Closing), 10_000_000_000);
+    }
+
+    #[test]
+    fn a_key_made_of_words_is_the_key_made_of_fields() {
+        let fields = CtKey {
+            saddr: [10, 88, 0, 2],
+            daddr: [203, 0, 113, 2],
+            sport: [0x9c, 0x40],
+            dport: [0, 80],
+            proto: PROTO_TCP,
+            pad: [0; 3],
+        };
+        assert_eq!(
+            CtKey::new(
+                [10, 88, 0, 2],
+                [203, 0, 113, 2],
+                [0x9c, 0x40],
+                [0, 80],
+                PROTO_TCP
+            ),
+            fields
+        );
     }
 
     #[test]

@@ -234,14 +234,13 @@ pub fn flow(pkt: &impl Packet, ip: *const Ipv4Hdr) -> Result<Option<Flow>, DropR
         _ => return Ok(None),
     };
     Ok(Some(Flow {
-        key: CtKey {
+        key: CtKey::new(
             saddr,
             daddr,
-            sport: [ports[0], ports[1]],
-            dport: [ports[2], ports[3]],
+            [ports[0], ports[1]],
+            [ports[2], ports[3]],
             proto,
-            pad: [0; 3],
-        },
+        ),
         l4_off,
         tcp_flags,
     }))
@@ -279,14 +278,7 @@ impl IcmpError {
         } else {
             (i.dport, i.sport)
         };
-        CtKey {
-            saddr: i.daddr,
-            daddr: i.saddr,
-            sport,
-            dport,
-            proto: i.proto,
-            pad: [0; 3],
-        }
+        CtKey::new(i.daddr, i.saddr, sport, dport, i.proto)
     }
 }
 
@@ -344,13 +336,6 @@ pub fn icmp_error(pkt: &impl Packet, ip: *const Ipv4Hdr) -> Option<IcmpError> {
         icmp_off,
         inner_ip_off,
         inner_l4_off,
-        inner: CtKey {
-            saddr: isaddr,
-            daddr: idaddr,
-            sport,
-            dport,
-            proto: iproto,
-            pad: [0; 3],
-        },
+        inner: CtKey::new(isaddr, idaddr, sport, dport, iproto),
     })
 }
