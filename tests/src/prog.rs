@@ -163,6 +163,14 @@ impl Harness {
     /// Runs the tc program `program` once on `frame`.
     #[must_use]
     pub fn run_tc(&mut self, program: &str, frame: &[u8]) -> Outcome {
+        self.run_tc_repeated(program, frame, 1)
+    }
+
+    /// Runs the tc program `program` `repeat` times on one skb made from
+    /// `frame` (each run sees what the one before left); the outcome is
+    /// the last run's.
+    #[must_use]
+    pub fn run_tc_repeated(&mut self, program: &str, frame: &[u8], repeat: u32) -> Outcome {
         let prog = self.tc_program(program);
         // Room for programs that grow the frame.
         let mut out = vec![0u8; frame.len() + 256];
@@ -170,6 +178,7 @@ impl Harness {
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 data_out: Some(&mut out),
+                repeat,
                 ..TestRunOptions::default()
             })
             .expect("BPF_PROG_TEST_RUN");

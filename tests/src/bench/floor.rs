@@ -78,14 +78,21 @@ impl Floor {
 
     /// Runs the program once on `frame`; returns its verdict.
     pub fn run(&self, frame: &[u8]) -> io::Result<u32> {
+        self.run_repeated(frame, 1).map(|(verdict, _)| verdict)
+    }
+
+    /// Runs the program `repeat` times on one skb made from `frame`;
+    /// returns the last verdict and the kernel's mean nanoseconds per run.
+    pub fn run_repeated(&self, frame: &[u8], repeat: u32) -> io::Result<(u32, u32)> {
         let mut attr = [0u8; 80];
         attr[0..4].copy_from_slice(&self.fd.as_raw_fd().to_ne_bytes());
         let len = u32::try_from(frame.len()).expect("a frame");
         attr[8..12].copy_from_slice(&len.to_ne_bytes());
         attr[16..24].copy_from_slice(&(frame.as_ptr() as u64).to_ne_bytes());
-        attr[32..36].copy_from_slice(&1u32.to_ne_bytes());
+        attr[32..36].copy_from_slice(&repeat.to_ne_bytes());
         bpf(BPF_PROG_TEST_RUN, &mut attr)?;
-        Ok(u32::from_ne_bytes(attr[4..8].try_into().expect("4 bytes")))
+        let word = |at: usize| u32::from_ne_bytes(attr[at..at + 4].try_into().expect("4 bytes"));
+        Ok((word(4), word(36)))
     }
 
     /// The kernel's account: nanoseconds run and runs so far.

@@ -82,9 +82,12 @@ pub fn table(r: &Results) -> String {
 /// Per-packet costs as a Markdown table.
 #[must_use]
 pub fn testrun_table(r: &Results) -> String {
-    let mut s = String::from("| program | packet | ns |\n|---|---|--:|\n");
+    let mut s = String::from("| program | packet | ns, cold | ns, hot |\n|---|---|--:|--:|\n");
     for c in &r.testrun.costs {
-        let _ = writeln!(s, "| `{}` | {} | {:.0} |", c.program, c.case, c.ns);
+        let hot = c
+            .hot_ns
+            .map_or_else(|| "-".to_owned(), |ns| format!("{ns:.0}"));
+        let _ = writeln!(s, "| `{}` | {} | {:.0} | {hot} |", c.program, c.case, c.ns);
     }
     s
 }
@@ -156,12 +159,16 @@ pub fn text(r: &Results) -> String {
     s.push_str(&table(r));
     let _ = writeln!(
         s,
-        "\nPer packet, `BPF_PROG_TEST_RUN` on the real programs ({} runs a case, \
-         each on a fresh frame; the kernel's own run time of the program; the \
-         median of {} rounds). The two `-` rows are the floor: a program that \
-         only returns, and one that makes one helper call:\n",
+        "\nPer packet, `BPF_PROG_TEST_RUN` on the real programs, the kernel's own \
+         run time of the program, the median of {} rounds. Cold: {} single runs \
+         a case, each on a fresh frame. Hot: `repeat` {} on one skb, the program \
+         on its own output, each run still the same case (an established flow's \
+         rewritten tuple is given an entry that rewrites it on, so every run is \
+         a hit). The two `-` rows are the floor: a program that only returns, \
+         and one that makes one helper call:\n",
+        testrun::ROUNDS,
         r.testrun.runs,
-        testrun::ROUNDS
+        testrun::HOT_REPEAT
     );
     s.push_str(&testrun_table(r));
     s.push('\n');

@@ -2,9 +2,20 @@
 //! real object: a new flow, an established one, and a miss (a packet the
 //! program looks at and lets pass untouched).
 //!
-//! Each packet is its own run (`repeat` 1), on a fresh copy of the frame:
-//! the kernel reuses one skb across `repeat` runs, so a program that
-//! rewrites the frame would see its own output from the second run on.
+//! Two figures per case. Cold: each packet is its own run (`repeat` 1)
+//! on a fresh copy of the frame, so the program meets caches and branch
+//! predictors as a syscall left them. Hot: `repeat` [`HOT_REPEAT`] on one
+//! skb, the program on its own output again and again, as in a burst of
+//! packets. The kernel reuses the skb across those runs, so a case is hot
+//! only where every run is still the same case: a miss and a packet
+//! forwarded untranslated are (their TTL starts at 255, and each run
+//! takes one off), an established flow is made so ([`loop_flow`]: the
+//! flow's tuple after the rewrite gets an entry of its own that rewrites
+//! it as the real one did, so run after run is a hit, each rewriting
+//! addresses, ports and checksums). A new flow has no hot figure, nor has
+//! a container's answer: its rewritten source is a node address, which
+//! the next run would drop as spoofed.
+//!
 //! The time is the kernel's own account of the program
 //! (`BPF_ENABLE_STATS`: `run_time_ns` / `run_cnt`, what `bpftool prog`
 //! shows), which starts and stops around the program alone, not around
@@ -15,11 +26,16 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use aya::{
+    maps::HashMap,
     programs::ProgramInfo,
     sys::{Stats, enable_stats},
 };
 
-use weir_common::publish::{PROTO_TCP, PublishKey, PublishTarget};
+use weir::datapath::map_names;
+use weir_common::{
+    ct::{CtEntry, CtKey},
+    publish::{PROTO_TCP, PublishKey, PublishTarget},
+};
 
 use super::{floor::Floor, median};
 use crate::{
@@ -30,14 +46,20 @@ use crate::{
 const NODE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 const BACKEND: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
+/// A second container, behind another veth: the established DNAT loop
+/// alternates between the two, each a redirect into a container.
+const BACKEND2: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 3);
 
 /// One program on one kind of packet.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Cost {
     pub program: &'static str,
     pub case: &'static str,
-    /// Nanoseconds per packet, the mean of the runs.
+    /// Nanoseconds per packet, cold: the mean of single runs.
     pub ns: f64,
+    /// Nanoseconds per packet, hot: the mean of runs [`HOT_REPEAT`] at a
+    /// time on one skb; `None` where a run changes the case for the next.
+    pub hot_ns: Option<f64>,
 }
 
 /// A program's size after the verifier and the JIT.
@@ -60,6 +82,10 @@ pub struct Costs {
 
 /// Rounds of every case; each case's figure is the median of its rounds.
 pub const ROUNDS: u32 = 5;
+
+/// Runs per `BPF_PROG_TEST_RUN` for the hot figures: fewer than the 254
+/// a TTL of 255 allows a program that takes one off each run.
+pub const HOT_REPEAT: u32 = 200;
 
 const PROGRAMS: [&str; 3] = ["tc_from_uplink", "tc_from_container", "tc_to_uplink"];
 
@@ -90,6 +116,11 @@ pub fn measure(runs: u32) -> Costs {
         assert_eq!(view(&rewritten(&mut h, "tc_to_uplink", &ack_out)).src, NODE);
         let empty = Floor::empty().expect("a program that only returns");
         let one_helper = Floor::one_helper().expect("a program with one helper call");
+        h.datapath
+            .insert_endpoint(TEST_IFINDEX + 1, BACKEND2, [2, 0, 0, 0, 0, 3], 1)
+            .expect("ENDPOINTS");
+        let dnat_loop = loop_flow(&mut h, &ack_in, Some((BACKEND2, 8080)));
+        let snat_loop = loop_flow(&mut h, &ack_out, None);
         let cases: [Case; 10] = [
             // Published port, from outside.
             case(Run::Tc("tc_from_uplink"), "new flow (DNAT)", |i| {
@@ -97,10 +128,12 @@ pub fn measure(runs: u32) -> Costs {
             }),
             case(Run::Tc("tc_from_uplink"), "established (DNAT)", |_| {
                 ack_in.clone()
-            }),
+            })
+            .hot(Hot::Loop(dnat_loop)),
             case(Run::Tc("tc_from_uplink"), "miss", |_| {
                 packet::tcp_ack4(sa(CLIENT, 40001), sa(NODE, 9999), 1, 1, false)
-            }),
+            })
+            .hot(Hot::Same),
             // The container's answer.
             case(
                 Run::Tc("tc_from_container"),
@@ -111,26 +144,31 @@ pub fn measure(runs: u32) -> Costs {
                 Run::Tc("tc_from_container"),
                 "new flow out (policy)",
                 |_| packet::tcp_syn4(sa(BACKEND, 40000), sa(CLIENT, 80), 1),
-            ),
+            )
+            .hot(Hot::Same),
             // Masquerade.
             case(Run::Tc("tc_to_uplink"), "new flow (SNAT)", |i| {
                 packet::tcp_syn4(sa(BACKEND, port(i + 1)), sa(CLIENT, 443), 1)
             }),
             case(Run::Tc("tc_to_uplink"), "established (SNAT)", |_| {
                 ack_out.clone()
-            }),
+            })
+            .hot(Hot::Loop(snat_loop)),
             case(Run::Tc("tc_to_uplink"), "miss", |_| {
                 packet::tcp_ack4(sa(NODE, 5555), sa(CLIENT, 443), 2, 2, false)
-            }),
+            })
+            .hot(Hot::Same),
             // What any program and any helper call cost by this measure.
             case(
                 Run::Floor(&empty),
                 "(floor) a program that only returns",
                 |_| ack_in.clone(),
-            ),
+            )
+            .hot(Hot::Same),
             case(Run::Floor(&one_helper), "(floor) one helper call", |_| {
                 ack_in.clone()
-            }),
+            })
+            .hot(Hot::Same),
         ];
         let costs = rounds(&mut h, &cases, runs);
         let sizes = PROGRAMS
@@ -174,25 +212,92 @@ fn harness() -> Harness {
     h
 }
 /// Every case `runs` times in [`ROUNDS`] rounds, each round through all
-/// cases (against drift between them); each figure is the median of its
-/// rounds' means.
+/// cases (against drift between them), cold and, where it can be, hot;
+/// each figure is the median of its rounds' means.
 fn rounds(h: &mut Harness, cases: &[Case], runs: u32) -> Vec<Cost> {
     let per_round = (runs / ROUNDS).max(1);
-    let mut means = vec![Vec::new(); cases.len()];
+    let mut cold = vec![Vec::new(); cases.len()];
+    let mut hot = vec![Vec::new(); cases.len()];
     for round in 0..ROUNDS {
-        for (c, m) in cases.iter().zip(&mut means) {
-            m.push(time(h, c, round * per_round, per_round));
+        for (i, c) in cases.iter().enumerate() {
+            cold[i].push(time(h, c, round * per_round, per_round));
+            if c.hot != Hot::No {
+                hot[i].push(time_hot(h, c, per_round));
+            }
         }
     }
     cases
         .iter()
-        .zip(means)
-        .map(|(c, mut m)| Cost {
+        .zip(cold.iter_mut().zip(&mut hot))
+        .map(|(c, (cold, hot))| Cost {
             program: c.run.name(),
             case: c.packet,
-            ns: median(&mut m).expect("at least one round"),
+            ns: median(cold).expect("at least one round"),
+            hot_ns: median(hot),
         })
         .collect()
+}
+
+/// Makes every run of a `repeat` on `frame`, a packet of a tracked flow,
+/// a hit: the tuple its entry rewrites it to gets an entry of its own,
+/// rewriting it on to `via` (a destination address and port), and `via`
+/// one rewriting it back to that tuple; without `via`, back to `frame`'s
+/// own tuple, which the real entry rewrites. Each is a copy of the real
+/// entry but for the tuple it rewrites to. Returns the loop's keys.
+fn loop_flow(h: &mut Harness, frame: &[u8], via: Option<(Ipv4Addr, u16)>) -> Vec<CtKey> {
+    let mut ct: HashMap<_, CtKey, CtEntry> =
+        HashMap::try_from(h.datapath.ebpf_mut().map_mut(map_names::CT4).expect("CT4"))
+            .expect("a hash map");
+    let v = view(frame);
+    let key = CtKey::new(
+        v.src.octets(),
+        v.dst.octets(),
+        v.sport.to_be_bytes(),
+        v.dport.to_be_bytes(),
+        PROTO_TCP,
+    );
+    let real = ct.get(&key, 0).expect("the flow is tracked");
+    let to = |k: &CtKey| CtEntry {
+        nat_saddr: k.saddr,
+        nat_daddr: k.daddr,
+        nat_sport: k.sport,
+        nat_dport: k.dport,
+        ..real
+    };
+    let out = CtKey::new(
+        real.nat_saddr,
+        real.nat_daddr,
+        real.nat_sport,
+        real.nat_dport,
+        PROTO_TCP,
+    );
+    let mut keys = vec![key, out];
+    match via {
+        None => ct.insert(out, to(&key), 0).expect("CT4"),
+        Some((ip, port)) => {
+            let via = CtKey::new(
+                out.saddr,
+                ip.octets(),
+                out.sport,
+                port.to_be_bytes(),
+                PROTO_TCP,
+            );
+            ct.insert(out, to(&via), 0).expect("CT4");
+            ct.insert(via, to(&out), 0).expect("CT4");
+            keys.push(via);
+        }
+    }
+    keys
+}
+
+/// The packets counted so far in these `CT4` entries.
+fn packets(h: &mut Harness, keys: &[CtKey]) -> u64 {
+    let ct: HashMap<_, CtKey, CtEntry> =
+        HashMap::try_from(h.datapath.ebpf_mut().map(map_names::CT4).expect("CT4"))
+            .expect("a hash map");
+    keys.iter()
+        .map(|k| ct.get(k, 0).expect("a loop entry").packets)
+        .sum()
 }
 
 /// A source port per run (new flows must not meet old ones).
@@ -221,12 +326,14 @@ impl Run<'_> {
         }
     }
 
-    /// Runs once on `frame`; returns the verdict.
-    fn run(&self, h: &mut Harness, frame: &[u8]) -> i32 {
+    /// Runs `repeat` times on one skb made from `frame`; returns the last
+    /// verdict.
+    fn run(&self, h: &mut Harness, frame: &[u8], repeat: u32) -> i32 {
         match self {
-            Run::Tc(program) => h.run_tc(program, frame).verdict,
+            Run::Tc(program) => h.run_tc_repeated(program, frame, repeat).verdict,
             Run::Floor(f) => {
-                i32::from_ne_bytes(f.run(frame).expect("BPF_PROG_TEST_RUN").to_ne_bytes())
+                let (verdict, _) = f.run_repeated(frame, repeat).expect("BPF_PROG_TEST_RUN");
+                i32::from_ne_bytes(verdict.to_ne_bytes())
             }
         }
     }
@@ -251,6 +358,19 @@ struct Case<'a> {
     run: Run<'a>,
     packet: &'static str,
     frame: Box<dyn Fn(u32) -> Vec<u8> + 'a>,
+    hot: Hot,
+}
+
+/// Whether a case has a hot figure, and how its runs stay that case.
+#[derive(PartialEq, Eq)]
+enum Hot {
+    /// No: a run makes the next one another case.
+    No,
+    /// The program's output is the same case again.
+    Same,
+    /// An established flow looped by [`loop_flow`]: these entries' packet
+    /// counts must grow by one a run.
+    Loop(Vec<CtKey>),
 }
 
 fn case<'a>(run: Run<'a>, packet: &'static str, frame: impl Fn(u32) -> Vec<u8> + 'a) -> Case<'a> {
@@ -258,6 +378,13 @@ fn case<'a>(run: Run<'a>, packet: &'static str, frame: impl Fn(u32) -> Vec<u8> +
         run,
         packet,
         frame: Box::new(frame),
+        hot: Hot::No,
+    }
+}
+
+impl Case<'_> {
+    fn hot(self, hot: Hot) -> Self {
+        Self { hot, ..self }
     }
 }
 
@@ -267,10 +394,44 @@ fn case<'a>(run: Run<'a>, packet: &'static str, frame: impl Fn(u32) -> Vec<u8> +
 fn time(h: &mut Harness, c: &Case, first: u32, runs: u32) -> f64 {
     let before = c.run.account(h);
     for i in first..first + runs {
-        let verdict = c.run.run(h, &(c.frame)(i));
+        let verdict = c.run.run(h, &(c.frame)(i), 1);
         assert_ne!(verdict, TC_ACT_SHOT, "{} dropped the frame", c.packet);
     }
+    per_run(before, c.run.account(h))
+}
+
+/// Mean nanoseconds per run, by the kernel's account, over `calls`
+/// calls of [`HOT_REPEAT`] runs each on the case's first frame, its TTL
+/// 255. Every call must end with the verdict one run has (the case did
+/// not turn into another), and a looped flow must have counted every run.
+fn time_hot(h: &mut Harness, c: &Case, calls: u32) -> f64 {
+    let mut frame = (c.frame)(0);
+    packet::set_ttl(&mut frame, 255);
+    let want = c.run.run(h, &frame, 1);
+    let counted = |h: &mut Harness| match &c.hot {
+        Hot::Loop(keys) => packets(h, keys),
+        _ => 0,
+    };
+    let (before, packets_before) = (c.run.account(h), counted(h));
+    for _ in 0..calls {
+        let verdict = c.run.run(h, &frame, HOT_REPEAT);
+        assert_eq!(verdict, want, "{}: a hot run became another case", c.packet);
+    }
     let after = c.run.account(h);
+    if let Hot::Loop(_) = c.hot {
+        let runs = u64::from(calls * HOT_REPEAT);
+        assert_eq!(
+            counted(h) - packets_before,
+            runs,
+            "{}: a run missed",
+            c.packet
+        );
+    }
+    per_run(before, after)
+}
+
+/// Mean nanoseconds per run between two accounts.
+fn per_run(before: (u128, u64), after: (u128, u64)) -> f64 {
     let ns = after.0.saturating_sub(before.0);
     let count = after.1.saturating_sub(before.1);
     #[expect(clippy::cast_precision_loss, reason = "far below 2^52")]

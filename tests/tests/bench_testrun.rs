@@ -1,0 +1,39 @@
+//! The bench's per-packet measure ([`weir_tests::bench::testrun`]) on the
+//! real programs: every case runs, and the hot figures are there exactly
+//! where a run leaves the same case for the next (the measure itself
+//! asserts each hot run's verdict and, for looped flows, that every run
+//! was a conntrack hit).
+
+use weir_tests::bench::testrun::{self, ROUNDS};
+
+#[test]
+fn the_per_packet_measure_times_every_case_and_the_hot_ones_hot() {
+    let costs = testrun::measure(ROUNDS * 2);
+    let hot: Vec<_> = costs
+        .costs
+        .iter()
+        .filter(|c| c.hot_ns.is_some())
+        .map(|c| (c.program, c.case))
+        .collect();
+    assert_eq!(
+        hot,
+        [
+            ("tc_from_uplink", "established (DNAT)"),
+            ("tc_from_uplink", "miss"),
+            ("tc_from_container", "new flow out (policy)"),
+            ("tc_to_uplink", "established (SNAT)"),
+            ("tc_to_uplink", "miss"),
+            ("-", "(floor) a program that only returns"),
+            ("-", "(floor) one helper call"),
+        ]
+    );
+    for c in &costs.costs {
+        assert!(c.ns > 0.0, "{} {}: no time", c.program, c.case);
+        assert!(
+            c.hot_ns.is_none_or(|ns| ns > 0.0),
+            "{}: no hot time",
+            c.case
+        );
+    }
+    assert_eq!(costs.sizes.len(), 3);
+}
