@@ -6,9 +6,9 @@ use aya_ebpf::{
     helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns},
 };
 use weir_common::{
-    ct::{CT_INNER, CtEntry, CtKey, DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED, KIND_SNAT},
+    ct::{CT_INNER, CtEntry, CtKey, DIR_ORIGINAL, DIR_REPLY, FlowState, KIND_ROUTED, KIND_SNAT},
     drop::DropReason,
-    publish::{PublishKey, PublishTarget},
+    publish::{PROTO_TCP, PublishKey, PublishTarget},
 };
 
 use crate::{
@@ -23,7 +23,10 @@ pub const SNAT_TRIES: u32 = 16;
 /// The entry of a known flow, its counters and flags brought up to date.
 /// With `syn_starts_over`, a TCP segment that opens a flow (SYN without
 /// ACK) is never "known": it starts the flow again from the publications
-/// as they are now. Masquerade keeps its mapping for a retransmitted SYN.
+/// as they are now. Masquerade keeps its mapping for a retransmitted SYN,
+/// and for a SYN that opens the same tuple again after the flow ended: the
+/// flags of both directions start over, so the new flow is not taken for
+/// the ended one (and swept as closing while it lives).
 /// A packet `from_outside` that finds an entry keyed from a container's
 /// side ([`CT_INNER`]) is a [`DropReason::Bogon`], and counts nothing.
 #[inline(always)]
@@ -47,7 +50,15 @@ pub fn lookup(
             return Err(DropReason::Bogon);
         }
         (*entry).last_seen_ns = bpf_ktime_get_coarse_ns();
-        (*entry).tcp_flags |= flow.tcp_flags;
+        if flow.is_tcp_open() {
+            (*entry).tcp_flags = flow.tcp_flags;
+            let answers = CtKey::reply_of(&*entry, flow.key.proto);
+            if let Some(reply) = CT4.get_ptr_mut(answers) {
+                (*reply).tcp_flags = 0;
+            }
+        } else {
+            (*entry).tcp_flags |= flow.tcp_flags;
+        }
         (*entry).packets += 1;
         (*entry).bytes += u64::from(len);
         let entry = *entry;
@@ -209,21 +220,51 @@ pub fn create_snat(
             || PUBLISH4
                 .get_ptr(PublishKey::new(nat_ip, port, k.proto))
                 .is_some();
-        if !published
-            && CT4
-                .insert(
-                    CtKey::reply_of(&original, k.proto),
-                    reply,
-                    u64::from(BPF_NOEXIST),
-                )
-                .is_ok()
-        {
+        if published {
+            continue;
+        }
+        let reply_key = CtKey::reply_of(&original, k.proto);
+        let mut claimed = CT4.insert(reply_key, reply, u64::from(BPF_NOEXIST)).is_ok();
+        if !claimed && flow.is_tcp_open() && release_if_closed(&reply_key) {
+            claimed = CT4.insert(reply_key, reply, u64::from(BPF_NOEXIST)).is_ok();
+        }
+        if claimed {
             CT4.insert(*k, original, 0)
                 .map_err(|_| DropReason::CtInsertFailed)?;
             return Ok((original, i));
         }
     }
     Err(DropReason::SnatExhausted)
+}
+
+/// Frees a masquerade tuple held by a TCP flow that has ended (a RST, or
+/// a FIN each way), or by the answers' entry of a flow whose own entry is
+/// gone, for a new connection to take, as Linux's NAT does with a closed
+/// connection's tuple: without this, the closing time of ended flows, not
+/// the flows alive, would bound the connections a second to one peer.
+/// `reply_key` is the tuple's answers' entry; both entries are removed.
+/// Returns whether they were.
+#[inline(always)]
+fn release_if_closed(reply_key: &CtKey) -> bool {
+    let Some(reply) = CT4.get_ptr(*reply_key) else {
+        // Gone since the insert failed: free now.
+        return true;
+    };
+    // SAFETY: a pointer into a map value, valid for this program run.
+    let reply = unsafe { *reply };
+    if reply.kind != KIND_SNAT {
+        return false;
+    }
+    let original_key = CtKey::reply_of(&reply, reply_key.proto);
+    // SAFETY: as above.
+    let original = CT4.get_ptr(original_key).map(|e| unsafe { (*e).tcp_flags });
+    let ended = FlowState::of(PROTO_TCP, original, Some(reply.tcp_flags)) == FlowState::Closing;
+    if original.is_some() && !ended {
+        return false;
+    }
+    let _ = CT4.remove(original_key);
+    let _ = CT4.remove(reply_key);
+    true
 }
 
 /// The entry of the flow an ICMP error is about (no counters touched: an

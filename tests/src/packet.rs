@@ -54,6 +54,20 @@ pub fn tcp_ack4(src: SocketAddrV4, dst: SocketAddrV4, seq: u32, ack: u32, syn: b
     frame
 }
 
+/// An Ethernet/IPv4/TCP reset (with ACK), as a closing socket with
+/// `SO_LINGER` 0 sends it.
+#[must_use]
+pub fn tcp_rst4(src: SocketAddrV4, dst: SocketAddrV4, seq: u32, ack: u32) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(MAC_CONTAINER, MAC_HOST)
+        .ipv4(src.ip().octets(), dst.ip().octets(), TTL)
+        .tcp(src.port(), dst.port(), seq, 0)
+        .ack(ack)
+        .rst();
+    let mut frame = Vec::with_capacity(builder.size(0));
+    builder.write(&mut frame, &[]).expect("build TCP frame");
+    frame
+}
+
 /// Offsets of the fields NAT rewrites, from the start of a frame without
 /// IP options.
 pub mod off {

@@ -203,6 +203,70 @@ fn exhaustion_is_a_counted_drop_never_a_shared_tuple() {
 }
 
 #[test]
+fn a_closed_flows_port_goes_to_the_next_connection_and_an_open_ones_does_not() {
+    in_ns(|| {
+        let mut h = Harness::load();
+        // One port: every flow to the peer's port 80 wants it.
+        setup(&mut h.datapath, NET_MASQUERADE, (2000, 2000));
+        let first = h.run_tc(EGRESS, &packet::tcp_syn4(sa(C1, 40000), sa(PEER, 80), 1));
+        assert_eq!(view(&first.frame).sport, 2000);
+        let answer = packet::tcp_ack4(sa(PEER, 80), sa(NODE, 2000), 7, 2, true);
+        assert_eq!(view(&h.run_tc(INGRESS, &answer).frame).dst, C1);
+        // Open: neither a SYN nor a UDP flow may take the port.
+        let second = packet::tcp_syn4(sa(C2, 40001), sa(PEER, 80), 1);
+        assert_eq!(h.run_tc(EGRESS, &second).verdict, TC_ACT_SHOT);
+        // The first flow ends with a reset; its port is free for a SYN.
+        let rst = packet::tcp_rst4(sa(C1, 40000), sa(PEER, 80), 2, 8);
+        assert_eq!(h.run_tc(EGRESS, &rst).verdict, TC_ACT_OK);
+        let out = h.run_tc(EGRESS, &second);
+        assert_eq!(out.verdict, TC_ACT_OK);
+        let v = view(&out.frame);
+        assert_eq!((v.src, v.sport), (NODE, 2000));
+        // The ended flow's entries are gone: only the new flow's remain,
+        // and the port's answers reach the new flow's container.
+        let flows = h.datapath.conntrack().unwrap();
+        assert_eq!(flows.len(), 2, "{flows:?}");
+        assert!(
+            flows
+                .iter()
+                .all(|f| f.key.saddr != C1.octets() && f.key.daddr != C1.octets())
+        );
+        assert_eq!(view(&h.run_tc(INGRESS, &answer).frame).dst, C2);
+        assert_eq!(
+            h.datapath
+                .drop_stats(DropReason::SnatExhausted)
+                .unwrap()
+                .packets,
+            1
+        );
+    });
+}
+
+#[test]
+fn a_syn_that_opens_a_tuple_again_starts_its_flags_over() {
+    in_ns(|| {
+        let mut h = Harness::load();
+        setup(&mut h.datapath, NET_MASQUERADE, (2000, 2001));
+        let syn = packet::tcp_syn4(sa(C1, 40000), sa(PEER, 80), 1);
+        let port = view(&h.run_tc(EGRESS, &syn).frame).sport;
+        let answer = packet::tcp_ack4(sa(PEER, 80), sa(NODE, port), 7, 2, true);
+        h.run_tc(INGRESS, &answer);
+        let rst = packet::tcp_rst4(sa(C1, 40000), sa(PEER, 80), 2, 8);
+        h.run_tc(EGRESS, &rst);
+        // The container opens the same tuple again: same mapping, and
+        // nothing of the ended flow's RST is left to call it closing.
+        let again = h.run_tc(EGRESS, &syn);
+        assert_eq!(view(&again.frame).sport, port);
+        let flows = h.datapath.conntrack().unwrap();
+        assert_eq!(flows.len(), 2);
+        for f in &flows {
+            let want = if f.entry.dir == DIR_ORIGINAL { 0x02 } else { 0 };
+            assert_eq!(f.entry.tcp_flags, want, "{f:?}");
+        }
+    });
+}
+
+#[test]
 fn an_icmp_error_about_a_masqueraded_flow_reaches_the_container_restored() {
     in_ns(|| {
         let mut h = Harness::load();
