@@ -102,12 +102,25 @@ pub fn create(
         publication,
     };
     let reply = reply_entry(k, &original, sides.reply);
-    CT4.insert(CtKey::reply_of(&original, k.proto), reply, 0)
-        .map_err(|_| DropReason::CtInsertFailed)?;
-    CT4.insert(*k, original, 0)
-        .map_err(|_| DropReason::CtInsertFailed)?;
+    put(&CtKey::reply_of(&original, k.proto), &reply)?;
+    put(k, &original)?;
     stats::port(&publication, DIR_ORIGINAL, len, true);
     Ok(original)
+}
+
+/// Writes `entry` under `key`: over the entry there is, if any (a tuple
+/// opened again, as a busy client's ports come round while their last
+/// flows are still closing; as Linux's conntrack reopens them), so
+/// that no element is allocated and none freed; else as a new entry.
+#[inline(always)]
+fn put(key: &CtKey, entry: &CtEntry) -> Result<(), DropReason> {
+    if let Some(old) = CT4.get_ptr_mut(*key) {
+        // SAFETY: a pointer into a map value, valid for this program run.
+        unsafe { *old = *entry };
+        return Ok(());
+    }
+    CT4.insert(*key, *entry, 0)
+        .map_err(|_| DropReason::CtInsertFailed)
 }
 
 /// Which side of the node each direction of a flow is keyed from, as
@@ -229,8 +242,7 @@ pub fn create_snat(
             claimed = CT4.insert(reply_key, reply, u64::from(BPF_NOEXIST)).is_ok();
         }
         if claimed {
-            CT4.insert(*k, original, 0)
-                .map_err(|_| DropReason::CtInsertFailed)?;
+            put(k, &original)?;
             return Ok((original, i));
         }
     }

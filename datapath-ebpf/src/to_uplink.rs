@@ -31,6 +31,14 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(flow) = parse::flow(ctx, ip)? else {
         return Ok(TC_PASS);
     };
+    // Only a container's packets are masqueraded or tracked here. Those
+    // translated on their veth already (the answers of published ports,
+    // a masqueraded flow's packets after the first) and the node's own
+    // have a node address as source: they pass without a `CT4` lookup.
+    let k = &flow.key;
+    let Some(net) = NETWORKS4.get(&Key::new(32, k.saddr)) else {
+        return Ok(TC_PASS);
+    };
     let entry = match ct::lookup(&flow, ctx.len(), false, false)? {
         Some(entry) => {
             if entry.kind == KIND_SNAT {
@@ -39,10 +47,6 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             entry
         }
         None => {
-            let k = &flow.key;
-            let Some(net) = NETWORKS4.get(&Key::new(32, k.saddr)) else {
-                return Ok(TC_PASS);
-            };
             // Never between local networks, never multicast or broadcast.
             if k.daddr[0] >= 224 || NETWORKS4.get(&Key::new(32, k.daddr)).is_some() {
                 return Ok(TC_PASS);

@@ -13,8 +13,9 @@
 //! flow's tuple after the rewrite gets an entry of its own that rewrites
 //! it as the real one did, so run after run is a hit, each rewriting
 //! addresses, ports and checksums). A new flow has no hot figure, nor has
-//! a container's answer: its rewritten source is a node address, which
-//! the next run would drop as spoofed.
+//! a container's translated packet (the answer of a published port, a
+//! masqueraded flow's packet): its rewritten source is a node address,
+//! which the next run would drop as spoofed.
 //!
 //! The time is the kernel's own account of the program
 //! (`BPF_ENABLE_STATS`: `run_time_ns` / `run_cnt`, what `bpftool prog`
@@ -40,7 +41,7 @@ use weir_common::{
 use super::{floor::Floor, median};
 use crate::{
     packet::{self, view},
-    prog::{Harness, TC_ACT_SHOT, TEST_IFINDEX, node_ns},
+    prog::{DEFAULT_FLAGS, Harness, TC_ACT_SHOT, TEST_IFINDEX, net_info, node_ns},
 };
 
 const NODE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
@@ -49,6 +50,10 @@ const BACKEND: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
 /// A second container, behind another veth: the established DNAT loop
 /// alternates between the two, each a redirect into a container.
 const BACKEND2: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 3);
+/// The masquerade address (the uplink's), in a network of its own: the
+/// established SNAT loop's second entry is keyed by it, and
+/// `tc_to_uplink` looks up only flows from a network's addresses.
+const SNAT_IP: Ipv4Addr = Ipv4Addr::new(10, 89, 0, 1);
 
 /// One program on one kind of packet.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -113,7 +118,10 @@ pub fn measure(runs: u32) -> Costs {
         );
         let ack_out = packet::tcp_ack4(sa(BACKEND, port(0)), sa(CLIENT, 443), 2, 2, false);
         // The masqueraded flow starts here; the new flows' ports differ.
-        assert_eq!(view(&rewritten(&mut h, "tc_to_uplink", &ack_out)).src, NODE);
+        assert_eq!(
+            view(&rewritten(&mut h, "tc_to_uplink", &ack_out)).src,
+            SNAT_IP
+        );
         let empty = Floor::empty().expect("a program that only returns");
         let one_helper = Floor::one_helper().expect("a program with one helper call");
         h.datapath
@@ -121,7 +129,7 @@ pub fn measure(runs: u32) -> Costs {
             .expect("ENDPOINTS");
         let dnat_loop = loop_flow(&mut h, &ack_in, Some((BACKEND2, 8080)));
         let snat_loop = loop_flow(&mut h, &ack_out, None);
-        let cases: [Case; 10] = [
+        let cases: [Case; 11] = [
             // Published port, from outside.
             case(Run::Tc("tc_from_uplink"), "new flow (DNAT)", |i| {
                 packet::tcp_syn4(sa(CLIENT, port(i)), sa(NODE, 8080), 1)
@@ -140,6 +148,9 @@ pub fn measure(runs: u32) -> Costs {
                 "established (reverse DNAT)",
                 |_| answer.clone(),
             ),
+            case(Run::Tc("tc_from_container"), "established (SNAT)", |_| {
+                ack_out.clone()
+            }),
             case(
                 Run::Tc("tc_from_container"),
                 "new flow out (policy)",
@@ -154,9 +165,11 @@ pub fn measure(runs: u32) -> Costs {
                 ack_out.clone()
             })
             .hot(Hot::Loop(snat_loop)),
-            case(Run::Tc("tc_to_uplink"), "miss", |_| {
-                packet::tcp_ack4(sa(NODE, 5555), sa(CLIENT, 443), 2, 2, false)
-            })
+            case(
+                Run::Tc("tc_to_uplink"),
+                "translated on the veth (passes)",
+                |_| packet::tcp_ack4(sa(NODE, 5555), sa(CLIENT, 443), 2, 2, false),
+            )
             .hot(Hot::Same),
             // What any program and any helper call cost by this measure.
             case(
@@ -192,7 +205,7 @@ fn harness() -> Harness {
     let mut h = Harness::with_one_network();
     let dp = &mut h.datapath;
     dp.configure((1024, 32767)).expect("CONFIG");
-    dp.set_uplinks(&[(TEST_IFINDEX, NODE)]).expect("UPLINKS");
+    dp.set_uplinks(&[(TEST_IFINDEX, SNAT_IP)]).expect("UPLINKS");
     dp.set_host_addrs(&[(NODE, TEST_IFINDEX)])
         .expect("HOST_ADDRS4");
     let key = PublishKey::new([0; 4], 8080, PROTO_TCP);
@@ -208,6 +221,11 @@ fn harness() -> Harness {
         },
     )
     .expect("PUBLISH4");
+    h.network(
+        Ipv4Addr::new(10, 89, 0, 0),
+        16,
+        net_info(2, SNAT_IP, DEFAULT_FLAGS),
+    );
     h.container(BACKEND, 1);
     h
 }
