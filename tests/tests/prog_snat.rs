@@ -250,9 +250,9 @@ fn a_syn_that_opens_a_tuple_again_starts_its_flags_over() {
         let syn = packet::tcp_syn4(sa(C1, 40000), sa(PEER, 80), 1);
         let port = view(&h.run_tc(EGRESS, &syn).frame).sport;
         let answer = packet::tcp_ack4(sa(PEER, 80), sa(NODE, port), 7, 2, true);
-        h.run_tc(INGRESS, &answer);
+        assert_eq!(view(&h.run_tc(INGRESS, &answer).frame).dst, C1);
         let rst = packet::tcp_rst4(sa(C1, 40000), sa(PEER, 80), 2, 8);
-        h.run_tc(EGRESS, &rst);
+        assert_eq!(h.run_tc(EGRESS, &rst).verdict, TC_ACT_OK);
         // The container opens the same tuple again: same mapping, and
         // nothing of the ended flow's RST is left to call it closing.
         let again = h.run_tc(EGRESS, &syn);
