@@ -2,7 +2,11 @@
 //! in `ext` log who called: the node's uplink address, or the container's
 //! own address where masquerade is off.
 
-use std::{net::UdpSocket, time::Duration};
+use std::{
+    io::Read,
+    net::{TcpStream, UdpSocket},
+    time::Duration,
+};
 
 use weir_tests::{
     World,
@@ -94,7 +98,7 @@ fn without_masquerade_ext_sees_the_container_address() {
 }
 
 #[test]
-fn a_tiny_port_range_runs_out_visibly_and_the_flows_that_fit_work() {
+fn a_tiny_port_range_runs_out_visibly_and_frees_a_port_when_a_flow_ends() {
     let mut w = World::new().unwrap();
     for c in ["a", "b", "c"] {
         w.add_container(c).unwrap();
@@ -103,16 +107,21 @@ fn a_tiny_port_range_runs_out_visibly_and_the_flows_that_fit_work() {
     for c in ["a", "b", "c"] {
         agent.attach("weir", w.c(c), c, &[]);
     }
-    let server = Server::tcp(&w.ext, any(80)).unwrap();
-    // Each flow holds its port until the sweep ends it (10 s after close).
-    assert_eq!(
-        sock::tcp_request(w.c("a"), at(EXT_IP, 80), b"a").unwrap(),
-        b"a"
-    );
-    assert_eq!(
-        sock::tcp_request(w.c("b"), at(EXT_IP, 80), b"b").unwrap(),
-        b"b"
-    );
+    // The server greets and closes its side; the clients keep theirs
+    // open, so their flows have not ended and hold their ports.
+    let server = Server::banner(&w.ext, any(80)).unwrap();
+    let hold = |c: &str| {
+        let mut s = w
+            .c(c)
+            .run(|| TcpStream::connect_timeout(&at(EXT_IP, 80), Duration::from_secs(2)))
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut greeting = String::new();
+        s.read_to_string(&mut greeting).unwrap();
+        assert!(greeting.starts_with("hello "), "{greeting}");
+        s
+    };
+    let (a, b) = (hold("a"), hold("b"));
     assert!(
         sock::connect_fails(w.c("c"), at(EXT_IP, 80)),
         "no port left"
@@ -131,6 +140,25 @@ fn a_tiny_port_range_runs_out_visibly_and_the_flows_that_fit_work() {
         "each dropped SYN is one exhausted flow: {c:?}"
     );
     assert!(c.packets > 0 && c.retries >= 16 * c.exhausted, "{c:?}");
+    // a's flow ends (a FIN each way): its port is c's at once, long
+    // before the sweep would have removed the flow.
+    drop(a);
+    let ended = std::time::Instant::now();
+    let taken = loop {
+        if let Ok(mut s) = w
+            .c("c")
+            .run(|| TcpStream::connect_timeout(&at(EXT_IP, 80), Duration::from_secs(2)))
+        {
+            let mut greeting = String::new();
+            s.read_to_string(&mut greeting).unwrap();
+            break ended.elapsed();
+        }
+        assert!(ended.elapsed() < Duration::from_secs(5), "no port freed");
+    };
+    assert!(taken < Duration::from_secs(5), "{taken:?}");
+    let last = server.received().last().unwrap().peer;
+    assert!([2000, 2001].contains(&last.port()), "{last}");
+    drop(b);
 }
 
 #[test]
