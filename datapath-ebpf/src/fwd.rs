@@ -2,7 +2,9 @@
 //! and bridge:
 //!
 //! - [`redirect`]: route with the kernel's FIB and send to the next hop's
-//!   device (`bpf_redirect_neigh`). Translated packets from containers
+//!   device: addressed to the next hop's MAC when the lookup knows it
+//!   (`bpf_redirect`), else through the neighbour layer, which resolves it
+//!   (`bpf_redirect_neigh`). Translated packets from containers
 //!   take it (a reply whose source became a node address would be a
 //!   "martian" to the input path), and so does anything a container sends
 //!   out through an uplink ([`out_via_uplink`]); the uplink's egress hook
@@ -13,7 +15,7 @@
 
 use core::mem;
 
-use aya_ebpf::helpers::bpf_redirect_peer;
+use aya_ebpf::helpers::{bpf_redirect, bpf_redirect_peer};
 use aya_ebpf::{
     EbpfContext,
     bindings::{bpf_fib_lookup, bpf_redir_neigh},
@@ -101,9 +103,20 @@ fn route(
     let forward = (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH)
         && (!only_uplinks || UPLINKS.get_ptr(p.ifindex).is_some())
         && head.decrement_ttl();
+    // The lookup found the next hop's MAC: the frame gets it in the head's
+    // one write and goes straight to the device, without the neighbour
+    // lookup and header copy `bpf_redirect_neigh` would do once more.
+    let known = forward && rc == BPF_FIB_LKUP_RET_SUCCESS;
+    if known {
+        head.set_macs(p.dmac, p.smac);
+    }
     head.write(ctx)?;
     if !forward {
         return Ok(TC_PASS);
+    }
+    if known {
+        // SAFETY: a helper taking plain values.
+        return Ok(unsafe { bpf_redirect(p.ifindex, 0) } as i32);
     }
     let mut nh = bpf_redir_neigh {
         nh_family: u32::from(AF_INET),

@@ -47,16 +47,33 @@ pub fn net_info(id: u32, gateway: Ipv4Addr, flags: u32) -> NetInfo {
     }
 }
 
+/// The MAC of [`node_ns`]'s veth `up0`.
+pub const NODE_NS_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+/// The MAC of [`node_ns`]'s resolved neighbour `203.0.113.2`.
+pub const NODE_NS_NEIGHBOUR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
 /// A namespace of its own for one `BPF_PROG_TEST_RUN` test (which runs
 /// in the caller's namespace): a forwarding node with `203.0.113.1/24` on
-/// a veth and `203.0.113.2` a resolved neighbour, so the fast path's FIB
-/// lookups have a deterministic answer. Deleted when dropped.
+/// a veth (MAC [`NODE_NS_MAC`]) and `203.0.113.2` a resolved neighbour
+/// ([`NODE_NS_NEIGHBOUR_MAC`]), so the fast path's FIB lookups have a
+/// deterministic answer. Deleted when dropped.
 #[must_use]
 pub fn node_ns(tag: &str) -> crate::Netns {
     let ns =
         crate::Netns::create(&format!("{}-{tag}", crate::netns::unique_stem())).expect("netns");
     for args in [
-        &["link", "add", "up0", "type", "veth", "peer", "name", "up1"][..],
+        &[
+            "link",
+            "add",
+            "up0",
+            "address",
+            "02:00:00:00:00:01",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "up1",
+        ][..],
         &["addr", "add", "203.0.113.1/24", "dev", "up0"],
         &["link", "set", "up0", "up"],
         &["link", "set", "up1", "up"],

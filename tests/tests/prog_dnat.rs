@@ -14,7 +14,7 @@ use weir_common::{
 };
 use weir_tests::{
     packet::{self, changed, off, verify_checksums, view},
-    prog::{Harness, TC_ACT_OK, TC_ACT_SHOT, node_ns},
+    prog::{Harness, NODE_NS_MAC, NODE_NS_NEIGHBOUR_MAC, TC_ACT_OK, TC_ACT_SHOT, node_ns},
 };
 
 const UPLINK: &str = "tc_from_uplink";
@@ -64,6 +64,27 @@ fn key(src: SocketAddrV4, dst: SocketAddrV4, proto: u8) -> CtKey {
         proto,
         pad: [0; 3],
     }
+}
+
+#[test]
+fn an_answer_whose_next_hop_is_unresolved_goes_through_the_neighbour_layer() {
+    node_ns("prog").run(|| {
+        let mut h = Harness::with_one_network();
+        publish(&mut h.datapath, Ipv4Addr::UNSPECIFIED, 8080, PROTO_TCP, 80);
+        // On the uplink's subnet, but with no neighbour entry yet.
+        let stranger = Ipv4Addr::new(203, 0, 113, 3);
+        let syn = packet::tcp_syn4(sa(stranger, 40000), sa(NODE, 8080), 1);
+        assert_eq!(view(&h.run_tc(UPLINK, &syn).frame).dst, BACKEND);
+        let synack = packet::tcp_ack4(sa(BACKEND, 80), sa(stranger, 40000), 9, 2, true);
+        let out = h.from_container(&synack, 1);
+        // Sent on by the kernel's neighbour layer, which resolves the MAC
+        // and addresses the frame itself: the program leaves the MACs.
+        assert_eq!(out.verdict, TC_ACT_REDIRECT);
+        assert_eq!(out.frame[..12], synack[..12]);
+        let v = view(&out.frame);
+        assert_eq!((v.src, v.sport, v.dst), (NODE, 8080, stranger));
+        verify_checksums(&out.frame).unwrap();
+    });
 }
 
 #[test]
@@ -156,6 +177,10 @@ fn syn_to_published_port_is_dnated_and_tracked_then_answer_reversed() {
             synack[off::TTL] - 1,
             "forwarded: TTL - 1"
         );
+        // The FIB knew the next hop's MAC: the frame is addressed to it,
+        // from the uplink's own.
+        assert_eq!(out.frame[..6], NODE_NS_NEIGHBOUR_MAC);
+        assert_eq!(out.frame[6..12], NODE_NS_MAC);
         let flows = ct(&h.datapath);
         assert_eq!(flows[1].entry.packets, 1);
         assert_eq!(flows[1].entry.tcp_flags, TCP_SYN | TCP_ACK);
