@@ -111,6 +111,12 @@ pub enum DatapathError {
         #[source]
         source: io::Error,
     },
+    #[error("taking an entry out of map `{map}`: {source}")]
+    Take {
+        map: &'static str,
+        #[source]
+        source: io::Error,
+    },
     #[error("reading the layout of map `{map}`: {source}")]
     Layout {
         map: &'static str,

@@ -139,7 +139,7 @@ fn check_pinned_maps(dir: &Path) -> Result<MapOrigins, DatapathError> {
 }
 
 /// The `MapData` of the map kinds the object declares.
-fn map_data(map: &Map) -> Option<&MapData> {
+pub(super) fn map_data(map: &Map) -> Option<&MapData> {
     match map {
         Map::Array(m)
         | Map::HashMap(m)

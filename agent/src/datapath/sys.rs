@@ -1,6 +1,7 @@
 //! The few bpf(2) commands aya 0.14 does not expose: a map's full info
-//! (with its BTF ids), the bytes of a BTF object, a link's info, and
-//! replacing the program behind a link.
+//! (with its BTF ids), the bytes of a BTF object, a link's info,
+//! replacing the program behind a link, and taking a hash map's entry out
+//! with its value in one step.
 
 use std::{
     ffi::CString,
@@ -15,6 +16,9 @@ use std::{
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_BTF_GET_FD_BY_ID: libc::c_long = 19;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+const BPF_NOEXIST: u64 = 1;
 const BPF_LINK_UPDATE: libc::c_long = 29;
 
 /// `union bpf_attr` for `BPF_OBJ_GET_INFO_BY_FD`.
@@ -108,6 +112,58 @@ impl LinkInfo {
     #[must_use]
     pub fn cgroup_id(&self) -> u64 {
         u64::from(self.tcx_ifindex) | (u64::from(self.tcx_attach_type) << 32)
+    }
+}
+
+/// `union bpf_attr` for the map element commands.
+#[repr(C)]
+struct ElemAttr {
+    map_fd: u32,
+    pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// Removes `key`'s entry from the hash map `fd` and returns the value it
+/// had when it went, in one step (no packet can change it in between);
+/// `None` when there is none.
+pub fn map_take<K: aya::Pod, V: aya::Pod>(fd: BorrowedFd<'_>, key: &K) -> io::Result<Option<V>> {
+    let mut value = std::mem::MaybeUninit::<V>::zeroed();
+    let mut attr = ElemAttr {
+        map_fd: fd_u32(fd),
+        pad: 0,
+        key: std::ptr::from_ref(key) as u64,
+        value: value.as_mut_ptr() as u64,
+        flags: 0,
+    };
+    match bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM, &mut attr) {
+        // SAFETY: the kernel wrote a whole value (`V` is `Pod`: any bytes
+        // are a valid value).
+        Ok(_) => Ok(Some(unsafe { value.assume_init() })),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Puts `value` under `key` in the hash map `fd` unless the key has an
+/// entry already; returns whether it did.
+pub fn map_insert_new<K: aya::Pod, V: aya::Pod>(
+    fd: BorrowedFd<'_>,
+    key: &K,
+    value: &V,
+) -> io::Result<bool> {
+    let mut attr = ElemAttr {
+        map_fd: fd_u32(fd),
+        pad: 0,
+        key: std::ptr::from_ref(key) as u64,
+        value: std::ptr::from_ref(value) as u64,
+        flags: BPF_NOEXIST,
+    };
+    match bpf(BPF_MAP_UPDATE_ELEM, &mut attr) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

@@ -1,7 +1,11 @@
 //! Typed handles on the maps: endpoints, published ports, the node's
 //! addresses, the programs' config, conntrack and counters.
 
-use std::{collections::HashSet, net::Ipv4Addr, os::fd::AsRawFd};
+use std::{
+    collections::HashSet,
+    net::Ipv4Addr,
+    os::fd::{AsFd, AsRawFd},
+};
 
 use aya::maps::{
     Array, HashMap, MapData,
@@ -15,7 +19,7 @@ use weir_common::{
     publish::{PublishKey, PublishTarget},
 };
 
-use super::{Datapath, DatapathError, absent_ok, found, map_err, map_names};
+use super::{Datapath, DatapathError, absent_ok, found, map_err, map_names, pins, sys};
 
 /// One direction of a tracked flow, as read from `CT4`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -285,10 +289,30 @@ impl Datapath {
     /// Removes a flow's `CT4` entries as they were read (`flow`), all or
     /// none: if a packet has touched any of them since, or a new flow has
     /// taken one of their tuples (a client port used again), they all
-    /// stay. Returns whether they were removed. The window between the
-    /// check and the removal is one syscall, not a walk of the whole map.
+    /// stay. Returns whether they were removed.
+    ///
+    /// Each entry is taken out with its value in one step and compared
+    /// then, so a packet can never land between the check and the
+    /// removal unseen (a connection opened again on the tuple that
+    /// moment would lose its entries, and its answers would meet none).
+    /// What was taken from a flow found in use goes back, unless the
+    /// datapath has written the tuple anew meanwhile.
     pub fn remove_flow_if_unchanged(&mut self, flow: &[CtFlow]) -> Result<bool, DatapathError> {
-        let mut map = self.hash_map::<CtKey, CtEntry>(map_names::CT4)?;
+        let ct = self
+            .ebpf
+            .map(map_names::CT4)
+            .ok_or(DatapathError::MissingMap(map_names::CT4))?;
+        let fd = pins::map_data(ct)
+            .ok_or(DatapathError::MissingMap(map_names::CT4))?
+            .fd()
+            .as_fd();
+        let take = |e: std::io::Error| DatapathError::Take {
+            map: map_names::CT4,
+            source: e,
+        };
+        // Read first: a flow in use stays without being touched at all.
+        let map: HashMap<_, CtKey, CtEntry> =
+            HashMap::try_from(ct).map_err(|e| map_err(map_names::CT4, e))?;
         for f in flow {
             if let Some(now) = found(map.get(&f.key, 0), map_names::CT4)?
                 && !f.entry.same_use(&now)
@@ -296,8 +320,20 @@ impl Datapath {
                 return Ok(false);
             }
         }
+        let mut taken = Vec::with_capacity(flow.len());
         for f in flow {
-            absent_ok(map.remove(&f.key), map_names::CT4)?;
+            let Some(now) = sys::map_take::<CtKey, CtEntry>(fd, &f.key).map_err(take)? else {
+                continue;
+            };
+            taken.push((f.key, now));
+            if !f.entry.same_use(&now) {
+                // In use after all: what was taken goes back, unless the
+                // datapath has made the tuple anew meanwhile.
+                for (key, entry) in &taken {
+                    sys::map_insert_new(fd, key, entry).map_err(take)?;
+                }
+                return Ok(false);
+            }
         }
         Ok(true)
     }
