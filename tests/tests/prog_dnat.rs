@@ -56,14 +56,13 @@ fn ct(dp: &Datapath) -> Vec<CtFlow> {
 }
 
 fn key(src: SocketAddrV4, dst: SocketAddrV4, proto: u8) -> CtKey {
-    CtKey {
-        saddr: src.ip().octets(),
-        daddr: dst.ip().octets(),
-        sport: src.port().to_be_bytes(),
-        dport: dst.port().to_be_bytes(),
+    CtKey::new(
+        src.ip().octets(),
+        dst.ip().octets(),
+        src.port().to_be_bytes(),
+        dst.port().to_be_bytes(),
         proto,
-        pad: [0; 3],
-    }
+    )
 }
 
 #[test]

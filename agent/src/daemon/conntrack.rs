@@ -222,14 +222,13 @@ mod tests {
     /// A DNAT flow: client -> node:8080 -> backend:80, last seen at `seen`
     /// (seconds), with these flags in each direction.
     fn flow(proto: u8, sport: u16, seen: u64, out: u8, back: Option<u8>) -> Vec<CtFlow> {
-        let key = CtKey {
-            saddr: [203, 0, 113, 2],
-            daddr: [203, 0, 113, 1],
-            sport: sport.to_be_bytes(),
-            dport: 8080u16.to_be_bytes(),
+        let key = CtKey::new(
+            [203, 0, 113, 2],
+            [203, 0, 113, 1],
+            sport.to_be_bytes(),
+            8080u16.to_be_bytes(),
             proto,
-            pad: [0; 3],
-        };
+        );
         let original = CtEntry {
             nat_saddr: key.saddr,
             nat_daddr: [10, 0, 0, 2],
