@@ -1,8 +1,20 @@
-//! Builds the eBPF object (`datapath-ebpf/`) with nightly and bpf-linker, so
-//! that `src/datapath` can embed it from `OUT_DIR`. `AYA_BUILD_SKIP=1` skips
-//! it (the agent then cannot load a datapath).
+//! Builds the eBPF object (`datapath-ebpf/`) with bpf-linker and the nightly
+//! that `datapath-ebpf/rust-toolchain.toml` pins (the one place it is
+//! named; `cargo xtask setup` installs it and a bpf-linker of the same LLVM
+//! major), so that `src/datapath` can embed it from `OUT_DIR`.
+//! `AYA_BUILD_SKIP=1` skips it (the agent then cannot load a datapath).
 use anyhow::{Context as _, anyhow};
 use aya_build::Toolchain;
+
+#[derive(serde::Deserialize)]
+struct ToolchainFile {
+    toolchain: Channel,
+}
+
+#[derive(serde::Deserialize)]
+struct Channel {
+    channel: String,
+}
 
 fn main() -> anyhow::Result<()> {
     let metadata = cargo_metadata::MetadataCommand::new()
@@ -18,12 +30,23 @@ fn main() -> anyhow::Result<()> {
         .manifest_path
         .parent()
         .ok_or_else(|| anyhow!("no parent for {}", ebpf.manifest_path))?;
+    let file = root_dir.join("rust-toolchain.toml");
+    println!("cargo:rerun-if-changed={file}");
+    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
+    let pinned: ToolchainFile = toml::from_str(&text).with_context(|| format!("parsing {file}"))?;
     aya_build::build_ebpf(
         [aya_build::Package {
             name: ebpf.name.as_str(),
             root_dir: root_dir.as_str(),
             ..Default::default()
         }],
-        Toolchain::default(),
+        Toolchain::Custom(&pinned.toolchain.channel),
     )
+    .with_context(|| {
+        format!(
+            "building the eBPF object with {} (run `cargo xtask setup`: it installs that \
+             toolchain and a bpf-linker of its LLVM)",
+            pinned.toolchain.channel
+        )
+    })
 }

@@ -13,6 +13,7 @@ mod cmd;
 mod demo;
 mod setup;
 mod test;
+mod toolchain;
 
 use clap::{Parser, Subcommand};
 
@@ -25,8 +26,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what is missing: LLVM 22, bpf-linker, nightly rust-src,
-    /// bpftool, iproute2 and the test tools; mount bpffs.
+    /// Install what is missing or of the wrong version: the pinned eBPF
+    /// nightly (datapath-ebpf/rust-toolchain.toml), its LLVM, bpf-linker
+    /// built against that LLVM, bpftool, iproute2 and the test tools;
+    /// mount bpffs.
     Setup,
     /// Setup, then cargo fmt --check, clippy -D warnings, unit,
     /// `BPF_PROG_TEST_RUN` and end-to-end tests.
@@ -48,10 +51,10 @@ enum Task {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
-        Task::Setup => setup::run(),
+        Task::Setup => setup::run().map(drop),
         Task::Test { filter } => {
-            setup::run()?;
-            test::run(filter.as_deref())
+            let versions = setup::run()?;
+            test::run(filter.as_deref(), &versions.ebpf.channel)
         }
         Task::Demo => {
             setup::run()?;

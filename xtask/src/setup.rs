@@ -1,18 +1,28 @@
 //! `cargo xtask setup`: makes a fresh machine able to build and test weir.
-//! Every step checks first and only acts when something is missing, so a
-//! second run takes seconds and changes nothing.
+//! Every step checks first and only acts when something is missing or of
+//! the wrong version, so a second run takes seconds and changes nothing.
+//!
+//! The eBPF object is built by the nightly named in
+//! `datapath-ebpf/rust-toolchain.toml` and linked by bpf-linker, which must
+//! be built against the same LLVM major as that nightly (an object from
+//! rustc's LLVM 23 read by an LLVM 22 linker fails with `Invalid record`).
+//! Setup derives that major from the nightly itself, installs Debian's
+//! LLVM of that major, and rebuilds bpf-linker when the one installed links
+//! another.
 
-use std::fs;
+use std::{fs, path::Path, process::Command};
 
 use anyhow::{Context as _, bail};
 
-use crate::cmd;
+use crate::{cmd, toolchain::EbpfToolchain};
 
-/// Debian packages: LLVM 22 (bpf-linker links against it; rustc's own LLVM
-/// is 22), bpftool, and the tools the test bed and benchmarks drive.
+/// The bpf-linker release setup installs (it has `llvm-21`..`llvm-23`
+/// features; its default is 23).
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Debian packages besides LLVM: bpftool, and the tools the test bed and
+/// benchmarks drive.
 const APT_PACKAGES: &[&str] = &[
-    "llvm-22-dev",
-    "libpolly-22-dev",
     "zlib1g-dev",
     "libzstd-dev",
     "bpftool",
@@ -26,39 +36,123 @@ const APT_PACKAGES: &[&str] = &[
     "nftables",
 ];
 
-const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPFFS: &str = "/sys/fs/bpf";
 
-pub fn run() -> anyhow::Result<()> {
+/// What setup found (or made), printed at its end so that every log says
+/// which toolchain built what it tests.
+pub struct Versions {
+    pub rustc: String,
+    pub ebpf: EbpfToolchain,
+    pub bpf_linker: Linker,
+}
+
+impl std::fmt::Display for Versions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "toolchain: host {}", self.rustc)?;
+        writeln!(
+            f,
+            "toolchain: eBPF {} = {} (LLVM {}), from {}",
+            self.ebpf.channel,
+            self.ebpf.release,
+            self.ebpf.llvm,
+            crate::toolchain::FILE
+        )?;
+        write!(
+            f,
+            "toolchain: bpf-linker {} (LLVM {})",
+            self.bpf_linker.version,
+            self.bpf_linker
+                .llvm_major
+                .map_or_else(|| "unknown".to_owned(), |m| m.to_string())
+        )
+    }
+}
+
+pub fn run() -> anyhow::Result<Versions> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("setup installs packages and the tests make network namespaces: run as root");
     }
-    apt_packages()?;
-    nightly_rust_src()?;
-    bpf_linker()?;
+    let ebpf = ebpf_toolchain()?;
+    let major = ebpf.llvm_major()?;
+    apt_packages(major)?;
+    check_llvm(major)?;
+    let bpf_linker = bpf_linker(major)?;
     bpffs()?;
-    Ok(())
+    let versions = Versions {
+        rustc: first_line(&cmd::stdout(cmd::new("rustc").arg("--version"))),
+        ebpf,
+        bpf_linker,
+    };
+    eprintln!("{versions}");
+    Ok(versions)
 }
 
 fn report(what: &str, done: bool) {
     eprintln!(
-        "setup: {what:<28} {}",
+        "setup: {what:<32} {}",
         if done { "installed" } else { "ok" }
     );
 }
 
-fn apt_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
+/// The pinned nightly with its components, installed when missing.
+fn ebpf_toolchain() -> anyhow::Result<EbpfToolchain> {
+    let file = crate::toolchain::File::read(&cmd::workspace_root())?;
+    let installed = cmd::stdout(cmd::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        &file.channel,
+        "--installed",
+    ]));
+    let missing = !file
+        .components
         .iter()
-        .copied()
-        .filter(|p| {
-            !cmd::stdout(cmd::new("dpkg-query").args(["-W", "-f=${Status}", p]))
-                .contains("install ok installed")
-        })
+        .all(|c| installed.lines().any(|l| l.starts_with(c.as_str())));
+    if missing {
+        cmd::run(
+            cmd::new("rustup")
+                .args([
+                    "toolchain",
+                    "install",
+                    &file.channel,
+                    "--profile",
+                    "minimal",
+                ])
+                .args(file.components.iter().flat_map(|c| ["--component", c])),
+        )?;
+    }
+    report(
+        &format!("{} + {}", file.channel, file.components.join(", ")),
+        missing,
+    );
+    EbpfToolchain::probe(&file.channel)
+}
+
+fn apt_packages(llvm: u32) -> anyhow::Result<()> {
+    let llvm_packages = [format!("llvm-{llvm}-dev"), format!("libpolly-{llvm}-dev")];
+    let wanted: Vec<&str> = llvm_packages
+        .iter()
+        .map(String::as_str)
+        .chain(APT_PACKAGES.iter().copied())
         .collect();
+    let installed = |p: &str| {
+        cmd::stdout(cmd::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+            .contains("install ok installed")
+    };
+    let missing: Vec<&str> = wanted.iter().copied().filter(|p| !installed(p)).collect();
     if !missing.is_empty() {
         cmd::run(cmd::new("apt-get").arg("update").arg("-q"))?;
+        let candidate = cmd::stdout(cmd::new("apt-cache").args(["policy", &llvm_packages[0]]));
+        if !candidate.contains("Candidate:") || candidate.contains("Candidate: (none)") {
+            bail!(
+                "the eBPF toolchain in {} uses LLVM {llvm}, but this machine's package sources \
+                 have no {}: pin a nightly whose LLVM major is one the distribution ships \
+                 (Debian 12: 22), or add LLVM {llvm}'s packages",
+                crate::toolchain::FILE,
+                llvm_packages[0]
+            );
+        }
         cmd::run(
             cmd::new("apt-get")
                 .args(["install", "-y", "-q", "--no-install-recommends"])
@@ -66,59 +160,124 @@ fn apt_packages() -> anyhow::Result<()> {
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
     }
-    for p in APT_PACKAGES {
+    for p in &wanted {
         report(p, missing.contains(p));
     }
     Ok(())
 }
 
-fn nightly_rust_src() -> anyhow::Result<()> {
-    let installed = cmd::stdout(cmd::new("rustup").args([
-        "component",
-        "list",
-        "--toolchain",
-        "nightly",
-        "--installed",
-    ]));
-    let missing = !installed.lines().any(|l| l.starts_with("rust-src"));
-    if missing {
-        cmd::run(cmd::new("rustup").args([
-            "toolchain",
-            "install",
-            "nightly",
-            "--profile",
-            "minimal",
-            "--component",
-            "rust-src",
-        ]))?;
+fn llvm_prefix(major: u32) -> String {
+    format!("/usr/lib/llvm-{major}")
+}
+
+/// The installed LLVM is the major its directory says.
+fn check_llvm(major: u32) -> anyhow::Result<()> {
+    let config = format!("{}/bin/llvm-config", llvm_prefix(major));
+    let version = cmd::stdout(Command::new(&config).arg("--version"));
+    if parse_major(&version) != Some(major) {
+        bail!(
+            "{config} reports LLVM `{}`, expected {major}.x (the eBPF toolchain's)",
+            version.trim()
+        );
     }
-    report("nightly + rust-src", missing);
+    report(&format!("LLVM {}", version.trim()), false);
     Ok(())
 }
 
-fn bpf_linker() -> anyhow::Result<()> {
-    let missing = !cmd::succeeds(cmd::new("bpf-linker").arg("--version"));
-    if missing {
-        let path = format!(
-            "{LLVM_PREFIX}/bin:{}",
-            std::env::var("PATH").unwrap_or_default()
-        );
-        cmd::run(
-            cmd::new("cargo")
-                .args([
-                    "install",
-                    "bpf-linker",
-                    "--locked",
-                    "--no-default-features",
-                    "--features",
-                    "llvm-22",
-                ])
-                .env("PATH", path)
-                .env("LLVM_SYS_221_PREFIX", LLVM_PREFIX),
-        )?;
+/// An installed bpf-linker: its version and the LLVM major it links.
+pub struct Linker {
+    pub version: String,
+    pub llvm_major: Option<u32>,
+}
+
+impl Linker {
+    fn probe() -> Option<Self> {
+        let path = cmd::cargo_bin_dir().join("bpf-linker");
+        let out = cmd::stdout(Command::new(&path).arg("--version"));
+        let version = out.split_whitespace().nth(1)?.to_owned();
+        Some(Self {
+            version,
+            llvm_major: linked_llvm_major(&path),
+        })
     }
-    report("bpf-linker (llvm-22)", missing);
-    Ok(())
+}
+
+/// The LLVM major a bpf-linker binary uses: the `libLLVM.so.N` it loads,
+/// or, for a static build, the `llvm-N` feature cargo recorded when it
+/// installed it.
+fn linked_llvm_major(binary: &Path) -> Option<u32> {
+    let ldd = cmd::stdout(Command::new("ldd").arg(binary));
+    if let Some(m) = ldd.split_whitespace().find_map(|w| {
+        w.strip_prefix("libLLVM.so.")
+            .or_else(|| w.strip_prefix("libLLVM-"))
+            .and_then(parse_major)
+    }) {
+        return Some(m);
+    }
+    let record = binary.parent()?.parent()?.join(".crates2.json");
+    let text = fs::read_to_string(record).ok()?;
+    let entry = text.split("\"bpf-linker ").nth(1)?;
+    let features = entry.split("\"features\":[").nth(1)?.split(']').next()?;
+    features.split(',').find_map(|f| {
+        f.trim_matches('"')
+            .strip_prefix("llvm-")
+            .and_then(parse_major)
+    })
+}
+
+fn bpf_linker(major: u32) -> anyhow::Result<Linker> {
+    let found = Linker::probe();
+    let fits = |l: &Linker| l.version == BPF_LINKER_VERSION && l.llvm_major == Some(major);
+    if let Some(l) = &found
+        && fits(l)
+    {
+        report(
+            &format!("bpf-linker {BPF_LINKER_VERSION} (LLVM {major})"),
+            false,
+        );
+        return Ok(found.expect("checked"));
+    }
+    if let Some(l) = &found {
+        eprintln!(
+            "setup: bpf-linker {} links LLVM {}, the eBPF toolchain needs {BPF_LINKER_VERSION} \
+             with LLVM {major}: rebuilding it",
+            l.version,
+            l.llvm_major
+                .map_or_else(|| "(unknown)".to_owned(), |m| m.to_string()),
+        );
+    }
+    let prefix = llvm_prefix(major);
+    let path = format!("{prefix}/bin:{}", std::env::var("PATH").unwrap_or_default());
+    cmd::run(
+        cmd::new("cargo")
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+                "--force",
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{major}"),
+            ])
+            // llvm-sys finds LLVM through the llvm-config first on PATH.
+            .env("PATH", path),
+    )?;
+    let built = Linker::probe().context("bpf-linker was installed but does not run")?;
+    if !fits(&built) {
+        bail!(
+            "bpf-linker {} was built but links LLVM {:?}, while the eBPF toolchain's LLVM is \
+             {major}: check that {prefix}/bin/llvm-config is first on PATH",
+            built.version,
+            built.llvm_major
+        );
+    }
+    report(
+        &format!("bpf-linker {BPF_LINKER_VERSION} (LLVM {major})"),
+        true,
+    );
+    Ok(built)
 }
 
 fn bpffs() -> anyhow::Result<()> {
@@ -134,4 +293,41 @@ fn bpffs() -> anyhow::Result<()> {
     }
     report("bpffs at /sys/fs/bpf", !mounted);
     Ok(())
+}
+
+/// The major of a version such as `22.1.4` or `22.1`.
+pub fn parse_major(version: &str) -> Option<u32> {
+    version.trim().split('.').next()?.parse().ok()
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("(rustc not found)").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn majors_come_from_any_version_shape() {
+        assert_eq!(parse_major("22.1.4"), Some(22));
+        assert_eq!(parse_major("22.1\n"), Some(22));
+        assert_eq!(parse_major("23"), Some(23));
+        assert_eq!(parse_major("x.1"), None);
+    }
+
+    #[test]
+    fn a_static_linker_tells_its_llvm_by_the_feature_cargo_recorded() {
+        let dir = std::env::temp_dir().join(format!("xtask-linker-{}", std::process::id()));
+        fs::create_dir_all(dir.join("bin")).unwrap();
+        fs::write(
+            dir.join(".crates2.json"),
+            r#"{"installs":{"bpf-linker 0.13.0 (registry+x)":{"version_req":"=0.13.0","bins":["bpf-linker"],"features":["llvm-22"],"all_features":false}}}"#,
+        )
+        .unwrap();
+        // Not a dynamic executable: ldd names no libLLVM.
+        fs::write(dir.join("bin/bpf-linker"), "").unwrap();
+        assert_eq!(linked_llvm_major(&dir.join("bin/bpf-linker")), Some(22));
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

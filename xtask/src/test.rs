@@ -13,7 +13,7 @@ use crate::cmd;
 /// Prefix of every namespace the test bed makes (`tests/src/netns.rs`).
 const TEST_NETNS_PREFIX: &str = "weirt-";
 
-pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
+pub fn run(filter: Option<&str>, ebpf_toolchain: &str) -> anyhow::Result<()> {
     let stale = sweep_test_namespaces();
     if stale > 0 {
         eprintln!("test: removed {stale} namespaces left by an earlier, killed run");
@@ -31,8 +31,9 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     ]))?;
     // The eBPF crate is checked for the host, as the aya template does; its
     // real build (bpfel, build-std) happens in agent/build.rs.
+    let pinned = format!("+{ebpf_toolchain}");
     cmd::run(cmd::new("cargo").args([
-        "+nightly",
+        &pinned,
         "clippy",
         "--package",
         "weir-ebpf",
