@@ -5,6 +5,7 @@ use std::{io, net::Ipv4Addr, path::PathBuf};
 
 use crate::{
     datapath::DatapathError,
+    mounts::MountError,
     netlink::NetlinkError,
     network::{IpamError, NetworkError},
     publish::{ReserveError, SpecError},
@@ -69,6 +70,8 @@ pub enum AgentError {
     #[error(transparent)]
     Datapath(#[from] DatapathError),
     #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
     State(#[from] StateError),
     #[error("{what}: {source}")]
     Io {
@@ -126,6 +129,7 @@ impl AgentError {
             AgentError::Reserve(ReserveError::Io { .. })
             | AgentError::Netlink(_)
             | AgentError::Datapath(_)
+            | AgentError::Mount(_)
             | AgentError::State(_)
             | AgentError::Io { .. } => ErrorKind::Internal,
         }

@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod error;
 pub mod monitor;
+pub mod mounts;
 pub mod netlink;
 pub mod netns;
 pub mod network;

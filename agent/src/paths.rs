@@ -60,6 +60,16 @@ impl Paths {
         self.bpffs.join("progs")
     }
 
+    /// The same places with the pins under `root`: the `--bpffs` directory
+    /// as this process reaches it (see `mounts`).
+    #[must_use]
+    pub fn with_pin_root(&self, root: &Path) -> Self {
+        Self {
+            bpffs: root.to_owned(),
+            ..self.clone()
+        }
+    }
+
     /// The three pin directories, for the datapath.
     #[must_use]
     pub fn pin_dirs(&self) -> PinDirs {
@@ -71,15 +81,42 @@ impl Paths {
     }
 }
 
-/// Where cgroup v2 is mounted (its root cgroup covers every process), from
-/// `/proc/self/mounts`.
+/// Where bpffs is mounted by convention (the agent mounts it there when
+/// the node has none).
+pub const BPFFS_MOUNT: &str = "/sys/fs/bpf";
+/// This process's mounts.
+pub const PROC_MOUNTS: &str = "/proc/self/mounts";
+
+/// The root directory of process `pid` (`self` too), through which another
+/// mount namespace's files are reached.
 #[must_use]
-pub fn cgroup2_root() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
-    })
+pub fn proc_root(pid: &str) -> PathBuf {
+    Path::new("/proc").join(pid).join("root")
+}
+
+/// The mount namespace of process `pid`.
+#[must_use]
+pub fn proc_ns_mnt(pid: &str) -> PathBuf {
+    Path::new("/proc").join(pid).join("ns/mnt")
+}
+
+/// The absolute `path` seen below `prefix` (another namespace's root).
+#[must_use]
+pub fn under(prefix: &Path, path: &Path) -> PathBuf {
+    prefix.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// A path through this process's open descriptor `fd` (a directory held
+/// open, maybe of another mount namespace).
+#[must_use]
+pub fn fd_path(fd: i32) -> PathBuf {
+    Path::new("/proc/self/fd").join(fd.to_string())
+}
+
+/// Where the agent mounts cgroup2 for a moment when none is visible.
+#[must_use]
+pub fn private_cgroup2_dir(pid: u32) -> PathBuf {
+    std::env::temp_dir().join(format!("weir-cgroup2-{pid}"))
 }
 
 /// Where `weir run` binds the namespace of run `name`: beside the agent's
@@ -103,6 +140,15 @@ mod tests {
             run_netns_path(Path::new("/tmp/a/weir.sock"), "web"),
             Path::new("/tmp/a/netns/web")
         );
+    }
+
+    #[test]
+    fn another_namespace_is_seen_below_its_root() {
+        assert_eq!(
+            under(&proc_root("42"), Path::new("/sys/fs/bpf/weir")),
+            Path::new("/proc/42/root/sys/fs/bpf/weir")
+        );
+        assert_eq!(fd_path(7).join("weir"), Path::new("/proc/self/fd/7/weir"));
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! pointed at it. Each agent has its own socket, state directory and bpffs
 //! root, named after the world, so agents of parallel tests never meet.
 //!
-//! The agent enters the node's network namespace with `setns` only (not
-//! `ip netns exec`, which would also give it a mount namespace of its own):
-//! its pins and the namespaces `weir run` makes stay visible to the test.
+//! By default the agent enters the node's network namespace with `setns`
+//! only, as `nsenter --net` does; [`Launch`] also starts it the two ways
+//! people sandbox a daemon (`ip netns exec` gives it a mount namespace of
+//! its own, with `/sys` remounted). Its pins and the namespaces `weir run`
+//! makes stay visible to the test either way.
 
 use std::{
     fs::{self, File},
@@ -35,9 +37,23 @@ pub fn weir_bin() -> PathBuf {
     bin
 }
 
+/// How the agent process gets into the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Launch {
+    /// `setns` into the node's network namespace between fork and exec.
+    Setns,
+    /// `ip netns exec NODE weir agent ...`: a mount namespace of its own,
+    /// with a fresh sysfs on `/sys` (no bpffs, no cgroup2 there).
+    IpNetnsExec,
+    /// `nsenter --net=/run/netns/NODE weir agent ...`.
+    NsenterNet,
+}
+
 pub struct Agent {
     child: Option<Child>,
+    launch: Launch,
     netns: PathBuf,
+    netns_name: String,
     args: Vec<String>,
     pub dir: PathBuf,
     pub socket: PathBuf,
@@ -50,20 +66,73 @@ impl Agent {
     /// it answers.
     #[must_use]
     pub fn start(world: &World, args: &[&str]) -> Self {
+        Self::launch(world, Launch::Setns, args)
+    }
+
+    /// Like [`Agent::start`], started the way `launch` says.
+    #[must_use]
+    pub fn launch(world: &World, launch: Launch, args: &[&str]) -> Self {
+        let mut agent = Self::unstarted(world, launch, args);
+        agent.spawn();
+        agent
+    }
+
+    /// An agent not started yet; a `--bpffs DIR` among `args` replaces
+    /// the world's own root.
+    fn unstarted(world: &World, launch: Launch, args: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(world.stem());
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("agent dir");
-        let mut agent = Self {
+        let bpffs = args
+            .iter()
+            .position(|a| *a == "--bpffs")
+            .and_then(|i| args.get(i + 1))
+            .map_or_else(
+                || Path::new("/sys/fs/bpf").join(world.stem()),
+                PathBuf::from,
+            );
+        let mut rest = Vec::new();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            if *a == "--bpffs" {
+                it.next();
+            } else {
+                rest.push((*a).to_owned());
+            }
+        }
+        Self {
             child: None,
+            launch,
             netns: world.node.path(),
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            netns_name: world.node.name().to_owned(),
+            args: rest,
             socket: dir.join("weir.sock"),
-            bpffs: Path::new("/sys/fs/bpf").join(world.stem()),
+            bpffs,
             log: dir.join("agent.log"),
             dir,
-        };
-        agent.spawn();
-        agent
+        }
+    }
+
+    /// Starts an agent the way `launch` says with `args`, expects it to
+    /// refuse (exit code 1, its API socket not left behind) and returns
+    /// what it said.
+    #[must_use]
+    pub fn fails_to_start(world: &World, launch: Launch, args: &[&str]) -> String {
+        let agent = Self::unstarted(world, launch, args);
+        let ns = File::open(&agent.netns).expect("node netns");
+        let out = agent
+            .agent_command(&ns)
+            .args(&agent.args)
+            .output()
+            .expect("run weir agent");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "weir agent {args:?}: {err}");
+        assert!(
+            !agent.socket.exists(),
+            "a refused start left {}",
+            agent.socket.display()
+        );
+        err
     }
 
     fn spawn(&mut self) {
@@ -73,17 +142,13 @@ impl Agent {
             .append(true)
             .open(&self.log)
             .expect("agent log");
-        let mut cmd = self.agent_command();
+        let mut cmd = self.agent_command(&ns);
         cmd.args(&self.args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
-        self.child = Some(
-            weir::netns::spawn_in(&mut cmd, &ns)
-                .spawn()
-                .expect("spawn weir agent"),
-        );
+        self.child = Some(cmd.spawn().expect("spawn weir agent"));
         let up = eventually(Duration::from_secs(10), || {
             self.weir(&["status"]).status.success().then_some(())
         });
@@ -94,9 +159,28 @@ impl Agent {
         );
     }
 
-    /// `weir agent` with this agent's socket, state directory and bpffs root.
-    fn agent_command(&self) -> Command {
-        let mut cmd = Command::new(weir_bin());
+    /// `weir agent` with this agent's socket, state directory and bpffs
+    /// root, started in the node (open as `ns`) the agent's way.
+    fn agent_command(&self, ns: &File) -> Command {
+        let mut cmd = match self.launch {
+            Launch::Setns => {
+                let mut cmd = Command::new(weir_bin());
+                weir::netns::spawn_in(&mut cmd, ns);
+                cmd
+            }
+            Launch::IpNetnsExec => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &self.netns_name])
+                    .arg(weir_bin());
+                cmd
+            }
+            Launch::NsenterNet => {
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!("--net={}", self.netns.display()))
+                    .arg(weir_bin());
+                cmd
+            }
+        };
         cmd.arg("--socket")
             .arg(&self.socket)
             .arg("agent")
@@ -241,9 +325,8 @@ impl Agent {
     pub fn stop_and_clean_up(&mut self) -> Output {
         self.stop();
         let ns = File::open(&self.netns).expect("node netns");
-        let mut cmd = self.agent_command();
-        cmd.arg("--cleanup");
-        weir::netns::spawn_in(&mut cmd, &ns)
+        self.agent_command(&ns)
+            .arg("--cleanup")
             .output()
             .expect("run weir agent --cleanup")
     }

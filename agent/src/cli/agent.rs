@@ -102,7 +102,14 @@ impl AgentArgs {
             )),
             None => None,
         };
-        let agent = Agent::start(config).await?;
+        let agent = match Agent::start(config).await {
+            Ok(agent) => agent,
+            Err(e) => {
+                // Refused: nothing is left that says an agent runs here.
+                let _ = std::fs::remove_file(socket);
+                return Err(e.into());
+            }
+        };
         let status = agent.status();
         info!(
             socket = %socket.display(),

@@ -13,7 +13,12 @@ pub async fn exec(socket: &Path, flag: JsonFlag) -> anyhow::Result<ExitCode> {
         println!("agent:      running (weir {})", status.version);
         println!("socket:     {}", status.socket.display());
         println!("state dir:  {}", status.state_dir.display());
-        println!("bpffs:      {}", status.bpffs.display());
+        println!(
+            "bpffs:      {} ({})",
+            status.bpffs.display(),
+            status.bpffs_reached
+        );
+        println!("cgroup:     {}", status.cgroup);
         let uplinks = if status.uplinks.is_empty() {
             "(none)".to_owned()
         } else {

@@ -10,6 +10,7 @@ use tracing::info;
 use super::{State, endpoint::is_host_veth_name, is_bridge_name};
 use crate::{
     error::AgentError,
+    mounts,
     netlink::Netlink,
     netns,
     paths::{Paths, run_netns_path},
@@ -25,16 +26,21 @@ pub async fn cleanup(paths: &Paths) -> Result<Vec<String>, AgentError> {
     }
     let mut removed = Vec::new();
     let state = State::load(paths)?;
+    // The pins as this process reaches them (maybe in the mount namespace
+    // it was started from), named as given.
+    let pins = mounts::bpffs(&paths.bpffs)?;
+    let reach = paths.with_pin_root(&pins.path);
+    let shown = |p: &Path| paths.bpffs.join(p.strip_prefix(&pins.path).unwrap_or(p));
     // The pins first: once the links are gone no program runs, so nothing
     // acts on a veth while it is being deleted.
-    for dir in [paths.links_dir(), paths.progs_dir(), paths.maps_dir()] {
+    for dir in [reach.links_dir(), reach.progs_dir(), reach.maps_dir()] {
         for pin in entries(&dir)? {
             remove(&pin, |p| fs::remove_file(p))?;
-            removed.push(format!("pin {}", pin.display()));
+            removed.push(format!("pin {}", shown(&pin).display()));
         }
         remove(&dir, |p| fs::remove_dir(p))?;
     }
-    remove(&paths.bpffs, |p| fs::remove_dir(p))?;
+    remove(&reach.bpffs, |p| fs::remove_dir(p))?;
     let nl = Netlink::connect()?;
     for (_, link) in nl.links().await? {
         let ours = is_bridge_name(&link)

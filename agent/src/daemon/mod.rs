@@ -30,9 +30,10 @@ use crate::{
     datapath::{Datapath, MapOrigin},
     error::AgentError,
     monitor::{Hub, MonitorEvent},
+    mounts,
     netlink::Netlink,
     network::{Mode, Network, NetworkError, NetworkSpec, mac_for},
-    paths::{self, Paths},
+    paths::Paths,
     publish::{PortRange, Reservations},
     state as store,
 };
@@ -71,6 +72,13 @@ pub struct Status {
     pub socket: PathBuf,
     pub state_dir: PathBuf,
     pub bpffs: PathBuf,
+    /// How the agent reaches `bpffs` (its own mount namespace, or the one
+    /// it was started from).
+    #[serde(default)]
+    pub bpffs_reached: String,
+    /// The cgroup the socket hooks are attached to, and how it was found.
+    #[serde(default)]
+    pub cgroup: String,
 }
 
 /// A network as the API shows it: the network, its endpoints' names and
@@ -112,6 +120,11 @@ pub struct Agent {
     reservations: Reservations,
     /// Drop events for `weir monitor`.
     monitor: Hub,
+    /// The `--bpffs` directory as this process reaches it (held open when
+    /// it is another mount namespace's).
+    pins: mounts::Reached,
+    /// The cgroup the socket programs are attached to.
+    cgroup: mounts::Reached,
 }
 
 impl Agent {
@@ -129,10 +142,12 @@ impl Agent {
             warn!("no uplink: no default route and no --uplink; traffic stays on the node");
         }
         check_snat_ports(config.snat_ports)?;
+        let pins = mounts::bpffs(&config.paths.bpffs)?;
+        let cgroup = mounts::cgroup2(config.cgroup.as_deref())?;
         raise_fd_limit();
         enable_forwarding()?;
-        mount_bpffs()?;
-        let (mut datapath, origins) = Datapath::open(&config.paths.pin_dirs())?;
+        let (mut datapath, origins) =
+            Datapath::open(&config.paths.with_pin_root(&pins.path).pin_dirs())?;
         log_map_origins(&origins);
         let monitor = Hub::default();
         monitor
@@ -142,13 +157,7 @@ impl Agent {
         for uplink in &uplinks {
             datapath.attach_uplink(uplink)?;
         }
-        if let Some(cgroup) = config.cgroup.clone().or_else(paths::cgroup2_root) {
-            datapath.attach_sockets(&cgroup)?;
-        } else {
-            warn!(
-                "no cgroup2 mount: the node's own connections to published ports are not translated"
-            );
-        }
+        datapath.attach_sockets(&cgroup.path)?;
         if let Some(spec) = &config.default_network
             && !state.initialized
         {
@@ -167,6 +176,8 @@ impl Agent {
             datapath,
             reservations: Reservations::default(),
             monitor,
+            pins,
+            cgroup,
         };
         agent.reconcile().await?;
         agent.sync_networks()?;
@@ -355,6 +366,8 @@ impl Agent {
             socket: self.config.paths.socket.clone(),
             state_dir: self.config.paths.state_dir.clone(),
             bpffs: self.config.paths.bpffs.clone(),
+            bpffs_reached: self.pins.how.clone(),
+            cgroup: self.cgroup.how.clone(),
         }
     }
 
@@ -444,39 +457,6 @@ fn log_map_origins(origins: &[(&'static str, MapOrigin)]) {
 fn is_bridge_name(name: &str) -> bool {
     name.strip_prefix("weir")
         .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Mounts bpffs at /sys/fs/bpf when nothing is mounted there.
-fn mount_bpffs() -> Result<(), AgentError> {
-    const BPFFS: &str = "/sys/fs/bpf";
-    let mounts = fs::read_to_string("/proc/self/mounts")
-        .map_err(AgentError::io("reading /proc/self/mounts"))?;
-    let mounted = mounts.lines().any(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        f.get(1) == Some(&BPFFS) && f.get(2) == Some(&"bpf")
-    });
-    if mounted {
-        return Ok(());
-    }
-    let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
-    let (src, target, kind) = (c("bpf"), c(BPFFS), c("bpf"));
-    // SAFETY: valid C strings; mounting a bpffs.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            kind.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(AgentError::io("mounting bpffs at /sys/fs/bpf")(
-            std::io::Error::last_os_error(),
-        ));
-    }
-    info!("mounted bpffs at {BPFFS}");
-    Ok(())
 }
 
 /// Every published port holds a socket: lifts the soft limit on open
