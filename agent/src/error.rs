@@ -65,6 +65,18 @@ pub enum AgentError {
     AlreadyRunning { socket: PathBuf },
     #[error("an agent is serving {socket}: stop it before `weir agent --cleanup`")]
     RunningDuringCleanup { socket: PathBuf },
+    #[error("{what} is {engine}'s: {hint}")]
+    EngineOwned {
+        what: String,
+        engine: &'static str,
+        hint: &'static str,
+    },
+    #[error("the name `{name}` is taken by a network or endpoint of {owner}'s")]
+    NameTaken { name: String, owner: &'static str },
+    #[error("bridge {bridge} of network `{network}` does not exist on the node")]
+    BridgeMissing { bridge: String, network: String },
+    #[error("namespace {netns} has no interface with MAC {mac}")]
+    NoSuchInterface { netns: PathBuf, mac: String },
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
     #[error(transparent)]
@@ -116,7 +128,9 @@ impl AgentError {
             | AgentError::NoFreePort { .. }
             | AgentError::Reserve(ReserveError::InUse { .. })
             | AgentError::AlreadyRunning { .. }
-            | AgentError::RunningDuringCleanup { .. } => ErrorKind::Conflict,
+            | AgentError::RunningDuringCleanup { .. }
+            | AgentError::EngineOwned { .. }
+            | AgentError::NameTaken { .. } => ErrorKind::Conflict,
             AgentError::Network(_)
             | AgentError::Ipam(_)
             | AgentError::NotANetns { .. }
@@ -130,6 +144,8 @@ impl AgentError {
             | AgentError::Netlink(_)
             | AgentError::Datapath(_)
             | AgentError::Mount(_)
+            | AgentError::BridgeMissing { .. }
+            | AgentError::NoSuchInterface { .. }
             | AgentError::State(_)
             | AgentError::Io { .. } => ErrorKind::Internal,
         }

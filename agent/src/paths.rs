@@ -8,6 +8,8 @@ use crate::datapath::PinDirs;
 pub const DEFAULT_SOCKET: &str = "/run/weir/weir.sock";
 /// Default directory for the desired state (`--state-dir`).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/weir";
+/// Docker's socket (`weir agent --docker`).
+pub const DEFAULT_DOCKER_SOCKET: &str = "unix:///var/run/docker.sock";
 /// Default bpffs root for pins (`--bpffs`).
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/weir";
 
@@ -98,6 +100,12 @@ pub fn proc_root(pid: &str) -> PathBuf {
 #[must_use]
 pub fn proc_ns_mnt(pid: &str) -> PathBuf {
     Path::new("/proc").join(pid).join("ns/mnt")
+}
+
+/// The network namespace of process `pid` (a container's init).
+#[must_use]
+pub fn proc_ns_net(pid: u32) -> PathBuf {
+    Path::new("/proc").join(pid.to_string()).join("ns/net")
 }
 
 /// The absolute `path` seen below `prefix` (another namespace's root).

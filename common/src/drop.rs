@@ -45,6 +45,11 @@ pub enum DropReason {
     /// A frame from a container veth the agent has not (or no longer)
     /// entered in `ENDPOINTS`: fail closed.
     UnknownEndpoint = 12,
+    /// An IPv4 packet reached a bridge weir did not make (an engine's)
+    /// from an address that is no endpoint yet: a container the engine
+    /// started before weir entered it sends nothing beyond its bridge
+    /// until then (no forwarding unmasqueraded, nothing to other networks).
+    PendingEndpoint = 13,
 }
 
 impl DropReason {
@@ -62,6 +67,7 @@ impl DropReason {
         DropReason::Bogon,
         DropReason::Unsolicited,
         DropReason::UnknownEndpoint,
+        DropReason::PendingEndpoint,
     ];
 
     /// Size of the `DROP_STATS` array: every reason number is below it.
@@ -95,6 +101,7 @@ impl DropReason {
             DropReason::Bogon => "bogon",
             DropReason::Unsolicited => "unsolicited",
             DropReason::UnknownEndpoint => "unknown-endpoint",
+            DropReason::PendingEndpoint => "pending-endpoint",
         }
     }
 }
@@ -132,6 +139,7 @@ mod tests {
         assert_eq!(DropReason::Bogon.number(), 10);
         assert_eq!(DropReason::Unsolicited.number(), 11);
         assert_eq!(DropReason::UnknownEndpoint.number(), 12);
+        assert_eq!(DropReason::PendingEndpoint.number(), 13);
         assert_eq!(DropReason::from_number(0), None);
     }
 }

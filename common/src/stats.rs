@@ -105,11 +105,18 @@ pub enum Hook {
     FromUplink = 1,
     /// tcx egress on an uplink.
     ToUplink = 2,
+    /// tcx ingress on a bridge an engine made (Docker's).
+    FromBridge = 3,
 }
 
 impl Hook {
     /// Every hook, in index order.
-    pub const ALL: &'static [Hook] = &[Hook::FromContainer, Hook::FromUplink, Hook::ToUplink];
+    pub const ALL: &'static [Hook] = &[
+        Hook::FromContainer,
+        Hook::FromUplink,
+        Hook::ToUplink,
+        Hook::FromBridge,
+    ];
 
     /// Size of the `HOOK_STATS` array.
     pub const MAP_SIZE: u32 = 8;
@@ -126,6 +133,7 @@ impl Hook {
             Hook::FromContainer => "tc_from_container",
             Hook::FromUplink => "tc_from_uplink",
             Hook::ToUplink => "tc_to_uplink",
+            Hook::FromBridge => "tc_from_bridge",
         }
     }
 }

@@ -6,6 +6,7 @@
 mod ct;
 mod dnat;
 mod drop;
+mod from_bridge;
 mod from_container;
 mod from_uplink;
 mod fwd;
@@ -52,6 +53,17 @@ pub fn tc_to_uplink(ctx: TcContext) -> i32 {
     match to_uplink::handle(&ctx) {
         Ok(verdict) => verdict,
         Err(reason) => drop::tc(&ctx, Hook::ToUplink, reason),
+    }
+}
+
+/// tcx ingress on each bridge an engine made (Docker's): what a container
+/// sends before the agent entered its endpoint goes no further than its
+/// bridge.
+#[classifier]
+pub fn tc_from_bridge(ctx: TcContext) -> i32 {
+    match from_bridge::handle(&ctx) {
+        Ok(verdict) => verdict,
+        Err(reason) => drop::tc(&ctx, Hook::FromBridge, reason),
     }
 }
 

@@ -14,11 +14,14 @@
 //! - [`prog`]: `BPF_PROG_TEST_RUN` on the real datapath programs;
 //! - [`reach`]: who reaches whom, many probes at once (isolation tests);
 //! - [`stream`]: a long TCP transfer and its trace (restart tests);
+//! - [`docker`]: a real dockerd inside a world's node, with an image made
+//!   from busybox;
 //! - [`bench`]: `cargo xtask bench`, weir against iptables, nftables and
 //!   no NAT in the same topology.
 
 pub mod agent;
 pub mod bench;
+pub mod docker;
 pub mod netns;
 pub mod packet;
 pub mod prog;

@@ -663,3 +663,50 @@ fn unmasqueraded_egress_is_tracked_so_only_its_answers_get_in() {
         ],
     );
 }
+
+#[test]
+fn an_engine_s_bridge_lets_no_packet_of_a_container_not_yet_entered_beyond_it() {
+    const BRIDGE: &str = "tc_from_bridge";
+    let mut h = harness();
+    let known = at(FRONT, 2);
+    h.container(known, FRONT.1);
+    let pending = at(FRONT, 3);
+    expect(
+        &mut h,
+        BRIDGE,
+        &[
+            (
+                "an entered endpoint, out",
+                packet::tcp_syn4(sa(known, 4000), sa(EXT, 80), 1),
+                None,
+            ),
+            (
+                "a container not yet entered, out",
+                packet::tcp_syn4(sa(pending, 4000), sa(EXT, 80), 1),
+                Some(DropReason::PendingEndpoint),
+            ),
+            (
+                "a container not yet entered, to another network",
+                packet::udp4(sa(pending, 4000), sa(at(BACK, 2), 53), b"q"),
+                Some(DropReason::PendingEndpoint),
+            ),
+            (
+                "a container not yet entered, ping to its gateway",
+                packet::icmp_echo4(pending, at(FRONT, 1), 7, 1),
+                Some(DropReason::PendingEndpoint),
+            ),
+            (
+                "its ARP for the gateway",
+                packet::arp_request(pending, at(FRONT, 1)),
+                None,
+            ),
+        ],
+    );
+    let events = h.events();
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| {
+        e.reason == DropReason::PendingEndpoint.number()
+            && u32::from(e.hook) == Hook::FromBridge.index()
+            && e.saddr == pending.octets()
+    }));
+}

@@ -34,7 +34,15 @@ const APT_PACKAGES: &[&str] = &[
     "iperf3",
     "iptables",
     "nftables",
+    // The real engines the integration tests drive (`../shared/ENGINES.md`).
+    "docker.io",
+    "containerd",
+    "runc",
+    "busybox-static",
 ];
+
+/// The oldest Docker engine whose API (v1.41) the follower speaks.
+const DOCKER_MIN: (u32, u32) = (20, 10);
 
 const BPFFS: &str = "/sys/fs/bpf";
 
@@ -78,6 +86,7 @@ pub fn run() -> anyhow::Result<Versions> {
     apt_packages(major)?;
     check_llvm(major)?;
     let bpf_linker = bpf_linker(major)?;
+    check_docker()?;
     bpffs()?;
     let versions = Versions {
         rustc: first_line(&cmd::stdout(cmd::new("rustc").arg("--version"))),
@@ -278,6 +287,39 @@ fn bpf_linker(major: u32) -> anyhow::Result<Linker> {
         true,
     );
     Ok(built)
+}
+
+/// dockerd is new enough for `weir agent --docker` (API v1.41).
+fn check_docker() -> anyhow::Result<()> {
+    let out = cmd::stdout(Command::new("dockerd").arg("--version"));
+    // `Docker version 20.10.24+dfsg1, build 297e128`
+    let version = out
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .trim_end_matches(',');
+    let mut parts = version.split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse::<u32>()
+            .ok()
+    });
+    let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
+        bail!(
+            "`dockerd --version` said `{}`: is docker.io installed?",
+            out.trim()
+        );
+    };
+    if (major, minor) < DOCKER_MIN {
+        bail!(
+            "dockerd {version} is older than {}.{}, whose API (v1.41) weir follows",
+            DOCKER_MIN.0,
+            DOCKER_MIN.1
+        );
+    }
+    report(&format!("dockerd {version}"), false);
+    Ok(())
 }
 
 fn bpffs() -> anyhow::Result<()> {

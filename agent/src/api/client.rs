@@ -2,13 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-use http_body_util::{BodyExt as _, Full};
-use hyper::{Method, Request, StatusCode, body::Bytes};
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt as _;
+use hyper::{Method, StatusCode, body::Bytes};
 use serde::{Serialize, de::DeserializeOwned};
-use tokio::net::UnixStream;
 
-use super::ErrorBody;
+use super::{
+    ErrorBody,
+    http::{self, TransportError},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -85,23 +86,15 @@ impl Client {
     ) -> Result<(), ClientError> {
         let response = self.request(Method::GET, path, None::<&()>).await?;
         let status = response.status();
-        let mut body = response.into_body();
+        let body = response.into_body();
         if !status.is_success() {
             let bytes = body.collect().await?.to_bytes();
             return Err(refused(status, &bytes));
         }
-        let mut pending = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let Ok(data) = frame?.into_data() else {
-                continue;
-            };
-            pending.extend_from_slice(&data);
-            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
-                each(serde_json::from_slice(&line)?).map_err(ClientError::Output)?;
-            }
-        }
-        Ok(())
+        http::lines(body, |line| {
+            each(serde_json::from_slice(line)?).map_err(ClientError::Output)
+        })
+        .await
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(
@@ -136,28 +129,16 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
-        let stream =
-            UnixStream::connect(&self.socket)
-                .await
-                .map_err(|cause| ClientError::NotRunning {
+        let body = body.map(serde_json::to_vec).transpose()?.map(Bytes::from);
+        http::request(&self.socket, "weir", method, path, body)
+            .await
+            .map_err(|e| match e {
+                TransportError::Connect(cause) => ClientError::NotRunning {
                     socket: self.socket.clone(),
                     cause,
-                })?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
-        let body = match body {
-            Some(b) => Bytes::from(serde_json::to_vec(b)?),
-            None => Bytes::new(),
-        };
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "weir")
-            .header("content-type", "application/json")
-            .body(Full::new(body))
-            .expect("a valid request");
-        Ok(sender.send_request(request).await?)
+                },
+                TransportError::Http(e) => ClientError::Http(e),
+            })
     }
 }
 

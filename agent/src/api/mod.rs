@@ -21,6 +21,7 @@
 //! Errors answer 400, 404, 409 or 500 with `{"error": "..."}`.
 
 pub mod client;
+pub mod http;
 pub mod server;
 
 use serde::{Deserialize, Serialize};

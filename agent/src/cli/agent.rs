@@ -14,7 +14,7 @@ use crate::{
     api::server,
     daemon::{Agent, Config, DEFAULT_SNAT_PORTS, cleanup},
     network::{NetworkSpec, Subnet},
-    paths::{DEFAULT_BPFFS, DEFAULT_STATE_DIR, Paths},
+    paths::{DEFAULT_BPFFS, DEFAULT_DOCKER_SOCKET, DEFAULT_STATE_DIR, Paths},
     publish::PortRange,
 };
 
@@ -51,6 +51,13 @@ pub struct AgentArgs {
     /// Serve Prometheus metrics at `http://ADDR/metrics` (off by default).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Follow the Docker engine on SOCKET (default
+    /// `unix:///var/run/docker.sock`): its bridge networks, containers and
+    /// published ports become weir's (start dockerd with `"iptables":
+    /// false`, `"ip6tables": false`, `"userland-proxy": false`).
+    #[arg(long, value_name = "SOCKET", num_args = 0..=1,
+          default_missing_value = DEFAULT_DOCKER_SOCKET, value_parser = docker_socket)]
+    docker: Option<PathBuf>,
     /// Do not run: take weir off this node (the agent must be stopped).
     /// Removes every pin under --bpffs (which detaches the programs), the
     /// bridges and veths weir made, `weir run` namespaces, and the state.
@@ -120,6 +127,13 @@ impl AgentArgs {
         );
         let agent = Arc::new(Mutex::new(agent));
         tokio::spawn(periodic(agent.clone()));
+        if let Some(docker) = self.docker {
+            info!(socket = %docker.display(), "following Docker");
+            tokio::spawn(crate::docker::follow(
+                crate::docker::api::Client::new(docker),
+                agent.clone(),
+            ));
+        }
         if let Some((addr, listener)) = metrics {
             info!(%addr, "serving Prometheus metrics at /metrics");
             let metrics = server::metrics_router(agent.clone());
@@ -142,6 +156,17 @@ impl AgentArgs {
         );
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `unix:///var/run/docker.sock` or a plain path.
+fn docker_socket(s: &str) -> Result<PathBuf, String> {
+    let path = s.strip_prefix("unix://").unwrap_or(s);
+    if path.is_empty() || s.contains("://") && !s.starts_with("unix://") {
+        return Err(format!(
+            "`{s}` is not a Unix socket: give a path or unix:///path (Docker's -H form)"
+        ));
+    }
+    Ok(PathBuf::from(path))
 }
 
 /// The agent's periodic work, between API requests.

@@ -77,10 +77,14 @@ pub async fn ps(socket: &Path, flag: JsonFlag) -> anyhow::Result<ExitCode> {
                     e.mac.clone(),
                     e.host_if.clone(),
                     e.netns.display().to_string(),
+                    e.owner.engine().to_owned(),
                 ]
             })
             .collect();
-        output::table(&["NAME", "NETWORK", "IP", "MAC", "HOST IF", "NETNS"], &rows);
+        output::table(
+            &["NAME", "NETWORK", "IP", "MAC", "HOST IF", "NETNS", "OWNER"],
+            &rows,
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

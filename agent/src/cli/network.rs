@@ -82,6 +82,7 @@ impl NetworkCmd {
                             "MODE",
                             "OPTIONS",
                             "ENDPOINTS",
+                            "OWNER",
                         ],
                         &rows,
                     );
@@ -129,5 +130,6 @@ fn row(v: &NetworkView) -> Vec<String> {
             options.join(",")
         },
         v.endpoints.len().to_string(),
+        n.owner.engine().to_owned(),
     ]
 }

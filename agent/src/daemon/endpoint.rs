@@ -45,6 +45,7 @@ fn peer_veth(id: u32) -> String {
 
 impl Agent {
     pub async fn attach(&mut self, req: &AttachRequest) -> Result<Endpoint, AgentError> {
+        self.refuse_foreign_network(&req.network)?;
         let network = self.state.registry.get(&req.network)?.clone();
         let id = self.state.next_endpoint;
         let name = req.name.clone().unwrap_or_else(|| format!("ep{id}"));
@@ -89,6 +90,7 @@ impl Agent {
             mac: mac_string(mac_for(ip)),
             host_if: host_veth(id),
             ports: Vec::new(),
+            owner: crate::owner::Owner::Weir,
         };
         self.state.next_endpoint = id + 1;
         let made = match self.ensure_bridge(&network).await {
@@ -168,12 +170,24 @@ impl Agent {
                 name: name.to_owned(),
             }
         })?;
-        if self.nl.link_index(&ep.host_if).await?.is_none() {
+        let Some(index) = self.nl.link_index(&ep.host_if).await? else {
             return Err(AgentError::NetnsMissing { path: ep.netns });
+        };
+        if ep.owner.is_weir() {
+            self.plumb(&ep, bridge, false).await?;
+        } else {
+            // The engine's veth, already its bridge's port; its host ports
+            // are the engine's to hold.
+            let network_id = self.state.registry.get(&ep.network)?.id;
+            let mac = crate::network::parse_mac(&ep.mac).unwrap_or_else(|| mac_for(ep.ip));
+            self.datapath
+                .insert_endpoint(index, ep.ip, mac, network_id)?;
+            self.datapath.attach_from_container(&ep.host_if)?;
         }
-        self.plumb(&ep, bridge, false).await?;
         self.install(&ep, &ep.ports).await?;
-        self.rereserve(&ep);
+        if ep.owner.is_weir() {
+            self.rereserve(&ep);
+        }
         Ok(())
     }
 
@@ -189,6 +203,7 @@ impl Agent {
     /// Undoes an attach. Works when the container's namespace is already
     /// gone (its veth went with it).
     pub async fn detach(&mut self, name: &str) -> Result<Endpoint, AgentError> {
+        self.refuse_foreign_endpoint(name, "detach")?;
         let ep = self.state.endpoints.get(name).cloned().ok_or_else(|| {
             AgentError::EndpointNotFound {
                 name: name.to_owned(),

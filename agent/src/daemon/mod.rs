@@ -4,6 +4,7 @@
 mod cleanup;
 mod conntrack;
 mod endpoint;
+mod foreign;
 mod maps;
 mod publish;
 mod state;
@@ -21,6 +22,7 @@ pub use self::{
     cleanup::cleanup,
     conntrack::{FlowView, Removed, monotonic_ns},
     endpoint::AttachRequest,
+    foreign::{ForeignEndpoint, ForeignNetwork},
     maps::{AddrEntry, EndpointEntry, MapsView, NetworkEntry, OpenPortEntry, PublishedEntry},
     publish::PortView,
     state::{Change, Endpoint, State},
@@ -213,8 +215,22 @@ impl Agent {
     /// the state no longer has.
     async fn reconcile(&mut self) -> Result<(), AgentError> {
         let mut bridges = HashMap::new();
+        let mut gone = Vec::new();
         for network in self.state.registry.iter() {
-            bridges.insert(network.name.clone(), self.ensure_bridge(network).await?);
+            if network.owner.is_weir() {
+                bridges.insert(network.name.clone(), self.ensure_bridge(network).await?);
+            } else if let Some(index) = self.nl.link_index(&network.bridge).await? {
+                self.datapath.attach_bridge(&network.bridge)?;
+                bridges.insert(network.name.clone(), index);
+            } else {
+                // An engine's bridge is the engine's to make: gone while
+                // weir was down, the network is released.
+                gone.push(network.name.clone());
+            }
+        }
+        for name in gone {
+            warn!(network = %name, "the engine's bridge is gone; releasing the network");
+            self.release_foreign_network(&name)?;
         }
         let endpoints: Vec<(String, String)> = self
             .state
@@ -302,7 +318,7 @@ impl Agent {
                         .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
                         .octets(),
                     flags,
-                    gateway_mac: mac_for(n.ipam.gateway()),
+                    gateway_mac: n.bridge_mac.unwrap_or_else(|| mac_for(n.ipam.gateway())),
                     pad: [0; 2],
                 };
                 (subnet.network(), subnet.prefix(), info)
@@ -410,6 +426,7 @@ impl Agent {
     }
 
     pub async fn remove_network(&mut self, name: &str) -> Result<(), AgentError> {
+        self.refuse_foreign_network(name)?;
         let network = self.state.registry.get(name)?;
         let endpoints = self.state.endpoints_of(name);
         if !endpoints.is_empty() {

@@ -42,6 +42,7 @@ impl Agent {
         name: &str,
         specs: &[String],
     ) -> Result<Vec<PortMapping>, AgentError> {
+        self.refuse_foreign_endpoint(name, "publish")?;
         let specs = parse_specs(specs)?;
         let ep = self.endpoint(name)?.clone();
         let mut made = Vec::new();
@@ -81,6 +82,7 @@ impl Agent {
         name: &str,
         specs: &[String],
     ) -> Result<Vec<PortMapping>, AgentError> {
+        self.refuse_foreign_endpoint(name, "unpublish")?;
         let parsed = parse_specs(specs)?;
         let ep = self.endpoint(name)?.clone();
         let mut gone = Vec::new();

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     network::Registry,
+    owner::Owner,
     paths::Paths,
     publish::PortMapping,
     state::{self as store, Journal, StateError},
@@ -49,6 +50,10 @@ pub struct Endpoint {
     /// Its published ports.
     #[serde(default)]
     pub ports: Vec<PortMapping>,
+    /// Who made it (an engine's endpoint: its veth and address are the
+    /// engine's, its ports too).
+    #[serde(default, skip_serializing_if = "Owner::is_weir")]
+    pub owner: Owner,
 }
 
 /// A change the journal records instead of the whole state: publishing
@@ -179,6 +184,7 @@ mod tests {
                 mac: "02:00:00:00:00:01".to_owned(),
                 host_if: "weirv1".to_owned(),
                 ports: vec![mapping(8080)],
+                owner: Owner::Weir,
             },
         );
         let published = Change::Published {

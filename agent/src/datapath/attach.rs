@@ -91,6 +91,17 @@ impl Datapath {
         self.drop_link(&link_name(Hook::FromContainer.program(), Some(interface)))
     }
 
+    /// Attaches `tc_from_bridge` to tcx ingress of `bridge` (an engine's):
+    /// what comes up from a container not yet entered stops there.
+    pub fn attach_bridge(&mut self, bridge: &str) -> Result<(), DatapathError> {
+        self.attach_tcx(Hook::FromBridge.program(), bridge, TcAttachType::Ingress)
+    }
+
+    /// Detaches `tc_from_bridge` from `bridge` and removes its pin.
+    pub fn detach_bridge(&mut self, bridge: &str) -> Result<(), DatapathError> {
+        self.drop_link(&link_name(Hook::FromBridge.program(), Some(bridge)))
+    }
+
     /// Attaches `tc_from_uplink` to tcx ingress and `tc_to_uplink` to tcx
     /// egress of `interface`.
     pub fn attach_uplink(&mut self, interface: &str) -> Result<(), DatapathError> {

@@ -308,6 +308,49 @@ impl Netlink {
         Ok(out)
     }
 
+    /// The MAC of link `name`, if it exists.
+    pub async fn link_mac(&self, name: &str) -> Result<Option<[u8; 6]>, NetlinkError> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link.and_then(|l| {
+                l.attributes.into_iter().find_map(|a| match a {
+                    LinkAttribute::Address(mac) => mac.try_into().ok(),
+                    _ => None,
+                })
+            })),
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
+            Err(source) => Err(request("get link", name, source)),
+        }
+    }
+
+    /// For the link of this namespace whose MAC is `mac` (a veth end), the
+    /// ifindex of its peer (`IFLA_LINK`), in the peer's namespace.
+    pub async fn peer_index_of_mac(&self, mac: [u8; 6]) -> Result<Option<u32>, NetlinkError> {
+        let mut links = self.handle.link().get().execute();
+        while let Some(link) = links
+            .try_next()
+            .await
+            .map_err(|e| request("list links", "", e))?
+        {
+            let has_mac = link
+                .attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::Address(m) if m.as_slice() == mac));
+            if has_mac {
+                return Ok(link.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Link(peer) => Some(*peer),
+                    _ => None,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
     pub async fn require_index(&self, name: &str) -> Result<u32, NetlinkError> {
         self.link_index(name)
             .await?

@@ -18,6 +18,20 @@ pub fn mac_for(ip: std::net::Ipv4Addr) -> [u8; 6] {
     [0x02, 0x42, a, b, c, d]
 }
 
+/// `02:42:0a:00:00:02` read back; `None` if it is not a MAC.
+#[must_use]
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let bytes: Vec<u8> = text
+        .split(':')
+        .map(|p| {
+            (p.len() == 2)
+                .then(|| u8::from_str_radix(p, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<_>>()?;
+    bytes.try_into().ok()
+}
+
 /// `02:42:0a:00:00:02`.
 #[must_use]
 pub fn mac_string(mac: [u8; 6]) -> String {
@@ -25,4 +39,18 @@ pub fn mac_string(mac: [u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_read_back_what_they_print() {
+        let mac = [0x02, 0x42, 0xac, 0x1f, 0xfa, 0x02];
+        assert_eq!(parse_mac(&mac_string(mac)), Some(mac));
+        assert_eq!(parse_mac("02:42:ac:1f:fa"), None);
+        assert_eq!(parse_mac("02:42:ac:1f:fa:2"), None);
+        assert_eq!(parse_mac("zz:42:ac:1f:fa:02"), None);
+    }
 }

@@ -7,6 +7,7 @@ use std::{collections::BTreeMap, fmt, net::Ipv4Addr, str::FromStr};
 use serde::{Deserialize, Serialize};
 
 use super::{Ipam, IpamError, Subnet};
+use crate::owner::Owner;
 
 /// How a network reaches the outside (`--mode`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +95,13 @@ pub struct Network {
     pub masquerade: bool,
     pub mode: Mode,
     pub snat_ip: Option<Ipv4Addr>,
+    /// Who made the network and its bridge.
+    #[serde(default, skip_serializing_if = "Owner::is_weir")]
+    pub owner: Owner,
+    /// The bridge's MAC, when weir did not make the bridge (weir's own
+    /// bridges have `mac_for(gateway)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge_mac: Option<[u8; 6]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -181,6 +189,25 @@ impl Registry {
             masquerade: spec.masquerade && !spec.internal && spec.mode == Mode::Nat,
             mode: spec.mode,
             snat_ip: spec.snat_ip,
+            owner: Owner::Weir,
+            bridge_mac: None,
+        })
+    }
+
+    /// Like [`Registry::plan`], for a network an engine made: its bridge is
+    /// the engine's `bridge`, with the MAC it has.
+    pub fn plan_foreign(
+        &self,
+        spec: &NetworkSpec,
+        bridge: &str,
+        bridge_mac: [u8; 6],
+        owner: Owner,
+    ) -> Result<Network, NetworkError> {
+        Ok(Network {
+            bridge: bridge.to_owned(),
+            owner,
+            bridge_mac: Some(bridge_mac),
+            ..self.plan(spec)?
         })
     }
 

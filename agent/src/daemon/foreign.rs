@@ -1,0 +1,343 @@
+//! Networks and endpoints that a container engine made (Docker's bridge
+//! networks and its containers' veths): weir takes them into its registry
+//! and datapath, with the same map entries, attachments and publications as
+//! its own, but never creates, renames or deletes the engine's bridges,
+//! veths or addresses, and never holds the engine's host ports (the engine
+//! does).
+//!
+//! An engine's follower (`crate::docker`) turns the engine's API into the
+//! plain data here and calls these; the logic lives here only.
+
+use std::{
+    collections::BTreeSet,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use tracing::{info, warn};
+
+use super::{Agent, Endpoint};
+use crate::{
+    error::AgentError,
+    netns,
+    network::{IpamError, NetworkSpec, mac_string},
+    owner::Owner,
+    publish::PortMapping,
+};
+
+/// A network an engine made, as weir takes it over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignNetwork {
+    pub spec: NetworkSpec,
+    /// The engine's bridge (`docker0`, `br-<id>`).
+    pub bridge: String,
+    pub owner: Owner,
+}
+
+/// A container's interface an engine made on one of its networks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignEndpoint {
+    /// The endpoint's name in weir (the container's name).
+    pub name: String,
+    pub owner: Owner,
+    /// The weir network (a [`ForeignNetwork`]'s name).
+    pub network: String,
+    /// The container's network namespace.
+    pub netns: PathBuf,
+    pub ip: Ipv4Addr,
+    /// The container-side interface's MAC (which finds it in `netns`).
+    pub mac: [u8; 6],
+    /// The ports the engine published to it (and holds on the node).
+    pub ports: Vec<PortMapping>,
+}
+
+/// Which engine's objects a full sync covers.
+fn same_engine(a: &Owner, b: &Owner) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b) && !a.is_weir()
+}
+
+impl Agent {
+    /// Makes weir's picture of `engine`'s objects equal to `networks` and
+    /// `endpoints` (the engine's whole picture, as at start or after a
+    /// lost event stream): adopts what is new or changed, releases what
+    /// the engine no longer has. One object that cannot be taken over is
+    /// logged and skipped; the rest still syncs.
+    pub async fn sync_foreign(
+        &mut self,
+        engine: &Owner,
+        networks: &[ForeignNetwork],
+        endpoints: &[ForeignEndpoint],
+    ) -> Result<(), AgentError> {
+        let keep_nets: BTreeSet<&str> = networks.iter().map(|n| n.spec.name.as_str()).collect();
+        let keep_eps: BTreeSet<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
+        let stale_eps: Vec<String> = self
+            .state
+            .endpoints
+            .values()
+            .filter(|e| same_engine(&e.owner, engine) && !keep_eps.contains(e.name.as_str()))
+            .map(|e| e.name.clone())
+            .collect();
+        for name in stale_eps {
+            self.release_foreign_endpoint(&name)?;
+        }
+        let stale_nets: Vec<String> = self
+            .state
+            .registry
+            .iter()
+            .filter(|n| same_engine(&n.owner, engine) && !keep_nets.contains(n.name.as_str()))
+            .map(|n| n.name.clone())
+            .collect();
+        for name in stale_nets {
+            self.release_foreign_network(&name)?;
+        }
+        for network in networks {
+            if let Err(e) = self.adopt_network(network).await {
+                warn!(network = %network.spec.name, error = %e, "cannot take over the network");
+            }
+        }
+        for endpoint in endpoints {
+            if let Err(e) = self.adopt_endpoint(endpoint).await {
+                warn!(endpoint = %endpoint.name, error = %e, "cannot take over the endpoint");
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the endpoints of one engine object (`owner`: a container)
+    /// equal to `endpoints`: adopts them, releases the owner's others.
+    pub async fn sync_foreign_owner(
+        &mut self,
+        owner: &Owner,
+        endpoints: &[ForeignEndpoint],
+    ) -> Result<(), AgentError> {
+        let stale: Vec<String> = self
+            .state
+            .endpoints
+            .values()
+            .filter(|e| e.owner == *owner && !endpoints.iter().any(|f| f.name == e.name))
+            .map(|e| e.name.clone())
+            .collect();
+        for name in stale {
+            self.release_foreign_endpoint(&name)?;
+        }
+        for endpoint in endpoints {
+            self.adopt_endpoint(endpoint).await?;
+        }
+        Ok(())
+    }
+
+    /// The networks of `engine` that weir has: (owner, weir name).
+    #[must_use]
+    pub fn foreign_networks(&self, engine: &Owner) -> Vec<(Owner, String)> {
+        self.state
+            .registry
+            .iter()
+            .filter(|n| same_engine(&n.owner, engine))
+            .map(|n| (n.owner.clone(), n.name.clone()))
+            .collect()
+    }
+
+    /// Takes an engine's network into the registry and `NETWORKS4` (again,
+    /// if it changed: its endpoints are released first and come back with
+    /// the next sync of their containers).
+    pub async fn adopt_network(&mut self, net: &ForeignNetwork) -> Result<(), AgentError> {
+        if let Ok(have) = self.state.registry.get(&net.spec.name) {
+            // The engine's network of that name under a new id (dockerd
+            // makes its default `bridge` anew at every start) is taken
+            // again; weir's own network of that name is left alone.
+            if !same_engine(&have.owner, &net.owner) {
+                return Err(AgentError::NameTaken {
+                    name: net.spec.name.clone(),
+                    owner: have.owner.engine(),
+                });
+            }
+            let same = have.owner == net.owner
+                && have.bridge == net.bridge
+                && have.ipam.subnet() == net.spec.subnet
+                && net.spec.gateway.is_none_or(|g| g == have.ipam.gateway())
+                && have.internal == net.spec.internal
+                && have.icc == net.spec.icc
+                && have.mode == net.spec.mode
+                && have.masquerade
+                    == (net.spec.masquerade
+                        && !net.spec.internal
+                        && net.spec.mode == crate::network::Mode::Nat);
+            if same {
+                return Ok(());
+            }
+            self.release_foreign_network(&net.spec.name)?;
+        }
+        let mac =
+            self.nl
+                .link_mac(&net.bridge)
+                .await?
+                .ok_or_else(|| AgentError::BridgeMissing {
+                    bridge: net.bridge.clone(),
+                    network: net.spec.name.clone(),
+                })?;
+        let network =
+            self.state
+                .registry
+                .plan_foreign(&net.spec, &net.bridge, mac, net.owner.clone())?;
+        info!(network = %network.name, bridge = %network.bridge, subnet = %network.ipam.subnet(),
+            engine = network.owner.engine(), "took over a network");
+        // The guard before anything else: a container the engine starts on
+        // it from now on goes nowhere until its endpoint is entered.
+        self.datapath.attach_bridge(&network.bridge)?;
+        self.state.registry.insert(network);
+        self.sync_networks()?;
+        // Its gateway is a node address (a wildcard publication answers
+        // there too).
+        self.refresh_host_addrs().await?;
+        self.save()
+    }
+
+    /// Forgets an engine's network (its endpoints first); its bridge stays.
+    pub fn release_foreign_network(&mut self, name: &str) -> Result<(), AgentError> {
+        for ep in self.state.endpoints_of(name) {
+            self.release_foreign_endpoint(&ep)?;
+        }
+        let network = self.state.registry.remove(name)?;
+        self.datapath.detach_bridge(&network.bridge)?;
+        self.sync_networks()?;
+        self.save()?;
+        info!(network = %name, "released a network its engine no longer has");
+        Ok(())
+    }
+
+    /// Takes an engine's container interface over: finds its host-side
+    /// veth through the container's namespace, writes the endpoint's map
+    /// entries, attaches `tc_from_container` and publishes its ports.
+    /// Unchanged, it is left as it is; changed (a restarted container's new
+    /// veth or address), it is released and taken again.
+    pub async fn adopt_endpoint(&mut self, fe: &ForeignEndpoint) -> Result<(), AgentError> {
+        let network = self.state.registry.get(&fe.network)?.clone();
+        let host_index = peer_of(&fe.netns, fe.mac)?;
+        let host_if =
+            self.nl
+                .link_name(host_index)
+                .await?
+                .ok_or_else(|| AgentError::NoSuchInterface {
+                    netns: fe.netns.clone(),
+                    mac: mac_string(fe.mac),
+                })?;
+        if let Some(have) = self.state.endpoints.get(&fe.name) {
+            if !same_engine(&have.owner, &fe.owner) && have.owner != fe.owner {
+                return Err(AgentError::NameTaken {
+                    name: fe.name.clone(),
+                    owner: have.owner.engine(),
+                });
+            }
+            let same = have.owner == fe.owner
+                && have.network == fe.network
+                && have.ip == fe.ip
+                && have.mac == mac_string(fe.mac)
+                && have.host_if == host_if
+                && have.ports == fe.ports;
+            if same {
+                return Ok(());
+            }
+            let name = fe.name.clone();
+            self.release_foreign_endpoint(&name)?;
+        }
+        match self
+            .state
+            .registry
+            .get_mut(&network.name)?
+            .ipam
+            .allocate(Some(fe.ip))
+        {
+            Ok(_) | Err(IpamError::Taken { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let ep = Endpoint {
+            id: u32::MAX,
+            name: fe.name.clone(),
+            network: fe.network.clone(),
+            netns: fe.netns.clone(),
+            ip: fe.ip,
+            mac: mac_string(fe.mac),
+            host_if: host_if.clone(),
+            ports: Vec::new(),
+            owner: fe.owner.clone(),
+        };
+        // The entry before the program (it shuts a veth it has no entry
+        // for); the engine made the veth a port of its bridge already.
+        self.datapath
+            .insert_endpoint(host_index, fe.ip, fe.mac, network.id)?;
+        self.datapath.attach_from_container(&host_if)?;
+        self.install(&ep, &fe.ports).await?;
+        self.state.endpoints.insert(
+            fe.name.clone(),
+            Endpoint {
+                ports: fe.ports.clone(),
+                ..ep
+            },
+        );
+        self.sync_open_ports()?;
+        self.save()?;
+        info!(endpoint = %fe.name, network = %fe.network, ip = %fe.ip, host_if = %host_if,
+            ports = fe.ports.len(), engine = fe.owner.engine(), "took over an endpoint");
+        Ok(())
+    }
+
+    /// Forgets an engine's endpoint: its publications (and the flows that
+    /// came in by them), its attachment and map entries. Its veth is the
+    /// engine's and stays (or is already gone with the container).
+    pub fn release_foreign_endpoint(&mut self, name: &str) -> Result<(), AgentError> {
+        let Some(ep) = self.state.endpoints.get(name).cloned() else {
+            return Ok(());
+        };
+        self.withdraw(&ep.ports)?;
+        self.datapath.detach_from_container(&ep.host_if)?;
+        self.datapath.remove_endpoint(ep.ip)?;
+        self.forget_endpoint(name);
+        self.sync_open_ports()?;
+        self.save()?;
+        info!(endpoint = %name, "released an endpoint its engine no longer has");
+        Ok(())
+    }
+
+    /// Refuses to change what an engine owns through weir's own verbs.
+    pub(super) fn refuse_foreign_endpoint(&self, name: &str, verb: &str) -> Result<(), AgentError> {
+        match self.state.endpoints.get(name).map(|e| &e.owner) {
+            Some(owner @ Owner::Docker { .. }) => Err(AgentError::EngineOwned {
+                what: format!("endpoint `{name}`"),
+                engine: owner.engine(),
+                hint: match verb {
+                    "publish" | "unpublish" => {
+                        "Docker owns its ports: publish with `docker run -p` (see `docker port`)"
+                    }
+                    _ => "remove it with `docker rm` or `docker network disconnect`",
+                },
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn refuse_foreign_network(&self, name: &str) -> Result<(), AgentError> {
+        match self.state.registry.get(name).map(|n| &n.owner) {
+            Ok(owner @ Owner::Docker { .. }) => Err(AgentError::EngineOwned {
+                what: format!("network `{name}`"),
+                engine: owner.engine(),
+                hint: "use `docker network create/rm/connect` and `docker run --network`",
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The node-side ifindex of the veth whose peer, in `netns`, has `mac`.
+fn peer_of(netns: &Path, mac: [u8; 6]) -> Result<u32, AgentError> {
+    if !netns.exists() {
+        return Err(AgentError::NetnsMissing {
+            path: netns.to_owned(),
+        });
+    }
+    netns::with_netlink(netns, async |nl| nl.peer_index_of_mac(mac).await)?.ok_or_else(|| {
+        AgentError::NoSuchInterface {
+            netns: netns.to_owned(),
+            mac: mac_string(mac),
+        }
+    })
+}

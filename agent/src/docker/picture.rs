@@ -1,0 +1,271 @@
+//! Docker's objects as weir's: a bridge network becomes a
+//! [`ForeignNetwork`], a running container's interface on one a
+//! [`ForeignEndpoint`] with the ports Docker published to it. Pure: the
+//! follower feeds it what the API said.
+
+use std::{collections::HashMap, net::Ipv4Addr};
+
+use super::api;
+use crate::{
+    daemon::{ForeignEndpoint, ForeignNetwork},
+    network::{Mode, NetworkSpec, Subnet, parse_mac},
+    owner::Owner,
+    paths,
+    publish::{PortMapping, Proto},
+};
+
+const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
+const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
+const OPT_GATEWAY_MODE: &str = "com.docker.network.bridge.gateway_mode_ipv4";
+const OPT_DEFAULT_BRIDGE: &str = "com.docker.network.bridge.default_bridge";
+
+/// Why a Docker network is not followed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Skip {
+    #[error("driver `{0}` is not `bridge`")]
+    Driver(String),
+    #[error("no IPv4 subnet")]
+    NoIpv4,
+    #[error("subnet `{0}`: {1}")]
+    Subnet(String, String),
+}
+
+/// The weir network for Docker network `n`.
+pub fn network(n: &api::Network) -> Result<ForeignNetwork, Skip> {
+    if n.driver != "bridge" {
+        return Err(Skip::Driver(n.driver.clone()));
+    }
+    let opts = n.options.clone().unwrap_or_default();
+    let off = |key: &str| opts.get(key).is_some_and(|v| v == "false");
+    let config = n.ipam.config.clone().unwrap_or_default();
+    let v4 = config
+        .iter()
+        .find(|c| c.subnet.as_deref().is_some_and(|s| !s.contains(':')))
+        .ok_or(Skip::NoIpv4)?;
+    let text = v4.subnet.clone().unwrap_or_default();
+    let subnet: Subnet = text
+        .parse()
+        .map_err(|e: crate::network::SubnetError| Skip::Subnet(text.clone(), e.to_string()))?;
+    let mut spec = NetworkSpec::new(&n.name, subnet);
+    spec.gateway = v4.gateway.as_deref().and_then(|g| g.parse().ok());
+    spec.internal = n.internal;
+    spec.icc = !off(OPT_ICC);
+    // dockerd started with `--iptables=false` reports masquerade off on
+    // its default network whatever `--ip-masq` says (it could not do it
+    // itself): that is not the user's wish, and the default network
+    // masquerades, as it does under Docker's own rules. A user network
+    // says what it was created with.
+    let default_bridge = opts.get(OPT_DEFAULT_BRIDGE).is_some_and(|v| v == "true");
+    spec.masquerade = default_bridge || !off(OPT_MASQUERADE);
+    if opts.get(OPT_GATEWAY_MODE).is_some_and(|m| m == "routed") {
+        spec.mode = Mode::Routed;
+    }
+    let bridge = opts
+        .get(OPT_BRIDGE_NAME)
+        .cloned()
+        .unwrap_or_else(|| format!("br-{}", n.id.get(..12).unwrap_or(&n.id)));
+    Ok(ForeignNetwork {
+        spec,
+        bridge,
+        owner: Owner::Docker { id: n.id.clone() },
+    })
+}
+
+/// The endpoints of running container `c` on the followed networks
+/// (`followed`: Docker network id -> weir network name). The container's
+/// name is its endpoint's on its primary network (the one `--network`
+/// named, Docker's `bridge` by default), which also gets its published
+/// ports; on any other it is `<name>.<network>`.
+#[must_use]
+pub fn endpoints<S: std::hash::BuildHasher>(
+    c: &api::Container,
+    followed: &HashMap<String, String, S>,
+) -> Vec<ForeignEndpoint> {
+    if !c.state.running || c.state.pid == 0 {
+        return Vec::new();
+    }
+    let name = c.name.trim_start_matches('/').to_owned();
+    let mut on: Vec<(&String, &api::EndpointSettings)> = c
+        .network_settings
+        .networks
+        .iter()
+        .filter(|(_, s)| followed.contains_key(&s.network_id))
+        .collect();
+    on.sort_by(|a, b| a.0.cmp(b.0));
+    let mode = match c.host_config.network_mode.as_str() {
+        "default" | "" => "bridge",
+        m => m,
+    };
+    let primary = on.iter().position(|(n, _)| n.as_str() == mode).unwrap_or(0);
+    let ports = ports(c);
+    on.iter()
+        .enumerate()
+        .filter_map(|(i, (docker_net, s))| {
+            let ip: Ipv4Addr = s.ip_address.parse().ok()?;
+            let mac = parse_mac(&s.mac_address)?;
+            let network = followed.get(&s.network_id)?.clone();
+            Some(ForeignEndpoint {
+                name: if i == primary {
+                    name.clone()
+                } else {
+                    format!("{name}.{docker_net}")
+                },
+                owner: Owner::Docker { id: c.id.clone() },
+                network,
+                netns: paths::proc_ns_net(c.state.pid),
+                ip,
+                mac,
+                ports: if i == primary {
+                    ports.clone()
+                } else {
+                    Vec::new()
+                },
+            })
+        })
+        .collect()
+}
+
+/// `NetworkSettings.Ports` as mappings: one per IPv4 binding (`""` and
+/// `0.0.0.0` are every address; IPv6 bindings are not weir's yet).
+fn ports(c: &api::Container) -> Vec<PortMapping> {
+    let mut out = Vec::new();
+    for (port, bindings) in c.network_settings.ports.iter().flatten() {
+        let Some((number, proto)) = port.split_once('/') else {
+            continue;
+        };
+        let proto = match proto {
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            // SCTP is not in weir's datapath.
+            _ => continue,
+        };
+        let Ok(container_port) = number.parse::<u16>() else {
+            continue;
+        };
+        for b in bindings.iter().flatten() {
+            let host_ip = if b.host_ip.is_empty() {
+                Ipv4Addr::UNSPECIFIED
+            } else {
+                match b.host_ip.parse::<Ipv4Addr>() {
+                    Ok(ip) => ip,
+                    Err(_) => continue,
+                }
+            };
+            let Ok(host_port) = b.host_port.parse::<u16>() else {
+                continue;
+            };
+            let m = PortMapping {
+                proto,
+                host_ip,
+                host_port,
+                container_port,
+            };
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    out.sort_by_key(|m| (m.host_port, m.proto.number(), m.host_ip));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// `GET /networks` from dockerd 20.10 (abridged): the default network
+    /// and a user network with icc off.
+    const NETWORKS: &str = r#"[
+      {"Name":"bridge","Id":"6d41584cfb5f1d63e908b37fe43b956f9e5b0efa2ce10dbb53434b8ab638529a","Driver":"bridge",
+       "Internal":false,"IPAM":{"Driver":"default","Options":null,"Config":[{"Subnet":"172.31.250.0/24","Gateway":"172.31.250.1"}]},
+       "Options":{"com.docker.network.bridge.default_bridge":"true","com.docker.network.bridge.enable_icc":"true",
+         "com.docker.network.bridge.enable_ip_masquerade":"false","com.docker.network.bridge.host_binding_ipv4":"0.0.0.0",
+         "com.docker.network.bridge.name":"docker0","com.docker.network.driver.mtu":"1500"}},
+      {"Name":"back","Id":"0123456789abcdef0123","Driver":"bridge","Internal":true,
+       "IPAM":{"Driver":"default","Options":{},"Config":[{"Subnet":"10.91.0.0/24"}]},
+       "Options":{"com.docker.network.bridge.enable_icc":"false"}},
+      {"Name":"direct","Id":"abcdef0123456789abcd","Driver":"bridge","Internal":false,
+       "IPAM":{"Config":[{"Subnet":"fd00:1::/64"},{"Subnet":"10.92.0.0/24","Gateway":"10.92.0.254"}]},
+       "Options":{"com.docker.network.bridge.enable_ip_masquerade":"false",
+         "com.docker.network.bridge.gateway_mode_ipv4":"routed"}},
+      {"Name":"host","Id":"ffff","Driver":"host","IPAM":{"Config":[]},"Options":{}},
+      {"Name":"none","Id":"eeee","Driver":"null","IPAM":{"Config":null},"Options":null}
+    ]"#;
+
+    /// `GET /containers/ID/json` (abridged) of `docker run -d --name web
+    /// -p 8080:80 -p 127.0.0.1:5353:53/udp`.
+    const CONTAINER: &str = r#"{
+      "Id":"40bf264cd667afb0a265159304188e44d1b9c3a67826edb7371a4c888ee7eb71","Name":"/web",
+      "State":{"Running":true,"Pid":27864},"HostConfig":{"NetworkMode":"default"},
+      "NetworkSettings":{"Ports":{"53/udp":[{"HostIp":"127.0.0.1","HostPort":"5353"}],
+          "80/tcp":[{"HostIp":"0.0.0.0","HostPort":"8080"},{"HostIp":"::","HostPort":"8080"}],"443/tcp":null},
+        "SandboxKey":"/tmp/dk1/exec/netns/b241bc1e4a1d",
+        "Networks":{"bridge":{"NetworkID":"6d41584cfb5f1d63e908b37fe43b956f9e5b0efa2ce10dbb53434b8ab638529a",
+          "EndpointID":"aa48","Gateway":"172.31.250.1","IPAddress":"172.31.250.2","IPPrefixLen":24,
+          "MacAddress":"02:42:ac:1f:fa:02"},
+          "back":{"NetworkID":"0123456789abcdef0123","IPAddress":"10.91.0.5","MacAddress":"02:42:0a:5b:00:05"}}}}"#;
+
+    fn networks() -> Vec<Result<ForeignNetwork, Skip>> {
+        let list: Vec<api::Network> = serde_json::from_str(NETWORKS).unwrap();
+        list.iter().map(network).collect()
+    }
+
+    #[test]
+    fn bridge_networks_keep_docker_s_bridge_subnet_and_options() {
+        let nets = networks();
+        let default = nets[0].as_ref().unwrap();
+        assert_eq!(default.bridge, "docker0");
+        assert_eq!(default.spec.subnet.to_string(), "172.31.250.0/24");
+        assert_eq!(default.spec.gateway, Some(Ipv4Addr::new(172, 31, 250, 1)));
+        assert!(default.spec.icc && default.spec.masquerade && !default.spec.internal);
+        let back = nets[1].as_ref().unwrap();
+        assert_eq!(back.bridge, "br-0123456789ab");
+        assert!(!back.spec.icc && back.spec.internal && back.spec.gateway.is_none());
+        assert_eq!(
+            back.owner,
+            Owner::Docker {
+                id: "0123456789abcdef0123".into()
+            }
+        );
+        let direct = nets[2].as_ref().unwrap();
+        assert_eq!(direct.spec.subnet.to_string(), "10.92.0.0/24");
+        assert_eq!(direct.spec.gateway, Some(Ipv4Addr::new(10, 92, 0, 254)));
+        assert!(!direct.spec.masquerade && direct.spec.mode == Mode::Routed);
+        assert_eq!(nets[3], Err(Skip::Driver("host".into())));
+        assert_eq!(nets[4], Err(Skip::Driver("null".into())));
+    }
+
+    #[test]
+    fn a_container_is_an_endpoint_per_followed_network_with_its_ports_on_the_primary() {
+        let c: api::Container = serde_json::from_str(CONTAINER).unwrap();
+        let mut followed = HashMap::new();
+        for n in networks().into_iter().flatten() {
+            followed.insert(n.owner.docker_id().unwrap().to_owned(), n.spec.name);
+        }
+        let eps = endpoints(&c, &followed);
+        assert_eq!(eps.len(), 2);
+        let (back, web) = (&eps[0], &eps[1]);
+        assert_eq!(web.name, "web");
+        assert_eq!(web.network, "bridge");
+        assert_eq!(web.ip, Ipv4Addr::new(172, 31, 250, 2));
+        assert_eq!(web.mac, [0x02, 0x42, 0xac, 0x1f, 0xfa, 0x02]);
+        assert_eq!(web.netns, PathBuf::from("/proc/27864/ns/net"));
+        let shown: Vec<String> = web.ports.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            ["53/udp -> 127.0.0.1:5353", "80/tcp -> 0.0.0.0:8080"]
+        );
+        assert_eq!(back.name, "web.back");
+        assert!(back.ports.is_empty());
+
+        // Only the followed networks count; a stopped container has none.
+        followed.retain(|_, name| name == "back");
+        assert_eq!(endpoints(&c, &followed)[0].name, "web");
+        let mut stopped = c.clone();
+        stopped.state.running = false;
+        assert!(endpoints(&stopped, &followed).is_empty());
+    }
+}
