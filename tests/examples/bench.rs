@@ -24,6 +24,7 @@ fn main() -> anyhow::Result<()> {
                     .collect::<Result<_, _>>()?;
             }
             "--scale-rounds" => opts.scale_rounds = value()?.parse()?,
+            "--no-docker" => opts.docker = false,
             "--quick" => {
                 opts.rounds = 1;
                 opts.secs = 0.5;
@@ -33,7 +34,7 @@ fn main() -> anyhow::Result<()> {
             }
             other => anyhow::bail!(
                 "unknown argument {other}; known: --out DIR --rounds N --secs S \
-                 --scale N,N,... --scale-rounds N --quick"
+                 --scale N,N,... --scale-rounds N --no-docker --quick"
             ),
         }
     }

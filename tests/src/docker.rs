@@ -35,8 +35,19 @@ const APPLETS: &[&str] = &[
 const WHO: &str =
     "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho \"hello $REMOTE_ADDR\"\n";
 
+/// Whose rules do Docker's job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rules {
+    /// dockerd's defaults: its iptables rules and `docker-proxy`.
+    Docker,
+    /// `--iptables=false --ip6tables=false --userland-proxy=false`: weir's
+    /// (or nobody's).
+    Off,
+}
+
 pub struct Docker {
     child: Option<Child>,
+    rules: Rules,
     netns: PathBuf,
     bip: String,
     pub dir: PathBuf,
@@ -50,6 +61,12 @@ impl Docker {
     /// (`172.31.250.1/24`), waits for its API and imports the image.
     #[must_use]
     pub fn start(node: &Netns, stem: &str, bip: &str) -> Self {
+        Self::start_with(node, stem, bip, Rules::Off)
+    }
+
+    /// Like [`Docker::start`], with `rules` doing Docker's job.
+    #[must_use]
+    pub fn start_with(node: &Netns, stem: &str, bip: &str, rules: Rules) -> Self {
         let dir = std::env::temp_dir().join(format!("{stem}-docker"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("docker dir");
@@ -64,6 +81,7 @@ impl Docker {
         .collect();
         let mut docker = Self {
             child: None,
+            rules,
             netns: node.path(),
             bip: bip.to_owned(),
             socket: dir.join("docker.sock"),
@@ -84,11 +102,14 @@ impl Docker {
         let child = Command::new("nsenter")
             .arg(format!("--net={}", self.netns.display()))
             .args(["unshare", "--mount", "--propagation", "slave", "dockerd"])
-            .args([
-                "--iptables=false",
-                "--ip6tables=false",
-                "--userland-proxy=false",
-            ])
+            .args(match self.rules {
+                Rules::Off => &[
+                    "--iptables=false",
+                    "--ip6tables=false",
+                    "--userland-proxy=false",
+                ][..],
+                Rules::Docker => &[][..],
+            })
             .args(["--bip", &self.bip])
             // Containers that ignore SIGTERM (a shell loop as PID 1) stop
             // in a second when dockerd does, not ten.

@@ -42,6 +42,16 @@ impl Netns {
         Ok(ns)
     }
 
+    /// Names the network namespace of process `pid` (a container another
+    /// engine made) `name` (`ip netns attach`); dropping it removes the
+    /// name only, the namespace lives on with its process.
+    pub fn attach(name: &str, pid: u32) -> io::Result<Self> {
+        run(Command::new("ip").args(["netns", "attach", name, &pid.to_string()]))?;
+        Ok(Self {
+            name: name.to_owned(),
+        })
+    }
+
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name

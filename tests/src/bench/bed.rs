@@ -179,7 +179,8 @@ impl Bed {
                     &netfilter::nft_ruleset(BRIDGE, SUBNET, &self.published()),
                 )
             }
-            Setup::NoNat | Setup::Weir => Ok(()),
+            // weir, no NAT and the Docker worlds (`docker_bed`) write none.
+            Setup::NoNat | Setup::Weir | Setup::DockerOwn | Setup::DockerWeir => Ok(()),
         }
     }
 
@@ -227,7 +228,7 @@ impl Bed {
                 netfilter::nft_add_elements(&[p]),
                 netfilter::nft_delete_elements(&[p]),
             ),
-            Setup::NoNat => return Ok(Duration::ZERO),
+            Setup::NoNat | Setup::DockerOwn | Setup::DockerWeir => return Ok(Duration::ZERO),
         };
         let t = Instant::now();
         netfilter::feed(self.node(), program, args, &add)?;

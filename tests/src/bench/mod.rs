@@ -5,13 +5,18 @@
 //!   same bridge and veth;
 //! - B, iptables: the rules Docker writes, replayed with `iptables-restore`;
 //! - B2, nftables: the same job with one map for the published ports;
-//! - C, weir.
+//! - C, weir;
+//!
+//! and, apart, the comparison Docker users make ([`docker_bed`]): D, real
+//! dockerd with its defaults (its own iptables rules and `docker-proxy`),
+//! against E, dockerd with `iptables=false` and `weir agent --docker`.
 //!
 //! [`bed`] builds a world per setup, [`netfilter`] writes B's and B2's
 //! rules, [`load`] is the traffic, [`testrun`] times the programs one
 //! packet at a time, [`report`] prints the table and writes JSON and SVG.
 
 pub mod bed;
+pub mod docker_bed;
 pub mod floor;
 pub mod load;
 pub mod netfilter;
@@ -29,10 +34,15 @@ pub enum Setup {
     Iptables,
     Nftables,
     Weir,
+    DockerOwn,
+    DockerWeir,
 }
 
 impl Setup {
+    /// The setups of the main comparison.
     pub const ALL: [Setup; 4] = [Setup::NoNat, Setup::Iptables, Setup::Nftables, Setup::Weir];
+    /// The setups of the comparison under real dockerd.
+    pub const DOCKER: [Setup; 2] = [Setup::DockerOwn, Setup::DockerWeir];
 
     /// The column name: A, B, B2, C.
     #[must_use]
@@ -42,6 +52,8 @@ impl Setup {
             Setup::Iptables => "B",
             Setup::Nftables => "B2",
             Setup::Weir => "C",
+            Setup::DockerOwn => "D",
+            Setup::DockerWeir => "E",
         }
     }
 
@@ -52,6 +64,12 @@ impl Setup {
             Setup::Iptables => "B iptables (Docker's rules, iptables-restore)",
             Setup::Nftables => "B2 nftables (one map for the published ports)",
             Setup::Weir => "C weir",
+            Setup::DockerOwn => {
+                "D Docker with its own rules (dockerd defaults: iptables, docker-proxy)"
+            }
+            Setup::DockerWeir => {
+                "E Docker with weir (iptables=false, userland-proxy=false, weir agent --docker)"
+            }
         }
     }
 }
@@ -68,6 +86,8 @@ pub struct Options {
     pub scale_rounds: u32,
     /// Single runs per case in the per-packet measurements.
     pub testrun_runs: u32,
+    /// Also the comparison under real dockerd (D and E).
+    pub docker: bool,
 }
 
 impl Default for Options {
@@ -79,6 +99,7 @@ impl Default for Options {
             scale: vec![1, 1000, 10_000],
             scale_rounds: 5,
             testrun_runs: 2000,
+            docker: true,
         }
     }
 }
@@ -133,7 +154,13 @@ impl Metric {
     /// when the setups have not the same number of rounds.
     #[must_use]
     pub fn ratio(&self, other: &str) -> Option<f64> {
-        let (cs, xs) = (self.samples.get("C")?, self.samples.get(other)?);
+        self.ratio_of("C", other)
+    }
+
+    /// Setup `ours` against `other`, as [`Metric::ratio`] does for C.
+    #[must_use]
+    pub fn ratio_of(&self, ours: &str, other: &str) -> Option<f64> {
+        let (cs, xs) = (self.samples.get(ours)?, self.samples.get(other)?);
         let of = |c: f64, x: f64| match self.better {
             Better::Higher => c / x,
             Better::Lower => x / c,
@@ -142,7 +169,7 @@ impl Metric {
             let mut each: Vec<f64> = cs.iter().zip(xs).map(|(&c, &x)| of(c, x)).collect();
             median(&mut each)?
         } else {
-            of(self.median("C")?, self.median(other)?)
+            of(self.median(ours)?, self.median(other)?)
         };
         r.is_finite().then_some(r)
     }
@@ -170,6 +197,9 @@ pub struct Results {
     pub options: Options,
     pub setups: Vec<(&'static str, &'static str)>,
     pub metrics: Vec<Metric>,
+    /// D against E (empty when not run).
+    pub docker_setups: Vec<(&'static str, &'static str)>,
+    pub docker: Vec<Metric>,
     pub testrun: testrun::Costs,
 }
 
@@ -230,6 +260,11 @@ pub fn run(opts: &Options) -> io::Result<Results> {
     }
     m.extend(scale);
     drop(beds);
+    let docker = if opts.docker {
+        docker_rounds(opts)?
+    } else {
+        Vec::new()
+    };
     eprintln!("bench: per-packet cost ({} runs a case)", opts.testrun_runs);
     let testrun = testrun::measure(opts.testrun_runs);
     Ok(Results {
@@ -237,8 +272,86 @@ pub fn run(opts: &Options) -> io::Result<Results> {
         options: opts.clone(),
         setups: Setup::ALL.iter().map(|s| (s.key(), s.label())).collect(),
         metrics: m,
+        docker_setups: Setup::DOCKER.iter().map(|s| (s.key(), s.label())).collect(),
+        docker,
         testrun,
     })
+}
+
+/// D and E, interleaved round by round like the main setups: request and
+/// response and new connections through the published port, new
+/// connections out of the container.
+fn docker_rounds(opts: &Options) -> io::Result<Vec<Metric>> {
+    eprintln!("bench: building the two Docker worlds");
+    let beds = Setup::DOCKER
+        .iter()
+        .map(|&s| docker_bed::DockerBed::new(s))
+        .collect::<io::Result<Vec<_>>>()?;
+    for b in &beds {
+        let r = load::rr(b.ext(), docker_bed::DockerBed::echo_target(), 0.05, None);
+        let o = load::rr(
+            b.container(),
+            docker_bed::DockerBed::out_target(),
+            0.05,
+            None,
+        );
+        if r.transactions == 0 || o.transactions == 0 {
+            return Err(io::Error::other(format!("{}: no answer", b.setup.label())));
+        }
+    }
+    let mut m = vec![
+        Metric::new(
+            "docker_rr_tps",
+            "1-byte TCP_RR via the published port",
+            "trans/s",
+            Better::Higher,
+        ),
+        Metric::new("docker_rr_p99", "TCP_RR latency p99", "us", Better::Lower),
+        Metric::new(
+            "docker_crr_in",
+            "TCP_CRR via the published port",
+            "conn/s",
+            Better::Higher,
+        ),
+        Metric::new(
+            "docker_crr_out",
+            "TCP_CRR out of the container",
+            "conn/s",
+            Better::Higher,
+        ),
+    ];
+    for round in 0..opts.rounds {
+        eprintln!("bench: Docker round {}/{}", round + 1, opts.rounds);
+        for i in 0..beds.len() {
+            let b = &beds[(i + round as usize) % beds.len()];
+            let s = b.setup;
+            b.echo.pin(Some(RR_CPU));
+            let rr = load::rr(
+                b.ext(),
+                docker_bed::DockerBed::echo_target(),
+                opts.secs,
+                Some(RR_CPU),
+            );
+            b.echo.pin(None);
+            m[0].add(s, rr.per_sec, rr.errors);
+            m[1].add(s, rr.p99_us, 0);
+            let crr = load::crr(
+                b.ext(),
+                docker_bed::DockerBed::echo_target(),
+                opts.secs,
+                opts.crr_workers,
+            );
+            m[2].add(s, crr.per_sec, crr.errors);
+            let out = load::crr(
+                b.container(),
+                docker_bed::DockerBed::out_target(),
+                opts.secs,
+                opts.crr_workers,
+            );
+            m[3].add(s, out.per_sec, out.errors);
+        }
+    }
+    Ok(m)
 }
 
 /// The figures measured in every round, in the order [`measure_round`]

@@ -47,6 +47,7 @@ pub fn machine() -> BTreeMap<&'static str, String> {
         ("memory", format!("{} GiB", mem_kb.div_ceil(1024 * 1024))),
         ("iptables", first_line("iptables", &["--version"])),
         ("nft", first_line("nft", &["--version"])),
+        ("docker", first_line("dockerd", &["--version"])),
         ("date", first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"])),
     ])
 }
@@ -74,6 +75,27 @@ pub fn table(r: &Results) -> String {
             ratio("A"),
             ratio("B"),
             ratio("B2"),
+        );
+    }
+    s
+}
+
+/// Real dockerd with its own rules (D) against dockerd with weir (E).
+#[must_use]
+pub fn docker_table(r: &Results) -> String {
+    let mut s = String::from("| measurement | unit | D | E | E/D |\n|---|---|--:|--:|--:|\n");
+    for m in &r.docker {
+        let cell = |k: &str| m.median(k).map_or("—".to_owned(), |v| number(v, m.unit));
+        let ratio = m
+            .ratio_of("E", "D")
+            .map_or("—".to_owned(), |v| format!("{v:.2}"));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {ratio} |",
+            m.title,
+            m.unit,
+            cell("D"),
+            cell("E")
         );
     }
     s
@@ -111,6 +133,7 @@ pub fn sizes_table(r: &Results) -> String {
 pub fn errors(r: &Results) -> Vec<String> {
     r.metrics
         .iter()
+        .chain(&r.docker)
         .flat_map(|m| {
             m.errors
                 .iter()
@@ -157,6 +180,27 @@ pub fn text(r: &Results) -> String {
         o.rounds, o.secs, o.scale_rounds, o.crr_workers
     );
     s.push_str(&table(r));
+    if !r.docker.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nUnder real dockerd ({}), the same container (`-p 8080:80` on Docker's \
+             default network, the bench's echo server in its namespace), in two worlds \
+             of their own, interleaved, {} rounds. Above 1 means Docker with weir is ahead:\n",
+            r.machine.get("docker").map_or("", String::as_str),
+            o.rounds
+        );
+        for k in ["D", "E"] {
+            if let Some((_, label)) = r.docker_setups.iter().find(|(key, _)| *key == k) {
+                let _ = writeln!(
+                    s,
+                    "- {k}: {}",
+                    label.trim_start_matches(|c| c != ' ').trim()
+                );
+            }
+        }
+        s.push('\n');
+        s.push_str(&docker_table(r));
+    }
     let _ = writeln!(
         s,
         "\nPer packet, `BPF_PROG_TEST_RUN` on the real programs, the kernel's own \
@@ -198,6 +242,9 @@ pub fn write(r: &Results, dir: &Path) -> io::Result<()> {
     fs::write(dir.join("results.json"), json + "\n")?;
     fs::write(dir.join("results.md"), text(r))?;
     fs::write(dir.join("chart.svg"), svg(r))?;
+    if !r.docker.is_empty() {
+        fs::write(dir.join("docker.svg"), docker_svg(r))?;
+    }
     Ok(())
 }
 
@@ -311,6 +358,56 @@ pub fn svg(results: &Results) -> String {
     s
 }
 
+/// E relative to D (D = 1, higher is better), one pair of bars a figure.
+#[must_use]
+#[expect(clippy::cast_precision_loss, reason = "a handful of bars")]
+pub fn docker_svg(r: &Results) -> String {
+    let (width, height) = (700.0, 320.0);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"20\" y=\"24\" font-size=\"15\">Docker with weir (E) vs Docker's own rules (D = 1.0, higher is better)</text>\n"
+    );
+    let (x0, y0, ph, pw) = (60.0, 50.0, 200.0, 620.0);
+    let bars: Vec<(&Metric, f64)> = r
+        .docker
+        .iter()
+        .filter_map(|m| Some((m, m.ratio_of("E", "D")?)))
+        .collect();
+    let top = bars.iter().map(|(_, v)| *v).fold(1.5_f64, f64::max).ceil();
+    axis(&mut s, x0, y0, ph, pw, top, "×");
+    let group = pw / bars.len().max(1) as f64;
+    for (i, (m, v)) in bars.iter().enumerate() {
+        let gx = x0 + group * i as f64;
+        for (j, (value, color)) in [(1.0, "#d9822b"), (*v, "#2b6cb0")].iter().enumerate() {
+            let bh = ph * value / top;
+            let _ = writeln!(
+                s,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{color}\"/>",
+                gx + 20.0 + j as f64 * (group - 40.0) / 2.0,
+                y0 + ph - bh,
+                (group - 40.0) / 2.0 - 4.0
+            );
+        }
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">{} ({v:.2}×)</text>",
+            gx + group / 2.0,
+            y0 + ph + 14.0,
+            m.title.replace(" via the published port", " in")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "<rect x=\"60\" y=\"290\" width=\"12\" height=\"12\" fill=\"#d9822b\"/>\
+         <text x=\"76\" y=\"300\" font-size=\"10\">D: dockerd defaults (iptables, docker-proxy)</text>\
+         <rect x=\"330\" y=\"290\" width=\"12\" height=\"12\" fill=\"#2b6cb0\"/>\
+         <text x=\"346\" y=\"300\" font-size=\"10\">E: dockerd iptables=false + weir agent --docker</text>"
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
 fn axis(s: &mut String, x0: f64, y0: f64, ph: f64, pw: f64, top: f64, suffix: &str) {
     for t in 0..=4 {
         let v = top * f64::from(t) / 4.0;
@@ -383,11 +480,18 @@ mod tests {
         let mut lat = Metric::new("rr_p50", "p50", "us", Better::Lower);
         lat.add(Setup::Iptables, 40.0, 0);
         lat.add(Setup::Weir, 20.0, 0);
+        let mut docker = Metric::new("docker_crr_in", "CRR in", "conn/s", Better::Higher);
+        for (d, e) in [(100.0, 130.0), (90.0, 126.0), (110.0, 121.0)] {
+            docker.add(Setup::DockerOwn, d, 0);
+            docker.add(Setup::DockerWeir, e, 0);
+        }
         Results {
             machine: machine(),
             options: Options::default(),
             setups: Setup::ALL.iter().map(|s| (s.key(), s.label())).collect(),
             metrics: vec![m, lat],
+            docker_setups: Setup::DOCKER.iter().map(|s| (s.key(), s.label())).collect(),
+            docker: vec![docker],
             testrun: Costs {
                 runs: 1,
                 costs: Vec::new(),
@@ -410,6 +514,17 @@ mod tests {
             "{t}"
         );
         assert_eq!(errors(&r).len(), 4);
+    }
+
+    #[test]
+    fn the_docker_table_says_how_far_weir_puts_docker_ahead() {
+        let r = results();
+        let t = docker_table(&r);
+        // Round ratios 1.3, 1.4, 1.1: their median.
+        assert!(t.contains("| CRR in | conn/s | 100 | 126 | 1.30 |"), "{t}");
+        let svg = docker_svg(&r);
+        assert!(svg.starts_with("<svg") && svg.contains("(1.30×)"), "{svg}");
+        assert!(text(&r).contains("E: Docker with weir"));
     }
 
     #[test]
