@@ -22,8 +22,12 @@ pub enum AgentError {
     NetnsMissing { path: PathBuf },
     #[error("{path} is not a network namespace")]
     NotANetns { path: PathBuf },
-    #[error("namespace {path} already has an eth0")]
-    Eth0Exists { path: PathBuf },
+    #[error("namespace {path} already has an {ifname}")]
+    IfnameExists { path: PathBuf, ifname: String },
+    #[error("invalid interface name `{name}`: 1 to 15 characters, no `/`, `:` or spaces")]
+    InvalidIfname { name: String },
+    #[error("invalid MAC address `{mac}`: expected six hex pairs like 02:42:0a:00:00:02")]
+    InvalidMac { mac: String },
     #[error(
         "invalid endpoint name `{name}`: use 1 to 64 characters from [a-zA-Z0-9_.-], starting with a letter or digit"
     )]
@@ -71,6 +75,21 @@ pub enum AgentError {
         engine: &'static str,
         hint: &'static str,
     },
+    #[error("container {container_id} already has {ifname} as endpoint `{endpoint}` elsewhere")]
+    CniAttached {
+        container_id: String,
+        ifname: String,
+        endpoint: String,
+    },
+    #[error("weir has no attachment of container {container_id} as {ifname}")]
+    CniUnknown {
+        container_id: String,
+        ifname: String,
+    },
+    #[error("endpoint `{endpoint}` is not as ADD left it: {what}")]
+    CniDiffers { endpoint: String, what: String },
+    #[error("invalid port mapping: {what}")]
+    CniPort { what: String },
     #[error("the name `{name}` is taken by a network or endpoint of {owner}'s")]
     NameTaken { name: String, owner: &'static str },
     #[error("bridge {bridge} of network `{network}` does not exist on the node")]
@@ -113,7 +132,8 @@ impl AgentError {
             AgentError::Network(NetworkError::NotFound { .. })
             | AgentError::EndpointNotFound { .. }
             | AgentError::NotPublished { .. }
-            | AgentError::NetnsMissing { .. } => ErrorKind::NotFound,
+            | AgentError::NetnsMissing { .. }
+            | AgentError::CniUnknown { .. } => ErrorKind::NotFound,
             AgentError::Network(
                 NetworkError::Exists { .. }
                 | NetworkError::Overlap { .. }
@@ -122,7 +142,7 @@ impl AgentError {
             | AgentError::Ipam(IpamError::Taken { .. } | IpamError::Exhausted { .. })
             | AgentError::EndpointExists { .. }
             | AgentError::AddressInUse { .. }
-            | AgentError::Eth0Exists { .. }
+            | AgentError::IfnameExists { .. }
             | AgentError::NetworkInUse { .. }
             | AgentError::PortAllocated { .. }
             | AgentError::NoFreePort { .. }
@@ -130,7 +150,9 @@ impl AgentError {
             | AgentError::AlreadyRunning { .. }
             | AgentError::RunningDuringCleanup { .. }
             | AgentError::EngineOwned { .. }
-            | AgentError::NameTaken { .. } => ErrorKind::Conflict,
+            | AgentError::NameTaken { .. }
+            | AgentError::CniAttached { .. }
+            | AgentError::CniDiffers { .. } => ErrorKind::Conflict,
             AgentError::Network(_)
             | AgentError::Ipam(_)
             | AgentError::NotANetns { .. }
@@ -139,7 +161,10 @@ impl AgentError {
             | AgentError::Reserve(
                 ReserveError::NotLocal { .. } | ReserveError::Unsupported { .. },
             )
-            | AgentError::InvalidEndpointName { .. } => ErrorKind::BadRequest,
+            | AgentError::InvalidEndpointName { .. }
+            | AgentError::InvalidIfname { .. }
+            | AgentError::InvalidMac { .. }
+            | AgentError::CniPort { .. } => ErrorKind::BadRequest,
             AgentError::Reserve(ReserveError::Io { .. })
             | AgentError::Netlink(_)
             | AgentError::Datapath(_)

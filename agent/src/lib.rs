@@ -1,6 +1,7 @@
 //! weir: the node agent and its library.
 pub mod api;
 pub mod cli;
+pub mod cni;
 pub mod daemon;
 pub mod datapath;
 pub mod docker;

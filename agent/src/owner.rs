@@ -13,6 +13,12 @@ pub enum Owner {
     /// A Docker network or container endpoint (`weir agent --docker`),
     /// with Docker's id of the network or container.
     Docker { id: String },
+    /// An interface a CNI runtime (Podman, containerd, kubelet) asked for
+    /// through `weir-cni`: its container id and interface name.
+    Cni {
+        container_id: String,
+        ifname: String,
+    },
 }
 
 impl Owner {
@@ -27,6 +33,7 @@ impl Owner {
         match self {
             Owner::Weir => "weir",
             Owner::Docker { .. } => "docker",
+            Owner::Cni { .. } => "cni",
         }
     }
 
@@ -35,7 +42,7 @@ impl Owner {
     pub fn docker_id(&self) -> Option<&str> {
         match self {
             Owner::Docker { id } => Some(id),
-            Owner::Weir => None,
+            Owner::Weir | Owner::Cni { .. } => None,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! (`nsenter --net` plus `unshare --mount --propagation slave`), its data
 //! and exec roots and socket under a temporary directory, Docker's
 //! iptables, ip6tables and userland proxy off. An image is made from
-//! `busybox-static` with `docker import`, with no registry.
+//! `busybox-static` (`image`) with `docker import`, with no registry.
 //!
 //! Dropping it removes every container, stops dockerd and removes what it
 //! leaves on the machine (`/etc/docker/key.json`, `/run/docker` when they
@@ -13,7 +13,6 @@
 use std::{
     fs,
     io::Write as _,
-    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::Duration,
@@ -25,15 +24,6 @@ use crate::{Netns, agent::Agent, eventually};
 pub const DOCKER_CLI: &str = "/usr/bin/docker";
 /// The image every test container runs.
 pub const IMAGE: &str = "weirtest/busybox";
-
-/// Busybox applets the image links.
-const APPLETS: &[&str] = &[
-    "sh", "ip", "nc", "ping", "httpd", "cat", "sleep", "echo", "ls", "printf", "ifconfig", "true",
-];
-
-/// The CGI script the image serves at `/cgi-bin/who`: the caller's address.
-const WHO: &str =
-    "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho \"hello $REMOTE_ADDR\"\n";
 
 /// Whose rules do Docker's job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,25 +148,7 @@ impl Docker {
     }
 
     fn import_image(&self) {
-        let rootfs = self.dir.join("rootfs");
-        let bin = rootfs.join("bin");
-        fs::create_dir_all(&bin).expect("rootfs");
-        fs::copy("/bin/busybox", bin.join("busybox"))
-            .expect("/bin/busybox (busybox-static; cargo xtask setup installs it)");
-        for applet in APPLETS {
-            std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("applet link");
-        }
-        let cgi = rootfs.join("www/cgi-bin");
-        fs::create_dir_all(&cgi).expect("www");
-        fs::write(rootfs.join("www/index.html"), "hello\n").expect("index");
-        fs::write(cgi.join("who"), WHO).expect("cgi");
-        fs::set_permissions(cgi.join("who"), fs::Permissions::from_mode(0o755)).expect("chmod");
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .args(["-c", "."])
-            .output()
-            .expect("tar");
+        let tar = crate::image::busybox_tar(&self.dir.join("rootfs"));
         let mut import = self
             .command()
             .args(["import", "-", IMAGE])
@@ -188,7 +160,7 @@ impl Docker {
             .stdin
             .take()
             .expect("stdin")
-            .write_all(&tar.stdout)
+            .write_all(&tar)
             .expect("write the image");
         assert!(import.wait().expect("docker import").success());
     }

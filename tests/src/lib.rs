@@ -16,14 +16,18 @@
 //! - [`stream`]: a long TCP transfer and its trace (restart tests);
 //! - [`docker`]: a real dockerd inside a world's node, with an image made
 //!   from busybox;
+//! - [`podman`]: real Podman with its CNI backend and `weir-cni`;
+//! - [`image`]: the busybox image both engines import;
 //! - [`bench`]: `cargo xtask bench`, weir against iptables, nftables and
 //!   no NAT in the same topology.
 
 pub mod agent;
 pub mod bench;
 pub mod docker;
+pub mod image;
 pub mod netns;
 pub mod packet;
+pub mod podman;
 pub mod prog;
 pub mod reach;
 pub mod sock;

@@ -75,6 +75,13 @@ impl World {
         Ok(())
     }
 
+    /// Deletes the container namespace added as `name` (its veths go with
+    /// it), as a runtime does when a container ends.
+    pub fn remove_container(&mut self, name: &str) {
+        let full = format!("{}-{name}", self.stem);
+        self.containers.retain(|c| c.name() != full);
+    }
+
     /// The container added as `name`. Panics when there is none.
     #[must_use]
     pub fn c(&self, name: &str) -> &Netns {

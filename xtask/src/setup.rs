@@ -39,6 +39,7 @@ const APT_PACKAGES: &[&str] = &[
     "containerd",
     "runc",
     "busybox-static",
+    "podman",
 ];
 
 /// The oldest Docker engine whose API (v1.41) the follower speaks.
@@ -87,6 +88,7 @@ pub fn run() -> anyhow::Result<Versions> {
     check_llvm(major)?;
     let bpf_linker = bpf_linker(major)?;
     check_docker()?;
+    check_podman()?;
     bpffs()?;
     let versions = Versions {
         rustc: first_line(&cmd::stdout(cmd::new("rustc").arg("--version"))),
@@ -320,6 +322,31 @@ fn check_docker() -> anyhow::Result<()> {
     }
     report(&format!("dockerd {version}"), false);
     Ok(())
+}
+
+/// Podman 4: the tests run it with its CNI backend, which Podman 5 removed.
+fn check_podman() -> anyhow::Result<()> {
+    let out = cmd::stdout(Command::new("podman").arg("--version"));
+    // `podman version 4.3.1`
+    let version = out.split_whitespace().nth(2).unwrap_or_default().to_owned();
+    match parse_major(&version) {
+        Some(4) => {
+            report(&format!("podman {version} (CNI backend)"), false);
+            Ok(())
+        }
+        Some(major) => bail!(
+            "podman {version}: the tests need Podman 4 (its CNI backend; Podman {major} has {})",
+            if major >= 5 {
+                "only netavark"
+            } else {
+                "no CNI network config dir"
+            }
+        ),
+        None => bail!(
+            "`podman --version` said `{}`: is podman installed?",
+            out.trim()
+        ),
+    }
 }
 
 fn bpffs() -> anyhow::Result<()> {

@@ -17,6 +17,10 @@
 //! | `DELETE /v1/endpoints/{name}/ports` | `PortsRequest` | `[PortMapping]`   |
 //! | `GET /v1/conntrack`             |                 | `[FlowView]`        |
 //! | `DELETE /v1/conntrack`          |                 | `Removed`           |
+//! | `POST /v1/cni/add`              | `CniAdd`        | `CniAttachment`     |
+//! | `POST /v1/cni/del`              | `CniRef`        | endpoint name or null |
+//! | `POST /v1/cni/check`            | `CniAdd`        | null                |
+//! | `POST /v1/cni/gc`               | `CniGc`         | `[name]`            |
 //!
 //! Errors answer 400, 404, 409 or 500 with `{"error": "..."}`.
 

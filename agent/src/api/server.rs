@@ -7,7 +7,7 @@ use axum::{
     extract::{Path as UrlPath, State},
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use tokio::{
     net::UnixListener,
@@ -16,7 +16,7 @@ use tokio::{
 
 use super::{ErrorBody, PortsRequest};
 use crate::{
-    daemon::{Agent, AttachRequest},
+    daemon::{Agent, AttachRequest, CniAdd, CniGc, CniRef},
     error::{AgentError, ErrorKind},
     monitor,
     network::NetworkSpec,
@@ -61,6 +61,10 @@ pub fn router(agent: Shared) -> Router {
         .route("/v1/monitor", get(monitor))
         .route("/v1/stats", get(stats))
         .route("/v1/maps", get(maps))
+        .route("/v1/cni/add", post(cni_add))
+        .route("/v1/cni/del", post(cni_del))
+        .route("/v1/cni/check", post(cni_check))
+        .route("/v1/cni/gc", post(cni_gc))
         .with_state(agent)
 }
 
@@ -69,6 +73,46 @@ pub fn metrics_router(agent: Shared) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(agent)
+}
+
+async fn cni_add(State(agent): State<Shared>, Json(req): Json<CniAdd>) -> Response {
+    agent
+        .lock()
+        .await
+        .cni_add(&req)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+async fn cni_del(State(agent): State<Shared>, Json(req): Json<CniRef>) -> Response {
+    agent
+        .lock()
+        .await
+        .cni_del(&req)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+async fn cni_check(State(agent): State<Shared>, Json(req): Json<CniAdd>) -> Response {
+    agent
+        .lock()
+        .await
+        .cni_check(&req)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+async fn cni_gc(State(agent): State<Shared>, Json(req): Json<CniGc>) -> Response {
+    agent
+        .lock()
+        .await
+        .cni_gc(&req)
+        .await
+        .map(Json)
+        .into_response()
 }
 
 async fn maps(State(agent): State<Shared>) -> Response {

@@ -26,6 +26,12 @@ pub struct AttachArgs {
     /// Publish a port, as `docker run -p`: `[HOST_IP:][HOST_PORT[-END]:]CPORT[-END][/tcp|udp]`.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     ports: Vec<String>,
+    /// The interface's name in the namespace.
+    #[arg(long, default_value = crate::daemon::DEFAULT_IFNAME)]
+    ifname: String,
+    /// The interface's MAC (default: 02:42 and the address, as Docker's).
+    #[arg(long = "mac-address", value_name = "MAC")]
+    mac: Option<String>,
 }
 
 impl AttachArgs {
@@ -36,6 +42,8 @@ impl AttachArgs {
             name: self.name,
             ip: self.ip,
             ports: self.ports,
+            ifname: Some(self.ifname),
+            mac: self.mac,
         };
         let ep: Endpoint = Client::new(socket).post("/v1/endpoints", &req).await?;
         println!("{} {}", ep.name, ep.ip);

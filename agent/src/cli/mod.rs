@@ -6,6 +6,7 @@
 //! why); 2 the command line is wrong; 3 the agent cannot be reached.
 
 mod agent;
+mod cni;
 mod conntrack;
 mod endpoint;
 mod maps;
@@ -69,6 +70,9 @@ enum Command {
     Stats(output::JsonFlag),
     /// Show what every datapath map holds, named (a readable `bpftool map dump`).
     Maps(output::JsonFlag),
+    /// CNI: a network configuration for `weir-cni`.
+    #[command(subcommand)]
+    Cni(cni::CniCmd),
 }
 
 /// Parses the command line, runs it, and turns the outcome into an exit code.
@@ -99,6 +103,7 @@ pub fn main() -> ExitCode {
             Command::Monitor(json) => monitor::exec(&socket, json).await,
             Command::Stats(json) => stats::exec(&socket, json).await,
             Command::Maps(json) => maps::exec(&socket, json).await,
+            Command::Cni(cmd) => cmd.exec(&socket).await,
         }
     });
     match result {

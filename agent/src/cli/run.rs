@@ -50,6 +50,8 @@ impl RunArgs {
             name: Some(name.clone()),
             ip: None,
             ports: self.ports,
+            ifname: None,
+            mac: None,
         };
         let ep: Endpoint = match client.post("/v1/endpoints", &req).await {
             Ok(ep) => ep,

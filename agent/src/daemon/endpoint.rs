@@ -11,7 +11,7 @@ use super::{Agent, Endpoint};
 use crate::{
     error::AgentError,
     netns,
-    network::{IpamError, mac_for, mac_string, registry::validate_name},
+    network::{IpamError, mac_for, mac_string, parse_mac, registry::validate_name},
 };
 
 /// What `weir attach` asks for.
@@ -26,7 +26,16 @@ pub struct AttachRequest {
     /// Ports to publish (`-p` specs).
     #[serde(default)]
     pub ports: Vec<String>,
+    /// The interface's name in the namespace (default `eth0`).
+    #[serde(default)]
+    pub ifname: Option<String>,
+    /// Its MAC (default: `02:42` and the address, as Docker's).
+    #[serde(default)]
+    pub mac: Option<String>,
 }
+
+/// The container-side interface name when none is asked for.
+pub const DEFAULT_IFNAME: &str = "eth0";
 
 /// Host-side veths the agent made: `weirv<id>`.
 pub fn is_host_veth_name(name: &str) -> bool {
@@ -56,10 +65,19 @@ impl Agent {
         for spec in &req.ports {
             spec.parse::<crate::publish::PortSpec>()?;
         }
+        let ifname = req.ifname.as_deref().unwrap_or(DEFAULT_IFNAME);
+        validate_ifname(ifname)?;
+        let mac = match &req.mac {
+            Some(text) => {
+                Some(parse_mac(text).ok_or_else(|| AgentError::InvalidMac { mac: text.clone() })?)
+            }
+            None => None,
+        };
         check_netns(&req.netns)?;
-        if netns::with_netlink(&req.netns, async |nl| nl.link_index("eth0").await)?.is_some() {
-            return Err(AgentError::Eth0Exists {
+        if netns::with_netlink(&req.netns, async |nl| nl.link_index(ifname).await)?.is_some() {
+            return Err(AgentError::IfnameExists {
                 path: req.netns.clone(),
+                ifname: ifname.to_owned(),
             });
         }
         let ip = match self
@@ -87,14 +105,14 @@ impl Agent {
             network: network.name.clone(),
             netns: req.netns.clone(),
             ip,
-            mac: mac_string(mac_for(ip)),
+            mac: mac_string(mac.unwrap_or_else(|| mac_for(ip))),
             host_if: host_veth(id),
             ports: Vec::new(),
             owner: crate::owner::Owner::Weir,
         };
         self.state.next_endpoint = id + 1;
         let made = match self.ensure_bridge(&network).await {
-            Ok(bridge) => self.plumb(&endpoint, bridge, true).await,
+            Ok(bridge) => self.plumb(&endpoint, bridge, Some(ifname)).await,
             Err(e) => Err(e),
         };
         if let Err(e) = made {
@@ -119,7 +137,7 @@ impl Agent {
                 Err(e) => {
                     // All or nothing: an attach whose ports cannot be
                     // published is undone.
-                    let _ = self.detach(&name).await;
+                    let _ = self.remove_endpoint(&name).await;
                     return Err(e);
                 }
             }
@@ -129,19 +147,26 @@ impl Agent {
 
     /// Makes the veth pair and everything on it, with the host side a port
     /// of `bridge` (the network's bridge, already there). `create`: make the
-    /// pair; otherwise the pair exists and only the node side is redone.
-    async fn plumb(&mut self, ep: &Endpoint, bridge: u32, create: bool) -> Result<(), AgentError> {
+    /// pair, its container side named so; otherwise the pair exists and only
+    /// the node side is redone.
+    async fn plumb(
+        &mut self,
+        ep: &Endpoint,
+        bridge: u32,
+        create: Option<&str>,
+    ) -> Result<(), AgentError> {
         let network = self.state.registry.get(&ep.network)?.clone();
-        if create {
+        let mac = parse_mac(&ep.mac).unwrap_or_else(|| mac_for(ep.ip));
+        if let Some(ifname) = create {
             let peer = peer_veth(ep.id);
             self.nl.create_veth(&ep.host_if, &peer).await?;
             let ns = File::open(&ep.netns)
                 .map_err(AgentError::io(format!("opening {}", ep.netns.display())))?;
             self.nl.move_to_netns(&peer, ns.as_raw_fd()).await?;
             let (gateway, prefix) = (network.ipam.gateway(), network.ipam.subnet().prefix());
-            let (ip, mac) = (ep.ip, mac_for(ep.ip));
+            let ip = ep.ip;
             netns::with_netlink(&ep.netns, async |nl| {
-                nl.configure_container_side(&peer, "eth0", mac, ip, prefix, gateway)
+                nl.configure_container_side(&peer, ifname, mac, ip, prefix, gateway)
                     .await
             })?;
         }
@@ -150,7 +175,7 @@ impl Agent {
         // crosses before both are in place.
         let ifindex = self.nl.require_index(&ep.host_if).await?;
         self.datapath
-            .insert_endpoint(ifindex, ep.ip, mac_for(ep.ip), network.id)?;
+            .insert_endpoint(ifindex, ep.ip, mac, network.id)?;
         self.datapath.attach_from_container(&ep.host_if)?;
         self.nl.attach_to_bridge(&ep.host_if, bridge).await?;
         Ok(())
@@ -173,18 +198,18 @@ impl Agent {
         let Some(index) = self.nl.link_index(&ep.host_if).await? else {
             return Err(AgentError::NetnsMissing { path: ep.netns });
         };
-        if ep.owner.is_weir() {
-            self.plumb(&ep, bridge, false).await?;
-        } else {
-            // The engine's veth, already its bridge's port; its host ports
-            // are the engine's to hold.
+        if matches!(ep.owner, crate::owner::Owner::Docker { .. }) {
+            // The engine's veth, already its bridge's port.
             let network_id = self.state.registry.get(&ep.network)?.id;
-            let mac = crate::network::parse_mac(&ep.mac).unwrap_or_else(|| mac_for(ep.ip));
+            let mac = parse_mac(&ep.mac).unwrap_or_else(|| mac_for(ep.ip));
             self.datapath
                 .insert_endpoint(index, ep.ip, mac, network_id)?;
             self.datapath.attach_from_container(&ep.host_if)?;
+        } else {
+            self.plumb(&ep, bridge, None).await?;
         }
         self.install(&ep, &ep.ports).await?;
+        // Engines and CNI runtimes hold their own ports.
         if ep.owner.is_weir() {
             self.rereserve(&ep);
         }
@@ -204,6 +229,11 @@ impl Agent {
     /// gone (its veth went with it).
     pub async fn detach(&mut self, name: &str) -> Result<Endpoint, AgentError> {
         self.refuse_foreign_endpoint(name, "detach")?;
+        self.remove_endpoint(name).await
+    }
+
+    /// Undoes an endpoint weir plumbed, whoever asked for it.
+    pub(super) async fn remove_endpoint(&mut self, name: &str) -> Result<Endpoint, AgentError> {
         let ep = self.state.endpoints.get(name).cloned().ok_or_else(|| {
             AgentError::EndpointNotFound {
                 name: name.to_owned(),
@@ -218,6 +248,24 @@ impl Agent {
         self.save()?;
         info!(endpoint = %name, "detached");
         Ok(ep)
+    }
+}
+
+/// A Linux interface name: 1 to 15 bytes, no `/`, no white space.
+fn validate_ifname(name: &str) -> Result<(), AgentError> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace());
+    if ok {
+        Ok(())
+    } else {
+        Err(AgentError::InvalidIfname {
+            name: name.to_owned(),
+        })
     }
 }
 

@@ -311,6 +311,16 @@ impl Agent {
                     _ => "remove it with `docker rm` or `docker network disconnect`",
                 },
             }),
+            Some(owner @ Owner::Cni { .. }) => Err(AgentError::EngineOwned {
+                what: format!("endpoint `{name}`"),
+                engine: owner.engine(),
+                hint: match verb {
+                    "publish" | "unpublish" => {
+                        "its runtime owns its ports: publish with `podman run -p` or a pod's hostPort"
+                    }
+                    _ => "remove it through its runtime (`podman rm`, deleting the pod)",
+                },
+            }),
             _ => Ok(()),
         }
     }

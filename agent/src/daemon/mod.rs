@@ -2,6 +2,7 @@
 //! datapath, and reconciles the kernel to the state on start.
 
 mod cleanup;
+mod cni;
 mod conntrack;
 mod endpoint;
 mod foreign;
@@ -20,8 +21,9 @@ use weir_common::{
 
 pub use self::{
     cleanup::cleanup,
+    cni::{CniAdd, CniAttachment, CniGc, CniPort, CniRef},
     conntrack::{FlowView, Removed, monotonic_ns},
-    endpoint::AttachRequest,
+    endpoint::{AttachRequest, DEFAULT_IFNAME},
     foreign::{ForeignEndpoint, ForeignNetwork},
     maps::{AddrEntry, EndpointEntry, MapsView, NetworkEntry, OpenPortEntry, PublishedEntry},
     publish::PortView,

@@ -25,6 +25,19 @@ pub struct PortView {
     pub mapping: PortMapping,
 }
 
+/// Whether publishing holds the host port with a socket of the agent's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Hold {
+    /// Always: a port some program holds is refused (weir's own verbs).
+    Always,
+    /// Never: the runtime's ports (a CNI runtime's: Podman's conmon
+    /// listens on every published port itself, before the plugin runs).
+    /// The datapath translates before any socket sees the packets, and
+    /// the node's own connections are pointed at the container, so an
+    /// idle socket of the runtime's gets nothing.
+    Never,
+}
+
 /// How many times a kernel-picked port is picked again when it clashes.
 const PICK_TRIES: usize = 16;
 
@@ -43,11 +56,22 @@ impl Agent {
         specs: &[String],
     ) -> Result<Vec<PortMapping>, AgentError> {
         self.refuse_foreign_endpoint(name, "publish")?;
+        self.publish_held(name, specs, Hold::Always).await
+    }
+
+    /// [`Agent::publish`] for whoever owns the endpoint, holding ports as
+    /// `hold` says.
+    pub(super) async fn publish_held(
+        &mut self,
+        name: &str,
+        specs: &[String],
+        hold: Hold,
+    ) -> Result<Vec<PortMapping>, AgentError> {
         let specs = parse_specs(specs)?;
         let ep = self.endpoint(name)?.clone();
         let mut made = Vec::new();
         for spec in &specs {
-            if let Err(e) = self.plan(spec, &mut made) {
+            if let Err(e) = self.plan(spec, &mut made, hold) {
                 for m in &made {
                     self.reservations.release(m.proto, m.host_ip, m.host_port);
                 }
@@ -149,7 +173,12 @@ impl Agent {
     /// Turns one spec into mappings (pushed on `made`), reserving each
     /// host port. Clashes are checked against every endpoint's mappings
     /// and against `made` (a spec list that clashes with itself).
-    fn plan(&mut self, spec: &PortSpec, made: &mut Vec<PortMapping>) -> Result<(), AgentError> {
+    fn plan(
+        &mut self,
+        spec: &PortSpec,
+        made: &mut Vec<PortMapping>,
+        hold: Hold,
+    ) -> Result<(), AgentError> {
         let host_ip = spec.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
         let proto = spec.proto;
         if proto == Proto::Sctp {
@@ -199,7 +228,9 @@ impl Agent {
                             endpoint,
                         });
                     }
-                    self.reservations.reserve(proto, host_ip, h)?;
+                    if hold == Hold::Always {
+                        self.reservations.reserve(proto, host_ip, h)?;
+                    }
                     made.push(m);
                 }
             }

@@ -1,0 +1,361 @@
+//! Endpoints a CNI runtime asks for through `weir-cni` (Podman, containerd,
+//! kubelet): weir's own attach, publish and detach, keyed by the runtime's
+//! container id and interface name (`Owner::Cni`). The plugin binary only
+//! maps the CNI protocol onto these calls.
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::PathBuf,
+};
+
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use super::{Agent, AttachRequest, Endpoint, publish::Hold};
+use crate::{
+    error::AgentError, netns, network::registry::validate_name, owner::Owner, publish::Proto,
+};
+
+/// A CNI `portMappings` entry (`runtimeConfig.portMappings`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CniPort {
+    pub host_port: u16,
+    pub container_port: u16,
+    #[serde(default = "tcp")]
+    pub protocol: String,
+    #[serde(default, rename = "hostIP")]
+    pub host_ip: Option<String>,
+}
+
+fn tcp() -> String {
+    "tcp".to_owned()
+}
+
+/// ADD (and CHECK): what the runtime asked for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CniAdd {
+    pub container_id: String,
+    pub ifname: String,
+    pub netns: PathBuf,
+    pub network: String,
+    /// `IP=` in `CNI_ARGS`.
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    /// `MAC=` in `CNI_ARGS`.
+    #[serde(default)]
+    pub mac: Option<String>,
+    /// A name for `weir ps` (`K8S_POD_NAME`, Podman's container name).
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub ports: Vec<CniPort>,
+}
+
+/// What ADD made, for the plugin's result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CniAttachment {
+    pub endpoint: String,
+    pub host_if: String,
+    pub host_mac: String,
+    pub ifname: String,
+    pub mac: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    /// The ports published, as `-p` specs were.
+    pub ports: Vec<crate::publish::PortMapping>,
+}
+
+/// DEL: one attachment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CniRef {
+    pub container_id: String,
+    pub ifname: String,
+}
+
+/// GC: the attachments of `network` the runtime still has.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CniGc {
+    pub network: String,
+    pub valid: Vec<CniRef>,
+}
+
+impl CniPort {
+    /// As a `-p` spec; `None` for an IPv6 host address (weir's datapath is
+    /// IPv4 only yet).
+    fn spec(&self) -> Result<Option<String>, AgentError> {
+        let proto = match self.protocol.to_ascii_lowercase().as_str() {
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            "sctp" => Proto::Sctp,
+            other => {
+                return Err(AgentError::CniPort {
+                    what: format!("protocol `{other}`"),
+                });
+            }
+        };
+        let host = match self.host_ip.as_deref().filter(|h| !h.is_empty()) {
+            None => String::new(),
+            Some(h) => match h.parse::<IpAddr>() {
+                Ok(IpAddr::V4(ip)) => format!("{ip}:"),
+                Ok(IpAddr::V6(_)) => return Ok(None),
+                Err(_) => {
+                    return Err(AgentError::CniPort {
+                        what: format!("hostIP `{h}`"),
+                    });
+                }
+            },
+        };
+        Ok(Some(format!(
+            "{host}{}:{}/{proto}",
+            self.host_port, self.container_port
+        )))
+    }
+}
+
+fn owner(container_id: &str, ifname: &str) -> Owner {
+    Owner::Cni {
+        container_id: container_id.to_owned(),
+        ifname: ifname.to_owned(),
+    }
+}
+
+impl Agent {
+    fn cni_endpoint(&self, container_id: &str, ifname: &str) -> Option<&Endpoint> {
+        let want = owner(container_id, ifname);
+        self.state.endpoints.values().find(|e| e.owner == want)
+    }
+
+    /// The endpoint's name: the runtime's name for it when it is a valid
+    /// one nobody has, else `cni-<12 of the id>` (with `-<ifname>` past
+    /// the first interface).
+    fn cni_name(&self, req: &CniAdd) -> String {
+        let suffix = if req.ifname == super::DEFAULT_IFNAME {
+            String::new()
+        } else {
+            format!("-{}", req.ifname)
+        };
+        if let Some(n) = &req.name {
+            let n = format!("{n}{suffix}");
+            if validate_name(&n).is_ok() && !self.state.endpoints.contains_key(&n) {
+                return n;
+            }
+        }
+        let id: String = req.container_id.chars().take(12).collect();
+        format!("cni-{id}{suffix}")
+    }
+
+    /// CNI ADD: the interface, its address and its ports, all or nothing.
+    /// Asked again for the same container, interface and namespace, it
+    /// answers what it made.
+    pub async fn cni_add(&mut self, req: &CniAdd) -> Result<CniAttachment, AgentError> {
+        if let Some(ep) = self.cni_endpoint(&req.container_id, &req.ifname) {
+            if ep.netns == req.netns && ep.network == req.network {
+                let ep = ep.clone();
+                return self.attachment(&ep, &req.ifname).await;
+            }
+            return Err(AgentError::CniAttached {
+                container_id: req.container_id.clone(),
+                ifname: req.ifname.clone(),
+                endpoint: ep.name.clone(),
+            });
+        }
+        let specs: Vec<String> = req
+            .ports
+            .iter()
+            .map(CniPort::spec)
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        let name = self.cni_name(req);
+        let attach = AttachRequest {
+            network: req.network.clone(),
+            netns: req.netns.clone(),
+            name: Some(name.clone()),
+            ip: req.ip,
+            ports: Vec::new(),
+            ifname: Some(req.ifname.clone()),
+            mac: req.mac.clone(),
+        };
+        self.attach(&attach).await?;
+        if let Some(ep) = self.state.endpoints.get_mut(&name) {
+            ep.owner = owner(&req.container_id, &req.ifname);
+        }
+        self.save()?;
+        if !specs.is_empty()
+            && let Err(e) = self.publish_held(&name, &specs, Hold::Never).await
+        {
+            let _ = self.remove_endpoint(&name).await;
+            return Err(e);
+        }
+        let ep = self.endpoint(&name)?.clone();
+        info!(endpoint = %name, container = %req.container_id, ifname = %req.ifname, "CNI ADD");
+        self.attachment(&ep, &req.ifname).await
+    }
+
+    async fn attachment(&self, ep: &Endpoint, ifname: &str) -> Result<CniAttachment, AgentError> {
+        let network = self.state.registry.get(&ep.network)?;
+        let host_mac = self
+            .nl
+            .link_mac(&ep.host_if)
+            .await?
+            .map(crate::network::mac_string)
+            .unwrap_or_default();
+        Ok(CniAttachment {
+            endpoint: ep.name.clone(),
+            host_if: ep.host_if.clone(),
+            host_mac,
+            ifname: ifname.to_owned(),
+            mac: ep.mac.clone(),
+            ip: ep.ip,
+            prefix: network.ipam.subnet().prefix(),
+            gateway: network.ipam.gateway(),
+            ports: ep.ports.clone(),
+        })
+    }
+
+    /// CNI DEL: removes the attachment if weir has it (its publications
+    /// and their flows with it); nothing to remove is done, too.
+    pub async fn cni_del(&mut self, r: &CniRef) -> Result<Option<String>, AgentError> {
+        let Some(name) = self
+            .cni_endpoint(&r.container_id, &r.ifname)
+            .map(|e| e.name.clone())
+        else {
+            return Ok(None);
+        };
+        self.remove_endpoint(&name).await?;
+        info!(endpoint = %name, container = %r.container_id, ifname = %r.ifname, "CNI DEL");
+        Ok(Some(name))
+    }
+
+    /// CNI CHECK: the attachment is as ADD left it: weir has it on that
+    /// network and namespace, the interface is there with its address and
+    /// MAC, and its publications are the ones asked for.
+    pub async fn cni_check(&self, req: &CniAdd) -> Result<(), AgentError> {
+        let ep = self
+            .cni_endpoint(&req.container_id, &req.ifname)
+            .ok_or_else(|| AgentError::CniUnknown {
+                container_id: req.container_id.clone(),
+                ifname: req.ifname.clone(),
+            })?
+            .clone();
+        let differs = |what: String| AgentError::CniDiffers {
+            endpoint: ep.name.clone(),
+            what,
+        };
+        if ep.network != req.network || ep.netns != req.netns {
+            return Err(differs(format!(
+                "it is on {} in {}",
+                ep.network,
+                ep.netns.display()
+            )));
+        }
+        if !ep.netns.exists() {
+            return Err(AgentError::NetnsMissing { path: ep.netns });
+        }
+        let ifname = req.ifname.clone();
+        let there = netns::with_netlink(&ep.netns, async |nl| nl.link_mac(&ifname).await)?;
+        if there.map(crate::network::mac_string).as_deref() != Some(ep.mac.as_str()) {
+            return Err(differs(format!(
+                "{} with MAC {} is not in its namespace",
+                req.ifname, ep.mac
+            )));
+        }
+        if self.nl.link_index(&ep.host_if).await?.is_none() {
+            return Err(differs(format!("its veth {} is gone", ep.host_if)));
+        }
+        let mut want: Vec<String> = req
+            .ports
+            .iter()
+            .map(CniPort::spec)
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut have: Vec<String> = ep
+            .ports
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}:{}:{}/{}",
+                    m.host_ip, m.host_port, m.container_port, m.proto
+                )
+            })
+            .collect();
+        for w in &mut want {
+            if w.matches(':').count() == 1 {
+                w.insert_str(0, "0.0.0.0:");
+            }
+        }
+        want.sort();
+        have.sort();
+        if want != have {
+            return Err(differs(format!("its ports are {have:?}, not {want:?}")));
+        }
+        Ok(())
+    }
+
+    /// CNI GC: removes the CNI attachments on `network` that the runtime no
+    /// longer has; returns their endpoints' names.
+    pub async fn cni_gc(&mut self, gc: &CniGc) -> Result<Vec<String>, AgentError> {
+        let stale: Vec<String> = self
+            .state
+            .endpoints
+            .values()
+            .filter(|e| e.network == gc.network)
+            .filter(|e| match &e.owner {
+                Owner::Cni {
+                    container_id,
+                    ifname,
+                } => !gc
+                    .valid
+                    .iter()
+                    .any(|v| &v.container_id == container_id && &v.ifname == ifname),
+                _ => false,
+            })
+            .map(|e| e.name.clone())
+            .collect();
+        for name in &stale {
+            self.remove_endpoint(name).await?;
+            info!(endpoint = %name, "CNI GC");
+        }
+        Ok(stale)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(host_ip: Option<&str>, protocol: &str) -> CniPort {
+        CniPort {
+            host_port: 8080,
+            container_port: 80,
+            protocol: protocol.to_owned(),
+            host_ip: host_ip.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn port_mappings_become_specs() {
+        assert_eq!(port(None, "tcp").spec().unwrap().unwrap(), "8080:80/tcp");
+        assert_eq!(
+            port(Some("127.0.0.1"), "UDP").spec().unwrap().unwrap(),
+            "127.0.0.1:8080:80/udp"
+        );
+        assert_eq!(
+            port(Some(""), "tcp").spec().unwrap().unwrap(),
+            "8080:80/tcp"
+        );
+        assert_eq!(port(Some("::1"), "tcp").spec().unwrap(), None);
+        assert!(port(Some("nope"), "tcp").spec().is_err());
+        assert!(port(None, "icmp").spec().is_err());
+        let parsed: CniPort = serde_json::from_str(
+            r#"{"hostPort":5353,"containerPort":53,"protocol":"udp","hostIP":"127.0.0.1"}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.spec().unwrap().unwrap(), "127.0.0.1:5353:53/udp");
+    }
+}
