@@ -312,6 +312,16 @@ impl Agent {
         Monitor { child, rx }
     }
 
+    /// Endpoint `name` as `weir ps --json` shows it, if the agent has it.
+    #[must_use]
+    pub fn endpoint_json(&self, name: &str) -> Option<serde_json::Value> {
+        self.json(&["ps"])
+            .as_array()?
+            .iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+    }
+
     /// `weir ARGS --json`, parsed.
     #[must_use]
     pub fn json(&self, args: &[&str]) -> serde_json::Value {

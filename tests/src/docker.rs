@@ -187,13 +187,7 @@ impl Docker {
         reason = "callers often want only the success check"
     )]
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "docker {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        crate::stdout_ok(&format!("docker {args:?}"), &self.cli(args))
     }
 
     /// A container's init process, whose namespaces are the container's.
@@ -230,15 +224,8 @@ pub const HTTPD: &[&str] = &["httpd", "-f", "-p", "0.0.0.0:80", "-h", "/www"];
 /// returns it as `weir ps --json` shows it.
 #[expect(clippy::must_use_candidate, reason = "callers often only wait for it")]
 pub fn endpoint(agent: &Agent, name: &str) -> serde_json::Value {
-    eventually(Duration::from_secs(5), || {
-        agent
-            .json(&["ps"])
-            .as_array()?
-            .iter()
-            .find(|e| e["name"] == name)
-            .cloned()
-    })
-    .unwrap_or_else(|| panic!("weir never showed {name}:\n{}", agent.log_text()))
+    eventually(Duration::from_secs(5), || agent.endpoint_json(name))
+        .unwrap_or_else(|| panic!("weir never showed {name}:\n{}", agent.log_text()))
 }
 
 /// Waits until `agent` publishes exactly `n` ports for endpoint `name`

@@ -39,6 +39,18 @@ pub use world::World;
 
 use std::time::{Duration, Instant};
 
+/// The stdout of a command `what` ran, trimmed; panics with its stderr
+/// unless it succeeded.
+#[must_use]
+pub fn stdout_ok(what: &str, out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// Polls `probe` until it returns `Some`, for at most `timeout`. For state
 /// that the kernel updates asynchronously (a frame queued on a veth backlog
 /// is processed by a softirq, maybe after the sender returned).

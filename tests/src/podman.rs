@@ -123,13 +123,7 @@ impl Podman {
         reason = "callers often want only the success check"
     )]
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "podman {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        crate::stdout_ok(&format!("podman {args:?}"), &self.cli(args))
     }
 }
 

@@ -148,14 +148,7 @@ fn add_check_del_follow_the_spec_and_publish_the_runtime_s_ports() {
     assert!(String::from_utf8_lossy(&ip.stdout).contains("10.77.0.2/24"));
 
     // The endpoint is the runtime's, under the pod's name; its ports work.
-    let ep = agent
-        .json(&["ps"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == "web")
-        .cloned()
-        .expect("endpoint web");
+    let ep = agent.endpoint_json("web").expect("endpoint web");
     assert_eq!(
         ep["owner"],
         json!({"kind": "cni", "container_id": id, "ifname": "eth0"})
@@ -392,4 +385,33 @@ fn weir_cni_config_prints_a_conflist_for_a_network_and_refuses_an_unknown_one() 
     );
     let err = agent.refused(&["cni", "config", "nosuch"]);
     assert!(err.contains("network `nosuch` not found"), "{err}");
+}
+
+#[test]
+fn a_cni_endpoint_survives_an_agent_restart_and_deletes_after_it() {
+    let (w, mut agent) = bed();
+    let netns = w.c("pod1").path();
+    let netns = netns.to_str().unwrap();
+    let ports = json!([{"hostPort": 8091, "containerPort": 80, "protocol": "tcp"}]);
+    let stdin = conf(&agent, "1.0.0", &ports).to_string();
+    let add = plugin(&env("ADD", "feed01", netns, "K8S_POD_NAME=kept"), &stdin);
+    assert!(add.ok, "{}", add.out);
+    let http = Server::http(w.c("pod1"), any(80)).unwrap();
+    let url = format!("http://{NODE_UPLINK_IP}:8091/");
+    let get = || {
+        let out = w.ext.exec("curl", &["-sS", "--max-time", "5", &url]).ok()?;
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert!(get().is_some_and(|b| b.starts_with("hello ")));
+    agent.restart();
+    assert!(
+        get().is_some_and(|b| b.starts_with("hello ")),
+        "after the restart"
+    );
+    let ep = agent.endpoint_json("kept").expect("the endpoint came back");
+    assert_eq!(ep["owner"]["kind"], "cni");
+    assert!(plugin(&env("CHECK", "feed01", netns, ""), &stdin).ok);
+    assert!(plugin(&env("DEL", "feed01", netns, ""), &stdin).ok);
+    assert!(!agent.ok(&["ps"]).contains("kept"));
+    assert_eq!(http.received().len(), 2);
 }

@@ -41,12 +41,7 @@ fn podman_runs_on_weir_with_nothing_else_changed() {
     run.extend_from_slice(HTTPD);
     podman.ok(&run);
     let web = agent
-        .json(&["ps"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == "web")
-        .cloned()
+        .endpoint_json("web")
         .unwrap_or_else(|| panic!("no endpoint web:\n{}", agent.log_text()));
     assert_eq!(web["owner"]["kind"], "cni");
     let web_ip = web["ip"].as_str().unwrap().to_owned();

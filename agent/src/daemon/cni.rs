@@ -114,6 +114,17 @@ impl CniPort {
     }
 }
 
+/// The `-p` specs of `ports` (IPv6 ones left out).
+fn specs(ports: &[CniPort]) -> Result<Vec<String>, AgentError> {
+    Ok(ports
+        .iter()
+        .map(CniPort::spec)
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
 fn owner(container_id: &str, ifname: &str) -> Owner {
     Owner::Cni {
         container_id: container_id.to_owned(),
@@ -161,14 +172,7 @@ impl Agent {
                 endpoint: ep.name.clone(),
             });
         }
-        let specs: Vec<String> = req
-            .ports
-            .iter()
-            .map(CniPort::spec)
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .flatten()
-            .collect();
+        let specs = specs(&req.ports)?;
         let name = self.cni_name(req);
         let attach = AttachRequest {
             network: req.network.clone(),
@@ -266,14 +270,7 @@ impl Agent {
         if self.nl.link_index(&ep.host_if).await?.is_none() {
             return Err(differs(format!("its veth {} is gone", ep.host_if)));
         }
-        let mut want: Vec<String> = req
-            .ports
-            .iter()
-            .map(CniPort::spec)
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .flatten()
-            .collect();
+        let mut want = specs(&req.ports)?;
         let mut have: Vec<String> = ep
             .ports
             .iter()

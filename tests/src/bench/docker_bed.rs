@@ -17,7 +17,7 @@ use crate::{
     Netns, World,
     agent::Agent,
     docker::{self, Docker, IMAGE, Rules},
-    world::{EXT_IP, NODE_UPLINK_IP},
+    world::NODE_UPLINK_IP,
 };
 
 /// Docker's default network in these worlds.
@@ -89,11 +89,6 @@ impl DockerBed {
     #[must_use]
     pub fn echo_target() -> SocketAddrV4 {
         SocketAddrV4::new(NODE_UPLINK_IP, PUBLISHED_ECHO)
-    }
-
-    #[must_use]
-    pub fn out_target() -> SocketAddrV4 {
-        SocketAddrV4::new(EXT_IP, EXT_ECHO_PORT)
     }
 
     #[must_use]

@@ -289,12 +289,7 @@ fn docker_rounds(opts: &Options) -> io::Result<Vec<Metric>> {
         .collect::<io::Result<Vec<_>>>()?;
     for b in &beds {
         let r = load::rr(b.ext(), docker_bed::DockerBed::echo_target(), 0.05, None);
-        let o = load::rr(
-            b.container(),
-            docker_bed::DockerBed::out_target(),
-            0.05,
-            None,
-        );
+        let o = load::rr(b.container(), Bed::out_target(), 0.05, None);
         if r.transactions == 0 || o.transactions == 0 {
             return Err(io::Error::other(format!("{}: no answer", b.setup.label())));
         }
@@ -344,7 +339,7 @@ fn docker_rounds(opts: &Options) -> io::Result<Vec<Metric>> {
             m[2].add(s, crr.per_sec, crr.errors);
             let out = load::crr(
                 b.container(),
-                docker_bed::DockerBed::out_target(),
+                Bed::out_target(),
                 opts.secs,
                 opts.crr_workers,
             );
