@@ -50,6 +50,11 @@ pub enum DropReason {
     /// started before weir entered it sends nothing beyond its bridge
     /// until then (no forwarding unmasqueraded, nothing to other networks).
     PendingEndpoint = 13,
+    /// A later IPv4 fragment to a container, or from a container of a
+    /// masquerading network out of the uplink, whose first fragment was not
+    /// translated here (it was lost, or came later): never delivered or sent
+    /// with the wrong address.
+    FragmentUntracked = 14,
 }
 
 impl DropReason {
@@ -68,6 +73,7 @@ impl DropReason {
         DropReason::Unsolicited,
         DropReason::UnknownEndpoint,
         DropReason::PendingEndpoint,
+        DropReason::FragmentUntracked,
     ];
 
     /// Size of the `DROP_STATS` array: every reason number is below it.
@@ -102,6 +108,7 @@ impl DropReason {
             DropReason::Unsolicited => "unsolicited",
             DropReason::UnknownEndpoint => "unknown-endpoint",
             DropReason::PendingEndpoint => "pending-endpoint",
+            DropReason::FragmentUntracked => "fragment-untracked",
         }
     }
 }
@@ -140,6 +147,7 @@ mod tests {
         assert_eq!(DropReason::Unsolicited.number(), 11);
         assert_eq!(DropReason::UnknownEndpoint.number(), 12);
         assert_eq!(DropReason::PendingEndpoint.number(), 13);
+        assert_eq!(DropReason::FragmentUntracked.number(), 14);
         assert_eq!(DropReason::from_number(0), None);
     }
 }

@@ -15,6 +15,7 @@ pub mod ct;
 pub mod drop;
 pub mod endpoint;
 pub mod event;
+pub mod frag;
 pub mod network;
 pub mod publish;
 pub mod stats;

@@ -23,7 +23,7 @@ use weir_common::{
 
 use crate::{
     ct::{self, Sides},
-    dnat, fwd,
+    dnat, frag, fwd,
     head::Head,
     nat, parse,
     policy::{self, Sender},
@@ -41,6 +41,20 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         return Ok(TC_PASS);
     };
     policy::source(&ep, ip)?;
+    // A later fragment of a datagram whose first was translated (here or
+    // on the uplink's egress) is translated and forwarded the same way;
+    // one with no record meets the rules below like any untracked packet.
+    if let Some(key) = parse::later_fragment(ip)
+        && let Some(entry) = frag::lookup(&key)
+    {
+        let head = frag::rewrite(ctx, &entry)?;
+        let to = CtEntry {
+            nat_saddr: entry.nat_saddr,
+            nat_daddr: entry.nat_daddr,
+            ..CtEntry::default()
+        };
+        return fwd::redirect(ctx, head, &to, key.proto);
+    }
     let Some(flow) = parse::flow(ctx, ip)? else {
         // An ICMP error a container sends about a published flow leaves
         // with the node's address, like the flow's own answers.

@@ -16,7 +16,7 @@ use weir_common::{
 
 use crate::{
     ct::{self, Sides},
-    dnat, fwd, nat, parse, policy, stats, to_uplink,
+    dnat, frag, fwd, nat, parse, policy, stats, to_uplink,
     verdict::TC_PASS,
 };
 
@@ -27,6 +27,19 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(ip) = parse::ipv4(ctx)? else {
         return Ok(TC_PASS);
     };
+    if let Some(key) = parse::later_fragment(ip) {
+        policy::from_outside(ip)?;
+        // Where its first fragment went (a container), it goes too.
+        return match frag::lookup(&key) {
+            Some(entry) => {
+                let head = frag::rewrite(ctx, &entry)?;
+                fwd::to_container(ctx, head, entry.nat_daddr)
+            }
+            None if policy::is_container(key.daddr) => Err(DropReason::FragmentUntracked),
+            // The node's own: its stack reassembles it.
+            None => Ok(TC_PASS),
+        };
+    }
     let Some(flow) = parse::flow(ctx, ip)? else {
         policy::from_outside(ip)?;
         // An ICMP error about a tracked flow goes to its container.

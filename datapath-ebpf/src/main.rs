@@ -6,6 +6,7 @@
 mod ct;
 mod dnat;
 mod drop;
+mod frag;
 mod from_bridge;
 mod from_container;
 mod from_uplink;

@@ -13,6 +13,7 @@ use weir_common::{
     drop::DropReason,
     endpoint::{EndpointInfo, EndpointRef, MAX_ENDPOINTS},
     event::{DropEvent, EVENTS_BYTES},
+    frag::{FragEntry, FragKey, MAX_FRAGMENTED},
     network::{MAX_NETWORKS, MAX_UPLINKS, NetInfo},
     publish::{MAX_HOST_ADDRS, MAX_OPEN_PORTS, MAX_PUBLISHED, PublishKey, PublishTarget},
     stats::{Counter, Hook, NatCounters, PortCounters},
@@ -46,6 +47,11 @@ pub static HOST_ADDRS4: HashMap<[u8; 4], u32, { MAX_HOST_ADDRS as usize }> = Has
 /// Conntrack: a flow's tuple in one direction -> how to rewrite it.
 #[btf_map]
 pub static CT4: LruHashMap<CtKey, CtEntry, { MAX_CT_ENTRIES as usize }> = LruHashMap::new();
+
+/// Fragmented datagrams of translated flows: the datagram as it arrived
+/// -> the addresses its first fragment left with (`crate::frag`).
+#[btf_map]
+pub static FRAG4: LruHashMap<FragKey, FragEntry, { MAX_FRAGMENTED as usize }> = LruHashMap::new();
 
 /// What the agent tells the programs (one slot).
 #[btf_map]

@@ -16,6 +16,7 @@ use weir_common::{
 };
 
 use crate::{
+    frag,
     head::{self, Head, addr_diff, word_diff},
     parse::{Flow, IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, IcmpError},
 };
@@ -25,6 +26,8 @@ use crate::{
 /// [`Head`], for the caller to finish (forwarding) and write.
 #[inline(always)]
 pub fn rewrite(ctx: &TcContext, flow: &Flow, to: &CtEntry) -> Result<Head, DropReason> {
+    // A first fragment: the datagram's later fragments get its addresses.
+    frag::record(flow, to);
     let from = &flow.key;
     let mangled_0 = if from.proto == PROTO_UDP {
         u64::from(BPF_F_MARK_MANGLED_0)

@@ -10,6 +10,7 @@ use network_types::{
 use weir_common::{
     ct::CtKey,
     drop::DropReason,
+    frag::FragKey,
     publish::{PROTO_ICMP, PROTO_TCP, PROTO_UDP},
 };
 
@@ -147,6 +148,11 @@ pub struct Flow {
     pub l4_off: usize,
     /// The TCP flags byte (0 for UDP).
     pub tcp_flags: u8,
+    /// The first fragment of a fragmented datagram (more follow): its
+    /// translation is recorded for the rest (`crate::frag`).
+    pub more_fragments: bool,
+    /// The IP identification, which names the datagram's fragments.
+    pub ip_id: [u8; 2],
 }
 
 impl Flow {
@@ -189,22 +195,23 @@ const ICMP_ECHO_REQUEST: u8 = 8;
 /// request's key has the identifier as its source port and 0 as its
 /// destination port; a reply the other way round, so that a reply's key is
 /// the reverse of its request's. `Ok(None)` for other protocols and ICMP
-/// types, and for fragments (only a reassembled datagram could be
-/// translated; fragments pass untouched).
+/// types, and for a fragment after the first (it has no L4 header:
+/// [`later_fragment`]). A first fragment is a flow's packet like any
+/// other, marked [`Flow::more_fragments`].
 #[inline(always)]
 pub fn flow(pkt: &impl Packet, ip: *const Ipv4Hdr) -> Result<Option<Flow>, DropReason> {
     // SAFETY: `ip` came from `ipv4`, which checked the whole header.
-    let (vihl, proto, frags, saddr, daddr) = unsafe {
+    let (vihl, proto, frags, saddr, daddr, ip_id) = unsafe {
         (
             (*ip).vihl,
             (*ip).proto,
             u16::from_be_bytes((*ip).frags),
             (*ip).src_addr,
             (*ip).dst_addr,
+            (*ip).id,
         )
     };
-    // More-fragments flag or a fragment offset.
-    if frags & 0x3fff != 0 {
+    if frags & FRAG_OFFSET != 0 {
         return Ok(None);
     }
     let l4_off = IP_OFF + usize::from(vihl & 0x0f) * 4;
@@ -243,7 +250,30 @@ pub fn flow(pkt: &impl Packet, ip: *const Ipv4Hdr) -> Result<Option<Flow>, DropR
         ),
         l4_off,
         tcp_flags,
+        more_fragments: frags & MORE_FRAGMENTS != 0,
+        ip_id,
     }))
+}
+
+/// The more-fragments flag and the fragment offset of `frags`.
+const MORE_FRAGMENTS: u16 = 0x2000;
+const FRAG_OFFSET: u16 = 0x1fff;
+
+/// A fragment after a datagram's first (a non-zero offset): the datagram
+/// as it arrived, for `FRAG4`.
+#[inline(always)]
+pub fn later_fragment(ip: *const Ipv4Hdr) -> Option<FragKey> {
+    // SAFETY: `ip` came from `ipv4`, which checked the whole header.
+    let (frags, proto, saddr, daddr, id) = unsafe {
+        (
+            u16::from_be_bytes((*ip).frags),
+            (*ip).proto,
+            (*ip).src_addr,
+            (*ip).dst_addr,
+            (*ip).id,
+        )
+    };
+    (frags & FRAG_OFFSET != 0).then(|| FragKey::new(saddr, daddr, id, proto))
 }
 
 /// ICMP error types that quote the packet they are about.

@@ -15,7 +15,7 @@ use weir_common::{
 };
 
 use crate::{
-    ct,
+    ct, frag,
     maps::{CONFIG, NETWORKS4, UPLINKS},
     nat, parse, stats,
     verdict::TC_PASS,
@@ -28,6 +28,22 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(ip) = parse::ipv4(ctx)? else {
         return Ok(TC_PASS);
     };
+    if let Some(key) = parse::later_fragment(ip) {
+        // A container's fragment leaves with the addresses its first
+        // fragment left with; one with none is never let out with a
+        // masquerading network's private address.
+        let Some(net) = NETWORKS4.get(&Key::new(32, key.saddr)) else {
+            return Ok(TC_PASS);
+        };
+        return match frag::lookup(&key) {
+            Some(entry) => {
+                frag::rewrite(ctx, &entry)?.write(ctx)?;
+                Ok(TC_PASS)
+            }
+            None if net.flags & NET_MASQUERADE != 0 => Err(DropReason::FragmentUntracked),
+            None => Ok(TC_PASS),
+        };
+    }
     let Some(flow) = parse::flow(ctx, ip)? else {
         return Ok(TC_PASS);
     };

@@ -255,6 +255,11 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
     if fold(sum(&ip[..ihl], 0)) != 0xffff {
         return Err("bad IPv4 header checksum".into());
     }
+    // A fragment after the first carries no L4 header; a first fragment's
+    // checksum covers the whole datagram, here as much of it as it holds.
+    if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
+        return Ok(());
+    }
     let l4 = &ip[ihl..total];
     let proto = ip[9];
     let pseudo = sum(
@@ -274,14 +279,57 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
     }
 }
 
-/// Sets the TTL of an IPv4 frame, with its header checksum made anew.
-pub fn set_ttl(frame: &mut [u8], ttl: u8) {
+/// Marks an IPv4 frame a fragment: identification `id`, offset `offset8`
+/// (in 8-byte units), more fragments to follow or not; its header checksum
+/// made anew.
+pub fn set_fragment(frame: &mut [u8], id: u16, offset8: u16, more: bool) {
     let ip = &mut frame[IPV4_OFFSET..];
+    ip[4..6].copy_from_slice(&id.to_be_bytes());
+    let frags = offset8 | if more { 0x2000 } else { 0 };
+    ip[6..8].copy_from_slice(&frags.to_be_bytes());
+    refresh_ip_csum(ip);
+}
+
+/// A fragment after a datagram's first: an IPv4 header of protocol
+/// `proto` at offset `offset8` (8-byte units) and `payload` (no L4 header).
+#[must_use]
+pub fn later_fragment4(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    id: u16,
+    offset8: u16,
+    more: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&MAC_HOST);
+    f.extend_from_slice(&MAC_CONTAINER);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = u16::try_from(20 + payload.len()).expect("a fragment fits");
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0; 4]);
+    f.extend_from_slice(&[64, proto, 0, 0]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(payload);
+    set_fragment(&mut f, id, offset8, more);
+    f
+}
+
+fn refresh_ip_csum(ip: &mut [u8]) {
     let ihl = usize::from(ip[0] & 0x0f) * 4;
-    ip[8] = ttl;
     ip[10..12].copy_from_slice(&[0, 0]);
     let csum = !fold(sum(&ip[..ihl], 0));
     ip[10..12].copy_from_slice(&csum.to_be_bytes());
+}
+
+/// Sets the TTL of an IPv4 frame, with its header checksum made anew.
+pub fn set_ttl(frame: &mut [u8], ttl: u8) {
+    let ip = &mut frame[IPV4_OFFSET..];
+    ip[8] = ttl;
+    refresh_ip_csum(ip);
 }
 
 fn sum(bytes: &[u8], init: u32) -> u32 {

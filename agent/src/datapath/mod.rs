@@ -40,6 +40,7 @@ pub mod map_names {
     pub const PUBLISH4: &str = "PUBLISH4";
     pub const HOST_ADDRS4: &str = "HOST_ADDRS4";
     pub const CT4: &str = "CT4";
+    pub const FRAG4: &str = "FRAG4";
     pub const CONFIG: &str = "CONFIG";
     pub const SOCK_RNAT4: &str = "SOCK_RNAT4";
     pub const NETWORKS4: &str = "NETWORKS4";
@@ -57,6 +58,7 @@ pub mod map_names {
         PUBLISH4,
         HOST_ADDRS4,
         CT4,
+        FRAG4,
         CONFIG,
         SOCK_RNAT4,
         NETWORKS4,

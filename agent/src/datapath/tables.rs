@@ -15,6 +15,7 @@ use weir_common::{
     config::Config,
     ct::{CtEntry, CtKey},
     endpoint::{EndpointInfo, EndpointRef},
+    frag::{FragEntry, FragKey},
     network::NetInfo,
     publish::{PublishKey, PublishTarget},
 };
@@ -275,6 +276,11 @@ impl Datapath {
             .into_iter()
             .map(|(key, entry)| CtFlow { key, entry })
             .collect())
+    }
+
+    /// Every `FRAG4` entry: datagrams whose first fragment was translated.
+    pub fn fragments(&self) -> Result<Vec<(FragKey, FragEntry)>, DatapathError> {
+        self.entries::<FragKey, FragEntry>(map_names::FRAG4)
     }
 
     /// Removes these `CT4` entries (absent ones are fine).
