@@ -212,11 +212,6 @@ pub fn from_outside(ip: *const Ipv4Hdr) -> Result<(), DropReason> {
     Ok(())
 }
 
-/// What may reach `daddr` from outside when no flow and no publication
-/// covers it. A node address (a gateway, anything not a container's) is
-/// the stack's business; a container address is shut, except in routed
-/// mode for its open ports and for ping (as Docker's routed mode). Returns
-/// the network of an allowed container address, to track the new flow.
 /// Whether `daddr` is a container address of a local network (not its
 /// gateway, which is the node's).
 #[inline(always)]
@@ -224,6 +219,11 @@ pub fn is_container(daddr: [u8; 4]) -> bool {
     network_of(daddr).is_some_and(|net| daddr != net.gateway)
 }
 
+/// What may reach `daddr` from outside when no flow and no publication
+/// covers it. A node address (a gateway, anything not a container's) is
+/// the stack's business; a container address is shut, except in routed
+/// mode for its open ports and for ping (as Docker's routed mode). Returns
+/// the network of an allowed container address, to track the new flow.
 #[inline(always)]
 pub fn unsolicited(daddr: [u8; 4], flow: Option<&Flow>) -> Result<Option<NetInfo>, DropReason> {
     let Some(net) = network_of(daddr) else {
