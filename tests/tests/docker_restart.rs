@@ -157,6 +157,20 @@ fn docker_and_the_agent_each_come_and_go_without_a_hole_or_a_stale_port() {
         "{}",
         agent.log_text()
     );
+    // Taking weir off the node leaves Docker's bridges and veths alone.
+    let veth = endpoint(&agent, "after")["host_if"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = agent.stop_and_clean_up();
+    assert!(out.status.success(), "{out:?}");
+    for link in ["docker0", veth.as_str()] {
+        assert!(
+            w.node.ip(&["link", "show", link]).is_ok(),
+            "--cleanup removed Docker's {link}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
     drop(agent);
     drop(docker);
 }

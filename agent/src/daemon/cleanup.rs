@@ -13,6 +13,7 @@ use crate::{
     mounts,
     netlink::Netlink,
     netns,
+    owner::Owner,
     paths::{Paths, run_netns_path},
 };
 
@@ -43,10 +44,22 @@ pub async fn cleanup(paths: &Paths) -> Result<Vec<String>, AgentError> {
     remove(&reach.bpffs, |p| fs::remove_dir(p))?;
     let nl = Netlink::connect()?;
     for (_, link) in nl.links().await? {
-        let ours = is_bridge_name(&link)
-            || is_host_veth_name(&link)
-            || state.registry.iter().any(|n| n.bridge == link)
-            || state.endpoints.values().any(|e| e.host_if == link);
+        // Never an engine's bridge or veth (Docker's): those are its own.
+        let engines = |l: &str| {
+            state
+                .registry
+                .iter()
+                .any(|n| n.bridge == l && matches!(n.owner, Owner::Docker { .. }))
+                || state
+                    .endpoints
+                    .values()
+                    .any(|e| e.host_if == l && matches!(e.owner, Owner::Docker { .. }))
+        };
+        let ours = !engines(&link)
+            && (is_bridge_name(&link)
+                || is_host_veth_name(&link)
+                || state.registry.iter().any(|n| n.bridge == link)
+                || state.endpoints.values().any(|e| e.host_if == link));
         if ours && nl.delete_link(&link).await? {
             removed.push(format!("link {link}"));
         }
