@@ -107,11 +107,22 @@ pub enum Hook {
     ToUplink = 2,
     /// tcx ingress on a bridge an engine made (Docker's).
     FromBridge = 3,
+    /// XDP on an uplink, before tc.
+    XdpFromUplink = 4,
 }
 
 impl Hook {
     /// Every hook, in index order.
     pub const ALL: &'static [Hook] = &[
+        Hook::FromContainer,
+        Hook::FromUplink,
+        Hook::ToUplink,
+        Hook::FromBridge,
+        Hook::XdpFromUplink,
+    ];
+
+    /// The hooks whose programs are tc classifiers.
+    pub const TC: &'static [Hook] = &[
         Hook::FromContainer,
         Hook::FromUplink,
         Hook::ToUplink,
@@ -134,6 +145,7 @@ impl Hook {
             Hook::FromUplink => "tc_from_uplink",
             Hook::ToUplink => "tc_to_uplink",
             Hook::FromBridge => "tc_from_bridge",
+            Hook::XdpFromUplink => "xdp_from_uplink",
         }
     }
 }

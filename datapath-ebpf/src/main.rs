@@ -20,10 +20,11 @@ mod sock;
 mod stats;
 mod to_uplink;
 mod verdict;
+mod xdp;
 
 use aya_ebpf::{
-    macros::{cgroup_sock_addr, classifier},
-    programs::{SockAddrContext, TcContext},
+    macros::{cgroup_sock_addr, classifier, xdp},
+    programs::{SockAddrContext, TcContext, XdpContext},
 };
 use weir_common::stats::Hook;
 
@@ -54,6 +55,16 @@ pub fn tc_to_uplink(ctx: TcContext) -> i32 {
     match to_uplink::handle(&ctx) {
         Ok(verdict) => verdict,
         Err(reason) => drop::tc(&ctx, Hook::ToUplink, reason),
+    }
+}
+
+/// XDP on each uplink (`frags`: multi-buffer frames too): what must never
+/// enter is dropped before an skb exists; the rest goes on to tc.
+#[xdp(frags)]
+pub fn xdp_from_uplink(ctx: XdpContext) -> u32 {
+    match xdp::handle(&ctx) {
+        Ok(verdict) => verdict,
+        Err(reason) => drop::xdp(&ctx, Hook::XdpFromUplink, reason),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use core::mem;
 
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::programs::{TcContext, XdpContext};
 use network_types::{
     eth::{EthHdr, EtherType},
     ip::Ipv4Hdr,
@@ -33,6 +33,24 @@ pub trait Packet {
     /// The whole frame's length. For an skb this can exceed
     /// `data_end - data`: only the linear part is directly readable.
     fn frame_len(&self) -> usize;
+}
+
+impl Packet for XdpContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        XdpContext::data(self)
+    }
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        XdpContext::data_end(self)
+    }
+    /// The whole frame, all its buffers (only the first is read: the
+    /// headers are there).
+    #[inline(always)]
+    fn frame_len(&self) -> usize {
+        // SAFETY: the helper takes the program's own context.
+        unsafe { aya_ebpf::helpers::bpf_xdp_get_buff_len(self.ctx) as usize }
+    }
 }
 
 impl Packet for TcContext {
@@ -253,6 +271,13 @@ pub fn flow(pkt: &impl Packet, ip: *const Ipv4Hdr) -> Result<Option<Flow>, DropR
         more_fragments: frags & MORE_FRAGMENTS != 0,
         ip_id,
     }))
+}
+
+/// Whether a validated IPv4 packet is ICMP.
+#[inline(always)]
+pub fn is_icmp(ip: *const Ipv4Hdr) -> bool {
+    // SAFETY: `ip` came from `ipv4`, which checked the whole header.
+    unsafe { (*ip).proto == PROTO_ICMP }
 }
 
 /// The more-fragments flag and the fragment offset of `frags`.

@@ -25,6 +25,9 @@ pub struct Outcome {
 /// tc verdicts, as the kernel numbers them.
 pub const TC_ACT_OK: i32 = 0;
 pub const TC_ACT_SHOT: i32 = 2;
+/// XDP verdicts.
+pub const XDP_DROP: i32 = 1;
+pub const XDP_PASS: i32 = 2;
 
 /// The interface `BPF_PROG_TEST_RUN` hands tc programs their packets on
 /// (`lo`): the "veth" of the container the tests put there.
@@ -205,6 +208,33 @@ impl Harness {
                 // tc verdicts are small signed numbers (TC_ACT_UNSPEC is -1).
                 i32::from_ne_bytes(result.return_value.to_ne_bytes())
             }),
+            frame: out,
+        }
+    }
+
+    /// Runs the XDP program `program` once on `frame` (it sees it as
+    /// arriving on `lo`).
+    #[must_use]
+    pub fn run_xdp(&mut self, program: &str, frame: &[u8]) -> Outcome {
+        let prog: &aya::programs::Xdp = self
+            .datapath
+            .ebpf_mut()
+            .program(program)
+            .unwrap_or_else(|| panic!("no program {program}"))
+            .try_into()
+            .expect("an XDP program");
+        let mut out = vec![0u8; frame.len() + 256];
+        let result = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                repeat: 1,
+                ..TestRunOptions::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(result.data_size_out as usize);
+        Outcome {
+            verdict: i32::try_from(result.return_value).expect("an XDP verdict"),
             frame: out,
         }
     }

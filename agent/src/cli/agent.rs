@@ -13,6 +13,7 @@ use tracing::info;
 use crate::{
     api::server,
     daemon::{Agent, Config, DEFAULT_SNAT_PORTS, cleanup},
+    datapath::XdpChoice,
     network::{NetworkSpec, Subnet},
     paths::{DEFAULT_BPFFS, DEFAULT_DOCKER_SOCKET, DEFAULT_STATE_DIR, Paths},
     publish::PortRange,
@@ -48,6 +49,10 @@ pub struct AgentArgs {
     /// The ports masquerade uses, outside the node's `ip_local_port_range`.
     #[arg(long, default_value = DEFAULT_SNAT_PORTS)]
     snat_ports: PortRange,
+    /// XDP on the uplinks: `auto` (native where the driver has it, else
+    /// none), `native` (refused without it) or `off` (tc does everything).
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    xdp: XdpChoice,
     /// Serve Prometheus metrics at `http://ADDR/metrics` (off by default).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
@@ -97,6 +102,7 @@ impl AgentArgs {
                 .then(|| NetworkSpec::new(DEFAULT_NETWORK, self.default_subnet)),
             cgroup: self.cgroup,
             snat_ports: self.snat_ports,
+            xdp: self.xdp,
         };
         let listener = server::bind(socket).await?;
         // Bound before anything is changed, so a bad address changes nothing.

@@ -31,7 +31,7 @@ pub use self::{
     stats::{DropStats, HookStats, NetworkStats, PortStats, Stats, prometheus},
 };
 use crate::{
-    datapath::{Datapath, MapOrigin},
+    datapath::{Datapath, MapOrigin, XdpChoice},
     error::AgentError,
     monitor::{Hub, MonitorEvent},
     mounts,
@@ -57,6 +57,8 @@ pub struct Config {
     /// The ports masquerade uses (`--snat-ports`); they must lie outside
     /// the node's `ip_local_port_range`.
     pub snat_ports: PortRange,
+    /// Whether and how `xdp_from_uplink` runs on the uplinks (`--xdp`).
+    pub xdp: XdpChoice,
 }
 
 /// Changes the journal holds before the state file is written afresh.
@@ -159,7 +161,9 @@ impl Agent {
             .map_err(AgentError::io("polling the drop event ring".to_owned()))?;
         datapath.configure((config.snat_ports.start(), config.snat_ports.end()))?;
         for uplink in &uplinks {
-            datapath.attach_uplink(uplink)?;
+            if let Some(mode) = datapath.attach_uplink(uplink, config.xdp)? {
+                info!(uplink = %uplink, mode, "xdp_from_uplink attached");
+            }
         }
         datapath.attach_sockets(&cgroup.path)?;
         if let Some(spec) = &config.default_network

@@ -19,7 +19,7 @@ use std::{
 };
 
 use aya::programs::{
-    CgroupAttachMode, TcAttachType,
+    CgroupAttachMode, TcAttachType, XdpMode,
     links::{FdLink, LinkError},
 };
 use weir_common::stats::Hook;
@@ -29,6 +29,7 @@ use super::{
     pins::{pin_file_err, remove_pin},
     sock_program,
     sys::{self, LinkInfo},
+    xdp_program,
 };
 
 /// The pin name of `program`'s link on `interface` (dots, which bpffs
@@ -52,6 +53,49 @@ enum Target<'a> {
         path: &'a Path,
         id: u64,
     },
+    Xdp {
+        interface: &'a str,
+        ifindex: u32,
+        mode: XdpMode,
+    },
+}
+
+/// Where `xdp_from_uplink` runs (`weir agent --xdp`).
+///
+/// There is no generic (skb) mode: on the kernels weir is tested on
+/// (6.18), a frame that generic XDP passes reaches tcx ingress without its
+/// Ethernet header in view (the skb's MAC length is left unset), so
+/// `tc_from_uplink` behind it could not parse anything. A device without
+/// native XDP gets none; tc does the whole job there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpChoice {
+    /// The driver's (native) XDP where the device has it, else none.
+    #[default]
+    Auto,
+    /// Native only: refused on a device without it.
+    Native,
+    /// No XDP: tc does everything.
+    Off,
+}
+
+impl std::str::FromStr for XdpChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "native" => Ok(Self::Native),
+            "off" => Ok(Self::Off),
+            "generic" => Err(
+                "generic XDP is not offered: tc's programs behind it would not see the frame's \
+                 Ethernet header on this kernel; use native or off"
+                    .to_owned(),
+            ),
+            other => Err(format!(
+                "invalid XDP mode `{other}`: expected auto, native or off"
+            )),
+        }
+    }
 }
 
 impl Target<'_> {
@@ -62,12 +106,17 @@ impl Target<'_> {
                 info.link_type == sys::LINK_TYPE_TCX && info.tcx_ifindex == *ifindex
             }
             Target::Cgroup { id, .. } => info.cgroup_id() == *id,
+            Target::Xdp { ifindex, .. } => {
+                info.link_type == sys::LINK_TYPE_XDP && info.tcx_ifindex == *ifindex
+            }
         }
     }
 
     fn describe(&self) -> String {
         match self {
-            Target::Tcx { interface, .. } => (*interface).to_owned(),
+            Target::Tcx { interface, .. } | Target::Xdp { interface, .. } => {
+                (*interface).to_owned()
+            }
             Target::Cgroup { path, .. } => format!("cgroup {}", path.display()),
         }
     }
@@ -103,10 +152,44 @@ impl Datapath {
     }
 
     /// Attaches `tc_from_uplink` to tcx ingress and `tc_to_uplink` to tcx
-    /// egress of `interface`.
-    pub fn attach_uplink(&mut self, interface: &str) -> Result<(), DatapathError> {
+    /// egress of `interface`, and `xdp_from_uplink` as `xdp` says (with
+    /// `Off`, an XDP link an earlier agent left there is removed). Returns
+    /// the XDP mode it runs in, if any.
+    pub fn attach_uplink(
+        &mut self,
+        interface: &str,
+        xdp: XdpChoice,
+    ) -> Result<Option<&'static str>, DatapathError> {
         self.attach_tcx(Hook::FromUplink.program(), interface, TcAttachType::Ingress)?;
-        self.attach_tcx(Hook::ToUplink.program(), interface, TcAttachType::Egress)
+        self.attach_tcx(Hook::ToUplink.program(), interface, TcAttachType::Egress)?;
+        let program = Hook::XdpFromUplink.program();
+        let ifindex = ifindex(interface).ok_or_else(|| DatapathError::Link {
+            name: link_name(program, Some(interface)),
+            source: io::Error::new(io::ErrorKind::NotFound, format!("no interface {interface}")),
+        })?;
+        let target = |mode| Target::Xdp {
+            interface,
+            ifindex,
+            mode,
+        };
+        match xdp {
+            XdpChoice::Off => {
+                self.drop_link(&link_name(program, Some(interface)))?;
+                Ok(None)
+            }
+            XdpChoice::Native => self
+                .attach(program, &target(XdpMode::Driver))
+                .map(|()| Some("native")),
+            XdpChoice::Auto => match self.attach(program, &target(XdpMode::Driver)) {
+                Ok(()) => Ok(Some("native")),
+                Err(e) => {
+                    tracing::info!(uplink = %interface, error = %e,
+                        "no native XDP on this device: tc does the whole job");
+                    self.drop_link(&link_name(program, Some(interface)))?;
+                    Ok(None)
+                }
+            },
+        }
     }
 
     /// Attaches the socket programs to the cgroup at `cgroup` (a cgroup v2
@@ -174,7 +257,9 @@ impl Datapath {
     /// there (ours from this run, or a pin an earlier agent left).
     fn attach(&mut self, program: &'static str, target: &Target<'_>) -> Result<(), DatapathError> {
         let name = match target {
-            Target::Tcx { interface, .. } => link_name(program, Some(interface)),
+            Target::Tcx { interface, .. } | Target::Xdp { interface, .. } => {
+                link_name(program, Some(interface))
+            }
             Target::Cgroup { .. } => link_name(program, None),
         };
         let link_err = |source| DatapathError::Link {
@@ -249,6 +334,14 @@ impl Datapath {
                 let link = prog.take_link(id).map_err(attach_err)?;
                 FdLink::try_from(link).map_err(as_fd_link)
             }
+            Target::Xdp {
+                interface, mode, ..
+            } => {
+                let prog = xdp_program(&mut self.ebpf, program)?;
+                let id = prog.attach(interface, *mode).map_err(attach_err)?;
+                let link = prog.take_link(id).map_err(attach_err)?;
+                FdLink::try_from(link).map_err(as_fd_link)
+            }
             Target::Cgroup { path, .. } => {
                 let file = File::open(path).map_err(|source| DatapathError::Cgroup {
                     path: path.display().to_string(),
@@ -270,6 +363,8 @@ impl Datapath {
     fn program_fd(&mut self, program: &'static str) -> Result<OwnedFd, DatapathError> {
         let fd = if SOCK_PROGRAMS.contains(&program) {
             sock_program(&mut self.ebpf, program)?.fd()
+        } else if program == Hook::XdpFromUplink.program() {
+            xdp_program(&mut self.ebpf, program)?.fd()
         } else {
             classifier(&mut self.ebpf, program)?.fd()
         }

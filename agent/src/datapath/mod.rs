@@ -22,6 +22,7 @@ use aya::{
 use weir_common::stats::Hook;
 
 pub use self::{
+    attach::XdpChoice,
     dump::{LinkView, RawMaps},
     layout::Layout,
     pins::{MapOrigin, PinDirs},
@@ -170,12 +171,16 @@ impl Datapath {
 
     /// Loads every program of `ebpf`; links go to `links_dir` if given.
     fn with_programs(mut ebpf: Ebpf, links_dir: Option<PathBuf>) -> Result<Self, DatapathError> {
-        for hook in Hook::ALL {
+        for hook in Hook::TC {
             let program = hook.program();
             classifier(&mut ebpf, program)?
                 .load()
                 .map_err(|source| DatapathError::Program { program, source })?;
         }
+        let program = Hook::XdpFromUplink.program();
+        xdp_program(&mut ebpf, program)?
+            .load()
+            .map_err(|source| DatapathError::Program { program, source })?;
         for &program in SOCK_PROGRAMS {
             sock_program(&mut ebpf, program)?
                 .load()
@@ -242,6 +247,16 @@ fn classifier<'a>(
     ebpf: &'a mut Ebpf,
     program: &'static str,
 ) -> Result<&'a mut SchedClassifier, DatapathError> {
+    ebpf.program_mut(program)
+        .ok_or(DatapathError::MissingProgram(program))?
+        .try_into()
+        .map_err(|source| DatapathError::Program { program, source })
+}
+
+fn xdp_program<'a>(
+    ebpf: &'a mut Ebpf,
+    program: &'static str,
+) -> Result<&'a mut aya::programs::Xdp, DatapathError> {
     ebpf.program_mut(program)
         .ok_or(DatapathError::MissingProgram(program))?
         .try_into()

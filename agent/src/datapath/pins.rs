@@ -16,7 +16,7 @@ use weir_common::stats::Hook;
 
 use super::{
     Datapath, DatapathError, OBJECT, SOCK_PROGRAMS, classifier, layout::Layout, map_names,
-    sock_program,
+    sock_program, xdp_program,
 };
 
 /// Where the pins live: `<bpffs>/maps`, `links`, `progs`.
@@ -81,6 +81,8 @@ impl Datapath {
             remove_pin(&path)?;
             let pinned = if SOCK_PROGRAMS.contains(&name) {
                 sock_program(&mut self.ebpf, name)?.pin(&path)
+            } else if name == Hook::XdpFromUplink.program() {
+                xdp_program(&mut self.ebpf, name)?.pin(&path)
             } else {
                 classifier(&mut self.ebpf, name)?.pin(&path)
             };

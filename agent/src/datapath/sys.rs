@@ -98,7 +98,7 @@ pub struct LinkInfo {
     pub prog_id: u32,
     pad: u32,
     /// For a tcx link: the device's ifindex (0 once it is gone), then the
-    /// attach type.
+    /// attach type. An XDP link's ifindex is in the same place.
     pub tcx_ifindex: u32,
     pub tcx_attach_type: u32,
     rest: [u64; 8],
@@ -106,6 +106,8 @@ pub struct LinkInfo {
 
 /// `BPF_LINK_TYPE_TCX`.
 pub const LINK_TYPE_TCX: u32 = 11;
+/// `BPF_LINK_TYPE_XDP`.
+pub const LINK_TYPE_XDP: u32 = 6;
 
 impl LinkInfo {
     /// For a cgroup link: the cgroup's id (the inode of its directory).

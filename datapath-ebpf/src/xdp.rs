@@ -1,0 +1,41 @@
+//! `xdp_from_uplink`: XDP on an uplink, before any socket buffer exists.
+//! It drops what must never enter, at the cheapest point: bogons (a
+//! loopback address, a local container subnet as source) and anything to a
+//! container address that is not an answer to one of its flows (no `CT4`
+//! entry), nor, in routed mode, an open port or a ping; counted under the
+//! same stable reasons and seen by `weir monitor` like tc's drops.
+//! Everything else passes untouched to `tc_from_uplink`, which stays the
+//! complete path (DNAT, conntrack, fragments): with XDP off, the verdicts
+//! are the same, only later.
+
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use weir_common::{drop::DropReason, stats::Hook};
+
+use crate::{maps::CT4, parse, policy, stats};
+
+#[inline(always)]
+pub fn handle(ctx: &XdpContext) -> Result<u32, DropReason> {
+    let len = u32::try_from(parse::Packet::frame_len(ctx)).unwrap_or(u32::MAX);
+    stats::hook(Hook::XdpFromUplink, len);
+    let Some(ip) = parse::ipv4(ctx)? else {
+        return Ok(xdp_action::XDP_PASS);
+    };
+    policy::from_outside(ip)?;
+    // SAFETY: `ip` came from `parse::ipv4`, which checked the header.
+    let daddr = unsafe { (*ip).dst_addr };
+    // The node's own addresses (publications among them) are tc's; so is
+    // a later fragment, whose verdict needs its first's record.
+    if !policy::is_container(daddr) || parse::later_fragment(ip).is_some() {
+        return Ok(xdp_action::XDP_PASS);
+    }
+    match parse::flow(ctx, ip)? {
+        // An answer to one of the container's flows (tc checks the rest).
+        Some(flow) if CT4.get_ptr(flow.key).is_some() => Ok(xdp_action::XDP_PASS),
+        // Routed mode lets open ports and pings in: tc tracks them.
+        Some(flow) => policy::unsolicited(daddr, Some(&flow)).map(|_| xdp_action::XDP_PASS),
+        // An ICMP error passes to tc, which lets it in only when it quotes
+        // a tracked flow; anything else to a container is shut.
+        None if parse::is_icmp(ip) => Ok(xdp_action::XDP_PASS),
+        None => policy::unsolicited(daddr, None).map(|_| xdp_action::XDP_PASS),
+    }
+}
