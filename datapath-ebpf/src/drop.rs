@@ -64,15 +64,7 @@ pub fn xdp(ctx: &XdpContext, hook: Hook, reason: DropReason) -> u32 {
             && let Some(l4) = ptr_at::<[u8; 8]>(ctx, 34)
         {
             // SAFETY: as above.
-            let l4 = unsafe { *l4 };
-            match e.proto {
-                PROTO_TCP | PROTO_UDP => {
-                    e.sport = [l4[0], l4[1]];
-                    e.dport = [l4[2], l4[3]];
-                }
-                PROTO_ICMP => e.sport = [l4[4], l4[5]],
-                _ => {}
-            }
+            set_ports(&mut e, unsafe { *l4 });
         }
     }
     let _ = EVENTS.output(e, 0);
@@ -118,14 +110,21 @@ fn event(ctx: &TcContext, hook: Hook, reason: DropReason) -> DropEvent {
     let first_fragment = ip[6] & 0x1f == 0 && ip[7] == 0;
     let l4_off = 14 + usize::from(ip[0] & 0x0f) * 4;
     if first_fragment && let Ok(l4) = ctx.load::<[u8; 8]>(l4_off) {
-        match e.proto {
-            PROTO_TCP | PROTO_UDP => {
-                e.sport = [l4[0], l4[1]];
-                e.dport = [l4[2], l4[3]];
-            }
-            PROTO_ICMP => e.sport = [l4[4], l4[5]],
-            _ => {}
-        }
+        set_ports(&mut e, l4);
     }
     e
+}
+
+/// The event's ports from the first 8 bytes of its L4 header: TCP's and
+/// UDP's, ICMP echo's identifier.
+#[inline(always)]
+fn set_ports(e: &mut DropEvent, l4: [u8; 8]) {
+    match e.proto {
+        PROTO_TCP | PROTO_UDP => {
+            e.sport = [l4[0], l4[1]];
+            e.dport = [l4[2], l4[3]];
+        }
+        PROTO_ICMP => e.sport = [l4[4], l4[5]],
+        _ => {}
+    }
 }

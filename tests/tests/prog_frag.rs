@@ -69,6 +69,14 @@ fn ports(frame: &[u8]) -> (u16, u16) {
     (p(off::SPORT), p(off::DPORT))
 }
 
+/// Packets dropped as `fragment-untracked` so far.
+fn untracked(h: &Harness) -> u64 {
+    h.datapath
+        .drop_stats(DropReason::FragmentUntracked)
+        .unwrap()
+        .packets
+}
+
 /// Only the address at `addr` and the IP checksum differ between the
 /// frames.
 fn only_changed(before: &[u8], after: &[u8], addr: &std::ops::Range<usize>) {
@@ -111,17 +119,10 @@ fn masquerade_gives_a_datagram_s_later_fragments_the_first_s_source() {
         assert_eq!(h.datapath.fragments().unwrap()[0].1.fragments, 1);
 
         // Its first never came this way: dropped, never sent as 10.88.0.2.
-        let before = h
-            .datapath
-            .drop_stats(DropReason::FragmentUntracked)
-            .unwrap();
+        let before = untracked(&h);
         let out = h.run_tc(EGRESS, &later(C1, PEER, ID + 1));
         assert_eq!(out.verdict, TC_ACT_SHOT);
-        let after = h
-            .datapath
-            .drop_stats(DropReason::FragmentUntracked)
-            .unwrap();
-        assert_eq!(after.packets, before.packets + 1);
+        assert_eq!(untracked(&h), before + 1);
         // The node's own fragments pass untouched.
         let own = later(NODE, PEER, ID + 2);
         let out = h.run_tc(EGRESS, &own);
@@ -184,17 +185,10 @@ fn a_published_port_s_fragments_go_to_its_container_and_the_answer_s_leave_as_th
 
         // From outside with no first: none reaches the container; one to
         // the node's own address is the node's to reassemble.
-        let before = h
-            .datapath
-            .drop_stats(DropReason::FragmentUntracked)
-            .unwrap();
+        let before = untracked(&h);
         let out = h.run_tc(INGRESS, &later(PEER, C1, ID + 7));
         assert_eq!(out.verdict, TC_ACT_SHOT);
-        let after = h
-            .datapath
-            .drop_stats(DropReason::FragmentUntracked)
-            .unwrap();
-        assert_eq!(after.packets, before.packets + 1);
+        assert_eq!(untracked(&h), before + 1);
         let own = later(PEER, NODE, ID + 8);
         let out = h.run_tc(INGRESS, &own);
         assert_eq!((out.verdict, out.frame), (TC_ACT_OK, own));

@@ -12,7 +12,7 @@ use rtnetlink::{
     Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder,
     packet_route::{
         address::AddressAttribute,
-        link::LinkAttribute,
+        link::{InfoKind, LinkAttribute, LinkInfo},
         route::{RouteAttribute, RouteHeader},
     },
 };
@@ -306,6 +306,28 @@ impl Netlink {
             }
         }
         Ok(out)
+    }
+
+    /// Whether link `name` is a veth (`false` when it does not exist).
+    pub async fn is_veth(&self, name: &str) -> Result<bool, NetlinkError> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link.is_some_and(|l| {
+                l.attributes.iter().any(|a| match a {
+                    LinkAttribute::LinkInfo(infos) => infos
+                        .iter()
+                        .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))),
+                    _ => false,
+                })
+            })),
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(false),
+            Err(source) => Err(request("get link", name, source)),
+        }
     }
 
     /// The MAC of link `name`, if it exists.
