@@ -3,10 +3,7 @@
 //! monitor`; lost, never waited for, when the ring is full), and returns
 //! the hook's drop verdict. Nothing is logged per packet.
 
-use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
-    programs::{TcContext, XdpContext},
-};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext};
 use weir_common::{
     drop::DropReason,
     event::DropEvent,
@@ -16,7 +13,7 @@ use weir_common::{
 
 use crate::{
     maps::{DROP_STATS, EVENTS},
-    parse::{ETH_P_ARP, ETH_P_IP, ptr_at},
+    parse::{ETH_P_ARP, ETH_P_IP, XdpFrame, ptr_at},
     stats,
     verdict::TC_DROP,
 };
@@ -32,14 +29,14 @@ pub fn tc(ctx: &TcContext, hook: Hook, reason: DropReason) -> i32 {
 /// Drops a frame at XDP: counted and told like a tc drop (the headers read
 /// directly, an XDP frame's first buffer holding them).
 #[inline(always)]
-pub fn xdp(ctx: &XdpContext, hook: Hook, reason: DropReason) -> u32 {
-    let len = u32::try_from(crate::parse::Packet::frame_len(ctx)).unwrap_or(u32::MAX);
+pub fn xdp(ctx: &XdpFrame, hook: Hook, reason: DropReason) -> u32 {
+    let len = ctx.len();
     stats::add(&DROP_STATS, reason.number(), len);
     let mut e = DropEvent {
         // SAFETY: a helper without arguments.
         time_ns: unsafe { bpf_ktime_get_ns() },
         reason: reason.number(),
-        ifindex: u32::try_from(ctx.ingress_ifindex()).unwrap_or(0),
+        ifindex: u32::try_from(ctx.ctx.ingress_ifindex()).unwrap_or(0),
         len,
         hook: hook.index() as u8,
         ..DropEvent::default()

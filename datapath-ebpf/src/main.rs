@@ -62,9 +62,10 @@ pub fn tc_to_uplink(ctx: TcContext) -> i32 {
 /// enter is dropped before an skb exists; the rest goes on to tc.
 #[xdp(frags)]
 pub fn xdp_from_uplink(ctx: XdpContext) -> u32 {
-    match xdp::handle(&ctx) {
+    let frame = parse::XdpFrame::new(&ctx);
+    match xdp::handle(&frame) {
         Ok(verdict) => verdict,
-        Err(reason) => drop::xdp(&ctx, Hook::XdpFromUplink, reason),
+        Err(reason) => drop::xdp(&frame, Hook::XdpFromUplink, reason),
     }
 }
 

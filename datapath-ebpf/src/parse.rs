@@ -35,21 +35,43 @@ pub trait Packet {
     fn frame_len(&self) -> usize;
 }
 
-impl Packet for XdpContext {
+/// An XDP frame with its whole length (all its buffers), asked of the
+/// kernel once: the hook's counters, the IPv4 length check and a drop all
+/// use it.
+pub struct XdpFrame<'a> {
+    pub ctx: &'a XdpContext,
+    len: usize,
+}
+
+impl<'a> XdpFrame<'a> {
+    #[inline(always)]
+    pub fn new(ctx: &'a XdpContext) -> Self {
+        // SAFETY: the helper takes the program's own context.
+        let len = unsafe { aya_ebpf::helpers::bpf_xdp_get_buff_len(ctx.ctx) } as usize;
+        Self { ctx, len }
+    }
+
+    /// The whole frame's length, as a counter takes it.
+    #[inline(always)]
+    pub fn len(&self) -> u32 {
+        u32::try_from(self.len).unwrap_or(u32::MAX)
+    }
+}
+
+impl Packet for XdpFrame<'_> {
     #[inline(always)]
     fn data(&self) -> usize {
-        XdpContext::data(self)
+        self.ctx.data()
     }
     #[inline(always)]
     fn data_end(&self) -> usize {
-        XdpContext::data_end(self)
+        self.ctx.data_end()
     }
     /// The whole frame, all its buffers (only the first is read: the
     /// headers are there).
     #[inline(always)]
     fn frame_len(&self) -> usize {
-        // SAFETY: the helper takes the program's own context.
-        unsafe { aya_ebpf::helpers::bpf_xdp_get_buff_len(self.ctx) as usize }
+        self.len
     }
 }
 

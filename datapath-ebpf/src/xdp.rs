@@ -8,15 +8,18 @@
 //! complete path (DNAT, conntrack, fragments): with XDP off, the verdicts
 //! are the same, only later.
 
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_ebpf::bindings::xdp_action;
 use weir_common::{drop::DropReason, stats::Hook};
 
-use crate::{maps::CT4, parse, policy, stats};
+use crate::{
+    maps::CT4,
+    parse::{self, XdpFrame},
+    policy, stats,
+};
 
 #[inline(always)]
-pub fn handle(ctx: &XdpContext) -> Result<u32, DropReason> {
-    let len = u32::try_from(parse::Packet::frame_len(ctx)).unwrap_or(u32::MAX);
-    stats::hook(Hook::XdpFromUplink, len);
+pub fn handle(ctx: &XdpFrame) -> Result<u32, DropReason> {
+    stats::hook(Hook::XdpFromUplink, ctx.len());
     let Some(ip) = parse::ipv4(ctx)? else {
         return Ok(xdp_action::XDP_PASS);
     };

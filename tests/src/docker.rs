@@ -254,8 +254,7 @@ pub fn ports_of(agent: &Agent, name: &str, n: usize) -> Vec<serde_json::Value> {
 /// curl from `ns`, 5 s at most: the body, trimmed, or `None`.
 #[must_use]
 pub fn curl(ns: &Netns, url: &str) -> Option<String> {
-    let out = ns.exec("curl", &["-sS", "--max-time", "5", url]).ok()?;
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    ns.curl(url).map(|body| body.trim().to_owned())
 }
 
 impl Drop for Docker {

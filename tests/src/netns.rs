@@ -102,6 +102,14 @@ impl Netns {
         run(self.command(program).args(args))
     }
 
+    /// `curl` from inside the namespace, 5 s at most: the body, or `None`
+    /// when it fails.
+    #[must_use]
+    pub fn curl(&self, url: &str) -> Option<String> {
+        let out = self.exec("curl", &["-sS", "--max-time", "5", url]).ok()?;
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Sets a per-namespace sysctl, e.g. `net.ipv4.ip_forward`.
     pub fn sysctl(&self, key: &str, value: &str) -> io::Result<()> {
         self.exec("sysctl", &["-q", "-w", &format!("{key}={value}")])

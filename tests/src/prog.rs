@@ -50,6 +50,26 @@ pub fn net_info(id: u32, gateway: Ipv4Addr, flags: u32) -> NetInfo {
     }
 }
 
+/// The node address of the masquerade tests, on `lo` ([`TEST_IFINDEX`]).
+pub const MASQ_NODE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+
+/// A node whose uplink is `lo` with address [`MASQ_NODE`], masquerade on
+/// `ports`, and network 1 at `10.88.0.0/16` (gateway `.0.1`) with `flags`.
+pub fn masquerading_node(dp: &mut Datapath, flags: u32, ports: (u16, u16)) {
+    dp.configure(ports).unwrap();
+    dp.set_uplinks(&[(TEST_IFINDEX, MASQ_NODE)]).unwrap();
+    let info = net_info(1, Ipv4Addr::new(10, 88, 0, 1), flags);
+    dp.set_networks(&[(Ipv4Addr::new(10, 88, 0, 0), 16, info)])
+        .unwrap();
+}
+
+/// Runs `f` in a namespace of its own (`tag` in its name), deleted after.
+pub fn in_own_ns<R: Send>(tag: &str, f: impl FnOnce() -> R + Send) -> R {
+    crate::Netns::create(&format!("{}-{tag}", crate::netns::unique_stem()))
+        .expect("netns")
+        .run(f)
+}
+
 /// The MAC of [`node_ns`]'s veth `up0`.
 pub const NODE_NS_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 /// The MAC of [`node_ns`]'s resolved neighbour `203.0.113.2`.

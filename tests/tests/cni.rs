@@ -161,17 +161,9 @@ fn add_check_del_follow_the_spec_and_publish_the_runtime_s_ports() {
     let http = Server::http(w.c("pod1"), any(80)).unwrap();
     let body = w
         .ext
-        .exec(
-            "curl",
-            &[
-                "-sS",
-                "--max-time",
-                "5",
-                &format!("http://{NODE_UPLINK_IP}:8080/"),
-            ],
-        )
+        .curl(&format!("http://{NODE_UPLINK_IP}:8080/"))
         .unwrap();
-    assert!(String::from_utf8_lossy(&body.stdout).starts_with(&format!("hello {EXT_IP}:")));
+    assert!(body.starts_with(&format!("hello {EXT_IP}:")));
     assert_eq!(http.peer_ips(), vec![EXT_IP]);
     let err = agent.refused(&["publish", "web", "9999:80"]);
     assert!(err.contains("podman run -p"), "{err}");
@@ -257,11 +249,8 @@ fn a_port_the_runtime_holds_itself_is_published_and_the_node_reaches_the_contain
         (&w.ext, format!("http://{NODE_UPLINK_IP}:8090/")),
         (&w.node, "http://127.0.0.1:8090/".to_owned()),
     ] {
-        let out = ns.exec("curl", &["-sS", "--max-time", "5", &url]).unwrap();
-        assert!(
-            String::from_utf8_lossy(&out.stdout).starts_with("hello "),
-            "{url}"
-        );
+        let body = ns.curl(&url).unwrap();
+        assert!(body.starts_with("hello "), "{url}");
     }
     assert_eq!(http.received().len(), 2, "both reached the container");
     conmon.set_nonblocking(true).unwrap();
@@ -398,10 +387,7 @@ fn a_cni_endpoint_survives_an_agent_restart_and_deletes_after_it() {
     assert!(add.ok, "{}", add.out);
     let http = Server::http(w.c("pod1"), any(80)).unwrap();
     let url = format!("http://{NODE_UPLINK_IP}:8091/");
-    let get = || {
-        let out = w.ext.exec("curl", &["-sS", "--max-time", "5", &url]).ok()?;
-        Some(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
+    let get = || w.ext.curl(&url);
     assert!(get().is_some_and(|b| b.starts_with("hello ")));
     agent.restart();
     assert!(

@@ -15,10 +15,7 @@ use weir_tests::{
 };
 
 fn curl(ns: &weir_tests::Netns, url: &str) -> String {
-    let out = ns
-        .exec("curl", &["-sS", "--max-time", "5", url])
-        .unwrap_or_else(|e| panic!("curl {url}: {e}"));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    ns.curl(url).unwrap_or_else(|| panic!("curl {url} failed"))
 }
 
 fn bpftool(args: &[&str]) -> serde_json::Value {

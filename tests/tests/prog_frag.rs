@@ -16,14 +16,14 @@ use weir_common::{
     publish::{PROTO_UDP, PublishKey, PublishTarget},
 };
 use weir_tests::{
-    netns::{Netns, unique_stem},
     packet::{self, off, verify_checksums, view},
-    prog::{Harness, TC_ACT_OK, TC_ACT_SHOT, net_info},
+    prog::{Harness, MASQ_NODE, TC_ACT_OK, TC_ACT_SHOT, in_own_ns, masquerading_node},
 };
 
 const EGRESS: &str = "tc_to_uplink";
 const INGRESS: &str = "tc_from_uplink";
-const NODE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// The node address `masquerading_node` gives the uplink.
+const NODE: Ipv4Addr = MASQ_NODE;
 const PEER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
 const C1: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
 /// `lo`: where a test run's skb appears to be.
@@ -36,18 +36,8 @@ fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
 }
 
 fn setup(dp: &mut Datapath) {
-    dp.configure((1024, 32767)).unwrap();
-    dp.set_uplinks(&[(LO, NODE)]).unwrap();
-    let info = net_info(1, Ipv4Addr::new(10, 88, 0, 1), NET_MASQUERADE | NET_ICC);
-    dp.set_networks(&[(Ipv4Addr::new(10, 88, 0, 0), 16, info)])
-        .unwrap();
+    masquerading_node(dp, NET_MASQUERADE | NET_ICC, (1024, 32767));
     dp.set_host_addrs(&[(NODE, LO)]).unwrap();
-}
-
-fn in_ns<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    Netns::create(&format!("{}-frag", unique_stem()))
-        .expect("netns")
-        .run(f)
 }
 
 /// The first fragment of a UDP datagram (more follow).
@@ -90,7 +80,7 @@ fn only_changed(before: &[u8], after: &[u8], addr: &std::ops::Range<usize>) {
 
 #[test]
 fn masquerade_gives_a_datagram_s_later_fragments_the_first_s_source() {
-    in_ns(|| {
+    in_own_ns("frag", || {
         let mut h = Harness::load();
         setup(&mut h.datapath);
         let out = h.run_tc(EGRESS, &first(sa(C1, 5000), sa(PEER, 53)));
@@ -145,7 +135,7 @@ fn masquerade_gives_a_datagram_s_later_fragments_the_first_s_source() {
 
 #[test]
 fn a_published_port_s_fragments_go_to_its_container_and_the_answer_s_leave_as_the_node() {
-    in_ns(|| {
+    in_own_ns("frag", || {
         let mut h = Harness::load();
         setup(&mut h.datapath);
         h.container(C1, 1);

@@ -9,7 +9,6 @@ use etherparse::{
     Icmpv4Type,
     icmpv4::{DestUnreachableHeader, TimeExceededCode},
 };
-use weir::datapath::Datapath;
 use weir_common::{
     ct::{DIR_ORIGINAL, KIND_ROUTED, KIND_SNAT},
     drop::DropReason,
@@ -17,43 +16,27 @@ use weir_common::{
     publish::PROTO_ICMP,
 };
 use weir_tests::{
-    netns::{Netns, unique_stem},
     packet::{self, off, verify_checksums, view},
-    prog::{Harness, TC_ACT_OK, TC_ACT_SHOT, net_info},
+    prog::{Harness, MASQ_NODE, TC_ACT_OK, TC_ACT_SHOT, in_own_ns, masquerading_node},
 };
 
 const EGRESS: &str = "tc_to_uplink";
 const INGRESS: &str = "tc_from_uplink";
-const NODE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// The node address `masquerading_node` gives the uplink.
+const NODE: Ipv4Addr = MASQ_NODE;
 const PEER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
 const C1: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
 const C2: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 3);
-/// `lo`: where a test run's skb appears to be.
-const LO: u32 = 1;
 
 fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(ip, port)
 }
 
-fn setup(dp: &mut Datapath, flags: u32, ports: (u16, u16)) {
-    dp.configure(ports).unwrap();
-    dp.set_uplinks(&[(LO, NODE)]).unwrap();
-    let info = net_info(1, Ipv4Addr::new(10, 88, 0, 1), flags);
-    dp.set_networks(&[(Ipv4Addr::new(10, 88, 0, 0), 16, info)])
-        .unwrap();
-}
-
-fn in_ns<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    Netns::create(&format!("{}-snat", unique_stem()))
-        .expect("netns")
-        .run(f)
-}
-
 #[test]
 fn egress_is_masqueraded_tracked_and_its_answer_comes_back() {
-    in_ns(|| {
+    in_own_ns("snat", || {
         let mut h = Harness::load();
-        setup(&mut h.datapath, NET_MASQUERADE | NET_ICC, (1024, 32767));
+        masquerading_node(&mut h.datapath, NET_MASQUERADE | NET_ICC, (1024, 32767));
         // A source port outside the range is replaced by one inside it.
         let syn = packet::tcp_syn4(sa(C1, 40000), sa(PEER, 80), 1);
         let out = h.run_tc(EGRESS, &syn);
@@ -96,9 +79,9 @@ fn egress_is_masqueraded_tracked_and_its_answer_comes_back() {
 
 #[test]
 fn a_port_in_range_is_kept_and_a_second_flow_on_the_same_tuple_gets_another() {
-    in_ns(|| {
+    in_own_ns("snat", || {
         let mut h = Harness::load();
-        setup(&mut h.datapath, NET_MASQUERADE, (1024, 32767));
+        masquerading_node(&mut h.datapath, NET_MASQUERADE, (1024, 32767));
         let a = h.run_tc(EGRESS, &packet::udp4(sa(C1, 5000), sa(PEER, 53), b"a"));
         let b = h.run_tc(EGRESS, &packet::udp4(sa(C2, 5000), sa(PEER, 53), b"b"));
         let (va, vb) = (view(&a.frame), view(&b.frame));
@@ -117,9 +100,9 @@ fn a_port_in_range_is_kept_and_a_second_flow_on_the_same_tuple_gets_another() {
 
 #[test]
 fn ping_uses_the_identifier_as_its_port() {
-    in_ns(|| {
+    in_own_ns("snat", || {
         let mut h = Harness::load();
-        setup(&mut h.datapath, NET_MASQUERADE, (1024, 32767));
+        masquerading_node(&mut h.datapath, NET_MASQUERADE, (1024, 32767));
         let out = h.run_tc(EGRESS, &packet::icmp_echo4(C1, PEER, 7, 1));
         verify_checksums(&out.frame).expect("ICMP checksum after SNAT");
         let v = view(&out.frame);
@@ -138,9 +121,9 @@ fn ping_uses_the_identifier_as_its_port() {
 
 #[test]
 fn what_must_not_be_masqueraded_passes_untouched() {
-    in_ns(|| {
+    in_own_ns("snat", || {
         let mut h = Harness::load();
-        setup(&mut h.datapath, NET_MASQUERADE, (1024, 32767));
+        masquerading_node(&mut h.datapath, NET_MASQUERADE, (1024, 32767));
         let cases = [
             (
                 "to another local network",
@@ -163,7 +146,7 @@ fn what_must_not_be_masqueraded_passes_untouched() {
         assert!(h.datapath.conntrack().unwrap().is_empty());
         // A network with masquerade off: untouched, tracked untranslated
         // (so that its answers, and only they, get back in).
-        setup(&mut h.datapath, 0, (1024, 32767));
+        masquerading_node(&mut h.datapath, 0, (1024, 32767));
         let frame = packet::tcp_syn4(sa(C1, 40000), sa(PEER, 80), 1);
         assert_eq!(h.run_tc(EGRESS, &frame).frame, frame);
         let flows = h.datapath.conntrack().unwrap();
@@ -174,9 +157,9 @@ fn what_must_not_be_masqueraded_passes_untouched() {
 
 #[test]
 fn exhaustion_is_a_counted_drop_never_a_shared_tuple() {
-    in_ns(|| {
+    in_own_ns("snat", || {
         let mut h = Harness::load();
-        setup(&mut h.datapath, NET_MASQUERADE, (2000, 2001));
+        masquerading_node(&mut h.datapath, NET_MASQUERADE, (2000, 2001));
         let mut ports = Vec::new();
         for c in [C1, C2] {
             let out = h.run_tc(EGRESS, &packet::tcp_syn4(sa(c, 40000), sa(PEER, 80), 1));
@@ -204,10 +187,10 @@ fn exhaustion_is_a_counted_drop_never_a_shared_tuple() {
 
 #[test]
 fn a_closed_flows_port_goes_to_the_next_connection_and_an_open_ones_does_not() {
-    in_ns(|| {
+    in_own_ns("snat", || {
         let mut h = Harness::load();
         // One port: every flow to the peer's port 80 wants it.
-        setup(&mut h.datapath, NET_MASQUERADE, (2000, 2000));
+        masquerading_node(&mut h.datapath, NET_MASQUERADE, (2000, 2000));
         let first = h.run_tc(EGRESS, &packet::tcp_syn4(sa(C1, 40000), sa(PEER, 80), 1));
         assert_eq!(view(&first.frame).sport, 2000);
         let answer = packet::tcp_ack4(sa(PEER, 80), sa(NODE, 2000), 7, 2, true);
@@ -244,9 +227,9 @@ fn a_closed_flows_port_goes_to_the_next_connection_and_an_open_ones_does_not() {
 
 #[test]
 fn a_syn_that_opens_a_tuple_again_starts_its_flags_over() {
-    in_ns(|| {
+    in_own_ns("snat", || {
         let mut h = Harness::load();
-        setup(&mut h.datapath, NET_MASQUERADE, (2000, 2001));
+        masquerading_node(&mut h.datapath, NET_MASQUERADE, (2000, 2001));
         let syn = packet::tcp_syn4(sa(C1, 40000), sa(PEER, 80), 1);
         let port = view(&h.run_tc(EGRESS, &syn).frame).sport;
         let answer = packet::tcp_ack4(sa(PEER, 80), sa(NODE, port), 7, 2, true);
@@ -268,9 +251,9 @@ fn a_syn_that_opens_a_tuple_again_starts_its_flags_over() {
 
 #[test]
 fn an_icmp_error_about_a_masqueraded_flow_reaches_the_container_restored() {
-    in_ns(|| {
+    in_own_ns("snat", || {
         let mut h = Harness::load();
-        setup(&mut h.datapath, NET_MASQUERADE, (1024, 32767));
+        masquerading_node(&mut h.datapath, NET_MASQUERADE, (1024, 32767));
         let probe = h.run_tc(
             EGRESS,
             &packet::udp4(sa(C1, 40000), sa(PEER, 33434), b"probe"),

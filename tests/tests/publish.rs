@@ -19,12 +19,6 @@ use weir_tests::{
     world::{self, EXT_IP, NODE_UPLINK_IP},
 };
 
-/// curl from `ns`: the body, or `None` when it fails.
-fn curl(ns: &weir_tests::Netns, url: &str) -> Option<String> {
-    let out = ns.exec("curl", &["-sS", "--max-time", "5", url]).ok()?;
-    Some(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 #[test]
 fn http_from_ext_and_from_the_node_reaches_the_container_which_sees_the_client() {
     let mut w = World::new().unwrap();
@@ -40,7 +34,10 @@ fn http_from_ext_and_from_the_node_reaches_the_container_which_sees_the_client()
     let banner = Server::banner(w.c("web"), any(22)).unwrap();
 
     // From outside, to the uplink address: the container sees ext itself.
-    let body = curl(&w.ext, &format!("http://{NODE_UPLINK_IP}:8080/")).unwrap();
+    let body = w
+        .ext
+        .curl(&format!("http://{NODE_UPLINK_IP}:8080/"))
+        .unwrap();
     assert_eq!(
         body,
         format!("hello {EXT_IP}:{}\n", http.received()[0].peer.port())
@@ -65,7 +62,7 @@ fn http_from_ext_and_from_the_node_reaches_the_container_which_sees_the_client()
     // From the node itself: 127.0.0.1, the uplink address, the gateway.
     let gateway = Ipv4Addr::new(10, 203, 0, 1);
     for host in [Ipv4Addr::LOCALHOST, NODE_UPLINK_IP, gateway] {
-        let body = curl(&w.node, &format!("http://{host}:8080/")).unwrap();
+        let body = w.node.curl(&format!("http://{host}:8080/")).unwrap();
         assert!(body.starts_with("hello "), "via {host}: {body:?}");
     }
     // The node's sockets were pointed straight at the container, so they

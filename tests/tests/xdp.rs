@@ -39,19 +39,11 @@ fn serves_and_shuts(mode: &str) {
         ])
         .unwrap();
 
-    let out = w
+    let body = w
         .ext
-        .exec(
-            "curl",
-            &[
-                "-sS",
-                "--max-time",
-                "5",
-                &format!("http://{NODE_UPLINK_IP}:8080/"),
-            ],
-        )
+        .curl(&format!("http://{NODE_UPLINK_IP}:8080/"))
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("hello {EXT_IP}:")));
+    assert!(body.starts_with(&format!("hello {EXT_IP}:")));
     // A bulk transfer through the published port (GSO frames from ext's
     // stack): the XDP program takes multi-buffer frames.
     let reply = sock::tcp_request(&w.ext, at(NODE_UPLINK_IP, 8080), &vec![b'x'; 200_000]);

@@ -237,25 +237,23 @@ fn linked_llvm_major(binary: &Path) -> Option<u32> {
 }
 
 fn bpf_linker(major: u32) -> anyhow::Result<Linker> {
-    let found = Linker::probe();
     let fits = |l: &Linker| l.version == BPF_LINKER_VERSION && l.llvm_major == Some(major);
-    if let Some(l) = &found
-        && fits(l)
-    {
-        report(
-            &format!("bpf-linker {BPF_LINKER_VERSION} (LLVM {major})"),
-            false,
-        );
-        return Ok(found.expect("checked"));
-    }
-    if let Some(l) = &found {
-        eprintln!(
+    match Linker::probe() {
+        Some(l) if fits(&l) => {
+            report(
+                &format!("bpf-linker {BPF_LINKER_VERSION} (LLVM {major})"),
+                false,
+            );
+            return Ok(l);
+        }
+        Some(l) => eprintln!(
             "setup: bpf-linker {} links LLVM {}, the eBPF toolchain needs {BPF_LINKER_VERSION} \
              with LLVM {major}: rebuilding it",
             l.version,
             l.llvm_major
                 .map_or_else(|| "(unknown)".to_owned(), |m| m.to_string()),
-        );
+        ),
+        None => {}
     }
     let prefix = llvm_prefix(major);
     let path = format!("{prefix}/bin:{}", std::env::var("PATH").unwrap_or_default());

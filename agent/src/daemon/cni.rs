@@ -13,7 +13,11 @@ use tracing::info;
 
 use super::{Agent, AttachRequest, Endpoint, publish::Hold};
 use crate::{
-    error::AgentError, netns, network::registry::validate_name, owner::Owner, publish::Proto,
+    error::AgentError,
+    netns,
+    network::registry::validate_name,
+    owner::Owner,
+    publish::{PortMapping, Proto},
 };
 
 /// A CNI `portMappings` entry (`runtimeConfig.portMappings`).
@@ -82,9 +86,9 @@ pub struct CniGc {
 }
 
 impl CniPort {
-    /// As a `-p` spec; `None` for an IPv6 host address (weir's datapath is
-    /// IPv4 only yet).
-    fn spec(&self) -> Result<Option<String>, AgentError> {
+    /// The mapping it asks for; `None` for an IPv6 host address (weir's
+    /// datapath is IPv4 only yet). No `hostIP` is every address.
+    fn mapping(&self) -> Result<Option<PortMapping>, AgentError> {
         let proto = match self.protocol.to_ascii_lowercase().as_str() {
             "tcp" => Proto::Tcp,
             "udp" => Proto::Udp,
@@ -95,10 +99,10 @@ impl CniPort {
                 });
             }
         };
-        let host = match self.host_ip.as_deref().filter(|h| !h.is_empty()) {
-            None => String::new(),
+        let host_ip = match self.host_ip.as_deref().filter(|h| !h.is_empty()) {
+            None => Ipv4Addr::UNSPECIFIED,
             Some(h) => match h.parse::<IpAddr>() {
-                Ok(IpAddr::V4(ip)) => format!("{ip}:"),
+                Ok(IpAddr::V4(ip)) => ip,
                 Ok(IpAddr::V6(_)) => return Ok(None),
                 Err(_) => {
                     return Err(AgentError::CniPort {
@@ -107,10 +111,24 @@ impl CniPort {
                 }
             },
         };
-        Ok(Some(format!(
-            "{host}{}:{}/{proto}",
-            self.host_port, self.container_port
-        )))
+        Ok(Some(PortMapping {
+            proto,
+            host_ip,
+            host_port: self.host_port,
+            container_port: self.container_port,
+        }))
+    }
+
+    /// As a `-p` spec (see [`CniPort::mapping`]).
+    fn spec(&self) -> Result<Option<String>, AgentError> {
+        Ok(self.mapping()?.map(|m| {
+            let host = if m.host_ip.is_unspecified() {
+                String::new()
+            } else {
+                format!("{}:", m.host_ip)
+            };
+            format!("{host}{}:{}/{}", m.host_port, m.container_port, m.proto)
+        }))
     }
 }
 
@@ -270,26 +288,25 @@ impl Agent {
         if self.nl.link_index(&ep.host_if).await?.is_none() {
             return Err(differs(format!("its veth {} is gone", ep.host_if)));
         }
-        let mut want = specs(&req.ports)?;
-        let mut have: Vec<String> = ep
+        let mut want: Vec<PortMapping> = req
             .ports
             .iter()
-            .map(|m| {
-                format!(
-                    "{}:{}:{}/{}",
-                    m.host_ip, m.host_port, m.container_port, m.proto
-                )
-            })
+            .map(CniPort::mapping)
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
             .collect();
-        for w in &mut want {
-            if w.matches(':').count() == 1 {
-                w.insert_str(0, "0.0.0.0:");
-            }
-        }
-        want.sort();
-        have.sort();
+        let mut have = ep.ports.clone();
+        let order = |m: &PortMapping| (m.host_port, m.proto, m.host_ip, m.container_port);
+        want.sort_by_key(order);
+        have.sort_by_key(order);
         if want != have {
-            return Err(differs(format!("its ports are {have:?}, not {want:?}")));
+            let show = |ms: &[PortMapping]| ms.iter().map(ToString::to_string).collect::<Vec<_>>();
+            return Err(differs(format!(
+                "its ports are {:?}, not {:?}",
+                show(&have),
+                show(&want)
+            )));
         }
         Ok(())
     }

@@ -222,7 +222,7 @@ impl Agent {
                     mac: mac_string(fe.mac),
                 })?;
         if let Some(have) = self.state.endpoints.get(&fe.name) {
-            if !same_engine(&have.owner, &fe.owner) && have.owner != fe.owner {
+            if !same_engine(&have.owner, &fe.owner) {
                 return Err(AgentError::NameTaken {
                     name: fe.name.clone(),
                     owner: have.owner.engine(),

@@ -12,7 +12,7 @@ use rtnetlink::{
     Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder,
     packet_route::{
         address::AddressAttribute,
-        link::{InfoKind, LinkAttribute, LinkInfo},
+        link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
         route::{RouteAttribute, RouteHeader},
     },
 };
@@ -46,8 +46,8 @@ impl Netlink {
         Ok(Self { handle })
     }
 
-    /// The index of link `name`, if it exists.
-    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetlinkError> {
+    /// Link `name`, if it exists.
+    async fn link_named(&self, name: &str) -> Result<Option<LinkMessage>, NetlinkError> {
         let mut links = self
             .handle
             .link()
@@ -55,10 +55,15 @@ impl Netlink {
             .match_name(name.to_owned())
             .execute();
         match links.try_next().await {
-            Ok(link) => Ok(link.map(|l| l.header.index)),
+            Ok(link) => Ok(link),
             Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
             Err(source) => Err(request("get link", name, source)),
         }
+    }
+
+    /// The index of link `name`, if it exists.
+    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetlinkError> {
+        Ok(self.link_named(name).await?.map(|l| l.header.index))
     }
 
     /// Makes bridge `name` exist, up, with `gateway/prefix` on it and MAC
@@ -310,44 +315,24 @@ impl Netlink {
 
     /// Whether link `name` is a veth (`false` when it does not exist).
     pub async fn is_veth(&self, name: &str) -> Result<bool, NetlinkError> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_owned())
-            .execute();
-        match links.try_next().await {
-            Ok(link) => Ok(link.is_some_and(|l| {
-                l.attributes.iter().any(|a| match a {
-                    LinkAttribute::LinkInfo(infos) => infos
-                        .iter()
-                        .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))),
-                    _ => false,
-                })
-            })),
-            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(false),
-            Err(source) => Err(request("get link", name, source)),
-        }
+        Ok(self.link_named(name).await?.is_some_and(|l| {
+            l.attributes.iter().any(|a| match a {
+                LinkAttribute::LinkInfo(infos) => infos
+                    .iter()
+                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))),
+                _ => false,
+            })
+        }))
     }
 
     /// The MAC of link `name`, if it exists.
     pub async fn link_mac(&self, name: &str) -> Result<Option<[u8; 6]>, NetlinkError> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_owned())
-            .execute();
-        match links.try_next().await {
-            Ok(link) => Ok(link.and_then(|l| {
-                l.attributes.into_iter().find_map(|a| match a {
-                    LinkAttribute::Address(mac) => mac.try_into().ok(),
-                    _ => None,
-                })
-            })),
-            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
-            Err(source) => Err(request("get link", name, source)),
-        }
+        Ok(self.link_named(name).await?.and_then(|l| {
+            l.attributes.into_iter().find_map(|a| match a {
+                LinkAttribute::Address(mac) => mac.try_into().ok(),
+                _ => None,
+            })
+        }))
     }
 
     /// For the link of this namespace whose MAC is `mac` (a veth end), the

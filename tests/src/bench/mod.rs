@@ -320,29 +320,16 @@ fn docker_rounds(opts: &Options) -> io::Result<Vec<Metric>> {
         for i in 0..beds.len() {
             let b = &beds[(i + round as usize) % beds.len()];
             let s = b.setup;
-            b.echo.pin(Some(RR_CPU));
-            let rr = load::rr(
+            let (rr, crr, out) = connections(
                 b.ext(),
                 docker_bed::DockerBed::echo_target(),
-                opts.secs,
-                Some(RR_CPU),
+                &b.echo,
+                b.container(),
+                opts,
             );
-            b.echo.pin(None);
             m[0].add(s, rr.per_sec, rr.errors);
             m[1].add(s, rr.p99_us, 0);
-            let crr = load::crr(
-                b.ext(),
-                docker_bed::DockerBed::echo_target(),
-                opts.secs,
-                opts.crr_workers,
-            );
             m[2].add(s, crr.per_sec, crr.errors);
-            let out = load::crr(
-                b.container(),
-                Bed::out_target(),
-                opts.secs,
-                opts.crr_workers,
-            );
             m[3].add(s, out.per_sec, out.errors);
         }
     }
@@ -397,20 +384,17 @@ const STREAM_CPUS: (usize, usize) = (0, 1);
 
 fn measure_round(bed: &Bed, opts: &Options, m: &mut [Metric]) {
     let s = bed.setup;
-    bed.echo.pin(Some(RR_CPU));
-    let rr = load::rr(bed.ext(), bed.echo_target(), opts.secs, Some(RR_CPU));
-    bed.echo.pin(None);
+    let (rr, crr, out) = connections(
+        bed.ext(),
+        bed.echo_target(),
+        &bed.echo,
+        bed.container(),
+        opts,
+    );
     m[0].add(s, rr.per_sec, rr.errors);
     m[1].add(s, rr.p50_us, 0);
     m[2].add(s, rr.p99_us, 0);
-    let crr = load::crr(bed.ext(), bed.echo_target(), opts.secs, opts.crr_workers);
     m[3].add(s, crr.per_sec, crr.errors);
-    let out = load::crr(
-        bed.container(),
-        Bed::out_target(),
-        opts.secs,
-        opts.crr_workers,
-    );
     m[4].add(s, out.per_sec, out.errors);
     bed.sink.pin(Some(STREAM_CPUS.1));
     let st = load::stream(
@@ -422,6 +406,24 @@ fn measure_round(bed: &Bed, opts: &Options, m: &mut [Metric]) {
     );
     m[5].add(s, st.gbit_per_sec, st.errors);
     m[6].add(s, st.cpu_per_gbit, 0);
+}
+
+/// One round's connection figures of a setup: request/response through
+/// `echo_target` with client and server on [`RR_CPU`], new connections
+/// through it, and new connections out of `container` to ext's echo.
+fn connections(
+    ext: &crate::Netns,
+    echo_target: std::net::SocketAddrV4,
+    echo: &load::Server,
+    container: &crate::Netns,
+    opts: &Options,
+) -> (load::Rr, load::Crr, load::Crr) {
+    echo.pin(Some(RR_CPU));
+    let rr = load::rr(ext, echo_target, opts.secs, Some(RR_CPU));
+    echo.pin(None);
+    let crr = load::crr(ext, echo_target, opts.secs, opts.crr_workers);
+    let out = load::crr(container, Bed::out_target(), opts.secs, opts.crr_workers);
+    (rr, crr, out)
 }
 
 /// Every path a setup is measured on answers before anything is timed.
