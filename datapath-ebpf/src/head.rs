@@ -15,7 +15,7 @@
 use aya_ebpf::programs::TcContext;
 use weir_common::drop::DropReason;
 
-use crate::parse::{IP_CSUM_OFF, IP_OFF, IP_TTL_OFF, ptr_at};
+use crate::parse::{IP_CSUM_OFF, IP_OFF, IP_TTL_OFF, Packet, XdpFrame, ptr_at};
 
 /// Where the L4 header starts in a packet without IP options.
 pub const PORTS_OFF: usize = IP_OFF + 20;
@@ -32,7 +32,7 @@ impl Head {
     /// The head as the packet holds it now (after any helper that moved
     /// the packet's data).
     #[inline(always)]
-    pub fn read(ctx: &TcContext) -> Result<Self, DropReason> {
+    pub fn read(ctx: &impl Packet) -> Result<Self, DropReason> {
         let p: *const [u8; LEN] = ptr_at(ctx, 0).ok_or(DropReason::Malformed)?;
         Ok(Self {
             // SAFETY: `ptr_at` checked that the bytes are in the packet.
@@ -107,6 +107,20 @@ impl Head {
             .map_err(|_| DropReason::RewriteFailed)
     }
 
+    /// Writes the head back into an XDP frame, whose bytes the program
+    /// may store to directly.
+    #[inline(always)]
+    pub fn write_xdp(&self, frame: &XdpFrame) -> Result<(), DropReason> {
+        if !self.changed {
+            return Ok(());
+        }
+        let p = ptr_at::<[u8; LEN]>(frame, 0).ok_or(DropReason::Malformed)?;
+        // SAFETY: `ptr_at` checked the bytes are in the frame; XDP frames
+        // are writable.
+        unsafe { *p.cast_mut() = self.bytes };
+        Ok(())
+    }
+
     #[inline(always)]
     fn fix_ip_csum(&mut self, diff: u32) {
         let old = [self.bytes[IP_CSUM_OFF], self.bytes[IP_CSUM_OFF + 1]];
@@ -134,7 +148,7 @@ pub fn addr_diff(acc: u32, old: [u8; 4], new: [u8; 4]) -> u32 {
 /// A checksum field (as in memory) after a change of `diff`:
 /// `HC' = ~(~HC + diff)`.
 #[inline(always)]
-fn apply(field: [u8; 2], diff: u32) -> [u8; 2] {
+pub fn apply(field: [u8; 2], diff: u32) -> [u8; 2] {
     let mut s = u32::from(!u16::from_ne_bytes(field)) + diff;
     s = (s & 0xffff) + (s >> 16);
     s = (s & 0xffff) + (s >> 16);

@@ -21,6 +21,7 @@ mod stats;
 mod to_uplink;
 mod verdict;
 mod xdp;
+mod xdp_fwd;
 
 use aya_ebpf::{
     macros::{cgroup_sock_addr, classifier, xdp},

@@ -14,7 +14,7 @@ use weir_common::{drop::DropReason, stats::Hook};
 use crate::{
     maps::CT4,
     parse::{self, XdpFrame},
-    policy, stats,
+    policy, stats, xdp_fwd,
 };
 
 #[inline(always)]
@@ -24,21 +24,29 @@ pub fn handle(ctx: &XdpFrame) -> Result<u32, DropReason> {
         return Ok(xdp_action::XDP_PASS);
     };
     policy::from_outside(ip)?;
-    // SAFETY: `ip` came from `parse::ipv4`, which checked the header.
-    let daddr = unsafe { (*ip).dst_addr };
-    // The node's own addresses (publications among them) are tc's; so is
-    // a later fragment, whose verdict needs its first's record.
-    if !policy::is_container(daddr) || parse::later_fragment(ip).is_some() {
+    // A later fragment's verdict needs its first's record: tc's.
+    if parse::later_fragment(ip).is_some() {
         return Ok(xdp_action::XDP_PASS);
     }
-    match parse::flow(ctx, ip)? {
-        // An answer to one of the container's flows (tc checks the rest).
-        Some(flow) if CT4.get_ptr(flow.key).is_some() => Ok(xdp_action::XDP_PASS),
-        // Routed mode lets open ports and pings in: tc tracks them.
-        Some(flow) => policy::unsolicited(daddr, Some(&flow)).map(|_| xdp_action::XDP_PASS),
+    // SAFETY: `ip` came from `parse::ipv4`, which checked the header.
+    let daddr = unsafe { (*ip).dst_addr };
+    let container = policy::is_container(daddr);
+    let Some(flow) = parse::flow(ctx, ip)? else {
         // An ICMP error passes to tc, which lets it in only when it quotes
         // a tracked flow; anything else to a container is shut.
-        None if parse::is_icmp(ip) => Ok(xdp_action::XDP_PASS),
-        None => policy::unsolicited(daddr, None).map(|_| xdp_action::XDP_PASS),
+        if container && !parse::is_icmp(ip) {
+            policy::unsolicited(daddr, None)?;
+        }
+        return Ok(xdp_action::XDP_PASS);
+    };
+    // A published port's flow, or the answers of a container's own.
+    if let Some(verdict) = xdp_fwd::forward(ctx, ip, &flow)? {
+        return Ok(verdict);
     }
+    // Routed mode lets open ports and pings in: tc tracks them. The
+    // node's own addresses (and what XDP left) are tc's too.
+    if container && CT4.get_ptr(flow.key).is_none() {
+        policy::unsolicited(daddr, Some(&flow))?;
+    }
+    Ok(xdp_action::XDP_PASS)
 }

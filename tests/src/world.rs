@@ -67,6 +67,16 @@ impl World {
         })
     }
 
+    /// Makes `ext` send like a host behind a wire: its `eth0` finishes
+    /// every checksum itself (transmit checksum offload off), as frames
+    /// off a NIC carry them, instead of leaving them to a device, as a
+    /// local stack does over a veth.
+    pub fn ext_as_wire(&self) -> io::Result<()> {
+        self.ext.run(|| {
+            weir::netlink::ethtool::set("eth0", weir::netlink::ethtool::Feature::TxChecksum, false)
+        })
+    }
+
     /// Adds a new, empty container namespace (only `lo`, up), to be
     /// attached by the agent; [`World::c`] finds it by `name`.
     pub fn add_container(&mut self, name: &str) -> io::Result<()> {

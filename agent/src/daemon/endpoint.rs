@@ -10,6 +10,7 @@ use tracing::info;
 use super::{Agent, Endpoint};
 use crate::{
     error::AgentError,
+    netlink::{NetlinkError, ethtool},
     netns,
     network::{IpamError, mac_for, mac_string, parse_mac, registry::validate_name},
 };
@@ -169,13 +170,23 @@ impl Agent {
                 nl.configure_container_side(&peer, ifname, mac, ip, prefix, gateway)
                     .await
             })?;
+        } else {
+            // An older agent made it without GRO: on now, or XDP's
+            // redirects into it would be lost.
+            let ifname = match &ep.owner {
+                crate::owner::Owner::Cni { ifname, .. } => ifname.clone(),
+                _ => DEFAULT_IFNAME.to_owned(),
+            };
+            netns::with_netlink(&ep.netns, async |_| {
+                ethtool::set(&ifname, ethtool::Feature::Gro, true).map_err(NetlinkError::Feature)
+            })?;
         }
         // The endpoint's entry first, then the program, then the bridge:
         // the program shuts a veth it has no entry for, and no frame
         // crosses before both are in place.
         let ifindex = self.nl.require_index(&ep.host_if).await?;
         self.datapath
-            .insert_endpoint(ifindex, ep.ip, mac, network.id)?;
+            .insert_endpoint(ifindex, ep.ip, mac, network.id, true)?;
         self.datapath.attach_from_container(&ep.host_if)?;
         self.nl.attach_to_bridge(&ep.host_if, bridge).await?;
         Ok(())
@@ -203,7 +214,7 @@ impl Agent {
             let network_id = self.state.registry.get(&ep.network)?.id;
             let mac = parse_mac(&ep.mac).unwrap_or_else(|| mac_for(ep.ip));
             self.datapath
-                .insert_endpoint(index, ep.ip, mac, network_id)?;
+                .insert_endpoint(index, ep.ip, mac, network_id, false)?;
             self.datapath.attach_from_container(&ep.host_if)?;
         } else {
             self.plumb(&ep, bridge, None).await?;

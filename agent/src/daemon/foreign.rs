@@ -264,7 +264,7 @@ impl Agent {
         // The entry before the program (it shuts a veth it has no entry
         // for); the engine made the veth a port of its bridge already.
         self.datapath
-            .insert_endpoint(host_index, fe.ip, fe.mac, network.id)?;
+            .insert_endpoint(host_index, fe.ip, fe.mac, network.id, false)?;
         self.datapath.attach_from_container(&host_if)?;
         self.install(&ep, &fe.ports).await?;
         self.state.endpoints.insert(

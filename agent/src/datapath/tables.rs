@@ -14,7 +14,7 @@ use aya::maps::{
 use weir_common::{
     config::Config,
     ct::{CtEntry, CtKey},
-    endpoint::{EndpointInfo, EndpointRef},
+    endpoint::{EP_XDP_TARGET, EndpointInfo, EndpointRef},
     frag::{FragEntry, FragKey},
     network::NetInfo,
     publish::{PublishKey, PublishTarget},
@@ -30,13 +30,16 @@ pub struct CtFlow {
 }
 
 impl Datapath {
-    /// Records an endpoint in `ENDPOINTS` and `EP_BY_IP4`.
+    /// Records an endpoint in `ENDPOINTS` and `EP_BY_IP4`. `xdp_target`:
+    /// its veth's container end takes redirected XDP frames
+    /// ([`EP_XDP_TARGET`]).
     pub fn insert_endpoint(
         &mut self,
         ifindex: u32,
         ip: Ipv4Addr,
         mac: [u8; 6],
         network_id: u32,
+        xdp_target: bool,
     ) -> Result<(), DatapathError> {
         let info = EndpointInfo {
             ip: ip.octets(),
@@ -47,7 +50,8 @@ impl Datapath {
         let reference = EndpointRef {
             ifindex,
             mac,
-            pad: [0; 2],
+            flags: if xdp_target { EP_XDP_TARGET } else { 0 },
+            pad: 0,
         };
         self.hash_map::<u32, EndpointInfo>(map_names::ENDPOINTS)?
             .insert(ifindex, info, 0)

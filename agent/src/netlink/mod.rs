@@ -2,6 +2,8 @@
 //! the agent needs, each idempotent so that reconciling twice changes
 //! nothing.
 
+pub mod ethtool;
+
 use std::{
     net::{IpAddr, Ipv4Addr},
     os::fd::RawFd,
@@ -30,6 +32,8 @@ pub enum NetlinkError {
         #[source]
         source: rtnetlink::Error,
     },
+    #[error("{0}")]
+    Feature(#[source] std::io::Error),
 }
 
 /// A netlink connection in the namespace of the thread that opened it.
@@ -198,6 +202,9 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| request("rename", from, e))?;
+        // Before it is up: its NAPI starts with it, so XDP on an uplink can
+        // redirect frames into it.
+        ethtool::set(to, ethtool::Feature::Gro, true).map_err(NetlinkError::Feature)?;
         self.handle
             .address()
             .add(index, IpAddr::V4(ip), prefix)

@@ -125,7 +125,7 @@ pub fn measure(runs: u32) -> Costs {
         let empty = Floor::empty().expect("a program that only returns");
         let one_helper = Floor::one_helper().expect("a program with one helper call");
         h.datapath
-            .insert_endpoint(TEST_IFINDEX + 1, BACKEND2, [2, 0, 0, 0, 0, 3], 1)
+            .insert_endpoint(TEST_IFINDEX + 1, BACKEND2, [2, 0, 0, 0, 0, 3], 1, true)
             .expect("ENDPOINTS");
         let dnat_loop = loop_flow(&mut h, &ack_in, Some((BACKEND2, 8080)));
         let snat_loop = loop_flow(&mut h, &ack_out, None);
