@@ -3,15 +3,15 @@
 //! turns each record into a [`MonitorEvent`] and hands it to every
 //! `GET /v1/monitor` stream through a broadcast channel. With nobody
 //! watching, records are read and discarded, so the ring never fills.
+//! The datapath writes records without waking the reader (a wake-up per
+//! drop would make a flood of drops a flood of wake-ups); the reader
+//! drains the ring every [`READ_EVERY`] instead.
 
 use std::{collections::BTreeMap, fmt, net::Ipv4Addr};
 
 use aya::maps::{MapData, RingBuf};
 use serde::{Deserialize, Serialize};
-use tokio::{
-    io::{Interest, unix::AsyncFd},
-    sync::broadcast,
-};
+use tokio::{sync::broadcast, time::MissedTickBehavior};
 use weir_common::{
     drop::DropReason,
     event::DropEvent,
@@ -21,6 +21,10 @@ use weir_common::{
 
 /// How many events a slow watcher may fall behind before it loses some.
 const BACKLOG: usize = 4_096;
+
+/// How often the reader drains the ring: how late `weir monitor` may show
+/// a drop.
+pub const READ_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// One dropped packet, as `weir monitor` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,20 +202,15 @@ impl Hub {
         self.tx.subscribe()
     }
 
-    /// Reads `ring` for as long as the agent runs, on the tokio runtime.
-    pub fn spawn_reader(&self, ring: RingBuf<MapData>) -> std::io::Result<()> {
-        // SAFETY: the ring owns its map's file descriptor, which stays open
-        // and the same for as long as the `AsyncFd` owns the ring.
-        let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-            .map_err(std::io::Error::from)?;
+    /// Reads `ring` for as long as the agent runs, on the tokio runtime,
+    /// every [`READ_EVERY`].
+    pub fn spawn_reader(&self, mut ring: RingBuf<MapData>) -> std::io::Result<()> {
         let tx = self.tx.clone();
         tokio::spawn(async move {
+            let mut tick = tokio::time::interval(READ_EVERY);
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
-                let Ok(mut guard) = fd.readable_mut().await else {
-                    tracing::warn!("the drop event ring cannot be polled; weir monitor stops");
-                    return;
-                };
-                let ring = guard.get_inner_mut();
+                tick.tick().await;
                 let offset = clock_offset_ns();
                 while let Some(item) = ring.next() {
                     if tx.receiver_count() == 0 || item.len() < size_of::<DropEvent>() {
@@ -222,7 +221,6 @@ impl Hub {
                     let raw = unsafe { item.as_ptr().cast::<DropEvent>().read_unaligned() };
                     let _ = tx.send(MonitorEvent::from_raw(&raw, offset));
                 }
-                guard.clear_ready();
             }
         });
         Ok(())

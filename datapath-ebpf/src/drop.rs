@@ -3,7 +3,7 @@
 //! monitor`; lost, never waited for, when the ring is full), and returns
 //! the hook's drop verdict. Nothing is logged per packet.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext};
+use aya_ebpf::{bindings::BPF_RB_NO_WAKEUP, helpers::bpf_ktime_get_ns, programs::TcContext};
 use weir_common::{
     drop::DropReason,
     event::DropEvent,
@@ -18,11 +18,16 @@ use crate::{
     verdict::TC_DROP,
 };
 
+/// Records go in without waking the agent, which drains the ring on a
+/// timer: a wake-up per drop would make a flood of drops a flood of
+/// wake-ups.
+const NO_WAKEUP: u64 = BPF_RB_NO_WAKEUP as u64;
+
 /// Drops a packet at a tc hook.
 #[inline(always)]
 pub fn tc(ctx: &TcContext, hook: Hook, reason: DropReason) -> i32 {
     stats::add(&DROP_STATS, reason.number(), ctx.len());
-    let _ = EVENTS.output(event(ctx, hook, reason), 0);
+    let _ = EVENTS.output(event(ctx, hook, reason), NO_WAKEUP);
     TC_DROP
 }
 
@@ -64,7 +69,7 @@ pub fn xdp(ctx: &XdpFrame, hook: Hook, reason: DropReason) -> u32 {
             set_ports(&mut e, unsafe { *l4 });
         }
     }
-    let _ = EVENTS.output(e, 0);
+    let _ = EVENTS.output(e, NO_WAKEUP);
     aya_ebpf::bindings::xdp_action::XDP_DROP
 }
 

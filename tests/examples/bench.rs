@@ -25,6 +25,11 @@ fn main() -> anyhow::Result<()> {
             }
             "--scale-rounds" => opts.scale_rounds = value()?.parse()?,
             "--no-docker" => opts.docker = false,
+            "--no-flood" => opts.flood = false,
+            "--only-flood" => {
+                opts.main = false;
+                opts.docker = false;
+            }
             "--quick" => {
                 opts.rounds = 1;
                 opts.secs = 0.5;
@@ -34,7 +39,7 @@ fn main() -> anyhow::Result<()> {
             }
             other => anyhow::bail!(
                 "unknown argument {other}; known: --out DIR --rounds N --secs S \
-                 --scale N,N,... --scale-rounds N --no-docker --quick"
+                 --scale N,N,... --scale-rounds N --no-docker --no-flood --only-flood --quick"
             ),
         }
     }

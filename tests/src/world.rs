@@ -35,10 +35,53 @@ pub struct World {
 impl World {
     /// Builds `node` and `ext` joined by the uplink veth, forwarding on.
     pub fn new() -> io::Result<Self> {
+        Self::with_uplink_queues(1)
+    }
+
+    /// [`World::new`] with an uplink of `queues` queues each way, `ext`
+    /// sending each CPU's frames on a queue of its own (XPS), as a NIC with
+    /// a queue per CPU receives them: with XDP on a veth, one queue would
+    /// make every sender's frames wait in one NAPI behind the others'.
+    pub fn with_uplink_queues(queues: usize) -> io::Result<Self> {
         let stem = netns::unique_stem();
         let node = Netns::create(&format!("{stem}-node"))?;
         let ext = Netns::create(&format!("{stem}-ext"))?;
-        veth_into(&node, UPLINK, &ext)?;
+        let q = queues.to_string();
+        node.ip(&[
+            "link",
+            "add",
+            UPLINK,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "netns",
+            ext.name(),
+        ])?;
+        // One queue takes every CPU's frames (the kernel refuses a map).
+        for i in (0..queues).filter(|_| queues > 1) {
+            // sysfs as `ext` sees it: `ip netns exec` mounts its own.
+            let script = format!(
+                "echo {:x} > /sys/class/net/eth0/queues/tx-{i}/xps_cpus",
+                1u64 << i
+            );
+            let out = ext.exec("sh", &["-c", &script])?;
+            if !out.status.success() {
+                return Err(io::Error::other(format!(
+                    "XPS for queue {i}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )));
+            }
+        }
         node.ip(&[
             "addr",
             "add",

@@ -51,7 +51,11 @@ pub struct Bed {
 
 impl Bed {
     pub fn new(setup: Setup) -> io::Result<Self> {
-        let mut world = World::new()?;
+        Self::in_world(setup, World::new()?)
+    }
+
+    /// The bed in `world` (a fresh one, of any uplink).
+    pub fn in_world(setup: Setup, mut world: World) -> io::Result<Self> {
         world.add_container("c1")?;
         for (k, v) in [
             ("net.ipv4.tcp_tw_reuse", "1"),
@@ -63,8 +67,13 @@ impl Bed {
         world
             .ext
             .ip(&["route", "add", SUBNET, "via", &NODE_UPLINK_IP.to_string()])?;
-        let agent = if setup == Setup::Weir {
-            let agent = Agent::start(&world, &[]);
+        let agent = if matches!(setup, Setup::Weir | Setup::WeirXdp) {
+            let args: &[&str] = if setup == Setup::WeirXdp {
+                &["--xdp", "native"]
+            } else {
+                &[]
+            };
+            let agent = Agent::start(&world, args);
             agent.ok(&["network", "create", "bench", "--subnet", SUBNET]);
             let ip = agent.attach(
                 "bench",
@@ -180,7 +189,9 @@ impl Bed {
                 )
             }
             // weir, no NAT and the Docker worlds (`docker_bed`) write none.
-            Setup::NoNat | Setup::Weir | Setup::DockerOwn | Setup::DockerWeir => Ok(()),
+            Setup::NoNat | Setup::Weir | Setup::WeirXdp | Setup::DockerOwn | Setup::DockerWeir => {
+                Ok(())
+            }
         }
     }
 
@@ -207,7 +218,7 @@ impl Bed {
     pub fn publish_one_more(&self, port: u16) -> io::Result<Duration> {
         let p = other_port(port);
         let (program, args, add, delete): (_, &[&str], _, _) = match self.setup {
-            Setup::Weir => {
+            Setup::Weir | Setup::WeirXdp => {
                 let socket = &self.agent.as_ref().expect("C has an agent").socket;
                 let spec = format!("{port}:{port}");
                 let t = Instant::now();

@@ -17,6 +17,7 @@
 
 pub mod bed;
 pub mod docker_bed;
+pub mod flood;
 pub mod floor;
 pub mod load;
 pub mod netfilter;
@@ -34,6 +35,8 @@ pub enum Setup {
     Iptables,
     Nftables,
     Weir,
+    /// weir with `--xdp native` (the flood comparison).
+    WeirXdp,
     DockerOwn,
     DockerWeir,
 }
@@ -52,6 +55,7 @@ impl Setup {
             Setup::Iptables => "B",
             Setup::Nftables => "B2",
             Setup::Weir => "C",
+            Setup::WeirXdp => "X",
             Setup::DockerOwn => "D",
             Setup::DockerWeir => "E",
         }
@@ -64,6 +68,7 @@ impl Setup {
             Setup::Iptables => "B iptables (Docker's rules, iptables-restore)",
             Setup::Nftables => "B2 nftables (one map for the published ports)",
             Setup::Weir => "C weir",
+            Setup::WeirXdp => "X weir with XDP on the uplink (--xdp native)",
             Setup::DockerOwn => {
                 "D Docker with its own rules (dockerd defaults: iptables, docker-proxy)"
             }
@@ -88,6 +93,11 @@ pub struct Options {
     pub testrun_runs: u32,
     /// Also the comparison under real dockerd (D and E).
     pub docker: bool,
+    /// Also the flood comparison (X, C, B, B2).
+    pub flood: bool,
+    /// The main comparison, its scale runs and the per-packet costs
+    /// (`--only-flood` leaves them out).
+    pub main: bool,
 }
 
 impl Default for Options {
@@ -100,6 +110,8 @@ impl Default for Options {
             scale_rounds: 5,
             testrun_runs: 2000,
             docker: true,
+            flood: true,
+            main: true,
         }
     }
 }
@@ -125,7 +137,7 @@ pub struct Metric {
 }
 
 impl Metric {
-    fn new(id: &str, title: &str, unit: &'static str, better: Better) -> Self {
+    pub(crate) fn new(id: &str, title: &str, unit: &'static str, better: Better) -> Self {
         Self {
             id: id.to_owned(),
             title: title.to_owned(),
@@ -136,7 +148,7 @@ impl Metric {
         }
     }
 
-    fn add(&mut self, setup: Setup, value: f64, errors: u64) {
+    pub(crate) fn add(&mut self, setup: Setup, value: f64, errors: u64) {
         self.samples.entry(setup.key()).or_default().push(value);
         *self.errors.entry(setup.key()).or_default() += errors;
     }
@@ -200,12 +212,46 @@ pub struct Results {
     /// D against E (empty when not run).
     pub docker_setups: Vec<(&'static str, &'static str)>,
     pub docker: Vec<Metric>,
+    /// The flood (empty when not run).
+    pub flood_setups: Vec<(&'static str, &'static str)>,
+    pub flood: Vec<Metric>,
     pub testrun: testrun::Costs,
 }
 
 /// Runs the whole benchmark, printing progress on stderr.
 pub fn run(opts: &Options) -> io::Result<Results> {
     let machine = report::machine();
+    let (metrics, testrun) = if opts.main {
+        main_rounds(opts)?
+    } else {
+        (Vec::new(), testrun::Costs::default())
+    };
+    let docker = if opts.docker {
+        docker_rounds(opts)?
+    } else {
+        Vec::new()
+    };
+    let flood = if opts.flood {
+        flood::rounds(opts)?
+    } else {
+        Vec::new()
+    };
+    Ok(Results {
+        machine,
+        options: opts.clone(),
+        setups: Setup::ALL.iter().map(|s| (s.key(), s.label())).collect(),
+        metrics,
+        docker_setups: Setup::DOCKER.iter().map(|s| (s.key(), s.label())).collect(),
+        docker,
+        flood_setups: flood::SETUPS.iter().map(|s| (s.key(), s.label())).collect(),
+        flood,
+        testrun,
+    })
+}
+
+/// A, B, B2 and C, round by round, then at each scale, then the programs'
+/// per-packet costs.
+fn main_rounds(opts: &Options) -> io::Result<(Vec<Metric>, testrun::Costs)> {
     eprintln!("bench: building the four worlds");
     let mut beds = Setup::ALL
         .iter()
@@ -260,22 +306,8 @@ pub fn run(opts: &Options) -> io::Result<Results> {
     }
     m.extend(scale);
     drop(beds);
-    let docker = if opts.docker {
-        docker_rounds(opts)?
-    } else {
-        Vec::new()
-    };
     eprintln!("bench: per-packet cost ({} runs a case)", opts.testrun_runs);
-    let testrun = testrun::measure(opts.testrun_runs);
-    Ok(Results {
-        machine,
-        options: opts.clone(),
-        setups: Setup::ALL.iter().map(|s| (s.key(), s.label())).collect(),
-        metrics: m,
-        docker_setups: Setup::DOCKER.iter().map(|s| (s.key(), s.label())).collect(),
-        docker,
-        testrun,
-    })
+    Ok((m, testrun::measure(opts.testrun_runs)))
 }
 
 /// D and E, interleaved round by round like the main setups: request and

@@ -101,6 +101,35 @@ pub fn docker_table(r: &Results) -> String {
     s
 }
 
+/// The flood: X (XDP) against C (tc), B (iptables) and B2 (nftables).
+#[must_use]
+pub fn flood_table(r: &Results) -> String {
+    let mut s = String::from(
+        "| measurement | unit | X | C | B | B2 | X/C | X/B | X/B2 |\n|---|---|--:|--:|--:|--:|--:|--:|--:|\n",
+    );
+    for m in &r.flood {
+        let cell = |k: &str| m.median(k).map_or("—".to_owned(), |v| number(v, m.unit));
+        let ratio = |k: &str| {
+            m.ratio_of("X", k)
+                .map_or("—".to_owned(), |v| format!("{v:.2}"))
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            m.title,
+            m.unit,
+            cell("X"),
+            cell("C"),
+            cell("B"),
+            cell("B2"),
+            ratio("C"),
+            ratio("B"),
+            ratio("B2"),
+        );
+    }
+    s
+}
+
 /// Per-packet costs as a Markdown table.
 #[must_use]
 pub fn testrun_table(r: &Results) -> String {
@@ -134,6 +163,7 @@ pub fn errors(r: &Results) -> Vec<String> {
     r.metrics
         .iter()
         .chain(&r.docker)
+        .chain(&r.flood)
         .flat_map(|m| {
             m.errors
                 .iter()
@@ -168,18 +198,20 @@ pub fn text(r: &Results) -> String {
         );
     }
     let o = &r.options;
-    let _ = writeln!(
-        s,
-        "\nMedians of {} rounds of {} s each (scale: {} rounds), setups interleaved. \
-         Load: the bench's own Rust clients and servers on blocking sockets \
-         (`tests/src/bench/load.rs`); TCP_CRR with {} client threads. \
-         Ratios above 1 mean weir is ahead: C/X for rates, X/C for times and CPU; \
-         each is the median of the rounds' own ratios. At each scale A (nothing \
-         published) is measured too: C/A across sizes shows C's slope without \
-         the machine's drift between sizes.\n",
-        o.rounds, o.secs, o.scale_rounds, o.crr_workers
-    );
-    s.push_str(&table(r));
+    if !r.metrics.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nMedians of {} rounds of {} s each (scale: {} rounds), setups interleaved. \
+             Load: the bench's own Rust clients and servers on blocking sockets \
+             (`tests/src/bench/load.rs`); TCP_CRR with {} client threads. \
+             Ratios above 1 mean weir is ahead: C/other for rates, other/C for times and CPU; \
+             each is the median of the rounds' own ratios. At each scale A (nothing \
+             published) is measured too: C/A across sizes shows C's slope without \
+             the machine's drift between sizes.\n",
+            o.rounds, o.secs, o.scale_rounds, o.crr_workers
+        );
+        s.push_str(&table(r));
+    }
     if !r.docker.is_empty() {
         let _ = writeln!(
             s,
@@ -201,22 +233,27 @@ pub fn text(r: &Results) -> String {
         s.push('\n');
         s.push_str(&docker_table(r));
     }
-    let _ = writeln!(
-        s,
-        "\nPer packet, `BPF_PROG_TEST_RUN` on the real programs, the kernel's own \
-         run time of the program, the median of {} rounds. Cold: {} single runs \
-         a case, each on a fresh frame. Hot: `repeat` {} on one skb, the program \
-         on its own output, each run still the same case (an established flow's \
-         rewritten tuple is given an entry that rewrites it on, so every run is \
-         a hit). The two `-` rows are the floor: a program that only returns, \
-         and one that makes one helper call:\n",
-        testrun::ROUNDS,
-        r.testrun.runs,
-        testrun::HOT_REPEAT
-    );
-    s.push_str(&testrun_table(r));
-    s.push('\n');
-    s.push_str(&sizes_table(r));
+    if !r.flood.is_empty() {
+        flood_text(&mut s, r);
+    }
+    if !r.testrun.costs.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nPer packet, `BPF_PROG_TEST_RUN` on the real programs, the kernel's own \
+             run time of the program, the median of {} rounds. Cold: {} single runs \
+             a case, each on a fresh frame. Hot: `repeat` {} on one skb, the program \
+             on its own output, each run still the same case (an established flow's \
+             rewritten tuple is given an entry that rewrites it on, so every run is \
+             a hit). The two `-` rows are the floor: a program that only returns, \
+             and one that makes one helper call:\n",
+            testrun::ROUNDS,
+            r.testrun.runs,
+            testrun::HOT_REPEAT
+        );
+        s.push_str(&testrun_table(r));
+        s.push('\n');
+        s.push_str(&sizes_table(r));
+    }
     let errs = errors(r);
     if !errs.is_empty() {
         s.push_str("\nErrors:\n");
@@ -225,6 +262,31 @@ pub fn text(r: &Results) -> String {
         }
     }
     s
+}
+
+/// The flood's part of the report: how it was made, its setups, its table.
+fn flood_text(s: &mut String, r: &Results) {
+    let o = &r.options;
+    let _ = writeln!(
+        s,
+        "\nThe flood, {} rounds, in four worlds of their own whose `ext` finishes \
+         its checksums as a host behind a wire does: an `AF_PACKET` sender \
+         (`PACKET_QDISC_BYPASS`, `sendmmsg`) on one CPU floods the node with UDP \
+         to the container's own address and from a spoofed 127.0.0.1, while a \
+         TCP_RR through the published port runs on the other. On a veth the \
+         node's receive path runs on the sender's CPU: the rate is what one CPU \
+         drops, sender included. Above 1 means XDP is ahead:\n",
+        o.rounds
+    );
+    for (k, label) in &r.flood_setups {
+        let _ = writeln!(
+            s,
+            "- {k}: {}",
+            label.trim_start_matches(|c| c != ' ').trim()
+        );
+    }
+    s.push('\n');
+    s.push_str(&flood_table(r));
 }
 
 fn number(v: f64, unit: &str) -> String {
@@ -492,6 +554,8 @@ mod tests {
             metrics: vec![m, lat],
             docker_setups: Setup::DOCKER.iter().map(|s| (s.key(), s.label())).collect(),
             docker: vec![docker],
+            flood_setups: Vec::new(),
+            flood: Vec::new(),
             testrun: Costs {
                 runs: 1,
                 costs: Vec::new(),

@@ -78,7 +78,7 @@ pub struct Size {
 }
 
 /// Per-packet costs and program sizes.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Costs {
     pub runs: u32,
     pub costs: Vec<Cost>,
