@@ -74,6 +74,7 @@ pub struct Flooded {
 /// Runs the comparison: for each setup in each round, the RR through the
 /// published port without a flood and then with one, the flood's rate,
 /// and new connections through the port.
+#[expect(clippy::cast_precision_loss, reason = "frame counts far below 2^52")]
 pub fn rounds(opts: &Options) -> io::Result<Vec<Metric>> {
     eprintln!("bench: building the four flood worlds");
     let beds = SETUPS
@@ -90,6 +91,18 @@ pub fn rounds(opts: &Options) -> io::Result<Vec<Metric>> {
             "flood dropped by the node, one sender CPU",
             "pps",
             Better::Higher,
+        ),
+        Metric::new(
+            "flood_sent_pps",
+            "flood offered by the sender",
+            "pps",
+            Better::Higher,
+        ),
+        Metric::new(
+            "flood_refused",
+            "flood frames the veth refused (the node behind the sender)",
+            "frames",
+            Better::Lower,
         ),
         Metric::new(
             "flood_rr",
@@ -130,10 +143,12 @@ pub fn rounds(opts: &Options) -> io::Result<Vec<Metric>> {
             b.echo.pin(None);
             let crr = load::crr(b.ext(), b.echo_target(), opts.secs, opts.crr_workers);
             m[0].add(s, f.dropped_pps, 0);
-            m[1].add(s, during.per_sec, during.errors);
-            m[2].add(s, 100.0 * during.per_sec / quiet.per_sec.max(1.0), 0);
-            m[3].add(s, quiet.per_sec, quiet.errors);
-            m[4].add(s, crr.per_sec, crr.errors);
+            m[1].add(s, f.sent_pps, 0);
+            m[2].add(s, f.refused as f64, 0);
+            m[3].add(s, during.per_sec, during.errors);
+            m[4].add(s, 100.0 * during.per_sec / quiet.per_sec.max(1.0), 0);
+            m[5].add(s, quiet.per_sec, quiet.errors);
+            m[6].add(s, crr.per_sec, crr.errors);
             if f.refused > 0 {
                 refused.push(format!("{}: {}", s.key(), f.refused));
             }

@@ -290,7 +290,7 @@ fn flood_text(s: &mut String, r: &Results) {
 }
 
 fn number(v: f64, unit: &str) -> String {
-    if matches!(unit, "trans/s" | "conn/s") {
+    if matches!(unit, "trans/s" | "conn/s" | "pps" | "frames") {
         format!("{v:.0}")
     } else {
         format!("{v:.2}")
