@@ -236,19 +236,31 @@ impl Harness {
     /// arriving on `lo`).
     #[must_use]
     pub fn run_xdp(&mut self, program: &str, frame: &[u8]) -> Outcome {
-        let prog: &aya::programs::Xdp = self
-            .datapath
+        self.run_xdp_repeated(program, frame, 1)
+    }
+
+    /// The loaded XDP program `program`.
+    #[must_use]
+    pub fn xdp_program(&mut self, program: &str) -> &aya::programs::Xdp {
+        self.datapath
             .ebpf_mut()
             .program(program)
             .unwrap_or_else(|| panic!("no program {program}"))
             .try_into()
-            .expect("an XDP program");
+            .expect("an XDP program")
+    }
+
+    /// Runs the XDP program `program` `repeat` times on `frame` (each run
+    /// on what the one before left); the outcome is the last run's.
+    #[must_use]
+    pub fn run_xdp_repeated(&mut self, program: &str, frame: &[u8], repeat: u32) -> Outcome {
+        let prog = self.xdp_program(program);
         let mut out = vec![0u8; frame.len() + 256];
         let result = prog
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 data_out: Some(&mut out),
-                repeat: 1,
+                repeat,
                 ..TestRunOptions::default()
             })
             .expect("BPF_PROG_TEST_RUN");

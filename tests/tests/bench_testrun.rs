@@ -20,6 +20,9 @@ fn the_per_packet_measure_times_every_case_and_the_hot_ones_hot() {
         [
             ("tc_from_uplink", "established (DNAT)"),
             ("tc_from_uplink", "miss"),
+            ("tc_from_uplink", "drop (unsolicited)"),
+            ("xdp_from_uplink", "miss (passes to tc)"),
+            ("xdp_from_uplink", "drop (unsolicited)"),
             ("tc_from_container", "new flow out (policy)"),
             ("tc_to_uplink", "established (SNAT)"),
             ("tc_to_uplink", "translated on the veth (passes)"),
@@ -35,5 +38,5 @@ fn the_per_packet_measure_times_every_case_and_the_hot_ones_hot() {
             c.case
         );
     }
-    assert_eq!(costs.sizes.len(), 3);
+    assert_eq!(costs.sizes.len(), 4);
 }

@@ -1,6 +1,6 @@
-//! The per-packet cost of each tc program, from `BPF_PROG_TEST_RUN` on the
-//! real object: a new flow, an established one, and a miss (a packet the
-//! program looks at and lets pass untouched).
+//! The per-packet cost of each program, from `BPF_PROG_TEST_RUN` on the
+//! real object: a new flow, an established one, a miss (a packet the
+//! program looks at and lets pass untouched) and a drop, at tc and at XDP.
 //!
 //! Two figures per case. Cold: each packet is its own run (`repeat` 1)
 //! on a fresh copy of the frame, so the program meets caches and branch
@@ -41,7 +41,7 @@ use weir_common::{
 use super::{floor::Floor, median};
 use crate::{
     packet::{self, view},
-    prog::{DEFAULT_FLAGS, Harness, TC_ACT_SHOT, TEST_IFINDEX, net_info, node_ns},
+    prog::{DEFAULT_FLAGS, Harness, TC_ACT_SHOT, TEST_IFINDEX, XDP_DROP, net_info, node_ns},
 };
 
 const NODE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
@@ -92,7 +92,12 @@ pub const ROUNDS: u32 = 5;
 /// a TTL of 255 allows a program that takes one off each run.
 pub const HOT_REPEAT: u32 = 200;
 
-const PROGRAMS: [&str; 3] = ["tc_from_uplink", "tc_from_container", "tc_to_uplink"];
+const PROGRAMS: [&str; 4] = [
+    "tc_from_uplink",
+    "tc_from_container",
+    "tc_to_uplink",
+    "xdp_from_uplink",
+];
 
 fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(ip, port)
@@ -129,7 +134,9 @@ pub fn measure(runs: u32) -> Costs {
             .expect("ENDPOINTS");
         let dnat_loop = loop_flow(&mut h, &ack_in, Some((BACKEND2, 8080)));
         let snat_loop = loop_flow(&mut h, &ack_out, None);
-        let cases: [Case; 11] = [
+        // Unsolicited to the container's own address: dropped.
+        let unsolicited = packet::udp4(sa(CLIENT, 5000), sa(BACKEND, 53), b"q");
+        let cases: [Case; 16] = [
             // Published port, from outside.
             case(Run::Tc("tc_from_uplink"), "new flow (DNAT)", |i| {
                 packet::tcp_syn4(sa(CLIENT, port(i)), sa(NODE, 8080), 1)
@@ -140,6 +147,25 @@ pub fn measure(runs: u32) -> Costs {
             .hot(Hot::Loop(dnat_loop)),
             case(Run::Tc("tc_from_uplink"), "miss", |_| {
                 packet::tcp_ack4(sa(CLIENT, 40001), sa(NODE, 9999), 1, 1, false)
+            })
+            .hot(Hot::Same),
+            case(Run::Tc("tc_from_uplink"), "drop (unsolicited)", |_| {
+                unsolicited.clone()
+            })
+            .hot(Hot::Same),
+            // The same at XDP, redirected into the container's veth.
+            case(Run::Xdp("xdp_from_uplink"), "new flow (DNAT)", |i| {
+                packet::tcp_syn4(sa(CLIENT, port(i + 2)), sa(NODE, 8080), 1)
+            }),
+            case(Run::Xdp("xdp_from_uplink"), "established (DNAT)", |_| {
+                ack_in.clone()
+            }),
+            case(Run::Xdp("xdp_from_uplink"), "miss (passes to tc)", |_| {
+                packet::tcp_ack4(sa(CLIENT, 40001), sa(NODE, 9999), 1, 1, false)
+            })
+            .hot(Hot::Same),
+            case(Run::Xdp("xdp_from_uplink"), "drop (unsolicited)", |_| {
+                unsolicited.clone()
             })
             .hot(Hot::Same),
             // The container's answer.
@@ -184,17 +210,7 @@ pub fn measure(runs: u32) -> Costs {
             .hot(Hot::Same),
         ];
         let costs = rounds(&mut h, &cases, runs);
-        let sizes = PROGRAMS
-            .iter()
-            .map(|&program| {
-                let i = info(&mut h, program);
-                Size {
-                    program,
-                    instructions: i.size_translated().unwrap_or(0) / 8,
-                    jited_bytes: i.size_jitted(),
-                }
-            })
-            .collect();
+        let sizes = sizes(&mut h);
         Costs { runs, costs, sizes }
     })
 }
@@ -333,14 +349,23 @@ fn rewritten(h: &mut Harness, program: &str, frame: &[u8]) -> Vec<u8> {
 /// What runs a case: a program of the datapath, or one of the floor's.
 enum Run<'a> {
     Tc(&'static str),
+    Xdp(&'static str),
     Floor(&'a Floor),
 }
 
 impl Run<'_> {
     fn name(&self) -> &'static str {
         match self {
-            Run::Tc(name) => name,
+            Run::Tc(name) | Run::Xdp(name) => name,
             Run::Floor(_) => "-",
+        }
+    }
+
+    /// The verdict that drops.
+    fn drop_verdict(&self) -> i32 {
+        match self {
+            Run::Xdp(_) => XDP_DROP,
+            Run::Tc(_) | Run::Floor(_) => TC_ACT_SHOT,
         }
     }
 
@@ -349,6 +374,7 @@ impl Run<'_> {
     fn run(&self, h: &mut Harness, frame: &[u8], repeat: u32) -> i32 {
         match self {
             Run::Tc(program) => h.run_tc_repeated(program, frame, repeat).verdict,
+            Run::Xdp(program) => h.run_xdp_repeated(program, frame, repeat).verdict,
             Run::Floor(f) => {
                 let (verdict, _) = f.run_repeated(frame, repeat).expect("BPF_PROG_TEST_RUN");
                 i32::from_ne_bytes(verdict.to_ne_bytes())
@@ -359,7 +385,7 @@ impl Run<'_> {
     /// The kernel's account so far: nanoseconds run, runs.
     fn account(&self, h: &mut Harness) -> (u128, u64) {
         match self {
-            Run::Tc(program) => {
+            Run::Tc(program) | Run::Xdp(program) => {
                 let i = info(h, program);
                 (i.run_time().as_nanos(), i.run_count())
             }
@@ -407,13 +433,19 @@ impl Case<'_> {
 }
 
 /// Mean nanoseconds per run, by the kernel's account, over `runs` runs
-/// numbered from `first`; a drop is a mistake of the benchmark, not a
-/// figure.
+/// numbered from `first`; a drop where none is meant (or none where one
+/// is) is a mistake of the benchmark, not a figure.
 fn time(h: &mut Harness, c: &Case, first: u32, runs: u32) -> f64 {
     let before = c.run.account(h);
+    let drop = c.run.drop_verdict();
     for i in first..first + runs {
         let verdict = c.run.run(h, &(c.frame)(i), 1);
-        assert_ne!(verdict, TC_ACT_SHOT, "{} dropped the frame", c.packet);
+        assert_eq!(
+            verdict == drop,
+            c.packet.starts_with("drop"),
+            "{}: verdict {verdict}",
+            c.packet
+        );
     }
     per_run(before, c.run.account(h))
 }
@@ -457,6 +489,26 @@ fn per_run(before: (u128, u64), after: (u128, u64)) -> f64 {
     per
 }
 
+/// Each program's size after the verifier and the JIT.
+fn sizes(h: &mut Harness) -> Vec<Size> {
+    PROGRAMS
+        .iter()
+        .map(|&program| {
+            let i = info(h, program);
+            Size {
+                program,
+                instructions: i.size_translated().unwrap_or(0) / 8,
+                jited_bytes: i.size_jitted(),
+            }
+        })
+        .collect()
+}
+
 fn info(h: &mut Harness, program: &str) -> ProgramInfo {
-    h.tc_program(program).info().expect("the program's info")
+    if program.starts_with("xdp_") {
+        h.xdp_program(program).info()
+    } else {
+        h.tc_program(program).info()
+    }
+    .expect("the program's info")
 }
