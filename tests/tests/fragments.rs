@@ -25,9 +25,23 @@ fn big(seed: u8) -> Vec<u8> {
 
 #[test]
 fn fragmented_datagrams_cross_published_ports_and_masquerade_whole_both_ways() {
+    crosses_whole(&[]);
+}
+
+/// The same with XDP on the uplink and ext behind a "wire": XDP forwards
+/// what it can (the unfragmented packets) and leaves the fragments to tc.
+#[test]
+fn fragmented_datagrams_cross_whole_with_xdp_on_the_uplink() {
+    crosses_whole(&["--xdp", "native"]);
+}
+
+fn crosses_whole(agent_args: &[&str]) {
     let mut w = World::new().unwrap();
+    if !agent_args.is_empty() {
+        w.ext_as_wire().unwrap();
+    }
     w.add_container("c1").unwrap();
-    let agent = Agent::start(&w, &[]);
+    let agent = Agent::start(&w, agent_args);
     let c1 = agent.attach("weir", w.c("c1"), "c1", &["-p", "5353:53/udp"]);
 
     // In: ext to the published port; the answer, fragmented by the
