@@ -81,6 +81,26 @@ pub mod off {
     pub const TCP_CSUM: std::ops::Range<usize> = 50..52;
 }
 
+/// Checks a frame a fast path sent into a container after DNAT: to the
+/// container's MAC from the one it was sent to, one hop less to live, and
+/// no byte changed but those, the destination and the checksums.
+pub fn assert_dnat_into_container(sent: &[u8], out: &[u8]) {
+    assert_eq!(out[..6], MAC_CONTAINER);
+    assert_eq!(out[6..12], MAC_HOST);
+    assert_eq!(out[off::TTL], sent[off::TTL] - 1);
+    for i in changed(sent, out) {
+        assert!(
+            i < 12
+                || i == off::TTL
+                || off::DADDR.contains(&i)
+                || off::DPORT.contains(&i)
+                || off::IP_CSUM.contains(&i)
+                || off::TCP_CSUM.contains(&i),
+            "byte {i} changed"
+        );
+    }
+}
+
 /// The offsets at which two frames of one length differ.
 #[must_use]
 pub fn changed(a: &[u8], b: &[u8]) -> Vec<usize> {
