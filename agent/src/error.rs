@@ -38,6 +38,16 @@ pub enum AgentError {
     EndpointNotFound { name: String },
     #[error("address {ip} is already used by endpoint `{endpoint}`")]
     AddressInUse { ip: Ipv4Addr, endpoint: String },
+    #[error("address {ip} is already used by endpoint `{endpoint}`")]
+    Address6InUse {
+        ip: std::net::Ipv6Addr,
+        endpoint: String,
+    },
+    #[error("network `{network}` has no IPv6 subnet for --ip6 {ip6}")]
+    NoIpv6 {
+        network: String,
+        ip6: std::net::Ipv6Addr,
+    },
     #[error("network `{name}` has endpoints attached ({}); detach them first", endpoints.join(", "))]
     NetworkInUse {
         name: String,
@@ -137,11 +147,14 @@ impl AgentError {
             AgentError::Network(
                 NetworkError::Exists { .. }
                 | NetworkError::Overlap { .. }
-                | NetworkError::Ipam(IpamError::Taken { .. }),
+                | NetworkError::Overlap6 { .. }
+                | NetworkError::Ipam(IpamError::Taken { .. })
+                | NetworkError::Ipam6(crate::network::Ipam6Error::Taken { .. }),
             )
             | AgentError::Ipam(IpamError::Taken { .. } | IpamError::Exhausted { .. })
             | AgentError::EndpointExists { .. }
             | AgentError::AddressInUse { .. }
+            | AgentError::Address6InUse { .. }
             | AgentError::IfnameExists { .. }
             | AgentError::NetworkInUse { .. }
             | AgentError::PortAllocated { .. }
@@ -164,6 +177,7 @@ impl AgentError {
             | AgentError::InvalidEndpointName { .. }
             | AgentError::InvalidIfname { .. }
             | AgentError::InvalidMac { .. }
+            | AgentError::NoIpv6 { .. }
             | AgentError::CniPort { .. } => ErrorKind::BadRequest,
             AgentError::Reserve(ReserveError::Io { .. })
             | AgentError::Netlink(_)

@@ -55,6 +55,11 @@ pub enum DropReason {
     /// translated here (it was lost, or came later): never delivered or sent
     /// with the wrong address.
     FragmentUntracked = 14,
+    /// A container sent IPv6 beyond its network and gateway (another
+    /// network's containers excepted: that is `isolation`). IPv6
+    /// masquerade and routing are not built yet, so nothing leaves with a
+    /// container's IPv6 address.
+    Ipv6Beyond = 15,
 }
 
 impl DropReason {
@@ -74,6 +79,7 @@ impl DropReason {
         DropReason::UnknownEndpoint,
         DropReason::PendingEndpoint,
         DropReason::FragmentUntracked,
+        DropReason::Ipv6Beyond,
     ];
 
     /// Size of the `DROP_STATS` array: every reason number is below it.
@@ -109,6 +115,7 @@ impl DropReason {
             DropReason::UnknownEndpoint => "unknown-endpoint",
             DropReason::PendingEndpoint => "pending-endpoint",
             DropReason::FragmentUntracked => "fragment-untracked",
+            DropReason::Ipv6Beyond => "ipv6-beyond-network",
         }
     }
 }

@@ -3,6 +3,8 @@
 //! - `ENDPOINTS`: host-side ifindex (`u32`) -> [`EndpointInfo`]
 //! - `EP_BY_IP4`: container IPv4 address (`[u8; 4]`, network order) ->
 //!   [`EndpointRef`]
+//! - `ENDPOINTS6`: host-side ifindex (`u32`) -> the container's IPv6
+//!   address (`[u8; 16]`), for an endpoint of a dual-stack network
 
 /// What the datapath knows of the endpoint behind a host-side veth.
 #[repr(C)]

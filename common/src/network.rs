@@ -5,6 +5,8 @@
 //!   network reaches the outside.
 //! - `UPLINKS`: uplink ifindex (`u32`) -> its masquerade address
 //!   (`[u8; 4]`, network order).
+//! - `NETWORKS6`: LPM trie, (prefix length, IPv6 subnet `[u8; 16]`) ->
+//!   [`NetInfo6`]: the IPv6 side of dual-stack networks.
 
 /// What the datapath knows of a network.
 #[repr(C)]
@@ -24,6 +26,23 @@ pub struct NetInfo {
     /// Explicit padding, always zero.
     pub pad: [u8; 2],
 }
+
+/// What the datapath knows of a network's IPv6 side.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetInfo6 {
+    /// The agent's network id (the same as its IPv4 side's).
+    pub id: u32,
+    /// The network's [`NetInfo::flags`].
+    pub flags: u32,
+    /// The gateway (the bridge's IPv6 address): the node's, not a
+    /// container's.
+    pub gateway: [u8; 16],
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), no padding (two `u32`s, 16 bytes), every bit pattern valid.
+unsafe impl aya::Pod for NetInfo6 {}
 
 /// Egress to the outside is masqueraded.
 pub const NET_MASQUERADE: u32 = 1;
@@ -52,5 +71,6 @@ mod tests {
     #[test]
     fn layouts_have_no_hidden_padding() {
         assert_eq!(size_of::<NetInfo>(), 24);
+        assert_eq!(size_of::<NetInfo6>(), 24);
     }
 }

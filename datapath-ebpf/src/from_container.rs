@@ -27,7 +27,7 @@ use crate::{
     head::Head,
     nat, parse,
     policy::{self, Sender},
-    stats,
+    stats, v6,
     verdict::TC_PASS,
 };
 
@@ -38,6 +38,11 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     let ep = policy::endpoint(ctx)?;
     let dst_mac = policy::frame(ctx, &ep)?;
     let Some(ip) = parse::ipv4(ctx)? else {
+        if parse::is_ipv6(ctx) {
+            // SAFETY: the skb pointer is the program's context.
+            let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+            v6::from_container(ctx, ifindex, &ep)?;
+        }
         return Ok(TC_PASS);
     };
     policy::source(&ep, ip)?;

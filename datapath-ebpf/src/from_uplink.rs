@@ -16,7 +16,7 @@ use weir_common::{
 
 use crate::{
     ct::{self, Sides},
-    dnat, frag, fwd, nat, parse, policy, stats, to_uplink,
+    dnat, frag, fwd, nat, parse, policy, stats, to_uplink, v6,
     verdict::TC_PASS,
 };
 
@@ -25,6 +25,9 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     stats::hook(Hook::FromUplink, ctx.len());
     parse::linearize(ctx);
     let Some(ip) = parse::ipv4(ctx)? else {
+        if parse::is_ipv6(ctx) {
+            v6::from_outside(ctx)?;
+        }
         return Ok(TC_PASS);
     };
     if let Some(key) = parse::later_fragment(ip) {

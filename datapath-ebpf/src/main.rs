@@ -19,6 +19,7 @@ mod policy;
 mod sock;
 mod stats;
 mod to_uplink;
+mod v6;
 mod verdict;
 mod xdp;
 mod xdp_fwd;

@@ -14,7 +14,7 @@ use weir_common::{
     endpoint::{EndpointInfo, EndpointRef, MAX_ENDPOINTS},
     event::{DropEvent, EVENTS_BYTES},
     frag::{FragEntry, FragKey, MAX_FRAGMENTED},
-    network::{MAX_NETWORKS, MAX_UPLINKS, NetInfo},
+    network::{MAX_NETWORKS, MAX_UPLINKS, NetInfo, NetInfo6},
     publish::{MAX_HOST_ADDRS, MAX_OPEN_PORTS, MAX_PUBLISHED, PublishKey, PublishTarget},
     stats::{Counter, Hook, NatCounters, PortCounters},
 };
@@ -66,6 +66,14 @@ pub static SOCK_RNAT4: LruHashMap<SockRnatKey, SockRnatValue, { MAX_SOCK_RNAT as
 /// Container subnets -> their network (longest prefix wins).
 #[btf_map]
 pub static NETWORKS4: LpmTrie<[u8; 4], NetInfo, { MAX_NETWORKS as usize }> = LpmTrie::new();
+
+/// IPv6 container subnets -> their network (longest prefix wins).
+#[btf_map]
+pub static NETWORKS6: LpmTrie<[u8; 16], NetInfo6, { MAX_NETWORKS as usize }> = LpmTrie::new();
+
+/// Host-side ifindex -> the endpoint's IPv6 address (dual-stack networks).
+#[btf_map]
+pub static ENDPOINTS6: HashMap<u32, [u8; 16], { MAX_ENDPOINTS as usize }> = HashMap::new();
 
 /// Uplink ifindex -> the address masquerade uses on it.
 #[btf_map]

@@ -17,6 +17,7 @@ use weir_common::{
 /// Ethernet types, as on the wire.
 pub const ETH_P_IP: [u8; 2] = [0x08, 0x00];
 pub const ETH_P_ARP: [u8; 2] = [0x08, 0x06];
+pub const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
 
 /// Offset of the IPv4 header in an Ethernet frame.
 pub const IP_OFF: usize = EthHdr::LEN;
@@ -131,6 +132,11 @@ fn headers_len(ctx: &TcContext) -> usize {
     if ether_type == ETH_P_ARP {
         return IP_OFF + 28;
     }
+    if ether_type == ETH_P_IPV6 {
+        // Its fixed header and a neighbour advertisement's first 24 bytes
+        // (`crate::v6`).
+        return IP_OFF + 40 + 24;
+    }
     if ether_type != ETH_P_IP {
         return EthHdr::LEN;
     }
@@ -177,6 +183,13 @@ pub fn ipv4(pkt: &impl Packet) -> Result<Option<*const Ipv4Hdr>, DropReason> {
         return Err(DropReason::Malformed);
     }
     Ok(Some(ip))
+}
+
+/// Whether an Ethernet frame carries IPv6.
+#[inline(always)]
+pub fn is_ipv6(pkt: &impl Packet) -> bool {
+    // SAFETY: `ptr_at` checked the bytes are in the packet.
+    ptr_at::<[u8; 2]>(pkt, 12).is_some_and(|t| unsafe { *t } == ETH_P_IPV6)
 }
 
 /// A TCP or UDP packet the datapath may translate: its tuple as on the

@@ -14,13 +14,16 @@ use weir_common::{drop::DropReason, stats::Hook};
 use crate::{
     maps::CT4,
     parse::{self, XdpFrame},
-    policy, stats, xdp_fwd,
+    policy, stats, v6, xdp_fwd,
 };
 
 #[inline(always)]
 pub fn handle(ctx: &XdpFrame) -> Result<u32, DropReason> {
     stats::hook(Hook::XdpFromUplink, ctx.len());
     let Some(ip) = parse::ipv4(ctx)? else {
+        if parse::is_ipv6(ctx) {
+            v6::from_outside(ctx)?;
+        }
         return Ok(xdp_action::XDP_PASS);
     };
     policy::from_outside(ip)?;

@@ -1,6 +1,11 @@
 //! `weir attach`, `weir detach`, `weir ps`.
 
-use std::{net::Ipv4Addr, path::Path, path::PathBuf, process::ExitCode};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::Path,
+    path::PathBuf,
+    process::ExitCode,
+};
 
 use clap::Args;
 
@@ -23,6 +28,9 @@ pub struct AttachArgs {
     /// The address (default: the lowest free one).
     #[arg(long)]
     ip: Option<Ipv4Addr>,
+    /// The IPv6 address, on a dual-stack network (default: the next free).
+    #[arg(long)]
+    ip6: Option<Ipv6Addr>,
     /// Publish a port, as `docker run -p`: `[HOST_IP:][HOST_PORT[-END]:]CPORT[-END][/tcp|udp]`.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     ports: Vec<String>,
@@ -41,12 +49,16 @@ impl AttachArgs {
             netns: self.netns,
             name: self.name,
             ip: self.ip,
+            ip6: self.ip6,
             ports: self.ports,
             ifname: Some(self.ifname),
             mac: self.mac,
         };
         let ep: Endpoint = Client::new(socket).post("/v1/endpoints", &req).await?;
-        println!("{} {}", ep.name, ep.ip);
+        match ep.ip6 {
+            Some(ip6) => println!("{} {} {ip6}", ep.name, ep.ip),
+            None => println!("{} {}", ep.name, ep.ip),
+        }
         for m in &ep.ports {
             println!("{m}");
         }

@@ -8,7 +8,7 @@ use super::output::{self, JsonFlag};
 use crate::{
     api::client::Client,
     daemon::NetworkView,
-    network::{Mode, NetworkSpec, Subnet},
+    network::{self, Mode, NetworkSpec},
 };
 
 #[derive(Subcommand)]
@@ -24,14 +24,22 @@ pub enum NetworkCmd {
 }
 
 #[derive(Args)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "Docker's flags, one field each"
+)]
 pub struct CreateArgs {
     name: String,
-    /// The subnet, in CIDR form (e.g. 10.89.0.0/24).
+    /// The subnet, in CIDR form (e.g. 10.89.0.0/24); once more with an
+    /// IPv6 one (e.g. `fd00:89::/64`) for a dual-stack network.
+    #[arg(long = "subnet", required = true)]
+    subnets: Vec<String>,
+    /// The gateway of a family (default: the first address of its subnet).
+    #[arg(long = "gateway")]
+    gateways: Vec<String>,
+    /// Dual stack (Docker's flag): needs an IPv6 --subnet.
     #[arg(long)]
-    subnet: Subnet,
-    /// The gateway (default: the first address of the subnet).
-    #[arg(long)]
-    gateway: Option<Ipv4Addr>,
+    ipv6: bool,
     /// No traffic beyond the network and its gateway.
     #[arg(long)]
     internal: bool,
@@ -54,10 +62,13 @@ impl NetworkCmd {
         let client = Client::new(socket);
         match self {
             NetworkCmd::Create(a) => {
+                let addrs = network::addresses(&a.subnets, &a.gateways, a.ipv6)?;
                 let spec = NetworkSpec {
                     name: a.name,
-                    subnet: a.subnet,
-                    gateway: a.gateway,
+                    subnet: addrs.subnet,
+                    gateway: addrs.gateway,
+                    subnet6: addrs.subnet6,
+                    gateway6: addrs.gateway6,
                     internal: a.internal,
                     icc: a.icc,
                     masquerade: a.masquerade,

@@ -49,6 +49,7 @@ impl RunArgs {
             netns: path.clone(),
             name: Some(name.clone()),
             ip: None,
+            ip6: None,
             ports: self.ports,
             ifname: None,
             mac: None,

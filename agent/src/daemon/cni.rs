@@ -197,6 +197,7 @@ impl Agent {
             netns: req.netns.clone(),
             name: Some(name.clone()),
             ip: req.ip,
+            ip6: None,
             ports: Vec::new(),
             ifname: Some(req.ifname.clone()),
             mac: req.mac.clone(),

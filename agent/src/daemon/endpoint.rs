@@ -24,6 +24,9 @@ pub struct AttachRequest {
     pub name: Option<String>,
     #[serde(default)]
     pub ip: Option<Ipv4Addr>,
+    /// The IPv6 address on a dual-stack network (default: the next free).
+    #[serde(default)]
+    pub ip6: Option<std::net::Ipv6Addr>,
     /// Ports to publish (`-p` specs).
     #[serde(default)]
     pub ports: Vec<String>,
@@ -100,12 +103,22 @@ impl Agent {
             }
             other => other?,
         };
+        let ip6 = match self.allocate6(&network.name, req.ip6) {
+            Ok(ip6) => ip6,
+            Err(e) => {
+                if let Ok(n) = self.state.registry.get_mut(&network.name) {
+                    n.ipam.release(ip);
+                }
+                return Err(e);
+            }
+        };
         let endpoint = Endpoint {
             id,
             name: name.clone(),
             network: network.name.clone(),
             netns: req.netns.clone(),
             ip,
+            ip6,
             mac: mac_string(mac.unwrap_or_else(|| mac_for(ip))),
             host_if: host_veth(id),
             ports: Vec::new(),
@@ -124,6 +137,9 @@ impl Agent {
             let _ = self.datapath.detach_from_container(&endpoint.host_if);
             if let Ok(n) = self.state.registry.get_mut(&network.name) {
                 n.ipam.release(ip);
+                if let (Some(ipam6), Some(ip6)) = (n.ipam6.as_mut(), ip6) {
+                    ipam6.release(ip6);
+                }
             }
             return Err(e);
         }
@@ -166,9 +182,21 @@ impl Agent {
             self.nl.move_to_netns(&peer, ns.as_raw_fd()).await?;
             let (gateway, prefix) = (network.ipam.gateway(), network.ipam.subnet().prefix());
             let ip = ep.ip;
+            let v6 = network
+                .ipam6
+                .as_ref()
+                .zip(ep.ip6)
+                .map(|(i, ip6)| (ip6, i.subnet().prefix(), i.gateway()));
             netns::with_netlink(&ep.netns, async |nl| {
                 nl.configure_container_side(&peer, ifname, mac, ip, prefix, gateway)
-                    .await
+                    .await?;
+                match v6 {
+                    Some((ip6, prefix6, gateway6)) => {
+                        nl.configure_container_side6(ifname, ip6, prefix6, gateway6)
+                            .await
+                    }
+                    None => Ok(()),
+                }
             })?;
         } else {
             // An older agent made it without GRO: on now, or XDP's
@@ -187,6 +215,7 @@ impl Agent {
         let ifindex = self.nl.require_index(&ep.host_if).await?;
         self.datapath
             .insert_endpoint(ifindex, ep.ip, mac, network.id, true)?;
+        self.datapath.set_endpoint6(ifindex, ep.ip6)?;
         self.datapath.attach_from_container(&ep.host_if)?;
         self.nl.attach_to_bridge(&ep.host_if, bridge).await?;
         Ok(())
@@ -227,13 +256,52 @@ impl Agent {
         Ok(())
     }
 
-    /// Drops an endpoint from the state and frees its address.
+    /// Drops an endpoint from the state and frees its addresses.
     pub(super) fn forget_endpoint(&mut self, name: &str) -> Option<Endpoint> {
         let ep = self.state.endpoints.remove(name)?;
         if let Ok(n) = self.state.registry.get_mut(&ep.network) {
             n.ipam.release(ep.ip);
+            if let (Some(ipam6), Some(ip6)) = (n.ipam6.as_mut(), ep.ip6) {
+                ipam6.release(ip6);
+            }
         }
         Some(ep)
+    }
+
+    /// An IPv6 address for an endpoint of network `name`: `wanted`, or the
+    /// next free; none on a network without IPv6 (where asking for one is
+    /// an error).
+    fn allocate6(
+        &mut self,
+        name: &str,
+        wanted: Option<std::net::Ipv6Addr>,
+    ) -> Result<Option<std::net::Ipv6Addr>, AgentError> {
+        let network = self.state.registry.get_mut(name)?;
+        match (network.ipam6.as_mut(), wanted) {
+            (None, None) => Ok(None),
+            (None, Some(ip6)) => Err(AgentError::NoIpv6 {
+                network: name.to_owned(),
+                ip6,
+            }),
+            (Some(ipam6), wanted) => {
+                match ipam6.allocate(wanted) {
+                    Err(crate::network::Ipam6Error::Taken { ip }) => {
+                        let holder = self.state.endpoints.values().find(|e| e.ip6 == Some(ip));
+                        Err(match holder {
+                            Some(e) => AgentError::Address6InUse {
+                                ip,
+                                endpoint: e.name.clone(),
+                            },
+                            None => crate::network::NetworkError::from(
+                                crate::network::Ipam6Error::Taken { ip },
+                            )
+                            .into(),
+                        })
+                    }
+                    other => Ok(Some(other.map_err(crate::network::NetworkError::from)?)),
+                }
+            }
+        }
     }
 
     /// Undoes an attach. Works when the container's namespace is already

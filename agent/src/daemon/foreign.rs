@@ -256,6 +256,7 @@ impl Agent {
             network: fe.network.clone(),
             netns: fe.netns.clone(),
             ip: fe.ip,
+            ip6: None,
             mac: mac_string(fe.mac),
             host_if: host_if.clone(),
             ports: Vec::new(),

@@ -15,7 +15,7 @@ use std::{collections::HashMap, fs, path::PathBuf};
 
 use tracing::{debug, info, warn};
 use weir_common::{
-    network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED, NetInfo},
+    network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED, NetInfo, NetInfo6},
     publish::PublishKey,
 };
 
@@ -280,7 +280,7 @@ impl Agent {
     /// Makes `network`'s bridge exist, up, with the gateway address; returns
     /// its ifindex.
     async fn ensure_bridge(&self, network: &Network) -> Result<u32, AgentError> {
-        Ok(self
+        let index = self
             .nl
             .ensure_bridge(
                 &network.bridge,
@@ -288,7 +288,18 @@ impl Agent {
                 network.ipam.subnet().prefix(),
                 mac_for(network.ipam.gateway()),
             )
-            .await?)
+            .await?;
+        if let Some(ipam6) = &network.ipam6 {
+            self.nl
+                .add_address6(
+                    index,
+                    ipam6.gateway(),
+                    ipam6.subnet().prefix(),
+                    &network.bridge,
+                )
+                .await?;
+        }
+        Ok(index)
     }
 
     /// Keeps `HOST_ADDRS4` equal to the node's addresses (wildcard
@@ -309,7 +320,7 @@ impl Agent {
         Ok(())
     }
 
-    /// Makes `NETWORKS4` hold every network of the registry.
+    /// Makes `NETWORKS4` and `NETWORKS6` hold every network of the registry.
     fn sync_networks(&mut self) -> Result<(), AgentError> {
         let networks: Vec<_> = self
             .state
@@ -341,6 +352,23 @@ impl Agent {
             })
             .collect();
         self.datapath.set_networks(&networks)?;
+        let networks6: Vec<_> = self
+            .state
+            .registry
+            .iter()
+            .zip(&networks)
+            .filter_map(|(n, (_, _, info))| {
+                let ipam6 = n.ipam6.as_ref()?;
+                let subnet = ipam6.subnet();
+                let info6 = NetInfo6 {
+                    id: n.id,
+                    flags: info.flags,
+                    gateway: ipam6.gateway().octets(),
+                };
+                Some((subnet.network(), subnet.prefix(), info6))
+            })
+            .collect();
+        self.datapath.set_networks6(&networks6)?;
         Ok(())
     }
 

@@ -43,6 +43,9 @@ pub struct Endpoint {
     /// The network namespace file the container lives in.
     pub netns: PathBuf,
     pub ip: Ipv4Addr,
+    /// Its IPv6 address, on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<std::net::Ipv6Addr>,
     /// The container's MAC, `aa:bb:cc:dd:ee:ff`.
     pub mac: String,
     /// The host-side veth (`weirv<id>`), a port of the network's bridge.
@@ -181,6 +184,7 @@ mod tests {
                 network: "n".to_owned(),
                 netns: "/run/netns/c1".into(),
                 ip: Ipv4Addr::new(10, 0, 0, 2),
+                ip6: None,
                 mac: "02:00:00:00:00:01".to_owned(),
                 host_if: "weirv1".to_owned(),
                 ports: vec![mapping(8080)],

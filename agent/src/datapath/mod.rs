@@ -50,6 +50,8 @@ pub mod map_names {
     pub const OPEN_PORTS4: &str = "OPEN_PORTS4";
     pub const PORT_STATS: &str = "PORT_STATS";
     pub const EVENTS: &str = "EVENTS";
+    pub const NETWORKS6: &str = "NETWORKS6";
+    pub const ENDPOINTS6: &str = "ENDPOINTS6";
     /// Every map, in the order they are pinned.
     pub const ALL: &[&str] = &[
         HOOK_STATS,
@@ -68,6 +70,8 @@ pub mod map_names {
         OPEN_PORTS4,
         PORT_STATS,
         EVENTS,
+        NETWORKS6,
+        ENDPOINTS6,
     ];
 }
 

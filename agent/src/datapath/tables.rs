@@ -16,7 +16,7 @@ use weir_common::{
     ct::{CtEntry, CtKey},
     endpoint::{EP_XDP_TARGET, EndpointInfo, EndpointRef},
     frag::{FragEntry, FragKey},
-    network::NetInfo,
+    network::{NetInfo, NetInfo6},
     publish::{PublishKey, PublishTarget},
 };
 
@@ -61,6 +61,56 @@ impl Datapath {
             .map_err(|source| map_err(map_names::EP_BY_IP4, source))
     }
 
+    /// Records (`Some`) or forgets (`None`) the IPv6 address of the
+    /// endpoint behind host-side veth `ifindex` in `ENDPOINTS6`.
+    pub fn set_endpoint6(
+        &mut self,
+        ifindex: u32,
+        ip6: Option<std::net::Ipv6Addr>,
+    ) -> Result<(), DatapathError> {
+        let mut map = self.hash_map::<u32, [u8; 16]>(map_names::ENDPOINTS6)?;
+        match ip6 {
+            Some(ip6) => map
+                .insert(ifindex, ip6.octets(), 0)
+                .map_err(|source| map_err(map_names::ENDPOINTS6, source)),
+            None => absent_ok(map.remove(&ifindex), map_names::ENDPOINTS6),
+        }
+    }
+
+    /// Makes `NETWORKS6` hold exactly `networks`: (subnet, prefix, info).
+    pub fn set_networks6(
+        &mut self,
+        networks: &[(std::net::Ipv6Addr, u8, NetInfo6)],
+    ) -> Result<(), DatapathError> {
+        let mut trie: LpmTrie<&mut MapData, [u8; 16], NetInfo6> = self
+            .ebpf
+            .map_mut(map_names::NETWORKS6)
+            .ok_or(DatapathError::MissingMap(map_names::NETWORKS6))?
+            .try_into()
+            .map_err(|source| map_err(map_names::NETWORKS6, source))?;
+        let wanted: Vec<Key<[u8; 16]>> = networks
+            .iter()
+            .map(|(addr, prefix, _)| Key::new(u32::from(*prefix), addr.octets()))
+            .collect();
+        let stale: Vec<Key<[u8; 16]>> = trie
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| {
+                !wanted
+                    .iter()
+                    .any(|w| w.prefix_len() == k.prefix_len() && w.data() == k.data())
+            })
+            .collect();
+        for key in stale {
+            absent_ok(trie.remove(&key), map_names::NETWORKS6)?;
+        }
+        for ((_, _, info), key) in networks.iter().zip(&wanted) {
+            trie.insert(key, info, 0)
+                .map_err(|source| map_err(map_names::NETWORKS6, source))?;
+        }
+        Ok(())
+    }
+
     /// The host-side ifindex `EP_BY_IP4` has for the container at `ip`.
     pub fn endpoint_ifindex(&mut self, ip: Ipv4Addr) -> Result<Option<u32>, DatapathError> {
         let map = self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?;
@@ -78,8 +128,11 @@ impl Datapath {
             .map(|(ifindex, _)| ifindex)
             .collect();
         let mut endpoints = self.hash_map::<u32, EndpointInfo>(map_names::ENDPOINTS)?;
+        for ifindex in &stale {
+            absent_ok(endpoints.remove(ifindex), map_names::ENDPOINTS)?;
+        }
         for ifindex in stale {
-            absent_ok(endpoints.remove(&ifindex), map_names::ENDPOINTS)?;
+            self.set_endpoint6(ifindex, None)?;
         }
         absent_ok(
             self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?

@@ -5,7 +5,7 @@
 pub mod ethtool;
 
 use std::{
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::RawFd,
 };
 
@@ -13,7 +13,7 @@ use futures::TryStreamExt as _;
 use rtnetlink::{
     Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder,
     packet_route::{
-        address::AddressAttribute,
+        address::{AddressAttribute, AddressFlags},
         link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
         route::{RouteAttribute, RouteHeader},
     },
@@ -230,6 +230,58 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| request("add default route via", &gateway.to_string(), e))
+    }
+
+    /// Puts `ip/prefix` on link `index` (IPv6, without duplicate address
+    /// detection: the address is weir's to give, and usable at once), if
+    /// it is not there yet.
+    pub async fn add_address6(
+        &self,
+        index: u32,
+        ip: Ipv6Addr,
+        prefix: u8,
+        target: &str,
+    ) -> Result<(), NetlinkError> {
+        let mut req = self.handle.address().add(index, IpAddr::V6(ip), prefix);
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        match req.execute().await {
+            Err(e) if errno(&e) != Some(libc::EEXIST) => Err(request("add address to", target, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Inside a container namespace: its IPv6 address on `ifname` and a
+    /// default route via `gateway` (the network's bridge).
+    pub async fn configure_container_side6(
+        &self,
+        ifname: &str,
+        ip: Ipv6Addr,
+        prefix: u8,
+        gateway: Ipv6Addr,
+    ) -> Result<(), NetlinkError> {
+        let index = self.require_index(ifname).await?;
+        self.add_address6(index, ip, prefix, ifname).await?;
+        match self
+            .handle
+            .route()
+            .add(
+                RouteMessageBuilder::<Ipv6Addr>::new()
+                    .gateway(gateway)
+                    .output_interface(index)
+                    .build(),
+            )
+            .execute()
+            .await
+        {
+            Err(e) if errno(&e) != Some(libc::EEXIST) => Err(request(
+                "add IPv6 default route via",
+                &gateway.to_string(),
+                e,
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The device of the main table's IPv4 default route, if there is one.

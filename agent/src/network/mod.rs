@@ -4,10 +4,12 @@
 pub mod ipam;
 pub mod registry;
 pub mod subnet;
+pub mod v6;
 
 pub use ipam::{Ipam, IpamError};
-pub use registry::{Mode, Network, NetworkError, NetworkSpec, Registry};
+pub use registry::{Addresses, Mode, Network, NetworkError, NetworkSpec, Registry, addresses};
 pub use subnet::{Subnet, SubnetError};
+pub use v6::{Ipam6, Ipam6Error, Subnet6, Subnet6Error};
 
 /// The MAC of an address of a network: a locally administered one derived
 /// from the address, as Docker does. Containers get their address's; a

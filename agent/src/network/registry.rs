@@ -2,11 +2,19 @@
 //! anything is made in the kernel: a valid, unused name; a subnet that
 //! overlaps no other; a gateway inside it.
 
-use std::{collections::BTreeMap, fmt, net::Ipv4Addr, str::FromStr};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::{Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Ipam, IpamError, Subnet};
+use super::{
+    Ipam, IpamError, Subnet,
+    v6::{Ipam6, Ipam6Error, Subnet6},
+};
 use crate::owner::Owner;
 
 /// How a network reaches the outside (`--mode`).
@@ -57,6 +65,12 @@ pub struct NetworkSpec {
     pub mode: Mode,
     #[serde(default)]
     pub snat_ip: Option<Ipv4Addr>,
+    /// The IPv6 subnet of a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Subnet6>,
+    /// Its gateway (default: `::1` of the subnet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 fn yes() -> bool {
@@ -77,6 +91,8 @@ impl NetworkSpec {
             masquerade: yes(),
             mode: Mode::Nat,
             snat_ip: None,
+            subnet6: None,
+            gateway6: None,
         }
     }
 }
@@ -90,6 +106,9 @@ pub struct Network {
     /// The Linux bridge that realises the network.
     pub bridge: String,
     pub ipam: Ipam,
+    /// The IPv6 side of a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam6: Option<Ipam6>,
     pub internal: bool,
     pub icc: bool,
     pub masquerade: bool,
@@ -126,8 +145,79 @@ pub enum NetworkError {
     NotFound { name: String },
     #[error("no free network id left")]
     NoFreeId,
+    #[error("subnet {subnet} overlaps {other} of network `{network}`")]
+    Overlap6 {
+        subnet: Subnet6,
+        other: Subnet6,
+        network: String,
+    },
+    #[error("{0}")]
+    Addresses(String),
     #[error(transparent)]
     Ipam(#[from] IpamError),
+    #[error(transparent)]
+    Ipam6(#[from] Ipam6Error),
+}
+
+/// A network's subnets and gateways, one of each per family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Addresses {
+    pub subnet: Subnet,
+    pub gateway: Option<Ipv4Addr>,
+    pub subnet6: Option<Subnet6>,
+    pub gateway6: Option<Ipv6Addr>,
+}
+
+/// `--subnet` and `--gateway` as Docker takes them: each given once per
+/// family, an IPv6 one making the network dual stack (`--ipv6` says so
+/// too, and then needs one).
+pub fn addresses(
+    subnets: &[String],
+    gateways: &[String],
+    ipv6: bool,
+) -> Result<Addresses, NetworkError> {
+    let bad = |e: &dyn fmt::Display| NetworkError::Addresses(e.to_string());
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for s in subnets {
+        if s.contains(':') {
+            v6.push(s.parse::<Subnet6>().map_err(|e| bad(&e))?);
+        } else {
+            v4.push(s.parse::<Subnet>().map_err(|e| bad(&e))?);
+        }
+    }
+    let (mut g4, mut g6) = (Vec::new(), Vec::new());
+    for g in gateways {
+        match g.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(a)) => g4.push(a),
+            Ok(std::net::IpAddr::V6(a)) => g6.push(a),
+            Err(_) => return Err(bad(&format!("invalid gateway `{g}`: not an address"))),
+        }
+    }
+    if v4.len() > 1 || v6.len() > 1 || g4.len() > 1 || g6.len() > 1 {
+        return Err(bad(
+            &"give at most one --subnet and one --gateway per family",
+        ));
+    }
+    let Some(&subnet) = v4.first() else {
+        return Err(bad(
+            &"an IPv6-only network is not built yet: give an IPv4 --subnet too",
+        ));
+    };
+    let dual = v6.first().copied();
+    if ipv6 && dual.is_none() {
+        return Err(bad(
+            &"--ipv6 needs an IPv6 --subnet (weir has no IPv6 address pool yet)",
+        ));
+    }
+    if !g6.is_empty() && dual.is_none() {
+        return Err(bad(&"an IPv6 --gateway needs an IPv6 --subnet"));
+    }
+    Ok(Addresses {
+        subnet,
+        gateway: g4.first().copied(),
+        subnet6: dual,
+        gateway6: g6.first().copied(),
+    })
 }
 
 /// Bridge names are `weir<id>` (at most 15 characters, the kernel's limit).
@@ -166,6 +256,18 @@ impl Registry {
                 network: other.name.clone(),
             });
         }
+        if let Some(subnet) = spec.subnet6
+            && let Some((other, network)) = self.networks.values().find_map(|n| {
+                let other = n.ipam6.as_ref()?.subnet();
+                other.overlaps(subnet).then(|| (other, n.name.clone()))
+            })
+        {
+            return Err(NetworkError::Overlap6 {
+                subnet,
+                other,
+                network,
+            });
+        }
         if spec.snat_ip.is_some()
             && (!spec.masquerade || spec.internal || spec.mode == Mode::Routed)
         {
@@ -174,6 +276,10 @@ impl Registry {
             });
         }
         let ipam = Ipam::new(spec.subnet, spec.gateway)?;
+        let ipam6 = spec
+            .subnet6
+            .map(|subnet| Ipam6::new(subnet, spec.gateway6))
+            .transpose()?;
         let id = (0..MAX_NETWORKS)
             .find(|id| self.networks.values().all(|n| n.id != *id))
             .ok_or(NetworkError::NoFreeId)?;
@@ -182,6 +288,7 @@ impl Registry {
             name: spec.name.clone(),
             bridge: bridge_name(id),
             ipam,
+            ipam6,
             internal: spec.internal,
             icc: spec.icc,
             // Internal networks reach nothing outside, and routed ones

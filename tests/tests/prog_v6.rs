@@ -1,0 +1,216 @@
+//! `BPF_PROG_TEST_RUN` on the IPv6 rules: from a container
+//! (`tc_from_container`: its own, link-local and unspecified sources,
+//! neighbour advertisements, destinations inside its network, in another,
+//! beyond) and from outside (`tc_from_uplink` and `xdp_from_uplink`:
+//! bogons, unsolicited, the node's own), each verdict counted under its
+//! reason and every passed frame untouched.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use etherparse::{Icmpv6Type, PacketBuilder};
+use weir_common::{drop::DropReason, network::NetInfo6};
+use weir_tests::{
+    packet::{MAC_CONTAINER, MAC_HOST},
+    prog::{
+        DEFAULT_FLAGS, Harness, TC_ACT_OK, TC_ACT_SHOT, TEST_IFINDEX, XDP_DROP, XDP_PASS, net_info,
+    },
+};
+
+const OWN: &str = "fd00:89::2";
+const NEIGHBOUR: &str = "fd00:89::3";
+const GATEWAY: &str = "fd00:89::1";
+const OTHER_NET: &str = "fd00:99::2";
+const OUTSIDE: &str = "2001:db8:1::2";
+const LINK_LOCAL: &str = "fe80::42:aff:fe59:2";
+
+fn a(text: &str) -> [u8; 16] {
+    text.parse::<Ipv6Addr>().unwrap().octets()
+}
+
+fn harness() -> Harness {
+    let mut h = Harness::load();
+    h.network(
+        Ipv4Addr::new(10, 89, 0, 0),
+        24,
+        net_info(1, Ipv4Addr::new(10, 89, 0, 1), DEFAULT_FLAGS),
+    );
+    h.network(
+        Ipv4Addr::new(10, 99, 0, 0),
+        24,
+        net_info(2, Ipv4Addr::new(10, 99, 0, 1), DEFAULT_FLAGS),
+    );
+    let info = |id, gw: &str| NetInfo6 {
+        id,
+        flags: DEFAULT_FLAGS,
+        gateway: a(gw),
+    };
+    h.datapath
+        .set_networks6(&[
+            ("fd00:89::".parse().unwrap(), 64, info(1, GATEWAY)),
+            ("fd00:99::".parse().unwrap(), 64, info(2, "fd00:99::1")),
+        ])
+        .unwrap();
+    h.container(Ipv4Addr::new(10, 89, 0, 2), 1);
+    h.datapath
+        .set_endpoint6(TEST_IFINDEX, Some(OWN.parse().unwrap()))
+        .unwrap();
+    h
+}
+
+/// A UDP datagram from the container's MAC to the bridge's.
+fn udp6(src: &str, dst: &str) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(MAC_CONTAINER, MAC_HOST)
+        .ipv6(a(src), a(dst), 64)
+        .udp(5000, 53);
+    let mut f = Vec::new();
+    b.write(&mut f, b"q").unwrap();
+    f
+}
+
+/// A neighbour advertisement from `src` for `target`.
+fn na(src: &str, target: &str) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(MAC_CONTAINER, MAC_HOST)
+        .ipv6(a(src), a("ff02::1"), 255)
+        .icmpv6(Icmpv6Type::Unknown {
+            type_u8: 136,
+            code_u8: 0,
+            bytes5to8: [0x20, 0, 0, 0],
+        });
+    let mut f = Vec::new();
+    b.write(&mut f, &a(target)).unwrap();
+    f
+}
+
+#[test]
+fn a_container_speaks_ipv6_for_itself_and_only_inside_its_network() {
+    let mut h = harness();
+    let cases = [
+        ("its own address to a neighbour", udp6(OWN, NEIGHBOUR), None),
+        ("to its gateway", udp6(OWN, GATEWAY), None),
+        ("link-local", udp6(LINK_LOCAL, "fe80::1"), None),
+        (
+            "unspecified (DAD) to multicast",
+            udp6("::", "ff02::1:ff00:2"),
+            None,
+        ),
+        ("to all nodes", udp6(OWN, "ff02::1"), None),
+        ("an advertisement of its own", na(OWN, OWN), None),
+        (
+            "an advertisement of a link-local",
+            na(LINK_LOCAL, LINK_LOCAL),
+            None,
+        ),
+        (
+            "a neighbour's address as source",
+            udp6(NEIGHBOUR, GATEWAY),
+            Some(DropReason::SpoofedIp),
+        ),
+        (
+            "the gateway's address as source",
+            udp6(GATEWAY, NEIGHBOUR),
+            Some(DropReason::SpoofedIp),
+        ),
+        (
+            "an advertisement of the gateway's address",
+            na(LINK_LOCAL, GATEWAY),
+            Some(DropReason::SpoofedIp),
+        ),
+        (
+            "to another network's container",
+            udp6(OWN, OTHER_NET),
+            Some(DropReason::Isolation),
+        ),
+        (
+            "beyond its network",
+            udp6(OWN, OUTSIDE),
+            Some(DropReason::Ipv6Beyond),
+        ),
+    ];
+    for (what, frame, reason) in &cases {
+        let before = reason.map(|r| h.datapath.drop_stats(r).unwrap().packets);
+        let out = h.run_tc("tc_from_container", frame);
+        match reason {
+            None => {
+                assert_eq!(out.verdict, TC_ACT_OK, "{what}");
+                assert_eq!(&out.frame, frame, "{what}: untouched");
+            }
+            Some(r) => {
+                assert_eq!(out.verdict, TC_ACT_SHOT, "{what}");
+                assert_eq!(
+                    h.datapath.drop_stats(*r).unwrap().packets,
+                    before.unwrap() + 1,
+                    "{what}: counted as {r:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_container_without_an_ipv6_address_has_only_link_local() {
+    let mut h = harness();
+    h.datapath.set_endpoint6(TEST_IFINDEX, None).unwrap();
+    let out = h.run_tc("tc_from_container", &udp6(LINK_LOCAL, "fe80::1"));
+    assert_eq!(out.verdict, TC_ACT_OK);
+    let out = h.run_tc("tc_from_container", &udp6(OWN, NEIGHBOUR));
+    assert_eq!(out.verdict, TC_ACT_SHOT, "an address the agent never gave");
+}
+
+#[test]
+fn nothing_unsolicited_comes_in_over_ipv6_at_tc_or_xdp() {
+    let mut h = harness();
+    let cases = [
+        (
+            "to a container",
+            udp6(OUTSIDE, OWN),
+            Some(DropReason::Unsolicited),
+        ),
+        (
+            "loopback source",
+            udp6("::1", GATEWAY),
+            Some(DropReason::Bogon),
+        ),
+        (
+            "loopback destination",
+            udp6(OUTSIDE, "::1"),
+            Some(DropReason::Bogon),
+        ),
+        (
+            "a container prefix as source",
+            udp6(NEIGHBOUR, "2001:db8:1::1"),
+            Some(DropReason::Bogon),
+        ),
+        ("to the node", udp6(OUTSIDE, "2001:db8:1::1"), None),
+        ("to a gateway (the node's)", udp6(OUTSIDE, GATEWAY), None),
+        ("link-local", udp6("fe80::1", "fe80::2"), None),
+    ];
+    for (what, frame, reason) in &cases {
+        for xdp in [false, true] {
+            let before = reason.map(|r| h.datapath.drop_stats(r).unwrap().packets);
+            let (verdict, out) = if xdp {
+                let o = h.run_xdp("xdp_from_uplink", frame);
+                (o.verdict, o.frame)
+            } else {
+                let o = h.run_tc("tc_from_uplink", frame);
+                (o.verdict, o.frame)
+            };
+            let hook = if xdp { "XDP" } else { "tc" };
+            match reason {
+                None => {
+                    let pass = if xdp { XDP_PASS } else { TC_ACT_OK };
+                    assert_eq!(verdict, pass, "{hook}: {what}");
+                    assert_eq!(&out, frame, "{hook}: {what}: untouched");
+                }
+                Some(r) => {
+                    let drop = if xdp { XDP_DROP } else { TC_ACT_SHOT };
+                    assert_eq!(verdict, drop, "{hook}: {what}");
+                    assert_eq!(
+                        h.datapath.drop_stats(*r).unwrap().packets,
+                        before.unwrap() + 1,
+                        "{hook}: {what}: counted as {r:?}"
+                    );
+                }
+            }
+        }
+    }
+}
