@@ -44,6 +44,22 @@ pub struct SockRnatValue {
     pub pad: [u8; 2],
 }
 
+/// `SOCK_RNAT6`'s value: the IPv6 address and port a socket of the node
+/// asked for (`[::1]:H`), keyed like `SOCK_RNAT4` by the socket and the
+/// container's IPv4 address and port it was pointed at (as `::ffff:a.b.c.d`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockRnat6Value {
+    pub ip: [u8; 16],
+    pub port: [u8; 2],
+    /// Explicit padding, always zero.
+    pub pad: [u8; 2],
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), explicit padding, every bit pattern valid.
+unsafe impl aya::Pod for SockRnat6Value {}
+
 /// Capacity of `SOCK_RNAT4`.
 pub const MAX_SOCK_RNAT: u32 = 65_536;
 
@@ -65,5 +81,6 @@ mod tests {
         assert_eq!(size_of::<Config>(), 16);
         assert_eq!(size_of::<SockRnatKey>(), 16);
         assert_eq!(size_of::<SockRnatValue>(), 8);
+        assert_eq!(size_of::<SockRnat6Value>(), 20);
     }
 }

@@ -107,6 +107,26 @@ pub fn sock_peername4(ctx: SockAddrContext) -> i32 {
     sock::from_published(&ctx)
 }
 
+/// cgroup `connect6`: the node's IPv6 sockets connecting to a published
+/// port (`[::1]:H`, a v4-mapped node address).
+#[cgroup_sock_addr(connect6)]
+pub fn sock_connect6(ctx: SockAddrContext) -> i32 {
+    sock::to_published6(&ctx)
+}
+
+/// cgroup `recvmsg6`: UDP answers from a published port's container (to
+/// a socket `connect6` pointed there).
+#[cgroup_sock_addr(recvmsg6)]
+pub fn sock_recvmsg6(ctx: SockAddrContext) -> i32 {
+    sock::from_published6(&ctx)
+}
+
+/// cgroup `getpeername6`: the peer of an IPv6 socket the hooks redirected.
+#[cgroup_sock_addr(getpeername6)]
+pub fn sock_peername6(ctx: SockAddrContext) -> i32 {
+    sock::from_published6(&ctx)
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -8,7 +8,7 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use weir_common::{
-    config::{Config, MAX_SOCK_RNAT, SockRnatKey, SockRnatValue},
+    config::{Config, MAX_SOCK_RNAT, SockRnat6Value, SockRnatKey, SockRnatValue},
     ct::{CtEntry, CtKey, MAX_CT_ENTRIES},
     drop::DropReason,
     endpoint::{EndpointInfo, EndpointRef, MAX_ENDPOINTS},
@@ -61,6 +61,12 @@ pub static CONFIG: Array<Config, 1> = Array::new();
 /// published address the socket asked for.
 #[btf_map]
 pub static SOCK_RNAT4: LruHashMap<SockRnatKey, SockRnatValue, { MAX_SOCK_RNAT as usize }> =
+    LruHashMap::new();
+
+/// The same for the node's IPv6 sockets (`[::1]:H`), which are pointed at
+/// the container's IPv4 address as `::ffff:a.b.c.d`.
+#[btf_map]
+pub static SOCK_RNAT6: LruHashMap<SockRnatKey, SockRnat6Value, { MAX_SOCK_RNAT as usize }> =
     LruHashMap::new();
 
 /// Container subnets -> their network (longest prefix wins).

@@ -2,6 +2,11 @@
 //! port (`127.0.0.1:H`, a node address). `connect4`/`sendmsg4` point the
 //! socket at the container itself, so no packet needs translating;
 //! `recvmsg4`/`getpeername4` show the socket the address it asked for.
+//! The `*6` hooks do the same for IPv6 sockets: `[::1]:H` reaches what
+//! `-p H:...` publishes on every address (Docker's `0.0.0.0` and `[::]`),
+//! and a v4-mapped `[::ffff:a.b.c.d]:H` what `a.b.c.d:H` reaches; the
+//! socket is pointed at the container's IPv4 address, v4-mapped, so a
+//! dual-stack socket (the default) speaks IPv4 to it.
 //!
 //! A cgroup spans network namespaces: every hook first checks that the
 //! socket lives in the agent's namespace (`CONFIG.netns_cookie`).
@@ -11,11 +16,14 @@ use aya_ebpf::{
     helpers::{bpf_get_netns_cookie, bpf_get_socket_cookie},
     programs::SockAddrContext,
 };
-use weir_common::config::{SockRnatKey, SockRnatValue};
+use weir_common::{
+    config::{SockRnat6Value, SockRnatKey, SockRnatValue},
+    publish::{PublishKey, PublishTarget},
+};
 
 use crate::{
     dnat,
-    maps::{CONFIG, SOCK_RNAT4},
+    maps::{CONFIG, SOCK_RNAT4, SOCK_RNAT6},
     stats,
 };
 
@@ -109,6 +117,144 @@ pub fn from_published(ctx: &SockAddrContext) -> i32 {
         // SAFETY: a pointer into a map value; the fields are writable here.
         unsafe {
             (*sa).user_ip4 = u32::from_ne_bytes((*back).ip);
+            (*sa).user_port = u32::from(u16::from_ne_bytes((*back).port));
+        }
+    }
+    ALLOW
+}
+
+/// `::1`, as `user_ip6` holds it (network order words).
+const LOOPBACK6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+/// The prefix of a v4-mapped address, `::ffff:0:0/96`.
+const MAPPED: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
+#[inline(always)]
+fn words_to_bytes(w: [u32; 4]) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    for (i, word) in w.iter().enumerate() {
+        b[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+    }
+    b
+}
+
+/// The IPv4 address a v4-mapped IPv6 address holds.
+#[inline(always)]
+fn mapped_v4(a: &[u8; 16]) -> Option<[u8; 4]> {
+    (a[..12] == MAPPED).then(|| [a[12], a[13], a[14], a[15]])
+}
+
+/// The publication an IPv6 socket aimed at `ip:port` reaches: `[::1]`
+/// the ones on every address, a v4-mapped address what its IPv4 one does.
+#[inline(always)]
+fn published6(ip: &[u8; 16], port: [u8; 2], proto: u8) -> Option<(PublishKey, PublishTarget)> {
+    if *ip == LOOPBACK6 {
+        // SAFETY: a pointer into a map value, read at once.
+        let key = PublishKey {
+            host_ip: [0; 4],
+            port,
+            proto,
+            pad: 0,
+        };
+        return crate::maps::PUBLISH4
+            .get_ptr(key)
+            .map(|t| (key, unsafe { *t }));
+    }
+    dnat::lookup(mapped_v4(ip)?, port, proto, true)
+}
+
+/// `connect6`: an IPv6 socket aimed at a published port is aimed at its
+/// container's IPv4 address (v4-mapped) instead. (`sendmsg6` cannot do
+/// the same: the kernel refuses an unconnected UDP send rewritten to a
+/// v4-mapped address, `ENOTSUPP`; such a datagram is left as it is.)
+#[inline(always)]
+pub fn to_published6(ctx: &SockAddrContext) -> i32 {
+    if !ours(ctx) {
+        return ALLOW;
+    }
+    let sa = ctx.sock_addr;
+    // SAFETY: the context is a valid `bpf_sock_addr` for this run.
+    let (ip, port, proto) = unsafe {
+        (
+            words_to_bytes((*sa).user_ip6),
+            ((*sa).user_port as u16).to_ne_bytes(),
+            (*sa).protocol,
+        )
+    };
+    let Ok(proto) = u8::try_from(proto) else {
+        return ALLOW;
+    };
+    let Some((published, target)) = published6(&ip, port, proto) else {
+        return ALLOW;
+    };
+    // SAFETY: the context is the program's.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let key = SockRnatKey {
+        cookie,
+        ip: target.ip,
+        port: target.port,
+        pad: [0; 2],
+    };
+    let back = SockRnat6Value {
+        ip,
+        port,
+        pad: [0; 2],
+    };
+    let new_flow = SOCK_RNAT6.get_ptr(key).is_none();
+    if SOCK_RNAT6.insert(key, back, 0).is_err() {
+        return ALLOW;
+    }
+    if new_flow {
+        stats::port_flow(&published);
+    }
+    let t = target.ip;
+    // SAFETY: `user_ip6` and `user_port` are writable in these hooks.
+    unsafe {
+        (*sa).user_ip6 = [
+            0,
+            0,
+            u32::from_ne_bytes([0, 0, 0xff, 0xff]),
+            u32::from_ne_bytes(t),
+        ];
+        (*sa).user_port = u32::from(u16::from_ne_bytes(target.port));
+    }
+    ALLOW
+}
+
+/// `recvmsg6` and `getpeername6`: a container's v4-mapped address is shown
+/// as the published address the socket asked for.
+#[inline(always)]
+pub fn from_published6(ctx: &SockAddrContext) -> i32 {
+    if !ours(ctx) {
+        return ALLOW;
+    }
+    let sa = ctx.sock_addr;
+    // SAFETY: the context is a valid `bpf_sock_addr` for this run.
+    let (ip, port) = unsafe {
+        (
+            words_to_bytes((*sa).user_ip6),
+            ((*sa).user_port as u16).to_ne_bytes(),
+        )
+    };
+    let Some(v4) = mapped_v4(&ip) else {
+        return ALLOW;
+    };
+    // SAFETY: the context is the program's.
+    let key = SockRnatKey {
+        cookie: unsafe { bpf_get_socket_cookie(ctx.as_ptr()) },
+        ip: v4,
+        port,
+        pad: [0; 2],
+    };
+    if let Some(back) = SOCK_RNAT6.get_ptr(key) {
+        // SAFETY: a pointer into a map value; the fields are writable here.
+        unsafe {
+            let b = (*back).ip;
+            (*sa).user_ip6 = [
+                u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+                u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+                u32::from_ne_bytes([b[8], b[9], b[10], b[11]]),
+                u32::from_ne_bytes([b[12], b[13], b[14], b[15]]),
+            ];
             (*sa).user_port = u32::from(u16::from_ne_bytes((*back).port));
         }
     }

@@ -52,6 +52,7 @@ pub mod map_names {
     pub const EVENTS: &str = "EVENTS";
     pub const NETWORKS6: &str = "NETWORKS6";
     pub const ENDPOINTS6: &str = "ENDPOINTS6";
+    pub const SOCK_RNAT6: &str = "SOCK_RNAT6";
     /// Every map, in the order they are pinned.
     pub const ALL: &[&str] = &[
         HOOK_STATS,
@@ -72,6 +73,7 @@ pub mod map_names {
         EVENTS,
         NETWORKS6,
         ENDPOINTS6,
+        SOCK_RNAT6,
     ];
 }
 
@@ -82,6 +84,9 @@ pub const SOCK_PROGRAMS: &[&str] = &[
     "sock_sendmsg4",
     "sock_recvmsg4",
     "sock_peername4",
+    "sock_connect6",
+    "sock_recvmsg6",
+    "sock_peername6",
 ];
 
 #[derive(Debug, thiserror::Error)]
