@@ -341,3 +341,46 @@ fn an_internal_network_reaches_nothing_beyond_itself() {
     bed.docker.ok(&["rm", "-f", "vault1"]);
     bed.docker.ok(&["network", "rm", "vault"]);
 }
+
+/// A Docker network with IPv6 enabled: weir learns its IPv6 subnet and
+/// its containers' IPv6 addresses, so they speak IPv6 to each other (not
+/// taken for spoofed), and IPv6 stays inside the network, as weir's own.
+#[test]
+fn a_docker_ipv6_network_speaks_ipv6_inside_and_keeps_it_there() {
+    let bed = bed();
+    bed.docker.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.91.7.0/24",
+        "--subnet",
+        "fd00:91:7::/64",
+        "dual6",
+    ]);
+    for name in ["six1", "six2"] {
+        bed.run(&["--name", name, "--network", "dual6", IMAGE, "sleep", "600"]);
+    }
+    let six2 = bed.endpoint("six2")["ip6"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no IPv6 address for six2: {}", bed.endpoint("six2")))
+        .to_owned();
+    assert!(six2.starts_with("fd00:91:7::"), "{six2}");
+    bed.endpoint("six1");
+    let spoofed = bed.agent.drops(6);
+    let ping = bed
+        .docker
+        .in_container("six1", "ping", &["-6", "-c", "1", "-W", "2", &six2]);
+    assert!(ping.status.success(), "six1 to six2 over IPv6: {ping:?}");
+    assert_eq!(bed.agent.drops(6), spoofed, "IPv6 taken for spoofed");
+    let beyond = bed.agent.drops(15);
+    let out = bed.docker.in_container(
+        "six1",
+        "ping",
+        &["-6", "-c", "1", "-W", "1", "2001:db8:9::1"],
+    );
+    assert!(!out.status.success());
+    assert!(bed.agent.drops(15) > beyond, "IPv6 left the network");
+    bed.docker.ok(&["rm", "-f", "six1", "six2"]);
+    bed.docker.ok(&["network", "rm", "dual6"]);
+}

@@ -244,6 +244,7 @@ impl Agent {
             let mac = parse_mac(&ep.mac).unwrap_or_else(|| mac_for(ep.ip));
             self.datapath
                 .insert_endpoint(index, ep.ip, mac, network_id, false)?;
+            self.datapath.set_endpoint6(index, ep.ip6)?;
             self.datapath.attach_from_container(&ep.host_if)?;
         } else {
             self.plumb(&ep, bridge, None).await?;

@@ -45,6 +45,8 @@ pub struct ForeignEndpoint {
     /// The container's network namespace.
     pub netns: PathBuf,
     pub ip: Ipv4Addr,
+    /// Its IPv6 address, on a network where the engine enabled IPv6.
+    pub ip6: Option<std::net::Ipv6Addr>,
     /// The container-side interface's MAC (which finds it in `netns`).
     pub mac: [u8; 6],
     /// The ports the engine published to it (and holds on the node).
@@ -231,6 +233,7 @@ impl Agent {
             let same = have.owner == fe.owner
                 && have.network == fe.network
                 && have.ip == fe.ip
+                && have.ip6 == fe.ip6
                 && have.mac == mac_string(fe.mac)
                 && have.host_if == host_if
                 && have.ports == fe.ports;
@@ -250,13 +253,24 @@ impl Agent {
             Ok(_) | Err(IpamError::Taken { .. }) => {}
             Err(e) => return Err(e.into()),
         }
+        // The engine's IPv6 address, if its network has IPv6 in weir too.
+        let ip6 = match (
+            self.state.registry.get_mut(&network.name)?.ipam6.as_mut(),
+            fe.ip6,
+        ) {
+            (Some(ipam6), Some(ip6)) => match ipam6.allocate(Some(ip6)) {
+                Ok(_) | Err(crate::network::Ipam6Error::Taken { .. }) => Some(ip6),
+                Err(e) => return Err(crate::network::NetworkError::from(e).into()),
+            },
+            _ => None,
+        };
         let ep = Endpoint {
             id: u32::MAX,
             name: fe.name.clone(),
             network: fe.network.clone(),
             netns: fe.netns.clone(),
             ip: fe.ip,
-            ip6: None,
+            ip6,
             mac: mac_string(fe.mac),
             host_if: host_if.clone(),
             ports: Vec::new(),
@@ -266,6 +280,7 @@ impl Agent {
         // for); the engine made the veth a port of its bridge already.
         self.datapath
             .insert_endpoint(host_index, fe.ip, fe.mac, network.id, false)?;
+        self.datapath.set_endpoint6(host_index, ip6)?;
         self.datapath.attach_from_container(&host_if)?;
         self.install(&ep, &fe.ports).await?;
         self.state.endpoints.insert(

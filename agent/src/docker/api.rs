@@ -42,6 +42,8 @@ pub struct Network {
     pub driver: String,
     #[serde(default)]
     pub internal: bool,
+    #[serde(rename = "EnableIPv6", default)]
+    pub enable_ipv6: bool,
     #[serde(rename = "IPAM", default)]
     pub ipam: Ipam,
     #[serde(default)]
@@ -129,6 +131,8 @@ pub struct EndpointSettings {
     pub network_id: String,
     #[serde(rename = "IPAddress", default)]
     pub ip_address: String,
+    #[serde(rename = "GlobalIPv6Address", default)]
+    pub global_ipv6_address: String,
     #[serde(default)]
     pub mac_address: String,
     #[serde(default)]

@@ -8,7 +8,7 @@ use std::{collections::HashMap, net::Ipv4Addr};
 use super::api;
 use crate::{
     daemon::{ForeignEndpoint, ForeignNetwork},
-    network::{Mode, NetworkSpec, Subnet, parse_mac},
+    network::{Mode, NetworkSpec, Subnet, Subnet6, parse_mac},
     owner::Owner,
     paths,
     publish::{PortMapping, Proto},
@@ -49,6 +49,19 @@ pub fn network(n: &api::Network) -> Result<ForeignNetwork, Skip> {
         .map_err(|e: crate::network::SubnetError| Skip::Subnet(text.clone(), e.to_string()))?;
     let mut spec = NetworkSpec::new(&n.name, subnet);
     spec.gateway = v4.gateway.as_deref().and_then(|g| g.parse().ok());
+    // Its IPv6 side, when Docker enabled it: weir must know its
+    // containers' IPv6 addresses, or it would take them for spoofed.
+    if n.enable_ipv6
+        && let Some(v6) = config
+            .iter()
+            .find(|c| c.subnet.as_deref().is_some_and(|s| s.contains(':')))
+    {
+        let text = v6.subnet.clone().unwrap_or_default();
+        let subnet6 =
+            Subnet6::of_engine(&text).map_err(|e| Skip::Subnet(text.clone(), e.to_string()))?;
+        spec.subnet6 = Some(subnet6);
+        spec.gateway6 = v6.gateway.as_deref().and_then(|g| g.parse().ok());
+    }
     spec.internal = n.internal;
     spec.icc = !off(OPT_ICC);
     // dockerd started with `--iptables=false` reports masquerade off on
@@ -115,6 +128,7 @@ pub fn endpoints<S: std::hash::BuildHasher>(
                 network,
                 netns: paths::proc_ns_net(c.state.pid),
                 ip,
+                ip6: s.global_ipv6_address.parse().ok(),
                 mac,
                 ports: if i == primary {
                     ports.clone()
@@ -191,6 +205,9 @@ mod tests {
        "IPAM":{"Config":[{"Subnet":"fd00:1::/64"},{"Subnet":"10.92.0.0/24","Gateway":"10.92.0.254"}]},
        "Options":{"com.docker.network.bridge.enable_ip_masquerade":"false",
          "com.docker.network.bridge.gateway_mode_ipv4":"routed"}},
+      {"Name":"dual","Id":"dddd0123456789abcdef","Driver":"bridge","EnableIPv6":true,
+       "IPAM":{"Config":[{"Subnet":"10.93.0.0/24"},{"Subnet":"fd00:93::/80","Gateway":"fd00:93::1"}]},
+       "Options":{}},
       {"Name":"host","Id":"ffff","Driver":"host","IPAM":{"Config":[]},"Options":{}},
       {"Name":"none","Id":"eeee","Driver":"null","IPAM":{"Config":null},"Options":null}
     ]"#;
@@ -206,7 +223,8 @@ mod tests {
         "Networks":{"bridge":{"NetworkID":"6d41584cfb5f1d63e908b37fe43b956f9e5b0efa2ce10dbb53434b8ab638529a",
           "EndpointID":"aa48","Gateway":"172.31.250.1","IPAddress":"172.31.250.2","IPPrefixLen":24,
           "MacAddress":"02:42:ac:1f:fa:02"},
-          "back":{"NetworkID":"0123456789abcdef0123","IPAddress":"10.91.0.5","MacAddress":"02:42:0a:5b:00:05"}}}}"#;
+          "back":{"NetworkID":"0123456789abcdef0123","IPAddress":"10.91.0.5","MacAddress":"02:42:0a:5b:00:05",
+            "GlobalIPv6Address":"fd00:91::5"}}}}"#;
 
     fn networks() -> Vec<Result<ForeignNetwork, Skip>> {
         let list: Vec<api::Network> = serde_json::from_str(NETWORKS).unwrap();
@@ -234,8 +252,14 @@ mod tests {
         assert_eq!(direct.spec.subnet.to_string(), "10.92.0.0/24");
         assert_eq!(direct.spec.gateway, Some(Ipv4Addr::new(10, 92, 0, 254)));
         assert!(!direct.spec.masquerade && direct.spec.mode == Mode::Routed);
-        assert_eq!(nets[3], Err(Skip::Driver("host".into())));
-        assert_eq!(nets[4], Err(Skip::Driver("null".into())));
+        // IPv6 subnets count only where Docker enabled IPv6, and may be
+        // longer than weir's own.
+        assert_eq!(direct.spec.subnet6, None);
+        let dual = nets[3].as_ref().unwrap();
+        assert_eq!(dual.spec.subnet6.unwrap().to_string(), "fd00:93::/80");
+        assert_eq!(dual.spec.gateway6, Some("fd00:93::1".parse().unwrap()));
+        assert_eq!(nets[4], Err(Skip::Driver("host".into())));
+        assert_eq!(nets[5], Err(Skip::Driver("null".into())));
     }
 
     #[test]
@@ -260,6 +284,10 @@ mod tests {
         );
         assert_eq!(back.name, "web.back");
         assert!(back.ports.is_empty());
+        assert_eq!(
+            (web.ip6, back.ip6),
+            (None, Some("fd00:91::5".parse().unwrap()))
+        );
 
         // Only the followed networks count; a stopped container has none.
         followed.retain(|_, name| name == "back");

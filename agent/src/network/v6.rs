@@ -7,8 +7,11 @@ use std::{collections::BTreeSet, fmt, net::Ipv6Addr, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 
-/// The longest IPv6 prefix a network may have.
+/// The longest IPv6 prefix a network of weir's may have.
 pub const MAX_PREFIX6: u8 = 64;
+/// The longest an engine's network may have (Docker allows /80 and
+/// longer): room for a gateway and some endpoints.
+pub const MAX_ENGINE_PREFIX6: u8 = 120;
 
 /// An IPv6 subnet: a network address (host bits zero) and a prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -38,8 +41,18 @@ impl Subnet6 {
     /// The subnet of `addr/prefix`, failing when host bits are set, the
     /// prefix is longer than [`MAX_PREFIX6`], or the range is special.
     pub fn new(addr: Ipv6Addr, prefix: u8) -> Result<Self, Subnet6Error> {
+        Self::with_max(addr, prefix, MAX_PREFIX6)
+    }
+
+    /// An engine's subnet, which may be as long as [`MAX_ENGINE_PREFIX6`].
+    pub fn of_engine(text: &str) -> Result<Self, Subnet6Error> {
+        let (addr, prefix) = split(text)?;
+        Self::with_max(addr, prefix, MAX_ENGINE_PREFIX6)
+    }
+
+    fn with_max(addr: Ipv6Addr, prefix: u8, max: u8) -> Result<Self, Subnet6Error> {
         let input = format!("{addr}/{prefix}");
-        if prefix == 0 || prefix > MAX_PREFIX6 {
+        if prefix == 0 || prefix > max {
             return Err(Subnet6Error::Prefix { input });
         }
         let network = Ipv6Addr::from(u128::from(addr) & mask(prefix));
@@ -107,14 +120,20 @@ impl FromStr for Subnet6 {
     type Err = Subnet6Error;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let syntax = || Subnet6Error::Syntax {
-            input: s.to_owned(),
-        };
-        let (addr, prefix) = s.split_once('/').ok_or_else(syntax)?;
-        let addr: Ipv6Addr = addr.parse().map_err(|_| syntax())?;
-        let prefix: u8 = prefix.parse().map_err(|_| syntax())?;
+        let (addr, prefix) = split(s)?;
         Self::new(addr, prefix)
     }
+}
+
+/// `addr/prefix`, read.
+fn split(s: &str) -> Result<(Ipv6Addr, u8), Subnet6Error> {
+    let syntax = || Subnet6Error::Syntax {
+        input: s.to_owned(),
+    };
+    let (addr, prefix) = s.split_once('/').ok_or_else(syntax)?;
+    let addr: Ipv6Addr = addr.parse().map_err(|_| syntax())?;
+    let prefix: u8 = prefix.parse().map_err(|_| syntax())?;
+    Ok((addr, prefix))
 }
 
 impl TryFrom<String> for Subnet6 {
@@ -247,6 +266,13 @@ mod tests {
         assert!(matches!(s("ff02::/16"), Err(Subnet6Error::Special { .. })));
         assert!(matches!(s("10.0.0.0/8"), Err(Subnet6Error::Syntax { .. })));
         assert!(matches!(s("fd00::"), Err(Subnet6Error::Syntax { .. })));
+    }
+
+    #[test]
+    fn an_engines_subnet_may_be_longer() {
+        assert_eq!(Subnet6::of_engine("fd00:1::/80").unwrap().prefix(), 80);
+        assert!(s("fd00:1::/80").is_err());
+        assert!(Subnet6::of_engine("fd00:1::/126").is_err());
     }
 
     #[test]
