@@ -401,3 +401,37 @@ fn a_cni_endpoint_survives_an_agent_restart_and_deletes_after_it() {
     assert!(!agent.ok(&["ps"]).contains("kept"));
     assert_eq!(http.received().len(), 2);
 }
+
+/// A dual-stack network: ADD answers an address and a default route of
+/// each family, and the pod has them.
+#[test]
+fn add_on_a_dual_stack_network_answers_both_families() {
+    let mut w = World::new().unwrap();
+    w.add_container("pod6").unwrap();
+    let agent = Agent::start(&w, &[]);
+    agent.ok(&[
+        "network",
+        "create",
+        NETWORK,
+        "--subnet",
+        SUBNET,
+        "--subnet",
+        "fd00:77::/64",
+    ]);
+    let netns = w.c("pod6").path();
+    let netns = netns.to_str().unwrap().to_owned();
+    let stdin = conf(&agent, "0.4.0", &json!([])).to_string();
+    let add = plugin(&env("ADD", "d6d6", &netns, ""), &stdin);
+    assert!(add.ok, "{}", add.out);
+    assert_eq!(add.out["ips"][1]["version"], "6", "{}", add.out);
+    assert_eq!(add.out["ips"][1]["address"], "fd00:77::2/64");
+    assert_eq!(add.out["ips"][1]["gateway"], "fd00:77::1");
+    assert_eq!(add.out["routes"][1]["dst"], "::/0");
+    let ping = w
+        .c("pod6")
+        .exec("ping", &["-6", "-c", "1", "-W", "2", "fd00:77::1"])
+        .unwrap();
+    assert!(ping.status.success(), "the pod reaches its IPv6 gateway");
+    let del = plugin(&env("DEL", "d6d6", &netns, ""), &stdin);
+    assert!(del.ok, "{}", del.out);
+}

@@ -204,17 +204,27 @@ impl Args {
 }
 
 /// The ADD result in `version`'s shape: the node-side and container-side
-/// interfaces, the address with its gateway, the default route, DNS.
+/// interfaces, the address of each family with its gateway, a default
+/// route of each, DNS.
 #[must_use]
 pub fn add_result(version: &str, a: &CniAttachment, netns: &str, dns: Option<&Value>) -> Value {
-    let mut ip = json!({
-        "address": format!("{}/{}", a.ip, a.prefix),
-        "gateway": a.gateway.to_string(),
-        "interface": 1,
-    });
-    // 0.3.x and 0.4.0 say each address's family; 1.x dropped it.
-    if version.starts_with("0.") {
-        ip["version"] = json!("4");
+    let ip = |family: &str, address: String, gateway: String| {
+        let mut ip = json!({"address": address, "gateway": gateway, "interface": 1});
+        // 0.3.x and 0.4.0 say each address's family; 1.x dropped it.
+        if version.starts_with("0.") {
+            ip["version"] = json!(family);
+        }
+        ip
+    };
+    let mut ips = vec![ip(
+        "4",
+        format!("{}/{}", a.ip, a.prefix),
+        a.gateway.to_string(),
+    )];
+    let mut routes = vec![json!({"dst": "0.0.0.0/0", "gw": a.gateway.to_string()})];
+    if let Some((ip6, prefix6, gateway6)) = a.ip6 {
+        ips.push(ip("6", format!("{ip6}/{prefix6}"), gateway6.to_string()));
+        routes.push(json!({"dst": "::/0", "gw": gateway6.to_string()}));
     }
     json!({
         "cniVersion": version,
@@ -222,8 +232,8 @@ pub fn add_result(version: &str, a: &CniAttachment, netns: &str, dns: Option<&Va
             {"name": a.host_if, "mac": a.host_mac},
             {"name": a.ifname, "mac": a.mac, "sandbox": netns},
         ],
-        "ips": [ip],
-        "routes": [{"dst": "0.0.0.0/0", "gw": a.gateway.to_string()}],
+        "ips": ips,
+        "routes": routes,
         "dns": dns.cloned().unwrap_or_else(|| json!({})),
     })
 }
@@ -308,6 +318,7 @@ mod tests {
             ip: "10.88.0.2".parse().unwrap(),
             prefix: 24,
             gateway: "10.88.0.1".parse().unwrap(),
+            ip6: None,
             ports: Vec::new(),
         };
         let old = add_result("0.4.0", &a, "/run/netns/x", None);
@@ -323,5 +334,20 @@ mod tests {
         assert!(new["ips"][0].get("version").is_none());
         assert_eq!(new["dns"]["nameservers"][0], "10.88.0.1");
         assert_eq!(new["routes"][0]["gw"], "10.88.0.1");
+        assert_eq!(new["ips"].as_array().unwrap().len(), 1);
+        // Dual stack: an address and a default route of each family.
+        let dual = CniAttachment {
+            ip6: Some((
+                "fd00:88::2".parse().unwrap(),
+                64,
+                "fd00:88::1".parse().unwrap(),
+            )),
+            ..a
+        };
+        let r = add_result("0.4.0", &dual, "/run/netns/x", None);
+        assert_eq!(r["ips"][1]["address"], "fd00:88::2/64");
+        assert_eq!(r["ips"][1]["gateway"], "fd00:88::1");
+        assert_eq!(r["ips"][1]["version"], "6");
+        assert_eq!(r["routes"][1]["dst"], "::/0");
     }
 }

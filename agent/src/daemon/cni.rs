@@ -67,6 +67,9 @@ pub struct CniAttachment {
     pub ip: Ipv4Addr,
     pub prefix: u8,
     pub gateway: Ipv4Addr,
+    /// The IPv6 address, its prefix and gateway, on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<(std::net::Ipv6Addr, u8, std::net::Ipv6Addr)>,
     /// The ports published, as `-p` specs were.
     pub ports: Vec<crate::publish::PortMapping>,
 }
@@ -235,6 +238,11 @@ impl Agent {
             ip: ep.ip,
             prefix: network.ipam.subnet().prefix(),
             gateway: network.ipam.gateway(),
+            ip6: network
+                .ipam6
+                .as_ref()
+                .zip(ep.ip6)
+                .map(|(i, ip6)| (ip6, i.subnet().prefix(), i.gateway())),
             ports: ep.ports.clone(),
         })
     }
