@@ -94,6 +94,7 @@ pub async fn ps(socket: &Path, flag: JsonFlag) -> anyhow::Result<ExitCode> {
                     e.name.clone(),
                     e.network.clone(),
                     e.ip.to_string(),
+                    e.ip6.map_or_else(|| "-".to_owned(), |a| a.to_string()),
                     e.mac.clone(),
                     e.host_if.clone(),
                     e.netns.display().to_string(),
@@ -102,7 +103,7 @@ pub async fn ps(socket: &Path, flag: JsonFlag) -> anyhow::Result<ExitCode> {
             })
             .collect();
         output::table(
-            &["NAME", "NETWORK", "IP", "MAC", "HOST IF", "NETNS", "OWNER"],
+            &["NAME", "NETWORK", "IP", "IP6", "MAC", "HOST IF", "NETNS", "OWNER"],
             &rows,
         );
     }

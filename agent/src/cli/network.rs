@@ -131,8 +131,14 @@ fn row(v: &NetworkView) -> Vec<String> {
     }
     vec![
         n.name.clone(),
-        n.ipam.subnet().to_string(),
-        n.ipam.gateway().to_string(),
+        match &n.ipam6 {
+            Some(v6) => format!("{},{}", n.ipam.subnet(), v6.subnet()),
+            None => n.ipam.subnet().to_string(),
+        },
+        match &n.ipam6 {
+            Some(v6) => format!("{},{}", n.ipam.gateway(), v6.gateway()),
+            None => n.ipam.gateway().to_string(),
+        },
         n.bridge.clone(),
         n.mode.to_string(),
         if options.is_empty() {
