@@ -13,6 +13,7 @@
 
 use aya_ebpf::{
     EbpfContext,
+    btf_maps::LruHashMap,
     helpers::{bpf_get_netns_cookie, bpf_get_socket_cookie},
     programs::SockAddrContext,
 };
@@ -42,6 +43,38 @@ fn ours(ctx: &SockAddrContext) -> bool {
     }
 }
 
+/// Keeps the way back for a socket about to be pointed at `target` (`back`:
+/// what it asked for, under the socket and `target`), and counts the
+/// socket's first packet or connect as a flow of `published` (a socket
+/// sending many datagrams counts once). `false` when it cannot be kept:
+/// answers would then show the container's address, so the socket is
+/// better left as it was.
+#[inline(always)]
+fn remember<V, const N: usize>(
+    ctx: &SockAddrContext,
+    ways_back: &LruHashMap<SockRnatKey, V, N>,
+    published: &PublishKey,
+    target: &PublishTarget,
+    back: V,
+) -> bool {
+    // SAFETY: the context is the program's.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let key = SockRnatKey {
+        cookie,
+        ip: target.ip,
+        port: target.port,
+        pad: [0; 2],
+    };
+    let new_flow = ways_back.get_ptr(key).is_none();
+    if ways_back.insert(key, back, 0).is_err() {
+        return false;
+    }
+    if new_flow {
+        stats::port_flow(published);
+    }
+    true
+}
+
 /// `connect4` and `sendmsg4`: a socket aimed at a published port is aimed
 /// at its container instead, and remembers what it asked for.
 #[inline(always)]
@@ -64,29 +97,13 @@ pub fn to_published(ctx: &SockAddrContext) -> i32 {
     let Some((published, target)) = dnat::lookup(ip, port, proto, true) else {
         return ALLOW;
     };
-    // SAFETY: the context is the program's.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    let key = SockRnatKey {
-        cookie,
-        ip: target.ip,
-        port: target.port,
-        pad: [0; 2],
-    };
     let back = SockRnatValue {
         ip,
         port,
         pad: [0; 2],
     };
-    // A socket's first packet or connect to the port is a flow of it (a
-    // socket sending many datagrams counts once).
-    let new_flow = SOCK_RNAT4.get_ptr(key).is_none();
-    // Without the way back, answers would show the container's address:
-    // better to leave the socket as it was.
-    if SOCK_RNAT4.insert(key, back, 0).is_err() {
+    if !remember(ctx, &SOCK_RNAT4, &published, &target, back) {
         return ALLOW;
-    }
-    if new_flow {
-        stats::port_flow(&published);
     }
     // SAFETY: `user_ip4` and `user_port` are writable in these hooks.
     unsafe {
@@ -186,25 +203,13 @@ pub fn to_published6(ctx: &SockAddrContext) -> i32 {
     let Some((published, target)) = published6(&ip, port, proto) else {
         return ALLOW;
     };
-    // SAFETY: the context is the program's.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    let key = SockRnatKey {
-        cookie,
-        ip: target.ip,
-        port: target.port,
-        pad: [0; 2],
-    };
     let back = SockRnat6Value {
         ip,
         port,
         pad: [0; 2],
     };
-    let new_flow = SOCK_RNAT6.get_ptr(key).is_none();
-    if SOCK_RNAT6.insert(key, back, 0).is_err() {
+    if !remember(ctx, &SOCK_RNAT6, &published, &target, back) {
         return ALLOW;
-    }
-    if new_flow {
-        stats::port_flow(&published);
     }
     let t = target.ip;
     // SAFETY: `user_ip6` and `user_port` are writable in these hooks.

@@ -103,7 +103,9 @@ pub async fn ps(socket: &Path, flag: JsonFlag) -> anyhow::Result<ExitCode> {
             })
             .collect();
         output::table(
-            &["NAME", "NETWORK", "IP", "IP6", "MAC", "HOST IF", "NETNS", "OWNER"],
+            &[
+                "NAME", "NETWORK", "IP", "IP6", "MAC", "HOST IF", "NETNS", "OWNER",
+            ],
             &rows,
         );
     }

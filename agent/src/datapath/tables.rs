@@ -82,31 +82,40 @@ impl Datapath {
         &mut self,
         networks: &[(std::net::Ipv6Addr, u8, NetInfo6)],
     ) -> Result<(), DatapathError> {
-        let mut trie: LpmTrie<&mut MapData, [u8; 16], NetInfo6> = self
-            .ebpf
-            .map_mut(map_names::NETWORKS6)
-            .ok_or(DatapathError::MissingMap(map_names::NETWORKS6))?
-            .try_into()
-            .map_err(|source| map_err(map_names::NETWORKS6, source))?;
-        let wanted: Vec<Key<[u8; 16]>> = networks
+        let wanted: Vec<_> = networks
             .iter()
-            .map(|(addr, prefix, _)| Key::new(u32::from(*prefix), addr.octets()))
+            .map(|(addr, prefix, info)| (Key::new(u32::from(*prefix), addr.octets()), *info))
             .collect();
-        let stale: Vec<Key<[u8; 16]>> = trie
+        self.set_lpm(map_names::NETWORKS6, &wanted)
+    }
+
+    /// Makes LPM trie `name` hold exactly `wanted`.
+    fn set_lpm<K: aya::Pod + PartialEq, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+        wanted: &[(Key<K>, V)],
+    ) -> Result<(), DatapathError> {
+        let mut trie: LpmTrie<&mut MapData, K, V> = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DatapathError::MissingMap(name))?
+            .try_into()
+            .map_err(|source| map_err(name, source))?;
+        let stale: Vec<Key<K>> = trie
             .keys()
             .filter_map(Result::ok)
             .filter(|k| {
                 !wanted
                     .iter()
-                    .any(|w| w.prefix_len() == k.prefix_len() && w.data() == k.data())
+                    .any(|(w, _)| w.prefix_len() == k.prefix_len() && w.data() == k.data())
             })
             .collect();
         for key in stale {
-            absent_ok(trie.remove(&key), map_names::NETWORKS6)?;
+            absent_ok(trie.remove(&key), name)?;
         }
-        for ((_, _, info), key) in networks.iter().zip(&wanted) {
+        for (key, info) in wanted {
             trie.insert(key, info, 0)
-                .map_err(|source| map_err(map_names::NETWORKS6, source))?;
+                .map_err(|source| map_err(name, source))?;
         }
         Ok(())
     }
@@ -281,33 +290,11 @@ impl Datapath {
         &mut self,
         networks: &[(Ipv4Addr, u8, NetInfo)],
     ) -> Result<(), DatapathError> {
-        let mut trie: LpmTrie<&mut MapData, [u8; 4], NetInfo> = self
-            .ebpf
-            .map_mut(map_names::NETWORKS4)
-            .ok_or(DatapathError::MissingMap(map_names::NETWORKS4))?
-            .try_into()
-            .map_err(|source| map_err(map_names::NETWORKS4, source))?;
-        let wanted: Vec<Key<[u8; 4]>> = networks
+        let wanted: Vec<_> = networks
             .iter()
-            .map(|(addr, prefix, _)| Key::new(u32::from(*prefix), addr.octets()))
+            .map(|(addr, prefix, info)| (Key::new(u32::from(*prefix), addr.octets()), *info))
             .collect();
-        let stale: Vec<Key<[u8; 4]>> = trie
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| {
-                !wanted
-                    .iter()
-                    .any(|w| w.prefix_len() == k.prefix_len() && w.data() == k.data())
-            })
-            .collect();
-        for key in stale {
-            absent_ok(trie.remove(&key), map_names::NETWORKS4)?;
-        }
-        for ((_, _, info), key) in networks.iter().zip(&wanted) {
-            trie.insert(key, info, 0)
-                .map_err(|source| map_err(map_names::NETWORKS4, source))?;
-        }
-        Ok(())
+        self.set_lpm(map_names::NETWORKS4, &wanted)
     }
 
     /// Makes `UPLINKS` hold exactly `uplinks`: (ifindex, masquerade address).
