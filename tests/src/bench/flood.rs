@@ -23,6 +23,7 @@
 //! would make the RR's frames wait behind the flood's in one NAPI).
 
 use std::{
+    fmt::Write as _,
     io,
     mem::size_of,
     net::Ipv4Addr,
@@ -38,9 +39,10 @@ use std::{
 use etherparse::PacketBuilder;
 
 use super::{
-    Better, Metric, Options, Setup,
+    Better, Metric, Options, Results, Setup,
     bed::{self, Bed},
     load,
+    report::number,
 };
 use crate::{Netns, World, world::NODE_UPLINK_IP};
 
@@ -339,4 +341,58 @@ fn tx_dropped(ext: &Netns) -> io::Result<u64> {
     v[0]["stats64"]["tx"]["dropped"]
         .as_u64()
         .ok_or_else(|| io::Error::other("no tx dropped counter for ext's eth0"))
+}
+
+/// The flood: X (XDP) against C (tc), B (iptables) and B2 (nftables).
+#[must_use]
+pub fn table(r: &Results) -> String {
+    let mut s = String::from(
+        "| measurement | unit | X | C | B | B2 | X/C | X/B | X/B2 |\n|---|---|--:|--:|--:|--:|--:|--:|--:|\n",
+    );
+    for m in &r.flood {
+        let cell = |k: &str| m.median(k).map_or("—".to_owned(), |v| number(v, m.unit));
+        let ratio = |k: &str| {
+            m.ratio_of("X", k)
+                .map_or("—".to_owned(), |v| format!("{v:.2}"))
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            m.title,
+            m.unit,
+            cell("X"),
+            cell("C"),
+            cell("B"),
+            cell("B2"),
+            ratio("C"),
+            ratio("B"),
+            ratio("B2"),
+        );
+    }
+    s
+}
+
+/// The flood's part of the report: how it was made, its setups, its table.
+pub fn text(s: &mut String, r: &Results) {
+    let o = &r.options;
+    let _ = writeln!(
+        s,
+        "\nThe flood, {} rounds, in four worlds of their own whose `ext` finishes \
+         its checksums as a host behind a wire does: an `AF_PACKET` sender \
+         (`PACKET_QDISC_BYPASS`, `sendmmsg`) on one CPU floods the node with UDP \
+         to the container's own address and from a spoofed 127.0.0.1, while a \
+         TCP_RR through the published port runs on the other. On a veth the \
+         node's receive path runs on the sender's CPU: the rate is what one CPU \
+         drops, sender included. Above 1 means XDP is ahead:\n",
+        o.rounds
+    );
+    for (k, label) in &r.flood_setups {
+        let _ = writeln!(
+            s,
+            "- {k}: {}",
+            label.trim_start_matches(|c| c != ' ').trim()
+        );
+    }
+    s.push('\n');
+    s.push_str(&table(r));
 }

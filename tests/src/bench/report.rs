@@ -101,35 +101,6 @@ pub fn docker_table(r: &Results) -> String {
     s
 }
 
-/// The flood: X (XDP) against C (tc), B (iptables) and B2 (nftables).
-#[must_use]
-pub fn flood_table(r: &Results) -> String {
-    let mut s = String::from(
-        "| measurement | unit | X | C | B | B2 | X/C | X/B | X/B2 |\n|---|---|--:|--:|--:|--:|--:|--:|--:|\n",
-    );
-    for m in &r.flood {
-        let cell = |k: &str| m.median(k).map_or("—".to_owned(), |v| number(v, m.unit));
-        let ratio = |k: &str| {
-            m.ratio_of("X", k)
-                .map_or("—".to_owned(), |v| format!("{v:.2}"))
-        };
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            m.title,
-            m.unit,
-            cell("X"),
-            cell("C"),
-            cell("B"),
-            cell("B2"),
-            ratio("C"),
-            ratio("B"),
-            ratio("B2"),
-        );
-    }
-    s
-}
-
 /// Per-packet costs as a Markdown table.
 #[must_use]
 pub fn testrun_table(r: &Results) -> String {
@@ -234,7 +205,7 @@ pub fn text(r: &Results) -> String {
         s.push_str(&docker_table(r));
     }
     if !r.flood.is_empty() {
-        flood_text(&mut s, r);
+        super::flood::text(&mut s, r);
     }
     if !r.testrun.costs.is_empty() {
         let _ = writeln!(
@@ -264,32 +235,7 @@ pub fn text(r: &Results) -> String {
     s
 }
 
-/// The flood's part of the report: how it was made, its setups, its table.
-fn flood_text(s: &mut String, r: &Results) {
-    let o = &r.options;
-    let _ = writeln!(
-        s,
-        "\nThe flood, {} rounds, in four worlds of their own whose `ext` finishes \
-         its checksums as a host behind a wire does: an `AF_PACKET` sender \
-         (`PACKET_QDISC_BYPASS`, `sendmmsg`) on one CPU floods the node with UDP \
-         to the container's own address and from a spoofed 127.0.0.1, while a \
-         TCP_RR through the published port runs on the other. On a veth the \
-         node's receive path runs on the sender's CPU: the rate is what one CPU \
-         drops, sender included. Above 1 means XDP is ahead:\n",
-        o.rounds
-    );
-    for (k, label) in &r.flood_setups {
-        let _ = writeln!(
-            s,
-            "- {k}: {}",
-            label.trim_start_matches(|c| c != ' ').trim()
-        );
-    }
-    s.push('\n');
-    s.push_str(&flood_table(r));
-}
-
-fn number(v: f64, unit: &str) -> String {
+pub(crate) fn number(v: f64, unit: &str) -> String {
     if matches!(unit, "trans/s" | "conn/s" | "pps" | "frames") {
         format!("{v:.0}")
     } else {
