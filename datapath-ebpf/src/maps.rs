@@ -77,6 +77,11 @@ pub static NETWORKS4: LpmTrie<[u8; 4], NetInfo, { MAX_NETWORKS as usize }> = Lpm
 #[btf_map]
 pub static NETWORKS6: LpmTrie<[u8; 16], NetInfo6, { MAX_NETWORKS as usize }> = LpmTrie::new();
 
+/// The node's own IPv6 addresses -> their ifindex (the `*6` socket hooks'
+/// publications on every address).
+#[btf_map]
+pub static HOST_ADDRS6: HashMap<[u8; 16], u32, { MAX_HOST_ADDRS as usize }> = HashMap::new();
+
 /// Host-side ifindex -> the endpoint's IPv6 address (dual-stack networks).
 #[btf_map]
 pub static ENDPOINTS6: HashMap<u32, [u8; 16], { MAX_ENDPOINTS as usize }> = HashMap::new();

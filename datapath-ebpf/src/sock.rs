@@ -160,11 +160,12 @@ fn mapped_v4(a: &[u8; 16]) -> Option<[u8; 4]> {
     (a[..12] == MAPPED).then(|| [a[12], a[13], a[14], a[15]])
 }
 
-/// The publication an IPv6 socket aimed at `ip:port` reaches: `[::1]`
-/// the ones on every address, a v4-mapped address what its IPv4 one does.
+/// The publication an IPv6 socket aimed at `ip:port` reaches: `[::1]` and
+/// the node's IPv6 addresses the ones on every address (Docker's `[::]`),
+/// a v4-mapped address what its IPv4 one does.
 #[inline(always)]
 fn published6(ip: &[u8; 16], port: [u8; 2], proto: u8) -> Option<(PublishKey, PublishTarget)> {
-    if *ip == LOOPBACK6 {
+    if *ip == LOOPBACK6 || crate::maps::HOST_ADDRS6.get_ptr(*ip).is_some() {
         // SAFETY: a pointer into a map value, read at once.
         let key = PublishKey {
             host_ip: [0; 4],

@@ -1,6 +1,7 @@
 //! End-to-end: the node's own IPv6 sockets and published ports, as
 //! Docker's `-p H:C` (which listens on `0.0.0.0` and `[::]`) gives them:
-//! `[::1]:H` reaches the container, TCP and connected UDP; the socket
+//! `[::1]:H` and the node's IPv6 addresses reach the container, TCP and
+//! connected UDP; the socket
 //! sees the address it asked for (`getpeername`, `recvfrom`); a port bound
 //! to `127.0.0.1` is not on `[::1]` but is on `[::ffff:127.0.0.1]`.
 
@@ -14,6 +15,7 @@ use weir_tests::{
     World,
     agent::Agent,
     sock::{self, Server, any},
+    world::UPLINK,
 };
 
 fn v6(text: &str) -> SocketAddr {
@@ -24,6 +26,17 @@ fn v6(text: &str) -> SocketAddr {
 fn the_nodes_ipv6_sockets_reach_published_ports_on_loopback() {
     let mut w = World::new().unwrap();
     w.add_container("c1").unwrap();
+    w.node
+        .ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:1::1/64",
+            "dev",
+            UPLINK,
+            "nodad",
+        ])
+        .unwrap();
     let agent = Agent::start(&w, &[]);
     agent.attach(
         "weir",
@@ -78,6 +91,12 @@ fn the_nodes_ipv6_sockets_reach_published_ports_on_loopback() {
     });
     assert_eq!(answer, b"q6");
     assert_eq!(from, v6("[::1]:5455"), "recvfrom shows what was asked for");
+
+    // The node's own IPv6 address, as Docker's [::] binding covers it.
+    assert_eq!(
+        sock::tcp_request(&w.node, v6("[2001:db8:1::1]:8080"), b"node6").unwrap(),
+        b"node6"
+    );
 
     // An unpublished port on [::1] stays the node's own (nothing listens).
     assert!(sock::connect_fails(&w.node, v6("[::1]:8089")));

@@ -302,12 +302,14 @@ impl Agent {
         Ok(index)
     }
 
-    /// Keeps `HOST_ADDRS4` equal to the node's addresses (wildcard
-    /// publications match only traffic to these) and `UPLINKS` to each
+    /// Keeps `HOST_ADDRS4` and `HOST_ADDRS6` equal to the node's addresses
+    /// (wildcard publications match only traffic to these) and `UPLINKS` to each
     /// uplink's first address (masquerade's address).
     pub async fn refresh_host_addrs(&mut self) -> Result<(), AgentError> {
         let addrs = self.nl.ipv4_addresses().await?;
         self.datapath.set_host_addrs(&addrs)?;
+        let addrs6 = self.nl.ipv6_addresses().await?;
+        self.datapath.set_host_addrs6(&addrs6)?;
         let mut uplinks = Vec::new();
         for name in &self.uplinks {
             if let Some(index) = self.nl.link_index(name).await?

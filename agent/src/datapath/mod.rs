@@ -53,6 +53,7 @@ pub mod map_names {
     pub const NETWORKS6: &str = "NETWORKS6";
     pub const ENDPOINTS6: &str = "ENDPOINTS6";
     pub const SOCK_RNAT6: &str = "SOCK_RNAT6";
+    pub const HOST_ADDRS6: &str = "HOST_ADDRS6";
     /// Every map, in the order they are pinned.
     pub const ALL: &[&str] = &[
         HOOK_STATS,
@@ -74,6 +75,7 @@ pub mod map_names {
         NETWORKS6,
         ENDPOINTS6,
         SOCK_RNAT6,
+        HOST_ADDRS6,
     ];
 }
 

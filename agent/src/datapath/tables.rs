@@ -264,6 +264,26 @@ impl Datapath {
         Ok(())
     }
 
+    /// Makes `HOST_ADDRS6` hold exactly the node's IPv6 addresses.
+    pub fn set_host_addrs6(
+        &mut self,
+        addrs: &[(std::net::Ipv6Addr, u32)],
+    ) -> Result<(), DatapathError> {
+        let wanted: HashSet<[u8; 16]> = addrs.iter().map(|(a, _)| a.octets()).collect();
+        let have: Vec<([u8; 16], u32)> = self.entries(map_names::HOST_ADDRS6)?;
+        let mut map = self.hash_map::<[u8; 16], u32>(map_names::HOST_ADDRS6)?;
+        for (addr, _) in have {
+            if !wanted.contains(&addr) {
+                absent_ok(map.remove(&addr), map_names::HOST_ADDRS6)?;
+            }
+        }
+        for (addr, ifindex) in addrs {
+            map.insert(addr.octets(), ifindex, 0)
+                .map_err(|source| map_err(map_names::HOST_ADDRS6, source))?;
+        }
+        Ok(())
+    }
+
     /// Tells the programs which network namespace is the agent's (the one
     /// the calling thread is in) and the masquerade port range.
     pub fn configure(&mut self, snat_ports: (u16, u16)) -> Result<(), DatapathError> {

@@ -350,6 +350,32 @@ impl Netlink {
     /// Every IPv4 address of this namespace: (address, ifindex). For a
     /// point-to-point address the local one (`IFA_LOCAL`) is the node's.
     pub async fn ipv4_addresses(&self) -> Result<Vec<(Ipv4Addr, u32)>, NetlinkError> {
+        Ok(self
+            .addresses()
+            .await?
+            .into_iter()
+            .filter_map(|(ip, index)| match ip {
+                IpAddr::V4(ip) => Some((ip, index)),
+                IpAddr::V6(_) => None,
+            })
+            .collect())
+    }
+
+    /// The node's IPv6 addresses (this namespace's), with their links.
+    pub async fn ipv6_addresses(&self) -> Result<Vec<(Ipv6Addr, u32)>, NetlinkError> {
+        Ok(self
+            .addresses()
+            .await?
+            .into_iter()
+            .filter_map(|(ip, index)| match ip {
+                IpAddr::V6(ip) => Some((ip, index)),
+                IpAddr::V4(_) => None,
+            })
+            .collect())
+    }
+
+    /// Every address of this namespace, with its link.
+    async fn addresses(&self) -> Result<Vec<(IpAddr, u32)>, NetlinkError> {
         let mut addrs = self.handle.address().get().execute();
         let mut out = Vec::new();
         while let Some(msg) = addrs
@@ -358,11 +384,11 @@ impl Netlink {
             .map_err(|e| request("list addresses", "", e))?
         {
             let local = msg.attributes.iter().find_map(|a| match a {
-                AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+                AddressAttribute::Local(ip) => Some(*ip),
                 _ => None,
             });
             let address = msg.attributes.iter().find_map(|a| match a {
-                AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+                AddressAttribute::Address(ip) => Some(*ip),
                 _ => None,
             });
             if let Some(ip) = local.or(address) {
