@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod ct;
+pub mod ct6;
 pub mod drop;
 pub mod endpoint;
 pub mod event;

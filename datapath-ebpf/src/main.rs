@@ -14,6 +14,7 @@ mod fwd;
 mod head;
 mod maps;
 mod nat;
+mod nat6;
 mod parse;
 mod policy;
 mod sock;

@@ -10,6 +10,7 @@ use aya_ebpf::{
 use weir_common::{
     config::{Config, MAX_SOCK_RNAT, SockRnat6Value, SockRnatKey, SockRnatValue},
     ct::{CtEntry, CtKey, MAX_CT_ENTRIES},
+    ct6::{CtEntry6, CtKey6, MAX_CT6_ENTRIES, Scratch6},
     drop::DropReason,
     endpoint::{EndpointInfo, EndpointRef, MAX_ENDPOINTS},
     event::{DropEvent, EVENTS_BYTES},
@@ -81,6 +82,19 @@ pub static NETWORKS6: LpmTrie<[u8; 16], NetInfo6, { MAX_NETWORKS as usize }> = L
 /// publications on every address).
 #[btf_map]
 pub static HOST_ADDRS6: HashMap<[u8; 16], u32, { MAX_HOST_ADDRS as usize }> = HashMap::new();
+
+/// IPv6 flows (NAT66), both directions (`weir_common::ct6`).
+#[btf_map]
+pub static CT6: LruHashMap<CtKey6, CtEntry6, { MAX_CT6_ENTRIES as usize }> = LruHashMap::new();
+
+/// Where a new IPv6 flow's entries are built (per CPU, one slot): off
+/// the stack, which a BPF call chain shares.
+#[btf_map]
+pub static SCRATCH6: PerCpuArray<Scratch6, 1> = PerCpuArray::new();
+
+/// Uplink ifindex -> the IPv6 address masquerade uses on it.
+#[btf_map]
+pub static UPLINKS6: HashMap<u32, [u8; 16], { MAX_UPLINKS as usize }> = HashMap::new();
 
 /// Host-side ifindex -> the endpoint's IPv6 address (dual-stack networks).
 #[btf_map]

@@ -54,6 +54,8 @@ pub mod map_names {
     pub const ENDPOINTS6: &str = "ENDPOINTS6";
     pub const SOCK_RNAT6: &str = "SOCK_RNAT6";
     pub const HOST_ADDRS6: &str = "HOST_ADDRS6";
+    pub const CT6: &str = "CT6";
+    pub const UPLINKS6: &str = "UPLINKS6";
     /// Every map, in the order they are pinned.
     pub const ALL: &[&str] = &[
         HOOK_STATS,
@@ -76,6 +78,8 @@ pub mod map_names {
         ENDPOINTS6,
         SOCK_RNAT6,
         HOST_ADDRS6,
+        CT6,
+        UPLINKS6,
     ];
 }
 

@@ -264,6 +264,27 @@ impl Datapath {
         Ok(())
     }
 
+    /// Makes `UPLINKS6` hold exactly `uplinks`: (ifindex, IPv6 masquerade
+    /// address). Not filled by the agent yet: IPv6 masquerade is built in
+    /// the programs but not wired (`datapath-ebpf/src/nat6.rs`).
+    pub fn set_uplinks6(
+        &mut self,
+        uplinks: &[(u32, std::net::Ipv6Addr)],
+    ) -> Result<(), DatapathError> {
+        let have: Vec<(u32, [u8; 16])> = self.entries(map_names::UPLINKS6)?;
+        let mut map = self.hash_map::<u32, [u8; 16]>(map_names::UPLINKS6)?;
+        for (ifindex, _) in have {
+            if !uplinks.iter().any(|(i, _)| *i == ifindex) {
+                absent_ok(map.remove(&ifindex), map_names::UPLINKS6)?;
+            }
+        }
+        for (ifindex, ip) in uplinks {
+            map.insert(ifindex, ip.octets(), 0)
+                .map_err(|source| map_err(map_names::UPLINKS6, source))?;
+        }
+        Ok(())
+    }
+
     /// Makes `HOST_ADDRS6` hold exactly the node's IPv6 addresses.
     pub fn set_host_addrs6(
         &mut self,

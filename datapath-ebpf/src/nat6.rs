@@ -1,0 +1,376 @@
+//! IPv6 masquerade (NAT66) in the programs, `CT6`: a dual-stack network's
+//! container's TCP, UDP or ICMPv6 echo flow leaving by an uplink that has
+//! an IPv6 masquerade address (`UPLINKS6`) leaves with that address and a
+//! port of the masquerade range ([`egress`], `tc_to_uplink`); its answers
+//! get the container's address and port back ([`ingress`],
+//! `tc_from_uplink`) and go on to the node's stack, which routes them to
+//! the bridge. Both directions are tracked as `CT4`'s masqueraded flows
+//! are, the port claimed by inserting the answers' entry first.
+//!
+//! The checksums: TCP's, UDP's and ICMPv6's all cover the pseudo-header,
+//! so an address change is a 16-byte `bpf_csum_diff` handed to
+//! `bpf_l4_csum_replace` as a pseudo-header change; IPv6 has no header
+//! checksum. Extension headers are not parsed: such a packet is left as it
+//! is, and the agent fills `UPLINKS6` only where that is understood.
+//!
+//! Not wired yet: the agent fills no `UPLINKS6` entry, so nothing is
+//! masqueraded until it does (and `tc_from_container` drops IPv6 beyond
+//! a network before it gets here).
+
+#![expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "keys and entries go to the map helpers by reference: a copy would take stack a call chain shares"
+)]
+
+use aya_ebpf::{
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_NOEXIST},
+    helpers::{bpf_csum_diff, bpf_get_prandom_u32, bpf_ktime_get_coarse_ns},
+    maps::lpm_trie::Key,
+    programs::TcContext,
+};
+use network_types::ip::Ipv6Hdr;
+use weir_common::{
+    ct::{CT_INNER, DIR_ORIGINAL, DIR_REPLY, KIND_SNAT, TCP_ACK, TCP_SYN},
+    ct6::{CtEntry6, CtKey6},
+    drop::DropReason,
+    network::NET_MASQUERADE,
+    publish::{PROTO_TCP, PROTO_UDP},
+};
+
+use crate::{
+    ct::SNAT_TRIES,
+    maps::{CONFIG, CT6, NETWORKS6, SCRATCH6, UPLINKS6},
+    parse::{IP_OFF, ptr_at},
+    verdict::TC_PASS,
+};
+
+const PROTO_ICMPV6: u8 = 58;
+const ICMPV6_ECHO_REQUEST: u8 = 128;
+const ICMPV6_ECHO_REPLY: u8 = 129;
+const L4_OFF: usize = IP_OFF + Ipv6Hdr::LEN;
+const SRC_OFF: usize = IP_OFF + 8;
+const DST_OFF: usize = IP_OFF + 24;
+
+/// An IPv6 TCP, UDP or ICMPv6 echo packet without extension headers:
+/// laid out as `Scratch6`'s first fields, which hold `egress`'s.
+#[derive(Default)]
+#[repr(C)]
+struct Flow6 {
+    key: CtKey6,
+    tcp_flags: u8,
+}
+
+impl Flow6 {
+    fn csum_off(&self) -> usize {
+        L4_OFF
+            + match self.key.proto {
+                PROTO_TCP => 16,
+                PROTO_UDP => 6,
+                _ => 2,
+            }
+    }
+
+    fn is_tcp_open(&self) -> bool {
+        self.key.proto == PROTO_TCP && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+    }
+}
+
+/// Reads the packet's flow into `out` (in place: every copy of a 16-byte
+/// tuple costs stack these calls share with the program); `false` for
+/// other packets.
+#[inline(always)]
+fn flow(ctx: &TcContext, out: &mut Flow6) -> Result<bool, DropReason> {
+    let ip: *const Ipv6Hdr = ptr_at(ctx, IP_OFF).ok_or(DropReason::Malformed)?;
+    // SAFETY: `ptr_at` checked the header is in the packet.
+    let next = unsafe { (*ip).next_hdr };
+    let (ports, tcp_flags) = match next {
+        PROTO_TCP => {
+            let t: *const [u8; 14] = ptr_at(ctx, L4_OFF).ok_or(DropReason::Malformed)?;
+            // SAFETY: `ptr_at` checked the bytes.
+            let t = unsafe { *t };
+            ([t[0], t[1], t[2], t[3]], t[13])
+        }
+        PROTO_UDP => {
+            let u: *const [u8; 4] = ptr_at(ctx, L4_OFF).ok_or(DropReason::Malformed)?;
+            // SAFETY: `ptr_at` checked the bytes.
+            (unsafe { *u }, 0)
+        }
+        PROTO_ICMPV6 => {
+            let i: *const [u8; 8] = ptr_at(ctx, L4_OFF).ok_or(DropReason::Malformed)?;
+            // SAFETY: `ptr_at` checked the bytes.
+            let i = unsafe { *i };
+            match i[0] {
+                ICMPV6_ECHO_REQUEST => ([i[4], i[5], 0, 0], 0),
+                ICMPV6_ECHO_REPLY => ([0, 0, i[4], i[5]], 0),
+                _ => return Ok(false),
+            }
+        }
+        _ => return Ok(false),
+    };
+    // SAFETY: as above.
+    unsafe {
+        out.key.saddr = (*ip).src_addr;
+        out.key.daddr = (*ip).dst_addr;
+    }
+    out.key.sport = [ports[0], ports[1]];
+    out.key.dport = [ports[2], ports[3]];
+    out.key.proto = next;
+    out.tcp_flags = tcp_flags;
+    Ok(true)
+}
+
+/// A known flow's entry, its counters brought up to date in place (a
+/// pointer, not a copy: the stack frames of these calls are counted
+/// together with the program's).
+#[inline(always)]
+fn lookup(flow: &Flow6, len: u32, from_outside: bool) -> Result<Option<*mut CtEntry6>, DropReason> {
+    let Some(e) = CT6.get_ptr_mut(&flow.key) else {
+        return Ok(None);
+    };
+    // SAFETY: a pointer into a map value, valid for this program run.
+    unsafe {
+        if from_outside && (*e).flags & CT_INNER != 0 {
+            return Err(DropReason::Bogon);
+        }
+        (*e).last_seen_ns = bpf_ktime_get_coarse_ns();
+        (*e).tcp_flags |= flow.tcp_flags;
+        (*e).packets += 1;
+        (*e).bytes += u64::from(len);
+    }
+    Ok(Some(e))
+}
+
+/// Starts masquerading `flow` behind `nat_ip`, a port of `min..=max`
+/// (the container's own when it lies there and is free), claimed by
+/// inserting the answers' entry with `BPF_NOEXIST`. A call of its own,
+/// whose two entries are built in `SCRATCH6`, not on the stack: the
+/// frames of a call chain share the program's 512 bytes.
+///
+/// Five arguments at most, all in registers: `ports` is the range,
+/// `min << 16 | max`.
+#[inline(never)]
+fn create(
+    flow: &Flow6,
+    nat_ip: &[u8; 16],
+    len: u32,
+    network_id: u32,
+    ports: u32,
+) -> Result<(), DropReason> {
+    let (min, max) = ((ports >> 16) as u16, ports as u16);
+    if min == 0 || max < min {
+        return Err(DropReason::SnatExhausted);
+    }
+    let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let k = &flow.key;
+    // SAFETY: a per-CPU array slot of ours for this program run; every
+    // field is written before the entries are inserted.
+    unsafe {
+        // The answers leave as the reverse of the tuple the flow came
+        // with, whichever port it gets.
+        let r = &raw mut (*s).reply;
+        (*r).nat_saddr = k.daddr;
+        (*r).nat_daddr = k.saddr;
+        (*r).nat_sport = k.dport;
+        (*r).nat_dport = k.sport;
+        (*r).dir = DIR_REPLY;
+        (*r).kind = KIND_SNAT;
+        (*r).tcp_flags = 0;
+        (*r).flags = 0;
+        (*r).network_id = network_id;
+        (*r).pad = 0;
+        (*r).created_ns = now;
+        (*r).last_seen_ns = now;
+        (*r).packets = 0;
+        (*r).bytes = 0;
+        let o = &raw mut (*s).original;
+        (*o).nat_saddr = *nat_ip;
+        (*o).nat_daddr = k.daddr;
+        (*o).nat_dport = k.dport;
+        (*o).dir = DIR_ORIGINAL;
+        (*o).kind = KIND_SNAT;
+        (*o).tcp_flags = flow.tcp_flags;
+        (*o).flags = CT_INNER;
+        (*o).network_id = network_id;
+        (*o).pad = 0;
+        (*o).created_ns = now;
+        (*o).last_seen_ns = now;
+        (*o).packets = 1;
+        (*o).bytes = u64::from(len);
+        let rk = &raw mut (*s).reply_key;
+        (*rk).saddr = k.daddr;
+        (*rk).daddr = *nat_ip;
+        (*rk).sport = k.dport;
+        (*rk).proto = k.proto;
+        (*rk).pad = [0; 3];
+    }
+    let span = u32::from(max - min) + 1;
+    let own = u16::from_be_bytes(k.sport);
+    for i in 0..SNAT_TRIES {
+        let port = if i == 0 && own >= min && own <= max {
+            own
+        } else {
+            // SAFETY: a helper without arguments.
+            min + (unsafe { bpf_get_prandom_u32() } % span) as u16
+        };
+        // SAFETY: as above; the map helpers read the slot's bytes.
+        unsafe {
+            (*s).reply_key.dport = port.to_be_bytes();
+            if CT6
+                .insert(&(*s).reply_key, &(*s).reply, u64::from(BPF_NOEXIST))
+                .is_ok()
+            {
+                (*s).original.nat_sport = port.to_be_bytes();
+                return CT6
+                    .insert(k, &(*s).original, 0)
+                    .map_err(|_| DropReason::CtInsertFailed);
+            }
+        }
+    }
+    Err(DropReason::SnatExhausted)
+}
+
+/// Rewrites `flow`'s packet to leave with `to`'s tuple (a call of its
+/// own, so that no frame of the chain holds it and the lookup at once).
+#[inline(never)]
+fn rewrite(ctx: &TcContext, flow: &Flow6, to: &CtEntry6) -> Result<(), DropReason> {
+    let k = &flow.key;
+    let csum = flow.csum_off();
+    let mangled_0 = if k.proto == PROTO_UDP {
+        u64::from(BPF_F_MARK_MANGLED_0)
+    } else {
+        0
+    };
+    if k.saddr != to.nat_saddr {
+        address(ctx, csum, mangled_0, SRC_OFF, &k.saddr, &to.nat_saddr)?;
+    }
+    if k.daddr != to.nat_daddr {
+        address(ctx, csum, mangled_0, DST_OFF, &k.daddr, &to.nat_daddr)?;
+    }
+    // The ports, or an echo's identifier (one of the two "ports").
+    let (old, new, off) = if k.proto == PROTO_ICMPV6 {
+        if k.sport != to.nat_sport {
+            (k.sport, to.nat_sport, L4_OFF + 4)
+        } else {
+            (k.dport, to.nat_dport, L4_OFF + 4)
+        }
+    } else if k.sport != to.nat_sport {
+        (k.sport, to.nat_sport, L4_OFF)
+    } else {
+        (k.dport, to.nat_dport, L4_OFF + 2)
+    };
+    if old != new {
+        ctx.l4_csum_replace(
+            csum,
+            u64::from(u16::from_ne_bytes(old)),
+            u64::from(u16::from_ne_bytes(new)),
+            2 | mangled_0,
+        )
+        .map_err(|_| DropReason::RewriteFailed)?;
+        ctx.store(off, &new, 0)
+            .map_err(|_| DropReason::RewriteFailed)?;
+    }
+    Ok(())
+}
+
+/// One address of the packet changed from `old` to `new`: the L4
+/// checksum by the pseudo-header's difference, then the bytes.
+#[inline(always)]
+fn address(
+    ctx: &TcContext,
+    csum: usize,
+    mangled_0: u64,
+    off: usize,
+    old: &[u8; 16],
+    new: &[u8; 16],
+) -> Result<(), DropReason> {
+    // SAFETY: two 16-byte buffers, the sizes given; the helper only reads.
+    let diff = unsafe {
+        bpf_csum_diff(
+            old.as_ptr().cast_mut().cast(),
+            16,
+            new.as_ptr().cast_mut().cast(),
+            16,
+            0,
+        )
+    };
+    if diff < 0 {
+        return Err(DropReason::RewriteFailed);
+    }
+    ctx.l4_csum_replace(
+        csum,
+        0,
+        diff as u64,
+        u64::from(BPF_F_PSEUDO_HDR) | mangled_0,
+    )
+    .map_err(|_| DropReason::RewriteFailed)?;
+    ctx.store(off, new, 0)
+        .map_err(|_| DropReason::RewriteFailed)
+}
+
+/// `tc_to_uplink`, IPv6: a masquerading network's container's packet
+/// leaves with the uplink's IPv6 masquerade address. A function of its own
+/// (a BPF-to-BPF call): inlined, its 16-byte tuples and the IPv4 path's
+/// would not fit one 512-byte stack frame together; its flow is read into
+/// `SCRATCH6` for the same reason.
+#[inline(never)]
+pub fn egress(ctx: &TcContext) -> Result<i32, DropReason> {
+    let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
+    // SAFETY: a per-CPU array slot of ours for this program run, the
+    // flow's part of it laid out as a `Flow6`.
+    let flow = unsafe { &mut *(&raw mut (*s).flow).cast::<Flow6>() };
+    if !self::flow(ctx, flow)? {
+        return Ok(TC_PASS);
+    }
+    let k = &flow.key;
+    let Some(net) = NETWORKS6.get(&Key::new(128, k.saddr)) else {
+        return Ok(TC_PASS);
+    };
+    let entry = match lookup(flow, ctx.len(), false)? {
+        Some(e) => e,
+        None => {
+            if net.flags & NET_MASQUERADE == 0
+                || k.daddr[0] == 0xff
+                || NETWORKS6.get(&Key::new(128, k.daddr)).is_some()
+            {
+                return Ok(TC_PASS);
+            }
+            // SAFETY: the skb pointer is the program's context.
+            let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+            let Some(nat_ip) = UPLINKS6.get_ptr(ifindex) else {
+                return Ok(TC_PASS);
+            };
+            let Some(config) = CONFIG.get(0) else {
+                return Ok(TC_PASS);
+            };
+            let ports = u32::from(config.snat_port_min) << 16 | u32::from(config.snat_port_max);
+            // SAFETY: a pointer into a map value, valid for this run.
+            create(flow, unsafe { &*nat_ip }, ctx.len(), net.id, ports)?;
+            CT6.get_ptr_mut(&flow.key)
+                .ok_or(DropReason::CtInsertFailed)?
+        }
+    };
+    // SAFETY: a pointer into a map value, valid for this program run.
+    rewrite(ctx, flow, unsafe { &*entry })?;
+    Ok(TC_PASS)
+}
+
+/// `tc_from_uplink`, IPv6: the answers of a masqueraded flow get the
+/// container's address and port back and go on to the stack (a call of
+/// its own, as [`egress`]).
+#[inline(never)]
+pub fn ingress(ctx: &TcContext) -> Result<i32, DropReason> {
+    let mut flow = Flow6::default();
+    if !self::flow(ctx, &mut flow)? {
+        return Ok(TC_PASS);
+    }
+    if flow.is_tcp_open() {
+        return Ok(TC_PASS);
+    }
+    if let Some(entry) = lookup(&flow, ctx.len(), true)? {
+        // SAFETY: a pointer into a map value, valid for this program run.
+        rewrite(ctx, &flow, unsafe { &*entry })?;
+    }
+    Ok(TC_PASS)
+}

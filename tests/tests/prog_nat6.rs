@@ -1,0 +1,177 @@
+//! `BPF_PROG_TEST_RUN` on IPv6 masquerade (NAT66), built in the programs
+//! and not wired by the agent yet (it fills no `UPLINKS6`): a container's
+//! TCP, UDP and `ICMPv6` echo flows leave `tc_to_uplink` with the uplink's
+//! IPv6 address and a port of the range, both directions tracked in
+//! `CT6`, the L4 checksum right (it covers the pseudo-header); the answers
+//! get the container's address and port back in `tc_from_uplink`; with no
+//! `UPLINKS6` entry nothing is translated.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use aya::maps::HashMap;
+use etherparse::PacketBuilder;
+use weir_common::{
+    ct::{DIR_ORIGINAL, DIR_REPLY, KIND_SNAT},
+    ct6::{CtEntry6, CtKey6},
+    network::{NET_MASQUERADE, NetInfo6},
+};
+use weir_tests::{
+    packet::{MAC_CONTAINER, MAC_HOST},
+    prog::{DEFAULT_FLAGS, Harness, TC_ACT_OK, TEST_IFINDEX, in_own_ns, net_info},
+};
+
+const C: &str = "fd00:89::2";
+const NODE6: &str = "2001:db8:1::1";
+const PEER: &str = "2001:db8:9::1";
+
+fn a(text: &str) -> [u8; 16] {
+    text.parse::<Ipv6Addr>().unwrap().octets()
+}
+
+fn harness(uplink6: bool) -> Harness {
+    let mut h = Harness::load();
+    h.datapath.configure((30000, 30999)).unwrap();
+    h.network(
+        Ipv4Addr::new(10, 89, 0, 0),
+        24,
+        net_info(1, Ipv4Addr::new(10, 89, 0, 1), DEFAULT_FLAGS),
+    );
+    h.datapath
+        .set_networks6(&[(
+            "fd00:89::".parse().unwrap(),
+            64,
+            NetInfo6 {
+                id: 1,
+                flags: DEFAULT_FLAGS | NET_MASQUERADE,
+                gateway: a("fd00:89::1"),
+            },
+        )])
+        .unwrap();
+    if uplink6 {
+        h.datapath
+            .set_uplinks6(&[(TEST_IFINDEX, NODE6.parse().unwrap())])
+            .unwrap();
+    }
+    h
+}
+
+/// A frame of `proto`'s kind from `src:sport` to `dst:dport`.
+fn frame6(src: &str, dst: &str, sport: u16, dport: u16, proto: u8) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(MAC_CONTAINER, MAC_HOST).ipv6(a(src), a(dst), 64);
+    let mut f = Vec::new();
+    match proto {
+        6 => b.tcp(sport, dport, 1, 64240).syn().write(&mut f, &[]),
+        17 => b.udp(sport, dport).write(&mut f, b"q6"),
+        _ => b.icmpv6_echo_request(sport, 1).write(&mut f, b"ping"),
+    }
+    .unwrap();
+    f
+}
+
+/// The fields NAT rewrites, and whether the L4 checksum verifies.
+fn view(f: &[u8]) -> (Ipv6Addr, Ipv6Addr, u16, u16, bool) {
+    let ip = &f[14..54];
+    let l4 = &f[54..];
+    let src: [u8; 16] = ip[8..24].try_into().unwrap();
+    let dst: [u8; 16] = ip[24..40].try_into().unwrap();
+    let proto = ip[6];
+    let (sport, dport) = if proto == 58 {
+        let id = u16::from_be_bytes([l4[4], l4[5]]);
+        (id, id)
+    } else {
+        (
+            u16::from_be_bytes([l4[0], l4[1]]),
+            u16::from_be_bytes([l4[2], l4[3]]),
+        )
+    };
+    let mut sum = u32::from(proto) + u32::try_from(l4.len()).unwrap();
+    for pair in ip[8..40].chunks(2).chain(l4.chunks(2)) {
+        sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    (src.into(), dst.into(), sport, dport, sum == 0xffff)
+}
+
+fn ct6(h: &mut Harness) -> Vec<(CtKey6, CtEntry6)> {
+    let map: HashMap<&mut aya::maps::MapData, CtKey6, CtEntry6> =
+        HashMap::try_from(h.datapath.ebpf_mut().map_mut("CT6").expect("CT6")).unwrap();
+    let mut all: Vec<_> = map.iter().map(Result::unwrap).collect();
+    all.sort_by_key(|(_, e)| e.dir);
+    all
+}
+
+#[test]
+fn a_containers_ipv6_flows_leave_as_the_node_and_their_answers_come_back() {
+    in_own_ns("nat6", || {
+        for (proto, sport, dport) in [(6u8, 40000, 443), (17, 40001, 53), (58, 7, 7)] {
+            let mut h = harness(true);
+            let out = h.run_tc("tc_to_uplink", &frame6(C, PEER, sport, dport, proto));
+            assert_eq!(out.verdict, TC_ACT_OK, "proto {proto}");
+            let (src, dst, nat_sport, d, csum) = view(&out.frame);
+            assert_eq!((src, dst), (NODE6.parse().unwrap(), PEER.parse().unwrap()));
+            assert!(
+                (30000..=30999).contains(&nat_sport),
+                "proto {proto}: {nat_sport}"
+            );
+            if proto != 58 {
+                assert_eq!(d, dport);
+            }
+            assert!(csum, "proto {proto}: the checksum after SNAT");
+            let flows = ct6(&mut h);
+            assert_eq!(flows.len(), 2, "proto {proto}");
+            let (orig, reply) = (flows[0], flows[1]);
+            assert_eq!((orig.1.dir, orig.1.kind), (DIR_ORIGINAL, KIND_SNAT));
+            assert_eq!(reply.1.dir, DIR_REPLY);
+            assert_eq!(orig.0.saddr, a(C));
+            assert_eq!(reply.0.daddr, a(NODE6));
+            assert_eq!(reply.0.dport, nat_sport.to_be_bytes());
+
+            // The answer, to the node's port: back to the container.
+            let answer = if proto == 58 {
+                let b =
+                    PacketBuilder::ethernet2(MAC_HOST, MAC_CONTAINER).ipv6(a(PEER), a(NODE6), 64);
+                let mut f = Vec::new();
+                b.icmpv6_echo_reply(nat_sport, 1)
+                    .write(&mut f, b"ping")
+                    .unwrap();
+                f
+            } else {
+                let mut f = frame6(PEER, NODE6, dport, nat_sport, proto);
+                if proto == 6 {
+                    // A SYN-ACK, not a SYN: set ACK and fix the checksum.
+                    let tcp = 54;
+                    f[tcp + 13] = 0x12;
+                    let old = u16::from_be_bytes([f[tcp + 16], f[tcp + 17]]);
+                    let mut sum = u32::from(!old) + u32::from(!0x0002u16) + 0x0012;
+                    while sum > 0xffff {
+                        sum = (sum & 0xffff) + (sum >> 16);
+                    }
+                    f[tcp + 16..tcp + 18]
+                        .copy_from_slice(&(!u16::try_from(sum).unwrap()).to_be_bytes());
+                }
+                f
+            };
+            let back = h.run_tc("tc_from_uplink", &answer);
+            assert_eq!(back.verdict, TC_ACT_OK);
+            let (src, dst, _, to_port, csum) = view(&back.frame);
+            assert_eq!((src, dst), (PEER.parse().unwrap(), C.parse().unwrap()));
+            assert_eq!(to_port, sport, "proto {proto}");
+            assert!(csum, "proto {proto}: the checksum after the way back");
+            assert_eq!(ct6(&mut h)[1].1.packets, 1, "the answer counted");
+        }
+    });
+}
+
+#[test]
+fn without_an_ipv6_masquerade_address_nothing_is_translated() {
+    in_own_ns("nat6", || {
+        let mut h = harness(false);
+        let f = frame6(C, PEER, 40000, 443, 6);
+        let out = h.run_tc("tc_to_uplink", &f);
+        assert_eq!(out.verdict, TC_ACT_OK);
+        assert_eq!(out.frame, f, "untouched");
+        assert!(ct6(&mut h).is_empty());
+    });
+}
