@@ -86,6 +86,12 @@ pub struct Scratch6 {
     pub reply_key: CtKey6,
     pub reply: CtEntry6,
     pub original: CtEntry6,
+    /// A new flow's masquerade, from the lookup that missed to the call
+    /// that creates it: the address, the network, the range
+    /// (`min << 16 | max`).
+    pub nat_ip: [u8; 16],
+    pub network_id: u32,
+    pub ports: u32,
 }
 
 /// Capacity of `CT6` (entries, two per flow).
@@ -111,7 +117,7 @@ mod tests {
     fn layouts_have_no_hidden_padding() {
         assert_eq!(size_of::<CtKey6>(), 40);
         assert_eq!(size_of::<CtEntry6>(), 80);
-        assert_eq!(size_of::<Scratch6>(), 248);
+        assert_eq!(size_of::<Scratch6>(), 272);
     }
 
     #[test]

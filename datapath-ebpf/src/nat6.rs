@@ -140,27 +140,28 @@ fn lookup(flow: &Flow6, len: u32, from_outside: bool) -> Result<Option<*mut CtEn
     Ok(Some(e))
 }
 
-/// Starts masquerading `flow` behind `nat_ip`, a port of `min..=max`
-/// (the container's own when it lies there and is free), claimed by
-/// inserting the answers' entry with `BPF_NOEXIST`. A call of its own,
-/// whose two entries are built in `SCRATCH6`, not on the stack: the
-/// frames of a call chain share the program's 512 bytes.
-///
-/// Five arguments at most, all in registers: `ports` is the range,
-/// `min << 16 | max`.
+/// Starts masquerading the flow `egress` found new (its tuple, address,
+/// network and range in `SCRATCH6`): a port of the range (the
+/// container's own when it lies there and is free), claimed by inserting
+/// the answers' entry with `BPF_NOEXIST`. Its entries are built in the
+/// slot too, off the stack; the flow's own packet is counted when
+/// `egress` finds the entry.
 #[inline(never)]
-fn create(
-    flow: &Flow6,
-    nat_ip: &[u8; 16],
-    len: u32,
-    network_id: u32,
-    ports: u32,
-) -> Result<(), DropReason> {
+pub fn create() -> Result<(), DropReason> {
+    let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
+    // SAFETY: a per-CPU array slot of ours for this program run.
+    let (flow, nat_ip, network_id, ports) = unsafe {
+        (
+            &*(&raw const (*s).flow).cast::<Flow6>(),
+            &(*s).nat_ip,
+            (*s).network_id,
+            (*s).ports,
+        )
+    };
     let (min, max) = ((ports >> 16) as u16, ports as u16);
     if min == 0 || max < min {
         return Err(DropReason::SnatExhausted);
     }
-    let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let k = &flow.key;
@@ -196,8 +197,8 @@ fn create(
         (*o).pad = 0;
         (*o).created_ns = now;
         (*o).last_seen_ns = now;
-        (*o).packets = 1;
-        (*o).bytes = u64::from(len);
+        (*o).packets = 0;
+        (*o).bytes = 0;
         let rk = &raw mut (*s).reply_key;
         (*rk).saddr = k.daddr;
         (*rk).daddr = *nat_ip;
@@ -309,56 +310,73 @@ fn address(
         .map_err(|_| DropReason::RewriteFailed)
 }
 
+/// `egress`'s answer: the flow is new, `create` it (then call again).
+pub const EGRESS_NEW: u32 = u32::MAX;
+
 /// `tc_to_uplink`, IPv6: a masquerading network's container's packet
-/// leaves with the uplink's IPv6 masquerade address. A function of its own
-/// (a BPF-to-BPF call): inlined, its 16-byte tuples and the IPv4 path's
-/// would not fit one 512-byte stack frame together; its flow is read into
-/// `SCRATCH6` for the same reason.
+/// leaves with the uplink's IPv6 masquerade address. [`egress`] and
+/// [`create`] are calls of their own, one after the other, never one
+/// inside the other: a call chain's stack frames share 512 bytes with the
+/// program's, which its IPv4 path fills most of.
+#[inline(always)]
+pub fn to_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
+    if egress(ctx)? == EGRESS_NEW {
+        create()?;
+        // Found now: translated and counted like any packet of the flow.
+        egress(ctx)?;
+    }
+    Ok(TC_PASS)
+}
+
+/// A tracked flow's packet is translated; a new one of a masquerading
+/// network leaves its masquerade in `SCRATCH6` and returns
+/// [`EGRESS_NEW`]; anything else passes (0). Its flow is read into the
+/// slot, not the stack.
 #[inline(never)]
-pub fn egress(ctx: &TcContext) -> Result<i32, DropReason> {
+fn egress(ctx: &TcContext) -> Result<u32, DropReason> {
     let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
     // SAFETY: a per-CPU array slot of ours for this program run, the
     // flow's part of it laid out as a `Flow6`.
     let flow = unsafe { &mut *(&raw mut (*s).flow).cast::<Flow6>() };
     if !self::flow(ctx, flow)? {
-        return Ok(TC_PASS);
+        return Ok(0);
     }
     let k = &flow.key;
     let Some(net) = NETWORKS6.get(&Key::new(128, k.saddr)) else {
-        return Ok(TC_PASS);
+        return Ok(0);
     };
-    let entry = match lookup(flow, ctx.len(), false)? {
-        Some(e) => e,
-        None => {
-            if net.flags & NET_MASQUERADE == 0
-                || k.daddr[0] == 0xff
-                || NETWORKS6.get(&Key::new(128, k.daddr)).is_some()
-            {
-                return Ok(TC_PASS);
-            }
-            // SAFETY: the skb pointer is the program's context.
-            let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-            let Some(nat_ip) = UPLINKS6.get_ptr(ifindex) else {
-                return Ok(TC_PASS);
-            };
-            let Some(config) = CONFIG.get(0) else {
-                return Ok(TC_PASS);
-            };
-            let ports = u32::from(config.snat_port_min) << 16 | u32::from(config.snat_port_max);
-            // SAFETY: a pointer into a map value, valid for this run.
-            create(flow, unsafe { &*nat_ip }, ctx.len(), net.id, ports)?;
-            CT6.get_ptr_mut(&flow.key)
-                .ok_or(DropReason::CtInsertFailed)?
-        }
+    if let Some(entry) = lookup(flow, ctx.len(), false)? {
+        // SAFETY: a pointer into a map value, valid for this program run.
+        rewrite(ctx, flow, unsafe { &*entry })?;
+        return Ok(0);
+    }
+    if net.flags & NET_MASQUERADE == 0
+        || k.daddr[0] == 0xff
+        || NETWORKS6.get(&Key::new(128, k.daddr)).is_some()
+    {
+        return Ok(0);
+    }
+    // SAFETY: the skb pointer is the program's context.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let Some(nat_ip) = UPLINKS6.get_ptr(ifindex) else {
+        return Ok(0);
     };
-    // SAFETY: a pointer into a map value, valid for this program run.
-    rewrite(ctx, flow, unsafe { &*entry })?;
-    Ok(TC_PASS)
+    let Some(config) = CONFIG.get(0) else {
+        return Ok(0);
+    };
+    // SAFETY: the slot as above; `nat_ip` a map value pointer.
+    unsafe {
+        (*s).nat_ip = *nat_ip;
+        (*s).network_id = net.id;
+        (*s).ports = u32::from(config.snat_port_min) << 16 | u32::from(config.snat_port_max);
+    }
+    Ok(EGRESS_NEW)
 }
 
 /// `tc_from_uplink`, IPv6: the answers of a masqueraded flow get the
 /// container's address and port back and go on to the stack (a call of
-/// its own, as [`egress`]).
+/// its own: inlined, its tuple and the IPv4 path's would not fit one
+/// 512-byte frame).
 #[inline(never)]
 pub fn ingress(ctx: &TcContext) -> Result<i32, DropReason> {
     let mut flow = Flow6::default();

@@ -25,17 +25,10 @@ use crate::{
 pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     stats::hook(Hook::ToUplink, ctx.len());
     parse::linearize(ctx);
-    // Each family's work is a call of its own: a call chain's stack
-    // frames share 512 bytes, and the IPv4 path's alone takes most.
-    if parse::is_ipv6(ctx) {
-        return nat6::egress(ctx);
-    }
-    ipv4(ctx)
-}
-
-#[inline(never)]
-fn ipv4(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(ip) = parse::ipv4(ctx)? else {
+        if parse::is_ipv6(ctx) {
+            return nat6::to_uplink(ctx);
+        }
         return Ok(TC_PASS);
     };
     if let Some(key) = parse::later_fragment(ip) {
