@@ -14,7 +14,8 @@ use weir_common::{drop::DropReason, stats::Hook};
 use crate::{
     maps::CT4,
     parse::{self, XdpFrame},
-    policy, stats, v6, xdp_fwd,
+    policy, stats, v6,
+    xdp_fwd::{self, Forwarded},
 };
 
 #[inline(always)]
@@ -43,12 +44,15 @@ pub fn handle(ctx: &XdpFrame) -> Result<u32, DropReason> {
         return Ok(xdp_action::XDP_PASS);
     };
     // A published port's flow, or the answers of a container's own.
-    if let Some(verdict) = xdp_fwd::forward(ctx, ip, &flow)? {
-        return Ok(verdict);
-    }
+    let tracked = match xdp_fwd::forward(ctx, ip, &flow, container)? {
+        Forwarded::Sent(verdict) => return Ok(verdict),
+        Forwarded::Tracked => true,
+        Forwarded::Untracked => false,
+        Forwarded::Unseen => !container || CT4.get_ptr(flow.key).is_some(),
+    };
     // Routed mode lets open ports and pings in: tc tracks them. The
     // node's own addresses (and what XDP left) are tc's too.
-    if container && CT4.get_ptr(flow.key).is_none() {
+    if container && !tracked {
         policy::unsolicited(daddr, Some(&flow))?;
     }
     Ok(xdp_action::XDP_PASS)

@@ -36,16 +36,31 @@ use crate::{
     policy, stats, to_uplink,
 };
 
-/// Forwards `flow`'s frame into its container when XDP can (the verdict,
-/// `XDP_REDIRECT`), else `None`: tc's.
+/// What [`forward`] did, and what it found out on the way.
+pub enum Forwarded {
+    /// Sent on by XDP itself: the verdict (`XDP_REDIRECT`).
+    Sent(u32),
+    /// Not forwarded, and the flow is tracked (`CT4` has its tuple).
+    Tracked,
+    /// Not forwarded; no entry, and (to a container) no publication.
+    Untracked,
+    /// Not looked at: a frame XDP does not forward; tc's.
+    Unseen,
+}
+
+/// Forwards `flow`'s frame into its container when XDP can. `to_container`:
+/// the frame is addressed to a container, which no publication is (only
+/// its tracked flows can be forwarded). Whatever else it says spares the
+/// caller a second lookup of the tuple.
 #[inline(always)]
 pub fn forward(
     frame: &XdpFrame,
     ip: *const Ipv4Hdr,
     flow: &Flow,
-) -> Result<Option<u32>, DropReason> {
+    to_container: bool,
+) -> Result<Forwarded, DropReason> {
     let Some(csum_off) = eligible(frame, ip, flow) else {
-        return Ok(None);
+        return Ok(Forwarded::Unseen);
     };
     let len = frame.len();
     let mut target = EndpointRef::default();
@@ -59,14 +74,15 @@ pub fn forward(
             }
             entry
         }
-        Known::Declined => return Ok(None),
+        Known::Declined => return Ok(Forwarded::Tracked),
+        Known::Unknown if to_container => return Ok(Forwarded::Untracked),
         Known::Unknown => {
             let k = &flow.key;
             let Some((key, publication)) = dnat::lookup(k.daddr, k.dport, k.proto, false) else {
-                return Ok(None);
+                return Ok(Forwarded::Untracked);
             };
             let Some(t) = xdp_target(publication.ip) else {
-                return Ok(None);
+                return Ok(Forwarded::Unseen);
             };
             policy::outsider_to_publication(&publication)?;
             target = t;
@@ -81,7 +97,9 @@ pub fn forward(
     };
     rewrite(frame, flow, &entry, csum_off, &target)?;
     // SAFETY: a helper taking plain values.
-    Ok(Some(unsafe { bpf_redirect(target.ifindex, 0) } as u32))
+    Ok(Forwarded::Sent(
+        unsafe { bpf_redirect(target.ifindex, 0) } as u32
+    ))
 }
 
 /// The frame offset of the L4 checksum when XDP may forward the frame:
