@@ -246,16 +246,8 @@ pub fn create_snat(
     if min == 0 || max < min {
         return Err(DropReason::SnatExhausted);
     }
-    let span = u32::from(max - min) + 1;
-    let own = u16::from_be_bytes(k.sport);
     for i in 0..SNAT_TRIES {
-        let port = if i == 0 && own >= min && own <= max {
-            own
-        } else {
-            // SAFETY: a helper without arguments.
-            let r = unsafe { bpf_get_prandom_u32() } % span;
-            min + r as u16
-        };
+        let port = snat_port(i, k.sport, min, max);
         original.nat_sport = port.to_be_bytes();
         let published = PUBLISH4
             .get_ptr(PublishKey::new([0; 4], port, k.proto))
@@ -277,6 +269,21 @@ pub fn create_snat(
         }
     }
     Err(DropReason::SnatExhausted)
+}
+
+/// Masquerade's port for probe `i` of a new flow from source port `own`
+/// (network order): its own on the first probe when it lies in
+/// `min..=max` (a non-empty range), a random port of the range otherwise.
+#[inline(always)]
+pub fn snat_port(i: u32, own: [u8; 2], min: u16, max: u16) -> u16 {
+    let own = u16::from_be_bytes(own);
+    if i == 0 && own >= min && own <= max {
+        return own;
+    }
+    let span = u32::from(max - min) + 1;
+    // SAFETY: a helper without arguments.
+    let r = unsafe { bpf_get_prandom_u32() } % span;
+    min + r as u16
 }
 
 /// Frees a masquerade tuple held by a TCP flow that has ended (a RST, or

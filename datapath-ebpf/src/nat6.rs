@@ -24,7 +24,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_NOEXIST},
-    helpers::{bpf_csum_diff, bpf_get_prandom_u32, bpf_ktime_get_coarse_ns},
+    helpers::{bpf_csum_diff, bpf_ktime_get_coarse_ns},
     maps::lpm_trie::Key,
     programs::TcContext,
 };
@@ -38,7 +38,7 @@ use weir_common::{
 };
 
 use crate::{
-    ct::SNAT_TRIES,
+    ct::{SNAT_TRIES, snat_port},
     maps::{CONFIG, CT6, NETWORKS6, SCRATCH6, UPLINKS6},
     parse::{IP_OFF, ptr_at},
     verdict::TC_PASS,
@@ -206,15 +206,8 @@ pub fn create() -> Result<(), DropReason> {
         (*rk).proto = k.proto;
         (*rk).pad = [0; 3];
     }
-    let span = u32::from(max - min) + 1;
-    let own = u16::from_be_bytes(k.sport);
     for i in 0..SNAT_TRIES {
-        let port = if i == 0 && own >= min && own <= max {
-            own
-        } else {
-            // SAFETY: a helper without arguments.
-            min + (unsafe { bpf_get_prandom_u32() } % span) as u16
-        };
+        let port = snat_port(i, k.sport, min, max);
         // SAFETY: as above; the map helpers read the slot's bytes.
         unsafe {
             (*s).reply_key.dport = port.to_be_bytes();
