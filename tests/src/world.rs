@@ -46,27 +46,7 @@ impl World {
         let stem = netns::unique_stem();
         let node = Netns::create(&format!("{stem}-node"))?;
         let ext = Netns::create(&format!("{stem}-ext"))?;
-        let q = queues.to_string();
-        node.ip(&[
-            "link",
-            "add",
-            UPLINK,
-            "numtxqueues",
-            &q,
-            "numrxqueues",
-            &q,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "numtxqueues",
-            &q,
-            "numrxqueues",
-            &q,
-            "netns",
-            ext.name(),
-        ])?;
+        veth_into_with_queues(&node, UPLINK, &ext, queues)?;
         // One queue takes every CPU's frames (the kernel refuses a map).
         for i in (0..queues).filter(|_| queues > 1) {
             // sysfs as `ext` sees it: `ip netns exec` mounts its own.
@@ -193,15 +173,34 @@ impl World {
 
 /// A veth pair: `node_if` in `node`, its peer `eth0` in `ns` (both down).
 pub fn veth_into(node: &Netns, node_if: &str, ns: &Netns) -> io::Result<()> {
+    veth_into_with_queues(node, node_if, ns, 1)
+}
+
+/// [`veth_into`] with `queues` queues each way on both ends.
+pub fn veth_into_with_queues(
+    node: &Netns,
+    node_if: &str,
+    ns: &Netns,
+    queues: usize,
+) -> io::Result<()> {
+    let q = queues.to_string();
     node.ip(&[
         "link",
         "add",
         node_if,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
         "type",
         "veth",
         "peer",
         "name",
         "eth0",
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
         "netns",
         ns.name(),
     ])
