@@ -56,18 +56,6 @@ pub struct CtEntry {
     pub publication: PublishKey,
 }
 
-#[cfg(feature = "user")]
-impl CtEntry {
-    /// Whether `now` is this entry as it was, unused since: the same flow
-    /// (created at the same time) with no packet more.
-    #[must_use]
-    pub fn same_use(&self, now: &CtEntry) -> bool {
-        self.created_ns == now.created_ns
-            && self.last_seen_ns == now.last_seen_ns
-            && self.packets == now.packets
-    }
-}
-
 /// [`CtEntry::flags`]: the entry's key has a container of this node as
 /// its source (the answers of a published port, a container's own flows).
 /// A packet from outside that finds such an entry claims a container's

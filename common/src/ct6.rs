@@ -57,7 +57,7 @@ pub struct CtEntry6 {
     pub nat_dport: [u8; 2],
     /// [`crate::ct::DIR_ORIGINAL`] or [`crate::ct::DIR_REPLY`].
     pub dir: u8,
-    /// [`crate::ct::KIND_SNAT`] (the only kind so far).
+    /// [`crate::ct::KIND_SNAT`] or [`crate::ct::KIND_ROUTED`].
     pub kind: u8,
     /// TCP flags seen in this direction, or-ed together.
     pub tcp_flags: u8,
@@ -88,10 +88,14 @@ pub struct Scratch6 {
     pub original: CtEntry6,
     /// A new flow's masquerade, from the lookup that missed to the call
     /// that creates it: the address, the network, the range
-    /// (`min << 16 | max`).
+    /// (`min << 16 | max`), and the kind ([`crate::ct::KIND_SNAT`], or
+    /// [`crate::ct::KIND_ROUTED`] for a flow that keeps its tuple).
     pub nat_ip: [u8; 16],
     pub network_id: u32,
     pub ports: u32,
+    pub kind: u8,
+    /// Explicit padding, always zero.
+    pub pad2: [u8; 7],
 }
 
 /// Capacity of `CT6` (entries, two per flow).
@@ -117,7 +121,7 @@ mod tests {
     fn layouts_have_no_hidden_padding() {
         assert_eq!(size_of::<CtKey6>(), 40);
         assert_eq!(size_of::<CtEntry6>(), 80);
-        assert_eq!(size_of::<Scratch6>(), 272);
+        assert_eq!(size_of::<Scratch6>(), 280);
     }
 
     #[test]

@@ -56,10 +56,16 @@ pub enum DropReason {
     /// with the wrong address.
     FragmentUntracked = 14,
     /// A container sent IPv6 beyond its network and gateway (another
-    /// network's containers excepted: that is `isolation`). IPv6
-    /// masquerade and routing are not built yet, so nothing leaves with a
-    /// container's IPv6 address.
+    /// network's containers excepted: that is `isolation`) before weir
+    /// masqueraded and routed IPv6. No longer given: a dual-stack
+    /// network's IPv6 leaves as its IPv4 does (masqueraded, routed, or
+    /// `internal-network`). The number stays taken.
     Ipv6Beyond = 15,
+    /// A masquerading network's container's packet was to leave by an
+    /// uplink with no address of its family to masquerade with (an
+    /// uplink without a global IPv6 address, say): never sent with the
+    /// container's private address.
+    NoUplinkAddress = 16,
 }
 
 impl DropReason {
@@ -80,6 +86,7 @@ impl DropReason {
         DropReason::PendingEndpoint,
         DropReason::FragmentUntracked,
         DropReason::Ipv6Beyond,
+        DropReason::NoUplinkAddress,
     ];
 
     /// Size of the `DROP_STATS` array: every reason number is below it.
@@ -116,6 +123,7 @@ impl DropReason {
             DropReason::PendingEndpoint => "pending-endpoint",
             DropReason::FragmentUntracked => "fragment-untracked",
             DropReason::Ipv6Beyond => "ipv6-beyond-network",
+            DropReason::NoUplinkAddress => "no-uplink-address",
         }
     }
 }

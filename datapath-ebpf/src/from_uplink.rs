@@ -16,7 +16,7 @@ use weir_common::{
 
 use crate::{
     ct::{self, Sides},
-    dnat, frag, fwd, nat, nat6, parse, policy, stats, to_uplink, v6,
+    dnat, frag, fwd, nat, nat6, parse, policy, stats, to_uplink,
     verdict::TC_PASS,
 };
 
@@ -26,7 +26,6 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     parse::linearize(ctx);
     let Some(ip) = parse::ipv4(ctx)? else {
         if parse::is_ipv6(ctx) {
-            v6::from_outside(ctx)?;
             return nat6::ingress(ctx);
         }
         return Ok(TC_PASS);

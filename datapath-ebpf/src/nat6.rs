@@ -13,9 +13,12 @@
 //! checksum. Extension headers are not parsed: such a packet is left as it
 //! is, and the agent fills `UPLINKS6` only where that is understood.
 //!
-//! Not wired yet: the agent fills no `UPLINKS6` entry, so nothing is
-//! masqueraded until it does (and `tc_from_container` drops IPv6 beyond
-//! a network before it gets here).
+//! A network without masquerade (`--masquerade=false`, `--mode routed`)
+//! has its flows tracked the same way untranslated (`KIND_ROUTED`), for
+//! their answers, and nothing unsolicited, to get in. A masquerading
+//! network's packet on an uplink with no `UPLINKS6` address (no global
+//! IPv6 address) is dropped (`no-uplink-address`), never sent with its
+//! private source.
 
 #![expect(
     clippy::needless_borrows_for_generic_args,
@@ -30,7 +33,7 @@ use aya_ebpf::{
 };
 use network_types::ip::Ipv6Hdr;
 use weir_common::{
-    ct::{CT_INNER, DIR_ORIGINAL, DIR_REPLY, KIND_SNAT, TCP_ACK, TCP_SYN},
+    ct::{CT_INNER, DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED, KIND_SNAT, TCP_ACK, TCP_SYN},
     ct6::{CtEntry6, CtKey6},
     drop::DropReason,
     network::NET_MASQUERADE,
@@ -41,6 +44,7 @@ use crate::{
     ct::{SNAT_TRIES, snat_port},
     maps::{CONFIG, CT6, NETWORKS6, SCRATCH6, UPLINKS6},
     parse::{IP_OFF, ptr_at},
+    v6,
     verdict::TC_PASS,
 };
 
@@ -140,23 +144,30 @@ fn lookup(flow: &Flow6, len: u32, from_outside: bool) -> Result<Option<*mut CtEn
     Ok(Some(e))
 }
 
-/// Starts masquerading the flow `egress` found new (its tuple, address,
-/// network and range in `SCRATCH6`): a port of the range (the
-/// container's own when it lies there and is free), claimed by inserting
-/// the answers' entry with `BPF_NOEXIST`. Its entries are built in the
-/// slot too, off the stack; the flow's own packet is counted when
-/// `egress` finds the entry.
+/// Starts tracking the flow `egress` found new (its tuple, address,
+/// network, range and kind in `SCRATCH6`). Masquerade: a port of the
+/// range (the container's own when it lies there and is free), claimed
+/// by inserting the answers' entry with `BPF_NOEXIST`. Routed: the
+/// tuple as it is (a stale entry on it is replaced, as `CT4`'s routed
+/// flows do). Its entries are built in the slot too, off the stack; the
+/// flow's own packet is counted when `egress` finds the entry.
 #[inline(never)]
 pub fn create() -> Result<(), DropReason> {
     let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
     // SAFETY: a per-CPU array slot of ours for this program run.
-    let (flow, nat_ip, network_id, ports) = unsafe {
+    let (flow, nat_ip, network_id, ports, kind) = unsafe {
         (
             &*(&raw const (*s).flow).cast::<Flow6>(),
             &(*s).nat_ip,
             (*s).network_id,
             (*s).ports,
+            (*s).kind,
         )
+    };
+    let claim = if kind == KIND_ROUTED {
+        0
+    } else {
+        u64::from(BPF_NOEXIST)
     };
     let (min, max) = ((ports >> 16) as u16, ports as u16);
     if min == 0 || max < min {
@@ -176,7 +187,7 @@ pub fn create() -> Result<(), DropReason> {
         (*r).nat_sport = k.dport;
         (*r).nat_dport = k.sport;
         (*r).dir = DIR_REPLY;
-        (*r).kind = KIND_SNAT;
+        (*r).kind = kind;
         (*r).tcp_flags = 0;
         (*r).flags = 0;
         (*r).network_id = network_id;
@@ -190,7 +201,7 @@ pub fn create() -> Result<(), DropReason> {
         (*o).nat_daddr = k.daddr;
         (*o).nat_dport = k.dport;
         (*o).dir = DIR_ORIGINAL;
-        (*o).kind = KIND_SNAT;
+        (*o).kind = kind;
         (*o).tcp_flags = flow.tcp_flags;
         (*o).flags = CT_INNER;
         (*o).network_id = network_id;
@@ -211,10 +222,7 @@ pub fn create() -> Result<(), DropReason> {
         // SAFETY: as above; the map helpers read the slot's bytes.
         unsafe {
             (*s).reply_key.dport = port.to_be_bytes();
-            if CT6
-                .insert(&(*s).reply_key, &(*s).reply, u64::from(BPF_NOEXIST))
-                .is_ok()
-            {
+            if CT6.insert(&(*s).reply_key, &(*s).reply, claim).is_ok() {
                 (*s).original.nat_sport = port.to_be_bytes();
                 return CT6
                     .insert(k, &(*s).original, 0)
@@ -343,45 +351,54 @@ fn egress(ctx: &TcContext) -> Result<u32, DropReason> {
         rewrite(ctx, flow, unsafe { &*entry })?;
         return Ok(0);
     }
-    if net.flags & NET_MASQUERADE == 0
-        || k.daddr[0] == 0xff
-        || NETWORKS6.get(&Key::new(128, k.daddr)).is_some()
-    {
+    if k.daddr[0] == 0xff || NETWORKS6.get(&Key::new(128, k.daddr)).is_some() {
         return Ok(0);
+    }
+    if net.flags & NET_MASQUERADE == 0 {
+        // Leaves with its own tuple, tracked.
+        let port = u32::from(u16::from_be_bytes(k.sport));
+        // SAFETY: the slot as above.
+        unsafe {
+            (*s).nat_ip = k.saddr;
+            (*s).network_id = net.id;
+            (*s).ports = port << 16 | port;
+            (*s).kind = KIND_ROUTED;
+        }
+        return Ok(EGRESS_NEW);
     }
     // SAFETY: the skb pointer is the program's context.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let Some(nat_ip) = UPLINKS6.get_ptr(ifindex) else {
-        return Ok(0);
-    };
-    let Some(config) = CONFIG.get(0) else {
-        return Ok(0);
-    };
+    let nat_ip = UPLINKS6
+        .get_ptr(ifindex)
+        .ok_or(DropReason::NoUplinkAddress)?;
+    let config = CONFIG.get(0).ok_or(DropReason::NoUplinkAddress)?;
     // SAFETY: the slot as above; `nat_ip` a map value pointer.
     unsafe {
         (*s).nat_ip = *nat_ip;
         (*s).network_id = net.id;
         (*s).ports = u32::from(config.snat_port_min) << 16 | u32::from(config.snat_port_max);
+        (*s).kind = KIND_SNAT;
     }
     Ok(EGRESS_NEW)
 }
 
-/// `tc_from_uplink`, IPv6: the answers of a masqueraded flow get the
-/// container's address and port back and go on to the stack (a call of
-/// its own: inlined, its tuple and the IPv4 path's would not fit one
-/// 512-byte frame).
+/// `tc_from_uplink`, IPv6: the answers of a tracked flow (a masqueraded
+/// one's get the container's address and port back) go on to the stack;
+/// what is no answer meets [`v6::unsolicited`]. A call of its own:
+/// inlined, its tuple and the IPv4 path's would not fit one 512-byte
+/// frame.
 #[inline(never)]
 pub fn ingress(ctx: &TcContext) -> Result<i32, DropReason> {
+    let dst = v6::bogon(ctx)?;
     let mut flow = Flow6::default();
-    if !self::flow(ctx, &mut flow)? {
-        return Ok(TC_PASS);
-    }
-    if flow.is_tcp_open() {
-        return Ok(TC_PASS);
-    }
-    if let Some(entry) = lookup(&flow, ctx.len(), true)? {
+    if self::flow(ctx, &mut flow)?
+        && !flow.is_tcp_open()
+        && let Some(entry) = lookup(&flow, ctx.len(), true)?
+    {
         // SAFETY: a pointer into a map value, valid for this program run.
         rewrite(ctx, &flow, unsafe { &*entry })?;
+        return Ok(TC_PASS);
     }
+    v6::unsolicited(&dst, false)?;
     Ok(TC_PASS)
 }

@@ -82,7 +82,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
                 match UPLINKS.get_ptr(ifindex) {
                     // SAFETY: a pointer into a map value.
                     Some(ip) => unsafe { *ip },
-                    None => return Ok(TC_PASS),
+                    None => return Err(DropReason::NoUplinkAddress),
                 }
             } else {
                 net.snat_ip

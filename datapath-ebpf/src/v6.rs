@@ -1,22 +1,29 @@
-//! IPv6, as far as it goes today: a dual-stack network's containers reach
-//! each other and their gateway over IPv6, and nothing more. IPv6
-//! masquerade and routing are not built yet, so the rules keep every
-//! container IPv6 address inside its network:
+//! IPv6's rules of who may speak, the IPv6 side of `policy`; what leaves
+//! and comes back translated is `nat6`'s:
 //!
 //! - from a container ([`from_container`]): its source is its own address
 //!   (`ENDPOINTS6`), a link-local one, or the unspecified one (duplicate
 //!   address detection); a neighbour advertisement speaks only for its own
 //!   address or a link-local one; the destination is link-local,
-//!   multicast, or in its own network (the gateway too); another
-//!   network's is `isolation`, anything else `ipv6-beyond-network`.
-//! - from outside ([`from_outside`], tc and XDP on an uplink): loopback as
-//!   source or destination and a container prefix as source are bogons;
-//!   anything to a container address is unsolicited (a gateway address is
-//!   the node's).
+//!   multicast, its own network (the gateway too) or another network's
+//!   gateway (the node); another network's container is `isolation`;
+//!   anything beyond is `internal-network` for an `--internal` network,
+//!   and otherwise leaves by the node's routes (masqueraded or tracked on
+//!   the uplink's egress, `nat6::to_uplink`).
+//! - from outside ([`bogon`], [`unsolicited`], tc and XDP on an uplink):
+//!   loopback as source or destination and a container prefix as source
+//!   are bogons; anything to a container address that is no answer of a
+//!   tracked flow is unsolicited (a gateway address is the node's). XDP
+//!   leaves a non-masquerading network's addresses to tc, which knows
+//!   its tracked flows (`CT6`).
 
 use aya_ebpf::maps::lpm_trie::Key;
 use network_types::ip::Ipv6Hdr;
-use weir_common::{drop::DropReason, endpoint::EndpointInfo, network::NetInfo6};
+use weir_common::{
+    drop::DropReason,
+    endpoint::EndpointInfo,
+    network::{NET_INTERNAL, NET_MASQUERADE, NetInfo6},
+};
 
 use crate::{
     maps::{ENDPOINTS6, NETWORKS6},
@@ -58,65 +65,84 @@ fn network_of(a: [u8; 16]) -> Option<NetInfo6> {
 }
 
 /// An IPv6 frame from the container `ep` behind host-side veth `ifindex`.
+/// Lean on stack (addresses compared where they lie, in the packet and
+/// the maps, not copied): it is inlined into the IPv4 path's frame.
 #[inline(always)]
 pub fn from_container(
     pkt: &impl Packet,
     ifindex: u32,
     ep: &EndpointInfo,
 ) -> Result<(), DropReason> {
-    let ip = header(pkt)?;
-    // Plain values, no `Option<[u8; 16]>`: the compiler would compare a
-    // `None`'s bytes, which are never written, and the verifier refuses
-    // reads of uninitialised stack.
-    let (has_own, own) = match ENDPOINTS6.get_ptr(ifindex) {
-        // SAFETY: a value pointer from a map lookup, read at once.
-        Some(a) => (true, unsafe { *a }),
-        None => (false, [0u8; 16]),
-    };
-    let is_own = |a: &[u8; 16]| has_own && *a == own;
-    let src = ip.src_addr;
-    if !(link_local(&src) || src == [0; 16] || is_own(&src)) {
-        return Err(DropReason::SpoofedIp);
-    }
-    if ip.next_hdr == NEXT_ICMPV6
-        && let Some(icmp) = ptr_at::<u8>(pkt, IP_OFF + Ipv6Hdr::LEN)
-        // SAFETY: `ptr_at` checked the byte is in the packet.
-        && unsafe { *icmp } == NDP_NA
-    {
-        // An advertisement too short to name its target is no NDP.
-        let na: *const [u8; 24] =
-            ptr_at(pkt, IP_OFF + Ipv6Hdr::LEN).ok_or(DropReason::Malformed)?;
-        // SAFETY: `ptr_at` checked the bytes are in the packet.
-        let na = unsafe { *na };
+    let ip: *const Ipv6Hdr = ptr_at(pkt, IP_OFF).ok_or(DropReason::Malformed)?;
+    // SAFETY: `ptr_at` checked the whole header is in the packet; the
+    // map value pointer stays valid for this program run.
+    unsafe {
+        if (*ip).vcf[0] >> 4 != 6 {
+            return Err(DropReason::Malformed);
+        }
+        let own = ENDPOINTS6.get_ptr(ifindex);
+        let is_own = |a: &[u8; 16]| own.is_some_and(|o| *a == *o);
+        let src = &(*ip).src_addr;
+        if !(link_local(src) || *src == [0; 16] || is_own(src)) {
+            return Err(DropReason::SpoofedIp);
+        }
+        if (*ip).next_hdr == NEXT_ICMPV6
+            && let Some(icmp) = ptr_at::<u8>(pkt, IP_OFF + Ipv6Hdr::LEN)
+            && *icmp == NDP_NA
         {
-            let mut target = [0u8; 16];
-            target.copy_from_slice(&na[8..24]);
-            if !link_local(&target) && !is_own(&target) {
+            // An advertisement too short to name its target is no NDP.
+            let target: *const [u8; 16] =
+                ptr_at(pkt, IP_OFF + Ipv6Hdr::LEN + 8).ok_or(DropReason::Malformed)?;
+            if !link_local(&*target) && !is_own(&*target) {
                 return Err(DropReason::SpoofedIp);
             }
         }
-    }
-    let dst = ip.dst_addr;
-    if link_local(&dst) || multicast(&dst) {
-        return Ok(());
-    }
-    match network_of(dst) {
-        Some(net) if net.id == ep.network_id => Ok(()),
-        Some(_) => Err(DropReason::Isolation),
-        None => Err(DropReason::Ipv6Beyond),
+        let dst = &(*ip).dst_addr;
+        if link_local(dst) || multicast(dst) {
+            return Ok(());
+        }
+        // Beyond its network: only a container's own address gets out
+        // (the kernel routes no link-local or unspecified source), and
+        // never an `--internal` network's.
+        let internal = match own {
+            Some(o) => NETWORKS6
+                .get(&Key::new(128, *o))
+                .is_none_or(|net| net.flags & NET_INTERNAL != 0),
+            None => true,
+        };
+        match NETWORKS6.get(&Key::new(128, *dst)) {
+            Some(net) if net.id == ep.network_id => Ok(()),
+            // Another network's gateway is the node.
+            Some(net) if net.gateway == *dst && !internal => Ok(()),
+            Some(_) if internal => Err(DropReason::Internal),
+            Some(_) => Err(DropReason::Isolation),
+            None if internal => Err(DropReason::Internal),
+            None => Ok(()),
+        }
     }
 }
 
-/// An IPv6 frame from outside, on an uplink.
+/// An IPv6 frame from outside, on an uplink: its bogons. Returns its
+/// destination.
 #[inline(always)]
-pub fn from_outside(pkt: &impl Packet) -> Result<(), DropReason> {
+pub fn bogon(pkt: &impl Packet) -> Result<[u8; 16], DropReason> {
     let ip = header(pkt)?;
     let (src, dst) = (ip.src_addr, ip.dst_addr);
     if src == LOOPBACK || dst == LOOPBACK || network_of(src).is_some() {
         return Err(DropReason::Bogon);
     }
-    match network_of(dst) {
-        Some(net) if net.gateway != dst => Err(DropReason::Unsolicited),
-        _ => Ok(()),
+    Ok(dst)
+}
+
+/// From outside, no answer of a tracked flow, to `dst`: never a
+/// container's address. With `tc_decides` (XDP, which does not look
+/// flows up), a non-masquerading network's addresses pass on to tc.
+#[inline(always)]
+pub fn unsolicited(dst: &[u8; 16], tc_decides: bool) -> Result<(), DropReason> {
+    match network_of(*dst) {
+        Some(net) if net.gateway == *dst => Ok(()),
+        Some(net) if tc_decides && net.flags & NET_MASQUERADE == 0 => Ok(()),
+        Some(_) => Err(DropReason::Unsolicited),
+        None => Ok(()),
     }
 }

@@ -19,6 +19,11 @@ use crate::netns::{self, Netns};
 pub const NODE_UPLINK_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 /// The external host's address.
 pub const EXT_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+/// The node's uplink IPv6 address, once [`World::add_ipv6`] gave it.
+pub const NODE_UPLINK_IP6: std::net::Ipv6Addr =
+    std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+/// The external host's IPv6 address, on the uplink's /64.
+pub const EXT_IP6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
 /// The node's uplink interface name (inside `node`).
 pub const UPLINK: &str = "uplink0";
 
@@ -162,6 +167,26 @@ impl World {
         &self.stem
     }
 
+    /// The uplink and ext speak IPv6 too: [`NODE_UPLINK_IP6`] and
+    /// [`EXT_IP6`] on one /64, without duplicate address detection.
+    pub fn add_ipv6(&self) -> io::Result<()> {
+        for (ns, addr, dev) in [
+            (&self.node, NODE_UPLINK_IP6, UPLINK),
+            (&self.ext, EXT_IP6, "eth0"),
+        ] {
+            ns.ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{addr}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ])?;
+        }
+        Ok(())
+    }
+
     /// The names of every namespace of this world.
     #[must_use]
     pub fn namespaces(&self) -> Vec<String> {
@@ -218,12 +243,16 @@ pub fn ping(from: &Netns, to: Ipv4Addr) -> bool {
 /// line in `ns`: weir must make none.
 #[must_use]
 pub fn netfilter_rules(ns: &Netns) -> Vec<String> {
-    let save = ns.exec("iptables-save", &[]).expect("iptables-save");
-    let mut rules: Vec<String> = String::from_utf8_lossy(&save.stdout)
-        .lines()
-        .filter(|l| l.starts_with("-A") || l.contains("DNAT") || l.contains("MASQUERADE"))
-        .map(str::to_owned)
-        .collect();
+    let mut rules = Vec::new();
+    for save in ["iptables-save", "ip6tables-save"] {
+        let out = ns.exec(save, &[]).expect(save);
+        rules.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.starts_with("-A") || l.contains("DNAT") || l.contains("MASQUERADE"))
+                .map(|l| format!("{save}: {l}")),
+        );
+    }
     let nft = ns.exec("nft", &["list", "ruleset"]).expect("nft");
     rules.extend(
         String::from_utf8_lossy(&nft.stdout)

@@ -1,24 +1,48 @@
-//! End-to-end: dual-stack networks, as far as IPv6 goes today. Containers
-//! of a network with an IPv6 `--subnet` get an address of each family and
-//! a default route of each, and reach each other and their gateway over
-//! IPv6; nothing IPv6 leaves their network (`ipv6-beyond-network`) and
-//! nothing unsolicited comes in from outside (`unsolicited`), even with
-//! the node forwarding IPv6 and `ext` routing the prefix to it; a
+//! End-to-end: dual-stack networks. Containers of a network with an IPv6
+//! `--subnet` get an address of each family and a default route of each,
+//! and reach each other and their gateway over IPv6; their IPv6 leaves
+//! masqueraded as the node's uplink address (NAT66: ping6 and TCP, the
+//! server seeing the node, the flow in `weir conntrack ls`, no ip6tables
+//! rule) and nothing unsolicited comes in from outside (`unsolicited`),
+//! even with `ext` routing the prefix to the node; a routed network's
+//! containers reach `ext` with their own addresses, still shut to the
+//! unsolicited; an `--internal` one's stay in (`internal-network`); a
 //! container cannot speak for a neighbour's IPv6 address; the addresses
 //! survive a restart; bad `--subnet` sets are refused with their reason.
 
-use std::net::Ipv6Addr;
+use std::net::{Ipv6Addr, SocketAddr};
 
 use weir_common::drop::DropReason;
-use weir_tests::{Netns, World, agent::Agent, world::UPLINK};
+use weir_tests::{
+    Netns, World,
+    agent::Agent,
+    sock::{self, Server},
+    world,
+};
 
 const SUBNET6: &str = "fd00:89::/64";
+const ROUTED6: &str = "fd00:8a::/64";
 const GATEWAY6: &str = "fd00:89::1";
 const NODE6: &str = "2001:db8:1::1";
 const EXT6: &str = "2001:db8:1::2";
+const _: () = assert!(
+    world::NODE_UPLINK_IP6.segments()[7] == 1 && world::EXT_IP6.segments()[7] == 2,
+    "NODE6 and EXT6 are the world's"
+);
 
+/// One echo answered within 3 s (a first contact waits for neighbour
+/// discovery, which here takes up to a second).
 fn ping6(from: &Netns, to: &str) -> bool {
-    from.exec("ping", &["-6", "-c", "1", "-W", "1", to])
+    echo6(from, to, "3")
+}
+
+/// One echo, not answered within a second.
+fn no_ping6(from: &Netns, to: &str) -> bool {
+    !echo6(from, to, "1")
+}
+
+fn echo6(from: &Netns, to: &str, wait: &str) -> bool {
+    from.exec("ping", &["-6", "-c", "1", "-W", wait, to])
         .is_ok_and(|o| o.status.success())
 }
 
@@ -34,40 +58,35 @@ fn ip6_of(agent: &Agent, name: &str) -> Ipv6Addr {
         .unwrap()
 }
 
+/// The uplink and ext speak IPv6 too, and ext routes the container
+/// prefixes to the node: only weir keeps the unsolicited out.
+fn dual_stack_uplink(w: &World) {
+    w.add_ipv6().unwrap();
+    for prefix in [SUBNET6, ROUTED6] {
+        w.ext
+            .ip(&["-6", "route", "add", prefix, "via", NODE6])
+            .unwrap();
+    }
+}
+
+/// Who a TCP server in ext on `port` sees when `from` calls it.
+fn seen_by_ext(w: &World, from: &Netns, port: u16) -> Ipv6Addr {
+    let at: SocketAddr = format!("[{EXT6}]:{port}").parse().unwrap();
+    let server = Server::tcp(&w.ext, at).unwrap();
+    assert_eq!(sock::tcp_request(from, at, b"x").unwrap(), b"x");
+    match server.received()[0].peer {
+        SocketAddr::V6(a) => *a.ip(),
+        SocketAddr::V4(a) => panic!("an IPv4 peer: {a}"),
+    }
+}
+
 #[test]
-fn a_dual_stack_network_speaks_ipv6_inside_and_nothing_crosses_its_edge() {
+fn a_dual_stack_network_speaks_ipv6_inside_and_leaves_as_the_node() {
     let mut w = World::new().unwrap();
     for c in ["a", "b"] {
         w.add_container(c).unwrap();
     }
-    // The uplink and ext speak IPv6 too, and the node forwards it: only
-    // weir keeps the containers' IPv6 addresses in.
-    w.node
-        .ip(&[
-            "-6",
-            "addr",
-            "add",
-            &format!("{NODE6}/64"),
-            "dev",
-            UPLINK,
-            "nodad",
-        ])
-        .unwrap();
-    w.ext
-        .ip(&[
-            "-6",
-            "addr",
-            "add",
-            &format!("{EXT6}/64"),
-            "dev",
-            "eth0",
-            "nodad",
-        ])
-        .unwrap();
-    w.ext
-        .ip(&["-6", "route", "add", SUBNET6, "via", NODE6])
-        .unwrap();
-    w.node.sysctl("net.ipv6.conf.all.forwarding", "1").unwrap();
+    dual_stack_uplink(&w);
     let mut agent = Agent::start(&w, &[]);
     agent.ok(&[
         "network",
@@ -83,17 +102,46 @@ fn a_dual_stack_network_speaks_ipv6_inside_and_nothing_crosses_its_edge() {
     let (a6, b6) = (ip6_of(&agent, "a"), ip6_of(&agent, "b"));
     assert_eq!(a6, "fd00:89::2".parse::<Ipv6Addr>().unwrap());
     assert_eq!(b6, "fd00:89::b".parse::<Ipv6Addr>().unwrap());
+    assert_eq!(
+        w.node
+            .exec("sysctl", &["-n", "net.ipv6.conf.all.forwarding"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap(),
+        "1",
+        "the agent turns IPv6 forwarding on for a dual-stack network"
+    );
 
     // Inside: each other and the gateway.
     assert!(ping6(w.c("a"), &b6.to_string()), "a to b over IPv6");
     assert!(ping6(w.c("b"), GATEWAY6), "b to its gateway over IPv6");
-    // Beyond the network: not yet, and counted.
-    let beyond = agent.drops(DropReason::Ipv6Beyond.number());
-    assert!(!ping6(w.c("a"), EXT6), "a's IPv6 address left its network");
-    assert!(agent.drops(DropReason::Ipv6Beyond.number()) > beyond);
+    // Beyond the network: masqueraded as the node, echo and TCP.
+    assert!(ping6(w.c("a"), EXT6), "a's ping6 to ext");
+    assert_eq!(
+        seen_by_ext(&w, w.c("a"), 7000),
+        NODE6.parse::<Ipv6Addr>().unwrap()
+    );
+    let flows = agent.json(&["conntrack", "ls"]);
+    let snat6: Vec<_> = flows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "snat" && f["to_src"].as_str().unwrap().contains(NODE6))
+        .collect();
+    assert!(
+        snat6
+            .iter()
+            .any(|f| f["proto"] == "tcp" && f["src"].as_str().unwrap().contains("fd00:89::2")),
+        "the TCP flow: {flows}"
+    );
+    assert!(
+        snat6.iter().any(|f| f["proto"] == "icmpv6"),
+        "the echo: {flows}"
+    );
+    let rules = world::netfilter_rules(&w.node);
+    assert!(rules.is_empty(), "netfilter rules: {rules:?}");
     // From outside, with a route to the prefix: shut.
     let unsolicited = agent.drops(DropReason::Unsolicited.number());
-    assert!(!ping6(&w.ext, &a6.to_string()), "ext reached a container");
+    assert!(no_ping6(&w.ext, &a6.to_string()), "ext reached a container");
     assert!(agent.drops(DropReason::Unsolicited.number()) > unsolicited);
     // A neighbour's address, claimed: refused.
     w.c("a")
@@ -129,14 +177,80 @@ fn a_dual_stack_network_speaks_ipv6_inside_and_nothing_crosses_its_edge() {
     agent.restart();
     assert_eq!(ip6_of(&agent, "b"), b6);
     assert!(ping6(w.c("b"), &a6.to_string()), "b to a after a restart");
+    assert!(ping6(w.c("b"), EXT6), "b to ext after a restart");
     assert!(
-        !ping6(&w.ext, &b6.to_string()),
+        no_ping6(&w.ext, &b6.to_string()),
         "ext reached b after a restart"
     );
     // Detached, its address is free again.
     agent.ok(&["detach", "b"]);
     w.add_container("c").unwrap();
     agent.attach("dual", w.c("c"), "c", &["--ip6", "fd00:89::b"]);
+}
+
+#[test]
+fn routed_ipv6_leaves_as_itself_and_internal_ipv6_stays_in() {
+    let mut w = World::new().unwrap();
+    for c in ["r", "i"] {
+        w.add_container(c).unwrap();
+    }
+    dual_stack_uplink(&w);
+    let agent = Agent::start(&w, &[]);
+    agent.ok(&[
+        "network",
+        "create",
+        "r6",
+        "--subnet",
+        "10.90.0.0/24",
+        "--subnet",
+        ROUTED6,
+        "--mode",
+        "routed",
+    ]);
+    agent.ok(&[
+        "network",
+        "create",
+        "i6",
+        "--subnet",
+        "10.91.0.0/24",
+        "--subnet",
+        "fd00:8b::/64",
+        "--internal",
+    ]);
+    agent.attach("r6", w.c("r"), "r", &[]);
+    agent.attach("i6", w.c("i"), "i", &[]);
+    let r6 = ip6_of(&agent, "r");
+
+    // Routed: out with its own address, tracked; the answers come back.
+    assert!(ping6(w.c("r"), EXT6), "r's ping6 to ext");
+    assert_eq!(seen_by_ext(&w, w.c("r"), 7001), r6);
+    let flows = agent.json(&["conntrack", "ls"]);
+    assert!(
+        flows
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "routed"
+                && f["proto"] == "tcp"
+                && f["src"].as_str().unwrap().contains(&r6.to_string())),
+        "{flows}"
+    );
+    // Nothing unsolicited in, even routed.
+    let unsolicited = agent.drops(DropReason::Unsolicited.number());
+    assert!(
+        no_ping6(&w.ext, &r6.to_string()),
+        "ext reached a routed container"
+    );
+    assert!(agent.drops(DropReason::Unsolicited.number()) > unsolicited);
+
+    // Internal: its gateway, nothing beyond.
+    assert!(ping6(w.c("i"), "fd00:8b::1"), "i to its gateway");
+    let internal = agent.drops(DropReason::Internal.number());
+    assert!(
+        no_ping6(w.c("i"), EXT6),
+        "an internal container reached ext"
+    );
+    assert!(agent.drops(DropReason::Internal.number()) > internal);
 }
 
 #[test]

@@ -50,7 +50,7 @@ fn publish(dp: &mut Datapath, host: Ipv4Addr, port: u16, proto: u8, to_port: u16
 }
 
 fn ct(dp: &Datapath) -> Vec<CtFlow> {
-    let mut flows = dp.conntrack().unwrap();
+    let mut flows = dp.conntrack::<CtKey>().unwrap();
     flows.sort_by_key(|f| f.entry.dir);
     flows
 }
@@ -310,7 +310,7 @@ fn traffic_that_matches_no_publication_passes_untouched_and_loopback_is_a_bogon(
             assert_eq!(h.run_tc(UPLINK, frame).verdict, TC_ACT_SHOT);
         }
         assert_eq!(h.datapath.drop_stats(DropReason::Bogon).unwrap().packets, 2);
-        assert!(h.datapath.conntrack().unwrap().is_empty());
+        assert!(h.datapath.conntrack::<CtKey>().unwrap().is_empty());
     });
 }
 
@@ -338,7 +338,7 @@ fn udp_is_dnated_and_a_zero_checksum_stays_zero() {
             (CLIENT, 4444, BACKEND, 53)
         );
         assert_eq!(
-            h.datapath.conntrack().unwrap().len(),
+            h.datapath.conntrack::<CtKey>().unwrap().len(),
             4,
             "two flows, two entries each"
         );

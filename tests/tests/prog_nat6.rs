@@ -1,23 +1,27 @@
-//! `BPF_PROG_TEST_RUN` on IPv6 masquerade (NAT66), built in the programs
-//! and not wired by the agent yet (it fills no `UPLINKS6`): a container's
-//! TCP, UDP and `ICMPv6` echo flows leave `tc_to_uplink` with the uplink's
-//! IPv6 address and a port of the range, both directions tracked in
-//! `CT6`, the L4 checksum right (it covers the pseudo-header); the answers
-//! get the container's address and port back in `tc_from_uplink`; with no
-//! `UPLINKS6` entry nothing is translated.
+//! `BPF_PROG_TEST_RUN` on IPv6 masquerade (NAT66) and routed IPv6: a
+//! container's TCP, UDP and `ICMPv6` echo flows leave `tc_to_uplink` with
+//! the uplink's IPv6 address and a port of the range, both directions
+//! tracked in `CT6`, the L4 checksum right (it covers the pseudo-header);
+//! the answers get the container's address and port back in
+//! `tc_from_uplink`; with no `UPLINKS6` entry nothing leaves
+//! (`no-uplink-address`). A routed network's flows leave untouched,
+//! tracked, and only their answers get in.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::maps::HashMap;
 use etherparse::PacketBuilder;
 use weir_common::{
-    ct::{DIR_ORIGINAL, DIR_REPLY, KIND_SNAT},
+    ct::{DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED, KIND_SNAT},
     ct6::{CtEntry6, CtKey6},
-    network::{NET_MASQUERADE, NetInfo6},
+    drop::DropReason,
+    network::{NET_ICC, NET_MASQUERADE, NET_ROUTED, NetInfo6},
 };
 use weir_tests::{
     packet::{MAC_CONTAINER, MAC_HOST},
-    prog::{DEFAULT_FLAGS, Harness, TC_ACT_OK, TEST_IFINDEX, in_own_ns, net_info},
+    prog::{
+        DEFAULT_FLAGS, Harness, TC_ACT_OK, TC_ACT_SHOT, TEST_IFINDEX, XDP_PASS, in_own_ns, net_info,
+    },
 };
 
 const C: &str = "fd00:89::2";
@@ -29,12 +33,16 @@ fn a(text: &str) -> [u8; 16] {
 }
 
 fn harness(uplink6: bool) -> Harness {
+    harness_with(uplink6, DEFAULT_FLAGS | NET_MASQUERADE)
+}
+
+fn harness_with(uplink6: bool, flags: u32) -> Harness {
     let mut h = Harness::load();
     h.datapath.configure((30000, 30999)).unwrap();
     h.network(
         Ipv4Addr::new(10, 89, 0, 0),
         24,
-        net_info(1, Ipv4Addr::new(10, 89, 0, 1), DEFAULT_FLAGS),
+        net_info(1, Ipv4Addr::new(10, 89, 0, 1), flags),
     );
     h.datapath
         .set_networks6(&[(
@@ -42,7 +50,7 @@ fn harness(uplink6: bool) -> Harness {
             64,
             NetInfo6 {
                 id: 1,
-                flags: DEFAULT_FLAGS | NET_MASQUERADE,
+                flags,
                 gateway: a("fd00:89::1"),
             },
         )])
@@ -165,13 +173,62 @@ fn a_containers_ipv6_flows_leave_as_the_node_and_their_answers_come_back() {
 }
 
 #[test]
-fn without_an_ipv6_masquerade_address_nothing_is_translated() {
+fn without_an_ipv6_masquerade_address_nothing_leaves() {
     in_own_ns("nat6", || {
         let mut h = harness(false);
-        let f = frame6(C, PEER, 40000, 443, 6);
+        let reason = DropReason::NoUplinkAddress;
+        let before = h.datapath.drop_stats(reason).unwrap().packets;
+        let out = h.run_tc("tc_to_uplink", &frame6(C, PEER, 40000, 443, 6));
+        assert_eq!(out.verdict, TC_ACT_SHOT, "never with its private source");
+        assert_eq!(h.datapath.drop_stats(reason).unwrap().packets, before + 1);
+        assert!(ct6(&mut h).is_empty());
+    });
+}
+
+#[test]
+fn a_routed_networks_flows_leave_untouched_and_only_their_answers_get_in() {
+    in_own_ns("nat6", || {
+        let mut h = harness_with(true, NET_ICC | NET_ROUTED);
+        let f = frame6(C, PEER, 40000, 443, 17);
         let out = h.run_tc("tc_to_uplink", &f);
         assert_eq!(out.verdict, TC_ACT_OK);
-        assert_eq!(out.frame, f, "untouched");
-        assert!(ct6(&mut h).is_empty());
+        assert_eq!(out.frame, f, "its own address and port");
+        let flows = ct6(&mut h);
+        assert_eq!(flows.len(), 2);
+        assert!(flows.iter().all(|(_, e)| e.kind == KIND_ROUTED));
+        assert_eq!(
+            flows[1].0,
+            CtKey6::new(
+                a(PEER),
+                a(C),
+                443u16.to_be_bytes(),
+                40000u16.to_be_bytes(),
+                17
+            )
+        );
+
+        let answer = frame6(PEER, C, 443, 40000, 17);
+        let back = h.run_tc("tc_from_uplink", &answer);
+        assert_eq!(back.verdict, TC_ACT_OK);
+        assert_eq!(back.frame, answer, "untouched");
+        assert_eq!(ct6(&mut h)[1].1.packets, 1, "the answer counted");
+
+        // Anything else to the container: tc shuts it; XDP, which does
+        // not look flows up, leaves a routed network's addresses to tc.
+        let other = frame6(PEER, C, 443, 40001, 17);
+        let before = h
+            .datapath
+            .drop_stats(DropReason::Unsolicited)
+            .unwrap()
+            .packets;
+        assert_eq!(h.run_tc("tc_from_uplink", &other).verdict, TC_ACT_SHOT);
+        assert_eq!(
+            h.datapath
+                .drop_stats(DropReason::Unsolicited)
+                .unwrap()
+                .packets,
+            before + 1
+        );
+        assert_eq!(h.run_xdp("xdp_from_uplink", &other).verdict, XDP_PASS);
     });
 }

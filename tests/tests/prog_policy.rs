@@ -8,7 +8,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use weir_common::{
-    ct::{DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED},
+    ct::{CtKey, DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED},
     drop::DropReason,
     network::{NET_ICC, NET_INTERNAL, NET_ROUTED},
     publish::{PROTO_TCP, PROTO_UDP, PublishKey, PublishTarget},
@@ -565,7 +565,7 @@ fn bogons_and_unsolicited_traffic_from_outside_are_dropped() {
             ),
         ],
     );
-    assert!(h.datapath.conntrack().unwrap().is_empty());
+    assert!(h.datapath.conntrack::<CtKey>().unwrap().is_empty());
 }
 
 #[test]
@@ -578,7 +578,7 @@ fn routed_mode_opens_published_container_ports_and_ping_and_tracks_them() {
             .unwrap();
         let syn = packet::tcp_syn4(sa(EXT, 4000), sa(c, 80), 1);
         expect(&mut h, UPLINK, &[("an open port", syn.clone(), None)]);
-        let mut flows = h.datapath.conntrack().unwrap();
+        let mut flows = h.datapath.conntrack::<CtKey>().unwrap();
         flows.sort_by_key(|f| f.entry.dir);
         assert_eq!(flows.len(), 2, "{flows:?}");
         for f in &flows {
@@ -643,7 +643,7 @@ fn unmasqueraded_egress_is_tracked_so_only_its_answers_get_in() {
         EGRESS,
         &[("leaves with its own address", out, None)],
     );
-    let flows = h.datapath.conntrack().unwrap();
+    let flows = h.datapath.conntrack::<CtKey>().unwrap();
     assert_eq!(flows.len(), 2);
     assert!(flows.iter().all(|f| f.entry.kind == KIND_ROUTED));
     expect(

@@ -10,7 +10,7 @@ use etherparse::{
     icmpv4::{DestUnreachableHeader, TimeExceededCode},
 };
 use weir_common::{
-    ct::{DIR_ORIGINAL, KIND_ROUTED, KIND_SNAT},
+    ct::{CtKey, DIR_ORIGINAL, KIND_ROUTED, KIND_SNAT},
     drop::DropReason,
     network::{NET_ICC, NET_MASQUERADE},
     publish::PROTO_ICMP,
@@ -54,7 +54,7 @@ fn egress_is_masqueraded_tracked_and_its_answer_comes_back() {
                 "byte {i} changed"
             );
         }
-        let flows = h.datapath.conntrack().unwrap();
+        let flows = h.datapath.conntrack::<CtKey>().unwrap();
         assert_eq!(flows.len(), 2);
         let orig = flows.iter().find(|f| f.entry.dir == DIR_ORIGINAL).unwrap();
         assert_eq!(orig.entry.kind, KIND_SNAT);
@@ -69,7 +69,7 @@ fn egress_is_masqueraded_tracked_and_its_answer_comes_back() {
 
         // A retransmitted SYN keeps its mapping.
         assert_eq!(view(&h.run_tc(EGRESS, &syn).frame).sport, v.sport);
-        assert_eq!(h.datapath.conntrack().unwrap().len(), 2);
+        assert_eq!(h.datapath.conntrack::<CtKey>().unwrap().len(), 2);
         // Network 1's counters: one flow, three packets (SYN, answer, SYN).
         let c = h.datapath.nat_stats(1).unwrap();
         assert_eq!((c.flows, c.packets, c.exhausted), (1, 3, 0));
@@ -143,13 +143,13 @@ fn what_must_not_be_masqueraded_passes_untouched() {
             assert_eq!(out.verdict, TC_ACT_OK, "{what}");
             assert_eq!(&out.frame, frame, "{what}");
         }
-        assert!(h.datapath.conntrack().unwrap().is_empty());
+        assert!(h.datapath.conntrack::<CtKey>().unwrap().is_empty());
         // A network with masquerade off: untouched, tracked untranslated
         // (so that its answers, and only they, get back in).
         masquerading_node(&mut h.datapath, 0, (1024, 32767));
         let frame = packet::tcp_syn4(sa(C1, 40000), sa(PEER, 80), 1);
         assert_eq!(h.run_tc(EGRESS, &frame).frame, frame);
-        let flows = h.datapath.conntrack().unwrap();
+        let flows = h.datapath.conntrack::<CtKey>().unwrap();
         assert_eq!(flows.len(), 2);
         assert!(flows.iter().all(|f| f.entry.kind == KIND_ROUTED));
     });
@@ -207,7 +207,7 @@ fn a_closed_flows_port_goes_to_the_next_connection_and_an_open_ones_does_not() {
         assert_eq!((v.src, v.sport), (NODE, 2000));
         // The ended flow's entries are gone: only the new flow's remain,
         // and the port's answers reach the new flow's container.
-        let flows = h.datapath.conntrack().unwrap();
+        let flows = h.datapath.conntrack::<CtKey>().unwrap();
         assert_eq!(flows.len(), 2, "{flows:?}");
         assert!(
             flows
@@ -240,7 +240,7 @@ fn a_syn_that_opens_a_tuple_again_starts_its_flags_over() {
         // nothing of the ended flow's RST is left to call it closing.
         let again = h.run_tc(EGRESS, &syn);
         assert_eq!(view(&again.frame).sport, port);
-        let flows = h.datapath.conntrack().unwrap();
+        let flows = h.datapath.conntrack::<CtKey>().unwrap();
         assert_eq!(flows.len(), 2);
         for f in &flows {
             let want = if f.entry.dir == DIR_ORIGINAL { 0x02 } else { 0 };

@@ -1,14 +1,18 @@
 //! `BPF_PROG_TEST_RUN` on the IPv6 rules: from a container
 //! (`tc_from_container`: its own, link-local and unspecified sources,
 //! neighbour advertisements, destinations inside its network, in another,
-//! beyond) and from outside (`tc_from_uplink` and `xdp_from_uplink`:
+//! another's gateway, beyond, and beyond an `--internal` one) and from
+//! outside (`tc_from_uplink` and `xdp_from_uplink`:
 //! bogons, unsolicited, the node's own), each verdict counted under its
 //! reason and every passed frame untouched.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use etherparse::{Icmpv6Type, PacketBuilder};
-use weir_common::{drop::DropReason, network::NetInfo6};
+use weir_common::{
+    drop::DropReason,
+    network::{NET_ICC, NET_INTERNAL, NetInfo6},
+};
 use weir_tests::{
     packet::{MAC_CONTAINER, MAC_HOST},
     prog::{
@@ -121,9 +125,14 @@ fn a_container_speaks_ipv6_for_itself_and_only_inside_its_network() {
             Some(DropReason::Isolation),
         ),
         (
-            "beyond its network",
+            "beyond its network (to be masqueraded)",
             udp6(OWN, OUTSIDE),
-            Some(DropReason::Ipv6Beyond),
+            None,
+        ),
+        (
+            "to another network's gateway (the node)",
+            udp6(OWN, "fd00:99::1"),
+            None,
         ),
     ];
     for (what, frame, reason) in &cases {
@@ -143,6 +152,43 @@ fn a_container_speaks_ipv6_for_itself_and_only_inside_its_network() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn an_internal_networks_container_speaks_ipv6_only_inside() {
+    let mut h = harness();
+    h.datapath
+        .set_networks6(&[(
+            "fd00:89::".parse().unwrap(),
+            64,
+            NetInfo6 {
+                id: 1,
+                flags: NET_ICC | NET_INTERNAL,
+                gateway: a(GATEWAY),
+            },
+        )])
+        .unwrap();
+    for (what, dst, reason) in [
+        ("a neighbour", NEIGHBOUR, None),
+        ("its gateway", GATEWAY, None),
+        ("beyond", OUTSIDE, Some(DropReason::Internal)),
+        (
+            "another network's gateway",
+            "fd00:99::1",
+            Some(DropReason::Internal),
+        ),
+    ] {
+        let count = |h: &Harness| h.datapath.drop_stats(DropReason::Internal).unwrap().packets;
+        let before = count(&h);
+        let out = h.run_tc("tc_from_container", &udp6(OWN, dst));
+        let want = if reason.is_some() {
+            TC_ACT_SHOT
+        } else {
+            TC_ACT_OK
+        };
+        assert_eq!(out.verdict, want, "{what}");
+        assert_eq!(count(&h), before + u64::from(reason.is_some()), "{what}");
     }
 }
 

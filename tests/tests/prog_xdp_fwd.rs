@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use weir::datapath::CtFlow;
 use weir_common::{
-    ct::{DIR_ORIGINAL, KIND_DNAT, KIND_SNAT},
+    ct::{CtKey, DIR_ORIGINAL, KIND_DNAT, KIND_SNAT},
     drop::DropReason,
     network::NET_INTERNAL,
     publish::{PROTO_TCP, PROTO_UDP, PublishKey, PublishTarget},
@@ -89,7 +89,7 @@ fn harness() -> Harness {
 }
 
 fn ct(h: &Harness) -> Vec<CtFlow> {
-    let mut flows = h.datapath.conntrack().unwrap();
+    let mut flows = h.datapath.conntrack::<CtKey>().unwrap();
     flows.sort_by_key(|f| f.entry.dir);
     flows
 }

@@ -85,12 +85,12 @@ fn http_from_ext_and_from_the_node_reaches_the_container_which_sees_the_client()
     // Conntrack has the flows from ext, with the client's real address.
     let flows: Vec<FlowView> =
         serde_json::from_str(&agent.ok(&["conntrack", "ls", "--json"])).unwrap();
-    let from_ext: Vec<&FlowView> = flows.iter().filter(|f| *f.src.ip() == EXT_IP).collect();
+    let from_ext: Vec<&FlowView> = flows.iter().filter(|f| f.src.ip() == EXT_IP).collect();
     assert_eq!(from_ext.len(), 2, "{flows:?}");
     assert!(
         from_ext
             .iter()
-            .all(|f| f.kind == "dnat" && *f.to_dst.ip() == ip && *f.to_src.ip() == EXT_IP)
+            .all(|f| f.kind == "dnat" && f.to_dst.ip() == ip && f.to_src.ip() == EXT_IP)
     );
     assert!(
         agent

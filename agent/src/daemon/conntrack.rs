@@ -1,10 +1,7 @@
 //! Conntrack as the agent sees it: the sweep that ends flows whose time is
 //! up, and the readable listing behind `weir conntrack ls`.
 
-use std::{
-    collections::HashMap,
-    net::{Ipv4Addr, SocketAddrV4},
-};
+use std::{collections::HashMap, net::SocketAddr};
 
 use serde::{Deserialize, Serialize};
 use tracing::debug;
@@ -13,11 +10,18 @@ use weir_common::{
         CtKey, DIR_ORIGINAL, DIR_REPLY, FlowState, KIND_DNAT, KIND_HAIRPIN, KIND_ROUTED, KIND_SNAT,
         timeout_ns,
     },
+    ct6::CtKey6,
     publish::{PROTO_ICMP, PROTO_TCP, PROTO_UDP},
 };
 
 use super::Agent;
-use crate::{datapath::CtFlow, error::AgentError};
+use crate::{
+    datapath::{CtRecord, CtTable, Tracked},
+    error::AgentError,
+};
+
+/// `ICMPv6`, as a flow's protocol.
+const PROTO_ICMPV6: u8 = 58;
 
 /// One tracked flow, both directions (`weir conntrack ls`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,12 +29,12 @@ pub struct FlowView {
     pub proto: String,
     /// `dnat` (from outside) or `hairpin` (from a container).
     pub kind: String,
-    /// The tuple as the client sent it.
-    pub src: SocketAddrV4,
-    pub dst: SocketAddrV4,
+    /// The tuple as the client sent it (either family).
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
     /// Where it was translated to.
-    pub to_src: SocketAddrV4,
-    pub to_dst: SocketAddrV4,
+    pub to_src: SocketAddr,
+    pub to_dst: SocketAddr,
     pub state: String,
     /// Seconds since the flow began, and since its last packet.
     pub age_s: u64,
@@ -63,51 +67,51 @@ pub fn monotonic_ns() -> u64 {
 }
 
 /// A flow's two directions, paired by their keys.
-struct Pair {
-    original: Option<CtFlow>,
-    reply: Option<CtFlow>,
+struct Pair<K: CtTable> {
+    original: Option<Tracked<K>>,
+    reply: Option<Tracked<K>>,
 }
 
-impl Pair {
+impl<K: CtTable> Pair<K> {
     fn proto(&self) -> u8 {
-        self.original.or(self.reply).map_or(0, |f| f.key.proto)
+        self.original.or(self.reply).map_or(0, |f| f.key.proto())
     }
     fn state(&self) -> FlowState {
         FlowState::of(
             self.proto(),
-            self.original.map(|f| f.entry.tcp_flags),
-            self.reply.map(|f| f.entry.tcp_flags),
+            self.original.map(|f| f.entry.tcp_flags()),
+            self.reply.map(|f| f.entry.tcp_flags()),
         )
     }
     fn last_seen(&self) -> u64 {
         [self.original, self.reply]
             .iter()
             .flatten()
-            .map(|f| f.entry.last_seen_ns)
+            .map(|f| f.entry.last_seen_ns())
             .max()
             .unwrap_or(0)
     }
-    fn flows(&self) -> Vec<CtFlow> {
+    fn flows(&self) -> Vec<Tracked<K>> {
         [self.original, self.reply].into_iter().flatten().collect()
     }
-    fn keys(&self) -> Vec<CtKey> {
+    fn keys(&self) -> Vec<K> {
         self.flows().iter().map(|f| f.key).collect()
     }
 }
 
 /// Pairs every entry with its other direction (a lone one stays alone).
-fn pairs(flows: &[CtFlow]) -> Vec<Pair> {
-    let mut replies: HashMap<CtKey, CtFlow> = flows
+fn pairs<K: CtTable>(flows: &[Tracked<K>]) -> Vec<Pair<K>> {
+    let mut replies: HashMap<K, Tracked<K>> = flows
         .iter()
-        .filter(|f| f.entry.dir == DIR_REPLY)
+        .filter(|f| f.entry.dir() == DIR_REPLY)
         .map(|f| (f.key, *f))
         .collect();
-    let mut out: Vec<Pair> = flows
+    let mut out: Vec<Pair<K>> = flows
         .iter()
-        .filter(|f| f.entry.dir == DIR_ORIGINAL)
+        .filter(|f| f.entry.dir() == DIR_ORIGINAL)
         .map(|f| Pair {
             original: Some(*f),
-            reply: replies.remove(&CtKey::reply_of(&f.entry, f.key.proto)),
+            reply: replies.remove(&K::reply_of(&f.entry, f.key.proto())),
         })
         .collect();
     out.extend(replies.into_values().map(|r| Pair {
@@ -118,7 +122,7 @@ fn pairs(flows: &[CtFlow]) -> Vec<Pair> {
 }
 
 /// The flows of `flows` whose time is up at `now`, each with its entries.
-fn expired(flows: &[CtFlow], now: u64) -> Vec<Vec<CtFlow>> {
+fn expired<K: CtTable>(flows: &[Tracked<K>], now: u64) -> Vec<Vec<Tracked<K>>> {
     pairs(flows)
         .into_iter()
         .filter(|p| now.saturating_sub(p.last_seen()) > timeout_ns(p.proto(), p.state()))
@@ -126,34 +130,39 @@ fn expired(flows: &[CtFlow], now: u64) -> Vec<Vec<CtFlow>> {
         .collect()
 }
 
-fn sock(ip: [u8; 4], port: [u8; 2]) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::from(ip), u16::from_be_bytes(port))
-}
-
 fn proto_name(proto: u8) -> String {
     match proto {
         PROTO_TCP => "tcp".into(),
         PROTO_UDP => "udp".into(),
         PROTO_ICMP => "icmp".into(),
+        PROTO_ICMPV6 => "icmpv6".into(),
         p => p.to_string(),
     }
 }
 
 impl Agent {
-    /// Ends the flows whose time is up: both entries go together, and
-    /// only as they were read (a flow a packet has touched since, or a new
-    /// one on the same tuple, stays: the walk of a large map takes long
-    /// enough for a client to reuse its port).
+    /// Ends the flows whose time is up, in both tables: both entries go
+    /// together, and only as they were read (a flow a packet has touched
+    /// since, or a new one on the same tuple, stays: the walk of a large
+    /// map takes long enough for a client to reuse its port).
     pub fn sweep_conntrack(&mut self) -> Result<Removed, AgentError> {
+        let mut removed = self.sweep::<CtKey>()?;
+        let removed6 = self.sweep::<CtKey6>()?;
+        removed.flows += removed6.flows;
+        removed.entries += removed6.entries;
+        if removed.flows > 0 {
+            debug!(flows = removed.flows, "conntrack sweep");
+        }
+        Ok(removed)
+    }
+
+    fn sweep<K: CtTable>(&mut self) -> Result<Removed, AgentError> {
         let mut removed = Removed::default();
-        for flow in expired(&self.datapath.conntrack()?, monotonic_ns()) {
+        for flow in expired(&self.datapath.conntrack::<K>()?, monotonic_ns()) {
             if self.datapath.remove_flow_if_unchanged(&flow)? {
                 removed.flows += 1;
                 removed.entries += flow.len();
             }
-        }
-        if removed.flows > 0 {
-            debug!(flows = removed.flows, "conntrack sweep");
         }
         Ok(removed)
     }
@@ -161,8 +170,16 @@ impl Agent {
     /// Ends every tracked flow. Open TCP connections through published
     /// ports are picked up again by their next packet.
     pub fn flush_conntrack(&mut self) -> Result<Removed, AgentError> {
-        let all = pairs(&self.datapath.conntrack()?);
-        let keys: Vec<CtKey> = all.iter().flat_map(Pair::keys).collect();
+        let mut removed = self.flush::<CtKey>()?;
+        let removed6 = self.flush::<CtKey6>()?;
+        removed.flows += removed6.flows;
+        removed.entries += removed6.entries;
+        Ok(removed)
+    }
+
+    fn flush<K: CtTable>(&mut self) -> Result<Removed, AgentError> {
+        let all = pairs(&self.datapath.conntrack::<K>()?);
+        let keys: Vec<K> = all.iter().flat_map(Pair::keys).collect();
         self.datapath.remove_conntrack(&keys)?;
         Ok(Removed {
             flows: all.len(),
@@ -170,11 +187,23 @@ impl Agent {
         })
     }
 
-    /// Every tracked flow, oldest first.
+    /// Every tracked flow of both families, oldest first.
     pub fn conntrack(&self) -> Result<Vec<FlowView>, AgentError> {
+        let mut views = self.views::<CtKey>()?;
+        views.extend(self.views::<CtKey6>()?);
+        views.sort_by_key(|(created, _)| *created);
+        Ok(views.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// The entries in `CT4` and `CT6`.
+    pub fn conntrack_entries(&self) -> Result<usize, AgentError> {
+        Ok(self.datapath.conntrack::<CtKey>()?.len() + self.datapath.conntrack::<CtKey6>()?.len())
+    }
+
+    fn views<K: CtTable>(&self) -> Result<Vec<(u64, FlowView)>, AgentError> {
         let now = monotonic_ns();
         let secs = |ns: u64| ns / 1_000_000_000;
-        let mut views: Vec<(u64, FlowView)> = pairs(&self.datapath.conntrack()?)
+        Ok(pairs(&self.datapath.conntrack::<K>()?)
             .into_iter()
             .filter_map(|p| {
                 let o = p.original?;
@@ -182,32 +211,30 @@ impl Agent {
                 let idle = now.saturating_sub(p.last_seen());
                 let reply = p.reply.map(|r| r.entry).unwrap_or_default();
                 let view = FlowView {
-                    proto: proto_name(o.key.proto),
-                    kind: match o.entry.kind {
+                    proto: proto_name(o.key.proto()),
+                    kind: match o.entry.kind() {
                         KIND_DNAT => "dnat".into(),
                         KIND_HAIRPIN => "hairpin".into(),
                         KIND_SNAT => "snat".into(),
                         KIND_ROUTED => "routed".into(),
                         k => k.to_string(),
                     },
-                    src: sock(o.key.saddr, o.key.sport),
-                    dst: sock(o.key.daddr, o.key.dport),
-                    to_src: sock(o.entry.nat_saddr, o.entry.nat_sport),
-                    to_dst: sock(o.entry.nat_daddr, o.entry.nat_dport),
+                    src: o.key.src(),
+                    dst: o.key.dst(),
+                    to_src: o.entry.to_src(),
+                    to_dst: o.entry.to_dst(),
                     state: state.name().to_owned(),
-                    age_s: secs(now.saturating_sub(o.entry.created_ns)),
+                    age_s: secs(now.saturating_sub(o.entry.created_ns())),
                     idle_s: secs(idle),
-                    expires_s: secs(timeout_ns(o.key.proto, state).saturating_sub(idle)),
-                    packets_out: o.entry.packets,
-                    bytes_out: o.entry.bytes,
-                    packets_back: reply.packets,
-                    bytes_back: reply.bytes,
+                    expires_s: secs(timeout_ns(o.key.proto(), state).saturating_sub(idle)),
+                    packets_out: o.entry.packets(),
+                    bytes_out: o.entry.bytes(),
+                    packets_back: reply.packets(),
+                    bytes_back: reply.bytes(),
                 };
-                Some((o.entry.created_ns, view))
+                Some((o.entry.created_ns(), view))
             })
-            .collect();
-        views.sort_by_key(|(created, _)| *created);
-        Ok(views.into_iter().map(|(_, v)| v).collect())
+            .collect())
     }
 }
 
@@ -216,6 +243,7 @@ mod tests {
     use weir_common::ct::{CtEntry, TCP_ACK, TCP_FIN, TCP_SYN};
 
     use super::*;
+    use crate::datapath::CtFlow;
 
     const S: u64 = 1_000_000_000;
 

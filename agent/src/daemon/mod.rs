@@ -6,6 +6,7 @@ mod cni;
 mod conntrack;
 mod endpoint;
 mod foreign;
+mod forwarding;
 mod maps;
 mod publish;
 mod state;
@@ -151,7 +152,7 @@ impl Agent {
         let pins = mounts::bpffs(&config.paths.bpffs)?;
         let cgroup = mounts::cgroup2(config.cgroup.as_deref())?;
         raise_fd_limit();
-        enable_forwarding()?;
+        forwarding::enable_ipv4()?;
         let (mut datapath, origins) =
             Datapath::open(&config.paths.with_pin_root(&pins.path).pin_dirs())?;
         log_map_origins(&origins);
@@ -303,22 +304,33 @@ impl Agent {
     }
 
     /// Keeps `HOST_ADDRS4` and `HOST_ADDRS6` equal to the node's addresses
-    /// (wildcard publications match only traffic to these) and `UPLINKS` to each
-    /// uplink's first address (masquerade's address).
+    /// (wildcard publications match only traffic to these), `UPLINKS` and
+    /// `UPLINKS6` to each uplink's first address of the family (masquerade's
+    /// address; for IPv6 not a link-local one).
     pub async fn refresh_host_addrs(&mut self) -> Result<(), AgentError> {
         let addrs = self.nl.ipv4_addresses().await?;
         self.datapath.set_host_addrs(&addrs)?;
         let addrs6 = self.nl.ipv6_addresses().await?;
         self.datapath.set_host_addrs6(&addrs6)?;
-        let mut uplinks = Vec::new();
+        let (mut uplinks, mut uplinks6) = (Vec::new(), Vec::new());
         for name in &self.uplinks {
-            if let Some(index) = self.nl.link_index(name).await?
-                && let Some((ip, _)) = addrs.iter().find(|(_, i)| *i == index)
-            {
+            let Some(index) = self.nl.link_index(name).await? else {
+                continue;
+            };
+            if let Some((ip, _)) = addrs.iter().find(|(_, i)| *i == index) {
                 uplinks.push((index, *ip));
+            }
+            // IPv6 masquerade takes the first address that routes: not a
+            // link-local one.
+            if let Some((ip, _)) = addrs6
+                .iter()
+                .find(|(ip, i)| *i == index && !ip.is_unicast_link_local())
+            {
+                uplinks6.push((index, *ip));
             }
         }
         self.datapath.set_uplinks(&uplinks)?;
+        self.datapath.set_uplinks6(&uplinks6)?;
         Ok(())
     }
 
@@ -371,6 +383,14 @@ impl Agent {
             })
             .collect();
         self.datapath.set_networks6(&networks6)?;
+        if self
+            .state
+            .registry
+            .iter()
+            .any(|n| n.ipam6.is_some() && !n.internal)
+        {
+            forwarding::enable_ipv6(&self.uplinks)?;
+        }
         Ok(())
     }
 
@@ -560,16 +580,6 @@ fn check_snat_ports(range: PortRange) -> Result<(), AgentError> {
             local: format!("{low}-{high}"),
         });
     }
-    Ok(())
-}
-
-fn enable_forwarding() -> Result<(), AgentError> {
-    const PATH: &str = "/proc/sys/net/ipv4/ip_forward";
-    if fs::read_to_string(PATH).is_ok_and(|v| v.trim() == "1") {
-        return Ok(());
-    }
-    fs::write(PATH, "1").map_err(AgentError::io("enabling net.ipv4.ip_forward"))?;
-    info!("enabled net.ipv4.ip_forward");
     Ok(())
 }
 

@@ -358,7 +358,7 @@ impl Agent {
         // Both directions of a flow name the publication it came in by.
         let stale: Vec<_> = self
             .datapath
-            .conntrack()?
+            .conntrack::<weir_common::ct::CtKey>()?
             .into_iter()
             .filter(|f| keys.contains(&f.entry.publication))
             .map(|f| f.key)

@@ -112,7 +112,7 @@ impl Agent {
             networks,
             drops,
             hooks,
-            conntrack_entries: self.datapath.conntrack()?.len(),
+            conntrack_entries: self.conntrack_entries()?,
         })
     }
 }

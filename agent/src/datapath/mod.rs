@@ -4,6 +4,7 @@
 
 mod attach;
 mod counters;
+mod ct_table;
 mod dump;
 mod layout;
 mod pins;
@@ -23,10 +24,10 @@ use weir_common::stats::Hook;
 
 pub use self::{
     attach::XdpChoice,
+    ct_table::{CtFlow, CtFlow6, CtRecord, CtTable, Tracked},
     dump::{LinkView, RawMaps},
     layout::Layout,
     pins::{MapOrigin, PinDirs},
-    tables::CtFlow,
 };
 
 /// The datapath object, built by `build.rs` from `datapath-ebpf/`.

@@ -13,21 +13,17 @@ use aya::maps::{
 };
 use weir_common::{
     config::Config,
-    ct::{CtEntry, CtKey},
     endpoint::{EP_XDP_TARGET, EndpointInfo, EndpointRef},
     frag::{FragEntry, FragKey},
     network::{NetInfo, NetInfo6},
     publish::{PublishKey, PublishTarget},
 };
 
-use super::{Datapath, DatapathError, absent_ok, found, map_err, map_names, pins, sys};
-
-/// One direction of a tracked flow, as read from `CT4`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CtFlow {
-    pub key: CtKey,
-    pub entry: CtEntry,
-}
+use super::{
+    Datapath, DatapathError, absent_ok,
+    ct_table::{CtRecord, CtTable, Tracked},
+    found, map_err, map_names, pins, sys,
+};
 
 impl Datapath {
     /// Records an endpoint in `ENDPOINTS` and `EP_BY_IP4`. `xdp_target`:
@@ -354,12 +350,12 @@ impl Datapath {
         Ok(())
     }
 
-    /// Every `CT4` entry.
-    pub fn conntrack(&self) -> Result<Vec<CtFlow>, DatapathError> {
+    /// Every entry of `K`'s conntrack table (`CT4`, `CT6`).
+    pub fn conntrack<K: CtTable>(&self) -> Result<Vec<Tracked<K>>, DatapathError> {
         Ok(self
-            .entries::<CtKey, CtEntry>(map_names::CT4)?
+            .entries::<K, K::Entry>(K::MAP)?
             .into_iter()
-            .map(|(key, entry)| CtFlow { key, entry })
+            .map(|(key, entry)| Tracked { key, entry })
             .collect())
     }
 
@@ -368,16 +364,16 @@ impl Datapath {
         self.entries::<FragKey, FragEntry>(map_names::FRAG4)
     }
 
-    /// Removes these `CT4` entries (absent ones are fine).
-    pub fn remove_conntrack(&mut self, keys: &[CtKey]) -> Result<(), DatapathError> {
-        let mut map = self.hash_map::<CtKey, CtEntry>(map_names::CT4)?;
+    /// Removes these entries of `K`'s table (absent ones are fine).
+    pub fn remove_conntrack<K: CtTable>(&mut self, keys: &[K]) -> Result<(), DatapathError> {
+        let mut map = self.hash_map::<K, K::Entry>(K::MAP)?;
         for key in keys {
-            absent_ok(map.remove(key), map_names::CT4)?;
+            absent_ok(map.remove(key), K::MAP)?;
         }
         Ok(())
     }
 
-    /// Removes a flow's `CT4` entries as they were read (`flow`), all or
+    /// Removes a flow's entries (of `K`'s table) as they were read (`flow`), all or
     /// none: if a packet has touched any of them since, or a new flow has
     /// taken one of their tuples (a client port used again), they all
     /// stay. Returns whether they were removed.
@@ -388,24 +384,26 @@ impl Datapath {
     /// moment would lose its entries, and its answers would meet none).
     /// What was taken from a flow found in use goes back, unless the
     /// datapath has written the tuple anew meanwhile.
-    pub fn remove_flow_if_unchanged(&mut self, flow: &[CtFlow]) -> Result<bool, DatapathError> {
+    pub fn remove_flow_if_unchanged<K: CtTable>(
+        &mut self,
+        flow: &[Tracked<K>],
+    ) -> Result<bool, DatapathError> {
         let ct = self
             .ebpf
-            .map(map_names::CT4)
-            .ok_or(DatapathError::MissingMap(map_names::CT4))?;
+            .map(K::MAP)
+            .ok_or(DatapathError::MissingMap(K::MAP))?;
         let fd = pins::map_data(ct)
-            .ok_or(DatapathError::MissingMap(map_names::CT4))?
+            .ok_or(DatapathError::MissingMap(K::MAP))?
             .fd()
             .as_fd();
         let take = |e: std::io::Error| DatapathError::Take {
-            map: map_names::CT4,
+            map: K::MAP,
             source: e,
         };
         // Read first: a flow in use stays without being touched at all.
-        let map: HashMap<_, CtKey, CtEntry> =
-            HashMap::try_from(ct).map_err(|e| map_err(map_names::CT4, e))?;
+        let map: HashMap<_, K, K::Entry> = HashMap::try_from(ct).map_err(|e| map_err(K::MAP, e))?;
         for f in flow {
-            if let Some(now) = found(map.get(&f.key, 0), map_names::CT4)?
+            if let Some(now) = found(map.get(&f.key, 0), K::MAP)?
                 && !f.entry.same_use(&now)
             {
                 return Ok(false);
@@ -413,7 +411,7 @@ impl Datapath {
         }
         let mut taken = Vec::with_capacity(flow.len());
         for f in flow {
-            let Some(now) = sys::map_take::<CtKey, CtEntry>(fd, &f.key).map_err(take)? else {
+            let Some(now) = sys::map_take::<K, K::Entry>(fd, &f.key).map_err(take)? else {
                 continue;
             };
             taken.push((f.key, now));
