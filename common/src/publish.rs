@@ -8,6 +8,10 @@
 //! - `OPEN_PORTS4`: [`PublishKey`] with the *container's* address and port
 //!   -> its network id. Routed mode: the container ports that outsiders may
 //!   reach directly at the container's address.
+//! - `PUBLISH6`: [`PublishKey6`] -> [`PublishTarget6`]: a port published
+//!   on every address of the node (`-p 8080:80`) is published on its IPv6
+//!   addresses too (key `::`), to the container's IPv6 address, for an
+//!   endpoint that has one.
 
 /// IP protocol numbers the datapath translates.
 pub const PROTO_ICMP: u8 = 1;
@@ -46,6 +50,46 @@ pub struct PublishTarget {
     pub network_id: u32,
 }
 
+/// A host port published over IPv6.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PublishKey6 {
+    /// The host address it is bound to; `::`: all of the node's.
+    pub host_ip: [u8; 16],
+    /// The host port, network order.
+    pub port: [u8; 2],
+    /// [`PROTO_TCP`] or [`PROTO_UDP`].
+    pub proto: u8,
+    /// Explicit padding, always zero.
+    pub pad: u8,
+}
+
+impl PublishKey6 {
+    #[must_use]
+    pub const fn new(host_ip: [u8; 16], port: u16, proto: u8) -> Self {
+        Self {
+            host_ip,
+            port: port.to_be_bytes(),
+            proto,
+            pad: 0,
+        }
+    }
+}
+
+/// Where a port published over IPv6 leads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PublishTarget6 {
+    /// The container's IPv6 address.
+    pub ip: [u8; 16],
+    /// The container's port, network order.
+    pub port: [u8; 2],
+    /// Explicit padding, always zero.
+    pub pad: [u8; 2],
+    /// The container's network id.
+    pub network_id: u32,
+}
+
 /// Capacity of `PUBLISH4`.
 pub const MAX_PUBLISHED: u32 = 65_536;
 /// Capacity of `OPEN_PORTS4`.
@@ -71,6 +115,12 @@ unsafe impl aya::Pod for PublishKey {}
 #[cfg(feature = "user")]
 // SAFETY: repr(C), explicit padding, every bit pattern valid.
 unsafe impl aya::Pod for PublishTarget {}
+#[cfg(feature = "user")]
+// SAFETY: repr(C), explicit padding, every bit pattern valid.
+unsafe impl aya::Pod for PublishKey6 {}
+#[cfg(feature = "user")]
+// SAFETY: repr(C), explicit padding, every bit pattern valid.
+unsafe impl aya::Pod for PublishTarget6 {}
 
 #[cfg(test)]
 mod tests {
@@ -82,6 +132,8 @@ mod tests {
     fn layouts_have_no_hidden_padding() {
         assert_eq!(size_of::<PublishKey>(), 8);
         assert_eq!(size_of::<PublishTarget>(), 16);
+        assert_eq!(size_of::<PublishKey6>(), 20);
+        assert_eq!(size_of::<PublishTarget6>(), 24);
     }
 
     #[test]

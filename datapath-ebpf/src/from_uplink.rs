@@ -26,7 +26,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     parse::linearize(ctx);
     let Some(ip) = parse::ipv4(ctx)? else {
         if parse::is_ipv6(ctx) {
-            return nat6::ingress(ctx);
+            return nat6::from_uplink(ctx);
         }
         return Ok(TC_PASS);
     };

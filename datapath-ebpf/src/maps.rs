@@ -16,7 +16,10 @@ use weir_common::{
     event::{DropEvent, EVENTS_BYTES},
     frag::{FragEntry, FragKey, MAX_FRAGMENTED},
     network::{MAX_NETWORKS, MAX_UPLINKS, NetInfo, NetInfo6},
-    publish::{MAX_HOST_ADDRS, MAX_OPEN_PORTS, MAX_PUBLISHED, PublishKey, PublishTarget},
+    publish::{
+        MAX_HOST_ADDRS, MAX_OPEN_PORTS, MAX_PUBLISHED, PublishKey, PublishKey6, PublishTarget,
+        PublishTarget6,
+    },
     stats::{Counter, Hook, NatCounters, PortCounters},
 };
 
@@ -91,6 +94,12 @@ pub static CT6: LruHashMap<CtKey6, CtEntry6, { MAX_CT6_ENTRIES as usize }> = Lru
 /// the stack, which a BPF call chain shares.
 #[btf_map]
 pub static SCRATCH6: PerCpuArray<Scratch6, 1> = PerCpuArray::new();
+
+/// Ports published over IPv6: (`::` or a node address, port, protocol)
+/// -> the container's IPv6 address and port.
+#[btf_map]
+pub static PUBLISH6: HashMap<PublishKey6, PublishTarget6, { MAX_PUBLISHED as usize }> =
+    HashMap::new();
 
 /// Uplink ifindex -> the IPv6 address masquerade uses on it.
 #[btf_map]

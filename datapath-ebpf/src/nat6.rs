@@ -13,6 +13,13 @@
 //! checksum. Extension headers are not parsed: such a packet is left as it
 //! is, and the agent fills `UPLINKS6` only where that is understood.
 //!
+//! A port published on every address of the node is published on its
+//! IPv6 addresses too (`PUBLISH6`): a client's flow to it is tracked
+//! (`KIND_DNAT`) and translated to the container's IPv6 address in
+//! `tc_from_uplink` ([`from_uplink`]), the client's address kept; the
+//! container's answers find their entry in `tc_to_uplink` ([`egress`])
+//! and leave as the node's address and port.
+//!
 //! A network without masquerade (`--masquerade=false`, `--mode routed`)
 //! has its flows tracked the same way untranslated (`KIND_ROUTED`), for
 //! their answers, and nothing unsolicited, to get in. A masquerading
@@ -33,16 +40,16 @@ use aya_ebpf::{
 };
 use network_types::ip::Ipv6Hdr;
 use weir_common::{
-    ct::{CT_INNER, DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED, KIND_SNAT, TCP_ACK, TCP_SYN},
+    ct::{CT_INNER, DIR_ORIGINAL, DIR_REPLY, KIND_DNAT, KIND_ROUTED, KIND_SNAT},
     ct6::{CtEntry6, CtKey6},
     drop::DropReason,
-    network::NET_MASQUERADE,
-    publish::{PROTO_TCP, PROTO_UDP},
+    network::{NET_INTERNAL, NET_MASQUERADE},
+    publish::{PROTO_TCP, PROTO_UDP, PublishKey6, PublishTarget6},
 };
 
 use crate::{
     ct::{SNAT_TRIES, snat_port},
-    maps::{CONFIG, CT6, NETWORKS6, SCRATCH6, UPLINKS6},
+    maps::{CONFIG, CT6, HOST_ADDRS6, NETWORKS6, PUBLISH6, SCRATCH6, UPLINKS6},
     parse::{IP_OFF, ptr_at},
     v6,
     verdict::TC_PASS,
@@ -72,10 +79,6 @@ impl Flow6 {
                 PROTO_UDP => 6,
                 _ => 2,
             }
-    }
-
-    fn is_tcp_open(&self) -> bool {
-        self.key.proto == PROTO_TCP && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
     }
 }
 
@@ -245,10 +248,12 @@ fn rewrite(ctx: &TcContext, flow: &Flow6, to: &CtEntry6) -> Result<(), DropReaso
         0
     };
     if k.saddr != to.nat_saddr {
-        address(ctx, csum, mangled_0, SRC_OFF, &k.saddr, &to.nat_saddr)?;
+        let pseudo = u64::from(BPF_F_PSEUDO_HDR) | mangled_0;
+        address(ctx, csum, pseudo, SRC_OFF, &k.saddr, &to.nat_saddr)?;
     }
     if k.daddr != to.nat_daddr {
-        address(ctx, csum, mangled_0, DST_OFF, &k.daddr, &to.nat_daddr)?;
+        let pseudo = u64::from(BPF_F_PSEUDO_HDR) | mangled_0;
+        address(ctx, csum, pseudo, DST_OFF, &k.daddr, &to.nat_daddr)?;
     }
     // The ports, or an echo's identifier (one of the two "ports").
     let (old, new, off) = if k.proto == PROTO_ICMPV6 {
@@ -276,13 +281,14 @@ fn rewrite(ctx: &TcContext, flow: &Flow6, to: &CtEntry6) -> Result<(), DropReaso
     Ok(())
 }
 
-/// One address of the packet changed from `old` to `new`: the L4
-/// checksum by the pseudo-header's difference, then the bytes.
+/// 16 bytes of the packet changed from `old` to `new`: the L4 checksum by
+/// their difference (`flags`: `BPF_F_PSEUDO_HDR` for an address the
+/// pseudo-header holds), then the bytes.
 #[inline(always)]
 fn address(
     ctx: &TcContext,
     csum: usize,
-    mangled_0: u64,
+    flags: u64,
     off: usize,
     old: &[u8; 16],
     new: &[u8; 16],
@@ -300,19 +306,144 @@ fn address(
     if diff < 0 {
         return Err(DropReason::RewriteFailed);
     }
-    ctx.l4_csum_replace(
-        csum,
-        0,
-        diff as u64,
-        u64::from(BPF_F_PSEUDO_HDR) | mangled_0,
-    )
-    .map_err(|_| DropReason::RewriteFailed)?;
+    ctx.l4_csum_replace(csum, 0, diff as u64, flags)
+        .map_err(|_| DropReason::RewriteFailed)?;
     ctx.store(off, new, 0)
         .map_err(|_| DropReason::RewriteFailed)
 }
 
+/// The ICMPv6 errors: destination unreachable (1), packet too big (2),
+/// time exceeded (3), parameter problem (4).
+const ICMPV6_ERROR_LAST: u8 = 4;
+/// Where an error quotes the packet it is about, its addresses and its
+/// L4 header.
+const QUOTE_OFF: usize = L4_OFF + 8;
+const QUOTE_SRC: usize = QUOTE_OFF + 8;
+const QUOTE_DST: usize = QUOTE_OFF + 24;
+const QUOTE_L4: usize = QUOTE_OFF + 40;
+const ICMPV6_CSUM: usize = L4_OFF + 2;
+
+/// An ICMPv6 error about a tracked flow, translated as the flow is.
+/// Inbound (`tc_from_uplink`): an error about a packet the flow sent out
+/// (a Packet Too Big above all) gets the container's address as its
+/// destination and as the quoted packet's source, and its port in the
+/// quote; anything else that is no flow meets [`v6::unsolicited`].
+/// Outbound (`tc_to_uplink`): a container's error about a packet it got
+/// through a translated flow gets the node's address and port the same
+/// way. The ICMPv6 checksum follows every change (the outer address as
+/// the pseudo-header's); the quoted L4 checksum is left as it was, as for
+/// IPv4 (receivers do not check it). The quote's tuple is looked up as
+/// the flow's next packet the other way would be: the reverse of it.
+#[inline(never)]
+fn error(ctx: &TcContext, inbound: bool) -> Result<(), DropReason> {
+    let ip: *const Ipv6Hdr = ptr_at(ctx, IP_OFF).ok_or(DropReason::Malformed)?;
+    let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
+    // SAFETY: `ptr_at` checked the header and the quote are in the
+    // packet; the slot is ours for this program run. Packet bytes are
+    // copied into the slot before any helper changes the packet.
+    unsafe {
+        let k = &raw mut (*s).reply_key;
+        let (port_off, found) = match quoted(ctx, ip, k, inbound) {
+            Some(port_off) => (port_off, CT6.get_ptr(&(*s).reply_key)),
+            None => (0, None),
+        };
+        let Some(e) = found else {
+            if inbound {
+                v6::unsolicited(&(*ip).dst_addr, false)?;
+            }
+            return Ok(());
+        };
+        // The error must come to (or from) the end of the flow it quotes.
+        let (outer_off, quote_off, old) = if inbound {
+            (*s).nat_ip = (*e).nat_daddr;
+            (*s).ports = u32::from(u16::from_ne_bytes((*e).nat_dport));
+            (DST_OFF, QUOTE_SRC, &(*k).daddr)
+        } else {
+            (*s).nat_ip = (*e).nat_saddr;
+            (*s).ports = u32::from(u16::from_ne_bytes((*e).nat_sport));
+            (SRC_OFF, QUOTE_DST, &(*k).saddr)
+        };
+        let outer = if inbound {
+            &(*ip).dst_addr
+        } else {
+            &(*ip).src_addr
+        };
+        if *outer != *old {
+            return Ok(());
+        }
+        let new = &(*s).nat_ip;
+        let old_port: *const [u8; 2] = ptr_at(ctx, port_off).ok_or(DropReason::Malformed)?;
+        let old_port = u16::from_ne_bytes(*old_port);
+        let new_port = (*s).ports as u16;
+        if *old != *new {
+            let pseudo = u64::from(BPF_F_PSEUDO_HDR);
+            address(ctx, ICMPV6_CSUM, pseudo, outer_off, old, new)?;
+            address(ctx, ICMPV6_CSUM, 0, quote_off, old, new)?;
+        }
+        if old_port != new_port {
+            ctx.l4_csum_replace(ICMPV6_CSUM, u64::from(old_port), u64::from(new_port), 2)
+                .map_err(|_| DropReason::RewriteFailed)?;
+            ctx.store(port_off, &new_port.to_ne_bytes(), 0)
+                .map_err(|_| DropReason::RewriteFailed)?;
+        }
+    }
+    Ok(())
+}
+
+/// The tuple an ICMPv6 error quotes, reversed into `k`, and where the
+/// quote's port to translate lies (the source's inbound, the
+/// destination's outbound; an echo's identifier either way). `None` for
+/// no error, or a quote of nothing tracked.
+///
+/// # Safety
+///
+/// `ip` points at the packet's IPv6 header; `k` at the slot's key.
+#[inline(always)]
+unsafe fn quoted(
+    ctx: &TcContext,
+    ip: *const Ipv6Hdr,
+    k: *mut CtKey6,
+    inbound: bool,
+) -> Option<usize> {
+    let q: *const [u8; 8 + 40 + 8] = ptr_at(ctx, L4_OFF)?;
+    // SAFETY: the caller's pointers; `ptr_at` checked the quote's bytes.
+    unsafe {
+        let ty = (*q)[0];
+        if (*ip).next_hdr != PROTO_ICMPV6 || ty == 0 || ty > ICMPV6_ERROR_LAST {
+            return None;
+        }
+        let l4 = 8 + 40;
+        let proto = (*q)[8 + 6];
+        let (sport, dport, port_off) = match proto {
+            PROTO_TCP | PROTO_UDP => (
+                [(*q)[l4], (*q)[l4 + 1]],
+                [(*q)[l4 + 2], (*q)[l4 + 3]],
+                if inbound { QUOTE_L4 } else { QUOTE_L4 + 2 },
+            ),
+            // An echo request as it left: its identifier is its "source
+            // port".
+            PROTO_ICMPV6 if (*q)[l4] == ICMPV6_ECHO_REQUEST => {
+                ([(*q)[l4 + 4], (*q)[l4 + 5]], [0, 0], QUOTE_L4 + 4)
+            }
+            _ => return None,
+        };
+        for i in 0..16 {
+            (*k).saddr[i] = (*q)[8 + 24 + i];
+            (*k).daddr[i] = (*q)[8 + 8 + i];
+        }
+        (*k).sport = dport;
+        (*k).dport = sport;
+        (*k).proto = proto;
+        (*k).pad = [0; 3];
+        Some(port_off)
+    }
+}
+
 /// `egress`'s answer: the flow is new, `create` it (then call again).
 pub const EGRESS_NEW: u32 = u32::MAX;
+/// `egress`'s and `ingress`'s answer: no TCP, UDP or echo packet (an
+/// ICMPv6 error, say).
+const NOT_A_FLOW: u32 = u32::MAX - 1;
 
 /// `tc_to_uplink`, IPv6: a masquerading network's container's packet
 /// leaves with the uplink's IPv6 masquerade address. [`egress`] and
@@ -321,10 +452,14 @@ pub const EGRESS_NEW: u32 = u32::MAX;
 /// program's, which its IPv4 path fills most of.
 #[inline(always)]
 pub fn to_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
-    if egress(ctx)? == EGRESS_NEW {
-        create()?;
-        // Found now: translated and counted like any packet of the flow.
-        egress(ctx)?;
+    match egress(ctx)? {
+        EGRESS_NEW => {
+            create()?;
+            // Found now: translated and counted like any packet of the flow.
+            egress(ctx)?;
+        }
+        NOT_A_FLOW => error(ctx, false)?,
+        _ => {}
     }
     Ok(TC_PASS)
 }
@@ -340,7 +475,7 @@ fn egress(ctx: &TcContext) -> Result<u32, DropReason> {
     // flow's part of it laid out as a `Flow6`.
     let flow = unsafe { &mut *(&raw mut (*s).flow).cast::<Flow6>() };
     if !self::flow(ctx, flow)? {
-        return Ok(0);
+        return Ok(NOT_A_FLOW);
     }
     let k = &flow.key;
     let Some(net) = NETWORKS6.get(&Key::new(128, k.saddr)) else {
@@ -382,23 +517,147 @@ fn egress(ctx: &TcContext) -> Result<u32, DropReason> {
     Ok(EGRESS_NEW)
 }
 
-/// `tc_from_uplink`, IPv6: the answers of a tracked flow (a masqueraded
-/// one's get the container's address and port back) go on to the stack;
-/// what is no answer meets [`v6::unsolicited`]. A call of its own:
-/// inlined, its tuple and the IPv4 path's would not fit one 512-byte
-/// frame.
-#[inline(never)]
-pub fn ingress(ctx: &TcContext) -> Result<i32, DropReason> {
-    let dst = v6::bogon(ctx)?;
-    let mut flow = Flow6::default();
-    if self::flow(ctx, &mut flow)?
-        && !flow.is_tcp_open()
-        && let Some(entry) = lookup(&flow, ctx.len(), true)?
-    {
-        // SAFETY: a pointer into a map value, valid for this program run.
-        rewrite(ctx, &flow, unsafe { &*entry })?;
-        return Ok(TC_PASS);
+/// `ingress`'s answers: the packet is dealt with, or it is a flow `CT6`
+/// does not know (its tuple in `SCRATCH6`).
+const INGRESS_DONE: u32 = 0;
+const INGRESS_UNTRACKED: u32 = 1;
+
+/// `tc_from_uplink`, IPv6: the packets of a tracked flow are translated
+/// (a masqueraded one's answers get the container's address and port
+/// back; a published port's get the container's) and go on to the stack,
+/// which routes them to the bridge; a new flow to a port published over
+/// IPv6 is tracked first ([`publish`]); anything else meets
+/// [`v6::unsolicited`]. [`ingress`] and [`publish`] are calls of their
+/// own, side by side, each with its own frame below the program's.
+#[inline(always)]
+pub fn from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
+    match ingress(ctx)? {
+        INGRESS_UNTRACKED => {
+            if publish()? {
+                // Tracked now: translated and counted like any packet of
+                // the flow.
+                ingress(ctx)?;
+            }
+        }
+        NOT_A_FLOW => error(ctx, true)?,
+        _ => {}
     }
-    v6::unsolicited(&dst, false)?;
     Ok(TC_PASS)
+}
+
+/// The bogons, then the packet's flow looked up in `CT6` (read into
+/// `SCRATCH6`, not the stack) and translated if tracked.
+#[inline(never)]
+fn ingress(ctx: &TcContext) -> Result<u32, DropReason> {
+    v6::bogon(ctx)?;
+    let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
+    // SAFETY: a per-CPU array slot of ours for this program run, the
+    // flow's part of it laid out as a `Flow6`.
+    let flow = unsafe { &mut *(&raw mut (*s).flow).cast::<Flow6>() };
+    if !self::flow(ctx, flow)? {
+        return Ok(NOT_A_FLOW);
+    }
+    if let Some(entry) = lookup(flow, ctx.len(), true)? {
+        // SAFETY: a pointer into a map value, valid for this program run.
+        rewrite(ctx, flow, unsafe { &*entry })?;
+        return Ok(INGRESS_DONE);
+    }
+    Ok(INGRESS_UNTRACKED)
+}
+
+/// A flow from outside that `CT6` does not know (its tuple in
+/// `SCRATCH6`): to a port published over IPv6 (`PUBLISH6`: the address
+/// it came to, or `::` when that is one of the node's, `HOST_ADDRS6`) it
+/// is tracked, both entries built in the slot, and `true` returned; to
+/// an `--internal` network's publication it is `internal-network`; to a
+/// container address it is `unsolicited`; anything else passes (`false`).
+#[inline(never)]
+fn publish() -> Result<bool, DropReason> {
+    let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
+    // SAFETY: a per-CPU array slot of ours for this program run.
+    let k = unsafe { &(*s).flow };
+    let target = if k.proto == PROTO_TCP || k.proto == PROTO_UDP {
+        published(k)
+    } else {
+        None
+    };
+    let Some(t) = target else {
+        v6::unsolicited(&k.daddr, false)?;
+        return Ok(false);
+    };
+    // SAFETY: a pointer into a map value, valid for this program run.
+    let t = unsafe { &*t };
+    if NETWORKS6
+        .get(&Key::new(128, t.ip))
+        .is_some_and(|net| net.flags & NET_INTERNAL != 0)
+    {
+        return Err(DropReason::Internal);
+    }
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // SAFETY: the slot as above; every field is written before the
+    // entries are inserted.
+    unsafe {
+        let tcp_flags = (*s).tcp_flags;
+        let o = &raw mut (*s).original;
+        (*o).nat_saddr = k.saddr;
+        (*o).nat_daddr = t.ip;
+        (*o).nat_sport = k.sport;
+        (*o).nat_dport = t.port;
+        (*o).dir = DIR_ORIGINAL;
+        (*o).kind = KIND_DNAT;
+        (*o).tcp_flags = tcp_flags;
+        (*o).flags = 0;
+        (*o).network_id = t.network_id;
+        (*o).pad = 0;
+        (*o).created_ns = now;
+        (*o).last_seen_ns = now;
+        (*o).packets = 0;
+        (*o).bytes = 0;
+        // The container's answers leave as the client's flow came in.
+        let r = &raw mut (*s).reply;
+        (*r).nat_saddr = k.daddr;
+        (*r).nat_daddr = k.saddr;
+        (*r).nat_sport = k.dport;
+        (*r).nat_dport = k.sport;
+        (*r).dir = DIR_REPLY;
+        (*r).kind = KIND_DNAT;
+        (*r).tcp_flags = 0;
+        (*r).flags = CT_INNER;
+        (*r).network_id = t.network_id;
+        (*r).pad = 0;
+        (*r).created_ns = now;
+        (*r).last_seen_ns = now;
+        (*r).packets = 0;
+        (*r).bytes = 0;
+        let rk = &raw mut (*s).reply_key;
+        (*rk).saddr = t.ip;
+        (*rk).daddr = k.saddr;
+        (*rk).sport = t.port;
+        (*rk).dport = k.sport;
+        (*rk).proto = k.proto;
+        (*rk).pad = [0; 3];
+        CT6.insert(&(*s).reply_key, &(*s).reply, 0)
+            .map_err(|_| DropReason::CtInsertFailed)?;
+        CT6.insert(k, &(*s).original, 0)
+            .map_err(|_| DropReason::CtInsertFailed)?;
+    }
+    Ok(true)
+}
+
+/// The publication a flow from outside reaches, if any.
+#[inline(always)]
+fn published(k: &CtKey6) -> Option<*const PublishTarget6> {
+    let mut key = PublishKey6 {
+        host_ip: k.daddr,
+        port: k.dport,
+        proto: k.proto,
+        pad: 0,
+    };
+    if let Some(t) = PUBLISH6.get_ptr(key) {
+        return Some(t);
+    }
+    HOST_ADDRS6.get_ptr(k.daddr)?;
+    key.host_ip = [0; 16];
+    PUBLISH6.get_ptr(key)
 }

@@ -134,8 +134,12 @@ fn headers_len(ctx: &TcContext) -> usize {
     }
     if ether_type == ETH_P_IPV6 {
         // Its fixed header and a neighbour advertisement's first 24 bytes
-        // (`crate::v6`).
-        return IP_OFF + 40 + 24;
+        // (`crate::v6`), or an ICMPv6 error's header and quote (`crate::nat6`).
+        return if proto_v6(b) == 58 {
+            IP_OFF + 40 + 8 + 40 + 8
+        } else {
+            IP_OFF + 40 + 24
+        };
     }
     if ether_type != ETH_P_IP {
         return EthHdr::LEN;
@@ -147,6 +151,13 @@ fn headers_len(ctx: &TcContext) -> usize {
         _ => 0,
     };
     IP_OFF + usize::from(vihl & 0x0f) * 4 + l4
+}
+
+/// An IPv6 header's next header, from the first bytes of its frame.
+#[inline(always)]
+fn proto_v6(b: *const [u8; IP_OFF + 10]) -> u8 {
+    // SAFETY: the caller's `ptr_at` checked the bytes.
+    unsafe { (*b)[IP_OFF + 6] }
 }
 
 /// A pointer to a `T` at `offset`, or `None` when the packet is too short.

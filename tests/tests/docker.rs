@@ -394,6 +394,6 @@ fn a_docker_ipv6_network_speaks_ipv6_inside_and_leaves_as_the_node() {
         world::NODE_UPLINK_IP6,
         "ext saw the container's address"
     );
-    bed.docker.ok(&["rm", "-f", "six1", "six2"]);
+    bed.docker.ok(&["rm", "-f", "six1", "six2", "six3"]);
     bed.docker.ok(&["network", "rm", "dual6"]);
 }

@@ -3,7 +3,9 @@
 //! and reach each other and their gateway over IPv6; their IPv6 leaves
 //! masqueraded as the node's uplink address (NAT66: ping6 and TCP, the
 //! server seeing the node, the flow in `weir conntrack ls`, no ip6tables
-//! rule) and nothing unsolicited comes in from outside (`unsolicited`),
+//! rule); one `-p 8080:80` is reached from ext over both families, the
+//! client's IPv6 address seen by the container; nothing unsolicited comes
+//! in from outside (`unsolicited`),
 //! even with `ext` routing the prefix to the node; a routed network's
 //! containers reach `ext` with their own addresses, still shut to the
 //! unsolicited; an `--internal` one's stay in (`internal-network`); a
@@ -80,6 +82,30 @@ fn seen_by_ext(w: &World, from: &Netns, port: u16) -> Ipv6Addr {
     }
 }
 
+/// One `-p 8080:80` on both families: from ext over IPv6 to the node's
+/// IPv6 address, the client's address seen by the container, and over
+/// IPv4 as before.
+fn reached_on_both_families(w: &mut World, agent: &Agent) {
+    w.add_container("web").unwrap();
+    agent.attach("dual", w.c("web"), "web", &["-p", "8080:80"]);
+    let web = Server::tcp(w.c("web"), "[::]:80".parse().unwrap()).unwrap();
+    let node6: SocketAddr = format!("[{NODE6}]:8080").parse().unwrap();
+    assert_eq!(sock::tcp_request(&w.ext, node6, b"six").unwrap(), b"six");
+    let peer = web.received()[0].peer;
+    assert_eq!(peer.ip(), EXT6.parse::<Ipv6Addr>().unwrap(), "{peer}");
+    assert_eq!(
+        sock::tcp_request(&w.ext, sock::at(world::NODE_UPLINK_IP, 8080), b"four").unwrap(),
+        b"four"
+    );
+    let flows = agent.json(&["conntrack", "ls"]);
+    assert!(
+        flows.as_array().unwrap().iter().any(|f| f["kind"] == "dnat"
+            && f["dst"].as_str().unwrap().contains(NODE6)
+            && f["to_dst"].as_str().unwrap().contains("fd00:89::")),
+        "the IPv6 publication's flow: {flows}"
+    );
+}
+
 #[test]
 fn a_dual_stack_network_speaks_ipv6_inside_and_leaves_as_the_node() {
     let mut w = World::new().unwrap();
@@ -137,6 +163,7 @@ fn a_dual_stack_network_speaks_ipv6_inside_and_leaves_as_the_node() {
         snat6.iter().any(|f| f["proto"] == "icmpv6"),
         "the echo: {flows}"
     );
+    reached_on_both_families(&mut w, &agent);
     let rules = world::netfilter_rules(&w.node);
     assert!(rules.is_empty(), "netfilter rules: {rules:?}");
     // From outside, with a route to the prefix: shut.

@@ -5,17 +5,21 @@
 //! the answers get the container's address and port back in
 //! `tc_from_uplink`; with no `UPLINKS6` entry nothing leaves
 //! (`no-uplink-address`). A routed network's flows leave untouched,
-//! tracked, and only their answers get in.
+//! tracked, and only their answers get in. A port published on every
+//! address is reached over IPv6 (`PUBLISH6`): the client's flow translated to
+//! the container's IPv6 address with the client kept, the answer leaving
+//! as the node's port; not for an `--internal` network's.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::maps::HashMap;
-use etherparse::PacketBuilder;
+use etherparse::{Icmpv6Type, PacketBuilder};
 use weir_common::{
-    ct::{DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED, KIND_SNAT},
+    ct::{DIR_ORIGINAL, DIR_REPLY, KIND_DNAT, KIND_ROUTED, KIND_SNAT},
     ct6::{CtEntry6, CtKey6},
     drop::DropReason,
-    network::{NET_ICC, NET_MASQUERADE, NET_ROUTED, NetInfo6},
+    network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED, NetInfo6},
+    publish::{PublishKey6, PublishTarget6},
 };
 use weir_tests::{
     packet::{MAC_CONTAINER, MAC_HOST},
@@ -230,5 +234,187 @@ fn a_routed_networks_flows_leave_untouched_and_only_their_answers_get_in() {
             before + 1
         );
         assert_eq!(h.run_xdp("xdp_from_uplink", &other).verdict, XDP_PASS);
+    });
+}
+
+#[test]
+fn a_port_published_on_every_address_is_reached_over_ipv6_with_the_client_kept() {
+    in_own_ns("nat6", || {
+        for proto in [6u8, 17] {
+            let mut h = harness(true);
+            h.datapath
+                .set_host_addrs6(&[(NODE6.parse().unwrap(), TEST_IFINDEX)])
+                .unwrap();
+            let target = PublishTarget6 {
+                ip: a(C),
+                port: 80u16.to_be_bytes(),
+                pad: [0; 2],
+                network_id: 1,
+            };
+            h.datapath
+                .insert_publish6(PublishKey6::new([0; 16], 8080, proto), target)
+                .unwrap();
+            // The client's first packet: to the container, the client kept.
+            let out = h.run_tc("tc_from_uplink", &frame6(PEER, NODE6, 40000, 8080, proto));
+            assert_eq!(out.verdict, TC_ACT_OK, "proto {proto}");
+            let (src, dst, sport, dport, csum) = view(&out.frame);
+            assert_eq!((src, dst), (PEER.parse().unwrap(), C.parse().unwrap()));
+            assert_eq!((sport, dport), (40000, 80), "proto {proto}");
+            assert!(csum, "proto {proto}: the checksum after DNAT");
+            let flows = ct6(&mut h);
+            assert_eq!(flows.len(), 2);
+            assert!(flows.iter().all(|(_, e)| e.kind == KIND_DNAT));
+            assert_eq!(flows[0].1.packets, 1, "the first packet counted");
+            // The container's answer leaves the uplink as the node's port.
+            let back = h.run_tc("tc_to_uplink", &frame6(C, PEER, 80, 40000, 17));
+            if proto == 17 {
+                assert_eq!(back.verdict, TC_ACT_OK);
+                let (src, dst, sport, dport, csum) = view(&back.frame);
+                assert_eq!((src, dst), (NODE6.parse().unwrap(), PEER.parse().unwrap()));
+                assert_eq!((sport, dport), (8080, 40000));
+                assert!(csum, "the checksum of the answer");
+            }
+            // Another port of the container's, or an address the node
+            // does not have: not published.
+            let other = h.run_tc("tc_from_uplink", &frame6(PEER, C, 40000, 81, proto));
+            assert_eq!(other.verdict, TC_ACT_SHOT, "unsolicited");
+            let elsewhere = frame6(PEER, "2001:db8:1::99", 40000, 8080, proto);
+            let out = h.run_tc("tc_from_uplink", &elsewhere);
+            assert_eq!((out.verdict, out.frame), (TC_ACT_OK, elsewhere));
+        }
+    });
+}
+
+#[test]
+fn an_internal_networks_port_is_not_reached_over_ipv6_from_outside() {
+    in_own_ns("nat6", || {
+        let mut h = harness_with(true, NET_ICC | NET_INTERNAL);
+        h.datapath
+            .set_host_addrs6(&[(NODE6.parse().unwrap(), TEST_IFINDEX)])
+            .unwrap();
+        let target = PublishTarget6 {
+            ip: a(C),
+            port: 80u16.to_be_bytes(),
+            pad: [0; 2],
+            network_id: 1,
+        };
+        h.datapath
+            .insert_publish6(PublishKey6::new([0; 16], 8080, 6), target)
+            .unwrap();
+        let before = h.datapath.drop_stats(DropReason::Internal).unwrap().packets;
+        let out = h.run_tc("tc_from_uplink", &frame6(PEER, NODE6, 40000, 8080, 6));
+        assert_eq!(out.verdict, TC_ACT_SHOT);
+        assert_eq!(
+            h.datapath.drop_stats(DropReason::Internal).unwrap().packets,
+            before + 1
+        );
+        assert!(ct6(&mut h).is_empty());
+    });
+}
+
+/// An `ICMPv6` error of type `ty` from `src` to `dst` quoting `quote`
+/// (an IPv6 packet as it was sent).
+fn icmp6_error(src: &str, dst: &str, ty: Icmpv6Type, quote: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(MAC_HOST, MAC_CONTAINER)
+        .ipv6(a(src), a(dst), 64)
+        .icmpv6(ty);
+    let mut f = Vec::new();
+    b.write(&mut f, quote).unwrap();
+    f
+}
+
+/// The quoted packet's addresses and ports (or echo identifier) of an
+/// `ICMPv6` error frame.
+fn quote_of(f: &[u8]) -> (Ipv6Addr, Ipv6Addr, u16, u16) {
+    let q = &f[62..];
+    let src: [u8; 16] = q[8..24].try_into().unwrap();
+    let dst: [u8; 16] = q[24..40].try_into().unwrap();
+    let l4 = &q[40..];
+    let (sport, dport) = if q[6] == 58 {
+        (u16::from_be_bytes([l4[4], l4[5]]), 0)
+    } else {
+        (
+            u16::from_be_bytes([l4[0], l4[1]]),
+            u16::from_be_bytes([l4[2], l4[3]]),
+        )
+    };
+    (src.into(), dst.into(), sport, dport)
+}
+
+#[test]
+fn icmpv6_errors_about_translated_flows_are_translated_with_their_quote() {
+    in_own_ns("nat6", || {
+        for proto in [6u8, 17, 58] {
+            let mut h = harness(true);
+            let out = h.run_tc("tc_to_uplink", &frame6(C, PEER, 40000, 443, proto));
+            let (_, _, nat_port, _, _) = view(&out.frame);
+            // A router on the way: the packet was too big.
+            let ptb = icmp6_error(
+                "2001:db8:9::fe",
+                NODE6,
+                Icmpv6Type::PacketTooBig { mtu: 1280 },
+                &out.frame[14..],
+            );
+            let back = h.run_tc("tc_from_uplink", &ptb);
+            assert_eq!(back.verdict, TC_ACT_OK, "proto {proto}");
+            let (_, dst, _, _, csum) = view(&back.frame);
+            assert_eq!(dst, C.parse::<Ipv6Addr>().unwrap(), "proto {proto}");
+            assert!(csum, "proto {proto}: the ICMPv6 checksum after");
+            let (qs, qd, qsport, _) = quote_of(&back.frame);
+            assert_eq!((qs, qd), (C.parse().unwrap(), PEER.parse().unwrap()));
+            assert_eq!(
+                qsport, 40000,
+                "proto {proto}: the quote's port ({nat_port} before)"
+            );
+            // An error quoting an untracked tuple, to the container: shut.
+            let mut stray = frame6(C, PEER, 40001, 443, proto);
+            stray[22..38].copy_from_slice(&a(NODE6));
+            let stray = icmp6_error(
+                "2001:db8:9::fe",
+                C,
+                Icmpv6Type::PacketTooBig { mtu: 1280 },
+                &stray[14..],
+            );
+            assert_eq!(h.run_tc("tc_from_uplink", &stray).verdict, TC_ACT_SHOT);
+        }
+    });
+}
+
+#[test]
+fn a_containers_icmpv6_error_about_a_published_flow_leaves_as_the_node() {
+    in_own_ns("nat6", || {
+        let mut h = harness(true);
+        h.datapath
+            .set_host_addrs6(&[(NODE6.parse().unwrap(), TEST_IFINDEX)])
+            .unwrap();
+        let target = PublishTarget6 {
+            ip: a(C),
+            port: 53u16.to_be_bytes(),
+            pad: [0; 2],
+            network_id: 1,
+        };
+        h.datapath
+            .insert_publish6(PublishKey6::new([0; 16], 5353, 17), target)
+            .unwrap();
+        let inside = h.run_tc("tc_from_uplink", &frame6(PEER, NODE6, 40000, 5353, 17));
+        assert_eq!(view(&inside.frame).1, C.parse::<Ipv6Addr>().unwrap());
+        // Nothing listens: the container says so, quoting what it got.
+        let unreachable = icmp6_error(
+            C,
+            PEER,
+            Icmpv6Type::DestinationUnreachable(etherparse::icmpv6::DestUnreachableCode::Port),
+            &inside.frame[14..],
+        );
+        let out = h.run_tc("tc_to_uplink", &unreachable);
+        assert_eq!(out.verdict, TC_ACT_OK);
+        let (src, dst, _, _, csum) = view(&out.frame);
+        assert_eq!((src, dst), (NODE6.parse().unwrap(), PEER.parse().unwrap()));
+        assert!(csum, "the ICMPv6 checksum after");
+        let (qsrc, qdst, from_port, to_port) = quote_of(&out.frame);
+        assert_eq!(
+            (qsrc, qdst),
+            (PEER.parse().unwrap(), NODE6.parse().unwrap())
+        );
+        assert_eq!((from_port, to_port), (40000, 5353), "as the client sent it");
     });
 }

@@ -49,7 +49,7 @@ fn endpoints_and_ports(m: &MapsView) {
             .collect::<Vec<_>>(),
     );
     section(
-        "PUBLISH4",
+        "PUBLISH4, PUBLISH6",
         &["PROTO", "HOST", "CONTAINER", "ENDPOINT", "NETWORK"],
         &m.published
             .iter()

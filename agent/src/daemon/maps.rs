@@ -5,13 +5,13 @@
 
 use std::{
     collections::BTreeMap,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4},
 };
 
 use serde::{Deserialize, Serialize};
 use weir_common::{
     network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED},
-    publish::{PROTO_TCP, PROTO_UDP},
+    publish::{PROTO_TCP, PROTO_UDP, PublishKey6, PublishTarget6},
 };
 
 use super::{Agent, FlowView};
@@ -26,7 +26,7 @@ use crate::{
 pub struct MapsView {
     /// `ENDPOINTS` (and whether `EP_BY_IP4` agrees).
     pub endpoints: Vec<EndpointEntry>,
-    /// `PUBLISH4`.
+    /// `PUBLISH4`, then `PUBLISH6`.
     pub published: Vec<PublishedEntry>,
     /// `OPEN_PORTS4`: container ports open at the container's address
     /// (routed mode).
@@ -65,8 +65,8 @@ pub struct EndpointEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishedEntry {
     pub proto: String,
-    pub host: SocketAddrV4,
-    pub container: SocketAddrV4,
+    pub host: SocketAddr,
+    pub container: SocketAddr,
     pub endpoint: String,
     pub network: String,
 }
@@ -111,6 +111,31 @@ fn sock(ip: [u8; 4], port: [u8; 2]) -> SocketAddrV4 {
 
 impl Agent {
     /// Reads every map and names what it can.
+    /// `PUBLISH6`'s entries, each with the endpoint of its IPv6 address.
+    fn published6(
+        &self,
+        raw: &[(PublishKey6, PublishTarget6)],
+        network: impl Fn(u32) -> String,
+    ) -> Vec<PublishedEntry> {
+        raw.iter()
+            .map(|(key, target)| {
+                let ip6 = Ipv6Addr::from(target.ip);
+                PublishedEntry {
+                    proto: proto(key.proto),
+                    host: (Ipv6Addr::from(key.host_ip), u16::from_be_bytes(key.port)).into(),
+                    container: (ip6, u16::from_be_bytes(target.port)).into(),
+                    endpoint: self
+                        .state
+                        .endpoints
+                        .values()
+                        .find(|e| e.ip6 == Some(ip6))
+                        .map_or_else(|| "?".to_owned(), |e| e.name.clone()),
+                    network: network(target.network_id),
+                }
+            })
+            .collect()
+    }
+
     pub async fn maps(&self) -> Result<MapsView, AgentError> {
         let raw = self.datapath.dump()?;
         let interfaces: BTreeMap<u32, String> = self.nl.links().await?.into_iter().collect();
@@ -155,12 +180,14 @@ impl Agent {
         for (key, target) in &raw.published {
             view.published.push(PublishedEntry {
                 proto: proto(key.proto),
-                host: sock(key.host_ip, key.port),
-                container: sock(target.ip, target.port),
+                host: sock(key.host_ip, key.port).into(),
+                container: sock(target.ip, target.port).into(),
                 endpoint: endpoint_on(&interface(target.ifindex)),
                 network: network(target.network_id),
             });
         }
+        view.published
+            .extend(self.published6(&raw.published6, network));
         for (key, id) in &raw.open_ports {
             view.open_ports.push(OpenPortEntry {
                 proto: proto(key.proto),

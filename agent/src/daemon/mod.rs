@@ -212,15 +212,22 @@ impl Agent {
     /// that died between a kernel change and saving its state).
     async fn prune(&mut self) -> Result<(), AgentError> {
         let mut endpoints = Vec::new();
-        let mut published = Vec::new();
+        let (mut published, mut published6) = (Vec::new(), Vec::new());
         for ep in self.state.endpoints.values() {
             if let Some(index) = self.nl.link_index(&ep.host_if).await? {
                 endpoints.push((index, ep.ip));
             }
             published.extend(ep.ports.iter().map(crate::publish::PortMapping::key));
+            if ep.ip6.is_some() {
+                published6.extend(
+                    ep.ports
+                        .iter()
+                        .filter_map(crate::publish::PortMapping::key6),
+                );
+            }
         }
         self.datapath.retain_endpoints(&endpoints)?;
-        self.datapath.retain_published(&published)?;
+        self.datapath.retain_published(&published, &published6)?;
         for link in self.datapath.prune_links()? {
             info!(link = %link, "removed a pinned link the state does not have");
         }

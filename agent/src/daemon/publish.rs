@@ -7,7 +7,7 @@
 use std::net::Ipv4Addr;
 
 use tracing::{info, warn};
-use weir_common::publish::{PublishKey, PublishTarget};
+use weir_common::publish::{PublishKey, PublishTarget, PublishTarget6};
 
 use super::{Agent, Change, Endpoint};
 use crate::{
@@ -270,7 +270,8 @@ impl Agent {
             .map(|e| e.name.clone())
     }
 
-    /// Puts `mappings` of `ep` into `PUBLISH4` with their counters. (A new
+    /// Puts `mappings` of `ep` into `PUBLISH4` with their counters, and
+    /// into `PUBLISH6` those on every address when `ep` has an IPv6 address. (A new
     /// publication then drops the conntrack entries that still lead its
     /// host ports elsewhere; a restored one keeps its flows.)
     pub(super) async fn install(
@@ -294,15 +295,27 @@ impl Agent {
             };
             self.datapath.ensure_port_stats(m.key())?;
             self.datapath.insert_publish(m.key(), target)?;
+            if let (Some(ip6), Some(key6)) = (ep.ip6, m.key6()) {
+                let target6 = PublishTarget6 {
+                    ip: ip6.octets(),
+                    port: m.container_port.to_be_bytes(),
+                    pad: [0; 2],
+                    network_id,
+                };
+                self.datapath.insert_publish6(key6, target6)?;
+            }
         }
         Ok(())
     }
 
-    /// Takes `mappings` out of `PUBLISH4`, frees their host ports and
+    /// Takes `mappings` out of `PUBLISH4` and `PUBLISH6`, frees their host ports and
     /// drops their flows.
     pub(super) fn withdraw(&mut self, mappings: &[PortMapping]) -> Result<(), AgentError> {
         for m in mappings {
             self.datapath.remove_publish(m.key())?;
+            if let Some(key6) = m.key6() {
+                self.datapath.remove_publish6(key6)?;
+            }
             self.datapath.remove_port_stats(m.key())?;
             self.reservations.release(m.proto, m.host_ip, m.host_port);
         }

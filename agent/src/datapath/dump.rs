@@ -11,7 +11,7 @@ use weir_common::{
     config::{Config, SockRnatKey, SockRnatValue},
     endpoint::{EndpointInfo, EndpointRef},
     network::NetInfo,
-    publish::{PublishKey, PublishTarget},
+    publish::{PublishKey, PublishKey6, PublishTarget, PublishTarget6},
 };
 
 use super::{Datapath, DatapathError, attach::Held, map_err, map_names, sys};
@@ -22,6 +22,7 @@ pub struct RawMaps {
     pub endpoints: Vec<(u32, EndpointInfo)>,
     pub by_ip: Vec<([u8; 4], EndpointRef)>,
     pub published: Vec<(PublishKey, PublishTarget)>,
+    pub published6: Vec<(PublishKey6, PublishTarget6)>,
     pub open_ports: Vec<(PublishKey, u32)>,
     /// (subnet, prefix length, network).
     pub networks: Vec<([u8; 4], u32, NetInfo)>,
@@ -67,6 +68,7 @@ impl Datapath {
             endpoints: self.endpoints()?,
             by_ip: self.entries(map_names::EP_BY_IP4)?,
             published: self.published()?,
+            published6: self.published6()?,
             open_ports: self.entries(map_names::OPEN_PORTS4)?,
             networks,
             host_addrs: self.entries(map_names::HOST_ADDRS4)?,

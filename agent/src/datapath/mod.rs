@@ -57,6 +57,7 @@ pub mod map_names {
     pub const HOST_ADDRS6: &str = "HOST_ADDRS6";
     pub const CT6: &str = "CT6";
     pub const UPLINKS6: &str = "UPLINKS6";
+    pub const PUBLISH6: &str = "PUBLISH6";
     /// Every map, in the order they are pinned.
     pub const ALL: &[&str] = &[
         HOOK_STATS,
@@ -81,6 +82,7 @@ pub mod map_names {
         HOST_ADDRS6,
         CT6,
         UPLINKS6,
+        PUBLISH6,
     ];
 }
 

@@ -16,7 +16,7 @@ use weir_common::{
     endpoint::{EP_XDP_TARGET, EndpointInfo, EndpointRef},
     frag::{FragEntry, FragKey},
     network::{NetInfo, NetInfo6},
-    publish::{PublishKey, PublishTarget},
+    publish::{PublishKey, PublishKey6, PublishTarget, PublishTarget6},
 };
 
 use super::{
@@ -179,6 +179,31 @@ impl Datapath {
         )
     }
 
+    /// Publishes `key` to `target` in `PUBLISH6` (replacing what was there).
+    pub fn insert_publish6(
+        &mut self,
+        key: PublishKey6,
+        target: PublishTarget6,
+    ) -> Result<(), DatapathError> {
+        self.hash_map::<PublishKey6, PublishTarget6>(map_names::PUBLISH6)?
+            .insert(key, target, 0)
+            .map_err(|source| map_err(map_names::PUBLISH6, source))
+    }
+
+    /// Removes `key` from `PUBLISH6` (absent is fine).
+    pub fn remove_publish6(&mut self, key: PublishKey6) -> Result<(), DatapathError> {
+        absent_ok(
+            self.hash_map::<PublishKey6, PublishTarget6>(map_names::PUBLISH6)?
+                .remove(&key),
+            map_names::PUBLISH6,
+        )
+    }
+
+    /// The `PUBLISH6` entries.
+    pub fn published6(&self) -> Result<Vec<(PublishKey6, PublishTarget6)>, DatapathError> {
+        self.entries(map_names::PUBLISH6)
+    }
+
     /// Makes `OPEN_PORTS4` hold exactly `open`: the container ports
     /// (container address, port, protocol) routed mode lets outsiders
     /// reach, with their network ids.
@@ -197,9 +222,14 @@ impl Datapath {
         Ok(())
     }
 
-    /// Removes every `PUBLISH4` entry not in `keep` (left by an agent that
+    /// Removes every `PUBLISH4` entry not in `keep` and `PUBLISH6` one not
+    /// in `keep6` (left by an agent that
     /// stopped between a map write and saving its state).
-    pub fn retain_published(&mut self, keep: &[PublishKey]) -> Result<(), DatapathError> {
+    pub fn retain_published(
+        &mut self,
+        keep: &[PublishKey],
+        keep6: &[PublishKey6],
+    ) -> Result<(), DatapathError> {
         let stale: Vec<PublishKey> = self
             .published()?
             .into_iter()
@@ -208,6 +238,15 @@ impl Datapath {
             .collect();
         for key in stale {
             self.remove_publish(key)?;
+        }
+        let stale6: Vec<PublishKey6> = self
+            .published6()?
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| !keep6.contains(k))
+            .collect();
+        for key in stale6 {
+            self.remove_publish6(key)?;
         }
         self.retain_port_stats(keep)
     }

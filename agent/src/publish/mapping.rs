@@ -4,7 +4,7 @@
 use std::{fmt, net::Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
-use weir_common::publish::PublishKey;
+use weir_common::publish::{PublishKey, PublishKey6};
 
 use super::Proto;
 
@@ -23,6 +23,15 @@ impl PortMapping {
     #[must_use]
     pub fn key(&self) -> PublishKey {
         PublishKey::new(self.host_ip.octets(), self.host_port, self.proto.number())
+    }
+
+    /// The `PUBLISH6` key: a mapping on every address of the node is on
+    /// its IPv6 addresses too (`::`); one bound to an IPv4 address is not.
+    #[must_use]
+    pub fn key6(&self) -> Option<PublishKey6> {
+        self.host_ip
+            .is_unspecified()
+            .then(|| PublishKey6::new([0; 16], self.host_port, self.proto.number()))
     }
 
     /// Whether both cannot exist at once: the same protocol and port, and
