@@ -1,7 +1,10 @@
 //! One benchmark world per setup, all of the same shape: the test bed's
-//! `node` and `ext`, one container `c1` at `172.18.0.2` on a bridge with
-//! gateway `172.18.0.1/16`, and `ext` routing `172.18.0.0/16` through the
-//! node (used by A only: B, B2 and C never let it in unsolicited).
+//! `node` and `ext`, one container `c1` at `172.18.0.2` and `fd00:18::2`
+//! (dual stack) on a bridge with gateways `172.18.0.1/16` and
+//! `fd00:18::1/64`, the uplink and `ext` with IPv6 addresses too, and
+//! `ext` routing both subnets through the node (used by A only: B, B2 and
+//! C never let it in unsolicited). B and B2 write each family's rules
+//! (`iptables` and `ip6tables`, `table ip` and `table ip6`).
 //!
 //! In `c1`: an echo server on port 80 (published as 8080) and a sink on
 //! 5201 (published as 5201). In `ext`: an echo server on 9000, for
@@ -9,7 +12,7 @@
 
 use std::{
     io::{self, Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4},
     os::unix::net::UnixStream,
     time::{Duration, Instant},
 };
@@ -22,12 +25,15 @@ use super::{
 use crate::{
     Netns, World,
     agent::Agent,
-    world::{self, EXT_IP, NODE_UPLINK_IP},
+    world::{self, EXT_IP, EXT_IP6, NODE_UPLINK_IP, NODE_UPLINK_IP6},
 };
 
 pub const SUBNET: &str = "172.18.0.0/16";
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 1);
 pub const CONTAINER: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 2);
+pub const SUBNET6: &str = "fd00:18::/64";
+pub const GATEWAY6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x18, 0, 0, 0, 0, 0, 1);
+pub const CONTAINER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x18, 0, 0, 0, 0, 0, 2);
 /// The bridge of A, B and B2 (weir names its own).
 pub const BRIDGE: &str = "br-bench";
 pub const ECHO_PORT: u16 = 80;
@@ -67,6 +73,15 @@ impl Bed {
         world
             .ext
             .ip(&["route", "add", SUBNET, "via", &NODE_UPLINK_IP.to_string()])?;
+        world.add_ipv6()?;
+        world.ext.ip(&[
+            "-6",
+            "route",
+            "add",
+            SUBNET6,
+            "via",
+            &NODE_UPLINK_IP6.to_string(),
+        ])?;
         let agent = if matches!(setup, Setup::Weir | Setup::WeirXdp) {
             let args: &[&str] = if setup == Setup::WeirXdp {
                 &["--xdp", "native"]
@@ -74,7 +89,9 @@ impl Bed {
                 &[]
             };
             let agent = Agent::start(&world, args);
-            agent.ok(&["network", "create", "bench", "--subnet", SUBNET]);
+            agent.ok(&[
+                "network", "create", "bench", "--subnet", SUBNET, "--subnet", SUBNET6,
+            ]);
             let ip = agent.attach(
                 "bench",
                 world.c("c1"),
@@ -82,6 +99,8 @@ impl Bed {
                 &[
                     "--ip",
                     &CONTAINER.to_string(),
+                    "--ip6",
+                    &CONTAINER6.to_string(),
                     "-p",
                     &format!("{PUBLISHED_ECHO}:{ECHO_PORT}"),
                     "-p",
@@ -134,6 +153,21 @@ impl Bed {
         SocketAddrV4::new(EXT_IP, EXT_ECHO_PORT)
     }
 
+    /// Where `ext` connects for the echo service over IPv6.
+    #[must_use]
+    pub fn echo_target6(&self) -> SocketAddr {
+        match self.setup {
+            Setup::NoNat => (CONTAINER6, ECHO_PORT).into(),
+            _ => (NODE_UPLINK_IP6, PUBLISHED_ECHO).into(),
+        }
+    }
+
+    /// Where the container connects over IPv6, out through NAT66.
+    #[must_use]
+    pub fn out_target6() -> SocketAddr {
+        (EXT_IP6, EXT_ECHO_PORT).into()
+    }
+
     #[must_use]
     pub fn ext(&self) -> &Netns {
         &self.world.ext
@@ -151,41 +185,69 @@ impl Bed {
 
     /// The ports B and B2 publish, in the order Docker would have
     /// published them: the other ports first, the measured ones last.
-    fn published(&self) -> Vec<Published> {
-        let mut ports: Vec<Published> = (0..self.others)
-            .map(|i| other_port(OTHER_PORTS_FROM + i))
-            .collect();
+    /// Over IPv6 (`ip` the container's IPv6 address) the measured ones.
+    fn published_to(&self, ip: IpAddr) -> Vec<Published> {
+        let mut ports: Vec<Published> = if ip.is_ipv4() {
+            (0..self.others)
+                .map(|i| other_port(OTHER_PORTS_FROM + i))
+                .collect()
+        } else {
+            Vec::new()
+        };
         ports.push(Published {
             host_port: SINK_PORT,
-            ip: CONTAINER,
+            ip,
             port: SINK_PORT,
         });
         ports.push(Published {
             host_port: PUBLISHED_ECHO,
-            ip: CONTAINER,
+            ip,
             port: ECHO_PORT,
         });
         ports
     }
 
-    /// Replaces B's or B2's whole ruleset with the current ports.
+    fn published(&self) -> Vec<Published> {
+        self.published_to(CONTAINER.into())
+    }
+
+    /// Replaces B's or B2's whole ruleset with the current ports (and,
+    /// over IPv6, the measured ones).
     fn write_rules(&self) -> io::Result<()> {
+        let ports6 = self.published_to(CONTAINER6.into());
         match self.setup {
-            Setup::Iptables => netfilter::feed(
-                self.node(),
-                "iptables-restore",
-                &[],
-                &netfilter::docker_ruleset(BRIDGE, SUBNET, &self.published()),
-            ),
+            Setup::Iptables => {
+                netfilter::feed(
+                    self.node(),
+                    "iptables-restore",
+                    &[],
+                    &netfilter::docker_ruleset(BRIDGE, SUBNET, &self.published()),
+                )?;
+                netfilter::feed(
+                    self.node(),
+                    "ip6tables-restore",
+                    &[],
+                    &netfilter::docker_ruleset(BRIDGE, SUBNET6, &ports6),
+                )
+            }
             Setup::Nftables => {
                 let _ = self
                     .node()
                     .exec("nft", &["delete", "table", "ip", netfilter::NFT_TABLE]);
+                let _ = self
+                    .node()
+                    .exec("nft", &["delete", "table", "ip6", netfilter::NFT_TABLE6]);
                 netfilter::feed(
                     self.node(),
                     "nft",
                     &["-f", "-"],
                     &netfilter::nft_ruleset(BRIDGE, SUBNET, &self.published()),
+                )?;
+                netfilter::feed(
+                    self.node(),
+                    "nft",
+                    &["-f", "-"],
+                    &netfilter::nft_ruleset(BRIDGE, SUBNET6, &ports6),
                 )
             }
             // weir, no NAT and the Docker worlds (`docker_bed`) write none.
@@ -252,13 +314,13 @@ impl Bed {
 fn other_port(port: u16) -> Published {
     Published {
         host_port: port,
-        ip: CONTAINER,
+        ip: CONTAINER.into(),
         port,
     }
 }
 
 /// A and the netfilter setups: the bridge, the container's veth on it, the
-/// container's address and default route, all by hand.
+/// container's addresses and default routes (both families), all by hand.
 fn plain_bridge(world: &World) -> io::Result<()> {
     let node = &world.node;
     let c1 = world.c("c1");
@@ -270,6 +332,34 @@ fn plain_bridge(world: &World) -> io::Result<()> {
     c1.ip(&["addr", "add", &format!("{CONTAINER}/16"), "dev", "eth0"])?;
     c1.ip(&["link", "set", "eth0", "up"])?;
     c1.ip(&["route", "add", "default", "via", &GATEWAY.to_string()])?;
+    node.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{GATEWAY6}/64"),
+        "dev",
+        BRIDGE,
+        "nodad",
+    ])?;
+    c1.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{CONTAINER6}/64"),
+        "dev",
+        "eth0",
+        "nodad",
+    ])?;
+    c1.ip(&[
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        &GATEWAY6.to_string(),
+    ])?;
+    // What weir turns on for a dual-stack network, the others need too.
+    node.sysctl("net.ipv6.conf.all.forwarding", "1")?;
     Ok(())
 }
 

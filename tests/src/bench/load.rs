@@ -18,7 +18,7 @@
 
 use std::{
     io::{self, Read as _, Write as _},
-    net::{Shutdown, SocketAddrV4, TcpListener, TcpStream},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     os::fd::AsRawFd as _,
     path::{Path, PathBuf},
     sync::{
@@ -58,9 +58,9 @@ const ANY_CPU: usize = usize::MAX;
 const ACCEPTORS: usize = 6;
 
 impl Server {
-    /// Listens on `0.0.0.0:port` inside `ns`.
+    /// Listens on `[::]:port` inside `ns`: both families.
     pub fn start(ns: &Netns, port: u16, mode: Mode) -> io::Result<Self> {
-        let listener = ns.run(|| TcpListener::bind(("0.0.0.0", port)))?;
+        let listener = ns.run(|| TcpListener::bind(("::", port)))?;
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicU64::new(0));
         let cpu = Arc::new(AtomicUsize::new(ANY_CPU));
@@ -152,14 +152,15 @@ pub struct Rr {
 /// One connection from `ns` to `to`, 1-byte requests and answers for
 /// `secs`, the client on `cpu`.
 #[must_use]
-pub fn rr(ns: &Netns, to: SocketAddrV4, secs: f64, cpu: Option<usize>) -> Rr {
+pub fn rr(ns: &Netns, to: impl Into<SocketAddr>, secs: f64, cpu: Option<usize>) -> Rr {
+    let to: SocketAddr = to.into();
     let path = ns.path();
     let worker = thread::spawn(move || {
         enter(&path);
         pin_to(cpu);
         let mut lat = Vec::with_capacity(200_000);
         let mut errors = 0;
-        let Ok(mut s) = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)) else {
+        let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_secs(2)) else {
             return (lat, 1, 0.0);
         };
         let _ = s.set_nodelay(true);
@@ -200,7 +201,8 @@ pub struct Crr {
 /// `workers` threads in `ns`, each opening a connection to `to`, sending a
 /// byte, reading it back and closing, for `secs`.
 #[must_use]
-pub fn crr(ns: &Netns, to: SocketAddrV4, secs: f64, workers: usize) -> Crr {
+pub fn crr(ns: &Netns, to: impl Into<SocketAddr>, secs: f64, workers: usize) -> Crr {
+    let to: SocketAddr = to.into();
     let handles: Vec<_> = (0..workers)
         .map(|_| {
             let path = ns.path();
@@ -213,15 +215,16 @@ pub fn crr(ns: &Netns, to: SocketAddrV4, secs: f64, workers: usize) -> Crr {
                 let mut b = [0u8; 1];
                 while Instant::now() < end {
                     let t = Instant::now();
-                    let ok = TcpStream::connect_timeout(&to.into(), Duration::from_secs(1))
-                        .and_then(|mut s| {
+                    let ok = TcpStream::connect_timeout(&to, Duration::from_secs(1)).and_then(
+                        |mut s| {
                             s.set_nodelay(true)?;
                             s.set_read_timeout(Some(Duration::from_secs(1)))?;
                             s.write_all(&[1])?;
                             s.read_exact(&mut b)?;
                             close_with_reset(&s);
                             Ok(())
-                        });
+                        },
+                    );
                     match ok {
                         Ok(()) => lat.push(elapsed_ns(t)),
                         Err(_) => errors += 1,
@@ -285,11 +288,12 @@ pub struct Stream {
 #[must_use]
 pub fn stream(
     ns: &Netns,
-    to: SocketAddrV4,
+    to: impl Into<SocketAddr>,
     sink: &Server,
     secs: f64,
     cpu: Option<usize>,
 ) -> Stream {
+    let to: SocketAddr = to.into();
     let path = ns.path();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
@@ -297,7 +301,7 @@ pub fn stream(
         thread::spawn(move || {
             enter(&path);
             pin_to(cpu);
-            let Ok(mut s) = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)) else {
+            let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_secs(2)) else {
                 return 1u64;
             };
             let buf = vec![7u8; 128 * 1024];

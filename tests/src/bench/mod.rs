@@ -7,6 +7,10 @@
 //! - B2, nftables: the same job with one map for the published ports;
 //! - C, weir;
 //!
+//! each dual stack, measured over IPv4 and (request/response, new
+//! connections in and out) over IPv6 against ip6tables' and nftables'
+//! NAT66;
+//!
 //! and, apart, the comparison Docker users make ([`docker_bed`]): D, real
 //! dockerd with its defaults (its own iptables rules and `docker-proxy`),
 //! against E, dockerd with `iptables=false` and `weir agent --docker`.
@@ -357,6 +361,7 @@ fn docker_rounds(opts: &Options) -> io::Result<Vec<Metric>> {
                 docker_bed::DockerBed::echo_target(),
                 &b.echo,
                 b.container(),
+                Bed::out_target(),
                 opts,
             );
             m[0].add(s, rr.per_sec, rr.errors);
@@ -404,6 +409,24 @@ fn main_metrics() -> Vec<Metric> {
             "cores",
             Better::Lower,
         ),
+        Metric::new(
+            "rr6_tps",
+            "IPv6: 1-byte TCP_RR via the published port",
+            "trans/s",
+            Better::Higher,
+        ),
+        Metric::new(
+            "crr6_in",
+            "IPv6: TCP_CRR via the published port",
+            "conn/s",
+            Better::Higher,
+        ),
+        Metric::new(
+            "crr6_out",
+            "IPv6: TCP_CRR out of the container (NAT66)",
+            "conn/s",
+            Better::Higher,
+        ),
     ]
 }
 
@@ -421,6 +444,7 @@ fn measure_round(bed: &Bed, opts: &Options, m: &mut [Metric]) {
         bed.echo_target(),
         &bed.echo,
         bed.container(),
+        Bed::out_target(),
         opts,
     );
     m[0].add(s, rr.per_sec, rr.errors);
@@ -438,29 +462,43 @@ fn measure_round(bed: &Bed, opts: &Options, m: &mut [Metric]) {
     );
     m[5].add(s, st.gbit_per_sec, st.errors);
     m[6].add(s, st.cpu_per_gbit, 0);
+    let (rr6, crr6, out6) = connections(
+        bed.ext(),
+        bed.echo_target6(),
+        &bed.echo,
+        bed.container(),
+        Bed::out_target6(),
+        opts,
+    );
+    m[7].add(s, rr6.per_sec, rr6.errors);
+    m[8].add(s, crr6.per_sec, crr6.errors);
+    m[9].add(s, out6.per_sec, out6.errors);
 }
 
 /// One round's connection figures of a setup: request/response through
 /// `echo_target` with client and server on [`RR_CPU`], new connections
-/// through it, and new connections out of `container` to ext's echo.
+/// through it, and new connections out of `container` to `out_target`
+/// (ext's echo).
 fn connections(
     ext: &crate::Netns,
-    echo_target: std::net::SocketAddrV4,
+    echo_target: impl Into<std::net::SocketAddr>,
     echo: &load::Server,
     container: &crate::Netns,
+    out_target: impl Into<std::net::SocketAddr>,
     opts: &Options,
 ) -> (load::Rr, load::Crr, load::Crr) {
+    let echo_target = echo_target.into();
     echo.pin(Some(RR_CPU));
     let rr = load::rr(ext, echo_target, opts.secs, Some(RR_CPU));
     echo.pin(None);
     let crr = load::crr(ext, echo_target, opts.secs, opts.crr_workers);
-    let out = load::crr(container, Bed::out_target(), opts.secs, opts.crr_workers);
+    let out = load::crr(container, out_target, opts.secs, opts.crr_workers);
     (rr, crr, out)
 }
 
 /// Every path a setup is measured on answers before anything is timed.
 fn check(bed: &Bed) -> io::Result<()> {
-    let probe = |ns, to| {
+    let probe = |ns, to: std::net::SocketAddr| {
         let r = load::rr(ns, to, 0.05, None);
         if r.transactions == 0 {
             return Err(io::Error::other(format!(
@@ -470,6 +508,8 @@ fn check(bed: &Bed) -> io::Result<()> {
         }
         Ok(())
     };
-    probe(bed.ext(), bed.echo_target())?;
-    probe(bed.container(), Bed::out_target())
+    probe(bed.ext(), bed.echo_target().into())?;
+    probe(bed.container(), Bed::out_target().into())?;
+    probe(bed.ext(), bed.echo_target6())?;
+    probe(bed.container(), Bed::out_target6())
 }

@@ -464,6 +464,9 @@ fn short(id: &str) -> &str {
         "crr_out" => "CRR out (masq.)",
         "stream" => "stream Gbit/s",
         "stream_cpu" => "CPU per Gbit/s",
+        "rr6_tps" => "IPv6 TCP_RR trans/s",
+        "crr6_in" => "IPv6 CRR in (DNAT)",
+        "crr6_out" => "IPv6 CRR out (NAT66)",
         other => other,
     }
 }
