@@ -66,6 +66,10 @@ pub enum DropReason {
     /// uplink without a global IPv6 address, say): never sent with the
     /// container's private address.
     NoUplinkAddress = 16,
+    /// A packet was handed to a program of the datapath's that was not
+    /// there (`TAIL_CALLS`: the IPv6 half of `tc_from_container`): never
+    /// passed unchecked.
+    TailCallFailed = 17,
 }
 
 impl DropReason {
@@ -87,6 +91,7 @@ impl DropReason {
         DropReason::FragmentUntracked,
         DropReason::Ipv6Beyond,
         DropReason::NoUplinkAddress,
+        DropReason::TailCallFailed,
     ];
 
     /// Size of the `DROP_STATS` array: every reason number is below it.
@@ -124,6 +129,7 @@ impl DropReason {
             DropReason::FragmentUntracked => "fragment-untracked",
             DropReason::Ipv6Beyond => "ipv6-beyond-network",
             DropReason::NoUplinkAddress => "no-uplink-address",
+            DropReason::TailCallFailed => "tail-call-failed",
         }
     }
 }

@@ -129,6 +129,10 @@ impl Hook {
         Hook::FromBridge,
     ];
 
+    /// The programs no hook runs directly: `TAIL_CALLS`' entries, by
+    /// index ([`TAIL_FROM_CONTAINER6`]).
+    pub const TAIL_PROGRAMS: &'static [&'static str] = &["tc_from_container6"];
+
     /// Size of the `HOOK_STATS` array.
     pub const MAP_SIZE: u32 = 8;
 
@@ -149,6 +153,12 @@ impl Hook {
         }
     }
 }
+
+/// `TAIL_CALLS` index of `tc_from_container6`, where `tc_from_container`
+/// hands every IPv6 frame (a program of its own: a stack of its own).
+pub const TAIL_FROM_CONTAINER6: u32 = 0;
+/// Capacity of `TAIL_CALLS`.
+pub const MAX_TAIL_CALLS: u32 = 4;
 
 #[cfg(test)]
 mod tests {

@@ -11,23 +11,25 @@
 //! [`fwd::redirect`]. Anything else meets [`policy::destination`]
 //! (isolation, icc, internal); what then leaves through an uplink is sent
 //! to its next hop ([`fwd::out_via_uplink`], masquerade happens on the
-//! uplink's egress), the rest goes to the bridge as it came.
+//! uplink's egress), the rest goes to the bridge as it came. IPv6 frames
+//! go on to `tc_from_container6` (a tail call, [`crate::from_container6`]).
 
 use aya_ebpf::programs::TcContext;
 use weir_common::{
     ct::{CtEntry, KIND_HAIRPIN},
     drop::DropReason,
     publish::PROTO_ICMP,
-    stats::Hook,
+    stats::{Hook, TAIL_FROM_CONTAINER6},
 };
 
 use crate::{
     ct::{self, Sides},
     dnat, frag, fwd,
     head::Head,
+    maps::TAIL_CALLS,
     nat, parse,
     policy::{self, Sender},
-    stats, v6,
+    stats,
     verdict::TC_PASS,
 };
 
@@ -39,9 +41,10 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     let dst_mac = policy::frame(ctx, &ep)?;
     let Some(ip) = parse::ipv4(ctx)? else {
         if parse::is_ipv6(ctx) {
-            // SAFETY: the skb pointer is the program's context.
-            let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-            v6::from_container(ctx, ifindex, &ep)?;
+            // SAFETY: a tail call with the program's own context; it
+            // returns only when it failed.
+            unsafe { TAIL_CALLS.tail_call(ctx, TAIL_FROM_CONTAINER6) };
+            return Err(DropReason::TailCallFailed);
         }
         return Ok(TC_PASS);
     };

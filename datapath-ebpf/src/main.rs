@@ -9,6 +9,7 @@ mod drop;
 mod frag;
 mod from_bridge;
 mod from_container;
+mod from_container6;
 mod from_uplink;
 mod fwd;
 mod head;
@@ -37,6 +38,16 @@ use weir_common::stats::Hook;
 #[classifier]
 pub fn tc_from_container(ctx: TcContext) -> i32 {
     match from_container::handle(&ctx) {
+        Ok(verdict) => verdict,
+        Err(reason) => drop::tc(&ctx, Hook::FromContainer, reason),
+    }
+}
+
+/// `tc_from_container`'s IPv6 half, entered by tail call
+/// (`TAIL_CALLS`): a program of its own, so its stack is its own.
+#[classifier]
+pub fn tc_from_container6(ctx: TcContext) -> i32 {
+    match from_container6::handle(&ctx) {
         Ok(verdict) => verdict,
         Err(reason) => drop::tc(&ctx, Hook::FromContainer, reason),
     }

@@ -4,7 +4,9 @@
 //! the names the agent pins them under.
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    btf_maps::{
+        Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, ProgramArray, RingBuf,
+    },
     macros::btf_map,
 };
 use weir_common::{
@@ -20,8 +22,14 @@ use weir_common::{
         MAX_HOST_ADDRS, MAX_OPEN_PORTS, MAX_PUBLISHED, PublishKey, PublishKey6, PublishTarget,
         PublishTarget6,
     },
-    stats::{Counter, Hook, NatCounters, PortCounters},
+    stats::{Counter, Hook, MAX_TAIL_CALLS, NatCounters, PortCounters},
 };
+
+/// The programs the hooks hand packets to (`bpf_tail_call`), by index
+/// (`weir_common::stats::TAIL_FROM_CONTAINER6`): filled by the agent when
+/// it loads them.
+#[btf_map]
+pub static TAIL_CALLS: ProgramArray<{ MAX_TAIL_CALLS as usize }> = ProgramArray::new();
 
 /// Packets and bytes seen by each hook, indexed by [`Hook`].
 #[btf_map]

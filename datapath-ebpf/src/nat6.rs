@@ -20,6 +20,10 @@
 //! container's answers find their entry in `tc_to_uplink` ([`egress`])
 //! and leave as the node's address and port.
 //!
+//! A container calling such a port at one of the node's IPv6 addresses
+//! (hairpin) is tracked and translated on its veth (`tc_from_container6`,
+//! [`from_container`]), its backend's answers there too.
+//!
 //! A network without masquerade (`--masquerade=false`, `--mode routed`)
 //! has its flows tracked the same way untranslated (`KIND_ROUTED`), for
 //! their answers, and nothing unsolicited, to get in. A masquerading
@@ -40,16 +44,16 @@ use aya_ebpf::{
 };
 use network_types::ip::Ipv6Hdr;
 use weir_common::{
-    ct::{CT_INNER, DIR_ORIGINAL, DIR_REPLY, KIND_DNAT, KIND_ROUTED, KIND_SNAT},
-    ct6::{CtEntry6, CtKey6},
+    ct::{CT_INNER, DIR_ORIGINAL, DIR_REPLY, KIND_DNAT, KIND_HAIRPIN, KIND_ROUTED, KIND_SNAT},
+    ct6::{CtEntry6, CtKey6, Scratch6},
     drop::DropReason,
-    network::{NET_INTERNAL, NET_MASQUERADE},
+    network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE},
     publish::{PROTO_TCP, PROTO_UDP, PublishKey6, PublishTarget6},
 };
 
 use crate::{
     ct::{SNAT_TRIES, snat_port},
-    maps::{CONFIG, CT6, HOST_ADDRS6, NETWORKS6, PUBLISH6, SCRATCH6, UPLINKS6},
+    maps::{CONFIG, CT6, ENDPOINTS6, HOST_ADDRS6, NETWORKS6, PUBLISH6, SCRATCH6, UPLINKS6},
     parse::{IP_OFF, ptr_at},
     v6,
     verdict::TC_PASS,
@@ -189,30 +193,13 @@ pub fn create() -> Result<(), DropReason> {
         (*r).nat_daddr = k.saddr;
         (*r).nat_sport = k.dport;
         (*r).nat_dport = k.sport;
-        (*r).dir = DIR_REPLY;
-        (*r).kind = kind;
-        (*r).tcp_flags = 0;
-        (*r).flags = 0;
-        (*r).network_id = network_id;
-        (*r).pad = 0;
-        (*r).created_ns = now;
-        (*r).last_seen_ns = now;
-        (*r).packets = 0;
-        (*r).bytes = 0;
+        begin(r, DIR_REPLY, kind, 0, network_id, now);
         let o = &raw mut (*s).original;
         (*o).nat_saddr = *nat_ip;
         (*o).nat_daddr = k.daddr;
         (*o).nat_dport = k.dport;
-        (*o).dir = DIR_ORIGINAL;
-        (*o).kind = kind;
+        begin(o, DIR_ORIGINAL, kind, CT_INNER, network_id, now);
         (*o).tcp_flags = flow.tcp_flags;
-        (*o).flags = CT_INNER;
-        (*o).network_id = network_id;
-        (*o).pad = 0;
-        (*o).created_ns = now;
-        (*o).last_seen_ns = now;
-        (*o).packets = 0;
-        (*o).bytes = 0;
         let rk = &raw mut (*s).reply_key;
         (*rk).saddr = k.daddr;
         (*rk).daddr = *nat_ip;
@@ -234,6 +221,30 @@ pub fn create() -> Result<(), DropReason> {
         }
     }
     Err(DropReason::SnatExhausted)
+}
+
+/// One direction's entry begun in the slot: its direction, kind, flags
+/// and network, created and seen `now`, no packet or TCP flag yet (its
+/// tuple is the caller's to write).
+///
+/// # Safety
+///
+/// `e` points into the caller's `SCRATCH6` slot.
+#[inline(always)]
+unsafe fn begin(e: *mut CtEntry6, dir: u8, kind: u8, flags: u8, network_id: u32, now: u64) {
+    // SAFETY: the caller's pointer, into a slot of ours.
+    unsafe {
+        (*e).dir = dir;
+        (*e).kind = kind;
+        (*e).tcp_flags = 0;
+        (*e).flags = flags;
+        (*e).network_id = network_id;
+        (*e).pad = 0;
+        (*e).created_ns = now;
+        (*e).last_seen_ns = now;
+        (*e).packets = 0;
+        (*e).bytes = 0;
+    }
 }
 
 /// Rewrites `flow`'s packet to leave with `to`'s tuple (a call of its
@@ -593,46 +604,54 @@ fn publish() -> Result<bool, DropReason> {
     {
         return Err(DropReason::Internal);
     }
+    // SAFETY: the slot as above.
+    unsafe { track(s, t, KIND_DNAT, 0, false)? };
+    Ok(true)
+}
+
+/// Tracks the slot's flow to publication `t`: the original entry leads
+/// to the container (from the node's address it was called at when
+/// `via_node`, else from the caller's own), the answers' entry back to
+/// the address and port the caller called, both built in the slot.
+/// `kind` and the original's `flags` say who called (from outside:
+/// `KIND_DNAT`, 0; a container: `KIND_HAIRPIN`, `CT_INNER`).
+///
+/// # Safety
+///
+/// `s` is this program run's `SCRATCH6` slot, its flow read.
+#[inline(always)]
+unsafe fn track(
+    s: *mut Scratch6,
+    t: &PublishTarget6,
+    kind: u8,
+    flags: u8,
+    via_node: bool,
+) -> Result<(), DropReason> {
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    // SAFETY: the slot as above; every field is written before the
+    // SAFETY: the caller's slot; every field is written before the
     // entries are inserted.
     unsafe {
+        let k = &(*s).flow;
         let tcp_flags = (*s).tcp_flags;
+        let from = if via_node { &k.daddr } else { &k.saddr };
         let o = &raw mut (*s).original;
-        (*o).nat_saddr = k.saddr;
+        (*o).nat_saddr = *from;
         (*o).nat_daddr = t.ip;
         (*o).nat_sport = k.sport;
         (*o).nat_dport = t.port;
-        (*o).dir = DIR_ORIGINAL;
-        (*o).kind = KIND_DNAT;
+        begin(o, DIR_ORIGINAL, kind, flags, t.network_id, now);
         (*o).tcp_flags = tcp_flags;
-        (*o).flags = 0;
-        (*o).network_id = t.network_id;
-        (*o).pad = 0;
-        (*o).created_ns = now;
-        (*o).last_seen_ns = now;
-        (*o).packets = 0;
-        (*o).bytes = 0;
-        // The container's answers leave as the client's flow came in.
+        // The container's answers leave as the caller's flow came in.
         let r = &raw mut (*s).reply;
         (*r).nat_saddr = k.daddr;
         (*r).nat_daddr = k.saddr;
         (*r).nat_sport = k.dport;
         (*r).nat_dport = k.sport;
-        (*r).dir = DIR_REPLY;
-        (*r).kind = KIND_DNAT;
-        (*r).tcp_flags = 0;
-        (*r).flags = CT_INNER;
-        (*r).network_id = t.network_id;
-        (*r).pad = 0;
-        (*r).created_ns = now;
-        (*r).last_seen_ns = now;
-        (*r).packets = 0;
-        (*r).bytes = 0;
+        begin(r, DIR_REPLY, kind, CT_INNER, t.network_id, now);
         let rk = &raw mut (*s).reply_key;
         (*rk).saddr = t.ip;
-        (*rk).daddr = k.saddr;
+        (*rk).daddr = *from;
         (*rk).sport = t.port;
         (*rk).dport = k.sport;
         (*rk).proto = k.proto;
@@ -642,6 +661,88 @@ fn publish() -> Result<bool, DropReason> {
         CT6.insert(k, &(*s).original, 0)
             .map_err(|_| DropReason::CtInsertFailed)?;
     }
+    Ok(())
+}
+
+/// `tc_from_container6`: a hairpin flow's packets (a container calling a
+/// port published on the node's IPv6 addresses, and its backend's
+/// answers) are translated on the veth and go on to the stack, which
+/// routes them to the bridge; a new such flow is tracked first
+/// ([`hairpin`]). Every other flow is the uplink's egress's to translate
+/// ([`egress`]), as it leaves.
+#[inline(always)]
+pub fn from_container(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
+    if on_veth(ctx)? == INGRESS_UNTRACKED && hairpin(ifindex)? {
+        on_veth(ctx)?;
+    }
+    Ok(TC_PASS)
+}
+
+/// The packet's flow (read into `SCRATCH6`) translated if it is a
+/// hairpin's; [`INGRESS_UNTRACKED`] for a TCP or UDP flow `CT6` does not
+/// know.
+#[inline(never)]
+fn on_veth(ctx: &TcContext) -> Result<u32, DropReason> {
+    let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
+    // SAFETY: a per-CPU array slot of ours for this program run, the
+    // flow's part of it laid out as a `Flow6`.
+    let flow = unsafe { &mut *(&raw mut (*s).flow).cast::<Flow6>() };
+    if !self::flow(ctx, flow)? {
+        return Ok(NOT_A_FLOW);
+    }
+    match CT6.get_ptr(&flow.key) {
+        // SAFETY: a pointer into a map value, valid for this program run.
+        Some(e) if unsafe { (*e).kind } == KIND_HAIRPIN => {
+            if let Some(entry) = lookup(flow, ctx.len(), false)? {
+                // SAFETY: as above.
+                rewrite(ctx, flow, unsafe { &*entry })?;
+            }
+            Ok(INGRESS_DONE)
+        }
+        Some(_) => Ok(INGRESS_DONE),
+        None => Ok(INGRESS_UNTRACKED),
+    }
+}
+
+/// A container's new flow (in `SCRATCH6`) to a port published on one of
+/// the node's IPv6 addresses: tracked as a hairpin (`true`). The caller
+/// gets the node's address as the source when the backend could not
+/// answer it straight (itself, or a neighbour with `--icc=false`). An
+/// `--internal` network's container reaches only its own network's
+/// publications (through its gateway), and no other network reaches an
+/// `--internal` one's: `internal-network`.
+#[inline(never)]
+fn hairpin(ifindex: u32) -> Result<bool, DropReason> {
+    let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
+    // SAFETY: a per-CPU array slot of ours for this program run.
+    let k = unsafe { &(*s).flow };
+    if k.proto != PROTO_TCP && k.proto != PROTO_UDP {
+        return Ok(false);
+    }
+    let Some(t) = published(k) else {
+        return Ok(false);
+    };
+    // SAFETY: a pointer into a map value, valid for this program run.
+    let t = unsafe { &*t };
+    let Some(own) = ENDPOINTS6.get_ptr(ifindex) else {
+        return Ok(false);
+    };
+    // SAFETY: as above.
+    let Some(net) = NETWORKS6.get(&Key::new(128, unsafe { *own })) else {
+        return Ok(false);
+    };
+    let internal = |flags: u32| flags & NET_INTERNAL != 0;
+    if t.network_id != net.id
+        && (internal(net.flags)
+            || NETWORKS6
+                .get(&Key::new(128, t.ip))
+                .is_some_and(|n| internal(n.flags)))
+    {
+        return Err(DropReason::Internal);
+    }
+    let via_node = t.ip == k.saddr || (t.network_id == net.id && net.flags & NET_ICC == 0);
+    // SAFETY: the slot as above.
+    unsafe { track(s, t, KIND_HAIRPIN, CT_INNER, via_node)? };
     Ok(true)
 }
 

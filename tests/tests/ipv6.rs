@@ -4,7 +4,8 @@
 //! masqueraded as the node's uplink address (NAT66: ping6 and TCP, the
 //! server seeing the node, the flow in `weir conntrack ls`, no ip6tables
 //! rule); one `-p 8080:80` is reached from ext over both families, the
-//! client's IPv6 address seen by the container; nothing unsolicited comes
+//! client's IPv6 address seen by the container, and over IPv6 from a
+//! neighbour and from its own container (hairpin); nothing unsolicited comes
 //! in from outside (`unsolicited`),
 //! even with `ext` routing the prefix to the node; a routed network's
 //! containers reach `ext` with their own addresses, still shut to the
@@ -96,6 +97,26 @@ fn reached_on_both_families(w: &mut World, agent: &Agent) {
     assert_eq!(
         sock::tcp_request(&w.ext, sock::at(world::NODE_UPLINK_IP, 8080), b"four").unwrap(),
         b"four"
+    );
+    // Hairpin over IPv6: a neighbour (its own address seen) and the
+    // backend itself (through the node) call the node's IPv6 address.
+    let before = web.received().len();
+    assert_eq!(
+        sock::tcp_request(w.c("a"), node6, b"hair").unwrap(),
+        b"hair"
+    );
+    assert_eq!(
+        web.received()[before].peer.ip(),
+        "fd00:89::2".parse::<Ipv6Addr>().unwrap()
+    );
+    assert_eq!(
+        sock::tcp_request(w.c("web"), node6, b"self").unwrap(),
+        b"self"
+    );
+    assert_eq!(
+        web.received()[before + 1].peer.ip(),
+        NODE6.parse::<Ipv6Addr>().unwrap(),
+        "its own call comes from the node"
     );
     let flows = agent.json(&["conntrack", "ls"]);
     assert!(

@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use aya::maps::HashMap;
 use etherparse::{Icmpv6Type, PacketBuilder};
 use weir_common::{
-    ct::{DIR_ORIGINAL, DIR_REPLY, KIND_DNAT, KIND_ROUTED, KIND_SNAT},
+    ct::{DIR_ORIGINAL, DIR_REPLY, KIND_DNAT, KIND_HAIRPIN, KIND_ROUTED, KIND_SNAT},
     ct6::{CtEntry6, CtKey6},
     drop::DropReason,
     network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED, NetInfo6},
@@ -237,23 +237,29 @@ fn a_routed_networks_flows_leave_untouched_and_only_their_answers_get_in() {
     });
 }
 
+/// `host_port` published on every address (NODE6 the node's IPv6
+/// address) to the container's `port`, over `proto`.
+fn publish6(h: &mut Harness, host_port: u16, port: u16, proto: u8) {
+    h.datapath
+        .set_host_addrs6(&[(NODE6.parse().unwrap(), TEST_IFINDEX)])
+        .unwrap();
+    let target = PublishTarget6 {
+        ip: a(C),
+        port: port.to_be_bytes(),
+        pad: [0; 2],
+        network_id: 1,
+    };
+    h.datapath
+        .insert_publish6(PublishKey6::new([0; 16], host_port, proto), target)
+        .unwrap();
+}
+
 #[test]
 fn a_port_published_on_every_address_is_reached_over_ipv6_with_the_client_kept() {
     in_own_ns("nat6", || {
         for proto in [6u8, 17] {
             let mut h = harness(true);
-            h.datapath
-                .set_host_addrs6(&[(NODE6.parse().unwrap(), TEST_IFINDEX)])
-                .unwrap();
-            let target = PublishTarget6 {
-                ip: a(C),
-                port: 80u16.to_be_bytes(),
-                pad: [0; 2],
-                network_id: 1,
-            };
-            h.datapath
-                .insert_publish6(PublishKey6::new([0; 16], 8080, proto), target)
-                .unwrap();
+            publish6(&mut h, 8080, 80, proto);
             // The client's first packet: to the container, the client kept.
             let out = h.run_tc("tc_from_uplink", &frame6(PEER, NODE6, 40000, 8080, proto));
             assert_eq!(out.verdict, TC_ACT_OK, "proto {proto}");
@@ -289,18 +295,7 @@ fn a_port_published_on_every_address_is_reached_over_ipv6_with_the_client_kept()
 fn an_internal_networks_port_is_not_reached_over_ipv6_from_outside() {
     in_own_ns("nat6", || {
         let mut h = harness_with(true, NET_ICC | NET_INTERNAL);
-        h.datapath
-            .set_host_addrs6(&[(NODE6.parse().unwrap(), TEST_IFINDEX)])
-            .unwrap();
-        let target = PublishTarget6 {
-            ip: a(C),
-            port: 80u16.to_be_bytes(),
-            pad: [0; 2],
-            network_id: 1,
-        };
-        h.datapath
-            .insert_publish6(PublishKey6::new([0; 16], 8080, 6), target)
-            .unwrap();
+        publish6(&mut h, 8080, 80, 6);
         let before = h.datapath.drop_stats(DropReason::Internal).unwrap().packets;
         let out = h.run_tc("tc_from_uplink", &frame6(PEER, NODE6, 40000, 8080, 6));
         assert_eq!(out.verdict, TC_ACT_SHOT);
@@ -384,18 +379,7 @@ fn icmpv6_errors_about_translated_flows_are_translated_with_their_quote() {
 fn a_containers_icmpv6_error_about_a_published_flow_leaves_as_the_node() {
     in_own_ns("nat6", || {
         let mut h = harness(true);
-        h.datapath
-            .set_host_addrs6(&[(NODE6.parse().unwrap(), TEST_IFINDEX)])
-            .unwrap();
-        let target = PublishTarget6 {
-            ip: a(C),
-            port: 53u16.to_be_bytes(),
-            pad: [0; 2],
-            network_id: 1,
-        };
-        h.datapath
-            .insert_publish6(PublishKey6::new([0; 16], 5353, 17), target)
-            .unwrap();
+        publish6(&mut h, 5353, 53, 17);
         let inside = h.run_tc("tc_from_uplink", &frame6(PEER, NODE6, 40000, 5353, 17));
         assert_eq!(view(&inside.frame).1, C.parse::<Ipv6Addr>().unwrap());
         // Nothing listens: the container says so, quoting what it got.
@@ -416,5 +400,50 @@ fn a_containers_icmpv6_error_about_a_published_flow_leaves_as_the_node() {
             (PEER.parse().unwrap(), NODE6.parse().unwrap())
         );
         assert_eq!((from_port, to_port), (40000, 5353), "as the client sent it");
+    });
+}
+
+#[test]
+fn a_container_reaches_ports_published_on_the_nodes_ipv6_addresses_hairpin() {
+    in_own_ns("nat6", || {
+        let neighbour = "fd00:89::3";
+        for (target, via_node) in [(neighbour, false), (C, true)] {
+            let mut h = harness(true);
+            h.container(Ipv4Addr::new(10, 89, 0, 2), 1);
+            h.datapath
+                .set_endpoint6(TEST_IFINDEX, Some(C.parse().unwrap()))
+                .unwrap();
+            publish6(&mut h, 8080, 80, 6);
+            if target != C {
+                let t = PublishTarget6 {
+                    ip: a(target),
+                    port: 80u16.to_be_bytes(),
+                    pad: [0; 2],
+                    network_id: 1,
+                };
+                h.datapath
+                    .insert_publish6(PublishKey6::new([0; 16], 8080, 6), t)
+                    .unwrap();
+            }
+            let out = h.run_tc("tc_from_container", &frame6(C, NODE6, 40000, 8080, 6));
+            assert_eq!(out.verdict, TC_ACT_OK, "to {target}");
+            let (src, dst, sport, dport, csum) = view(&out.frame);
+            let from = if via_node { NODE6 } else { C };
+            assert_eq!((src, dst), (from.parse().unwrap(), target.parse().unwrap()));
+            assert_eq!((sport, dport), (40000, 80));
+            assert!(csum, "to {target}: the checksum");
+            let flows = ct6(&mut h);
+            assert_eq!(flows.len(), 2);
+            assert!(flows.iter().all(|(_, e)| e.kind == KIND_HAIRPIN));
+            if via_node {
+                // Its own answer, to the node: back from the node's port.
+                let back = h.run_tc("tc_from_container", &frame6(C, NODE6, 80, 40000, 6));
+                assert_eq!(back.verdict, TC_ACT_OK);
+                let (src, dst, sport, dport, csum) = view(&back.frame);
+                assert_eq!((src, dst), (NODE6.parse().unwrap(), C.parse().unwrap()));
+                assert_eq!((sport, dport), (8080, 40000));
+                assert!(csum, "the answer's checksum");
+            }
+        }
     });
 }

@@ -4,7 +4,8 @@
 //! another's gateway, beyond, and beyond an `--internal` one) and from
 //! outside (`tc_from_uplink` and `xdp_from_uplink`:
 //! bogons, unsolicited, the node's own), each verdict counted under its
-//! reason and every passed frame untouched.
+//! reason and every passed frame untouched. IPv6 reaches those rules by
+//! a tail call (`tc_from_container6`): without it, nothing IPv6 passes.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -259,4 +260,24 @@ fn nothing_unsolicited_comes_in_over_ipv6_at_tc_or_xdp() {
             }
         }
     }
+}
+
+#[test]
+fn without_its_ipv6_half_the_container_hook_lets_no_ipv6_through() {
+    let mut h = harness();
+    let mut tails: aya::maps::ProgramArray<&mut aya::maps::MapData> = h
+        .datapath
+        .ebpf_mut()
+        .map_mut("TAIL_CALLS")
+        .expect("TAIL_CALLS")
+        .try_into()
+        .unwrap();
+    tails
+        .clear_index(&weir_common::stats::TAIL_FROM_CONTAINER6)
+        .unwrap();
+    let reason = DropReason::TailCallFailed;
+    let before = h.datapath.drop_stats(reason).unwrap().packets;
+    let out = h.run_tc("tc_from_container", &udp6(OWN, NEIGHBOUR));
+    assert_eq!(out.verdict, TC_ACT_SHOT, "fail closed");
+    assert_eq!(h.datapath.drop_stats(reason).unwrap().packets, before + 1);
 }

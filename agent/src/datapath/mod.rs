@@ -58,6 +58,7 @@ pub mod map_names {
     pub const CT6: &str = "CT6";
     pub const UPLINKS6: &str = "UPLINKS6";
     pub const PUBLISH6: &str = "PUBLISH6";
+    pub const TAIL_CALLS: &str = "TAIL_CALLS";
     /// Every map, in the order they are pinned.
     pub const ALL: &[&str] = &[
         HOOK_STATS,
@@ -83,6 +84,7 @@ pub mod map_names {
         CT6,
         UPLINKS6,
         PUBLISH6,
+        TAIL_CALLS,
     ];
 }
 
@@ -203,6 +205,30 @@ impl Datapath {
             sock_program(&mut ebpf, program)?
                 .load()
                 .map_err(|source| DatapathError::Program { program, source })?;
+        }
+        // The programs the hooks hand packets to, entered in `TAIL_CALLS`
+        // at their index (a pinned map the attached programs share: a new
+        // agent's entries serve the programs an older one attached).
+        for (index, &program) in (0u32..).zip(Hook::TAIL_PROGRAMS) {
+            let tail = classifier(&mut ebpf, program)?;
+            tail.load()
+                .map_err(|source| DatapathError::Program { program, source })?;
+            let fd = tail
+                .fd()
+                .map_err(|source| DatapathError::Program { program, source })?
+                .try_clone()
+                .map_err(|source| DatapathError::PinFile {
+                    path: program.to_owned(),
+                    source,
+                })?;
+            let mut tails: aya::maps::ProgramArray<&mut aya::maps::MapData> = ebpf
+                .map_mut(map_names::TAIL_CALLS)
+                .ok_or(DatapathError::MissingMap(map_names::TAIL_CALLS))?
+                .try_into()
+                .map_err(|source| map_err(map_names::TAIL_CALLS, source))?;
+            tails
+                .set(index, &fd, 0)
+                .map_err(|source| map_err(map_names::TAIL_CALLS, source))?;
         }
         Ok(Self {
             ebpf,

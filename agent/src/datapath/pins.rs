@@ -75,6 +75,7 @@ impl Datapath {
             .iter()
             .map(|h| h.program())
             .chain(SOCK_PROGRAMS.iter().copied())
+            .chain(Hook::TAIL_PROGRAMS.iter().copied())
             .collect();
         for name in names {
             let path = dir.join(name);
@@ -149,7 +150,8 @@ pub(super) fn map_data(map: &Map) -> Option<&MapData> {
         | Map::LpmTrie(m)
         | Map::PerCpuArray(m)
         | Map::PerCpuHashMap(m)
-        | Map::RingBuf(m) => Some(m),
+        | Map::RingBuf(m)
+        | Map::ProgramArray(m) => Some(m),
         _ => None,
     }
 }
