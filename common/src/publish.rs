@@ -12,6 +12,8 @@
 //!   on every address of the node (`-p 8080:80`) is published on its IPv6
 //!   addresses too (key `::`), to the container's IPv6 address, for an
 //!   endpoint that has one.
+//! - `OPEN_PORTS6`: [`PublishKey6`] with the container's IPv6 address and
+//!   port -> its network id: `OPEN_PORTS4` for IPv6.
 
 /// IP protocol numbers the datapath translates.
 pub const PROTO_ICMP: u8 = 1;

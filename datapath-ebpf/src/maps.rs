@@ -109,6 +109,11 @@ pub static SCRATCH6: PerCpuArray<Scratch6, 1> = PerCpuArray::new();
 pub static PUBLISH6: HashMap<PublishKey6, PublishTarget6, { MAX_PUBLISHED as usize }> =
     HashMap::new();
 
+/// Routed mode over IPv6: (container IPv6 address, port, protocol) -> its
+/// network id, the container ports outsiders may reach at its address.
+#[btf_map]
+pub static OPEN_PORTS6: HashMap<PublishKey6, u32, { MAX_OPEN_PORTS as usize }> = HashMap::new();
+
 /// Uplink ifindex -> the IPv6 address masquerade uses on it.
 #[btf_map]
 pub static UPLINKS6: HashMap<u32, [u8; 16], { MAX_UPLINKS as usize }> = HashMap::new();

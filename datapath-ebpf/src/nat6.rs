@@ -47,13 +47,15 @@ use weir_common::{
     ct::{CT_INNER, DIR_ORIGINAL, DIR_REPLY, KIND_DNAT, KIND_HAIRPIN, KIND_ROUTED, KIND_SNAT},
     ct6::{CtEntry6, CtKey6, Scratch6},
     drop::DropReason,
-    network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE},
+    network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED},
     publish::{PROTO_TCP, PROTO_UDP, PublishKey6, PublishTarget6},
 };
 
 use crate::{
     ct::{SNAT_TRIES, snat_port},
-    maps::{CONFIG, CT6, ENDPOINTS6, HOST_ADDRS6, NETWORKS6, PUBLISH6, SCRATCH6, UPLINKS6},
+    maps::{
+        CONFIG, CT6, ENDPOINTS6, HOST_ADDRS6, NETWORKS6, OPEN_PORTS6, PUBLISH6, SCRATCH6, UPLINKS6,
+    },
     parse::{IP_OFF, ptr_at},
     v6,
     verdict::TC_PASS,
@@ -578,8 +580,8 @@ fn ingress(ctx: &TcContext) -> Result<u32, DropReason> {
 
 /// A flow from outside that `CT6` does not know (its tuple in
 /// `SCRATCH6`): to a port published over IPv6 (`PUBLISH6`: the address
-/// it came to, or `::` when that is one of the node's, `HOST_ADDRS6`) it
-/// is tracked, both entries built in the slot, and `true` returned; to
+/// it came to, or `::` when that is one of the node's, `HOST_ADDRS6`), or
+/// in routed mode to a container's open port or a ping, it is tracked, both entries built in the slot, and `true` returned; to
 /// an `--internal` network's publication it is `internal-network`; to a
 /// container address it is `unsolicited`; anything else passes (`false`).
 #[inline(never)]
@@ -587,6 +589,18 @@ fn publish() -> Result<bool, DropReason> {
     let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
     // SAFETY: a per-CPU array slot of ours for this program run.
     let k = unsafe { &(*s).flow };
+    if let Some(id) = open_in_routed(k) {
+        // Tracked as it is, like a routed flow out, opened from outside.
+        let itself = PublishTarget6 {
+            ip: k.daddr,
+            port: k.dport,
+            pad: [0; 2],
+            network_id: id,
+        };
+        // SAFETY: the slot as above.
+        unsafe { track(s, &itself, KIND_ROUTED, 0, false)? };
+        return Ok(true);
+    }
     let target = if k.proto == PROTO_TCP || k.proto == PROTO_UDP {
         published(k)
     } else {
@@ -744,6 +758,26 @@ fn hairpin(ifindex: u32) -> Result<bool, DropReason> {
     // SAFETY: the slot as above.
     unsafe { track(s, t, KIND_HAIRPIN, CT_INNER, via_node)? };
     Ok(true)
+}
+
+/// Routed mode (`--mode routed`, not `--internal`): a flow from outside
+/// to a container's own address and a published container port of it
+/// (`OPEN_PORTS6`), or a ping, is let in; its network's id.
+#[inline(always)]
+fn open_in_routed(k: &CtKey6) -> Option<u32> {
+    let net = NETWORKS6.get(&Key::new(128, k.daddr))?;
+    if net.flags & NET_ROUTED == 0 || net.flags & NET_INTERNAL != 0 || net.gateway == k.daddr {
+        return None;
+    }
+    // An echo request's "ports" are its identifier and 0.
+    let ping = k.proto == PROTO_ICMPV6 && k.dport == [0; 2];
+    let key = PublishKey6 {
+        host_ip: k.daddr,
+        port: k.dport,
+        proto: k.proto,
+        pad: 0,
+    };
+    (ping || OPEN_PORTS6.get_ptr(key).is_some()).then_some(net.id)
 }
 
 /// The publication a flow from outside reaches, if any.

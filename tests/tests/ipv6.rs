@@ -8,8 +8,9 @@
 //! neighbour and from its own container (hairpin); nothing unsolicited comes
 //! in from outside (`unsolicited`),
 //! even with `ext` routing the prefix to the node; a routed network's
-//! containers reach `ext` with their own addresses, still shut to the
-//! unsolicited; an `--internal` one's stay in (`internal-network`); a
+//! containers reach `ext` with their own addresses, and `ext` reaches
+//! their published container ports and pings them at those addresses,
+//! nothing else; an `--internal` one's stay in (`internal-network`); a
 //! container cannot speak for a neighbour's IPv6 address; the addresses
 //! survive a restart; bad `--subnet` sets are refused with their reason.
 
@@ -265,7 +266,7 @@ fn routed_ipv6_leaves_as_itself_and_internal_ipv6_stays_in() {
         "fd00:8b::/64",
         "--internal",
     ]);
-    agent.attach("r6", w.c("r"), "r", &[]);
+    agent.attach("r6", w.c("r"), "r", &["-p", "8081:80"]);
     agent.attach("i6", w.c("i"), "i", &[]);
     let r6 = ip6_of(&agent, "r");
 
@@ -283,11 +284,20 @@ fn routed_ipv6_leaves_as_itself_and_internal_ipv6_stays_in() {
                 && f["src"].as_str().unwrap().contains(&r6.to_string())),
         "{flows}"
     );
-    // Nothing unsolicited in, even routed.
+    // Routed mode opens the published container port at the container's
+    // own address, and ping, as for IPv4; nothing else comes in.
+    let server = Server::tcp(w.c("r"), "[::]:80".parse().unwrap()).unwrap();
+    let direct = SocketAddr::from((r6, 80));
+    assert_eq!(sock::tcp_request(&w.ext, direct, b"r").unwrap(), b"r");
+    assert_eq!(
+        server.received()[0].peer.ip(),
+        EXT6.parse::<Ipv6Addr>().unwrap()
+    );
+    assert!(ping6(&w.ext, &r6.to_string()), "ping to a routed container");
     let unsolicited = agent.drops(DropReason::Unsolicited.number());
     assert!(
-        no_ping6(&w.ext, &r6.to_string()),
-        "ext reached a routed container"
+        sock::connect_fails(&w.ext, SocketAddr::from((r6, 81))),
+        "ext reached a closed port of a routed container"
     );
     assert!(agent.drops(DropReason::Unsolicited.number()) > unsolicited);
 

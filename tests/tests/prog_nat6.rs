@@ -5,7 +5,8 @@
 //! the answers get the container's address and port back in
 //! `tc_from_uplink`; with no `UPLINKS6` entry nothing leaves
 //! (`no-uplink-address`). A routed network's flows leave untouched,
-//! tracked, and only their answers get in. A port published on every
+//! tracked, and only their answers, their published container ports and
+//! pings get in. A port published on every
 //! address is reached over IPv6 (`PUBLISH6`): the client's flow translated to
 //! the container's IPv6 address with the client kept, the answer leaving
 //! as the node's port; not for an `--internal` network's.
@@ -234,6 +235,26 @@ fn a_routed_networks_flows_leave_untouched_and_only_their_answers_get_in() {
             before + 1
         );
         assert_eq!(h.run_xdp("xdp_from_uplink", &other).verdict, XDP_PASS);
+
+        // A published container port is open at the container's own
+        // address, and ping: each let in and tracked as it is.
+        h.datapath
+            .set_open_ports6(&[(PublishKey6::new(a(C), 80, 6), 1)])
+            .unwrap();
+        for (what, f) in [
+            ("an open port", frame6(PEER, C, 41000, 80, 6)),
+            ("a ping", frame6(PEER, C, 7, 0, 58)),
+        ] {
+            let before = ct6(&mut h).len();
+            let out = h.run_tc("tc_from_uplink", &f);
+            assert_eq!(out.verdict, TC_ACT_OK, "{what}");
+            assert_eq!(out.frame, f, "{what}: untouched");
+            let flows = ct6(&mut h);
+            assert_eq!(flows.len(), before + 2, "{what}: tracked");
+            assert!(flows.iter().all(|(_, e)| e.kind == KIND_ROUTED));
+        }
+        let closed = frame6(PEER, C, 41000, 81, 6);
+        assert_eq!(h.run_tc("tc_from_uplink", &closed).verdict, TC_ACT_SHOT);
     });
 }
 

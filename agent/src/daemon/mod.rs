@@ -17,7 +17,7 @@ use std::{collections::HashMap, fs, path::PathBuf};
 use tracing::{debug, info, warn};
 use weir_common::{
     network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED, NetInfo, NetInfo6},
-    publish::PublishKey,
+    publish::{PublishKey, PublishKey6},
 };
 
 pub use self::{
@@ -118,8 +118,9 @@ pub struct Agent {
     state: State,
     /// Changes since the state file was last written.
     journal: store::Journal,
-    /// What `OPEN_PORTS4` was last set to (`None`: not yet by this agent).
-    open_ports: Option<Vec<(PublishKey, u32)>>,
+    /// What `OPEN_PORTS4` and `OPEN_PORTS6` were last set to (`None`: not
+    /// yet by this agent).
+    open_ports: Option<OpenPorts>,
     uplinks: Vec<String>,
     nl: Netlink,
     datapath: Datapath,
@@ -133,6 +134,9 @@ pub struct Agent {
     /// The cgroup the socket programs are attached to.
     cgroup: mounts::Reached,
 }
+
+/// `OPEN_PORTS4`'s and `OPEN_PORTS6`'s entries, as last written.
+type OpenPorts = (Vec<(PublishKey, u32)>, Vec<(PublishKey6, u32)>);
 
 impl Agent {
     /// Loads the state, prepares the node (bpffs, forwarding), loads the

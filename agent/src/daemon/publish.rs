@@ -7,7 +7,7 @@
 use std::net::Ipv4Addr;
 
 use tracing::{info, warn};
-use weir_common::publish::{PublishKey, PublishTarget, PublishTarget6};
+use weir_common::publish::{PublishKey, PublishKey6, PublishTarget, PublishTarget6};
 
 use super::{Agent, Change, Endpoint};
 use crate::{
@@ -322,11 +322,11 @@ impl Agent {
         self.forget_flows(mappings)
     }
 
-    /// Makes `OPEN_PORTS4` match the publications: in a routed network
-    /// (not internal) each published container port is also open at the
-    /// container's own address.
+    /// Makes `OPEN_PORTS4` and `OPEN_PORTS6` match the publications: in a
+    /// routed network (not internal) each published container port is
+    /// also open at the container's own addresses.
     pub(super) fn sync_open_ports(&mut self) -> Result<(), AgentError> {
-        let mut open = Vec::new();
+        let (mut open, mut open6) = (Vec::new(), Vec::new());
         for ep in self.state.endpoints.values() {
             let Ok(net) = self.state.registry.get(&ep.network) else {
                 continue;
@@ -339,12 +339,19 @@ impl Agent {
                 if !open.iter().any(|(k, _)| *k == key) {
                     open.push((key, net.id));
                 }
+                if let Some(ip6) = ep.ip6 {
+                    let key = PublishKey6::new(ip6.octets(), m.container_port, m.proto.number());
+                    if !open6.iter().any(|(k, _)| *k == key) {
+                        open6.push((key, net.id));
+                    }
+                }
             }
         }
         // Most changes leave it as it was (a NAT network opens nothing).
-        if self.open_ports.as_ref() != Some(&open) {
+        if self.open_ports.as_ref() != Some(&(open.clone(), open6.clone())) {
             self.datapath.set_open_ports(&open)?;
-            self.open_ports = Some(open);
+            self.datapath.set_open_ports6(&open6)?;
+            self.open_ports = Some((open, open6));
         }
         Ok(())
     }

@@ -59,6 +59,7 @@ pub mod map_names {
     pub const UPLINKS6: &str = "UPLINKS6";
     pub const PUBLISH6: &str = "PUBLISH6";
     pub const TAIL_CALLS: &str = "TAIL_CALLS";
+    pub const OPEN_PORTS6: &str = "OPEN_PORTS6";
     /// Every map, in the order they are pinned.
     pub const ALL: &[&str] = &[
         HOOK_STATS,
@@ -85,6 +86,7 @@ pub mod map_names {
         UPLINKS6,
         PUBLISH6,
         TAIL_CALLS,
+        OPEN_PORTS6,
     ];
 }
 

@@ -222,6 +222,23 @@ impl Datapath {
         Ok(())
     }
 
+    /// Makes `OPEN_PORTS6` hold exactly `open`: `set_open_ports` for the
+    /// containers' IPv6 addresses.
+    pub fn set_open_ports6(&mut self, open: &[(PublishKey6, u32)]) -> Result<(), DatapathError> {
+        let have: Vec<(PublishKey6, u32)> = self.entries(map_names::OPEN_PORTS6)?;
+        let mut map = self.hash_map::<PublishKey6, u32>(map_names::OPEN_PORTS6)?;
+        for (key, _) in have {
+            if !open.iter().any(|(k, _)| *k == key) {
+                absent_ok(map.remove(&key), map_names::OPEN_PORTS6)?;
+            }
+        }
+        for (key, network_id) in open {
+            map.insert(key, network_id, 0)
+                .map_err(|source| map_err(map_names::OPEN_PORTS6, source))?;
+        }
+        Ok(())
+    }
+
     /// Removes every `PUBLISH4` entry not in `keep` and `PUBLISH6` one not
     /// in `keep6` (left by an agent that
     /// stopped between a map write and saving its state).
