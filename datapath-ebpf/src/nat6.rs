@@ -49,6 +49,7 @@ use weir_common::{
     drop::DropReason,
     network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED},
     publish::{PROTO_TCP, PROTO_UDP, PublishKey6, PublishTarget6},
+    stats::NatCounters,
 };
 
 use crate::{
@@ -57,7 +58,7 @@ use crate::{
         CONFIG, CT6, ENDPOINTS6, HOST_ADDRS6, NETWORKS6, OPEN_PORTS6, PUBLISH6, SCRATCH6, UPLINKS6,
     },
     parse::{IP_OFF, ptr_at},
-    v6,
+    stats, to_uplink, v6,
     verdict::TC_PASS,
 };
 
@@ -134,7 +135,8 @@ fn flow(ctx: &TcContext, out: &mut Flow6) -> Result<bool, DropReason> {
 
 /// A known flow's entry, its counters brought up to date in place (a
 /// pointer, not a copy: the stack frames of these calls are counted
-/// together with the program's).
+/// together with the program's), and a masqueraded flow's network's
+/// (`SNAT_STATS`, shared with IPv4).
 #[inline(always)]
 fn lookup(flow: &Flow6, len: u32, from_outside: bool) -> Result<Option<*mut CtEntry6>, DropReason> {
     let Some(e) = CT6.get_ptr_mut(&flow.key) else {
@@ -149,6 +151,9 @@ fn lookup(flow: &Flow6, len: u32, from_outside: bool) -> Result<Option<*mut CtEn
         (*e).tcp_flags |= flow.tcp_flags;
         (*e).packets += 1;
         (*e).bytes += u64::from(len);
+        if (*e).kind == KIND_SNAT {
+            stats::nat((*e).network_id, to_uplink::traffic(len));
+        }
     }
     Ok(Some(e))
 }
@@ -216,12 +221,30 @@ pub fn create() -> Result<(), DropReason> {
             (*s).reply_key.dport = port.to_be_bytes();
             if CT6.insert(&(*s).reply_key, &(*s).reply, claim).is_ok() {
                 (*s).original.nat_sport = port.to_be_bytes();
-                return CT6
-                    .insert(k, &(*s).original, 0)
-                    .map_err(|_| DropReason::CtInsertFailed);
+                CT6.insert(k, &(*s).original, 0)
+                    .map_err(|_| DropReason::CtInsertFailed)?;
+                if kind == KIND_SNAT {
+                    stats::nat(
+                        network_id,
+                        NatCounters {
+                            flows: 1,
+                            retries: u64::from(i),
+                            ..NatCounters::default()
+                        },
+                    );
+                }
+                return Ok(());
             }
         }
     }
+    stats::nat(
+        network_id,
+        NatCounters {
+            retries: u64::from(SNAT_TRIES),
+            exhausted: 1,
+            ..NatCounters::default()
+        },
+    );
     Err(DropReason::SnatExhausted)
 }
 

@@ -2,10 +2,11 @@
 //! `--subnet` get an address of each family and a default route of each,
 //! and reach each other and their gateway over IPv6; their IPv6 leaves
 //! masqueraded as the node's uplink address (NAT66: ping6 and TCP, the
-//! server seeing the node, the flow in `weir conntrack ls`, no ip6tables
-//! rule); one `-p 8080:80` is reached from ext over both families, the
-//! client's IPv6 address seen by the container, and over IPv6 from a
-//! neighbour and from its own container (hairpin); nothing unsolicited comes
+//! server seeing the node, the flows in `weir conntrack ls` and the
+//! network's masquerade counters, no ip6tables rule); one `-p 8080:80`
+//! is reached from ext over both families, the client's IPv6 address seen
+//! by the container, and over IPv6 from a neighbour and from its own
+//! container (hairpin); nothing unsolicited comes
 //! in from outside (`unsolicited`),
 //! even with `ext` routing the prefix to the node; a routed network's
 //! containers reach `ext` with their own addresses, and `ext` reaches
@@ -82,6 +83,44 @@ fn seen_by_ext(w: &World, from: &Netns, port: u16) -> Ipv6Addr {
         SocketAddr::V6(a) => *a.ip(),
         SocketAddr::V4(a) => panic!("an IPv4 peer: {a}"),
     }
+}
+
+/// Beyond the network: masqueraded as the node, echo and TCP, listed
+/// and counted.
+fn leaves_as_the_node(w: &World, agent: &Agent) {
+    assert!(ping6(w.c("a"), EXT6), "a's ping6 to ext");
+    assert_eq!(
+        seen_by_ext(w, w.c("a"), 7000),
+        NODE6.parse::<Ipv6Addr>().unwrap()
+    );
+    let flows = agent.json(&["conntrack", "ls"]);
+    let snat6: Vec<_> = flows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "snat" && f["to_src"].as_str().unwrap().contains(NODE6))
+        .collect();
+    assert!(
+        snat6
+            .iter()
+            .any(|f| f["proto"] == "tcp" && f["src"].as_str().unwrap().contains("fd00:89::2")),
+        "the TCP flow: {flows}"
+    );
+    assert!(
+        snat6.iter().any(|f| f["proto"] == "icmpv6"),
+        "the echo: {flows}"
+    );
+    // Counted as the network's masquerade, as IPv4's is.
+    let stats = agent.json(&["stats"]);
+    let dual = stats["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["network"] == "dual")
+        .unwrap_or_else(|| panic!("{stats}"))["masquerade"]
+        .clone();
+    assert!(dual["flows"].as_u64().unwrap() >= 2, "{dual}");
+    assert!(dual["packets"].as_u64().unwrap() >= 4, "{dual}");
 }
 
 /// One `-p 8080:80` on both families: from ext over IPv6 to the node's
@@ -162,29 +201,7 @@ fn a_dual_stack_network_speaks_ipv6_inside_and_leaves_as_the_node() {
     // Inside: each other and the gateway.
     assert!(ping6(w.c("a"), &b6.to_string()), "a to b over IPv6");
     assert!(ping6(w.c("b"), GATEWAY6), "b to its gateway over IPv6");
-    // Beyond the network: masqueraded as the node, echo and TCP.
-    assert!(ping6(w.c("a"), EXT6), "a's ping6 to ext");
-    assert_eq!(
-        seen_by_ext(&w, w.c("a"), 7000),
-        NODE6.parse::<Ipv6Addr>().unwrap()
-    );
-    let flows = agent.json(&["conntrack", "ls"]);
-    let snat6: Vec<_> = flows
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["kind"] == "snat" && f["to_src"].as_str().unwrap().contains(NODE6))
-        .collect();
-    assert!(
-        snat6
-            .iter()
-            .any(|f| f["proto"] == "tcp" && f["src"].as_str().unwrap().contains("fd00:89::2")),
-        "the TCP flow: {flows}"
-    );
-    assert!(
-        snat6.iter().any(|f| f["proto"] == "icmpv6"),
-        "the echo: {flows}"
-    );
+    leaves_as_the_node(&w, &agent);
     reached_on_both_families(&mut w, &agent);
     let rules = world::netfilter_rules(&w.node);
     assert!(rules.is_empty(), "netfilter rules: {rules:?}");
