@@ -208,35 +208,13 @@ impl Datapath {
     /// (container address, port, protocol) routed mode lets outsiders
     /// reach, with their network ids.
     pub fn set_open_ports(&mut self, open: &[(PublishKey, u32)]) -> Result<(), DatapathError> {
-        let have: Vec<(PublishKey, u32)> = self.entries(map_names::OPEN_PORTS4)?;
-        let mut map = self.hash_map::<PublishKey, u32>(map_names::OPEN_PORTS4)?;
-        for (key, _) in have {
-            if !open.iter().any(|(k, _)| *k == key) {
-                absent_ok(map.remove(&key), map_names::OPEN_PORTS4)?;
-            }
-        }
-        for (key, network_id) in open {
-            map.insert(key, network_id, 0)
-                .map_err(|source| map_err(map_names::OPEN_PORTS4, source))?;
-        }
-        Ok(())
+        self.set_hash(map_names::OPEN_PORTS4, open)
     }
 
     /// Makes `OPEN_PORTS6` hold exactly `open`: `set_open_ports` for the
     /// containers' IPv6 addresses.
     pub fn set_open_ports6(&mut self, open: &[(PublishKey6, u32)]) -> Result<(), DatapathError> {
-        let have: Vec<(PublishKey6, u32)> = self.entries(map_names::OPEN_PORTS6)?;
-        let mut map = self.hash_map::<PublishKey6, u32>(map_names::OPEN_PORTS6)?;
-        for (key, _) in have {
-            if !open.iter().any(|(k, _)| *k == key) {
-                absent_ok(map.remove(&key), map_names::OPEN_PORTS6)?;
-            }
-        }
-        for (key, network_id) in open {
-            map.insert(key, network_id, 0)
-                .map_err(|source| map_err(map_names::OPEN_PORTS6, source))?;
-        }
-        Ok(())
+        self.set_hash(map_names::OPEN_PORTS6, open)
     }
 
     /// Removes every `PUBLISH4` entry not in `keep` and `PUBLISH6` one not
@@ -301,40 +279,19 @@ impl Datapath {
 
     /// Makes `HOST_ADDRS4` hold exactly `addrs` (address, ifindex).
     pub fn set_host_addrs(&mut self, addrs: &[(Ipv4Addr, u32)]) -> Result<(), DatapathError> {
-        let wanted: HashSet<[u8; 4]> = addrs.iter().map(|(a, _)| a.octets()).collect();
-        let have: Vec<([u8; 4], u32)> = self.entries(map_names::HOST_ADDRS4)?;
-        let mut map = self.hash_map::<[u8; 4], u32>(map_names::HOST_ADDRS4)?;
-        for (addr, _) in have {
-            if !wanted.contains(&addr) {
-                absent_ok(map.remove(&addr), map_names::HOST_ADDRS4)?;
-            }
-        }
-        for (addr, ifindex) in addrs {
-            map.insert(addr.octets(), ifindex, 0)
-                .map_err(|source| map_err(map_names::HOST_ADDRS4, source))?;
-        }
-        Ok(())
+        let wanted: Vec<([u8; 4], u32)> = addrs.iter().map(|(a, i)| (a.octets(), *i)).collect();
+        self.set_hash(map_names::HOST_ADDRS4, &wanted)
     }
 
     /// Makes `UPLINKS6` hold exactly `uplinks`: (ifindex, IPv6 masquerade
-    /// address). Not filled by the agent yet: IPv6 masquerade is built in
-    /// the programs but not wired (`datapath-ebpf/src/nat6.rs`).
+    /// address).
     pub fn set_uplinks6(
         &mut self,
         uplinks: &[(u32, std::net::Ipv6Addr)],
     ) -> Result<(), DatapathError> {
-        let have: Vec<(u32, [u8; 16])> = self.entries(map_names::UPLINKS6)?;
-        let mut map = self.hash_map::<u32, [u8; 16]>(map_names::UPLINKS6)?;
-        for (ifindex, _) in have {
-            if !uplinks.iter().any(|(i, _)| *i == ifindex) {
-                absent_ok(map.remove(&ifindex), map_names::UPLINKS6)?;
-            }
-        }
-        for (ifindex, ip) in uplinks {
-            map.insert(ifindex, ip.octets(), 0)
-                .map_err(|source| map_err(map_names::UPLINKS6, source))?;
-        }
-        Ok(())
+        let wanted: Vec<(u32, [u8; 16])> =
+            uplinks.iter().map(|(i, ip)| (*i, ip.octets())).collect();
+        self.set_hash(map_names::UPLINKS6, &wanted)
     }
 
     /// Makes `HOST_ADDRS6` hold exactly the node's IPv6 addresses.
@@ -342,19 +299,8 @@ impl Datapath {
         &mut self,
         addrs: &[(std::net::Ipv6Addr, u32)],
     ) -> Result<(), DatapathError> {
-        let wanted: HashSet<[u8; 16]> = addrs.iter().map(|(a, _)| a.octets()).collect();
-        let have: Vec<([u8; 16], u32)> = self.entries(map_names::HOST_ADDRS6)?;
-        let mut map = self.hash_map::<[u8; 16], u32>(map_names::HOST_ADDRS6)?;
-        for (addr, _) in have {
-            if !wanted.contains(&addr) {
-                absent_ok(map.remove(&addr), map_names::HOST_ADDRS6)?;
-            }
-        }
-        for (addr, ifindex) in addrs {
-            map.insert(addr.octets(), ifindex, 0)
-                .map_err(|source| map_err(map_names::HOST_ADDRS6, source))?;
-        }
-        Ok(())
+        let wanted: Vec<([u8; 16], u32)> = addrs.iter().map(|(a, i)| (a.octets(), *i)).collect();
+        self.set_hash(map_names::HOST_ADDRS6, &wanted)
     }
 
     /// Tells the programs which network namespace is the agent's (the one
@@ -392,18 +338,8 @@ impl Datapath {
 
     /// Makes `UPLINKS` hold exactly `uplinks`: (ifindex, masquerade address).
     pub fn set_uplinks(&mut self, uplinks: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
-        let have: Vec<(u32, [u8; 4])> = self.entries(map_names::UPLINKS)?;
-        let mut map = self.hash_map::<u32, [u8; 4]>(map_names::UPLINKS)?;
-        for (ifindex, _) in have {
-            if !uplinks.iter().any(|(i, _)| *i == ifindex) {
-                absent_ok(map.remove(&ifindex), map_names::UPLINKS)?;
-            }
-        }
-        for (ifindex, ip) in uplinks {
-            map.insert(ifindex, ip.octets(), 0)
-                .map_err(|source| map_err(map_names::UPLINKS, source))?;
-        }
-        Ok(())
+        let wanted: Vec<(u32, [u8; 4])> = uplinks.iter().map(|(i, ip)| (*i, ip.octets())).collect();
+        self.set_hash(map_names::UPLINKS, &wanted)
     }
 
     /// Every entry of `K`'s conntrack table (`CT4`, `CT6`).
@@ -481,6 +417,28 @@ impl Datapath {
             }
         }
         Ok(true)
+    }
+
+    /// Makes hash map `map` hold exactly `wanted`: keys it has and
+    /// `wanted` lacks are removed, every wanted entry written.
+    fn set_hash<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(
+        &mut self,
+        map: &'static str,
+        wanted: &[(K, V)],
+    ) -> Result<(), DatapathError> {
+        let keep: HashSet<K> = wanted.iter().map(|(k, _)| *k).collect();
+        let have: Vec<(K, V)> = self.entries(map)?;
+        let mut hash = self.hash_map::<K, V>(map)?;
+        for (key, _) in have {
+            if !keep.contains(&key) {
+                absent_ok(hash.remove(&key), map)?;
+            }
+        }
+        for (key, value) in wanted {
+            hash.insert(key, value, 0)
+                .map_err(|source| map_err(map, source))?;
+        }
+        Ok(())
     }
 
     pub(super) fn entries<K: aya::Pod, V: aya::Pod>(

@@ -30,6 +30,10 @@
 //! network's packet on an uplink with no `UPLINKS6` address (no global
 //! IPv6 address) is dropped (`no-uplink-address`), never sent with its
 //! private source.
+//!
+//! [`icmp`] translates ICMPv6 errors about tracked flows; [`publish`]
+//! tracks the flows to ports published over IPv6 (from outside, and
+//! hairpin from containers).
 
 #![expect(
     clippy::needless_borrows_for_generic_args,
@@ -44,23 +48,26 @@ use aya_ebpf::{
 };
 use network_types::ip::Ipv6Hdr;
 use weir_common::{
-    ct::{CT_INNER, DIR_ORIGINAL, DIR_REPLY, KIND_DNAT, KIND_HAIRPIN, KIND_ROUTED, KIND_SNAT},
-    ct6::{CtEntry6, CtKey6, Scratch6},
+    ct::{CT_INNER, DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED, KIND_SNAT},
+    ct6::{CtEntry6, CtKey6},
     drop::DropReason,
-    network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED},
-    publish::{PROTO_TCP, PROTO_UDP, PublishKey6, PublishTarget6},
+    network::NET_MASQUERADE,
+    publish::{PROTO_TCP, PROTO_UDP},
     stats::NatCounters,
 };
 
 use crate::{
     ct::{SNAT_TRIES, snat_port},
-    maps::{
-        CONFIG, CT6, ENDPOINTS6, HOST_ADDRS6, NETWORKS6, OPEN_PORTS6, PUBLISH6, SCRATCH6, UPLINKS6,
-    },
+    maps::{CONFIG, CT6, NETWORKS6, SCRATCH6, UPLINKS6},
     parse::{IP_OFF, ptr_at},
     stats, to_uplink, v6,
     verdict::TC_PASS,
 };
+
+mod icmp;
+mod publish;
+
+pub use publish::from_container;
 
 const PROTO_ICMPV6: u8 = 58;
 const ICMPV6_ECHO_REQUEST: u8 = 128;
@@ -348,133 +355,6 @@ fn address(
         .map_err(|_| DropReason::RewriteFailed)
 }
 
-/// The ICMPv6 errors: destination unreachable (1), packet too big (2),
-/// time exceeded (3), parameter problem (4).
-const ICMPV6_ERROR_LAST: u8 = 4;
-/// Where an error quotes the packet it is about, its addresses and its
-/// L4 header.
-const QUOTE_OFF: usize = L4_OFF + 8;
-const QUOTE_SRC: usize = QUOTE_OFF + 8;
-const QUOTE_DST: usize = QUOTE_OFF + 24;
-const QUOTE_L4: usize = QUOTE_OFF + 40;
-const ICMPV6_CSUM: usize = L4_OFF + 2;
-
-/// An ICMPv6 error about a tracked flow, translated as the flow is.
-/// Inbound (`tc_from_uplink`): an error about a packet the flow sent out
-/// (a Packet Too Big above all) gets the container's address as its
-/// destination and as the quoted packet's source, and its port in the
-/// quote; anything else that is no flow meets [`v6::unsolicited`].
-/// Outbound (`tc_to_uplink`): a container's error about a packet it got
-/// through a translated flow gets the node's address and port the same
-/// way. The ICMPv6 checksum follows every change (the outer address as
-/// the pseudo-header's); the quoted L4 checksum is left as it was, as for
-/// IPv4 (receivers do not check it). The quote's tuple is looked up as
-/// the flow's next packet the other way would be: the reverse of it.
-#[inline(never)]
-fn error(ctx: &TcContext, inbound: bool) -> Result<(), DropReason> {
-    let ip: *const Ipv6Hdr = ptr_at(ctx, IP_OFF).ok_or(DropReason::Malformed)?;
-    let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
-    // SAFETY: `ptr_at` checked the header and the quote are in the
-    // packet; the slot is ours for this program run. Packet bytes are
-    // copied into the slot before any helper changes the packet.
-    unsafe {
-        let k = &raw mut (*s).reply_key;
-        let (port_off, found) = match quoted(ctx, ip, k, inbound) {
-            Some(port_off) => (port_off, CT6.get_ptr(&(*s).reply_key)),
-            None => (0, None),
-        };
-        let Some(e) = found else {
-            if inbound {
-                v6::unsolicited(&(*ip).dst_addr, false)?;
-            }
-            return Ok(());
-        };
-        // The error must come to (or from) the end of the flow it quotes.
-        let (outer_off, quote_off, old) = if inbound {
-            (*s).nat_ip = (*e).nat_daddr;
-            (*s).ports = u32::from(u16::from_ne_bytes((*e).nat_dport));
-            (DST_OFF, QUOTE_SRC, &(*k).daddr)
-        } else {
-            (*s).nat_ip = (*e).nat_saddr;
-            (*s).ports = u32::from(u16::from_ne_bytes((*e).nat_sport));
-            (SRC_OFF, QUOTE_DST, &(*k).saddr)
-        };
-        let outer = if inbound {
-            &(*ip).dst_addr
-        } else {
-            &(*ip).src_addr
-        };
-        if *outer != *old {
-            return Ok(());
-        }
-        let new = &(*s).nat_ip;
-        let old_port: *const [u8; 2] = ptr_at(ctx, port_off).ok_or(DropReason::Malformed)?;
-        let old_port = u16::from_ne_bytes(*old_port);
-        let new_port = (*s).ports as u16;
-        if *old != *new {
-            let pseudo = u64::from(BPF_F_PSEUDO_HDR);
-            address(ctx, ICMPV6_CSUM, pseudo, outer_off, old, new)?;
-            address(ctx, ICMPV6_CSUM, 0, quote_off, old, new)?;
-        }
-        if old_port != new_port {
-            ctx.l4_csum_replace(ICMPV6_CSUM, u64::from(old_port), u64::from(new_port), 2)
-                .map_err(|_| DropReason::RewriteFailed)?;
-            ctx.store(port_off, &new_port.to_ne_bytes(), 0)
-                .map_err(|_| DropReason::RewriteFailed)?;
-        }
-    }
-    Ok(())
-}
-
-/// The tuple an ICMPv6 error quotes, reversed into `k`, and where the
-/// quote's port to translate lies (the source's inbound, the
-/// destination's outbound; an echo's identifier either way). `None` for
-/// no error, or a quote of nothing tracked.
-///
-/// # Safety
-///
-/// `ip` points at the packet's IPv6 header; `k` at the slot's key.
-#[inline(always)]
-unsafe fn quoted(
-    ctx: &TcContext,
-    ip: *const Ipv6Hdr,
-    k: *mut CtKey6,
-    inbound: bool,
-) -> Option<usize> {
-    let q: *const [u8; 8 + 40 + 8] = ptr_at(ctx, L4_OFF)?;
-    // SAFETY: the caller's pointers; `ptr_at` checked the quote's bytes.
-    unsafe {
-        let ty = (*q)[0];
-        if (*ip).next_hdr != PROTO_ICMPV6 || ty == 0 || ty > ICMPV6_ERROR_LAST {
-            return None;
-        }
-        let l4 = 8 + 40;
-        let proto = (*q)[8 + 6];
-        let (sport, dport, port_off) = match proto {
-            PROTO_TCP | PROTO_UDP => (
-                [(*q)[l4], (*q)[l4 + 1]],
-                [(*q)[l4 + 2], (*q)[l4 + 3]],
-                if inbound { QUOTE_L4 } else { QUOTE_L4 + 2 },
-            ),
-            // An echo request as it left: its identifier is its "source
-            // port".
-            PROTO_ICMPV6 if (*q)[l4] == ICMPV6_ECHO_REQUEST => {
-                ([(*q)[l4 + 4], (*q)[l4 + 5]], [0, 0], QUOTE_L4 + 4)
-            }
-            _ => return None,
-        };
-        for i in 0..16 {
-            (*k).saddr[i] = (*q)[8 + 24 + i];
-            (*k).daddr[i] = (*q)[8 + 8 + i];
-        }
-        (*k).sport = dport;
-        (*k).dport = sport;
-        (*k).proto = proto;
-        (*k).pad = [0; 3];
-        Some(port_off)
-    }
-}
-
 /// `egress`'s answer: the flow is new, `create` it (then call again).
 pub const EGRESS_NEW: u32 = u32::MAX;
 /// `egress`'s and `ingress`'s answer: no TCP, UDP or echo packet (an
@@ -494,7 +374,7 @@ pub fn to_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
             // Found now: translated and counted like any packet of the flow.
             egress(ctx)?;
         }
-        NOT_A_FLOW => error(ctx, false)?,
+        NOT_A_FLOW => icmp::error(ctx, false)?,
         _ => {}
     }
     Ok(TC_PASS)
@@ -569,13 +449,13 @@ const INGRESS_UNTRACKED: u32 = 1;
 pub fn from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
     match ingress(ctx)? {
         INGRESS_UNTRACKED => {
-            if publish()? {
+            if publish::publish()? {
                 // Tracked now: translated and counted like any packet of
                 // the flow.
                 ingress(ctx)?;
             }
         }
-        NOT_A_FLOW => error(ctx, true)?,
+        NOT_A_FLOW => icmp::error(ctx, true)?,
         _ => {}
     }
     Ok(TC_PASS)
@@ -599,223 +479,4 @@ fn ingress(ctx: &TcContext) -> Result<u32, DropReason> {
         return Ok(INGRESS_DONE);
     }
     Ok(INGRESS_UNTRACKED)
-}
-
-/// A flow from outside that `CT6` does not know (its tuple in
-/// `SCRATCH6`): to a port published over IPv6 (`PUBLISH6`: the address
-/// it came to, or `::` when that is one of the node's, `HOST_ADDRS6`), or
-/// in routed mode to a container's open port or a ping, it is tracked, both entries built in the slot, and `true` returned; to
-/// an `--internal` network's publication it is `internal-network`; to a
-/// container address it is `unsolicited`; anything else passes (`false`).
-#[inline(never)]
-fn publish() -> Result<bool, DropReason> {
-    let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
-    // SAFETY: a per-CPU array slot of ours for this program run.
-    let k = unsafe { &(*s).flow };
-    if let Some(id) = open_in_routed(k) {
-        // Tracked as it is, like a routed flow out, opened from outside.
-        let itself = PublishTarget6 {
-            ip: k.daddr,
-            port: k.dport,
-            pad: [0; 2],
-            network_id: id,
-        };
-        // SAFETY: the slot as above.
-        unsafe { track(s, &itself, KIND_ROUTED, 0, false)? };
-        return Ok(true);
-    }
-    let target = if k.proto == PROTO_TCP || k.proto == PROTO_UDP {
-        published(k)
-    } else {
-        None
-    };
-    let Some(t) = target else {
-        v6::unsolicited(&k.daddr, false)?;
-        return Ok(false);
-    };
-    // SAFETY: a pointer into a map value, valid for this program run.
-    let t = unsafe { &*t };
-    if NETWORKS6
-        .get(&Key::new(128, t.ip))
-        .is_some_and(|net| net.flags & NET_INTERNAL != 0)
-    {
-        return Err(DropReason::Internal);
-    }
-    // SAFETY: the slot as above.
-    unsafe { track(s, t, KIND_DNAT, 0, false)? };
-    Ok(true)
-}
-
-/// Tracks the slot's flow to publication `t`: the original entry leads
-/// to the container (from the node's address it was called at when
-/// `via_node`, else from the caller's own), the answers' entry back to
-/// the address and port the caller called, both built in the slot.
-/// `kind` and the original's `flags` say who called (from outside:
-/// `KIND_DNAT`, 0; a container: `KIND_HAIRPIN`, `CT_INNER`).
-///
-/// # Safety
-///
-/// `s` is this program run's `SCRATCH6` slot, its flow read.
-#[inline(always)]
-unsafe fn track(
-    s: *mut Scratch6,
-    t: &PublishTarget6,
-    kind: u8,
-    flags: u8,
-    via_node: bool,
-) -> Result<(), DropReason> {
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
-    // SAFETY: the caller's slot; every field is written before the
-    // entries are inserted.
-    unsafe {
-        let k = &(*s).flow;
-        let tcp_flags = (*s).tcp_flags;
-        let from = if via_node { &k.daddr } else { &k.saddr };
-        let o = &raw mut (*s).original;
-        (*o).nat_saddr = *from;
-        (*o).nat_daddr = t.ip;
-        (*o).nat_sport = k.sport;
-        (*o).nat_dport = t.port;
-        begin(o, DIR_ORIGINAL, kind, flags, t.network_id, now);
-        (*o).tcp_flags = tcp_flags;
-        // The container's answers leave as the caller's flow came in.
-        let r = &raw mut (*s).reply;
-        (*r).nat_saddr = k.daddr;
-        (*r).nat_daddr = k.saddr;
-        (*r).nat_sport = k.dport;
-        (*r).nat_dport = k.sport;
-        begin(r, DIR_REPLY, kind, CT_INNER, t.network_id, now);
-        let rk = &raw mut (*s).reply_key;
-        (*rk).saddr = t.ip;
-        (*rk).daddr = *from;
-        (*rk).sport = t.port;
-        (*rk).dport = k.sport;
-        (*rk).proto = k.proto;
-        (*rk).pad = [0; 3];
-        CT6.insert(&(*s).reply_key, &(*s).reply, 0)
-            .map_err(|_| DropReason::CtInsertFailed)?;
-        CT6.insert(k, &(*s).original, 0)
-            .map_err(|_| DropReason::CtInsertFailed)?;
-    }
-    Ok(())
-}
-
-/// `tc_from_container6`: a hairpin flow's packets (a container calling a
-/// port published on the node's IPv6 addresses, and its backend's
-/// answers) are translated on the veth and go on to the stack, which
-/// routes them to the bridge; a new such flow is tracked first
-/// ([`hairpin`]). Every other flow is the uplink's egress's to translate
-/// ([`egress`]), as it leaves.
-#[inline(always)]
-pub fn from_container(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
-    if on_veth(ctx)? == INGRESS_UNTRACKED && hairpin(ifindex)? {
-        on_veth(ctx)?;
-    }
-    Ok(TC_PASS)
-}
-
-/// The packet's flow (read into `SCRATCH6`) translated if it is a
-/// hairpin's; [`INGRESS_UNTRACKED`] for a TCP or UDP flow `CT6` does not
-/// know.
-#[inline(never)]
-fn on_veth(ctx: &TcContext) -> Result<u32, DropReason> {
-    let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
-    // SAFETY: a per-CPU array slot of ours for this program run, the
-    // flow's part of it laid out as a `Flow6`.
-    let flow = unsafe { &mut *(&raw mut (*s).flow).cast::<Flow6>() };
-    if !self::flow(ctx, flow)? {
-        return Ok(NOT_A_FLOW);
-    }
-    match CT6.get_ptr(&flow.key) {
-        // SAFETY: a pointer into a map value, valid for this program run.
-        Some(e) if unsafe { (*e).kind } == KIND_HAIRPIN => {
-            if let Some(entry) = lookup(flow, ctx.len(), false)? {
-                // SAFETY: as above.
-                rewrite(ctx, flow, unsafe { &*entry })?;
-            }
-            Ok(INGRESS_DONE)
-        }
-        Some(_) => Ok(INGRESS_DONE),
-        None => Ok(INGRESS_UNTRACKED),
-    }
-}
-
-/// A container's new flow (in `SCRATCH6`) to a port published on one of
-/// the node's IPv6 addresses: tracked as a hairpin (`true`). The caller
-/// gets the node's address as the source when the backend could not
-/// answer it straight (itself, or a neighbour with `--icc=false`). An
-/// `--internal` network's container reaches only its own network's
-/// publications (through its gateway), and no other network reaches an
-/// `--internal` one's: `internal-network`.
-#[inline(never)]
-fn hairpin(ifindex: u32) -> Result<bool, DropReason> {
-    let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
-    // SAFETY: a per-CPU array slot of ours for this program run.
-    let k = unsafe { &(*s).flow };
-    if k.proto != PROTO_TCP && k.proto != PROTO_UDP {
-        return Ok(false);
-    }
-    let Some(t) = published(k) else {
-        return Ok(false);
-    };
-    // SAFETY: a pointer into a map value, valid for this program run.
-    let t = unsafe { &*t };
-    let Some(own) = ENDPOINTS6.get_ptr(ifindex) else {
-        return Ok(false);
-    };
-    // SAFETY: as above.
-    let Some(net) = NETWORKS6.get(&Key::new(128, unsafe { *own })) else {
-        return Ok(false);
-    };
-    let internal = |flags: u32| flags & NET_INTERNAL != 0;
-    if t.network_id != net.id
-        && (internal(net.flags)
-            || NETWORKS6
-                .get(&Key::new(128, t.ip))
-                .is_some_and(|n| internal(n.flags)))
-    {
-        return Err(DropReason::Internal);
-    }
-    let via_node = t.ip == k.saddr || (t.network_id == net.id && net.flags & NET_ICC == 0);
-    // SAFETY: the slot as above.
-    unsafe { track(s, t, KIND_HAIRPIN, CT_INNER, via_node)? };
-    Ok(true)
-}
-
-/// Routed mode (`--mode routed`, not `--internal`): a flow from outside
-/// to a container's own address and a published container port of it
-/// (`OPEN_PORTS6`), or a ping, is let in; its network's id.
-#[inline(always)]
-fn open_in_routed(k: &CtKey6) -> Option<u32> {
-    let net = NETWORKS6.get(&Key::new(128, k.daddr))?;
-    if net.flags & NET_ROUTED == 0 || net.flags & NET_INTERNAL != 0 || net.gateway == k.daddr {
-        return None;
-    }
-    // An echo request's "ports" are its identifier and 0.
-    let ping = k.proto == PROTO_ICMPV6 && k.dport == [0; 2];
-    let key = PublishKey6 {
-        host_ip: k.daddr,
-        port: k.dport,
-        proto: k.proto,
-        pad: 0,
-    };
-    (ping || OPEN_PORTS6.get_ptr(key).is_some()).then_some(net.id)
-}
-
-/// The publication a flow from outside reaches, if any.
-#[inline(always)]
-fn published(k: &CtKey6) -> Option<*const PublishTarget6> {
-    let mut key = PublishKey6 {
-        host_ip: k.daddr,
-        port: k.dport,
-        proto: k.proto,
-        pad: 0,
-    };
-    if let Some(t) = PUBLISH6.get_ptr(key) {
-        return Some(t);
-    }
-    HOST_ADDRS6.get_ptr(k.daddr)?;
-    key.host_ip = [0; 16];
-    PUBLISH6.get_ptr(key)
 }
