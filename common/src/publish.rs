@@ -21,6 +21,8 @@ pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 /// See [`PROTO_TCP`].
 pub const PROTO_UDP: u8 = 17;
+/// `ICMPv6`, as IPv6's next header.
+pub const PROTO_ICMPV6: u8 = 58;
 
 /// A published host port.
 #[repr(C)]

@@ -11,7 +11,7 @@ use weir_common::{
     ct::CtKey,
     drop::DropReason,
     frag::FragKey,
-    publish::{PROTO_ICMP, PROTO_TCP, PROTO_UDP},
+    publish::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
 };
 
 /// Ethernet types, as on the wire.
@@ -135,7 +135,7 @@ fn headers_len(ctx: &TcContext) -> usize {
     if ether_type == ETH_P_IPV6 {
         // Its fixed header and a neighbour advertisement's first 24 bytes
         // (`crate::v6`), or an ICMPv6 error's header and quote (`crate::nat6`).
-        return if proto_v6(b) == 58 {
+        return if proto_v6(b) == PROTO_ICMPV6 {
             IP_OFF + 40 + 8 + 40 + 8
         } else {
             IP_OFF + 40 + 24

@@ -23,6 +23,7 @@ use weir_common::{
     drop::DropReason,
     endpoint::EndpointInfo,
     network::{NET_INTERNAL, NET_MASQUERADE, NetInfo6},
+    publish::PROTO_ICMPV6,
 };
 
 use crate::{
@@ -30,8 +31,6 @@ use crate::{
     parse::{IP_OFF, Packet, ptr_at},
 };
 
-/// ICMPv6, as IPv6's next header.
-const NEXT_ICMPV6: u8 = 58;
 /// ICMPv6 neighbour advertisement.
 const NDP_NA: u8 = 136;
 const LOOPBACK: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
@@ -86,7 +85,7 @@ pub fn from_container(
         if !(link_local(src) || *src == [0; 16] || is_own(src)) {
             return Err(DropReason::SpoofedIp);
         }
-        if (*ip).next_hdr == NEXT_ICMPV6
+        if (*ip).next_hdr == PROTO_ICMPV6
             && let Some(icmp) = ptr_at::<u8>(pkt, IP_OFF + Ipv6Hdr::LEN)
             && *icmp == NDP_NA
         {

@@ -8,7 +8,7 @@ use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use weir::datapath::Datapath;
 use weir_common::{
     event::DropEvent,
-    network::{NET_ICC, NET_MASQUERADE, NetInfo},
+    network::{NET_ICC, NET_MASQUERADE, NetInfo, NetInfo6},
 };
 
 use crate::packet::{MAC_CONTAINER, MAC_HOST};
@@ -120,6 +120,7 @@ pub fn node_ns(tag: &str) -> crate::Netns {
 pub struct Harness {
     pub datapath: Datapath,
     networks: Vec<(Ipv4Addr, u8, NetInfo)>,
+    networks6: Vec<(std::net::Ipv6Addr, u8, NetInfo6)>,
 }
 
 impl Harness {
@@ -128,6 +129,7 @@ impl Harness {
         Self {
             datapath: Datapath::load().expect("load the datapath object"),
             networks: Vec::new(),
+            networks6: Vec::new(),
         }
     }
 
@@ -150,6 +152,28 @@ impl Harness {
         self.datapath
             .set_networks(&self.networks)
             .expect("NETWORKS4");
+    }
+
+    /// Gives network `id` the IPv6 side `subnet` (`fd00:89::/64`, say) with
+    /// `flags` and `gateway` in `NETWORKS6`, in place of what that subnet
+    /// had.
+    pub fn network6(&mut self, subnet: &str, id: u32, flags: u32, gateway: &str) {
+        let (addr, prefix) = subnet.split_once('/').expect("ADDR/PREFIX");
+        let (addr, prefix) = (
+            addr.parse().expect("an IPv6 subnet"),
+            prefix.parse().expect("a prefix"),
+        );
+        let gateway = gateway
+            .parse::<std::net::Ipv6Addr>()
+            .expect("an IPv6 gateway")
+            .octets();
+        self.networks6
+            .retain(|(a, p, _)| (*a, *p) != (addr, prefix));
+        self.networks6
+            .push((addr, prefix, NetInfo6 { id, flags, gateway }));
+        self.datapath
+            .set_networks6(&self.networks6)
+            .expect("NETWORKS6");
     }
 
     /// Makes the container behind [`TEST_IFINDEX`] the one with address

@@ -19,7 +19,7 @@ use weir_common::{
     ct::{DIR_ORIGINAL, DIR_REPLY, KIND_DNAT, KIND_HAIRPIN, KIND_ROUTED, KIND_SNAT},
     ct6::{CtEntry6, CtKey6},
     drop::DropReason,
-    network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED, NetInfo6},
+    network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED},
     publish::{PublishKey6, PublishTarget6},
 };
 use weir_tests::{
@@ -49,17 +49,7 @@ fn harness_with(uplink6: bool, flags: u32) -> Harness {
         24,
         net_info(1, Ipv4Addr::new(10, 89, 0, 1), flags),
     );
-    h.datapath
-        .set_networks6(&[(
-            "fd00:89::".parse().unwrap(),
-            64,
-            NetInfo6 {
-                id: 1,
-                flags,
-                gateway: a("fd00:89::1"),
-            },
-        )])
-        .unwrap();
+    h.network6("fd00:89::/64", 1, flags, "fd00:89::1");
     if uplink6 {
         h.datapath
             .set_uplinks6(&[(TEST_IFINDEX, NODE6.parse().unwrap())])

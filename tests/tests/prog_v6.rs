@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use etherparse::{Icmpv6Type, PacketBuilder};
 use weir_common::{
     drop::DropReason,
-    network::{NET_ICC, NET_INTERNAL, NetInfo6},
+    network::{NET_ICC, NET_INTERNAL},
 };
 use weir_tests::{
     packet::{MAC_CONTAINER, MAC_HOST},
@@ -44,17 +44,8 @@ fn harness() -> Harness {
         24,
         net_info(2, Ipv4Addr::new(10, 99, 0, 1), DEFAULT_FLAGS),
     );
-    let info = |id, gw: &str| NetInfo6 {
-        id,
-        flags: DEFAULT_FLAGS,
-        gateway: a(gw),
-    };
-    h.datapath
-        .set_networks6(&[
-            ("fd00:89::".parse().unwrap(), 64, info(1, GATEWAY)),
-            ("fd00:99::".parse().unwrap(), 64, info(2, "fd00:99::1")),
-        ])
-        .unwrap();
+    h.network6("fd00:89::/64", 1, DEFAULT_FLAGS, GATEWAY);
+    h.network6("fd00:99::/64", 2, DEFAULT_FLAGS, "fd00:99::1");
     h.container(Ipv4Addr::new(10, 89, 0, 2), 1);
     h.datapath
         .set_endpoint6(TEST_IFINDEX, Some(OWN.parse().unwrap()))
@@ -159,17 +150,7 @@ fn a_container_speaks_ipv6_for_itself_and_only_inside_its_network() {
 #[test]
 fn an_internal_networks_container_speaks_ipv6_only_inside() {
     let mut h = harness();
-    h.datapath
-        .set_networks6(&[(
-            "fd00:89::".parse().unwrap(),
-            64,
-            NetInfo6 {
-                id: 1,
-                flags: NET_ICC | NET_INTERNAL,
-                gateway: a(GATEWAY),
-            },
-        )])
-        .unwrap();
+    h.network6("fd00:89::/64", 1, NET_ICC | NET_INTERNAL, GATEWAY);
     for (what, dst, reason) in [
         ("a neighbour", NEIGHBOUR, None),
         ("its gateway", GATEWAY, None),

@@ -11,7 +11,7 @@ use weir_common::{
         timeout_ns,
     },
     ct6::CtKey6,
-    publish::{PROTO_ICMP, PROTO_TCP, PROTO_UDP},
+    publish::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
 };
 
 use super::Agent;
@@ -19,9 +19,6 @@ use crate::{
     datapath::{CtRecord, CtTable, Tracked},
     error::AgentError,
 };
-
-/// `ICMPv6`, as a flow's protocol.
-const PROTO_ICMPV6: u8 = 58;
 
 /// One tracked flow, both directions (`weir conntrack ls`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,10 +6,10 @@ use network_types::ip::Ipv6Hdr;
 use weir_common::{
     ct6::CtKey6,
     drop::DropReason,
-    publish::{PROTO_TCP, PROTO_UDP},
+    publish::{PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
 };
 
-use super::{DST_OFF, ICMPV6_ECHO_REQUEST, L4_OFF, PROTO_ICMPV6, SRC_OFF, address};
+use super::{DST_OFF, ICMPV6_ECHO_REQUEST, L4_OFF, SRC_OFF, address};
 use crate::{
     maps::{CT6, SCRATCH6},
     parse::{IP_OFF, ptr_at},
@@ -58,19 +58,14 @@ pub(super) fn error(ctx: &TcContext, inbound: bool) -> Result<(), DropReason> {
             return Ok(());
         };
         // The error must come to (or from) the end of the flow it quotes.
-        let (outer_off, quote_off, old) = if inbound {
+        let (outer_off, quote_off, outer, old) = if inbound {
             (*s).nat_ip = (*e).nat_daddr;
             (*s).ports = u32::from(u16::from_ne_bytes((*e).nat_dport));
-            (DST_OFF, QUOTE_SRC, &(*k).daddr)
+            (DST_OFF, QUOTE_SRC, &(*ip).dst_addr, &(*k).daddr)
         } else {
             (*s).nat_ip = (*e).nat_saddr;
             (*s).ports = u32::from(u16::from_ne_bytes((*e).nat_sport));
-            (SRC_OFF, QUOTE_DST, &(*k).saddr)
-        };
-        let outer = if inbound {
-            &(*ip).dst_addr
-        } else {
-            &(*ip).src_addr
+            (SRC_OFF, QUOTE_DST, &(*ip).src_addr, &(*k).saddr)
         };
         if *outer != *old {
             return Ok(());

@@ -49,10 +49,10 @@ use aya_ebpf::{
 use network_types::ip::Ipv6Hdr;
 use weir_common::{
     ct::{CT_INNER, DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED, KIND_SNAT},
-    ct6::{CtEntry6, CtKey6},
+    ct6::{CtEntry6, CtKey6, Scratch6},
     drop::DropReason,
     network::NET_MASQUERADE,
-    publish::{PROTO_TCP, PROTO_UDP},
+    publish::{PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
     stats::NatCounters,
 };
 
@@ -69,7 +69,6 @@ mod publish;
 
 pub use publish::from_container;
 
-const PROTO_ICMPV6: u8 = 58;
 const ICMPV6_ECHO_REQUEST: u8 = 128;
 const ICMPV6_ECHO_REPLY: u8 = 129;
 const L4_OFF: usize = IP_OFF + Ipv6Hdr::LEN;
@@ -154,6 +153,21 @@ fn lookup(flow: &Flow6, len: u32, from_outside: bool) -> Result<Option<*mut CtEn
         if from_outside && (*e).flags & CT_INNER != 0 {
             return Err(DropReason::Bogon);
         }
+        touch(e, flow, len);
+    }
+    Ok(Some(e))
+}
+
+/// One more packet of `len` bytes on entry `e`, which `flow`'s packet
+/// found: its counters, its TCP flags, its clock.
+///
+/// # Safety
+///
+/// `e` points into a `CT6` value, valid for this program run.
+#[inline(always)]
+unsafe fn touch(e: *mut CtEntry6, flow: &Flow6, len: u32) {
+    // SAFETY: the caller's pointer.
+    unsafe {
         (*e).last_seen_ns = bpf_ktime_get_coarse_ns();
         (*e).tcp_flags |= flow.tcp_flags;
         (*e).packets += 1;
@@ -162,7 +176,20 @@ fn lookup(flow: &Flow6, len: u32, from_outside: bool) -> Result<Option<*mut CtEn
             stats::nat((*e).network_id, to_uplink::traffic(len));
         }
     }
-    Ok(Some(e))
+}
+
+/// The slot of this program run and the packet's flow read into it (in
+/// place: every copy of a 16-byte tuple costs stack these calls share
+/// with the program); `None` for a packet that is no TCP, UDP or echo.
+/// The flow borrows the per-CPU slot, not `ctx`: it lives as long as the
+/// program run, which is as long as anything of a program lives.
+#[inline(always)]
+fn read_flow(ctx: &TcContext) -> Result<Option<(*mut Scratch6, &'static mut Flow6)>, DropReason> {
+    let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
+    // SAFETY: a per-CPU array slot of ours for this program run, the
+    // flow's part of it laid out as a `Flow6`.
+    let flow = unsafe { &mut *(&raw mut (*s).flow).cast::<Flow6>() };
+    Ok(self::flow(ctx, flow)?.then_some((s, flow)))
 }
 
 /// Starts tracking the flow `egress` found new (its tuple, address,
@@ -197,29 +224,15 @@ pub fn create() -> Result<(), DropReason> {
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let k = &flow.key;
-    // SAFETY: a per-CPU array slot of ours for this program run; every
-    // field is written before the entries are inserted.
+    // SAFETY: a per-CPU array slot of ours for this program run; the
+    // port is written in both entries before they are inserted.
     unsafe {
-        // The answers leave as the reverse of the tuple the flow came
-        // with, whichever port it gets.
-        let r = &raw mut (*s).reply;
-        (*r).nat_saddr = k.daddr;
-        (*r).nat_daddr = k.saddr;
-        (*r).nat_sport = k.dport;
-        (*r).nat_dport = k.sport;
-        begin(r, DIR_REPLY, kind, 0, network_id, now);
         let o = &raw mut (*s).original;
         (*o).nat_saddr = *nat_ip;
         (*o).nat_daddr = k.daddr;
+        (*o).nat_sport = k.sport;
         (*o).nat_dport = k.dport;
-        begin(o, DIR_ORIGINAL, kind, CT_INNER, network_id, now);
-        (*o).tcp_flags = flow.tcp_flags;
-        let rk = &raw mut (*s).reply_key;
-        (*rk).saddr = k.daddr;
-        (*rk).daddr = *nat_ip;
-        (*rk).sport = k.dport;
-        (*rk).proto = k.proto;
-        (*rk).pad = [0; 3];
+        pair(s, kind, (CT_INNER, 0), network_id, now);
     }
     for i in 0..SNAT_TRIES {
         let port = snat_port(i, k.sport, min, max);
@@ -253,6 +266,38 @@ pub fn create() -> Result<(), DropReason> {
         },
     );
     Err(DropReason::SnatExhausted)
+}
+
+/// A new flow's two entries in the slot, the original's tuple written by
+/// the caller: both begun (`flags`: the original's, the answers'), the
+/// answers' entry leading back to the tuple the flow came with, and
+/// keyed by the reverse of the tuple it leaves with.
+///
+/// # Safety
+///
+/// `s` is this program run's `SCRATCH6` slot, its flow read.
+#[inline(always)]
+unsafe fn pair(s: *mut Scratch6, kind: u8, flags: (u8, u8), network_id: u32, now: u64) {
+    // SAFETY: the caller's slot.
+    unsafe {
+        let k = &(*s).flow;
+        let o = &raw mut (*s).original;
+        begin(o, DIR_ORIGINAL, kind, flags.0, network_id, now);
+        (*o).tcp_flags = (*s).tcp_flags;
+        let r = &raw mut (*s).reply;
+        (*r).nat_saddr = k.daddr;
+        (*r).nat_daddr = k.saddr;
+        (*r).nat_sport = k.dport;
+        (*r).nat_dport = k.sport;
+        begin(r, DIR_REPLY, kind, flags.1, network_id, now);
+        let rk = &raw mut (*s).reply_key;
+        (*rk).saddr = (*o).nat_daddr;
+        (*rk).daddr = (*o).nat_saddr;
+        (*rk).sport = (*o).nat_dport;
+        (*rk).dport = (*o).nat_sport;
+        (*rk).proto = k.proto;
+        (*rk).pad = [0; 3];
+    }
 }
 
 /// One direction's entry begun in the slot: its direction, kind, flags
@@ -290,12 +335,11 @@ fn rewrite(ctx: &TcContext, flow: &Flow6, to: &CtEntry6) -> Result<(), DropReaso
     } else {
         0
     };
+    let pseudo = u64::from(BPF_F_PSEUDO_HDR) | mangled_0;
     if k.saddr != to.nat_saddr {
-        let pseudo = u64::from(BPF_F_PSEUDO_HDR) | mangled_0;
         address(ctx, csum, pseudo, SRC_OFF, &k.saddr, &to.nat_saddr)?;
     }
     if k.daddr != to.nat_daddr {
-        let pseudo = u64::from(BPF_F_PSEUDO_HDR) | mangled_0;
         address(ctx, csum, pseudo, DST_OFF, &k.daddr, &to.nat_daddr)?;
     }
     // The ports, or an echo's identifier (one of the two "ports").
@@ -386,13 +430,9 @@ pub fn to_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
 /// slot, not the stack.
 #[inline(never)]
 fn egress(ctx: &TcContext) -> Result<u32, DropReason> {
-    let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
-    // SAFETY: a per-CPU array slot of ours for this program run, the
-    // flow's part of it laid out as a `Flow6`.
-    let flow = unsafe { &mut *(&raw mut (*s).flow).cast::<Flow6>() };
-    if !self::flow(ctx, flow)? {
+    let Some((s, flow)) = read_flow(ctx)? else {
         return Ok(NOT_A_FLOW);
-    }
+    };
     let k = &flow.key;
     let Some(net) = NETWORKS6.get(&Key::new(128, k.saddr)) else {
         return Ok(0);
@@ -466,13 +506,9 @@ pub fn from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
 #[inline(never)]
 fn ingress(ctx: &TcContext) -> Result<u32, DropReason> {
     v6::bogon(ctx)?;
-    let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
-    // SAFETY: a per-CPU array slot of ours for this program run, the
-    // flow's part of it laid out as a `Flow6`.
-    let flow = unsafe { &mut *(&raw mut (*s).flow).cast::<Flow6>() };
-    if !self::flow(ctx, flow)? {
+    let Some((_, flow)) = read_flow(ctx)? else {
         return Ok(NOT_A_FLOW);
-    }
+    };
     if let Some(entry) = lookup(flow, ctx.len(), true)? {
         // SAFETY: a pointer into a map value, valid for this program run.
         rewrite(ctx, flow, unsafe { &*entry })?;

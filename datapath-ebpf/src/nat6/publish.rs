@@ -5,16 +5,14 @@
 
 use aya_ebpf::{helpers::bpf_ktime_get_coarse_ns, maps::lpm_trie::Key, programs::TcContext};
 use weir_common::{
-    ct::{CT_INNER, DIR_ORIGINAL, DIR_REPLY, KIND_DNAT, KIND_HAIRPIN, KIND_ROUTED},
+    ct::{CT_INNER, KIND_DNAT, KIND_HAIRPIN, KIND_ROUTED},
     ct6::{CtKey6, Scratch6},
     drop::DropReason,
     network::{NET_ICC, NET_INTERNAL, NET_ROUTED},
-    publish::{PROTO_TCP, PROTO_UDP, PublishKey6, PublishTarget6},
+    publish::{PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PublishKey6, PublishTarget6},
 };
 
-use super::{
-    Flow6, INGRESS_DONE, INGRESS_UNTRACKED, NOT_A_FLOW, PROTO_ICMPV6, begin, flow, lookup, rewrite,
-};
+use super::{INGRESS_DONE, INGRESS_UNTRACKED, NOT_A_FLOW, pair, read_flow, rewrite, touch};
 use crate::{
     maps::{CT6, ENDPOINTS6, HOST_ADDRS6, NETWORKS6, OPEN_PORTS6, PUBLISH6, SCRATCH6},
     v6,
@@ -90,29 +88,13 @@ unsafe fn track(
     // entries are inserted.
     unsafe {
         let k = &(*s).flow;
-        let tcp_flags = (*s).tcp_flags;
-        let from = if via_node { &k.daddr } else { &k.saddr };
         let o = &raw mut (*s).original;
-        (*o).nat_saddr = *from;
+        (*o).nat_saddr = if via_node { k.daddr } else { k.saddr };
         (*o).nat_daddr = t.ip;
         (*o).nat_sport = k.sport;
         (*o).nat_dport = t.port;
-        begin(o, DIR_ORIGINAL, kind, flags, t.network_id, now);
-        (*o).tcp_flags = tcp_flags;
         // The container's answers leave as the caller's flow came in.
-        let r = &raw mut (*s).reply;
-        (*r).nat_saddr = k.daddr;
-        (*r).nat_daddr = k.saddr;
-        (*r).nat_sport = k.dport;
-        (*r).nat_dport = k.sport;
-        begin(r, DIR_REPLY, kind, CT_INNER, t.network_id, now);
-        let rk = &raw mut (*s).reply_key;
-        (*rk).saddr = t.ip;
-        (*rk).daddr = *from;
-        (*rk).sport = t.port;
-        (*rk).dport = k.sport;
-        (*rk).proto = k.proto;
-        (*rk).pad = [0; 3];
+        pair(s, kind, (flags, CT_INNER), t.network_id, now);
         CT6.insert(&(*s).reply_key, &(*s).reply, 0)
             .map_err(|_| DropReason::CtInsertFailed)?;
         CT6.insert(k, &(*s).original, 0)
@@ -140,19 +122,18 @@ pub fn from_container(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> 
 /// know.
 #[inline(never)]
 fn on_veth(ctx: &TcContext) -> Result<u32, DropReason> {
-    let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
-    // SAFETY: a per-CPU array slot of ours for this program run, the
-    // flow's part of it laid out as a `Flow6`.
-    let flow = unsafe { &mut *(&raw mut (*s).flow).cast::<Flow6>() };
-    if !self::flow(ctx, flow)? {
+    let Some((_, flow)) = read_flow(ctx)? else {
         return Ok(NOT_A_FLOW);
-    }
-    match CT6.get_ptr(&flow.key) {
+    };
+    // One lookup: a flow that is not a hairpin's is counted where it is
+    // translated, on the uplink.
+    match CT6.get_ptr_mut(&flow.key) {
         // SAFETY: a pointer into a map value, valid for this program run.
         Some(e) if unsafe { (*e).kind } == KIND_HAIRPIN => {
-            if let Some(entry) = lookup(flow, ctx.len(), false)? {
-                // SAFETY: as above.
-                rewrite(ctx, flow, unsafe { &*entry })?;
+            // SAFETY: as above.
+            unsafe {
+                touch(e, flow, ctx.len());
+                rewrite(ctx, flow, &*e)?;
             }
             Ok(INGRESS_DONE)
         }
