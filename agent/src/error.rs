@@ -63,7 +63,15 @@ pub enum AgentError {
     NoFreePort {
         spec: String,
         range: String,
-        ip: Ipv4Addr,
+        ip: std::net::IpAddr,
+    },
+    #[error(
+        "`{spec}` publishes over IPv6 only, and endpoint `{endpoint}` has no IPv6 address (its network `{network}` has no IPv6 subnet)"
+    )]
+    PublishNoIpv6 {
+        spec: String,
+        endpoint: String,
+        network: String,
     },
     #[error(
         "endpoint `{endpoint}` publishes nothing that matches `{spec}` (see `weir port {endpoint}`)"
@@ -178,6 +186,7 @@ impl AgentError {
             | AgentError::InvalidIfname { .. }
             | AgentError::InvalidMac { .. }
             | AgentError::NoIpv6 { .. }
+            | AgentError::PublishNoIpv6 { .. }
             | AgentError::CniPort { .. } => ErrorKind::BadRequest,
             AgentError::Reserve(ReserveError::Io { .. })
             | AgentError::Netlink(_)

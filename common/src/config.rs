@@ -60,6 +60,23 @@ pub struct SockRnat6Value {
 // SAFETY: repr(C), explicit padding, every bit pattern valid.
 unsafe impl aya::Pod for SockRnat6Value {}
 
+/// `SOCK_RNAT66`'s key: a node socket (its cookie) pointed at a
+/// container's IPv6 address and port, by a publication over IPv6 only
+/// (`-p [::1]:H:C`, `-p [::]:H:C`); the value is a [`SockRnat6Value`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockRnat66Key {
+    pub cookie: u64,
+    pub ip: [u8; 16],
+    pub port: [u8; 2],
+    /// Explicit padding, always zero.
+    pub pad: [u8; 6],
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), explicit padding, every bit pattern valid.
+unsafe impl aya::Pod for SockRnat66Key {}
+
 /// Capacity of `SOCK_RNAT4`.
 pub const MAX_SOCK_RNAT: u32 = 65_536;
 
@@ -82,5 +99,6 @@ mod tests {
         assert_eq!(size_of::<SockRnatKey>(), 16);
         assert_eq!(size_of::<SockRnatValue>(), 8);
         assert_eq!(size_of::<SockRnat6Value>(), 20);
+        assert_eq!(size_of::<SockRnat66Key>(), 32);
     }
 }

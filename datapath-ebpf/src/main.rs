@@ -123,7 +123,14 @@ pub fn sock_peername4(ctx: SockAddrContext) -> i32 {
 /// port (`[::1]:H`, a v4-mapped node address).
 #[cgroup_sock_addr(connect6)]
 pub fn sock_connect6(ctx: SockAddrContext) -> i32 {
-    sock::to_published6(&ctx)
+    sock::to_published6(&ctx, true)
+}
+
+/// cgroup `sendmsg6`: unconnected UDP sends to a port published over
+/// IPv6.
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sock_sendmsg6(ctx: SockAddrContext) -> i32 {
+    sock::to_published6(&ctx, false)
 }
 
 /// cgroup `recvmsg6`: UDP answers from a published port's container (to

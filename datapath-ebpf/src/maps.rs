@@ -10,7 +10,7 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use weir_common::{
-    config::{Config, MAX_SOCK_RNAT, SockRnat6Value, SockRnatKey, SockRnatValue},
+    config::{Config, MAX_SOCK_RNAT, SockRnat6Value, SockRnat66Key, SockRnatKey, SockRnatValue},
     ct::{CtEntry, CtKey, MAX_CT_ENTRIES},
     ct6::{CtEntry6, CtKey6, MAX_CT6_ENTRIES, Scratch6},
     drop::DropReason,
@@ -79,6 +79,12 @@ pub static SOCK_RNAT4: LruHashMap<SockRnatKey, SockRnatValue, { MAX_SOCK_RNAT as
 /// the container's IPv4 address as `::ffff:a.b.c.d`.
 #[btf_map]
 pub static SOCK_RNAT6: LruHashMap<SockRnatKey, SockRnat6Value, { MAX_SOCK_RNAT as usize }> =
+    LruHashMap::new();
+
+/// The same for the node's IPv6 sockets pointed at a container's IPv6
+/// address (a publication over IPv6 only).
+#[btf_map]
+pub static SOCK_RNAT66: LruHashMap<SockRnat66Key, SockRnat6Value, { MAX_SOCK_RNAT as usize }> =
     LruHashMap::new();
 
 /// Container subnets -> their network (longest prefix wins).

@@ -6,7 +6,9 @@
 //! `-p H:...` publishes on every address (Docker's `0.0.0.0` and `[::]`),
 //! and a v4-mapped `[::ffff:a.b.c.d]:H` what `a.b.c.d:H` reaches; the
 //! socket is pointed at the container's IPv4 address, v4-mapped, so a
-//! dual-stack socket (the default) speaks IPv4 to it.
+//! dual-stack socket (the default) speaks IPv4 to it. A publication over
+//! IPv6 only (`-p [::1]:H:C`, `[::]:H:C`, `[ADDR]:H:C`) points the socket
+//! at the container's IPv6 address, `sendmsg6` too.
 //!
 //! A cgroup spans network namespaces: every hook first checks that the
 //! socket lives in the agent's namespace (`CONFIG.netns_cookie`).
@@ -18,13 +20,13 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use weir_common::{
-    config::{SockRnat6Value, SockRnatKey, SockRnatValue},
-    publish::{PublishKey, PublishTarget},
+    config::{SockRnat6Value, SockRnat66Key, SockRnatKey, SockRnatValue},
+    publish::{PublishKey, PublishKey6, PublishTarget, PublishTarget6},
 };
 
 use crate::{
     dnat,
-    maps::{CONFIG, SOCK_RNAT4, SOCK_RNAT6},
+    maps::{CONFIG, HOST_ADDRS6, PUBLISH4, PUBLISH6, SOCK_RNAT4, SOCK_RNAT6, SOCK_RNAT66},
     stats,
 };
 
@@ -43,33 +45,32 @@ fn ours(ctx: &SockAddrContext) -> bool {
     }
 }
 
-/// Keeps the way back for a socket about to be pointed at `target` (`back`:
-/// what it asked for, under the socket and `target`), and counts the
-/// socket's first packet or connect as a flow of `published` (a socket
-/// sending many datagrams counts once). `false` when it cannot be kept:
-/// answers would then show the container's address, so the socket is
-/// better left as it was.
+/// The socket's cookie.
 #[inline(always)]
-fn remember<V, const N: usize>(
-    ctx: &SockAddrContext,
-    ways_back: &LruHashMap<SockRnatKey, V, N>,
-    published: &PublishKey,
-    target: &PublishTarget,
+fn cookie(ctx: &SockAddrContext) -> u64 {
+    // SAFETY: the context is the program's.
+    unsafe { bpf_get_socket_cookie(ctx.as_ptr()) }
+}
+
+/// Keeps the way back (`back`: what it asked for) for a socket about to
+/// be pointed at a container, under `key` (the socket and where it is
+/// pointed), and counts the socket's first packet or connect as a flow
+/// of `published`, if it has counters (a socket sending many datagrams
+/// counts once).
+/// `false` when it cannot be kept: answers would then show the
+/// container's address, so the socket is better left as it was.
+#[inline(always)]
+fn remember<K: Copy, V, const N: usize>(
+    ways_back: &LruHashMap<K, V, N>,
+    key: K,
+    published: Option<&PublishKey>,
     back: V,
 ) -> bool {
-    // SAFETY: the context is the program's.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    let key = SockRnatKey {
-        cookie,
-        ip: target.ip,
-        port: target.port,
-        pad: [0; 2],
-    };
     let new_flow = ways_back.get_ptr(key).is_none();
     if ways_back.insert(key, back, 0).is_err() {
         return false;
     }
-    if new_flow {
+    if new_flow && let Some(published) = published {
         stats::port_flow(published);
     }
     true
@@ -102,7 +103,13 @@ pub fn to_published(ctx: &SockAddrContext) -> i32 {
         port,
         pad: [0; 2],
     };
-    if !remember(ctx, &SOCK_RNAT4, &published, &target, back) {
+    let key = SockRnatKey {
+        cookie: cookie(ctx),
+        ip: target.ip,
+        port: target.port,
+        pad: [0; 2],
+    };
+    if !remember(&SOCK_RNAT4, key, Some(&published), back) {
         return ALLOW;
     }
     // SAFETY: `user_ip4` and `user_port` are writable in these hooks.
@@ -121,10 +128,10 @@ pub fn from_published(ctx: &SockAddrContext) -> i32 {
         return ALLOW;
     }
     let sa = ctx.sock_addr;
-    // SAFETY: the context is the program's.
+    // SAFETY: the context is a valid `bpf_sock_addr` for this run.
     let key = unsafe {
         SockRnatKey {
-            cookie: bpf_get_socket_cookie(ctx.as_ptr()),
+            cookie: cookie(ctx),
             ip: (*sa).user_ip4.to_ne_bytes(),
             port: ((*sa).user_port as u16).to_ne_bytes(),
             pad: [0; 2],
@@ -154,38 +161,80 @@ fn words_to_bytes(w: [u32; 4]) -> [u8; 16] {
     b
 }
 
+/// `user_ip6`'s words of address `b`.
+#[inline(always)]
+fn bytes_to_words(b: [u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+        u32::from_ne_bytes([b[8], b[9], b[10], b[11]]),
+        u32::from_ne_bytes([b[12], b[13], b[14], b[15]]),
+    ]
+}
+
 /// The IPv4 address a v4-mapped IPv6 address holds.
 #[inline(always)]
 fn mapped_v4(a: &[u8; 16]) -> Option<[u8; 4]> {
     (a[..12] == MAPPED).then(|| [a[12], a[13], a[14], a[15]])
 }
 
-/// The publication an IPv6 socket aimed at `ip:port` reaches: `[::1]` and
-/// the node's IPv6 addresses the ones on every address (Docker's `[::]`),
-/// a v4-mapped address what its IPv4 one does.
+/// Where an IPv6 socket aimed at a published port goes.
+enum Target6 {
+    /// The container's IPv4 address, v4-mapped: a publication on IPv4
+    /// (`PUBLISH4`), every address's or the mapped address's.
+    Mapped(PublishKey, PublishTarget),
+    /// The container's IPv6 address (`PUBLISH6`), and the IPv4 key its
+    /// flows count under when the publication is on every address
+    /// (`PORT_STATS` holds IPv4 keys).
+    Native(PublishTarget6, Option<PublishKey>),
+}
+
+/// The publication an IPv6 socket aimed at `ip:port` reaches: at `[::1]`
+/// or a node's IPv6 address, one bound to that address, else one on
+/// every address (`-p H:C`, to the container's IPv4 address when
+/// `mapped_ok`), else one on every IPv6 address; at a v4-mapped address
+/// (when `mapped_ok`) what its IPv4 address does.
 #[inline(always)]
-fn published6(ip: &[u8; 16], port: [u8; 2], proto: u8) -> Option<(PublishKey, PublishTarget)> {
-    if *ip == LOOPBACK6 || crate::maps::HOST_ADDRS6.get_ptr(*ip).is_some() {
-        // SAFETY: a pointer into a map value, read at once.
-        let key = PublishKey {
-            host_ip: [0; 4],
+fn published6(ip: &[u8; 16], port: [u8; 2], proto: u8, mapped_ok: bool) -> Option<Target6> {
+    let every4 = PublishKey {
+        host_ip: [0; 4],
+        port,
+        proto,
+        pad: 0,
+    };
+    if *ip == LOOPBACK6 || HOST_ADDRS6.get_ptr(*ip).is_some() {
+        let mut key6 = PublishKey6 {
+            host_ip: *ip,
             port,
             proto,
             pad: 0,
         };
-        return crate::maps::PUBLISH4
-            .get_ptr(key)
-            .map(|t| (key, unsafe { *t }));
+        // SAFETY (each `*t`): a pointer into a map value, read at once.
+        if let Some(t) = PUBLISH6.get_ptr(key6) {
+            return Some(Target6::Native(unsafe { *t }, None));
+        }
+        if mapped_ok && let Some(t) = PUBLISH4.get_ptr(every4) {
+            return Some(Target6::Mapped(every4, unsafe { *t }));
+        }
+        key6.host_ip = [0; 16];
+        return PUBLISH6
+            .get_ptr(key6)
+            .map(|t| Target6::Native(unsafe { *t }, Some(every4)));
     }
-    dnat::lookup(mapped_v4(ip)?, port, proto, true)
+    if !mapped_ok {
+        return None;
+    }
+    dnat::lookup(mapped_v4(ip)?, port, proto, true).map(|(k, t)| Target6::Mapped(k, t))
 }
 
-/// `connect6`: an IPv6 socket aimed at a published port is aimed at its
-/// container's IPv4 address (v4-mapped) instead. (`sendmsg6` cannot do
-/// the same: the kernel refuses an unconnected UDP send rewritten to a
-/// v4-mapped address, `ENOTSUPP`; such a datagram is left as it is.)
+/// `connect6` (`mapped_ok`) and `sendmsg6`: an IPv6 socket aimed at a
+/// published port is aimed at its container instead: at its IPv4
+/// address, v4-mapped, for a publication on IPv4, at its IPv6 address
+/// for one over IPv6 only. (`sendmsg6` cannot do the former: the kernel
+/// refuses an unconnected UDP send rewritten to a v4-mapped address,
+/// `ENOTSUPP`; such a datagram is left as it is.)
 #[inline(always)]
-pub fn to_published6(ctx: &SockAddrContext) -> i32 {
+pub fn to_published6(ctx: &SockAddrContext, mapped_ok: bool) -> i32 {
     if !ours(ctx) {
         return ALLOW;
     }
@@ -201,7 +250,7 @@ pub fn to_published6(ctx: &SockAddrContext) -> i32 {
     let Ok(proto) = u8::try_from(proto) else {
         return ALLOW;
     };
-    let Some((published, target)) = published6(&ip, port, proto) else {
+    let Some(target) = published6(&ip, port, proto, mapped_ok) else {
         return ALLOW;
     };
     let back = SockRnat6Value {
@@ -209,25 +258,43 @@ pub fn to_published6(ctx: &SockAddrContext) -> i32 {
         port,
         pad: [0; 2],
     };
-    if !remember(ctx, &SOCK_RNAT6, &published, &target, back) {
-        return ALLOW;
-    }
-    let t = target.ip;
+    let (words, to_port) = match target {
+        Target6::Mapped(published, t) => {
+            let key = SockRnatKey {
+                cookie: cookie(ctx),
+                ip: t.ip,
+                port: t.port,
+                pad: [0; 2],
+            };
+            if !remember(&SOCK_RNAT6, key, Some(&published), back) {
+                return ALLOW;
+            }
+            let mapped = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+            ([0, 0, mapped, u32::from_ne_bytes(t.ip)], t.port)
+        }
+        Target6::Native(t, published) => {
+            let key = SockRnat66Key {
+                cookie: cookie(ctx),
+                ip: t.ip,
+                port: t.port,
+                pad: [0; 6],
+            };
+            if !remember(&SOCK_RNAT66, key, published.as_ref(), back) {
+                return ALLOW;
+            }
+            (bytes_to_words(t.ip), t.port)
+        }
+    };
     // SAFETY: `user_ip6` and `user_port` are writable in these hooks.
     unsafe {
-        (*sa).user_ip6 = [
-            0,
-            0,
-            u32::from_ne_bytes([0, 0, 0xff, 0xff]),
-            u32::from_ne_bytes(t),
-        ];
-        (*sa).user_port = u32::from(u16::from_ne_bytes(target.port));
+        (*sa).user_ip6 = words;
+        (*sa).user_port = u32::from(u16::from_ne_bytes(to_port));
     }
     ALLOW
 }
 
-/// `recvmsg6` and `getpeername6`: a container's v4-mapped address is shown
-/// as the published address the socket asked for.
+/// `recvmsg6` and `getpeername6`: a container's address (v4-mapped or
+/// IPv6) is shown as the published address the socket asked for.
 #[inline(always)]
 pub fn from_published6(ctx: &SockAddrContext) -> i32 {
     if !ours(ctx) {
@@ -241,26 +308,25 @@ pub fn from_published6(ctx: &SockAddrContext) -> i32 {
             ((*sa).user_port as u16).to_ne_bytes(),
         )
     };
-    let Some(v4) = mapped_v4(&ip) else {
-        return ALLOW;
+    let cookie = cookie(ctx);
+    let back = match mapped_v4(&ip) {
+        Some(v4) => SOCK_RNAT6.get_ptr(SockRnatKey {
+            cookie,
+            ip: v4,
+            port,
+            pad: [0; 2],
+        }),
+        None => SOCK_RNAT66.get_ptr(SockRnat66Key {
+            cookie,
+            ip,
+            port,
+            pad: [0; 6],
+        }),
     };
-    // SAFETY: the context is the program's.
-    let key = SockRnatKey {
-        cookie: unsafe { bpf_get_socket_cookie(ctx.as_ptr()) },
-        ip: v4,
-        port,
-        pad: [0; 2],
-    };
-    if let Some(back) = SOCK_RNAT6.get_ptr(key) {
+    if let Some(back) = back {
         // SAFETY: a pointer into a map value; the fields are writable here.
         unsafe {
-            let b = (*back).ip;
-            (*sa).user_ip6 = [
-                u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
-                u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
-                u32::from_ne_bytes([b[8], b[9], b[10], b[11]]),
-                u32::from_ne_bytes([b[12], b[13], b[14], b[15]]),
-            ];
+            (*sa).user_ip6 = bytes_to_words((*back).ip);
             (*sa).user_port = u32::from(u16::from_ne_bytes((*back).port));
         }
     }

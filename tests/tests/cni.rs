@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use weir_tests::{
     World,
     agent::{Agent, weir_bin},
-    sock::{Server, any},
+    sock::{self, Server, any},
     world::{EXT_IP, NODE_UPLINK_IP},
 };
 
@@ -156,7 +156,7 @@ fn add_check_del_follow_the_spec_and_publish_the_runtime_s_ports() {
     assert_eq!(
         agent.ok(&["port", "web"]),
         "80/tcp -> 0.0.0.0:8080\n53/udp -> 127.0.0.1:5353\n",
-        "the IPv6 hostIP is not published (IPv4 only)"
+        "the IPv6 hostIP is left out: the network has no IPv6 subnet"
     );
     let http = Server::http(w.c("pod1"), any(80)).unwrap();
     let body = w
@@ -403,7 +403,8 @@ fn a_cni_endpoint_survives_an_agent_restart_and_deletes_after_it() {
 }
 
 /// A dual-stack network: ADD answers an address and a default route of
-/// each family, and the pod has them.
+/// each family, and the pod has them; an IPv6 `hostIP` (Podman's
+/// `-p [::1]:7070:70`) is published there, reached from the node.
 #[test]
 fn add_on_a_dual_stack_network_answers_both_families() {
     let mut w = World::new().unwrap();
@@ -420,7 +421,10 @@ fn add_on_a_dual_stack_network_answers_both_families() {
     ]);
     let netns = w.c("pod6").path();
     let netns = netns.to_str().unwrap().to_owned();
-    let stdin = conf(&agent, "0.4.0", &json!([])).to_string();
+    let ports = json!([
+        {"hostPort": 7070, "containerPort": 70, "protocol": "tcp", "hostIP": "::1"},
+    ]);
+    let stdin = conf(&agent, "0.4.0", &ports).to_string();
     let add = plugin(&env("ADD", "d6d6", &netns, ""), &stdin);
     assert!(add.ok, "{}", add.out);
     assert_eq!(add.out["ips"][1]["version"], "6", "{}", add.out);
@@ -432,6 +436,12 @@ fn add_on_a_dual_stack_network_answers_both_families() {
         .exec("ping", &["-6", "-c", "1", "-W", "2", "fd00:77::1"])
         .unwrap();
     assert!(ping.status.success(), "the pod reaches its IPv6 gateway");
+    assert_eq!(agent.ok(&["port", "cni-d6d6"]), "70/tcp -> [::1]:7070\n");
+    let _app = Server::tcp(w.c("pod6"), "[::]:70".parse().unwrap()).unwrap();
+    let lo6 = "[::1]:7070".parse().unwrap();
+    assert_eq!(sock::tcp_request(&w.node, lo6, b"six").unwrap(), b"six");
+    let check = plugin(&env("CHECK", "d6d6", &netns, ""), &stdin);
+    assert!(check.ok, "CHECK with the IPv6 hostIP: {}", check.out);
     let del = plugin(&env("DEL", "d6d6", &netns, ""), &stdin);
     assert!(del.ok, "{}", del.out);
 }

@@ -221,7 +221,7 @@ fn a_held_port_is_refused_to_others_and_freed_on_release() {
     let w = World::new().unwrap();
     w.node.run(|| {
         let mut r = Reservations::default();
-        let lo = Ipv4Addr::LOCALHOST;
+        let lo = Ipv4Addr::LOCALHOST.into();
         let port = r.reserve(Proto::Tcp, lo, 0).expect("a free port");
         assert!(port > 0 && r.holds(Proto::Tcp, lo, port));
         assert!(std::net::TcpListener::bind((lo, port)).is_err(), "held");
@@ -229,9 +229,19 @@ fn a_held_port_is_refused_to_others_and_freed_on_release() {
             .expect("the same number is free for UDP");
         let mut other = Reservations::default();
         assert!(matches!(
-            other.reserve(Proto::Tcp, Ipv4Addr::UNSPECIFIED, port),
+            other.reserve(Proto::Tcp, Ipv4Addr::UNSPECIFIED.into(), port),
             Err(ReserveError::InUse { .. })
         ));
+        // IPv6's sockets are IPv6 only: `[::]` leaves IPv4's port alone.
+        let any6 = std::net::Ipv6Addr::UNSPECIFIED.into();
+        other
+            .reserve(Proto::Tcp, any6, port)
+            .expect("[::] beside 127.0.0.1");
+        assert!(matches!(
+            Reservations::default().reserve(Proto::Tcp, any6, port),
+            Err(ReserveError::InUse { .. })
+        ));
+        other.release(Proto::Tcp, any6, port);
         r.release(Proto::Tcp, lo, port);
         // Free once our descriptor is closed; a child that another test
         // thread is forking at this moment holds a copy of it until its
@@ -241,7 +251,7 @@ fn a_held_port_is_refused_to_others_and_freed_on_release() {
         });
         assert!(free.is_some(), "released");
         assert!(matches!(
-            r.reserve(Proto::Tcp, Ipv4Addr::new(192, 0, 2, 77), 0),
+            r.reserve(Proto::Tcp, Ipv4Addr::new(192, 0, 2, 77).into(), 0),
             Err(ReserveError::NotLocal { .. })
         ));
         assert!(matches!(

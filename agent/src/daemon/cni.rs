@@ -89,9 +89,9 @@ pub struct CniGc {
 }
 
 impl CniPort {
-    /// The mapping it asks for; `None` for an IPv6 host address (weir's
-    /// datapath is IPv4 only yet). No `hostIP` is every address.
-    fn mapping(&self) -> Result<Option<PortMapping>, AgentError> {
+    /// The mapping it asks for. No `hostIP` is every address (of both
+    /// families); an IPv6 one is that address (`::` every IPv6 one).
+    fn mapping(&self) -> Result<PortMapping, AgentError> {
         let proto = match self.protocol.to_ascii_lowercase().as_str() {
             "tcp" => Proto::Tcp,
             "udp" => Proto::Udp,
@@ -103,47 +103,39 @@ impl CniPort {
             }
         };
         let host_ip = match self.host_ip.as_deref().filter(|h| !h.is_empty()) {
-            None => Ipv4Addr::UNSPECIFIED,
-            Some(h) => match h.parse::<IpAddr>() {
-                Ok(IpAddr::V4(ip)) => ip,
-                Ok(IpAddr::V6(_)) => return Ok(None),
-                Err(_) => {
-                    return Err(AgentError::CniPort {
-                        what: format!("hostIP `{h}`"),
-                    });
-                }
-            },
+            None => PortMapping::EVERY,
+            Some(h) => h.parse::<IpAddr>().map_err(|_| AgentError::CniPort {
+                what: format!("hostIP `{h}`"),
+            })?,
         };
-        Ok(Some(PortMapping {
+        Ok(PortMapping {
             proto,
             host_ip,
             host_port: self.host_port,
             container_port: self.container_port,
-        }))
-    }
-
-    /// As a `-p` spec (see [`CniPort::mapping`]).
-    fn spec(&self) -> Result<Option<String>, AgentError> {
-        Ok(self.mapping()?.map(|m| {
-            let host = if m.host_ip.is_unspecified() {
-                String::new()
-            } else {
-                format!("{}:", m.host_ip)
-            };
-            format!("{host}{}:{}/{}", m.host_port, m.container_port, m.proto)
-        }))
+        })
     }
 }
 
-/// The `-p` specs of `ports` (IPv6 ones left out).
-fn specs(ports: &[CniPort]) -> Result<Vec<String>, AgentError> {
-    Ok(ports
+/// `m` as a `-p` spec.
+fn spec(m: &PortMapping) -> String {
+    let host = match m.host_ip {
+        PortMapping::EVERY => String::new(),
+        IpAddr::V6(ip) => format!("[{ip}]:"),
+        ip @ IpAddr::V4(_) => format!("{ip}:"),
+    };
+    format!("{host}{}:{}/{}", m.host_port, m.container_port, m.proto)
+}
+
+/// The `-p` specs of `ports` an endpoint with an IPv6 address or not
+/// (`ipv6`) can have: an IPv6 `hostIP` is left out without one, as a
+/// runtime asks for both families' loopback whatever the network is.
+fn specs(ports: &[PortMapping], ipv6: bool) -> Vec<String> {
+    ports
         .iter()
-        .map(CniPort::spec)
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-        .collect())
+        .filter(|m| ipv6 || !m.is_ipv6_only())
+        .map(spec)
+        .collect()
 }
 
 fn owner(container_id: &str, ifname: &str) -> Owner {
@@ -193,7 +185,11 @@ impl Agent {
                 endpoint: ep.name.clone(),
             });
         }
-        let specs = specs(&req.ports)?;
+        let ports = req
+            .ports
+            .iter()
+            .map(CniPort::mapping)
+            .collect::<Result<Vec<_>, _>>()?;
         let name = self.cni_name(req);
         let attach = AttachRequest {
             network: req.network.clone(),
@@ -210,6 +206,7 @@ impl Agent {
             ep.owner = owner(&req.container_id, &req.ifname);
         }
         self.save()?;
+        let specs = specs(&ports, self.endpoint(&name)?.ip6.is_some());
         if !specs.is_empty()
             && let Err(e) = self.publish_held(&name, &specs, Hold::Never).await
         {
@@ -303,7 +300,7 @@ impl Agent {
             .map(CniPort::mapping)
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
-            .flatten()
+            .filter(|m| ep.ip6.is_some() || !m.is_ipv6_only())
             .collect();
         let mut have = ep.ports.clone();
         let order = |m: &PortMapping| (m.host_port, m.proto, m.host_ip, m.container_port);
@@ -363,22 +360,29 @@ mod tests {
 
     #[test]
     fn port_mappings_become_specs() {
-        assert_eq!(port(None, "tcp").spec().unwrap().unwrap(), "8080:80/tcp");
-        assert_eq!(
-            port(Some("127.0.0.1"), "UDP").spec().unwrap().unwrap(),
-            "127.0.0.1:8080:80/udp"
-        );
-        assert_eq!(
-            port(Some(""), "tcp").spec().unwrap().unwrap(),
-            "8080:80/tcp"
-        );
-        assert_eq!(port(Some("::1"), "tcp").spec().unwrap(), None);
-        assert!(port(Some("nope"), "tcp").spec().is_err());
-        assert!(port(None, "icmp").spec().is_err());
+        let one = |p: CniPort| spec(&p.mapping().unwrap());
+        assert_eq!(one(port(None, "tcp")), "8080:80/tcp");
+        assert_eq!(one(port(Some("127.0.0.1"), "UDP")), "127.0.0.1:8080:80/udp");
+        assert_eq!(one(port(Some(""), "tcp")), "8080:80/tcp");
+        assert_eq!(one(port(Some("::1"), "tcp")), "[::1]:8080:80/tcp");
+        assert!(port(Some("nope"), "tcp").mapping().is_err());
+        assert!(port(None, "icmp").mapping().is_err());
         let parsed: CniPort = serde_json::from_str(
             r#"{"hostPort":5353,"containerPort":53,"protocol":"udp","hostIP":"127.0.0.1"}"#,
         )
         .unwrap();
-        assert_eq!(parsed.spec().unwrap().unwrap(), "127.0.0.1:5353:53/udp");
+        assert_eq!(one(parsed), "127.0.0.1:5353:53/udp");
+        let both = [port(None, "tcp"), port(Some("::1"), "tcp")].map(|p| p.mapping().unwrap());
+        assert_eq!(specs(&both, true), ["8080:80/tcp", "[::1]:8080:80/tcp"]);
+        assert_eq!(
+            specs(&both, false),
+            ["8080:80/tcp"],
+            "no IPv6 address: the IPv6 binding is left out"
+        );
+        // Every spec made parses back to its mapping.
+        for m in both {
+            let s: crate::publish::PortSpec = spec(&m).parse().unwrap();
+            assert_eq!(s.host_ip.unwrap_or(PortMapping::EVERY), m.host_ip);
+        }
     }
 }

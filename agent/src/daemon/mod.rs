@@ -221,7 +221,7 @@ impl Agent {
             if let Some(index) = self.nl.link_index(&ep.host_if).await? {
                 endpoints.push((index, ep.ip));
             }
-            published.extend(ep.ports.iter().map(crate::publish::PortMapping::key));
+            published.extend(ep.ports.iter().filter_map(crate::publish::PortMapping::key));
             if ep.ip6.is_some() {
                 published6.extend(
                     ep.ports

@@ -7,7 +7,11 @@
 use std::net::Ipv4Addr;
 
 use tracing::{info, warn};
-use weir_common::publish::{PublishKey, PublishKey6, PublishTarget, PublishTarget6};
+use weir_common::{
+    ct::{DIR_ORIGINAL, KIND_DNAT, KIND_HAIRPIN},
+    ct6::CtKey6,
+    publish::{PublishKey, PublishKey6, PublishTarget, PublishTarget6},
+};
 
 use super::{Agent, Change, Endpoint};
 use crate::{
@@ -69,6 +73,17 @@ impl Agent {
     ) -> Result<Vec<PortMapping>, AgentError> {
         let specs = parse_specs(specs)?;
         let ep = self.endpoint(name)?.clone();
+        if ep.ip6.is_none()
+            && let Some(spec) = specs
+                .iter()
+                .find(|s| s.host_ip.is_some_and(|ip| ip.is_ipv6()))
+        {
+            return Err(AgentError::PublishNoIpv6 {
+                spec: spec.to_string(),
+                endpoint: name.to_owned(),
+                network: ep.network.clone(),
+            });
+        }
         let mut made = Vec::new();
         for spec in &specs {
             if let Err(e) = self.plan(spec, &mut made, hold) {
@@ -179,7 +194,7 @@ impl Agent {
         made: &mut Vec<PortMapping>,
         hold: Hold,
     ) -> Result<(), AgentError> {
-        let host_ip = spec.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let host_ip = spec.host_ip.unwrap_or(PortMapping::EVERY);
         let proto = spec.proto;
         if proto == Proto::Sctp {
             return Err(ReserveError::Unsupported { proto }.into());
@@ -270,8 +285,9 @@ impl Agent {
             .map(|e| e.name.clone())
     }
 
-    /// Puts `mappings` of `ep` into `PUBLISH4` with their counters, and
-    /// into `PUBLISH6` those on every address when `ep` has an IPv6 address. (A new
+    /// Puts `mappings` of `ep` on IPv4 into `PUBLISH4` with their
+    /// counters, and those on IPv6 into `PUBLISH6` when `ep` has an IPv6
+    /// address. (A new
     /// publication then drops the conntrack entries that still lead its
     /// host ports elsewhere; a restored one keeps its flows.)
     pub(super) async fn install(
@@ -286,15 +302,17 @@ impl Agent {
         };
         let network_id = self.state.registry.get(&ep.network)?.id;
         for m in mappings {
-            let target = PublishTarget {
-                ip: ep.ip.octets(),
-                port: m.container_port.to_be_bytes(),
-                pad: [0; 2],
-                ifindex,
-                network_id,
-            };
-            self.datapath.ensure_port_stats(m.key())?;
-            self.datapath.insert_publish(m.key(), target)?;
+            if let Some(key) = m.key() {
+                let target = PublishTarget {
+                    ip: ep.ip.octets(),
+                    port: m.container_port.to_be_bytes(),
+                    pad: [0; 2],
+                    ifindex,
+                    network_id,
+                };
+                self.datapath.ensure_port_stats(key)?;
+                self.datapath.insert_publish(key, target)?;
+            }
             if let (Some(ip6), Some(key6)) = (ep.ip6, m.key6()) {
                 let target6 = PublishTarget6 {
                     ip: ip6.octets(),
@@ -312,11 +330,13 @@ impl Agent {
     /// drops their flows.
     pub(super) fn withdraw(&mut self, mappings: &[PortMapping]) -> Result<(), AgentError> {
         for m in mappings {
-            self.datapath.remove_publish(m.key())?;
+            if let Some(key) = m.key() {
+                self.datapath.remove_publish(key)?;
+                self.datapath.remove_port_stats(key)?;
+            }
             if let Some(key6) = m.key6() {
                 self.datapath.remove_publish6(key6)?;
             }
-            self.datapath.remove_port_stats(m.key())?;
             self.reservations.release(m.proto, m.host_ip, m.host_port);
         }
         self.forget_flows(mappings)
@@ -336,10 +356,10 @@ impl Agent {
             }
             for m in &ep.ports {
                 let key = PublishKey::new(ep.ip.octets(), m.container_port, m.proto.number());
-                if !open.iter().any(|(k, _)| *k == key) {
+                if m.key().is_some() && !open.iter().any(|(k, _)| *k == key) {
                     open.push((key, net.id));
                 }
-                if let Some(ip6) = ep.ip6 {
+                if let Some(ip6) = ep.ip6.filter(|_| m.key6().is_some()) {
                     let key = PublishKey6::new(ip6.octets(), m.container_port, m.proto.number());
                     if !open6.iter().any(|(k, _)| *k == key) {
                         open6.push((key, net.id));
@@ -374,8 +394,8 @@ impl Agent {
     /// Removes both entries of every tracked flow that entered through one
     /// of these publications.
     fn forget_flows(&mut self, mappings: &[PortMapping]) -> Result<(), AgentError> {
-        let keys: Vec<PublishKey> = mappings.iter().map(PortMapping::key).collect();
-        // Both directions of a flow name the publication it came in by.
+        let keys: Vec<PublishKey> = mappings.iter().filter_map(PortMapping::key).collect();
+        // Both directions of an IPv4 flow name the publication it came in by.
         let stale: Vec<_> = self
             .datapath
             .conntrack::<weir_common::ct::CtKey>()?
@@ -385,6 +405,34 @@ impl Agent {
             .collect();
         if !stale.is_empty() {
             self.datapath.remove_conntrack(&stale)?;
+        }
+        // An IPv6 flow's original direction is its publication's key (the
+        // address called, which `::` covers, and the host port); the
+        // answers' entry is found from it.
+        let keys6: Vec<PublishKey6> = mappings.iter().filter_map(PortMapping::key6).collect();
+        if keys6.is_empty() {
+            return Ok(());
+        }
+        let entered = |k: &CtKey6| {
+            keys6.iter().any(|p| {
+                p.port == k.dport
+                    && p.proto == k.proto
+                    && (p.host_ip == [0; 16] || p.host_ip == k.daddr)
+            })
+        };
+        let stale6: Vec<CtKey6> = self
+            .datapath
+            .conntrack::<CtKey6>()?
+            .into_iter()
+            .filter(|f| {
+                f.entry.dir == DIR_ORIGINAL
+                    && (f.entry.kind == KIND_DNAT || f.entry.kind == KIND_HAIRPIN)
+                    && entered(&f.key)
+            })
+            .flat_map(|f| [f.key, CtKey6::reply_of(&f.entry, f.key.proto)])
+            .collect();
+        if !stale6.is_empty() {
+            self.datapath.remove_conntrack(&stale6)?;
         }
         Ok(())
     }

@@ -167,7 +167,7 @@ mod tests {
     fn mapping(host_port: u16) -> PortMapping {
         PortMapping {
             proto: Proto::Tcp,
-            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_ip: Ipv4Addr::UNSPECIFIED.into(),
             host_port,
             container_port: 80,
         }

@@ -1,7 +1,7 @@
 //! `weir stats` and the Prometheus endpoint: the datapath's counters with
 //! names on them (per publication, per network, per drop reason, per hook).
 
-use std::{fmt::Write as _, net::Ipv4Addr};
+use std::{fmt::Write as _, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 use weir_common::{drop::DropReason, stats::Hook};
@@ -28,9 +28,9 @@ pub struct PortStats {
     pub endpoint: String,
     pub network: String,
     pub proto: String,
-    pub host_ip: Ipv4Addr,
+    pub host_ip: IpAddr,
     pub host_port: u16,
-    pub container_ip: Ipv4Addr,
+    pub container_ip: IpAddr,
     pub container_port: u16,
     pub flows: u64,
     pub packets_in: u64,
@@ -69,10 +69,15 @@ impl Agent {
             for m in &ep.ports {
                 let c = counters
                     .iter()
-                    .find(|(k, _)| *k == m.key())
+                    .find(|(k, _)| Some(*k) == m.key())
                     .map(|(_, c)| *c)
                     .unwrap_or_default();
-                ports.push(port_stats(&ep.name, &ep.network, ep.ip, m, c));
+                // An IPv6-only publication leads to the IPv6 address.
+                let ip = match ep.ip6 {
+                    Some(ip6) if m.is_ipv6_only() => IpAddr::V6(ip6),
+                    _ => IpAddr::V4(ep.ip),
+                };
+                ports.push(port_stats(&ep.name, &ep.network, ip, m, c));
             }
         }
         ports.sort_by_key(|p| (p.host_port, p.proto.clone(), p.host_ip));
@@ -120,7 +125,7 @@ impl Agent {
 fn port_stats(
     endpoint: &str,
     network: &str,
-    ip: Ipv4Addr,
+    ip: IpAddr,
     m: &PortMapping,
     c: weir_common::stats::PortCounters,
 ) -> PortStats {
@@ -312,9 +317,9 @@ mod tests {
                 endpoint: "web".into(),
                 network: "weir".into(),
                 proto: "tcp".into(),
-                host_ip: Ipv4Addr::UNSPECIFIED,
+                host_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
                 host_port: 8080,
-                container_ip: Ipv4Addr::new(10, 203, 0, 2),
+                container_ip: std::net::Ipv4Addr::new(10, 203, 0, 2).into(),
                 container_port: 80,
                 flows: 3,
                 packets_in: 10,

@@ -60,6 +60,7 @@ pub mod map_names {
     pub const PUBLISH6: &str = "PUBLISH6";
     pub const TAIL_CALLS: &str = "TAIL_CALLS";
     pub const OPEN_PORTS6: &str = "OPEN_PORTS6";
+    pub const SOCK_RNAT66: &str = "SOCK_RNAT66";
     /// Every map, in the order they are pinned.
     pub const ALL: &[&str] = &[
         HOOK_STATS,
@@ -87,6 +88,7 @@ pub mod map_names {
         PUBLISH6,
         TAIL_CALLS,
         OPEN_PORTS6,
+        SOCK_RNAT66,
     ];
 }
 
@@ -98,6 +100,7 @@ pub const SOCK_PROGRAMS: &[&str] = &[
     "sock_recvmsg4",
     "sock_peername4",
     "sock_connect6",
+    "sock_sendmsg6",
     "sock_recvmsg6",
     "sock_peername6",
 ];

@@ -118,6 +118,7 @@ pub fn endpoints<S: std::hash::BuildHasher>(
             let ip: Ipv4Addr = s.ip_address.parse().ok()?;
             let mac = parse_mac(&s.mac_address)?;
             let network = followed.get(&s.network_id)?.clone();
+            let ip6: Option<std::net::Ipv6Addr> = s.global_ipv6_address.parse().ok();
             Some(ForeignEndpoint {
                 name: if i == primary {
                     name.clone()
@@ -128,10 +129,15 @@ pub fn endpoints<S: std::hash::BuildHasher>(
                 network,
                 netns: paths::proc_ns_net(c.state.pid),
                 ip,
-                ip6: s.global_ipv6_address.parse().ok(),
+                ip6,
                 mac,
+                // An IPv6 binding needs an IPv6 address to lead to.
                 ports: if i == primary {
-                    ports.clone()
+                    ports
+                        .iter()
+                        .filter(|m| ip6.is_some() || !m.is_ipv6_only())
+                        .copied()
+                        .collect()
                 } else {
                     Vec::new()
                 },
@@ -140,8 +146,10 @@ pub fn endpoints<S: std::hash::BuildHasher>(
         .collect()
 }
 
-/// `NetworkSettings.Ports` as mappings: one per IPv4 binding (`""` and
-/// `0.0.0.0` are every address; IPv6 bindings are not weir's yet).
+/// `NetworkSettings.Ports` as mappings: one per binding. `""` and
+/// `0.0.0.0` are every address of both families, which holds the `[::]`
+/// binding Docker lists beside it for the same port; `::` alone is every
+/// IPv6 address, any other address that one.
 fn ports(c: &api::Container) -> Vec<PortMapping> {
     let mut out = Vec::new();
     for (port, bindings) in c.network_settings.ports.iter().flatten() {
@@ -159,9 +167,9 @@ fn ports(c: &api::Container) -> Vec<PortMapping> {
         };
         for b in bindings.iter().flatten() {
             let host_ip = if b.host_ip.is_empty() {
-                Ipv4Addr::UNSPECIFIED
+                PortMapping::EVERY
             } else {
-                match b.host_ip.parse::<Ipv4Addr>() {
+                match b.host_ip.parse::<std::net::IpAddr>() {
                     Ok(ip) => ip,
                     Err(_) => continue,
                 }
@@ -180,6 +188,22 @@ fn ports(c: &api::Container) -> Vec<PortMapping> {
             }
         }
     }
+    // `[::]:H` beside `0.0.0.0:H` to the same port is the same one.
+    let every: Vec<PortMapping> = out
+        .iter()
+        .filter(|m| m.host_ip == PortMapping::EVERY)
+        .copied()
+        .collect();
+    out.retain(|m| {
+        !(m.host_ip.is_ipv6()
+            && m.host_ip.is_unspecified()
+            && every.iter().any(|e| {
+                PortMapping {
+                    host_ip: m.host_ip,
+                    ..*e
+                } == *m
+            }))
+    });
     out.sort_by_key(|m| (m.host_port, m.proto.number(), m.host_ip));
     out
 }
@@ -295,5 +319,40 @@ mod tests {
         let mut stopped = c.clone();
         stopped.state.running = false;
         assert!(endpoints(&stopped, &followed).is_empty());
+    }
+
+    /// `docker run --network dual -p [::]:9090:90 -p [fd00::1]:9091:91
+    /// -p 9092:92`: the IPv6 bindings are the endpoint's when it has an
+    /// IPv6 address, and left out when it has none.
+    #[test]
+    fn ipv6_bindings_lead_to_an_ipv6_address() {
+        let json = |ip6: &str| {
+            format!(
+                r#"{{"Id":"d1","Name":"/d1","State":{{"Running":true,"Pid":7}},"HostConfig":{{"NetworkMode":"dual"}},
+                "NetworkSettings":{{"Ports":{{"90/tcp":[{{"HostIp":"::","HostPort":"9090"}}],
+                  "91/tcp":[{{"HostIp":"fd00::1","HostPort":"9091"}}],
+                  "92/tcp":[{{"HostIp":"0.0.0.0","HostPort":"9092"}},{{"HostIp":"::","HostPort":"9092"}}]}},
+                "Networks":{{"dual":{{"NetworkID":"dddd0123456789abcdef","IPAddress":"10.93.0.2",
+                  "MacAddress":"02:42:0a:5d:00:02","GlobalIPv6Address":"{ip6}"}}}}}}}}"#
+            )
+        };
+        let followed = HashMap::from([("dddd0123456789abcdef".to_owned(), "dual".to_owned())]);
+        let shown = |ip6: &str| -> Vec<String> {
+            let c: api::Container = serde_json::from_str(&json(ip6)).unwrap();
+            endpoints(&c, &followed)[0]
+                .ports
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            shown("fd00:93::2"),
+            [
+                "90/tcp -> [::]:9090",
+                "91/tcp -> [fd00::1]:9091",
+                "92/tcp -> 0.0.0.0:9092"
+            ]
+        );
+        assert_eq!(shown(""), ["92/tcp -> 0.0.0.0:9092"]);
     }
 }

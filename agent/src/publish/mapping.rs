@@ -1,7 +1,14 @@
 //! A published port as the agent keeps it: one host address and port to
 //! one container port. A spec (`-p`) becomes one mapping per port.
+//!
+//! The host address says the families: `0.0.0.0` is every address of
+//! the node, IPv4 and IPv6 (`-p 8080:80`, as Docker's `0.0.0.0` and `[::]`
+//! together); `::` every IPv6 address only; any other address that one.
 
-use std::{fmt, net::Ipv4Addr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr},
+};
 
 use serde::{Deserialize, Serialize};
 use weir_common::publish::{PublishKey, PublishKey6};
@@ -12,44 +19,72 @@ use super::Proto;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PortMapping {
     pub proto: Proto,
-    /// `0.0.0.0`: every address of the node.
-    pub host_ip: Ipv4Addr,
+    /// `0.0.0.0`: every address of the node, both families; `::`: every
+    /// IPv6 address of it.
+    pub host_ip: IpAddr,
     pub host_port: u16,
     pub container_port: u16,
 }
 
 impl PortMapping {
-    /// The `PUBLISH4` key.
+    /// Every address of the node, both families (`0.0.0.0`).
+    pub const EVERY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+    /// The `PUBLISH4` key, for a mapping on IPv4.
     #[must_use]
-    pub fn key(&self) -> PublishKey {
-        PublishKey::new(self.host_ip.octets(), self.host_port, self.proto.number())
+    pub fn key(&self) -> Option<PublishKey> {
+        match self.host_ip {
+            IpAddr::V4(ip) => Some(PublishKey::new(
+                ip.octets(),
+                self.host_port,
+                self.proto.number(),
+            )),
+            IpAddr::V6(_) => None,
+        }
     }
 
-    /// The `PUBLISH6` key: a mapping on every address of the node is on
-    /// its IPv6 addresses too (`::`); one bound to an IPv4 address is not.
+    /// The `PUBLISH6` key, for a mapping on IPv6: one on every address of
+    /// the node is on its IPv6 addresses too (`::`); one bound to an
+    /// IPv4 address is not.
     #[must_use]
     pub fn key6(&self) -> Option<PublishKey6> {
-        self.host_ip
-            .is_unspecified()
-            .then(|| PublishKey6::new([0; 16], self.host_port, self.proto.number()))
+        let ip = match self.host_ip {
+            IpAddr::V4(ip) if ip.is_unspecified() => [0; 16],
+            IpAddr::V4(_) => return None,
+            IpAddr::V6(ip) => ip.octets(),
+        };
+        Some(PublishKey6::new(ip, self.host_port, self.proto.number()))
+    }
+
+    /// Whether it reaches the container over IPv6 only.
+    #[must_use]
+    pub fn is_ipv6_only(&self) -> bool {
+        self.host_ip.is_ipv6()
     }
 
     /// Whether both cannot exist at once: the same protocol and port, and
-    /// the same address or either on every address (as two sockets could
-    /// not bind them).
+    /// addresses that overlap (the same, or either every address of a
+    /// family the other is in), as two sockets could not bind them.
     #[must_use]
     pub fn clashes(&self, other: &PortMapping) -> bool {
+        let covers = |a: IpAddr, b: IpAddr| {
+            a == b || a == Self::EVERY || (a.is_ipv6() && a.is_unspecified() && b.is_ipv6())
+        };
         self.proto == other.proto
             && self.host_port == other.host_port
-            && (self.host_ip == other.host_ip
-                || self.host_ip.is_unspecified()
-                || other.host_ip.is_unspecified())
+            && (covers(self.host_ip, other.host_ip) || covers(other.host_ip, self.host_ip))
     }
 
-    /// `0.0.0.0:8080/tcp`, as Docker words the host side in its errors.
+    /// `0.0.0.0:8080/tcp` or `[::1]:8080/tcp`, as Docker words the host
+    /// side in its errors.
     #[must_use]
     pub fn host_side(&self) -> String {
-        format!("{}:{}/{}", self.host_ip, self.host_port, self.proto)
+        format!("{}/{}", self.host_addr(), self.proto)
+    }
+
+    /// `0.0.0.0:8080` or `[::1]:8080`.
+    fn host_addr(&self) -> std::net::SocketAddr {
+        (self.host_ip, self.host_port).into()
     }
 }
 
@@ -58,20 +93,28 @@ impl fmt::Display for PortMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}/{} -> {}:{}",
-            self.container_port, self.proto, self.host_ip, self.host_port
+            "{}/{} -> {}",
+            self.container_port,
+            self.proto,
+            self.host_addr()
         )
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv6Addr;
+
     use super::*;
 
     fn m(proto: Proto, ip: [u8; 4], port: u16) -> PortMapping {
+        m6(proto, Ipv4Addr::from(ip).into(), port)
+    }
+
+    fn m6(proto: Proto, host_ip: IpAddr, port: u16) -> PortMapping {
         PortMapping {
             proto,
-            host_ip: Ipv4Addr::from(ip),
+            host_ip,
             host_port: port,
             container_port: 80,
         }
@@ -94,11 +137,29 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_mappings_clash_within_their_family() {
+        let any6 = m6(Proto::Tcp, "::".parse().unwrap(), 8080);
+        let lo6 = m6(Proto::Tcp, "::1".parse().unwrap(), 8080);
+        assert!(any6.clashes(&lo6) && lo6.clashes(&any6));
+        assert!(
+            m(Proto::Tcp, [0; 4], 8080).clashes(&lo6),
+            "0.0.0.0 is IPv6's every address too"
+        );
+        assert!(!any6.clashes(&m(Proto::Tcp, [127, 0, 0, 1], 8080)));
+        assert!(!lo6.clashes(&m6(Proto::Tcp, "2001:db8::1".parse().unwrap(), 8080)));
+        assert_eq!((any6.key(), any6.key6().unwrap().host_ip), (None, [0; 16]));
+        assert_eq!(lo6.key6().unwrap().host_ip, Ipv6Addr::LOCALHOST.octets());
+        assert!(m(Proto::Tcp, [127, 0, 0, 1], 8080).key6().is_none());
+        assert_eq!(lo6.to_string(), "80/tcp -> [::1]:8080");
+        assert_eq!(any6.host_side(), "[::]:8080/tcp");
+    }
+
+    #[test]
     fn words_like_docker() {
         let x = m(Proto::Udp, [0; 4], 5353);
         assert_eq!(x.to_string(), "80/udp -> 0.0.0.0:5353");
         assert_eq!(x.host_side(), "0.0.0.0:5353/udp");
-        assert_eq!(x.key().port, 5353u16.to_be_bytes());
-        assert_eq!(x.key().proto, 17);
+        let key = x.key().unwrap();
+        assert_eq!((key.port, key.proto), (5353u16.to_be_bytes(), 17));
     }
 }

@@ -2,12 +2,14 @@
 //! bound (never listening) to the host address and port, as Docker does.
 //! The kernel then refuses the port to any other program and never hands
 //! it out as an ephemeral port, and a port some program already holds is
-//! found at publish time, with the kernel's own answer.
+//! found at publish time, with the kernel's own answer. An IPv6 address
+//! is held by an IPv6-only socket (`IPV6_V6ONLY`), so `[::]:H` leaves
+//! `0.0.0.0:H` to others as Docker's does.
 
 use std::{
     collections::HashMap,
     io,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, SocketAddr},
 };
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -17,19 +19,15 @@ use super::Proto;
 /// Why a port could not be reserved.
 #[derive(Debug, thiserror::Error)]
 pub enum ReserveError {
-    #[error("{ip}:{port}/{proto} is in use by a program on the node")]
-    InUse {
-        ip: Ipv4Addr,
-        port: u16,
-        proto: Proto,
-    },
+    #[error("{}/{proto} is in use by a program on the node", SocketAddr::new(*.ip, *.port))]
+    InUse { ip: IpAddr, port: u16, proto: Proto },
     #[error("{ip} is not an address of this node")]
-    NotLocal { ip: Ipv4Addr },
+    NotLocal { ip: IpAddr },
     #[error("{proto} ports are not supported (TCP and UDP are)")]
     Unsupported { proto: Proto },
-    #[error("reserving {ip}:{port}/{proto}: {source}")]
+    #[error("reserving {}/{proto}: {source}", SocketAddr::new(*.ip, *.port))]
     Io {
-        ip: Ipv4Addr,
+        ip: IpAddr,
         port: u16,
         proto: Proto,
         #[source]
@@ -40,14 +38,14 @@ pub enum ReserveError {
 /// The sockets that hold published ports, by (protocol, address, port).
 #[derive(Default)]
 pub struct Reservations {
-    held: HashMap<(Proto, Ipv4Addr, u16), Socket>,
+    held: HashMap<(Proto, IpAddr, u16), Socket>,
 }
 
 impl Reservations {
     /// Binds `ip:port` for `proto` and holds it; port 0 lets the kernel
     /// pick a free one (from `ip_local_port_range`, as Docker's pick does).
     /// Returns the port held.
-    pub fn reserve(&mut self, proto: Proto, ip: Ipv4Addr, port: u16) -> Result<u16, ReserveError> {
+    pub fn reserve(&mut self, proto: Proto, ip: IpAddr, port: u16) -> Result<u16, ReserveError> {
         let (ty, protocol) = match proto {
             Proto::Tcp => (Type::STREAM, Protocol::TCP),
             Proto::Udp => (Type::DGRAM, Protocol::UDP),
@@ -63,28 +61,36 @@ impl Reservations {
                 source,
             },
         };
-        let socket = Socket::new(Domain::IPV4, ty, Some(protocol)).map_err(io_err)?;
+        let socket = Socket::new(
+            Domain::for_address(SocketAddr::new(ip, port)),
+            ty,
+            Some(protocol),
+        )
+        .map_err(io_err)?;
         socket.set_cloexec(true).map_err(io_err)?;
+        if ip.is_ipv6() {
+            socket.set_only_v6(true).map_err(io_err)?;
+        }
         socket
-            .bind(&SocketAddrV4::new(ip, port).into())
+            .bind(&SocketAddr::new(ip, port).into())
             .map_err(io_err)?;
         let port = socket
             .local_addr()
             .map_err(io_err)?
-            .as_socket_ipv4()
+            .as_socket()
             .map_or(port, |a| a.port());
         self.held.insert((proto, ip, port), socket);
         Ok(port)
     }
 
     /// Lets the port go.
-    pub fn release(&mut self, proto: Proto, ip: Ipv4Addr, port: u16) {
+    pub fn release(&mut self, proto: Proto, ip: IpAddr, port: u16) {
         self.held.remove(&(proto, ip, port));
     }
 
     /// Whether the agent holds this port.
     #[must_use]
-    pub fn holds(&self, proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
+    pub fn holds(&self, proto: Proto, ip: IpAddr, port: u16) -> bool {
         self.held.contains_key(&(proto, ip, port))
     }
 }

@@ -10,8 +10,17 @@
 //! | `8000-8010:80-90`         | each host port to its own container port             |
 //! | `8000-8010:80`            | container 80 on the first free port of 8000-8010     |
 //! | `53:53/udp`               | UDP (default TCP)                                    |
+//! | `[::]:8080:80`            | on every IPv6 address of the host only               |
+//! | `[::1]:8080:80`           | on `::1` only (reachable from the node alone)        |
+//! | `[2001:db8::1]::80`       | on that IPv6 address, a host port the agent picks    |
+//!
+//! An IPv6 host address is written in brackets, as Docker writes it.
 
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr},
+    str::FromStr,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -97,8 +106,9 @@ impl fmt::Display for PortRange {
 /// One `-p` argument, parsed and checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortSpec {
-    /// `None`: every address of the host (Docker's `0.0.0.0`).
-    pub host_ip: Option<Ipv4Addr>,
+    /// `None`: every address of the host, both families (no address,
+    /// or `0.0.0.0`); `::`: every IPv6 address of the host.
+    pub host_ip: Option<IpAddr>,
     /// `None`: the agent picks a free port.
     pub host_ports: Option<PortRange>,
     pub container_ports: PortRange,
@@ -140,8 +150,10 @@ impl PortSpec {
 
 impl fmt::Display for PortSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(ip) = self.host_ip {
-            write!(f, "{ip}:")?;
+        match self.host_ip {
+            Some(IpAddr::V6(ip)) => write!(f, "[{ip}]:")?,
+            Some(ip) => write!(f, "{ip}:")?,
+            None => {}
         }
         match (self.host_ip, self.host_ports) {
             (_, Some(h)) => write!(f, "{h}:")?,
@@ -160,9 +172,6 @@ impl FromStr for PortSpec {
             spec: spec.to_owned(),
             reason: reason.to_owned(),
         };
-        if spec.starts_with('[') {
-            return Err(fail("IPv6 host addresses are not supported yet"));
-        }
         let (ports, proto) = match spec.rsplit_once('/') {
             Some((p, "tcp")) => (p, Proto::Tcp),
             Some((p, "udp")) => (p, Proto::Udp),
@@ -170,16 +179,37 @@ impl FromStr for PortSpec {
             Some(_) => return Err(fail("the protocol must be tcp, udp or sctp")),
             None => (spec, Proto::Tcp),
         };
-        let fields: Vec<&str> = ports.split(':').collect();
-        let (host_ip, host, container) = match fields.as_slice() {
-            [c] => (None, None, *c),
-            [h, c] => (None, Some(*h), *c),
-            [ip, h, c] => {
-                let ip: Ipv4Addr = ip
+        // `[IPV6]:` first: its colons are not the fields'.
+        let (ip6, ports) = match ports.strip_prefix('[') {
+            Some(rest) => {
+                let (ip, rest) = rest
+                    .split_once("]:")
+                    .ok_or_else(|| fail("an IPv6 host address is `[ADDRESS]:`"))?;
+                let ip: std::net::Ipv6Addr = ip
                     .parse()
-                    .map_err(|_| fail(&format!("`{ip}` is not an IPv4 address")))?;
-                (Some(ip), (!h.is_empty()).then_some(*h), *c)
+                    .map_err(|_| fail(&format!("`{ip}` is not an IPv6 address")))?;
+                (Some(ip), rest)
             }
+            None => (None, ports),
+        };
+        let fields: Vec<&str> = ports.split(':').collect();
+        let (host_ip, host, container) = match (ip6, fields.as_slice()) {
+            (None, [c]) => (None, None, *c),
+            (None, [h, c]) => (None, Some(*h), *c),
+            (None, [ip, h, c]) => {
+                let ip: Ipv4Addr = ip.parse().map_err(|_| {
+                    fail(&format!(
+                        "`{ip}` is not an IPv4 address (an IPv6 one goes in brackets)"
+                    ))
+                })?;
+                let every = ip.is_unspecified();
+                (
+                    (!every).then_some(IpAddr::V4(ip)),
+                    (!h.is_empty()).then_some(*h),
+                    *c,
+                )
+            }
+            (Some(ip), [h, c]) => (Some(IpAddr::V6(ip)), (!h.is_empty()).then_some(*h), *c),
             _ => {
                 return Err(fail(
                     "expected [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]",
@@ -196,8 +226,13 @@ impl FromStr for PortSpec {
                 "host range {h} and container range {container_ports} differ in length"
             )));
         }
+        if let Some(ip) = host_ip
+            && ip.is_multicast()
+        {
+            return Err(fail(&format!("`{ip}` is a multicast address")));
+        }
         Ok(PortSpec {
-            host_ip: host_ip.filter(|ip| !ip.is_unspecified()),
+            host_ip,
             host_ports,
             container_ports,
             proto,
@@ -257,12 +292,12 @@ mod tests {
         );
         assert_eq!(p("8080:80").host_ports, Some(r(8080, 8080)));
         let local = p("127.0.0.1:8080:80/udp");
-        assert_eq!(local.host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(local.host_ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         assert_eq!(local.proto, Proto::Udp);
         let pick = p("127.0.0.1::80");
         assert_eq!(
             (pick.host_ip, pick.host_ports),
-            (Some(Ipv4Addr::LOCALHOST), None)
+            (Some(IpAddr::V4(Ipv4Addr::LOCALHOST)), None)
         );
         assert_eq!(
             p("0.0.0.0:8080:80").host_ip,
@@ -270,6 +305,24 @@ mod tests {
             "0.0.0.0 means every address"
         );
         assert_eq!(p("9000:9000/sctp").proto, Proto::Sctp);
+    }
+
+    #[test]
+    fn ipv6_host_addresses_go_in_brackets() {
+        let v6 = |s: &str| Some(IpAddr::V6(s.parse().unwrap()));
+        let any6 = p("[::]:8080:80");
+        assert_eq!(
+            any6.host_ip,
+            v6("::"),
+            "`::` is IPv6 only, not every address"
+        );
+        assert_eq!(any6.host_ports, Some(r(8080, 8080)));
+        assert_eq!(p("[::1]:8080:80/udp").host_ip, v6("::1"));
+        let pick = p("[2001:db8::1]::80-81");
+        assert_eq!(
+            (pick.host_ip, pick.host_ports, pick.container_ports),
+            (v6("2001:db8::1"), None, r(80, 81))
+        );
     }
 
     #[test]
@@ -295,10 +348,15 @@ mod tests {
             ("http", "is not a port"),
             ("8080:80/icmp", "tcp, udp or sctp"),
             ("1.2.3:8080:80", "is not an IPv4 address"),
+            ("::1:8080:80", "expected [HOST_IP:]"),
+            ("[::1:8080:80", "`[ADDRESS]:`"),
+            ("[10.0.0.1]:8080:80", "is not an IPv6 address"),
+            ("[::1]:80", "expected [HOST_IP:]"),
+            ("[ff02::1]:8080:80", "multicast"),
+            ("224.0.0.1:8080:80", "multicast"),
             ("90-80", "ends before it starts"),
             ("8000-8010:80-85", "differ in length"),
             ("a:b:c:d", "expected [HOST_IP:]"),
-            ("[::1]:8080:80", "IPv6"),
         ] {
             let err = spec.parse::<PortSpec>().unwrap_err().to_string();
             assert!(
@@ -317,6 +375,8 @@ mod tests {
             "127.0.0.1:8080:80/tcp",
             "127.0.0.1::80/tcp",
             "8000-8010:80-90/tcp",
+            "[::]:8080:80/tcp",
+            "[2001:db8::1]::80/udp",
         ] {
             assert_eq!(p(s).to_string(), s);
             assert_eq!(p(&p(s).to_string()), p(s));
