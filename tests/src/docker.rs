@@ -219,6 +219,8 @@ impl Docker {
 
 /// `httpd` serving the image's `/www` (with `/cgi-bin/who`) on IPv4 port 80.
 pub const HTTPD: &[&str] = &["httpd", "-f", "-p", "0.0.0.0:80", "-h", "/www"];
+/// [`HTTPD`] on both families (`[::]:80`, which takes IPv4 too).
+pub const HTTPD6: &[&str] = &["httpd", "-f", "-p", "[::]:80", "-h", "/www"];
 
 /// Waits until `agent` has endpoint `name` (a container it follows) and
 /// returns it as `weir ps --json` shows it.

@@ -15,7 +15,7 @@ use std::{
 use weir_tests::{
     World,
     agent::Agent,
-    docker::{self, Docker, HTTPD, IMAGE, curl},
+    docker::{self, Docker, HTTPD, HTTPD6, IMAGE, curl},
     eventually,
     sock::{Server, at},
     world::{self, EXT_IP, NODE_UPLINK_IP},
@@ -346,7 +346,8 @@ fn an_internal_network_reaches_nothing_beyond_itself() {
 /// A Docker network with IPv6 enabled: weir learns its IPv6 subnet and
 /// its containers' IPv6 addresses, so they speak IPv6 to each other (not
 /// taken for spoofed), and their IPv6 leaves masqueraded as the node's,
-/// as weir's own networks' does.
+/// as weir's own networks' does; `-p H:C` is reached over both families
+/// and `-p [::]:H:C` over IPv6 alone, the client's address kept.
 #[test]
 fn a_docker_ipv6_network_speaks_ipv6_inside_and_leaves_as_the_node() {
     let bed = bed();
@@ -394,6 +395,49 @@ fn a_docker_ipv6_network_speaks_ipv6_inside_and_leaves_as_the_node() {
         world::NODE_UPLINK_IP6,
         "ext saw the container's address"
     );
-    bed.docker.ok(&["rm", "-f", "six1", "six2", "six3"]);
+    published_over_ipv6(&bed);
+    bed.docker.ok(&["rm", "-f", "six1", "six2", "six3", "six4"]);
     bed.docker.ok(&["network", "rm", "dual6"]);
+}
+
+/// `docker run -p 8089:80 -p [::]:8090:80` on the dual-stack network:
+/// Docker lists `0.0.0.0` and `[::]` for the first, which weir holds as
+/// one publication on both families; the second is IPv6's alone.
+fn published_over_ipv6(bed: &Bed) {
+    let mut args = vec![
+        "--name",
+        "six4",
+        "--network",
+        "dual6",
+        "-p",
+        "8089:80",
+        "-p",
+        "[::]:8090:80",
+        IMAGE,
+    ];
+    args.extend_from_slice(HTTPD6);
+    bed.run(&args);
+    let ports = bed.ports_of("six4", 2);
+    let hosts: Vec<&str> = ports.iter().filter_map(|p| p["host_ip"].as_str()).collect();
+    assert!(
+        hosts.contains(&"0.0.0.0") && hosts.contains(&"::"),
+        "{ports:?}"
+    );
+    let node6 = world::NODE_UPLINK_IP6;
+    let ext6 = format!("hello [{}]", world::EXT_IP6);
+    for port in [8089, 8090] {
+        let url = format!("http://[{node6}]:{port}/cgi-bin/who");
+        let body = eventually(Duration::from_secs(10), || curl(&bed.world.ext, &url));
+        assert_eq!(body.as_deref(), Some(ext6.as_str()), "{url}");
+    }
+    let over4 = |port: u16| {
+        curl(
+            &bed.world.ext,
+            &format!("http://{NODE_UPLINK_IP}:{port}/cgi-bin/who"),
+        )
+    };
+    // httpd on `[::]` shows an IPv4 client v4-mapped.
+    let four = over4(8089).unwrap_or_default();
+    assert!(four.contains(&EXT_IP.to_string()), "over IPv4: {four}");
+    assert_eq!(over4(8090), None, "[::]:8090 reached over IPv4");
 }
