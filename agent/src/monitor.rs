@@ -7,15 +7,19 @@
 //! drop would make a flood of drops a flood of wake-ups); the reader
 //! drains the ring every [`READ_EVERY`] instead.
 
-use std::{collections::BTreeMap, fmt, net::Ipv4Addr};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+};
 
 use aya::maps::{MapData, RingBuf};
 use serde::{Deserialize, Serialize};
 use tokio::{sync::broadcast, time::MissedTickBehavior};
 use weir_common::{
     drop::DropReason,
-    event::DropEvent,
-    publish::{PROTO_ICMP, PROTO_TCP, PROTO_UDP},
+    event::{DropEvent, DropEvent6},
+    publish::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
     stats::Hook,
 };
 
@@ -44,9 +48,11 @@ pub struct MonitorEvent {
     pub interface: Option<String>,
     /// The endpoint behind the interface, if it is a container veth.
     pub endpoint: Option<String>,
-    /// `tcp`, `udp`, `icmp`, `arp`, `ip/<n>`, or `ether/<type>`.
+    /// `tcp`, `udp`, `icmp`, `icmpv6`, `arp`, `ip/<n>`, `ip6/<n>` (IPv6's
+    /// next header), or `ether/<type>`.
     pub proto: String,
-    /// `address[:port]` (ARP: sender and target address).
+    /// `address[:port]`, `[address]:port` for IPv6 (ARP: sender and
+    /// target address).
     pub src: String,
     pub dst: String,
     pub smac: String,
@@ -54,31 +60,43 @@ pub struct MonitorEvent {
 }
 
 impl MonitorEvent {
-    /// Decodes a record; `offset_ns` turns the datapath's monotonic time
-    /// into Unix time.
+    /// Decodes a record: an IPv4 (or ARP, or other) packet's, or with
+    /// `v6` an IPv6 packet's addresses; `offset_ns` turns the datapath's
+    /// monotonic time into Unix time.
     #[must_use]
-    pub fn from_raw(e: &DropEvent, offset_ns: i128) -> Self {
+    pub fn from_raw(e: &DropEvent, v6: Option<&DropEvent6>, offset_ns: i128) -> Self {
         let reason = DropReason::from_number(e.reason);
         let unix = i128::from(e.time_ns) + offset_ns;
         let unix = u64::try_from(unix.max(0)).unwrap_or(0);
         let (proto, ports) = match (u16::from_be_bytes(e.ethertype), e.proto) {
             (0x0806, _) => ("arp".to_owned(), false),
-            (0x0800, PROTO_TCP) => ("tcp".to_owned(), true),
-            (0x0800, PROTO_UDP) => ("udp".to_owned(), true),
+            (0x0800 | 0x86dd, PROTO_TCP) => ("tcp".to_owned(), true),
+            (0x0800 | 0x86dd, PROTO_UDP) => ("udp".to_owned(), true),
             (0x0800, PROTO_ICMP) => ("icmp".to_owned(), false),
             (0x0800, n) => (format!("ip/{n}"), false),
+            (0x86dd, PROTO_ICMPV6) => ("icmpv6".to_owned(), false),
+            (0x86dd, n) => (format!("ip6/{n}"), false),
             (t, _) => (format!("ether/{t:#06x}"), false),
         };
-        let ip_level = proto != "arp" && !proto.starts_with("ether/");
-        let addr = |a: [u8; 4], port: [u8; 2]| {
-            let a = Ipv4Addr::from(a);
-            if ports {
-                format!("{a}:{}", u16::from_be_bytes(port))
-            } else if ip_level || proto == "arp" {
-                a.to_string()
-            } else {
+        let known = !proto.starts_with("ether/") && (e.ethertype != [0x86, 0xdd] || v6.is_some());
+        let addr = |a: IpAddr, port: [u8; 2]| {
+            if !known {
                 "-".to_owned()
+            } else if ports {
+                SocketAddr::new(a, u16::from_be_bytes(port)).to_string()
+            } else {
+                a.to_string()
             }
+        };
+        let (src, dst) = match v6 {
+            Some(v6) => (
+                IpAddr::from(Ipv6Addr::from(v6.saddr)),
+                IpAddr::from(Ipv6Addr::from(v6.daddr)),
+            ),
+            None => (
+                IpAddr::from(Ipv4Addr::from(e.saddr)),
+                IpAddr::from(Ipv4Addr::from(e.daddr)),
+            ),
         };
         Self {
             time: rfc3339(unix),
@@ -94,8 +112,8 @@ impl MonitorEvent {
             ifindex: e.ifindex,
             interface: interface_name(e.ifindex),
             endpoint: None,
-            src: addr(e.saddr, e.sport),
-            dst: addr(e.daddr, e.dport),
+            src: addr(src, e.sport),
+            dst: addr(dst, e.dport),
             proto,
             smac: crate::network::mac_string(e.smac),
             len: e.len,
@@ -216,10 +234,14 @@ impl Hub {
                     if tx.receiver_count() == 0 || item.len() < size_of::<DropEvent>() {
                         continue;
                     }
-                    // SAFETY: a record the datapath wrote as a `DropEvent`
-                    // (length checked); read unaligned.
+                    // SAFETY: a record the datapath wrote as a `DropEvent`,
+                    // or a `DropEvent6` (lengths checked); read unaligned.
                     let raw = unsafe { item.as_ptr().cast::<DropEvent>().read_unaligned() };
-                    let _ = tx.send(MonitorEvent::from_raw(&raw, offset));
+                    let v6 = (item.len() >= size_of::<DropEvent6>()).then(|| {
+                        // SAFETY: as above.
+                        unsafe { item.as_ptr().cast::<DropEvent6>().read_unaligned() }
+                    });
+                    let _ = tx.send(MonitorEvent::from_raw(&raw, v6.as_ref(), offset));
                 }
             }
         });
@@ -267,7 +289,7 @@ mod tests {
             smac: [2, 0x42, 10, 88, 0, 2],
             pad: [0; 2],
         };
-        let e = MonitorEvent::from_raw(&raw, 0);
+        let e = MonitorEvent::from_raw(&raw, None, 0);
         assert_eq!(e.reason, "spoofed-ip");
         assert_eq!(e.hook, "tc_from_container");
         assert_eq!(
@@ -283,7 +305,37 @@ mod tests {
             proto: 0,
             ..raw
         };
-        let e = MonitorEvent::from_raw(&arp, 0);
+        let e = MonitorEvent::from_raw(&arp, None, 0);
         assert_eq!((e.proto.as_str(), e.src.as_str()), ("arp", "10.88.0.9"));
+        let six = DropEvent6 {
+            event: DropEvent {
+                ethertype: [0x86, 0xdd],
+                proto: PROTO_ICMPV6,
+                saddr: [0; 4],
+                daddr: [0; 4],
+                ..raw
+            },
+            saddr: "2001:db8:1::2".parse::<Ipv6Addr>().unwrap().octets(),
+            daddr: "fd00:89::2".parse::<Ipv6Addr>().unwrap().octets(),
+        };
+        let e = MonitorEvent::from_raw(&six.event, Some(&six), 0);
+        assert_eq!(
+            (e.proto.as_str(), e.src.as_str(), e.dst.as_str()),
+            ("icmpv6", "2001:db8:1::2", "fd00:89::2")
+        );
+        let tcp6 = DropEvent6 {
+            event: DropEvent {
+                proto: PROTO_TCP,
+                ..six.event
+            },
+            ..six
+        };
+        let e = MonitorEvent::from_raw(&tcp6.event, Some(&tcp6), 0);
+        assert_eq!(
+            (e.src.as_str(), e.dst.as_str()),
+            ("[2001:db8:1::2]:4000", "[fd00:89::2]:53")
+        );
+        // An IPv6 record read without its addresses shows none.
+        assert_eq!(MonitorEvent::from_raw(&six.event, None, 0).src, "-");
     }
 }

@@ -32,6 +32,18 @@ pub struct DropEvent {
     pub pad: [u8; 2],
 }
 
+/// An IPv6 packet's drop: a [`DropEvent`] (its addresses 0, `proto` the
+/// next header, the ports as for IPv4; the `ICMPv6` echo identifier) and the
+/// IPv6 addresses after it. The agent tells the two by the record's
+/// length; an agent that knows only [`DropEvent`] reads its first part.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropEvent6 {
+    pub event: DropEvent,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
 /// Size of the `EVENTS` ring buffer in bytes (a power of two, a multiple
 /// of the page size): about 4,000 events between two reads by the agent.
 pub const EVENTS_BYTES: u32 = 256 * 1024;
@@ -39,6 +51,9 @@ pub const EVENTS_BYTES: u32 = 256 * 1024;
 #[cfg(feature = "user")]
 // SAFETY: repr(C), explicit padding, every bit pattern valid.
 unsafe impl aya::Pod for DropEvent {}
+#[cfg(feature = "user")]
+// SAFETY: repr(C), explicit padding, every bit pattern valid.
+unsafe impl aya::Pod for DropEvent6 {}
 
 #[cfg(test)]
 mod tests {
@@ -49,5 +64,6 @@ mod tests {
     #[test]
     fn layouts_have_no_hidden_padding() {
         assert_eq!(size_of::<DropEvent>(), 48);
+        assert_eq!(size_of::<DropEvent6>(), 80);
     }
 }

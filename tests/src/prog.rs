@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use weir::datapath::Datapath;
 use weir_common::{
-    event::DropEvent,
+    event::{DropEvent, DropEvent6},
     network::{NET_ICC, NET_MASQUERADE, NetInfo, NetInfo6},
 };
 
@@ -185,9 +185,28 @@ impl Harness {
     }
 
     /// Every drop event waiting in `EVENTS`, oldest first (read, so a
-    /// second call sees only newer ones).
+    /// second call sees only newer ones); an IPv6 packet's without its
+    /// addresses (see [`Harness::events6`]).
     #[must_use]
     pub fn events(&mut self) -> Vec<DropEvent> {
+        self.records()
+            .into_iter()
+            .map(|r| match r {
+                Ok(e) => e,
+                Err(e6) => e6.event,
+            })
+            .collect()
+    }
+
+    /// The IPv6 packets' drop events waiting in `EVENTS` (the others read
+    /// and left out).
+    #[must_use]
+    pub fn events6(&mut self) -> Vec<DropEvent6> {
+        self.records().into_iter().filter_map(Result::err).collect()
+    }
+
+    /// The records in `EVENTS`: `Ok` a [`DropEvent`], `Err` a [`DropEvent6`].
+    fn records(&mut self) -> Vec<Result<DropEvent, DropEvent6>> {
         let map = self
             .datapath
             .ebpf_mut()
@@ -196,10 +215,18 @@ impl Harness {
         let mut ring = aya::maps::RingBuf::try_from(map).expect("a ring buffer");
         let mut events = Vec::new();
         while let Some(item) = ring.next() {
-            assert_eq!(item.len(), size_of::<DropEvent>());
-            // SAFETY: the record is a `DropEvent` written by the datapath
-            // (length checked); read unaligned.
-            events.push(unsafe { item.as_ptr().cast::<DropEvent>().read_unaligned() });
+            // SAFETY: each record is one the datapath wrote, of the type
+            // its length says; read unaligned.
+            let record = match item.len() {
+                n if n == size_of::<DropEvent>() => {
+                    Ok(unsafe { item.as_ptr().cast::<DropEvent>().read_unaligned() })
+                }
+                n if n == size_of::<DropEvent6>() => {
+                    Err(unsafe { item.as_ptr().cast::<DropEvent6>().read_unaligned() })
+                }
+                n => panic!("a record of {n} bytes in EVENTS"),
+            };
+            events.push(record);
         }
         events
     }

@@ -12,10 +12,14 @@
 //! containers reach `ext` with their own addresses, and `ext` reaches
 //! their published container ports and pings them at those addresses,
 //! nothing else; an `--internal` one's stay in (`internal-network`); a
-//! container cannot speak for a neighbour's IPv6 address; the addresses
+//! container cannot speak for a neighbour's IPv6 address; `weir monitor`
+//! shows an IPv6 drop with its addresses; the addresses
 //! survive a restart; bad `--subnet` sets are refused with their reason.
 
-use std::net::{Ipv6Addr, SocketAddr};
+use std::{
+    net::{Ipv6Addr, SocketAddr},
+    time::Duration,
+};
 
 use weir_common::drop::DropReason;
 use weir_tests::{
@@ -207,8 +211,23 @@ fn a_dual_stack_network_speaks_ipv6_inside_and_leaves_as_the_node() {
     assert!(rules.is_empty(), "netfilter rules: {rules:?}");
     // From outside, with a route to the prefix: shut.
     let unsolicited = agent.drops(DropReason::Unsolicited.number());
+    let monitor = agent.monitor();
     assert!(no_ping6(&w.ext, &a6.to_string()), "ext reached a container");
     assert!(agent.drops(DropReason::Unsolicited.number()) > unsolicited);
+    // `weir monitor` names it with its IPv6 addresses.
+    let event = monitor.wait_for(
+        Duration::from_secs(5),
+        || {
+            let _ = no_ping6(&w.ext, &a6.to_string());
+        },
+        |e| e["reason"] == "unsolicited" && e["proto"] == "icmpv6",
+    );
+    let event = event.expect("no unsolicited ICMPv6 event in weir monitor");
+    assert_eq!(
+        (event["src"].as_str(), event["dst"].as_str()),
+        (Some(EXT6), Some(a6.to_string().as_str())),
+        "{event}"
+    );
     // A neighbour's address, claimed: refused.
     w.c("a")
         .ip(&[

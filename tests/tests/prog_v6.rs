@@ -145,6 +145,26 @@ fn a_container_speaks_ipv6_for_itself_and_only_inside_its_network() {
             }
         }
     }
+    // Each drop told with its IPv6 addresses, next header and ports.
+    let events = h.events6();
+    let told: Vec<_> = events.iter().map(|e| e.event.reason).collect();
+    let want: Vec<_> = cases
+        .iter()
+        .filter_map(|(_, _, r)| r.map(DropReason::number))
+        .collect();
+    assert_eq!(told, want);
+    let isolated = events.last().unwrap();
+    assert_eq!(
+        (
+            isolated.saddr,
+            isolated.daddr,
+            isolated.event.proto,
+            u16::from_be_bytes(isolated.event.sport),
+            u16::from_be_bytes(isolated.event.dport),
+            isolated.event.ethertype,
+        ),
+        (a(OWN), a(OTHER_NET), 17, 5000, 53, [0x86, 0xdd])
+    );
 }
 
 #[test]
