@@ -4,8 +4,12 @@
 //! that meets it first sees it, each holding the tuple to rewrite it to.
 //! Kinds, directions, flags and timeouts are `CT4`'s.
 //!
+//! - `PORT_STATS6`: per-CPU [`PublishKey6`] -> [`crate::stats::PortCounters`]:
+//!   `PORT_STATS` for the flows that come in by `PUBLISH6`.
 //! - `UPLINKS6`: uplink ifindex (`u32`) -> its IPv6 masquerade address
 //!   (`[u8; 16]`).
+
+use crate::publish::PublishKey6;
 
 /// An IPv6 flow's tuple in one direction, as on the wire.
 #[repr(C)]
@@ -71,6 +75,11 @@ pub struct CtEntry6 {
     pub last_seen_ns: u64,
     pub packets: u64,
     pub bytes: u64,
+    /// The publication the flow came in by (`PUBLISH6`'s key, its
+    /// counters in `PORT_STATS6`), or all zero (protocol 0): none.
+    pub publication: PublishKey6,
+    /// Explicit padding, always zero.
+    pub pad2: [u8; 4],
 }
 
 /// `SCRATCH6`'s slot: the packet's flow, a new flow's two entries and the
@@ -120,8 +129,8 @@ mod tests {
     #[test]
     fn layouts_have_no_hidden_padding() {
         assert_eq!(size_of::<CtKey6>(), 40);
-        assert_eq!(size_of::<CtEntry6>(), 80);
-        assert_eq!(size_of::<Scratch6>(), 280);
+        assert_eq!(size_of::<CtEntry6>(), 104);
+        assert_eq!(size_of::<Scratch6>(), 328);
     }
 
     #[test]

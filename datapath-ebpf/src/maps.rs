@@ -147,6 +147,11 @@ pub static OPEN_PORTS4: HashMap<PublishKey, u32, { MAX_OPEN_PORTS as usize }> = 
 pub static PORT_STATS: PerCpuHashMap<PublishKey, PortCounters, { MAX_PUBLISHED as usize }> =
     PerCpuHashMap::new();
 
+/// The same for the flows that come in by `PUBLISH6` (same key).
+#[btf_map]
+pub static PORT_STATS6: PerCpuHashMap<PublishKey6, PortCounters, { MAX_PUBLISHED as usize }> =
+    PerCpuHashMap::new();
+
 /// Drop events for `weir monitor`, read by the agent.
 #[btf_map]
 pub static EVENTS: RingBuf<DropEvent, { EVENTS_BYTES as usize }> = RingBuf::new();

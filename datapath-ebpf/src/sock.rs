@@ -54,26 +54,19 @@ fn cookie(ctx: &SockAddrContext) -> u64 {
 
 /// Keeps the way back (`back`: what it asked for) for a socket about to
 /// be pointed at a container, under `key` (the socket and where it is
-/// pointed), and counts the socket's first packet or connect as a flow
-/// of `published`, if it has counters (a socket sending many datagrams
-/// counts once).
-/// `false` when it cannot be kept: answers would then show the
+/// pointed). `Some(true)` the first time for this socket and target (a
+/// flow of the publication's: a socket sending many datagrams counts
+/// once); `None` when it cannot be kept: answers would then show the
 /// container's address, so the socket is better left as it was.
 #[inline(always)]
 fn remember<K: Copy, V, const N: usize>(
     ways_back: &LruHashMap<K, V, N>,
     key: K,
-    published: Option<&PublishKey>,
     back: V,
-) -> bool {
+) -> Option<bool> {
     let new_flow = ways_back.get_ptr(key).is_none();
-    if ways_back.insert(key, back, 0).is_err() {
-        return false;
-    }
-    if new_flow && let Some(published) = published {
-        stats::port_flow(published);
-    }
-    true
+    ways_back.insert(key, back, 0).ok()?;
+    Some(new_flow)
 }
 
 /// `connect4` and `sendmsg4`: a socket aimed at a published port is aimed
@@ -109,8 +102,10 @@ pub fn to_published(ctx: &SockAddrContext) -> i32 {
         port: target.port,
         pad: [0; 2],
     };
-    if !remember(&SOCK_RNAT4, key, Some(&published), back) {
-        return ALLOW;
+    match remember(&SOCK_RNAT4, key, back) {
+        None => return ALLOW,
+        Some(true) => stats::port_flow(&published),
+        Some(false) => {}
     }
     // SAFETY: `user_ip4` and `user_port` are writable in these hooks.
     unsafe {
@@ -183,10 +178,9 @@ enum Target6 {
     /// The container's IPv4 address, v4-mapped: a publication on IPv4
     /// (`PUBLISH4`), every address's or the mapped address's.
     Mapped(PublishKey, PublishTarget),
-    /// The container's IPv6 address (`PUBLISH6`), and the IPv4 key its
-    /// flows count under when the publication is on every address
-    /// (`PORT_STATS` holds IPv4 keys).
-    Native(PublishTarget6, Option<PublishKey>),
+    /// The container's IPv6 address (`PUBLISH6`), and the key that
+    /// matched (its counters in `PORT_STATS6`).
+    Native(PublishTarget6, PublishKey6),
 }
 
 /// The publication an IPv6 socket aimed at `ip:port` reaches: at `[::1]`
@@ -211,7 +205,7 @@ fn published6(ip: &[u8; 16], port: [u8; 2], proto: u8, mapped_ok: bool) -> Optio
         };
         // SAFETY (each `*t`): a pointer into a map value, read at once.
         if let Some(t) = PUBLISH6.get_ptr(key6) {
-            return Some(Target6::Native(unsafe { *t }, None));
+            return Some(Target6::Native(unsafe { *t }, key6));
         }
         if mapped_ok && let Some(t) = PUBLISH4.get_ptr(every4) {
             return Some(Target6::Mapped(every4, unsafe { *t }));
@@ -219,7 +213,7 @@ fn published6(ip: &[u8; 16], port: [u8; 2], proto: u8, mapped_ok: bool) -> Optio
         key6.host_ip = [0; 16];
         return PUBLISH6
             .get_ptr(key6)
-            .map(|t| Target6::Native(unsafe { *t }, Some(every4)));
+            .map(|t| Target6::Native(unsafe { *t }, key6));
     }
     if !mapped_ok {
         return None;
@@ -266,8 +260,10 @@ pub fn to_published6(ctx: &SockAddrContext, mapped_ok: bool) -> i32 {
                 port: t.port,
                 pad: [0; 2],
             };
-            if !remember(&SOCK_RNAT6, key, Some(&published), back) {
-                return ALLOW;
+            match remember(&SOCK_RNAT6, key, back) {
+                None => return ALLOW,
+                Some(true) => stats::port_flow(&published),
+                Some(false) => {}
             }
             let mapped = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
             ([0, 0, mapped, u32::from_ne_bytes(t.ip)], t.port)
@@ -279,8 +275,10 @@ pub fn to_published6(ctx: &SockAddrContext, mapped_ok: bool) -> i32 {
                 port: t.port,
                 pad: [0; 6],
             };
-            if !remember(&SOCK_RNAT66, key, published.as_ref(), back) {
-                return ALLOW;
+            match remember(&SOCK_RNAT66, key, back) {
+                None => return ALLOW,
+                Some(true) => stats::port_flow6(&published),
+                Some(false) => {}
             }
             (bytes_to_words(t.ip), t.port)
         }

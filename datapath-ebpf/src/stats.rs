@@ -3,11 +3,11 @@
 use aya_ebpf::btf_maps::PerCpuArray;
 use weir_common::{
     ct::DIR_ORIGINAL,
-    publish::PublishKey,
-    stats::{Counter, Hook, NatCounters},
+    publish::{PublishKey, PublishKey6},
+    stats::{Counter, Hook, NatCounters, PortCounters},
 };
 
-use crate::maps::{HOOK_STATS, PORT_STATS, SNAT_STATS};
+use crate::maps::{HOOK_STATS, PORT_STATS, PORT_STATS6, SNAT_STATS};
 
 /// Adds one packet of `len` bytes to slot `index` of a per-CPU counter map.
 #[inline(always)]
@@ -54,17 +54,38 @@ pub fn port(key: &PublishKey, dir: u8, len: u32, new_flow: bool) {
     }
     if let Some(c) = PORT_STATS.get_ptr_mut(key) {
         // SAFETY: this CPU's value in a per-CPU hash, as in `add`.
-        unsafe {
-            if new_flow {
-                (*c).flows += 1;
-            }
-            if dir == DIR_ORIGINAL {
-                (*c).packets_in += 1;
-                (*c).bytes_in += u64::from(len);
-            } else {
-                (*c).packets_out += 1;
-                (*c).bytes_out += u64::from(len);
-            }
+        unsafe { count_port(c, dir, len, new_flow) };
+    }
+}
+
+/// [`port`] for a flow that came in by `PUBLISH6` (`PORT_STATS6`).
+#[inline(always)]
+pub fn port6(key: &PublishKey6, dir: u8, len: u32, new_flow: bool) {
+    if key.proto == 0 {
+        return;
+    }
+    if let Some(c) = PORT_STATS6.get_ptr_mut(key) {
+        // SAFETY: as in `port`.
+        unsafe { count_port(c, dir, len, new_flow) };
+    }
+}
+
+/// # Safety
+///
+/// `c` is this CPU's value in a per-CPU hash of counters.
+#[inline(always)]
+unsafe fn count_port(c: *mut PortCounters, dir: u8, len: u32, new_flow: bool) {
+    // SAFETY: the caller's pointer.
+    unsafe {
+        if new_flow {
+            (*c).flows += 1;
+        }
+        if dir == DIR_ORIGINAL {
+            (*c).packets_in += 1;
+            (*c).bytes_in += u64::from(len);
+        } else {
+            (*c).packets_out += 1;
+            (*c).bytes_out += u64::from(len);
         }
     }
 }
@@ -75,6 +96,15 @@ pub fn port(key: &PublishKey, dir: u8, len: u32, new_flow: bool) {
 pub fn port_flow(key: &PublishKey) {
     if let Some(c) = PORT_STATS.get_ptr_mut(key) {
         // SAFETY: this CPU's value in a per-CPU hash, as in `add`.
+        unsafe { (*c).flows += 1 };
+    }
+}
+
+/// [`port_flow`] for a publication over IPv6 (`PORT_STATS6`).
+#[inline(always)]
+pub fn port_flow6(key: &PublishKey6) {
+    if let Some(c) = PORT_STATS6.get_ptr_mut(key) {
+        // SAFETY: as in `port_flow`.
         unsafe { (*c).flows += 1 };
     }
 }

@@ -169,6 +169,16 @@ fn reached_on_both_families(w: &mut World, agent: &Agent) {
             && f["to_dst"].as_str().unwrap().contains("fd00:89::")),
         "the IPv6 publication's flow: {flows}"
     );
+    // One publication, both families' flows in its counters: ext over
+    // each, the two hairpins over IPv6.
+    let stats = agent.json(&["stats"]);
+    let port = stats["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["host_port"] == 8080)
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert_eq!(port["flows"], 4, "{port}");
 }
 
 #[test]

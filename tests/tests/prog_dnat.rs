@@ -146,7 +146,7 @@ fn syn_to_published_port_is_dnated_and_tracked_then_answer_reversed() {
             (wildcard, wildcard)
         );
         let port = |h: &Harness| {
-            let all = h.datapath.port_stats().unwrap();
+            let all = h.datapath.port_stats::<PublishKey>().unwrap();
             assert_eq!(all.len(), 1);
             assert_eq!(all[0].0, wildcard);
             let c = all[0].1;

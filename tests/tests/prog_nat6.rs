@@ -21,6 +21,7 @@ use weir_common::{
     drop::DropReason,
     network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED},
     publish::{PublishKey6, PublishTarget6},
+    stats::PortCounters,
 };
 use weir_tests::{
     packet::{MAC_CONTAINER, MAC_HOST},
@@ -260,9 +261,19 @@ fn publish6(h: &mut Harness, host_port: u16, port: u16, proto: u8) {
         pad: [0; 2],
         network_id: 1,
     };
+    let key = PublishKey6::new([0; 16], host_port, proto);
+    h.datapath.ensure_port_stats(key).unwrap();
+    h.datapath.insert_publish6(key, target).unwrap();
+}
+
+/// `PORT_STATS6`'s counters of publication `key`.
+fn port_stats6(h: &Harness, key: PublishKey6) -> PortCounters {
     h.datapath
-        .insert_publish6(PublishKey6::new([0; 16], host_port, proto), target)
-        .unwrap();
+        .port_stats::<PublishKey6>()
+        .unwrap()
+        .into_iter()
+        .find_map(|(k, c)| (k == key).then_some(c))
+        .unwrap_or_else(|| panic!("no counters for {key:?}"))
 }
 
 #[test]
@@ -282,6 +293,11 @@ fn a_port_published_on_every_address_is_reached_over_ipv6_with_the_client_kept()
             assert_eq!(flows.len(), 2);
             assert!(flows.iter().all(|(_, e)| e.kind == KIND_DNAT));
             assert_eq!(flows[0].1.packets, 1, "the first packet counted");
+            let key = PublishKey6::new([0; 16], 8080, proto);
+            assert!(
+                flows.iter().all(|(_, e)| e.publication == key),
+                "both entries name the publication"
+            );
             // The container's answer leaves the uplink as the node's port.
             let back = h.run_tc("tc_to_uplink", &frame6(C, PEER, 80, 40000, 17));
             if proto == 17 {
@@ -291,6 +307,14 @@ fn a_port_published_on_every_address_is_reached_over_ipv6_with_the_client_kept()
                 assert_eq!((sport, dport), (8080, 40000));
                 assert!(csum, "the checksum of the answer");
             }
+            // Counted as the publication's (`weir stats`).
+            let c = port_stats6(&h, key);
+            let answers = u64::from(proto == 17);
+            assert_eq!(
+                (c.flows, c.packets_in, c.packets_out),
+                (1, 1, answers),
+                "proto {proto}"
+            );
             // Another port of the container's, or an address the node
             // does not have: not published.
             let other = h.run_tc("tc_from_uplink", &frame6(PEER, C, 40000, 81, proto));

@@ -147,7 +147,7 @@ fn a_published_port_is_translated_and_redirected_into_the_container_by_xdp() {
     verify_checksums(&out.frame).unwrap();
     assert_eq!(view(&out.frame).dst, C);
     assert_eq!(ct(&h)[0].entry.packets, 2);
-    let stats = h.datapath.port_stats().unwrap();
+    let stats = h.datapath.port_stats::<PublishKey>().unwrap();
     let (_, port) = stats
         .iter()
         .find(|(k, _)| *k == PublishKey::new([0; 4], 8080, PROTO_TCP))

@@ -7,7 +7,8 @@
 //! And publications over IPv6 only, each reached at its addresses alone:
 //! `-p [::]:H:C` (every IPv6 address of the node, from outside and from
 //! the node, not over IPv4), `-p [2001:db8:1::1]:H:C` (that address),
-//! `-p [::1]:H:C` (the node alone, TCP and unconnected UDP); refused for
+//! `-p [::1]:H:C` (the node alone, TCP and unconnected UDP), each counted
+//! in `weir stats`; refused for
 //! an endpoint without an IPv6 address and where `0.0.0.0` holds the port.
 
 use std::{
@@ -147,6 +148,18 @@ fn ipv6_bound_publications_are_reached_at_their_addresses_only() {
     let _dns = Server::udp(w.c("web"), v6("[::]:53")).unwrap();
     reached_from_outside(&w, &web);
     reached_from_the_node(&w, &web, &web4);
+    // Counted as the publication's: ext's flow and the node's.
+    let stats = agent.json(&["stats"]);
+    let bound = stats["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["host_port"] == 8091)
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert_eq!(bound["host_ip"], node6.to_string(), "{bound}");
+    assert_eq!(bound["container_ip"], "fd00:87::2", "{bound}");
+    assert_eq!(bound["flows"], 2, "{bound}");
+    assert!(bound["packets_in"].as_u64() > Some(0) && bound["packets_out"].as_u64() > Some(0));
 
     let ports = agent.ok(&["port", "web"]);
     for line in [

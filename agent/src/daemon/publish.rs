@@ -320,6 +320,7 @@ impl Agent {
                     pad: [0; 2],
                     network_id,
                 };
+                self.datapath.ensure_port_stats(key6)?;
                 self.datapath.insert_publish6(key6, target6)?;
             }
         }
@@ -336,6 +337,7 @@ impl Agent {
             }
             if let Some(key6) = m.key6() {
                 self.datapath.remove_publish6(key6)?;
+                self.datapath.remove_port_stats(key6)?;
             }
             self.reservations.release(m.proto, m.host_ip, m.host_port);
         }

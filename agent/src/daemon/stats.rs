@@ -4,7 +4,11 @@
 use std::{fmt::Write as _, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
-use weir_common::{drop::DropReason, stats::Hook};
+use weir_common::{
+    drop::DropReason,
+    publish::{PublishKey, PublishKey6},
+    stats::{Hook, PortCounters},
+};
 
 use super::{Agent, NatStats};
 use crate::{error::AgentError, publish::PortMapping};
@@ -63,15 +67,18 @@ pub struct HookStats {
 impl Agent {
     /// Reads every counter from the maps.
     pub fn stats(&self) -> Result<Stats, AgentError> {
-        let counters = self.datapath.port_stats()?;
+        let counters = self.datapath.port_stats::<PublishKey>()?;
+        let counters6 = self.datapath.port_stats::<PublishKey6>()?;
         let mut ports = Vec::new();
         for ep in self.state.endpoints.values() {
             for m in &ep.ports {
-                let c = counters
-                    .iter()
-                    .find(|(k, _)| Some(*k) == m.key())
-                    .map(|(_, c)| *c)
-                    .unwrap_or_default();
+                // Both families' flows of the one publication.
+                let of = |key| counters.iter().find(|(k, _)| Some(*k) == key);
+                let of6 = |key| counters6.iter().find(|(k, _)| Some(*k) == key);
+                let c = [of(m.key()).map(|(_, c)| *c), of6(m.key6()).map(|(_, c)| *c)]
+                    .into_iter()
+                    .flatten()
+                    .fold(PortCounters::default(), PortCounters::plus);
                 // An IPv6-only publication leads to the IPv6 address.
                 let ip = match ep.ip6 {
                     Some(ip6) if m.is_ipv6_only() => IpAddr::V6(ip6),

@@ -1,10 +1,10 @@
 //! The counters: per hook, per drop reason, per network (masquerade) and
-//! per publication, each summed over the CPUs.
+//! per publication (of each family), each summed over the CPUs.
 
 use aya::maps::{PerCpuArray, PerCpuHashMap, PerCpuValues};
 use weir_common::{
     drop::DropReason,
-    publish::PublishKey,
+    publish::{PublishKey, PublishKey6},
     stats::{Counter, Hook, NatCounters, PortCounters},
 };
 
@@ -56,62 +56,59 @@ impl Datapath {
             .fold(Counter::default(), |sum, c| sum.plus(*c)))
     }
 
-    fn port_map(
+    fn port_map<K: PortKey>(
         &mut self,
-    ) -> Result<PerCpuHashMap<&mut aya::maps::MapData, PublishKey, PortCounters>, DatapathError>
-    {
-        let map = map_names::PORT_STATS;
+    ) -> Result<PerCpuHashMap<&mut aya::maps::MapData, K, PortCounters>, DatapathError> {
         self.ebpf
-            .map_mut(map)
-            .ok_or(DatapathError::MissingMap(map))?
+            .map_mut(K::MAP)
+            .ok_or(DatapathError::MissingMap(K::MAP))?
             .try_into()
-            .map_err(|source| map_err(map, source))
+            .map_err(|source| map_err(K::MAP, source))
     }
 
     /// Makes publication `key`'s counters exist (zero when new; kept when
     /// they are there already, as after an agent restart).
-    pub fn ensure_port_stats(&mut self, key: PublishKey) -> Result<(), DatapathError> {
+    pub fn ensure_port_stats<K: PortKey>(&mut self, key: K) -> Result<(), DatapathError> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
         let zero = PerCpuValues::try_from(vec![PortCounters::default(); cpus])
             .map_err(DatapathError::Cpus)?;
-        match self.port_map()?.insert(key, zero, BPF_NOEXIST) {
+        match self.port_map::<K>()?.insert(key, zero, BPF_NOEXIST) {
             Err(aya::maps::MapError::SyscallError(e))
                 if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
             {
                 Ok(())
             }
-            other => other.map_err(|source| map_err(map_names::PORT_STATS, source)),
+            other => other.map_err(|source| map_err(K::MAP, source)),
         }
     }
 
     /// Removes publication `key`'s counters (absent is fine).
-    pub fn remove_port_stats(&mut self, key: PublishKey) -> Result<(), DatapathError> {
-        absent_ok(self.port_map()?.remove(&key), map_names::PORT_STATS)
+    pub fn remove_port_stats<K: PortKey>(&mut self, key: K) -> Result<(), DatapathError> {
+        absent_ok(self.port_map::<K>()?.remove(&key), K::MAP)
     }
 
     /// Removes the counters of every publication not in `keep`.
-    pub fn retain_port_stats(&mut self, keep: &[PublishKey]) -> Result<(), DatapathError> {
-        let mut map = self.port_map()?;
-        let stale: Vec<PublishKey> = map
+    pub fn retain_port_stats<K: PortKey>(&mut self, keep: &[K]) -> Result<(), DatapathError> {
+        let mut map = self.port_map::<K>()?;
+        let stale: Vec<K> = map
             .keys()
             .filter_map(Result::ok)
             .filter(|k| !keep.contains(k))
             .collect();
         for key in stale {
-            absent_ok(map.remove(&key), map_names::PORT_STATS)?;
+            absent_ok(map.remove(&key), K::MAP)?;
         }
         Ok(())
     }
 
-    /// Every publication's counters, summed over the CPUs.
-    pub fn port_stats(&self) -> Result<Vec<(PublishKey, PortCounters)>, DatapathError> {
-        let map = map_names::PORT_STATS;
-        let counters: PerCpuHashMap<_, PublishKey, PortCounters> = self
+    /// Every publication's counters of `K`'s map, summed over the CPUs.
+    pub fn port_stats<K: PortKey>(&self) -> Result<Vec<(K, PortCounters)>, DatapathError> {
+        let counters: PerCpuHashMap<_, K, PortCounters> = self
             .ebpf
-            .map(map)
-            .ok_or(DatapathError::MissingMap(map))?
+            .map(K::MAP)
+            .ok_or(DatapathError::MissingMap(K::MAP))?
             .try_into()
-            .map_err(|source| map_err(map, source))?;
+            .map_err(|source| map_err(K::MAP, source))?;
         Ok(counters
             .iter()
             .filter_map(Result::ok)
@@ -123,4 +120,18 @@ impl Datapath {
             })
             .collect())
     }
+}
+
+/// A publication's key, and through it its counters' map: `PORT_STATS`
+/// for `PUBLISH4`'s, `PORT_STATS6` for `PUBLISH6`'s.
+pub trait PortKey: aya::Pod + PartialEq {
+    const MAP: &'static str;
+}
+
+impl PortKey for PublishKey {
+    const MAP: &'static str = map_names::PORT_STATS;
+}
+
+impl PortKey for PublishKey6 {
+    const MAP: &'static str = map_names::PORT_STATS6;
 }

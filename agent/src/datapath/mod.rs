@@ -61,6 +61,7 @@ pub mod map_names {
     pub const TAIL_CALLS: &str = "TAIL_CALLS";
     pub const OPEN_PORTS6: &str = "OPEN_PORTS6";
     pub const SOCK_RNAT66: &str = "SOCK_RNAT66";
+    pub const PORT_STATS6: &str = "PORT_STATS6";
     /// Every map, in the order they are pinned.
     pub const ALL: &[&str] = &[
         HOOK_STATS,
@@ -89,6 +90,7 @@ pub mod map_names {
         TAIL_CALLS,
         OPEN_PORTS6,
         SOCK_RNAT66,
+        PORT_STATS6,
     ];
 }
 

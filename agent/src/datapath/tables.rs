@@ -243,7 +243,8 @@ impl Datapath {
         for key in stale6 {
             self.remove_publish6(key)?;
         }
-        self.retain_port_stats(keep)
+        self.retain_port_stats(keep)?;
+        self.retain_port_stats(keep6)
     }
 
     /// Removes the `ENDPOINTS` entries of veths not in `keep` and the

@@ -52,7 +52,7 @@ use weir_common::{
     ct6::{CtEntry6, CtKey6, Scratch6},
     drop::DropReason,
     network::NET_MASQUERADE,
-    publish::{PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
+    publish::{PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PublishKey6},
     stats::NatCounters,
 };
 
@@ -159,7 +159,8 @@ fn lookup(flow: &Flow6, len: u32, from_outside: bool) -> Result<Option<*mut CtEn
 }
 
 /// One more packet of `len` bytes on entry `e`, which `flow`'s packet
-/// found: its counters, its TCP flags, its clock.
+/// found: its counters, its TCP flags, its clock, and its masquerade's
+/// or its publication's.
 ///
 /// # Safety
 ///
@@ -174,6 +175,8 @@ unsafe fn touch(e: *mut CtEntry6, flow: &Flow6, len: u32) {
         (*e).bytes += u64::from(len);
         if (*e).kind == KIND_SNAT {
             stats::nat((*e).network_id, to_uplink::traffic(len));
+        } else {
+            stats::port6(&(*e).publication, (*e).dir, len, false);
         }
     }
 }
@@ -233,6 +236,8 @@ pub fn create() -> Result<(), DropReason> {
         (*o).nat_sport = k.sport;
         (*o).nat_dport = k.dport;
         pair(s, kind, (CT_INNER, 0), network_id, now);
+        (*o).publication = PublishKey6::default();
+        (*s).reply.publication = PublishKey6::default();
     }
     for i in 0..SNAT_TRIES {
         let port = snat_port(i, k.sport, min, max);
@@ -302,7 +307,7 @@ unsafe fn pair(s: *mut Scratch6, kind: u8, flags: (u8, u8), network_id: u32, now
 
 /// One direction's entry begun in the slot: its direction, kind, flags
 /// and network, created and seen `now`, no packet or TCP flag yet (its
-/// tuple is the caller's to write).
+/// tuple and publication are the caller's to write).
 ///
 /// # Safety
 ///
@@ -321,6 +326,7 @@ unsafe fn begin(e: *mut CtEntry6, dir: u8, kind: u8, flags: u8, network_id: u32,
         (*e).last_seen_ns = now;
         (*e).packets = 0;
         (*e).bytes = 0;
+        (*e).pad2 = [0; 4];
     }
 }
 

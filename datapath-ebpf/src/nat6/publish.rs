@@ -15,7 +15,7 @@ use weir_common::{
 use super::{INGRESS_DONE, INGRESS_UNTRACKED, NOT_A_FLOW, pair, read_flow, rewrite, touch};
 use crate::{
     maps::{CT6, ENDPOINTS6, HOST_ADDRS6, NETWORKS6, OPEN_PORTS6, PUBLISH6, SCRATCH6},
-    v6,
+    stats, v6,
     verdict::TC_PASS,
 };
 
@@ -43,7 +43,8 @@ pub(super) fn publish() -> Result<bool, DropReason> {
         return Ok(true);
     }
     let target = if k.proto == PROTO_TCP || k.proto == PROTO_UDP {
-        published(k)
+        // SAFETY: the slot as above.
+        unsafe { published(s) }
     } else {
         None
     };
@@ -69,7 +70,10 @@ pub(super) fn publish() -> Result<bool, DropReason> {
 /// `via_node`, else from the caller's own), the answers' entry back to
 /// the address and port the caller called, both built in the slot.
 /// `kind` and the original's `flags` say who called (from outside:
-/// `KIND_DNAT`, 0; a container: `KIND_HAIRPIN`, `CT_INNER`).
+/// `KIND_DNAT`, 0; a container: `KIND_HAIRPIN`, `CT_INNER`; a routed
+/// open port: `KIND_ROUTED`, no publication). Both entries name the
+/// publication [`published`] wrote in the slot, whose counters get the
+/// flow.
 ///
 /// # Safety
 ///
@@ -95,6 +99,12 @@ unsafe fn track(
         (*o).nat_dport = t.port;
         // The container's answers leave as the caller's flow came in.
         pair(s, kind, (flags, CT_INNER), t.network_id, now);
+        if kind == KIND_ROUTED {
+            (*o).publication = PublishKey6::default();
+        } else {
+            stats::port_flow6(&(*o).publication);
+        }
+        (*s).reply.publication = (*o).publication;
         CT6.insert(&(*s).reply_key, &(*s).reply, 0)
             .map_err(|_| DropReason::CtInsertFailed)?;
         CT6.insert(k, &(*s).original, 0)
@@ -157,7 +167,8 @@ fn hairpin(ifindex: u32) -> Result<bool, DropReason> {
     if k.proto != PROTO_TCP && k.proto != PROTO_UDP {
         return Ok(false);
     }
-    let Some(t) = published(k) else {
+    // SAFETY: the slot as above.
+    let Some(t) = (unsafe { published(s) }) else {
         return Ok(false);
     };
     // SAFETY: a pointer into a map value, valid for this program run.
@@ -204,19 +215,27 @@ fn open_in_routed(k: &CtKey6) -> Option<u32> {
     (ping || OPEN_PORTS6.get_ptr(key).is_some()).then_some(net.id)
 }
 
-/// The publication a flow from outside reaches, if any.
+/// The publication the slot's flow reaches, if any, its key written in
+/// the slot's original entry (`publication`, which [`track`] keeps).
+///
+/// # Safety
+///
+/// `s` is this program run's `SCRATCH6` slot, its flow read.
 #[inline(always)]
-fn published(k: &CtKey6) -> Option<*const PublishTarget6> {
-    let mut key = PublishKey6 {
-        host_ip: k.daddr,
-        port: k.dport,
-        proto: k.proto,
-        pad: 0,
-    };
-    if let Some(t) = PUBLISH6.get_ptr(key) {
-        return Some(t);
+unsafe fn published(s: *mut Scratch6) -> Option<*const PublishTarget6> {
+    // SAFETY: the caller's slot; the key is looked up where it lies.
+    unsafe {
+        let k = &(*s).flow;
+        let key = &raw mut (*s).original.publication;
+        (*key).host_ip = k.daddr;
+        (*key).port = k.dport;
+        (*key).proto = k.proto;
+        (*key).pad = 0;
+        if let Some(t) = PUBLISH6.get_ptr(&*key) {
+            return Some(t);
+        }
+        HOST_ADDRS6.get_ptr(k.daddr)?;
+        (*key).host_ip = [0; 16];
+        PUBLISH6.get_ptr(&*key)
     }
-    HOST_ADDRS6.get_ptr(k.daddr)?;
-    key.host_ip = [0; 16];
-    PUBLISH6.get_ptr(key)
 }
