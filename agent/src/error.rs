@@ -43,6 +43,8 @@ pub enum AgentError {
         ip: std::net::Ipv6Addr,
         endpoint: String,
     },
+    #[error("network `{network}` has no IPv4 subnet for --ip {ip}: it is IPv6-only")]
+    NoIpv4 { network: String, ip: Ipv4Addr },
     #[error("network `{network}` has no IPv6 subnet for --ip6 {ip6}")]
     NoIpv6 {
         network: String,
@@ -66,12 +68,13 @@ pub enum AgentError {
         ip: std::net::IpAddr,
     },
     #[error(
-        "`{spec}` publishes over IPv6 only, and endpoint `{endpoint}` has no IPv6 address (its network `{network}` has no IPv6 subnet)"
+        "`{spec}` publishes over {family} only, and endpoint `{endpoint}` has no {family} address (its network `{network}` has no {family} subnet)"
     )]
-    PublishNoIpv6 {
+    PublishNoFamily {
         spec: String,
         endpoint: String,
         network: String,
+        family: &'static str,
     },
     #[error(
         "endpoint `{endpoint}` publishes nothing that matches `{spec}` (see `weir port {endpoint}`)"
@@ -186,7 +189,8 @@ impl AgentError {
             | AgentError::InvalidIfname { .. }
             | AgentError::InvalidMac { .. }
             | AgentError::NoIpv6 { .. }
-            | AgentError::PublishNoIpv6 { .. }
+            | AgentError::NoIpv4 { .. }
+            | AgentError::PublishNoFamily { .. }
             | AgentError::CniPort { .. } => ErrorKind::BadRequest,
             AgentError::Reserve(ReserveError::Io { .. })
             | AgentError::Netlink(_)

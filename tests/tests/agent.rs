@@ -55,7 +55,7 @@ fn two_endpoints_ping_each_other_and_their_gateway() {
     let default = &networks(&agent)[0];
     assert_eq!(default.network.name, "weir");
     assert_eq!(default.network.bridge, "weir0");
-    let gw = default.network.ipam.gateway();
+    let gw = default.network.gateway().expect("an IPv4 gateway");
 
     let ip1 = agent.attach("weir", w.c("c1"), "c1", &[]);
     let ip2 = agent.attach("weir", w.c("c2"), "c2", &["--ip", "10.203.7.7"]);

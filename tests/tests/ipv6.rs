@@ -14,7 +14,9 @@
 //! nothing else; an `--internal` one's stay in (`internal-network`); a
 //! container cannot speak for a neighbour's IPv6 address; `weir monitor`
 //! shows an IPv6 drop with its addresses; the addresses
-//! survive a restart; bad `--subnet` sets are refused with their reason.
+//! survive a restart; an IPv6-only network's containers have no IPv4 at
+//! all and everything else; bad `--subnet` sets are refused with their
+//! reason.
 
 use std::{
     net::{Ipv6Addr, SocketAddr},
@@ -357,6 +359,114 @@ fn routed_ipv6_leaves_as_itself_and_internal_ipv6_stays_in() {
     assert!(agent.drops(DropReason::Internal.number()) > internal);
 }
 
+/// `weir attach` on an IPv6-only network: the name and the IPv6 address.
+fn attach6(agent: &Agent, w: &World, network: &str, name: &str, more: &[&str]) -> Ipv6Addr {
+    let path = w.c(name).path();
+    let mut args = vec![
+        "attach",
+        network,
+        "--netns",
+        path.to_str().unwrap(),
+        "--name",
+        name,
+    ];
+    args.extend_from_slice(more);
+    let out = agent.ok(&args);
+    let first = out.lines().next().unwrap_or_default();
+    let words: Vec<&str> = first.split_whitespace().collect();
+    assert_eq!(words.len(), 2, "one address, IPv6: {out}");
+    words[1].parse().unwrap_or_else(|_| panic!("{out}"))
+}
+
+/// A network with an IPv6 subnet alone: its containers have IPv6 and
+/// no IPv4, reach each other, their gateway and ext (NAT66); `-p` is
+/// theirs over IPv6 only; IPv4 from them goes nowhere; kept across a
+/// restart.
+#[test]
+fn an_ipv6_only_network_has_no_ipv4_at_all() {
+    let mut w = World::new().unwrap();
+    for c in ["s1", "s2"] {
+        w.add_container(c).unwrap();
+    }
+    dual_stack_uplink(&w);
+    let mut agent = Agent::start(&w, &[]);
+    agent.ok(&["network", "create", "six", "--subnet", "fd00:8c::/64"]);
+    let ls = agent.ok(&["network", "ls"]);
+    assert!(
+        ls.lines().any(|l| l.starts_with("six ")
+            && l.contains("fd00:8c::/64")
+            && l.contains("fd00:8c::1")),
+        "{ls}"
+    );
+    let s1 = attach6(&agent, &w, "six", "s1", &["-p", "8093:80"]);
+    let s2 = attach6(&agent, &w, "six", "s2", &["--ip6", "fd00:8c::22"]);
+    assert_eq!(s1, "fd00:8c::2".parse::<Ipv6Addr>().unwrap());
+    let v4 = w
+        .c("s1")
+        .exec("ip", &["-4", "-o", "addr", "show", "eth0"])
+        .unwrap();
+    assert!(v4.stdout.is_empty(), "an IPv4 address: {v4:?}");
+    assert_eq!(
+        agent.endpoint_json("s1").unwrap()["ip"],
+        serde_json::Value::Null
+    );
+
+    assert!(ping6(w.c("s1"), "fd00:8c::1"), "s1 to its gateway");
+    assert!(ping6(w.c("s1"), &s2.to_string()), "s1 to s2");
+    assert_eq!(
+        seen_by_ext(&w, w.c("s2"), 7001),
+        NODE6.parse::<Ipv6Addr>().unwrap(),
+        "s2 leaves as the node"
+    );
+    // Published over IPv6 only: there is no IPv4 address to lead to.
+    let web = Server::tcp(w.c("s1"), "[::]:80".parse().unwrap()).unwrap();
+    let node6: SocketAddr = format!("[{NODE6}]:8093").parse().unwrap();
+    assert_eq!(sock::tcp_request(&w.ext, node6, b"v6").unwrap(), b"v6");
+    assert_eq!(
+        web.received()[0].peer.ip(),
+        EXT6.parse::<Ipv6Addr>().unwrap()
+    );
+    assert!(sock::connect_fails(
+        &w.ext,
+        sock::at(world::NODE_UPLINK_IP, 8093)
+    ));
+    let err = agent.refused(&["publish", "s1", "127.0.0.1:8094:80"]);
+    assert!(err.contains("no IPv4 address"), "{err}");
+    let err = agent.refused(&[
+        "attach",
+        "six",
+        "--netns",
+        "/proc/self/ns/net",
+        "--ip",
+        "10.0.0.5",
+    ]);
+    assert!(err.contains("no IPv4 subnet"), "{err}");
+
+    // IPv4 of its own making goes nowhere.
+    w.c("s1")
+        .ip(&["-4", "addr", "add", "10.99.0.5/24", "dev", "eth0"])
+        .unwrap();
+    let spoofed = agent.drops(DropReason::SpoofedIp.number());
+    let out = w.c("s1").exec("ping", &["-c", "1", "-W", "1", "10.99.0.1"]);
+    assert!(!out.is_ok_and(|o| o.status.success()));
+    assert!(agent.drops(DropReason::SpoofedIp.number()) > spoofed);
+
+    agent.kill();
+    agent.restart();
+    assert!(
+        ping6(w.c("s2"), &s1.to_string()),
+        "s2 to s1 after a restart"
+    );
+    assert_eq!(
+        sock::tcp_request(&w.ext, node6, b"again").unwrap(),
+        b"again"
+    );
+    agent.ok(&["detach", "s2"]);
+    agent.ok(&["detach", "s1"]);
+    agent.ok(&["network", "rm", "six"]);
+    assert!(world::netfilter_rules(&w.node).is_empty());
+}
+
 #[test]
 fn bad_subnet_sets_are_refused_with_their_reason() {
     let w = World::new().unwrap();
@@ -371,7 +481,10 @@ fn bad_subnet_sets_are_refused_with_their_reason() {
             &["--subnet", "10.1.0.0/24", "--subnet", "10.2.0.0/24"][..],
             "at most one --subnet",
         ),
-        (&["--subnet", "fd00:1::/64"][..], "IPv6-only network"),
+        (
+            &["--subnet", "fd00:1::/64", "--gateway", "10.1.0.1"][..],
+            "IPv4 --gateway needs",
+        ),
         (&["--subnet", "10.1.0.0/24", "--ipv6"][..], "--ipv6 needs"),
         (
             &["--subnet", "10.1.0.0/24", "--subnet", "fd00:1::/96"][..],

@@ -29,8 +29,14 @@ fn bridge_is_made_once_and_deleted_once() {
     let w = World::new().unwrap();
     let gw = Ipv4Addr::new(10, 203, 0, 1);
     let (first, second) = in_ns(&w.node, async |nl| {
-        let a = nl.ensure_bridge("weir0", gw, 16, MAC).await.unwrap();
-        let b = nl.ensure_bridge("weir0", gw, 16, MAC).await.unwrap();
+        let a = nl
+            .ensure_bridge("weir0", Some((gw, 16)), MAC)
+            .await
+            .unwrap();
+        let b = nl
+            .ensure_bridge("weir0", Some((gw, 16)), MAC)
+            .await
+            .unwrap();
         (a, b)
     });
     assert_eq!(first, second, "the second call finds the same bridge");

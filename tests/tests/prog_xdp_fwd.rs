@@ -76,10 +76,10 @@ fn harness() -> Harness {
     h.datapath.set_host_addrs(&[(NODE, 1)]).unwrap();
     h.container(C, 1);
     h.datapath
-        .insert_endpoint(TEST_IFINDEX + 1, D, [2, 0, 0, 0, 0, 3], 1, false)
+        .insert_endpoint(TEST_IFINDEX + 1, Some(D), [2, 0, 0, 0, 0, 3], 1, false)
         .unwrap();
     h.datapath
-        .insert_endpoint(TEST_IFINDEX + 2, I, [2, 0, 0, 0, 0, 4], 2, true)
+        .insert_endpoint(TEST_IFINDEX + 2, Some(I), [2, 0, 0, 0, 0, 4], 2, true)
         .unwrap();
     publish(&mut h, 8080, PROTO_TCP, C, 80, 1);
     publish(&mut h, 5353, PROTO_UDP, C, 53, 1);

@@ -79,7 +79,7 @@ fn http_from_ext_and_from_the_node_reaches_the_container_which_sees_the_client()
     assert!(
         ports
             .iter()
-            .all(|p| p.endpoint == "web" && p.container_ip == ip)
+            .all(|p| p.endpoint == "web" && p.container_ip == Some(ip.into()))
     );
 
     // Conntrack has the flows from ext, with the client's real address.

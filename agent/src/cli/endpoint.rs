@@ -55,10 +55,7 @@ impl AttachArgs {
             mac: self.mac,
         };
         let ep: Endpoint = Client::new(socket).post("/v1/endpoints", &req).await?;
-        match ep.ip6 {
-            Some(ip6) => println!("{} {} {ip6}", ep.name, ep.ip),
-            None => println!("{} {}", ep.name, ep.ip),
-        }
+        println!("{} {}", ep.name, ep.addresses());
         for m in &ep.ports {
             println!("{m}");
         }
@@ -93,7 +90,7 @@ pub async fn ps(socket: &Path, flag: JsonFlag) -> anyhow::Result<ExitCode> {
                 vec![
                     e.name.clone(),
                     e.network.clone(),
-                    e.ip.to_string(),
+                    e.ip.map_or_else(|| "-".to_owned(), |a| a.to_string()),
                     e.ip6.map_or_else(|| "-".to_owned(), |a| a.to_string()),
                     e.mac.clone(),
                     e.host_if.clone(),

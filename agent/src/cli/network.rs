@@ -131,14 +131,14 @@ fn row(v: &NetworkView) -> Vec<String> {
     }
     vec![
         n.name.clone(),
-        match &n.ipam6 {
-            Some(v6) => format!("{},{}", n.ipam.subnet(), v6.subnet()),
-            None => n.ipam.subnet().to_string(),
-        },
-        match &n.ipam6 {
-            Some(v6) => format!("{},{}", n.ipam.gateway(), v6.gateway()),
-            None => n.ipam.gateway().to_string(),
-        },
+        both(
+            n.ipam.as_ref().map(|i| i.subnet().to_string()),
+            n.ipam6.as_ref().map(|i| i.subnet().to_string()),
+        ),
+        both(
+            n.gateway().map(|g| g.to_string()),
+            n.ipam6.as_ref().map(|i| i.gateway().to_string()),
+        ),
         n.bridge.clone(),
         n.mode.to_string(),
         if options.is_empty() {
@@ -149,4 +149,9 @@ fn row(v: &NetworkView) -> Vec<String> {
         v.endpoints.len().to_string(),
         n.owner.engine().to_owned(),
     ]
+}
+
+/// `v4,v6`, or the one there is.
+fn both(v4: Option<String>, v6: Option<String>) -> String {
+    [v4, v6].into_iter().flatten().collect::<Vec<_>>().join(",")
 }

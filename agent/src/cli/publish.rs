@@ -1,6 +1,6 @@
 //! `weir publish`, `weir unpublish`, `weir port`.
 
-use std::{path::Path, process::ExitCode};
+use std::{net::SocketAddr, path::Path, process::ExitCode};
 
 use clap::Args;
 
@@ -77,8 +77,11 @@ impl PortArgs {
                     vec![
                         p.endpoint.clone(),
                         p.mapping.proto.to_string(),
-                        format!("{}:{}", p.mapping.host_ip, p.mapping.host_port),
-                        format!("{}:{}", p.container_ip, p.mapping.container_port),
+                        SocketAddr::new(p.mapping.host_ip, p.mapping.host_port).to_string(),
+                        p.container_ip.map_or_else(
+                            || "-".to_owned(),
+                            |ip| SocketAddr::new(ip, p.mapping.container_port).to_string(),
+                        ),
                     ]
                 })
                 .collect();

@@ -61,7 +61,7 @@ impl RunArgs {
                 return Err(e.into());
             }
         };
-        eprintln!("weir: {} on {} as {}", ep.name, ep.network, ep.ip);
+        eprintln!("weir: {} on {} as {}", ep.name, ep.network, ep.addresses());
         for m in &ep.ports {
             eprintln!("weir: published {m}");
         }

@@ -216,12 +216,11 @@ pub fn add_result(version: &str, a: &CniAttachment, netns: &str, dns: Option<&Va
         }
         ip
     };
-    let mut ips = vec![ip(
-        "4",
-        format!("{}/{}", a.ip, a.prefix),
-        a.gateway.to_string(),
-    )];
-    let mut routes = vec![json!({"dst": "0.0.0.0/0", "gw": a.gateway.to_string()})];
+    let (mut ips, mut routes) = (Vec::new(), Vec::new());
+    if let Some((ip4, prefix, gateway)) = a.ip {
+        ips.push(ip("4", format!("{ip4}/{prefix}"), gateway.to_string()));
+        routes.push(json!({"dst": "0.0.0.0/0", "gw": gateway.to_string()}));
+    }
     if let Some((ip6, prefix6, gateway6)) = a.ip6 {
         ips.push(ip("6", format!("{ip6}/{prefix6}"), gateway6.to_string()));
         routes.push(json!({"dst": "::/0", "gw": gateway6.to_string()}));
@@ -315,9 +314,11 @@ mod tests {
             host_mac: "aa:bb:cc:dd:ee:ff".into(),
             ifname: "eth0".into(),
             mac: "02:42:0a:58:00:02".into(),
-            ip: "10.88.0.2".parse().unwrap(),
-            prefix: 24,
-            gateway: "10.88.0.1".parse().unwrap(),
+            ip: Some((
+                "10.88.0.2".parse().unwrap(),
+                24,
+                "10.88.0.1".parse().unwrap(),
+            )),
             ip6: None,
             ports: Vec::new(),
         };
@@ -349,5 +350,10 @@ mod tests {
         assert_eq!(r["ips"][1]["gateway"], "fd00:88::1");
         assert_eq!(r["ips"][1]["version"], "6");
         assert_eq!(r["routes"][1]["dst"], "::/0");
+        let only6 = CniAttachment { ip: None, ..dual };
+        let r = add_result("1.0.0", &only6, "/run/netns/x", None);
+        assert_eq!(r["ips"].as_array().unwrap().len(), 1);
+        assert_eq!(r["ips"][0]["address"], "fd00:88::2/64");
+        assert_eq!(r["routes"], json!([{"dst": "::/0", "gw": "fd00:88::1"}]));
     }
 }

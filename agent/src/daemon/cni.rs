@@ -64,10 +64,11 @@ pub struct CniAttachment {
     pub host_mac: String,
     pub ifname: String,
     pub mac: String,
-    pub ip: Ipv4Addr,
-    pub prefix: u8,
-    pub gateway: Ipv4Addr,
-    /// The IPv6 address, its prefix and gateway, on a dual-stack network.
+    /// The IPv4 address, its prefix and gateway; none on an IPv6-only
+    /// network.
+    pub ip: Option<(Ipv4Addr, u8, Ipv4Addr)>,
+    /// The IPv6 address, its prefix and gateway, on a dual-stack or
+    /// IPv6-only network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip6: Option<(std::net::Ipv6Addr, u8, std::net::Ipv6Addr)>,
     /// The ports published, as `-p` specs were.
@@ -232,9 +233,11 @@ impl Agent {
             host_mac,
             ifname: ifname.to_owned(),
             mac: ep.mac.clone(),
-            ip: ep.ip,
-            prefix: network.ipam.subnet().prefix(),
-            gateway: network.ipam.gateway(),
+            ip: network
+                .ipam
+                .as_ref()
+                .zip(ep.ip)
+                .map(|(i, ip)| (ip, i.subnet().prefix(), i.gateway())),
             ip6: network
                 .ipam6
                 .as_ref()

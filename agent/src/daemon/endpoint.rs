@@ -12,7 +12,7 @@ use crate::{
     error::AgentError,
     netlink::{NetlinkError, ethtool},
     netns,
-    network::{IpamError, mac_for, mac_string, parse_mac, registry::validate_name},
+    network::{IpamError, mac_of, mac_string, parse_mac, registry::validate_name},
 };
 
 /// What `weir attach` asks for.
@@ -84,30 +84,12 @@ impl Agent {
                 ifname: ifname.to_owned(),
             });
         }
-        let ip = match self
-            .state
-            .registry
-            .get_mut(&network.name)?
-            .ipam
-            .allocate(req.ip)
-        {
-            Err(IpamError::Taken { ip }) => {
-                let holder = self.state.endpoints.values().find(|e| e.ip == ip);
-                return Err(match holder {
-                    Some(e) => AgentError::AddressInUse {
-                        ip,
-                        endpoint: e.name.clone(),
-                    },
-                    None => IpamError::Taken { ip }.into(),
-                });
-            }
-            other => other?,
-        };
+        let ip = self.allocate4(&network.name, req.ip)?;
         let ip6 = match self.allocate6(&network.name, req.ip6) {
             Ok(ip6) => ip6,
             Err(e) => {
-                if let Ok(n) = self.state.registry.get_mut(&network.name) {
-                    n.ipam.release(ip);
+                if let (Ok(n), Some(ip)) = (self.state.registry.get_mut(&network.name), ip) {
+                    n.ipam.as_mut().map(|i| i.release(ip));
                 }
                 return Err(e);
             }
@@ -119,7 +101,7 @@ impl Agent {
             netns: req.netns.clone(),
             ip,
             ip6,
-            mac: mac_string(mac.unwrap_or_else(|| mac_for(ip))),
+            mac: mac_string(mac.unwrap_or_else(|| mac_of(ip, ip6))),
             host_if: host_veth(id),
             ports: Vec::new(),
             owner: crate::owner::Owner::Weir,
@@ -136,16 +118,13 @@ impl Agent {
             let _ = self.nl.delete_link(&peer_veth(id)).await;
             let _ = self.datapath.detach_from_container(&endpoint.host_if);
             if let Ok(n) = self.state.registry.get_mut(&network.name) {
-                n.ipam.release(ip);
-                if let (Some(ipam6), Some(ip6)) = (n.ipam6.as_mut(), ip6) {
-                    ipam6.release(ip6);
-                }
+                n.release(ip, ip6);
             }
             return Err(e);
         }
         self.state.endpoints.insert(name.clone(), endpoint.clone());
         self.save()?;
-        info!(endpoint = %name, network = %network.name, %ip, "attached");
+        info!(endpoint = %name, network = %network.name, ip = ?ip, ip6 = ?ip6, "attached");
         if !req.ports.is_empty() {
             match self.publish(&name, &req.ports).await {
                 Ok(ports) => {
@@ -173,23 +152,25 @@ impl Agent {
         create: Option<&str>,
     ) -> Result<(), AgentError> {
         let network = self.state.registry.get(&ep.network)?.clone();
-        let mac = parse_mac(&ep.mac).unwrap_or_else(|| mac_for(ep.ip));
+        let mac = parse_mac(&ep.mac).unwrap_or_else(|| mac_of(ep.ip, ep.ip6));
         if let Some(ifname) = create {
             let peer = peer_veth(ep.id);
             self.nl.create_veth(&ep.host_if, &peer).await?;
             let ns = File::open(&ep.netns)
                 .map_err(AgentError::io(format!("opening {}", ep.netns.display())))?;
             self.nl.move_to_netns(&peer, ns.as_raw_fd()).await?;
-            let (gateway, prefix) = (network.ipam.gateway(), network.ipam.subnet().prefix());
-            let ip = ep.ip;
+            let v4 = network
+                .ipam
+                .as_ref()
+                .zip(ep.ip)
+                .map(|(i, ip)| (ip, i.subnet().prefix(), i.gateway()));
             let v6 = network
                 .ipam6
                 .as_ref()
                 .zip(ep.ip6)
                 .map(|(i, ip6)| (ip6, i.subnet().prefix(), i.gateway()));
             netns::with_netlink(&ep.netns, async |nl| {
-                nl.configure_container_side(&peer, ifname, mac, ip, prefix, gateway)
-                    .await?;
+                nl.configure_container_side(&peer, ifname, mac, v4).await?;
                 match v6 {
                     Some((ip6, prefix6, gateway6)) => {
                         nl.configure_container_side6(ifname, ip6, prefix6, gateway6)
@@ -241,7 +222,7 @@ impl Agent {
         if matches!(ep.owner, crate::owner::Owner::Docker { .. }) {
             // The engine's veth, already its bridge's port.
             let network_id = self.state.registry.get(&ep.network)?.id;
-            let mac = parse_mac(&ep.mac).unwrap_or_else(|| mac_for(ep.ip));
+            let mac = parse_mac(&ep.mac).unwrap_or_else(|| mac_of(ep.ip, ep.ip6));
             self.datapath
                 .insert_endpoint(index, ep.ip, mac, network_id, false)?;
             self.datapath.set_endpoint6(index, ep.ip6)?;
@@ -261,12 +242,42 @@ impl Agent {
     pub(super) fn forget_endpoint(&mut self, name: &str) -> Option<Endpoint> {
         let ep = self.state.endpoints.remove(name)?;
         if let Ok(n) = self.state.registry.get_mut(&ep.network) {
-            n.ipam.release(ep.ip);
-            if let (Some(ipam6), Some(ip6)) = (n.ipam6.as_mut(), ep.ip6) {
-                ipam6.release(ip6);
-            }
+            n.release(ep.ip, ep.ip6);
         }
         Some(ep)
+    }
+
+    /// An IPv4 address for an endpoint of network `name`: `wanted`, or the
+    /// next free; none on an IPv6-only network (where asking for one is an
+    /// error).
+    fn allocate4(
+        &mut self,
+        name: &str,
+        wanted: Option<Ipv4Addr>,
+    ) -> Result<Option<Ipv4Addr>, AgentError> {
+        let network = self.state.registry.get_mut(name)?;
+        let Some(ipam) = network.ipam.as_mut() else {
+            return match wanted {
+                None => Ok(None),
+                Some(ip) => Err(AgentError::NoIpv4 {
+                    network: name.to_owned(),
+                    ip,
+                }),
+            };
+        };
+        match ipam.allocate(wanted) {
+            Err(IpamError::Taken { ip }) => {
+                let holder = self.state.endpoints.values().find(|e| e.ip == Some(ip));
+                Err(match holder {
+                    Some(e) => AgentError::AddressInUse {
+                        ip,
+                        endpoint: e.name.clone(),
+                    },
+                    None => IpamError::Taken { ip }.into(),
+                })
+            }
+            other => Ok(Some(other?)),
+        }
     }
 
     /// An IPv6 address for an endpoint of network `name`: `wanted`, or the
@@ -321,7 +332,7 @@ impl Agent {
         })?;
         self.withdraw(&ep.ports)?;
         self.datapath.detach_from_container(&ep.host_if)?;
-        self.datapath.remove_endpoint(ep.ip)?;
+        self.datapath.remove_endpoint(ep.ip, ep.ip6)?;
         self.nl.delete_link(&ep.host_if).await?;
         self.forget_endpoint(name);
         self.sync_open_ports()?;
@@ -375,7 +386,7 @@ mod tests {
                 && !is_host_veth_name("weir7")
         );
         assert_eq!(
-            mac_string(mac_for(Ipv4Addr::new(10, 203, 0, 2))),
+            mac_string(mac_of(Some(Ipv4Addr::new(10, 203, 0, 2)), None)),
             "02:42:0a:cb:00:02"
         );
     }

@@ -155,8 +155,8 @@ impl Agent {
             }
             let same = have.owner == net.owner
                 && have.bridge == net.bridge
-                && have.ipam.subnet() == net.spec.subnet
-                && net.spec.gateway.is_none_or(|g| g == have.ipam.gateway())
+                && have.ipam.as_ref().map(crate::network::Ipam::subnet) == net.spec.subnet
+                && net.spec.gateway.is_none_or(|g| Some(g) == have.gateway())
                 && have.internal == net.spec.internal
                 && have.icc == net.spec.icc
                 && have.mode == net.spec.mode
@@ -181,7 +181,7 @@ impl Agent {
             self.state
                 .registry
                 .plan_foreign(&net.spec, &net.bridge, mac, net.owner.clone())?;
-        info!(network = %network.name, bridge = %network.bridge, subnet = %network.ipam.subnet(),
+        info!(network = %network.name, bridge = %network.bridge, subnet = ?net.spec.subnet,
             engine = network.owner.engine(), "took over a network");
         // The guard before anything else: a container the engine starts on
         // it from now on goes nowhere until its endpoint is entered.
@@ -232,7 +232,7 @@ impl Agent {
             }
             let same = have.owner == fe.owner
                 && have.network == fe.network
-                && have.ip == fe.ip
+                && have.ip == Some(fe.ip)
                 && have.ip6 == fe.ip6
                 && have.mac == mac_string(fe.mac)
                 && have.host_if == host_if
@@ -243,15 +243,11 @@ impl Agent {
             let name = fe.name.clone();
             self.release_foreign_endpoint(&name)?;
         }
-        match self
-            .state
-            .registry
-            .get_mut(&network.name)?
-            .ipam
-            .allocate(Some(fe.ip))
-        {
-            Ok(_) | Err(IpamError::Taken { .. }) => {}
-            Err(e) => return Err(e.into()),
+        if let Some(ipam) = self.state.registry.get_mut(&network.name)?.ipam.as_mut() {
+            match ipam.allocate(Some(fe.ip)) {
+                Ok(_) | Err(IpamError::Taken { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         // The engine's IPv6 address, if its network has IPv6 in weir too.
         let ip6 = match (
@@ -269,7 +265,7 @@ impl Agent {
             name: fe.name.clone(),
             network: fe.network.clone(),
             netns: fe.netns.clone(),
-            ip: fe.ip,
+            ip: Some(fe.ip),
             ip6,
             mac: mac_string(fe.mac),
             host_if: host_if.clone(),
@@ -279,7 +275,7 @@ impl Agent {
         // The entry before the program (it shuts a veth it has no entry
         // for); the engine made the veth a port of its bridge already.
         self.datapath
-            .insert_endpoint(host_index, fe.ip, fe.mac, network.id, false)?;
+            .insert_endpoint(host_index, Some(fe.ip), fe.mac, network.id, false)?;
         self.datapath.set_endpoint6(host_index, ip6)?;
         self.datapath.attach_from_container(&host_if)?;
         self.install(&ep, &fe.ports).await?;
@@ -306,7 +302,7 @@ impl Agent {
         };
         self.withdraw(&ep.ports)?;
         self.datapath.detach_from_container(&ep.host_if)?;
-        self.datapath.remove_endpoint(ep.ip)?;
+        self.datapath.remove_endpoint(ep.ip, ep.ip6)?;
         self.forget_endpoint(name);
         self.sync_open_ports()?;
         self.save()?;

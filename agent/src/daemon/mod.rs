@@ -32,12 +32,12 @@ pub use self::{
     stats::{DropStats, HookStats, NetworkStats, PortStats, Stats, prometheus},
 };
 use crate::{
-    datapath::{Datapath, MapOrigin, XdpChoice},
+    datapath::{Datapath, MapOrigin, XdpChoice, no_ipv4},
     error::AgentError,
     monitor::{Hub, MonitorEvent},
     mounts,
     netlink::Netlink,
-    network::{Mode, Network, NetworkError, NetworkSpec, mac_for},
+    network::{Mode, Network, NetworkError, NetworkSpec},
     paths::Paths,
     publish::{PortRange, Reservations},
     state as store,
@@ -296,9 +296,11 @@ impl Agent {
             .nl
             .ensure_bridge(
                 &network.bridge,
-                network.ipam.gateway(),
-                network.ipam.subnet().prefix(),
-                mac_for(network.ipam.gateway()),
+                network
+                    .ipam
+                    .as_ref()
+                    .map(|i| (i.gateway(), i.subnet().prefix())),
+                network.bridge_mac(),
             )
             .await?;
         if let Some(ipam6) = &network.ipam6 {
@@ -345,35 +347,52 @@ impl Agent {
         Ok(())
     }
 
-    /// Makes `NETWORKS4` and `NETWORKS6` hold every network of the registry.
+    /// Makes `NETWORKS4` and `NETWORKS6` hold every network of the
+    /// registry. An IPv6-only network's IPv4 side is its [`no_ipv4`]
+    /// address alone, internal: the rules every frame meets find it there,
+    /// and no IPv4 packet of its containers goes anywhere.
     fn sync_networks(&mut self) -> Result<(), AgentError> {
+        let flags_of = |n: &Network| {
+            [
+                (n.masquerade, NET_MASQUERADE),
+                (n.internal, NET_INTERNAL),
+                (n.icc, NET_ICC),
+                (n.mode == Mode::Routed, NET_ROUTED),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .fold(0, |all, (_, bit)| all | bit)
+        };
         let networks: Vec<_> = self
             .state
             .registry
             .iter()
             .map(|n| {
-                let subnet = n.ipam.subnet();
-                let flags = [
-                    (n.masquerade, NET_MASQUERADE),
-                    (n.internal, NET_INTERNAL),
-                    (n.icc, NET_ICC),
-                    (n.mode == Mode::Routed, NET_ROUTED),
-                ]
-                .iter()
-                .filter(|(on, _)| *on)
-                .fold(0, |all, (_, bit)| all | bit);
+                let none = no_ipv4(n.id);
+                let (net, prefix, gateway, flags) = n.ipam.as_ref().map_or(
+                    (none, 32, none, (flags_of(n) & NET_ICC) | NET_INTERNAL),
+                    |ipam| {
+                        let subnet = ipam.subnet();
+                        (
+                            subnet.network(),
+                            subnet.prefix(),
+                            ipam.gateway(),
+                            flags_of(n),
+                        )
+                    },
+                );
                 let info = NetInfo {
                     id: n.id,
-                    gateway: n.ipam.gateway().octets(),
+                    gateway: gateway.octets(),
                     snat_ip: n
                         .snat_ip
                         .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
                         .octets(),
                     flags,
-                    gateway_mac: n.bridge_mac.unwrap_or_else(|| mac_for(n.ipam.gateway())),
+                    gateway_mac: n.bridge_mac(),
                     pad: [0; 2],
                 };
-                (subnet.network(), subnet.prefix(), info)
+                (net, prefix, info)
             })
             .collect();
         self.datapath.set_networks(&networks)?;
@@ -381,13 +400,12 @@ impl Agent {
             .state
             .registry
             .iter()
-            .zip(&networks)
-            .filter_map(|(n, (_, _, info))| {
+            .filter_map(|n| {
                 let ipam6 = n.ipam6.as_ref()?;
                 let subnet = ipam6.subnet();
                 let info6 = NetInfo6 {
                     id: n.id,
-                    flags: info.flags,
+                    flags: flags_of(n),
                     gateway: ipam6.gateway().octets(),
                 };
                 Some((subnet.network(), subnet.prefix(), info6))
@@ -498,7 +516,8 @@ impl Agent {
         self.save()?;
         self.sync_networks()?;
         self.refresh_host_addrs().await?;
-        info!(network = %network.name, bridge = %network.bridge, subnet = %network.ipam.subnet(), "network created");
+        info!(network = %network.name, bridge = %network.bridge, subnet = ?spec.subnet,
+            subnet6 = ?spec.subnet6, "network created");
         Ok(self.view(&network))
     }
 

@@ -4,7 +4,7 @@
 //! sending (UDP) reaches the port's next container at once instead of a
 //! black hole.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use tracing::{info, warn};
 use weir_common::{
@@ -24,7 +24,7 @@ use crate::{
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortView {
     pub endpoint: String,
-    pub container_ip: Ipv4Addr,
+    pub container_ip: Option<IpAddr>,
     #[serde(flatten)]
     pub mapping: PortMapping,
 }
@@ -73,15 +73,19 @@ impl Agent {
     ) -> Result<Vec<PortMapping>, AgentError> {
         let specs = parse_specs(specs)?;
         let ep = self.endpoint(name)?.clone();
-        if ep.ip6.is_none()
-            && let Some(spec) = specs
-                .iter()
-                .find(|s| s.host_ip.is_some_and(|ip| ip.is_ipv6()))
+        // A publication bound to one family's address needs an address of
+        // that family to lead to.
+        let lacks =
+            |ip: IpAddr| (ip.is_ipv6() && ep.ip6.is_none()) || (ip.is_ipv4() && ep.ip.is_none());
+        if let Some((spec, ip)) = specs
+            .iter()
+            .find_map(|s| s.host_ip.filter(|ip| lacks(*ip)).map(|ip| (s, ip)))
         {
-            return Err(AgentError::PublishNoIpv6 {
+            return Err(AgentError::PublishNoFamily {
                 spec: spec.to_string(),
                 endpoint: name.to_owned(),
                 network: ep.network.clone(),
+                family: if ip.is_ipv6() { "IPv6" } else { "IPv4" },
             });
         }
         let mut made = Vec::new();
@@ -169,7 +173,7 @@ impl Agent {
             .flat_map(|e| {
                 e.ports.iter().map(|m| PortView {
                     endpoint: e.name.clone(),
-                    container_ip: e.ip,
+                    container_ip: e.target_of(m),
                     mapping: *m,
                 })
             })
@@ -296,15 +300,20 @@ impl Agent {
         mappings: &[PortMapping],
     ) -> Result<(), AgentError> {
         // The datapath's own record first: no netlink round trip.
-        let ifindex = match self.datapath.endpoint_ifindex(ep.ip)? {
+        let known = match ep.ip {
+            Some(ip) => self.datapath.endpoint_ifindex(ip)?,
+            None => None,
+        };
+        let ifindex = match known {
             Some(index) => index,
             None => self.nl.link_index(&ep.host_if).await?.unwrap_or(0),
         };
         let network_id = self.state.registry.get(&ep.network)?.id;
         for m in mappings {
-            if let Some(key) = m.key() {
+            // An endpoint without IPv4 has its publications on IPv6 only.
+            if let (Some(key), Some(ip)) = (m.key(), ep.ip) {
                 let target = PublishTarget {
-                    ip: ep.ip.octets(),
+                    ip: ip.octets(),
                     port: m.container_port.to_be_bytes(),
                     pad: [0; 2],
                     ifindex,
@@ -357,9 +366,11 @@ impl Agent {
                 continue;
             }
             for m in &ep.ports {
-                let key = PublishKey::new(ep.ip.octets(), m.container_port, m.proto.number());
-                if m.key().is_some() && !open.iter().any(|(k, _)| *k == key) {
-                    open.push((key, net.id));
+                if let (Some(ip), Some(_)) = (ep.ip, m.key()) {
+                    let key = PublishKey::new(ip.octets(), m.container_port, m.proto.number());
+                    if !open.iter().any(|(k, _)| *k == key) {
+                        open.push((key, net.id));
+                    }
                 }
                 if let Some(ip6) = ep.ip6.filter(|_| m.key6().is_some()) {
                     let key = PublishKey6::new(ip6.octets(), m.container_port, m.proto.number());

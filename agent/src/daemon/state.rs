@@ -42,8 +42,9 @@ pub struct Endpoint {
     pub network: String,
     /// The network namespace file the container lives in.
     pub netns: PathBuf,
-    pub ip: Ipv4Addr,
-    /// Its IPv6 address, on a dual-stack network.
+    /// Its IPv4 address; none on an IPv6-only network.
+    pub ip: Option<Ipv4Addr>,
+    /// Its IPv6 address, on a dual-stack or IPv6-only network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip6: Option<std::net::Ipv6Addr>,
     /// The container's MAC, `aa:bb:cc:dd:ee:ff`.
@@ -57,6 +58,28 @@ pub struct Endpoint {
     /// engine's, its ports too).
     #[serde(default, skip_serializing_if = "Owner::is_weir")]
     pub owner: Owner,
+}
+
+impl Endpoint {
+    /// Its addresses, IPv4 first, space-separated (`10.88.0.2
+    /// fd00:88::2`, or one of them).
+    #[must_use]
+    pub fn addresses(&self) -> String {
+        let v4 = self.ip.map(|a| a.to_string());
+        let v6 = self.ip6.map(|a| a.to_string());
+        [v4, v6].into_iter().flatten().collect::<Vec<_>>().join(" ")
+    }
+
+    /// The address publication `m` leads to: the IPv6 one for a
+    /// publication over IPv6 only or an endpoint without IPv4.
+    #[must_use]
+    pub fn target_of(&self, m: &PortMapping) -> Option<std::net::IpAddr> {
+        match (self.ip, self.ip6) {
+            (Some(ip), _) if !m.is_ipv6_only() => Some(ip.into()),
+            (_, Some(ip6)) => Some(ip6.into()),
+            (ip, None) => ip.map(Into::into),
+        }
+    }
 }
 
 /// A change the journal records instead of the whole state: publishing
@@ -183,7 +206,7 @@ mod tests {
                 name: "c1".to_owned(),
                 network: "n".to_owned(),
                 netns: "/run/netns/c1".into(),
-                ip: Ipv4Addr::new(10, 0, 0, 2),
+                ip: Some(Ipv4Addr::new(10, 0, 0, 2)),
                 ip6: None,
                 mac: "02:00:00:00:00:01".to_owned(),
                 host_if: "weirv1".to_owned(),

@@ -34,7 +34,7 @@ pub struct PortStats {
     pub proto: String,
     pub host_ip: IpAddr,
     pub host_port: u16,
-    pub container_ip: IpAddr,
+    pub container_ip: Option<IpAddr>,
     pub container_port: u16,
     pub flows: u64,
     pub packets_in: u64,
@@ -79,11 +79,7 @@ impl Agent {
                     .into_iter()
                     .flatten()
                     .fold(PortCounters::default(), PortCounters::plus);
-                // An IPv6-only publication leads to the IPv6 address.
-                let ip = match ep.ip6 {
-                    Some(ip6) if m.is_ipv6_only() => IpAddr::V6(ip6),
-                    _ => IpAddr::V4(ep.ip),
-                };
+                let ip = ep.target_of(m);
                 ports.push(port_stats(&ep.name, &ep.network, ip, m, c));
             }
         }
@@ -132,7 +128,7 @@ impl Agent {
 fn port_stats(
     endpoint: &str,
     network: &str,
-    ip: IpAddr,
+    ip: Option<IpAddr>,
     m: &PortMapping,
     c: weir_common::stats::PortCounters,
 ) -> PortStats {
@@ -326,7 +322,7 @@ mod tests {
                 proto: "tcp".into(),
                 host_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
                 host_port: 8080,
-                container_ip: std::net::Ipv4Addr::new(10, 203, 0, 2).into(),
+                container_ip: Some(std::net::Ipv4Addr::new(10, 203, 0, 2).into()),
                 container_port: 80,
                 flows: 3,
                 packets_in: 10,

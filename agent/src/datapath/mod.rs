@@ -28,6 +28,7 @@ pub use self::{
     dump::{LinkView, RawMaps},
     layout::Layout,
     pins::{MapOrigin, PinDirs},
+    tables::no_ipv4,
 };
 
 /// The datapath object, built by `build.rs` from `datapath-ebpf/`.

@@ -25,20 +25,32 @@ use super::{
     found, map_err, map_names, pins, sys,
 };
 
+/// The IPv4 address an IPv6-only network and its endpoints have in the
+/// IPv4 maps (`NETWORKS4`, `ENDPOINTS`), which the rules every frame
+/// meets (its MAC, `--icc=false` at L2) look the network up by: one of
+/// `0.0.0.0/8` ("this network", RFC 1122), which no packet carries
+/// beyond its link and the kernel drops as a martian, per network id.
+#[must_use]
+pub fn no_ipv4(network_id: u32) -> Ipv4Addr {
+    Ipv4Addr::from(network_id + 1)
+}
+
 impl Datapath {
     /// Records an endpoint in `ENDPOINTS` and `EP_BY_IP4`. `xdp_target`:
     /// its veth's container end takes redirected XDP frames
-    /// ([`EP_XDP_TARGET`]).
+    /// ([`EP_XDP_TARGET`]). An endpoint without IPv4 (of an IPv6-only
+    /// network) has its network's [`no_ipv4`] address in `ENDPOINTS`
+    /// and nothing in `EP_BY_IP4`.
     pub fn insert_endpoint(
         &mut self,
         ifindex: u32,
-        ip: Ipv4Addr,
+        ip: Option<Ipv4Addr>,
         mac: [u8; 6],
         network_id: u32,
         xdp_target: bool,
     ) -> Result<(), DatapathError> {
         let info = EndpointInfo {
-            ip: ip.octets(),
+            ip: ip.unwrap_or_else(|| no_ipv4(network_id)).octets(),
             mac,
             pad: [0; 2],
             network_id,
@@ -52,6 +64,9 @@ impl Datapath {
         self.hash_map::<u32, EndpointInfo>(map_names::ENDPOINTS)?
             .insert(ifindex, info, 0)
             .map_err(|source| map_err(map_names::ENDPOINTS, source))?;
+        let Some(ip) = ip else {
+            return Ok(());
+        };
         self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?
             .insert(ip.octets(), reference, 0)
             .map_err(|source| map_err(map_names::EP_BY_IP4, source))
@@ -122,16 +137,29 @@ impl Datapath {
         Ok(found(map.get(&ip.octets(), 0), map_names::EP_BY_IP4)?.map(|r| r.ifindex))
     }
 
-    /// Removes every entry of the endpoint with address `ip` from
-    /// `ENDPOINTS` and `EP_BY_IP4`. Works from the maps alone, so it also
-    /// cleans up after a veth that is already gone.
-    pub fn remove_endpoint(&mut self, ip: Ipv4Addr) -> Result<(), DatapathError> {
-        let stale: Vec<u32> = self
+    /// Removes every entry of the endpoint with address `ip` (IPv4) or
+    /// `ip6` from `ENDPOINTS`, `ENDPOINTS6` and `EP_BY_IP4`. Works from
+    /// the maps alone, so it also cleans up after a veth that is already
+    /// gone.
+    pub fn remove_endpoint(
+        &mut self,
+        ip: Option<Ipv4Addr>,
+        ip6: Option<std::net::Ipv6Addr>,
+    ) -> Result<(), DatapathError> {
+        let mut stale: Vec<u32> = self
             .endpoints()?
             .into_iter()
-            .filter(|(_, info)| info.ip == ip.octets())
+            .filter(|(_, info)| ip.is_some_and(|ip| info.ip == ip.octets()))
             .map(|(ifindex, _)| ifindex)
             .collect();
+        if let Some(ip6) = ip6 {
+            stale.extend(
+                self.entries::<u32, [u8; 16]>(map_names::ENDPOINTS6)?
+                    .into_iter()
+                    .filter(|(_, a)| *a == ip6.octets())
+                    .map(|(ifindex, _)| ifindex),
+            );
+        }
         let mut endpoints = self.hash_map::<u32, EndpointInfo>(map_names::ENDPOINTS)?;
         for ifindex in &stale {
             absent_ok(endpoints.remove(ifindex), map_names::ENDPOINTS)?;
@@ -139,6 +167,9 @@ impl Datapath {
         for ifindex in stale {
             self.set_endpoint6(ifindex, None)?;
         }
+        let Some(ip) = ip else {
+            return Ok(());
+        };
         absent_ok(
             self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?
                 .remove(&ip.octets()),
@@ -249,7 +280,10 @@ impl Datapath {
 
     /// Removes the `ENDPOINTS` entries of veths not in `keep` and the
     /// `EP_BY_IP4` entries of addresses not in `keep`.
-    pub fn retain_endpoints(&mut self, keep: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
+    pub fn retain_endpoints(
+        &mut self,
+        keep: &[(u32, Option<Ipv4Addr>)],
+    ) -> Result<(), DatapathError> {
         let stale: Vec<u32> = self
             .endpoints()?
             .into_iter()
@@ -264,7 +298,11 @@ impl Datapath {
             .entries::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?
             .into_iter()
             .map(|(ip, _)| ip)
-            .filter(|ip| !keep.iter().any(|(_, k)| k.octets() == *ip))
+            .filter(|ip| {
+                !keep
+                    .iter()
+                    .any(|(_, k)| k.is_some_and(|k| k.octets() == *ip))
+            })
             .collect();
         let mut by_ip = self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?;
         for ip in stale {

@@ -260,7 +260,7 @@ mod tests {
         let nets = networks();
         let default = nets[0].as_ref().unwrap();
         assert_eq!(default.bridge, "docker0");
-        assert_eq!(default.spec.subnet.to_string(), "172.31.250.0/24");
+        assert_eq!(default.spec.subnet.unwrap().to_string(), "172.31.250.0/24");
         assert_eq!(default.spec.gateway, Some(Ipv4Addr::new(172, 31, 250, 1)));
         assert!(default.spec.icc && default.spec.masquerade && !default.spec.internal);
         let back = nets[1].as_ref().unwrap();
@@ -273,7 +273,7 @@ mod tests {
             }
         );
         let direct = nets[2].as_ref().unwrap();
-        assert_eq!(direct.spec.subnet.to_string(), "10.92.0.0/24");
+        assert_eq!(direct.spec.subnet.unwrap().to_string(), "10.92.0.0/24");
         assert_eq!(direct.spec.gateway, Some(Ipv4Addr::new(10, 92, 0, 254)));
         assert!(!direct.spec.masquerade && direct.spec.mode == Mode::Routed);
         // IPv6 subnets count only where Docker enabled IPv6, and may be

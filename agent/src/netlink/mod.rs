@@ -75,8 +75,7 @@ impl Netlink {
     pub async fn ensure_bridge(
         &self,
         name: &str,
-        gateway: Ipv4Addr,
-        prefix: u8,
+        gateway: Option<(Ipv4Addr, u8)>,
         mac: [u8; 6],
     ) -> Result<u32, NetlinkError> {
         let index = if let Some(index) = self.link_index(name).await? {
@@ -92,17 +91,19 @@ impl Netlink {
                 .await?
                 .ok_or_else(|| request("create bridge", name, rtnetlink::Error::RequestFailed))?
         };
-        match self
-            .handle
-            .address()
-            .add(index, IpAddr::V4(gateway), prefix)
-            .execute()
-            .await
-        {
-            Err(e) if errno(&e) != Some(libc::EEXIST) => {
-                return Err(request("add address to", name, e));
+        if let Some((gateway, prefix)) = gateway {
+            match self
+                .handle
+                .address()
+                .add(index, IpAddr::V4(gateway), prefix)
+                .execute()
+                .await
+            {
+                Err(e) if errno(&e) != Some(libc::EEXIST) => {
+                    return Err(request("add address to", name, e));
+                }
+                _ => {}
             }
-            _ => {}
         }
         self.handle
             .link()
@@ -179,16 +180,14 @@ impl Netlink {
     }
 
     /// Inside a container namespace: renames `from` to `to`, sets its MAC
-    /// and `ip/prefix`, brings it and `lo` up, and routes everything via
-    /// `gateway`.
+    /// and, with `v4` (address, prefix, gateway), `ip/prefix`, brings it
+    /// and `lo` up, and routes everything via the gateway.
     pub async fn configure_container_side(
         &self,
         from: &str,
         to: &str,
         mac: [u8; 6],
-        ip: Ipv4Addr,
-        prefix: u8,
-        gateway: Ipv4Addr,
+        v4: Option<(Ipv4Addr, u8, Ipv4Addr)>,
     ) -> Result<(), NetlinkError> {
         let index = self.require_index(from).await?;
         self.handle
@@ -205,12 +204,14 @@ impl Netlink {
         // Before it is up: its NAPI starts with it, so XDP on an uplink can
         // redirect frames into it.
         ethtool::set(to, ethtool::Feature::Gro, true).map_err(NetlinkError::Feature)?;
-        self.handle
-            .address()
-            .add(index, IpAddr::V4(ip), prefix)
-            .execute()
-            .await
-            .map_err(|e| request("add address to", to, e))?;
+        if let Some((ip, prefix, _)) = v4 {
+            self.handle
+                .address()
+                .add(index, IpAddr::V4(ip), prefix)
+                .execute()
+                .await
+                .map_err(|e| request("add address to", to, e))?;
+        }
         for link in [index, self.require_index("lo").await?] {
             self.handle
                 .link()
@@ -219,6 +220,9 @@ impl Netlink {
                 .await
                 .map_err(|e| request("set up", to, e))?;
         }
+        let Some((_, _, gateway)) = v4 else {
+            return Ok(());
+        };
         self.handle
             .route()
             .add(

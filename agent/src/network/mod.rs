@@ -20,6 +20,21 @@ pub fn mac_for(ip: std::net::Ipv4Addr) -> [u8; 6] {
     [0x02, 0x42, a, b, c, d]
 }
 
+/// The MAC of an endpoint or bridge with these addresses: Docker's rule
+/// on the IPv4 one ([`mac_for`]); without one, the same on the IPv6
+/// one's last four bytes.
+#[must_use]
+pub fn mac_of(ip: Option<std::net::Ipv4Addr>, ip6: Option<std::net::Ipv6Addr>) -> [u8; 6] {
+    let last4 = |a: std::net::Ipv6Addr| {
+        let o = a.octets();
+        std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15])
+    };
+    mac_for(
+        ip.or_else(|| ip6.map(last4))
+            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+    )
+}
+
 /// `02:42:0a:00:00:02` read back; `None` if it is not a MAC.
 #[must_use]
 pub fn parse_mac(text: &str) -> Option<[u8; 6]> {

@@ -52,7 +52,9 @@ impl FromStr for Mode {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkSpec {
     pub name: String,
-    pub subnet: Subnet,
+    /// The IPv4 subnet; none for an IPv6-only network.
+    #[serde(default)]
+    pub subnet: Option<Subnet>,
     #[serde(default)]
     pub gateway: Option<Ipv4Addr>,
     #[serde(default)]
@@ -84,7 +86,7 @@ impl NetworkSpec {
     pub fn new(name: &str, subnet: Subnet) -> Self {
         Self {
             name: name.to_owned(),
-            subnet,
+            subnet: Some(subnet),
             gateway: None,
             internal: false,
             icc: yes(),
@@ -105,8 +107,10 @@ pub struct Network {
     pub name: String,
     /// The Linux bridge that realises the network.
     pub bridge: String,
-    pub ipam: Ipam,
-    /// The IPv6 side of a dual-stack network.
+    /// The IPv4 side; none on an IPv6-only network.
+    #[serde(default)]
+    pub ipam: Option<Ipam>,
+    /// The IPv6 side of a dual-stack or IPv6-only network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipam6: Option<Ipam6>,
     pub internal: bool,
@@ -159,10 +163,11 @@ pub enum NetworkError {
     Ipam6(#[from] Ipam6Error),
 }
 
-/// A network's subnets and gateways, one of each per family.
+/// A network's subnets and gateways, one of each per family (at least
+/// one family).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Addresses {
-    pub subnet: Subnet,
+    pub subnet: Option<Subnet>,
     pub gateway: Option<Ipv4Addr>,
     pub subnet6: Option<Subnet6>,
     pub gateway6: Option<Ipv6Addr>,
@@ -170,7 +175,7 @@ pub struct Addresses {
 
 /// `--subnet` and `--gateway` as Docker takes them: each given once per
 /// family, an IPv6 one making the network dual stack (`--ipv6` says so
-/// too, and then needs one).
+/// too, and then needs one), an IPv6 one alone IPv6-only.
 pub fn addresses(
     subnets: &[String],
     gateways: &[String],
@@ -198,12 +203,14 @@ pub fn addresses(
             &"give at most one --subnet and one --gateway per family",
         ));
     }
-    let Some(&subnet) = v4.first() else {
-        return Err(bad(
-            &"an IPv6-only network is not built yet: give an IPv4 --subnet too",
-        ));
-    };
+    let subnet = v4.first().copied();
     let dual = v6.first().copied();
+    if subnet.is_none() && dual.is_none() {
+        return Err(bad(&"give a --subnet (IPv4, IPv6 or one of each)"));
+    }
+    if !g4.is_empty() && subnet.is_none() {
+        return Err(bad(&"an IPv4 --gateway needs an IPv4 --subnet"));
+    }
     if ipv6 && dual.is_none() {
         return Err(bad(
             &"--ipv6 needs an IPv6 --subnet (weir has no IPv6 address pool yet)",
@@ -218,6 +225,33 @@ pub fn addresses(
         subnet6: dual,
         gateway6: g6.first().copied(),
     })
+}
+
+impl Network {
+    /// The IPv4 gateway, on a network with IPv4.
+    #[must_use]
+    pub fn gateway(&self) -> Option<Ipv4Addr> {
+        self.ipam.as_ref().map(Ipam::gateway)
+    }
+
+    /// Gives an endpoint's addresses back to the pools.
+    pub fn release(&mut self, ip: Option<Ipv4Addr>, ip6: Option<Ipv6Addr>) {
+        if let (Some(ipam), Some(ip)) = (self.ipam.as_mut(), ip) {
+            ipam.release(ip);
+        }
+        if let (Some(ipam6), Some(ip6)) = (self.ipam6.as_mut(), ip6) {
+            ipam6.release(ip6);
+        }
+    }
+
+    /// The bridge's MAC: the engine's bridge's own, or weir's rule on the
+    /// gateway's address ([`super::mac_of`]).
+    #[must_use]
+    pub fn bridge_mac(&self) -> [u8; 6] {
+        self.bridge_mac.unwrap_or_else(|| {
+            super::mac_of(self.gateway(), self.ipam6.as_ref().map(Ipam6::gateway))
+        })
+    }
 }
 
 /// Bridge names are `weir<id>` (at most 15 characters, the kernel's limit).
@@ -245,16 +279,22 @@ impl Registry {
                 name: spec.name.clone(),
             });
         }
-        if let Some(other) = self
-            .networks
-            .values()
-            .find(|n| n.ipam.subnet().overlaps(spec.subnet))
+        if let Some(subnet) = spec.subnet
+            && let Some((other, network)) = self.networks.values().find_map(|n| {
+                let other = n.ipam.as_ref()?.subnet();
+                other.overlaps(subnet).then(|| (other, n.name.clone()))
+            })
         {
             return Err(NetworkError::Overlap {
-                subnet: spec.subnet,
-                other: other.ipam.subnet(),
-                network: other.name.clone(),
+                subnet,
+                other,
+                network,
             });
+        }
+        if spec.subnet.is_none() && spec.subnet6.is_none() {
+            return Err(NetworkError::Addresses(
+                "a network needs a subnet of at least one family".to_owned(),
+            ));
         }
         if let Some(subnet) = spec.subnet6
             && let Some((other, network)) = self.networks.values().find_map(|n| {
@@ -275,7 +315,10 @@ impl Registry {
                 name: spec.name.clone(),
             });
         }
-        let ipam = Ipam::new(spec.subnet, spec.gateway)?;
+        let ipam = spec
+            .subnet
+            .map(|subnet| Ipam::new(subnet, spec.gateway))
+            .transpose()?;
         let ipam6 = spec
             .subnet6
             .map(|subnet| Ipam6::new(subnet, spec.gateway6))
@@ -463,5 +506,37 @@ mod tests {
             serde_json::from_str(r#"{"name":"n","subnet":"10.5.0.0/24"}"#).unwrap();
         assert!(s.icc && s.masquerade && !s.internal);
         assert_eq!(s.mode, Mode::Nat);
+    }
+
+    #[test]
+    fn an_ipv6_subnet_alone_is_an_ipv6_only_network() {
+        let a = addresses(&["fd00:5::/64".to_owned()], &[], false).unwrap();
+        assert_eq!(
+            (a.subnet, a.subnet6.unwrap().to_string().as_str()),
+            (None, "fd00:5::/64")
+        );
+        let mut s = spec("six", "10.5.0.0/24");
+        (s.subnet, s.subnet6) = (None, a.subnet6);
+        let mut reg = Registry::default();
+        let n = reg.plan(&s).unwrap();
+        assert!(n.ipam.is_none() && n.ipam6.is_some());
+        reg.insert(n);
+        // Another IPv4 network overlaps nothing of it.
+        assert!(reg.plan(&spec("four", "10.5.0.0/24")).is_ok());
+        for (subnets, gateways, why) in [
+            (vec![], vec![], "give a --subnet"),
+            (
+                vec!["fd00:6::/64"],
+                vec!["10.0.0.1"],
+                "IPv4 --gateway needs",
+            ),
+        ] {
+            let subnets: Vec<String> = subnets.into_iter().map(str::to_owned).collect();
+            let gateways: Vec<String> = gateways.into_iter().map(str::to_owned).collect();
+            let err = addresses(&subnets, &gateways, false)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{err}");
+        }
     }
 }

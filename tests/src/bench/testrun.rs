@@ -129,8 +129,10 @@ pub fn measure(runs: u32) -> Costs {
         );
         let empty = Floor::empty().expect("a program that only returns");
         let one_helper = Floor::one_helper().expect("a program with one helper call");
+        let backend2 = Some(BACKEND2);
+        let mac2 = [2, 0, 0, 0, 0, 3];
         h.datapath
-            .insert_endpoint(TEST_IFINDEX + 1, BACKEND2, [2, 0, 0, 0, 0, 3], 1, true)
+            .insert_endpoint(TEST_IFINDEX + 1, backend2, mac2, 1, true)
             .expect("ENDPOINTS");
         let dnat_loop = loop_flow(&mut h, &ack_in, Some((BACKEND2, 8080)));
         let snat_loop = loop_flow(&mut h, &ack_out, None);
