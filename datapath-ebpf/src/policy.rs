@@ -89,7 +89,8 @@ fn same_mac(a: &[u8; 6], b: &[u8; 6]) -> bool {
 /// The rules every frame from a container meets, IPv4 or not: its source
 /// MAC is the endpoint's; an ARP speaks for the endpoint's own address and,
 /// with `--icc=false`, asks only for the gateway; any other non-IPv4 frame
-/// goes nowhere but the gateway with `--icc=false`. Returns the MAC the
+/// goes nowhere but the gateway with `--icc=false` (IPv6 multicast is
+/// IPv6's rules' to judge). Returns the MAC the
 /// frame is addressed to (for [`destination`], through
 /// [`Sender::to_gateway`]).
 #[inline(always)]
@@ -104,6 +105,11 @@ pub fn frame(ctx: &TcContext, ep: &EndpointInfo) -> Result<[u8; 6], DropReason> 
     }
     let ethertype = [eth[12], eth[13]];
     if ethertype == parse::ETH_P_IP {
+        return Ok(dst);
+    }
+    // IPv6 multicast (neighbour discovery, MLD): IPv6's rules judge it
+    // (`v6::from_container`), which know what it asks for.
+    if ethertype == parse::ETH_P_IPV6 && dst[0] & 1 == 1 {
         return Ok(dst);
     }
     let s = Sender::of(*ep)?;

@@ -5,8 +5,9 @@
 //!   (`ENDPOINTS6`), a link-local one, or the unspecified one (duplicate
 //!   address detection); a neighbour advertisement speaks only for its own
 //!   address or a link-local one; the destination is link-local,
-//!   multicast, its own network (the gateway too) or another network's
-//!   gateway (the node); another network's container is `isolation`;
+//!   multicast, its own network (the gateway too; with `--icc=false` the
+//!   gateway alone, `icc`) or another network's gateway (the node);
+//!   another network's container is `isolation`;
 //!   anything beyond is `internal-network` for an `--internal` network,
 //!   and otherwise leaves by the node's routes (masqueraded or tracked on
 //!   the uplink's egress, `nat6::to_uplink`).
@@ -22,7 +23,7 @@ use network_types::ip::Ipv6Hdr;
 use weir_common::{
     drop::DropReason,
     endpoint::EndpointInfo,
-    network::{NET_INTERNAL, NET_MASQUERADE, NetInfo6},
+    network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NetInfo6},
     publish::PROTO_ICMPV6,
 };
 
@@ -33,6 +34,12 @@ use crate::{
 
 /// ICMPv6 neighbour advertisement.
 const NDP_NA: u8 = 136;
+/// ICMPv6 router and neighbour solicitations, MLD's reports and done.
+const NDP_RS: u8 = 133;
+const NDP_NS: u8 = 135;
+const MLD_REPORT: u8 = 131;
+const MLD_DONE: u8 = 132;
+const MLD2_REPORT: u8 = 143;
 const LOOPBACK: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
 /// The IPv6 header of a frame whose ethertype said IPv6.
@@ -96,21 +103,36 @@ pub fn from_container(
                 return Err(DropReason::SpoofedIp);
             }
         }
+        let own_net = match own {
+            Some(o) => NETWORKS6.get(&Key::new(128, *o)),
+            None => None,
+        };
         let dst = &(*ip).dst_addr;
-        if link_local(dst) || multicast(dst) {
+        if multicast(dst) {
+            // `--icc=false`: only what the gateway must hear gets to the
+            // bridge's every port.
+            let icc = crate::policy::network_of(ep.ip).is_some_and(|n| n.flags & NET_ICC != 0);
+            if !icc && !for_the_gateway(pkt, own_net.map(|n| &n.gateway), own)? {
+                return Err(DropReason::Icc);
+            }
+            return Ok(());
+        }
+        if link_local(dst) {
             return Ok(());
         }
         // Beyond its network: only a container's own address gets out
         // (the kernel routes no link-local or unspecified source), and
         // never an `--internal` network's.
-        let internal = match own {
-            Some(o) => NETWORKS6
-                .get(&Key::new(128, *o))
-                .is_none_or(|net| net.flags & NET_INTERNAL != 0),
-            None => true,
-        };
+        let internal = own_net.is_none_or(|net| net.flags & NET_INTERNAL != 0);
         match NETWORKS6.get(&Key::new(128, *dst)) {
-            Some(net) if net.id == ep.network_id => Ok(()),
+            // `--icc=false`: a neighbour is not reached through the node
+            // either (L2 lets only the bridge's MAC be a destination).
+            Some(net) if net.id == ep.network_id => {
+                if net.flags & NET_ICC == 0 && net.gateway != *dst {
+                    return Err(DropReason::Icc);
+                }
+                Ok(())
+            }
             // Another network's gateway is the node.
             Some(net) if net.gateway == *dst && !internal => Ok(()),
             Some(_) if internal => Err(DropReason::Internal),
@@ -118,6 +140,41 @@ pub fn from_container(
             None if internal => Err(DropReason::Internal),
             None => Ok(()),
         }
+    }
+}
+
+/// Whether a multicast ICMPv6 packet is one a container sends the
+/// gateway: a router solicitation, an MLD report, its own advertisement
+/// (checked to be its own by then), or a neighbour solicitation for the
+/// gateway's address or, detecting duplicates, its own.
+///
+/// # Safety
+///
+/// `gateway` and `own` point into map values valid for this program run.
+#[inline(always)]
+unsafe fn for_the_gateway(
+    pkt: &impl Packet,
+    gateway: Option<&[u8; 16]>,
+    own: Option<*const [u8; 16]>,
+) -> Result<bool, DropReason> {
+    let ip: *const Ipv6Hdr = ptr_at(pkt, IP_OFF).ok_or(DropReason::Malformed)?;
+    // SAFETY: `ptr_at` checked the header; the pointers are the caller's.
+    unsafe {
+        if (*ip).next_hdr != PROTO_ICMPV6 {
+            return Ok(false);
+        }
+        let Some(kind) = ptr_at::<u8>(pkt, IP_OFF + Ipv6Hdr::LEN) else {
+            return Ok(false);
+        };
+        Ok(match *kind {
+            NDP_RS | MLD_REPORT | MLD_DONE | MLD2_REPORT | NDP_NA => true,
+            NDP_NS => {
+                let target: *const [u8; 16] =
+                    ptr_at(pkt, IP_OFF + Ipv6Hdr::LEN + 8).ok_or(DropReason::Malformed)?;
+                gateway.is_some_and(|g| *target == *g) || own.is_some_and(|o| *target == *o)
+            }
+            _ => false,
+        })
     }
 }
 

@@ -146,8 +146,11 @@ impl Harness {
         h
     }
 
-    /// Adds a network (`subnet/prefix`) to `NETWORKS4`.
+    /// Adds a network (`subnet/prefix`) to `NETWORKS4`, in place of what
+    /// that subnet had.
     pub fn network(&mut self, subnet: Ipv4Addr, prefix: u8, info: NetInfo) {
+        self.networks
+            .retain(|(a, p, _)| (*a, *p) != (subnet, prefix));
         self.networks.push((subnet, prefix, info));
         self.datapath
             .set_networks(&self.networks)

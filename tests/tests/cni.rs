@@ -404,7 +404,8 @@ fn a_cni_endpoint_survives_an_agent_restart_and_deletes_after_it() {
 
 /// A dual-stack network: ADD answers an address and a default route of
 /// each family, and the pod has them; an IPv6 `hostIP` (Podman's
-/// `-p [::1]:7070:70`) is published there, reached from the node.
+/// `-p [::1]:7070:70`) is published there, reached from the node; on an
+/// IPv6-only network ADD answers IPv6 alone.
 #[test]
 fn add_on_a_dual_stack_network_answers_both_families() {
     let mut w = World::new().unwrap();
@@ -444,4 +445,30 @@ fn add_on_a_dual_stack_network_answers_both_families() {
     assert!(check.ok, "CHECK with the IPv6 hostIP: {}", check.out);
     let del = plugin(&env("DEL", "d6d6", &netns, ""), &stdin);
     assert!(del.ok, "{}", del.out);
+
+    // An IPv6-only network: ADD answers IPv6 alone.
+    agent.ok(&["network", "create", "only6", "--subnet", "fd00:78::/64"]);
+    let mut only6 = conf(&agent, "1.0.0", &json!([]));
+    only6["name"] = json!("only6");
+    let add = plugin(&env("ADD", "e6e6", &netns, ""), &only6.to_string());
+    assert!(add.ok, "{}", add.out);
+    assert_eq!(
+        (
+            add.out["ips"].as_array().map(Vec::len),
+            &add.out["ips"][0]["address"]
+        ),
+        (Some(1), &json!("fd00:78::2/64")),
+        "{}",
+        add.out
+    );
+    assert_eq!(
+        add.out["routes"],
+        json!([{"dst": "::/0", "gw": "fd00:78::1"}])
+    );
+    let v4 = w
+        .c("pod6")
+        .exec("ip", &["-4", "-o", "addr", "show", "eth0"])
+        .unwrap();
+    assert!(v4.stdout.is_empty(), "an IPv4 address: {v4:?}");
+    assert!(plugin(&env("DEL", "e6e6", &netns, ""), &only6.to_string()).ok);
 }

@@ -14,7 +14,8 @@
 //! nothing else; an `--internal` one's stay in (`internal-network`); a
 //! container cannot speak for a neighbour's IPv6 address; `weir monitor`
 //! shows an IPv6 drop with its addresses; the addresses
-//! survive a restart; an IPv6-only network's containers have no IPv4 at
+//! survive a restart; with `--icc=false` IPv6 finds the gateway and the
+//! outside but no neighbour; an IPv6-only network's containers have no IPv4 at
 //! all and everything else; bad `--subnet` sets are refused with their
 //! reason.
 
@@ -465,6 +466,40 @@ fn an_ipv6_only_network_has_no_ipv4_at_all() {
     agent.ok(&["detach", "s1"]);
     agent.ok(&["network", "rm", "six"]);
     assert!(world::netfilter_rules(&w.node).is_empty());
+}
+
+/// `--icc=false` on a dual-stack network: its containers find their
+/// gateway (neighbour discovery passes) and the outside over IPv6, never
+/// each other, not even through the node.
+#[test]
+fn with_icc_off_ipv6_reaches_the_gateway_and_beyond_but_no_neighbour() {
+    let mut w = World::new().unwrap();
+    for c in ["p1", "p2"] {
+        w.add_container(c).unwrap();
+    }
+    dual_stack_uplink(&w);
+    let agent = Agent::start(&w, &[]);
+    agent.ok(&[
+        "network",
+        "create",
+        "apart",
+        "--subnet",
+        "10.86.0.0/24",
+        "--subnet",
+        "fd00:86::/64",
+        "--icc=false",
+    ]);
+    agent.attach("apart", w.c("p1"), "p1", &[]);
+    agent.attach("apart", w.c("p2"), "p2", &[]);
+    let p2 = ip6_of(&agent, "p2");
+    assert!(ping6(w.c("p1"), "fd00:86::1"), "p1 to its gateway");
+    assert_eq!(
+        seen_by_ext(&w, w.c("p1"), 7002),
+        NODE6.parse::<Ipv6Addr>().unwrap()
+    );
+    let icc = agent.drops(DropReason::Icc.number());
+    assert!(no_ping6(w.c("p1"), &p2.to_string()), "p1 reached p2");
+    assert!(agent.drops(DropReason::Icc.number()) > icc);
 }
 
 #[test]

@@ -6,10 +6,15 @@
 //! bogons, unsolicited, the node's own), each verdict counted under its
 //! reason and every passed frame untouched. IPv6 reaches those rules by
 //! a tail call (`tc_from_container6`): without it, nothing IPv6 passes.
+//! With `--icc=false` an IPv6 frame goes to the bridge's MAC and the
+//! gateway's address alone (no neighbour, not even through the node); an
+//! IPv6-only network's container (standing in the IPv4 maps at its
+//! network's `no_ipv4` address) speaks IPv6 and no IPv4.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use etherparse::{Icmpv6Type, PacketBuilder};
+use weir::datapath::no_ipv4;
 use weir_common::{
     drop::DropReason,
     network::{NET_ICC, NET_INTERNAL},
@@ -60,6 +65,23 @@ fn udp6(src: &str, dst: &str) -> Vec<u8> {
         .udp(5000, 53);
     let mut f = Vec::new();
     b.write(&mut f, b"q").unwrap();
+    f
+}
+
+/// A neighbour solicitation from `src` for `target`, to its
+/// solicited-node multicast group's MAC.
+fn ns(src: &str, target: &str) -> Vec<u8> {
+    let t = a(target);
+    let group = format!("ff02::1:ff{:02x}:{:02x}{:02x}", t[13], t[14], t[15]);
+    let b = PacketBuilder::ethernet2(MAC_CONTAINER, [0x33, 0x33, 0xff, t[13], t[14], t[15]])
+        .ipv6(a(src), a(&group), 255)
+        .icmpv6(Icmpv6Type::Unknown {
+            type_u8: 135,
+            code_u8: 0,
+            bytes5to8: [0; 4],
+        });
+    let mut f = Vec::new();
+    b.write(&mut f, &t).unwrap();
     f
 }
 
@@ -281,4 +303,113 @@ fn without_its_ipv6_half_the_container_hook_lets_no_ipv6_through() {
     let out = h.run_tc("tc_from_container", &udp6(OWN, NEIGHBOUR));
     assert_eq!(out.verdict, TC_ACT_SHOT, "fail closed");
     assert_eq!(h.datapath.drop_stats(reason).unwrap().packets, before + 1);
+}
+
+/// `frame` sent to MAC `to` instead of the bridge's.
+fn to_mac(mut frame: Vec<u8>, to: [u8; 6]) -> Vec<u8> {
+    frame[..6].copy_from_slice(&to);
+    frame
+}
+
+#[test]
+fn with_icc_off_an_ipv6_frame_reaches_the_gateway_alone() {
+    let mut h = harness();
+    h.network(
+        Ipv4Addr::new(10, 89, 0, 0),
+        24,
+        net_info(1, Ipv4Addr::new(10, 89, 0, 1), DEFAULT_FLAGS & !NET_ICC),
+    );
+    h.network6("fd00:89::/64", 1, DEFAULT_FLAGS & !NET_ICC, GATEWAY);
+    let neighbour_mac = [0x02, 0x42, 0x0a, 0x59, 0, 3];
+    let before = h.datapath.drop_stats(DropReason::Icc).unwrap().packets;
+    for (what, frame, ok) in [
+        ("to the gateway", udp6(OWN, GATEWAY), true),
+        (
+            "to a neighbour, through the node",
+            udp6(OWN, NEIGHBOUR),
+            false,
+        ),
+        (
+            "to a neighbour's MAC",
+            to_mac(udp6(OWN, NEIGHBOUR), neighbour_mac),
+            false,
+        ),
+        (
+            "link-local, to a neighbour's MAC",
+            to_mac(udp6(LINK_LOCAL, "fe80::42:aff:fe59:3"), neighbour_mac),
+            false,
+        ),
+        ("asking for the gateway's MAC", ns(OWN, GATEWAY), true),
+        (
+            "asking for the gateway's MAC, link-local",
+            ns(LINK_LOCAL, GATEWAY),
+            true,
+        ),
+        ("asking for a neighbour's MAC", ns(OWN, NEIGHBOUR), false),
+        (
+            "UDP to all nodes",
+            to_mac(udp6(OWN, "ff02::1"), [0x33, 0x33, 0, 0, 0, 1]),
+            false,
+        ),
+    ] {
+        let out = h.run_tc("tc_from_container", &frame);
+        let want = if ok { TC_ACT_OK } else { TC_ACT_SHOT };
+        assert_eq!(out.verdict, want, "{what}");
+    }
+    assert_eq!(
+        h.datapath.drop_stats(DropReason::Icc).unwrap().packets,
+        before + 5
+    );
+}
+
+#[test]
+fn an_ipv6_only_networks_container_speaks_ipv6_and_no_ipv4() {
+    let mut h = Harness::load();
+    let none = no_ipv4(3);
+    // As the agent enters an IPv6-only network: internal on IPv4.
+    h.network(none, 32, net_info(3, none, NET_ICC | NET_INTERNAL));
+    h.network6("fd00:8c::/64", 3, DEFAULT_FLAGS, "fd00:8c::1");
+    h.datapath
+        .insert_endpoint(TEST_IFINDEX, None, MAC_CONTAINER, 3, true)
+        .unwrap();
+    h.datapath
+        .set_endpoint6(TEST_IFINDEX, Some("fd00:8c::2".parse().unwrap()))
+        .unwrap();
+    assert!(
+        h.datapath.endpoint_ifindex(none).unwrap().is_none(),
+        "nothing in EP_BY_IP4"
+    );
+    for (what, frame) in [
+        ("to its gateway", udp6("fd00:8c::2", "fd00:8c::1")),
+        ("to a neighbour", udp6("fd00:8c::2", "fd00:8c::3")),
+        ("beyond (NAT66)", udp6("fd00:8c::2", OUTSIDE)),
+    ] {
+        let out = h.run_tc("tc_from_container", &frame);
+        assert_eq!(out.verdict, TC_ACT_OK, "{what}");
+    }
+    let udp4 = |src: Ipv4Addr| {
+        let b = PacketBuilder::ethernet2(MAC_CONTAINER, MAC_HOST)
+            .ipv4(src.octets(), [203, 0, 113, 9], 64)
+            .udp(5000, 53);
+        let mut f = Vec::new();
+        b.write(&mut f, b"q").unwrap();
+        f
+    };
+    for (what, src, reason) in [
+        (
+            "an IPv4 address of its making",
+            Ipv4Addr::new(10, 99, 0, 5),
+            DropReason::SpoofedIp,
+        ),
+        ("its stand-in address", none, DropReason::Internal),
+    ] {
+        let before = h.datapath.drop_stats(reason).unwrap().packets;
+        let out = h.run_tc("tc_from_container", &udp4(src));
+        assert_eq!(out.verdict, TC_ACT_SHOT, "{what}");
+        assert_eq!(
+            h.datapath.drop_stats(reason).unwrap().packets,
+            before + 1,
+            "{what}: {reason:?}"
+        );
+    }
 }
