@@ -44,7 +44,8 @@ pub struct ForeignEndpoint {
     pub network: String,
     /// The container's network namespace.
     pub netns: PathBuf,
-    pub ip: Ipv4Addr,
+    /// Its IPv4 address; none on an IPv6-only network.
+    pub ip: Option<Ipv4Addr>,
     /// Its IPv6 address, on a network where the engine enabled IPv6.
     pub ip6: Option<std::net::Ipv6Addr>,
     /// The container-side interface's MAC (which finds it in `netns`).
@@ -232,7 +233,7 @@ impl Agent {
             }
             let same = have.owner == fe.owner
                 && have.network == fe.network
-                && have.ip == Some(fe.ip)
+                && have.ip == fe.ip
                 && have.ip6 == fe.ip6
                 && have.mac == mac_string(fe.mac)
                 && have.host_if == host_if
@@ -243,8 +244,11 @@ impl Agent {
             let name = fe.name.clone();
             self.release_foreign_endpoint(&name)?;
         }
-        if let Some(ipam) = self.state.registry.get_mut(&network.name)?.ipam.as_mut() {
-            match ipam.allocate(Some(fe.ip)) {
+        if let (Some(ipam), Some(ip)) = (
+            self.state.registry.get_mut(&network.name)?.ipam.as_mut(),
+            fe.ip,
+        ) {
+            match ipam.allocate(Some(ip)) {
                 Ok(_) | Err(IpamError::Taken { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -265,7 +269,7 @@ impl Agent {
             name: fe.name.clone(),
             network: fe.network.clone(),
             netns: fe.netns.clone(),
-            ip: Some(fe.ip),
+            ip: fe.ip,
             ip6,
             mac: mac_string(fe.mac),
             host_if: host_if.clone(),
@@ -275,7 +279,7 @@ impl Agent {
         // The entry before the program (it shuts a veth it has no entry
         // for); the engine made the veth a port of its bridge already.
         self.datapath
-            .insert_endpoint(host_index, Some(fe.ip), fe.mac, network.id, false)?;
+            .insert_endpoint(host_index, fe.ip, fe.mac, network.id, false)?;
         self.datapath.set_endpoint6(host_index, ip6)?;
         self.datapath.attach_from_container(&host_if)?;
         self.install(&ep, &fe.ports).await?;
@@ -288,7 +292,7 @@ impl Agent {
         );
         self.sync_open_ports()?;
         self.save()?;
-        info!(endpoint = %fe.name, network = %fe.network, ip = %fe.ip, host_if = %host_if,
+        info!(endpoint = %fe.name, network = %fe.network, ip = ?fe.ip, ip6 = ?ip6, host_if = %host_if,
             ports = fe.ports.len(), engine = fe.owner.engine(), "took over an endpoint");
         Ok(())
     }

@@ -25,8 +25,8 @@ const OPT_DEFAULT_BRIDGE: &str = "com.docker.network.bridge.default_bridge";
 pub enum Skip {
     #[error("driver `{0}` is not `bridge`")]
     Driver(String),
-    #[error("no IPv4 subnet")]
-    NoIpv4,
+    #[error("no IPv4 subnet, and no IPv6 one either")]
+    NoSubnet,
     #[error("subnet `{0}`: {1}")]
     Subnet(String, String),
 }
@@ -39,31 +39,48 @@ pub fn network(n: &api::Network) -> Result<ForeignNetwork, Skip> {
     let opts = n.options.clone().unwrap_or_default();
     let off = |key: &str| opts.get(key).is_some_and(|v| v == "false");
     let config = n.ipam.config.clone().unwrap_or_default();
-    let v4 = config
-        .iter()
-        .find(|c| c.subnet.as_deref().is_some_and(|s| !s.contains(':')))
-        .ok_or(Skip::NoIpv4)?;
-    let text = v4.subnet.clone().unwrap_or_default();
-    let subnet: Subnet = text
-        .parse()
-        .map_err(|e: crate::network::SubnetError| Skip::Subnet(text.clone(), e.to_string()))?;
-    let mut spec = NetworkSpec::new(&n.name, subnet);
-    spec.gateway = v4.gateway.as_deref().and_then(|g| g.parse().ok());
+    let of_family = |v6: bool| {
+        config
+            .iter()
+            .find(|c| c.subnet.as_deref().is_some_and(|s| s.contains(':') == v6))
+    };
     // Its IPv6 side, when Docker enabled it: weir must know its
     // containers' IPv6 addresses, or it would take them for spoofed.
-    if n.enable_ipv6
-        && let Some(v6) = config
-            .iter()
-            .find(|c| c.subnet.as_deref().is_some_and(|s| s.contains(':')))
-    {
-        let text = v6.subnet.clone().unwrap_or_default();
-        let subnet6 =
-            Subnet6::of_engine(&text).map_err(|e| Skip::Subnet(text.clone(), e.to_string()))?;
-        spec.subnet6 = Some(subnet6);
-        spec.gateway6 = v6.gateway.as_deref().and_then(|g| g.parse().ok());
-    }
-    spec.internal = n.internal;
-    spec.icc = !off(OPT_ICC);
+    let v6 = of_family(true).filter(|_| n.enable_ipv6);
+    let subnet6 = v6
+        .map(|v6| {
+            let text = v6.subnet.clone().unwrap_or_default();
+            Subnet6::of_engine(&text).map_err(|e| Skip::Subnet(text.clone(), e.to_string()))
+        })
+        .transpose()?;
+    // An IPv4 side unless Docker made the network IPv6-only
+    // (`--ipv4=false`: no IPv4 subnet).
+    let (subnet, gateway) = match of_family(false) {
+        Some(v4) => {
+            let text = v4.subnet.clone().unwrap_or_default();
+            let subnet: Subnet = text.parse().map_err(|e: crate::network::SubnetError| {
+                Skip::Subnet(text.clone(), e.to_string())
+            })?;
+            (
+                Some(subnet),
+                v4.gateway.as_deref().and_then(|g| g.parse().ok()),
+            )
+        }
+        None if subnet6.is_some() => (None, None),
+        None => return Err(Skip::NoSubnet),
+    };
+    let mut spec = NetworkSpec {
+        name: n.name.clone(),
+        subnet,
+        gateway,
+        internal: n.internal,
+        icc: !off(OPT_ICC),
+        masquerade: true,
+        mode: Mode::Nat,
+        snat_ip: None,
+        subnet6,
+        gateway6: v6.and_then(|v6| v6.gateway.as_deref().and_then(|g| g.parse().ok())),
+    };
     // dockerd started with `--iptables=false` reports masquerade off on
     // its default network whatever `--ip-masq` says (it could not do it
     // itself): that is not the user's wish, and the default network
@@ -115,10 +132,14 @@ pub fn endpoints<S: std::hash::BuildHasher>(
     on.iter()
         .enumerate()
         .filter_map(|(i, (docker_net, s))| {
-            let ip: Ipv4Addr = s.ip_address.parse().ok()?;
+            let ip: Option<Ipv4Addr> = s.ip_address.parse().ok();
             let mac = parse_mac(&s.mac_address)?;
             let network = followed.get(&s.network_id)?.clone();
             let ip6: Option<std::net::Ipv6Addr> = s.global_ipv6_address.parse().ok();
+            // An interface with no address yet is no endpoint yet.
+            if ip.is_none() && ip6.is_none() {
+                return None;
+            }
             Some(ForeignEndpoint {
                 name: if i == primary {
                     name.clone()
@@ -233,7 +254,11 @@ mod tests {
        "IPAM":{"Config":[{"Subnet":"10.93.0.0/24"},{"Subnet":"fd00:93::/80","Gateway":"fd00:93::1"}]},
        "Options":{}},
       {"Name":"host","Id":"ffff","Driver":"host","IPAM":{"Config":[]},"Options":{}},
-      {"Name":"none","Id":"eeee","Driver":"null","IPAM":{"Config":null},"Options":null}
+      {"Name":"none","Id":"eeee","Driver":"null","IPAM":{"Config":null},"Options":null},
+      {"Name":"only6","Id":"cccc0123456789abcdef","Driver":"bridge","EnableIPv4":false,"EnableIPv6":true,
+       "IPAM":{"Config":[{"Subnet":"fd00:94::/64","Gateway":"fd00:94::1"}]},"Options":{}},
+      {"Name":"nothing","Id":"bbbb0123456789abcdef","Driver":"bridge","EnableIPv6":false,
+       "IPAM":{"Config":[{"Subnet":"fd00:95::/64"}]},"Options":{}}
     ]"#;
 
     /// `GET /containers/ID/json` (abridged) of `docker run -d --name web
@@ -284,6 +309,11 @@ mod tests {
         assert_eq!(dual.spec.gateway6, Some("fd00:93::1".parse().unwrap()));
         assert_eq!(nets[4], Err(Skip::Driver("host".into())));
         assert_eq!(nets[5], Err(Skip::Driver("null".into())));
+        // `--ipv4=false --ipv6`: an IPv6-only network.
+        let only6 = nets[6].as_ref().unwrap();
+        assert_eq!(only6.spec.subnet, None);
+        assert_eq!(only6.spec.subnet6.unwrap().to_string(), "fd00:94::/64");
+        assert_eq!(nets[7], Err(Skip::NoSubnet), "IPv6 off and no IPv4");
     }
 
     #[test]
@@ -298,7 +328,7 @@ mod tests {
         let (back, web) = (&eps[0], &eps[1]);
         assert_eq!(web.name, "web");
         assert_eq!(web.network, "bridge");
-        assert_eq!(web.ip, Ipv4Addr::new(172, 31, 250, 2));
+        assert_eq!(web.ip, Some(Ipv4Addr::new(172, 31, 250, 2)));
         assert_eq!(web.mac, [0x02, 0x42, 0xac, 0x1f, 0xfa, 0x02]);
         assert_eq!(web.netns, PathBuf::from("/proc/27864/ns/net"));
         let shown: Vec<String> = web.ports.iter().map(ToString::to_string).collect();
@@ -319,6 +349,24 @@ mod tests {
         let mut stopped = c.clone();
         stopped.state.running = false;
         assert!(endpoints(&stopped, &followed).is_empty());
+    }
+
+    #[test]
+    fn a_container_on_an_ipv6_only_network_has_no_ipv4_address() {
+        let c: api::Container = serde_json::from_str(
+            r#"{"Id":"s6","Name":"/s6","State":{"Running":true,"Pid":9},"HostConfig":{"NetworkMode":"only6"},
+            "NetworkSettings":{"Ports":{"80/tcp":[{"HostIp":"::","HostPort":"8080"}]},
+            "Networks":{"only6":{"NetworkID":"cccc0123456789abcdef","IPAddress":"",
+              "MacAddress":"02:42:00:00:00:02","GlobalIPv6Address":"fd00:94::2"}}}}"#,
+        )
+        .unwrap();
+        let followed = HashMap::from([("cccc0123456789abcdef".to_owned(), "only6".to_owned())]);
+        let eps = endpoints(&c, &followed);
+        assert_eq!(
+            (eps[0].ip, eps[0].ip6),
+            (None, Some("fd00:94::2".parse().unwrap()))
+        );
+        assert_eq!(eps[0].ports.len(), 1);
     }
 
     /// `docker run --network dual -p [::]:9090:90 -p [fd00::1]:9091:91
