@@ -81,6 +81,18 @@ fn dual_stack_uplink(w: &World) {
     }
 }
 
+/// A world whose uplink and ext speak IPv6 ([`dual_stack_uplink`]),
+/// with `containers`, and its agent.
+fn bed(containers: &[&str]) -> (World, Agent) {
+    let mut w = World::new().unwrap();
+    for c in containers {
+        w.add_container(c).unwrap();
+    }
+    dual_stack_uplink(&w);
+    let agent = Agent::start(&w, &[]);
+    (w, agent)
+}
+
 /// Who a TCP server in ext on `port` sees when `from` calls it.
 fn seen_by_ext(w: &World, from: &Netns, port: u16) -> Ipv6Addr {
     let at: SocketAddr = format!("[{EXT6}]:{port}").parse().unwrap();
@@ -186,12 +198,7 @@ fn reached_on_both_families(w: &mut World, agent: &Agent) {
 
 #[test]
 fn a_dual_stack_network_speaks_ipv6_inside_and_leaves_as_the_node() {
-    let mut w = World::new().unwrap();
-    for c in ["a", "b"] {
-        w.add_container(c).unwrap();
-    }
-    dual_stack_uplink(&w);
-    let mut agent = Agent::start(&w, &[]);
+    let (mut w, mut agent) = bed(&["a", "b"]);
     agent.ok(&[
         "network",
         "create",
@@ -288,12 +295,7 @@ fn a_dual_stack_network_speaks_ipv6_inside_and_leaves_as_the_node() {
 
 #[test]
 fn routed_ipv6_leaves_as_itself_and_internal_ipv6_stays_in() {
-    let mut w = World::new().unwrap();
-    for c in ["r", "i"] {
-        w.add_container(c).unwrap();
-    }
-    dual_stack_uplink(&w);
-    let agent = Agent::start(&w, &[]);
+    let (w, agent) = bed(&["r", "i"]);
     agent.ok(&[
         "network",
         "create",
@@ -385,12 +387,7 @@ fn attach6(agent: &Agent, w: &World, network: &str, name: &str, more: &[&str]) -
 /// restart.
 #[test]
 fn an_ipv6_only_network_has_no_ipv4_at_all() {
-    let mut w = World::new().unwrap();
-    for c in ["s1", "s2"] {
-        w.add_container(c).unwrap();
-    }
-    dual_stack_uplink(&w);
-    let mut agent = Agent::start(&w, &[]);
+    let (w, mut agent) = bed(&["s1", "s2"]);
     agent.ok(&["network", "create", "six", "--subnet", "fd00:8c::/64"]);
     let ls = agent.ok(&["network", "ls"]);
     assert!(
@@ -473,12 +470,7 @@ fn an_ipv6_only_network_has_no_ipv4_at_all() {
 /// each other, not even through the node.
 #[test]
 fn with_icc_off_ipv6_reaches_the_gateway_and_beyond_but_no_neighbour() {
-    let mut w = World::new().unwrap();
-    for c in ["p1", "p2"] {
-        w.add_container(c).unwrap();
-    }
-    dual_stack_uplink(&w);
-    let agent = Agent::start(&w, &[]);
+    let (w, agent) = bed(&["p1", "p2"]);
     agent.ok(&[
         "network",
         "create",

@@ -28,6 +28,21 @@ fn v6(text: &str) -> SocketAddr {
     text.parse().unwrap()
 }
 
+/// From `ns`: sends `data` to `to` over TCP; the answer, and the peer
+/// the socket says it reached (`getpeername`).
+fn exchange(ns: &weir_tests::Netns, to: SocketAddr, data: &[u8]) -> (Vec<u8>, SocketAddr) {
+    ns.run(|| {
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let peer = s.peer_addr().unwrap();
+        s.write_all(data).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut back = Vec::new();
+        s.read_to_end(&mut back).unwrap();
+        (back, peer)
+    })
+}
+
 #[test]
 fn the_nodes_ipv6_sockets_reach_published_ports_on_loopback() {
     let mut w = World::new().unwrap();
@@ -60,16 +75,7 @@ fn the_nodes_ipv6_sockets_reach_published_ports_on_loopback() {
     let web = Server::tcp(w.c("c1"), any(80)).unwrap();
     let _dns = Server::udp(w.c("c1"), any(53)).unwrap();
 
-    let (echo, peer) = w.node.run(|| {
-        let mut s = TcpStream::connect_timeout(&v6("[::1]:8080"), Duration::from_secs(5)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let peer = s.peer_addr().unwrap();
-        s.write_all(b"over ipv6").unwrap();
-        s.shutdown(Shutdown::Write).unwrap();
-        let mut back = Vec::new();
-        s.read_to_end(&mut back).unwrap();
-        (back, peer)
-    });
+    let (echo, peer) = exchange(&w.node, v6("[::1]:8080"), b"over ipv6");
     assert_eq!(echo, b"over ipv6");
     assert_eq!(
         peer,
@@ -221,16 +227,7 @@ fn reached_from_outside(w: &World, web: &Server) {
 /// From the node: `[::1]` and `[::]` on loopback, the bound address,
 /// each socket seeing what it asked for; IPv4's loopback has its own.
 fn reached_from_the_node(w: &World, web: &Server, web4: &Server) {
-    let (echo, peer) = w.node.run(|| {
-        let mut s = TcpStream::connect_timeout(&v6("[::1]:8092"), Duration::from_secs(5)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let peer = s.peer_addr().unwrap();
-        s.write_all(b"lo6").unwrap();
-        s.shutdown(Shutdown::Write).unwrap();
-        let mut back = Vec::new();
-        s.read_to_end(&mut back).unwrap();
-        (back, peer)
-    });
+    let (echo, peer) = exchange(&w.node, v6("[::1]:8092"), b"lo6");
     assert_eq!((echo.as_slice(), peer), (&b"lo6"[..], v6("[::1]:8092")));
     assert_eq!(
         web.received().last().unwrap().peer.ip(),
