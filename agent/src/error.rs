@@ -43,6 +43,10 @@ pub enum AgentError {
         ip: std::net::Ipv6Addr,
         endpoint: String,
     },
+    #[error(
+        "no free subnet left in the address pools ({pools}): give --subnet, or start the agent with another --default-address-pool"
+    )]
+    PoolsFull { pools: String },
     #[error("network `{network}` has no IPv4 subnet for --ip {ip}: it is IPv6-only")]
     NoIpv4 { network: String, ip: Ipv4Addr },
     #[error("network `{network}` has no IPv6 subnet for --ip6 {ip6}")]
@@ -170,6 +174,7 @@ impl AgentError {
             | AgentError::NetworkInUse { .. }
             | AgentError::PortAllocated { .. }
             | AgentError::NoFreePort { .. }
+            | AgentError::PoolsFull { .. }
             | AgentError::Reserve(ReserveError::InUse { .. })
             | AgentError::AlreadyRunning { .. }
             | AgentError::RunningDuringCleanup { .. }

@@ -42,6 +42,11 @@ pub struct AgentArgs {
     /// The default network's subnet.
     #[arg(long, default_value = DEFAULT_SUBNET)]
     default_subnet: Subnet,
+    /// Where a network created without `--subnet` gets one, as dockerd's
+    /// flag: `base=CIDR,size=N`, repeatable, tried in order (default:
+    /// Docker's, 172.17.0.0/16 to 172.31.0.0/16, then 192.168.0.0/16 in /20s).
+    #[arg(long = "default-address-pool", value_name = "base=CIDR,size=N")]
+    default_address_pools: Vec<crate::network::Pool>,
     /// The cgroup v2 directory for the socket hooks (default: the root of
     /// the cgroup2 mount, so every process's connections are seen).
     #[arg(long)]
@@ -103,6 +108,11 @@ impl AgentArgs {
             cgroup: self.cgroup,
             snat_ports: self.snat_ports,
             xdp: self.xdp,
+            pools: if self.default_address_pools.is_empty() {
+                crate::network::Pool::defaults()
+            } else {
+                self.default_address_pools
+            },
         };
         let listener = server::bind(socket).await?;
         // Bound before anything is changed, so a bad address changes nothing.

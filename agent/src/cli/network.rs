@@ -31,8 +31,10 @@ pub enum NetworkCmd {
 pub struct CreateArgs {
     name: String,
     /// The subnet, in CIDR form (e.g. 10.89.0.0/24); once more with an
-    /// IPv6 one (e.g. `fd00:89::/64`) for a dual-stack network.
-    #[arg(long = "subnet", required = true)]
+    /// IPv6 one (e.g. `fd00:89::/64`) for a dual-stack network, an IPv6
+    /// one alone for an IPv6-only network; none: the first free block of
+    /// the agent's address pools.
+    #[arg(long = "subnet")]
     subnets: Vec<String>,
     /// The gateway of a family (default: the first address of its subnet).
     #[arg(long = "gateway")]

@@ -60,6 +60,9 @@ pub struct Config {
     pub snat_ports: PortRange,
     /// Whether and how `xdp_from_uplink` runs on the uplinks (`--xdp`).
     pub xdp: XdpChoice,
+    /// Where a network created without a subnet gets one
+    /// (`--default-address-pool`), in order.
+    pub pools: Vec<crate::network::Pool>,
 }
 
 /// Changes the journal holds before the state file is written afresh.
@@ -507,7 +510,15 @@ impl Agent {
     }
 
     pub async fn create_network(&mut self, spec: &NetworkSpec) -> Result<NetworkView, AgentError> {
-        let network = self.state.registry.plan(spec)?;
+        let mut spec = spec.clone();
+        let mut pool = None;
+        if spec.subnet.is_none() && spec.subnet6.is_none() {
+            let (subnet, from) = self.pick_subnet().await?;
+            (spec.subnet, pool) = (Some(subnet), Some(from));
+        }
+        let spec = &spec;
+        let mut network = self.state.registry.plan(spec)?;
+        network.pool = pool;
         if let Err(e) = self.ensure_bridge(&network).await {
             let _ = self.nl.delete_link(&network.bridge).await;
             return Err(e);
@@ -517,8 +528,47 @@ impl Agent {
         self.sync_networks()?;
         self.refresh_host_addrs().await?;
         info!(network = %network.name, bridge = %network.bridge, subnet = ?spec.subnet,
-            subnet6 = ?spec.subnet6, "network created");
+            subnet6 = ?spec.subnet6, pool = ?network.pool.map(|p| p.to_string()), "network created");
         Ok(self.view(&network))
+    }
+
+    /// The first block of the address pools that overlaps no network's
+    /// subnet and no address or route of the node (the default route
+    /// aside), and its pool.
+    async fn pick_subnet(
+        &self,
+    ) -> Result<(crate::network::Subnet, crate::network::Pool), AgentError> {
+        let mut taken: Vec<crate::network::Subnet> = self
+            .state
+            .registry
+            .iter()
+            .filter_map(|n| n.ipam.as_ref().map(crate::network::Ipam::subnet))
+            .collect();
+        taken.extend(
+            self.nl
+                .ipv4_routes()
+                .await?
+                .into_iter()
+                .filter(|r| r.prefix() > 0),
+        );
+        taken.extend(
+            self.nl
+                .ipv4_addresses()
+                .await?
+                .into_iter()
+                .filter_map(|(ip, _)| crate::network::Subnet::new(ip, 32).ok()),
+        );
+        crate::network::pool::pick(&self.config.pools, &taken).ok_or_else(|| {
+            AgentError::PoolsFull {
+                pools: self
+                    .config
+                    .pools
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            }
+        })
     }
 
     pub async fn remove_network(&mut self, name: &str) -> Result<(), AgentError> {

@@ -15,7 +15,7 @@ use rtnetlink::{
     packet_route::{
         address::{AddressAttribute, AddressFlags},
         link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
-        route::{RouteAttribute, RouteHeader},
+        route::{RouteAddress, RouteAttribute, RouteHeader},
     },
 };
 
@@ -376,6 +376,36 @@ impl Netlink {
                 IpAddr::V4(_) => None,
             })
             .collect())
+    }
+
+    /// The destinations of this namespace's IPv4 routes (the main table),
+    /// each a subnet (the default route is `0.0.0.0/0`).
+    pub async fn ipv4_routes(&self) -> Result<Vec<crate::network::Subnet>, NetlinkError> {
+        let mut routes = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute();
+        let mut out = Vec::new();
+        while let Some(msg) = routes
+            .try_next()
+            .await
+            .map_err(|e| request("list routes", "", e))?
+        {
+            let dst = msg.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                _ => None,
+            });
+            let prefix = msg.header.destination_prefix_length;
+            let dst = dst.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            if let Ok(subnet) =
+                crate::network::Subnet::new(Ipv4Addr::from(u32::from(dst) & mask), prefix)
+            {
+                out.push(subnet);
+            }
+        }
+        Ok(out)
     }
 
     /// Every address of this namespace, with its link.

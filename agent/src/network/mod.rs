@@ -2,11 +2,13 @@
 //! veths that realise a network live in `netlink/`.
 
 pub mod ipam;
+pub mod pool;
 pub mod registry;
 pub mod subnet;
 pub mod v6;
 
 pub use ipam::{Ipam, IpamError};
+pub use pool::{Pool, PoolError};
 pub use registry::{Addresses, Mode, Network, NetworkError, NetworkSpec, Registry, addresses};
 pub use subnet::{Subnet, SubnetError};
 pub use v6::{Ipam6, Ipam6Error, Subnet6, Subnet6Error};

@@ -125,6 +125,9 @@ pub struct Network {
     /// bridges have `mac_for(gateway)`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bridge_mac: Option<[u8; 6]>,
+    /// The address pool its subnet came from (created without `--subnet`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<super::Pool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -175,7 +178,8 @@ pub struct Addresses {
 
 /// `--subnet` and `--gateway` as Docker takes them: each given once per
 /// family, an IPv6 one making the network dual stack (`--ipv6` says so
-/// too, and then needs one), an IPv6 one alone IPv6-only.
+/// too, and then needs one), an IPv6 one alone IPv6-only; none at all
+/// leaves the agent to pick an IPv4 one from its address pools.
 pub fn addresses(
     subnets: &[String],
     gateways: &[String],
@@ -205,8 +209,8 @@ pub fn addresses(
     }
     let subnet = v4.first().copied();
     let dual = v6.first().copied();
-    if subnet.is_none() && dual.is_none() {
-        return Err(bad(&"give a --subnet (IPv4, IPv6 or one of each)"));
+    if subnet.is_none() && dual.is_none() && !(g4.is_empty() && g6.is_empty()) {
+        return Err(bad(&"a --gateway needs its --subnet"));
     }
     if !g4.is_empty() && subnet.is_none() {
         return Err(bad(&"an IPv4 --gateway needs an IPv4 --subnet"));
@@ -341,6 +345,7 @@ impl Registry {
             snat_ip: spec.snat_ip,
             owner: Owner::Weir,
             bridge_mac: None,
+            pool: None,
         })
     }
 
@@ -515,6 +520,8 @@ mod tests {
             (a.subnet, a.subnet6.unwrap().to_string().as_str()),
             (None, "fd00:5::/64")
         );
+        let pooled = addresses(&[], &[], false).unwrap();
+        assert_eq!((pooled.subnet, pooled.subnet6), (None, None), "from a pool");
         let mut s = spec("six", "10.5.0.0/24");
         (s.subnet, s.subnet6) = (None, a.subnet6);
         let mut reg = Registry::default();
@@ -524,7 +531,7 @@ mod tests {
         // Another IPv4 network overlaps nothing of it.
         assert!(reg.plan(&spec("four", "10.5.0.0/24")).is_ok());
         for (subnets, gateways, why) in [
-            (vec![], vec![], "give a --subnet"),
+            (vec![], vec!["10.0.0.1"], "a --gateway needs its --subnet"),
             (
                 vec!["fd00:6::/64"],
                 vec!["10.0.0.1"],
