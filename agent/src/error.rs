@@ -32,6 +32,18 @@ pub enum AgentError {
         "invalid endpoint name `{name}`: use 1 to 64 characters from [a-zA-Z0-9_.-], starting with a letter or digit"
     )]
     InvalidEndpointName { name: String },
+    #[error("endpoint `{endpoint}` is already on network `{network}`")]
+    AlreadyConnected { endpoint: String, network: String },
+    #[error("endpoint `{endpoint}` is not connected to network `{network}`")]
+    NotConnected { endpoint: String, network: String },
+    #[error(
+        "`{network}` is endpoint `{endpoint}`'s first network, which keeps its default route: `weir detach {endpoint}` takes it off"
+    )]
+    FirstNetwork { endpoint: String, network: String },
+    #[error(
+        "endpoint `{endpoint}` is a further interface of `{first}`: connect `{first}` to other networks"
+    )]
+    NotFirstInterface { endpoint: String, first: String },
     #[error("endpoint `{name}` already exists")]
     EndpointExists { name: String },
     #[error("endpoint `{name}` not found")]
@@ -157,6 +169,7 @@ impl AgentError {
             AgentError::Network(NetworkError::NotFound { .. })
             | AgentError::EndpointNotFound { .. }
             | AgentError::NotPublished { .. }
+            | AgentError::NotConnected { .. }
             | AgentError::NetnsMissing { .. }
             | AgentError::CniUnknown { .. } => ErrorKind::NotFound,
             AgentError::Network(
@@ -168,6 +181,7 @@ impl AgentError {
             )
             | AgentError::Ipam(IpamError::Taken { .. } | IpamError::Exhausted { .. })
             | AgentError::EndpointExists { .. }
+            | AgentError::AlreadyConnected { .. }
             | AgentError::AddressInUse { .. }
             | AgentError::Address6InUse { .. }
             | AgentError::IfnameExists { .. }
@@ -191,6 +205,8 @@ impl AgentError {
                 ReserveError::NotLocal { .. } | ReserveError::Unsupported { .. },
             )
             | AgentError::InvalidEndpointName { .. }
+            | AgentError::FirstNetwork { .. }
+            | AgentError::NotFirstInterface { .. }
             | AgentError::InvalidIfname { .. }
             | AgentError::InvalidMac { .. }
             | AgentError::NoIpv6 { .. }

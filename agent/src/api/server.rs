@@ -16,7 +16,7 @@ use tokio::{
 
 use super::{ErrorBody, PortsRequest};
 use crate::{
-    daemon::{Agent, AttachRequest, CniAdd, CniGc, CniRef},
+    daemon::{Agent, AttachRequest, CniAdd, CniGc, CniRef, ConnectRequest},
     error::{AgentError, ErrorKind},
     monitor,
     network::NetworkSpec,
@@ -52,6 +52,11 @@ pub fn router(agent: Shared) -> Router {
         .route("/v1/networks/{name}", get(network).delete(remove_network))
         .route("/v1/endpoints", get(endpoints).post(attach))
         .route("/v1/endpoints/{name}", axum::routing::delete(detach))
+        .route("/v1/endpoints/{name}/networks", post(connect))
+        .route(
+            "/v1/endpoints/{name}/networks/{network}",
+            axum::routing::delete(disconnect),
+        )
         .route("/v1/ports", get(all_ports))
         .route(
             "/v1/endpoints/{name}/ports",
@@ -214,6 +219,33 @@ async fn detach(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> 
         .lock()
         .await
         .detach(&name)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+async fn connect(
+    State(agent): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<ConnectRequest>,
+) -> Response {
+    agent
+        .lock()
+        .await
+        .connect(&name, &req.network, req.ip, req.ip6)
+        .await
+        .map(|e| (StatusCode::CREATED, Json(e)))
+        .into_response()
+}
+
+async fn disconnect(
+    State(agent): State<Shared>,
+    UrlPath((name, network)): UrlPath<(String, String)>,
+) -> Response {
+    agent
+        .lock()
+        .await
+        .disconnect(&name, &network)
         .await
         .map(Json)
         .into_response()

@@ -12,7 +12,7 @@ use clap::Args;
 use super::output::{self, JsonFlag};
 use crate::{
     api::client::Client,
-    daemon::{AttachRequest, Endpoint},
+    daemon::{AttachRequest, ConnectRequest, Endpoint},
 };
 
 #[derive(Args)]
@@ -40,6 +40,60 @@ pub struct AttachArgs {
     /// The interface's MAC (default: 02:42 and the address, as Docker's).
     #[arg(long = "mac-address", value_name = "MAC")]
     mac: Option<String>,
+    /// A further network to connect it to (an interface on each, `eth1`
+    /// and on); more than once for more.
+    #[arg(long = "network", value_name = "NETWORK")]
+    networks: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ConnectArgs {
+    /// The network to connect to.
+    network: String,
+    /// The endpoint (its container gets the next free `ethN`).
+    name: String,
+    /// The address on that network (default: the lowest free one).
+    #[arg(long)]
+    ip: Option<Ipv4Addr>,
+    /// The IPv6 address there (default: the next free).
+    #[arg(long)]
+    ip6: Option<Ipv6Addr>,
+}
+
+impl ConnectArgs {
+    pub async fn exec(self, socket: &Path) -> anyhow::Result<ExitCode> {
+        let req = ConnectRequest {
+            network: self.network,
+            ip: self.ip,
+            ip6: self.ip6,
+        };
+        let ep: Endpoint = Client::new(socket)
+            .post(&format!("/v1/endpoints/{}/networks", self.name), &req)
+            .await?;
+        println!("{} {}", ep.name, ep.addresses());
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Args)]
+pub struct DisconnectArgs {
+    /// The network to leave.
+    network: String,
+    /// The endpoint.
+    name: String,
+}
+
+impl DisconnectArgs {
+    pub async fn exec(self, socket: &Path) -> anyhow::Result<ExitCode> {
+        Client::new(socket)
+            .delete::<Endpoint>(&format!(
+                "/v1/endpoints/{}/networks/{}",
+                self.name, self.network
+            ))
+            .await?;
+        println!("{} {}", self.name, self.network);
+        Ok(ExitCode::SUCCESS)
+    }
 }
 
 impl AttachArgs {
@@ -53,6 +107,7 @@ impl AttachArgs {
             ports: self.ports,
             ifname: Some(self.ifname),
             mac: self.mac,
+            networks: self.networks,
         };
         let ep: Endpoint = Client::new(socket).post("/v1/endpoints", &req).await?;
         println!("{} {}", ep.name, ep.addresses());

@@ -49,6 +49,10 @@ enum Command {
     Attach(endpoint::AttachArgs),
     /// Detach an endpoint (also when its namespace is already gone).
     Detach(endpoint::DetachArgs),
+    /// Connect an endpoint's container to another network (Docker's `network connect`).
+    Connect(endpoint::ConnectArgs),
+    /// Take an endpoint's container off a network it was connected to.
+    Disconnect(endpoint::DisconnectArgs),
     /// List endpoints.
     Ps(output::JsonFlag),
     /// Run a command in a fresh namespace attached to a network; detach when it exits.
@@ -93,6 +97,8 @@ pub fn main() -> ExitCode {
             Command::Network(cmd) => cmd.exec(&socket).await,
             Command::Attach(args) => args.exec(&socket).await,
             Command::Detach(args) => args.exec(&socket).await,
+            Command::Connect(args) => args.exec(&socket).await,
+            Command::Disconnect(args) => args.exec(&socket).await,
             Command::Ps(json) => endpoint::ps(&socket, json).await,
             Command::Run(args) => args.exec(&socket).await,
             Command::Publish(args) => args.exec(&socket).await,

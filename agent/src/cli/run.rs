@@ -22,9 +22,10 @@ use crate::{
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// The network to attach to.
-    #[arg(long, default_value = DEFAULT_NETWORK)]
-    network: String,
+    /// The network to attach to; more than once for an interface on each
+    /// (the first keeps the default route).
+    #[arg(long = "network", default_value = DEFAULT_NETWORK)]
+    networks: Vec<String>,
     /// The endpoint's name (default: run<pid>).
     #[arg(long)]
     name: Option<String>,
@@ -44,8 +45,11 @@ impl RunArgs {
         let path = run_netns_path(socket, &name);
         netns::create(&path).with_context(|| format!("creating namespace {}", path.display()))?;
         let client = Client::new(socket);
+        let mut networks = self.networks.into_iter();
         let req = AttachRequest {
-            network: self.network,
+            network: networks
+                .next()
+                .unwrap_or_else(|| DEFAULT_NETWORK.to_owned()),
             netns: path.clone(),
             name: Some(name.clone()),
             ip: None,
@@ -53,6 +57,7 @@ impl RunArgs {
             ports: self.ports,
             ifname: None,
             mac: None,
+            networks: networks.collect(),
         };
         let ep: Endpoint = match client.post("/v1/endpoints", &req).await {
             Ok(ep) => ep,

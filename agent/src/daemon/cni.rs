@@ -201,6 +201,7 @@ impl Agent {
             ports: Vec::new(),
             ifname: Some(req.ifname.clone()),
             mac: req.mac.clone(),
+            networks: Vec::new(),
         };
         self.attach(&attach).await?;
         if let Some(ep) = self.state.endpoints.get_mut(&name) {

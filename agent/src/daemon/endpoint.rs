@@ -36,6 +36,20 @@ pub struct AttachRequest {
     /// Its MAC (default: `02:42` and the address, as Docker's).
     #[serde(default)]
     pub mac: Option<String>,
+    /// Further networks to connect it to (`--network` more than once):
+    /// an interface on each, after the first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
+}
+
+/// What `weir connect` asks for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConnectRequest {
+    pub network: String,
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ip6: Option<std::net::Ipv6Addr>,
 }
 
 /// The container-side interface name when none is asked for.
@@ -58,6 +72,26 @@ fn peer_veth(id: u32) -> String {
 
 impl Agent {
     pub async fn attach(&mut self, req: &AttachRequest) -> Result<Endpoint, AgentError> {
+        let ep = self.attach_as(req, None).await?;
+        // All or nothing: a further network that cannot be joined undoes
+        // the attach.
+        for network in &req.networks {
+            if let Err(e) = self.connect(&ep.name, network, None, None).await {
+                let _ = self.detach(&ep.name).await;
+                return Err(e);
+            }
+        }
+        Ok(ep)
+    }
+
+    /// [`Agent::attach`] of a container's first interface (`primary`
+    /// none: it has the default routes) or of a further one, whose
+    /// endpoint is `primary`'s.
+    async fn attach_as(
+        &mut self,
+        req: &AttachRequest,
+        primary: Option<&str>,
+    ) -> Result<Endpoint, AgentError> {
         self.refuse_foreign_network(&req.network)?;
         let network = self.state.registry.get(&req.network)?.clone();
         let id = self.state.next_endpoint;
@@ -105,6 +139,7 @@ impl Agent {
             host_if: host_veth(id),
             ports: Vec::new(),
             owner: crate::owner::Owner::Weir,
+            primary: primary.map(str::to_owned),
         };
         self.state.next_endpoint = id + 1;
         let made = match self.ensure_bridge(&network).await {
@@ -169,11 +204,14 @@ impl Agent {
                 .as_ref()
                 .zip(ep.ip6)
                 .map(|(i, ip6)| (ip6, i.subnet().prefix(), i.gateway()));
+            // The default routes are the first interface's.
+            let default_route = ep.primary.is_none();
             netns::with_netlink(&ep.netns, async |nl| {
-                nl.configure_container_side(&peer, ifname, mac, v4).await?;
+                nl.configure_container_side((&peer, ifname), mac, v4, default_route)
+                    .await?;
                 match v6 {
-                    Some((ip6, prefix6, gateway6)) => {
-                        nl.configure_container_side6(ifname, ip6, prefix6, gateway6)
+                    Some(v6) => {
+                        nl.configure_container_side6(ifname, v6, default_route)
                             .await
                     }
                     None => Ok(()),
@@ -316,11 +354,109 @@ impl Agent {
         }
     }
 
-    /// Undoes an attach. Works when the container's namespace is already
-    /// gone (its veth went with it).
+    /// Undoes an attach, with the container's interfaces on further
+    /// networks. Works when the container's namespace is already gone
+    /// (its veths went with it).
     pub async fn detach(&mut self, name: &str) -> Result<Endpoint, AgentError> {
         self.refuse_foreign_endpoint(name, "detach")?;
+        for further in self.further_of(name) {
+            self.remove_endpoint(&further).await?;
+        }
         self.remove_endpoint(name).await
+    }
+
+    /// The endpoints of `name`'s container on further networks.
+    fn further_of(&self, name: &str) -> Vec<String> {
+        self.state
+            .endpoints
+            .values()
+            .filter(|e| e.primary.as_deref() == Some(name))
+            .map(|e| e.name.clone())
+            .collect()
+    }
+
+    /// `weir connect`: endpoint `name`'s container gets an interface on
+    /// `network` too (the next free `ethN`), its endpoint `NAME.NETWORK`,
+    /// with the network's rules and no default route (the first network
+    /// keeps it).
+    pub async fn connect(
+        &mut self,
+        name: &str,
+        network: &str,
+        ip: Option<Ipv4Addr>,
+        ip6: Option<std::net::Ipv6Addr>,
+    ) -> Result<Endpoint, AgentError> {
+        self.refuse_foreign_endpoint(name, "connect")?;
+        let ep = self.endpoint(name)?.clone();
+        if let Some(first) = &ep.primary {
+            return Err(AgentError::NotFirstInterface {
+                endpoint: name.to_owned(),
+                first: first.clone(),
+            });
+        }
+        let already = ep.network == network
+            || self.further_of(name).iter().any(|f| {
+                self.state
+                    .endpoints
+                    .get(f)
+                    .is_some_and(|e| e.network == network)
+            });
+        if already {
+            return Err(AgentError::AlreadyConnected {
+                endpoint: name.to_owned(),
+                network: network.to_owned(),
+            });
+        }
+        let ifname = netns::with_netlink(&ep.netns, async |nl| {
+            for n in 1..64 {
+                let candidate = format!("eth{n}");
+                if nl.link_index(&candidate).await?.is_none() {
+                    return Ok(Some(candidate));
+                }
+            }
+            Ok(None)
+        })?
+        .ok_or_else(|| AgentError::IfnameExists {
+            path: ep.netns.clone(),
+            ifname: "eth1 to eth63".to_owned(),
+        })?;
+        let req = AttachRequest {
+            network: network.to_owned(),
+            netns: ep.netns.clone(),
+            name: Some(format!("{name}.{network}")),
+            ip,
+            ip6,
+            ports: Vec::new(),
+            ifname: Some(ifname),
+            mac: None,
+            networks: Vec::new(),
+        };
+        self.attach_as(&req, Some(name)).await
+    }
+
+    /// `weir disconnect`: takes endpoint `name`'s container off `network`,
+    /// one it was connected to (its first network stays: detach it).
+    pub async fn disconnect(&mut self, name: &str, network: &str) -> Result<Endpoint, AgentError> {
+        self.refuse_foreign_endpoint(name, "disconnect")?;
+        let ep = self.endpoint(name)?;
+        if ep.network == network && ep.primary.is_none() {
+            return Err(AgentError::FirstNetwork {
+                endpoint: name.to_owned(),
+                network: network.to_owned(),
+            });
+        }
+        let Some(further) = self.further_of(name).into_iter().find(|f| {
+            self.state
+                .endpoints
+                .get(f)
+                .is_some_and(|e| e.network == network)
+        }) else {
+            return Err(AgentError::NotConnected {
+                endpoint: name.to_owned(),
+                network: network.to_owned(),
+            });
+        };
+        self.remove_endpoint(&further).await
     }
 
     /// Undoes an endpoint weir plumbed, whoever asked for it.

@@ -275,6 +275,7 @@ impl Agent {
             host_if: host_if.clone(),
             ports: Vec::new(),
             owner: fe.owner.clone(),
+            primary: None,
         };
         // The entry before the program (it shuts a veth it has no entry
         // for); the engine made the veth a port of its bridge already.

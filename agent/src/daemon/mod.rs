@@ -24,7 +24,7 @@ pub use self::{
     cleanup::cleanup,
     cni::{CniAdd, CniAttachment, CniGc, CniPort, CniRef},
     conntrack::{FlowView, Removed, monotonic_ns},
-    endpoint::{AttachRequest, DEFAULT_IFNAME},
+    endpoint::{AttachRequest, ConnectRequest, DEFAULT_IFNAME},
     foreign::{ForeignEndpoint, ForeignNetwork},
     maps::{AddrEntry, EndpointEntry, MapsView, NetworkEntry, OpenPortEntry, PublishedEntry},
     publish::PortView,

@@ -58,6 +58,10 @@ pub struct Endpoint {
     /// engine's, its ports too).
     #[serde(default, skip_serializing_if = "Owner::is_weir")]
     pub owner: Owner,
+    /// For a container's interface on a further network (`weir connect`):
+    /// the endpoint of its first one, which keeps the default route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
 }
 
 impl Endpoint {
@@ -212,6 +216,7 @@ mod tests {
                 host_if: "weirv1".to_owned(),
                 ports: vec![mapping(8080)],
                 owner: Owner::Weir,
+                primary: None,
             },
         );
         let published = Change::Published {

@@ -181,13 +181,14 @@ impl Netlink {
 
     /// Inside a container namespace: renames `from` to `to`, sets its MAC
     /// and, with `v4` (address, prefix, gateway), `ip/prefix`, brings it
-    /// and `lo` up, and routes everything via the gateway.
+    /// and `lo` up, and with `default_route` routes everything via the
+    /// gateway (a second interface has its subnet's route alone).
     pub async fn configure_container_side(
         &self,
-        from: &str,
-        to: &str,
+        (from, to): (&str, &str),
         mac: [u8; 6],
         v4: Option<(Ipv4Addr, u8, Ipv4Addr)>,
+        default_route: bool,
     ) -> Result<(), NetlinkError> {
         let index = self.require_index(from).await?;
         self.handle
@@ -220,7 +221,7 @@ impl Netlink {
                 .await
                 .map_err(|e| request("set up", to, e))?;
         }
-        let Some((_, _, gateway)) = v4 else {
+        let Some((_, _, gateway)) = v4.filter(|_| default_route) else {
             return Ok(());
         };
         self.handle
@@ -261,12 +262,14 @@ impl Netlink {
     pub async fn configure_container_side6(
         &self,
         ifname: &str,
-        ip: Ipv6Addr,
-        prefix: u8,
-        gateway: Ipv6Addr,
+        (ip, prefix, gateway): (Ipv6Addr, u8, Ipv6Addr),
+        default_route: bool,
     ) -> Result<(), NetlinkError> {
         let index = self.require_index(ifname).await?;
         self.add_address6(index, ip, prefix, ifname).await?;
+        if !default_route {
+            return Ok(());
+        }
         match self
             .handle
             .route()
