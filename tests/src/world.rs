@@ -232,11 +232,21 @@ pub fn veth_into_with_queues(
     .map(drop)
 }
 
-/// True when `ping -c 1` from `from` to `to` gets an answer within a second.
+/// True when `ping -c 1` from `from` to `to` gets an answer within 3 s.
 #[must_use]
 pub fn ping(from: &Netns, to: Ipv4Addr) -> bool {
-    from.exec("ping", &["-c", "1", "-W", "1", "-q", &to.to_string()])
+    // A first contact waits for ARP, which on a loaded machine has taken
+    // over a second; an answer returns at once.
+    from.exec("ping", &["-c", "1", "-W", "3", "-q", &to.to_string()])
         .is_ok()
+}
+
+/// One echo from `from` to `to`, not answered within a second: for
+/// asserting that something does not get through.
+#[must_use]
+pub fn no_ping(from: &Netns, to: Ipv4Addr) -> bool {
+    from.exec("ping", &["-c", "1", "-W", "1", "-q", &to.to_string()])
+        .is_err()
 }
 
 /// Every iptables rule (or DNAT/MASQUERADE mention) and every nftables
