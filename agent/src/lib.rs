@@ -4,6 +4,7 @@ pub mod cli;
 pub mod cni;
 pub mod daemon;
 pub mod datapath;
+pub mod dns;
 pub mod docker;
 pub mod error;
 pub mod monitor;

@@ -43,6 +43,42 @@ pub fn spawn_in<'a>(cmd: &'a mut Command, ns: &File) -> &'a mut Command {
     }
 }
 
+/// Makes `cmd` start its program in a mount namespace of its own (private
+/// from the caller's) with `file` bound over `/etc/resolv.conf`, as `ip
+/// netns exec` does with `/etc/netns/NAME/resolv.conf`.
+pub fn resolv_conf_in(cmd: &mut Command, file: &Path) -> io::Result<()> {
+    let src = std::ffi::CString::new(file.as_os_str().as_encoded_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: unshare and mount are async-signal-safe; the strings are
+    // made before the fork and moved into the closure.
+    unsafe {
+        cmd.pre_exec(move || {
+            let root = c"/";
+            let dst = c"/etc/resolv.conf";
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                || libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
 /// Runs `f` with a netlink connection inside the namespace at `path`, on a
 /// thread of its own (the caller's thread and runtime stay where they are).
 pub fn with_netlink<F, T>(path: &Path, f: F) -> Result<T, NetlinkError>

@@ -90,7 +90,10 @@ fn a_container_on_two_networks_talks_to_both_and_keeps_its_first_route() {
     // Disconnected: eth1 gone, y out of reach.
     agent.ok(&["disconnect", "back", "z"]);
     assert!(w.c("z").exec("ip", &["link", "show", "eth1"]).is_err());
-    assert!(no_ping(w.c("z"), "10.71.2.2"), "z reached y after disconnect");
+    assert!(
+        no_ping(w.c("z"), "10.71.2.2"),
+        "z reached y after disconnect"
+    );
     assert!(ping(w.c("z"), "10.71.1.2"), "z lost its first network");
 
     // `--network` more than once; detach takes every interface.

@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// The default network's name; its bridge is `weir0`.
-pub const DEFAULT_NETWORK: &str = "weir";
+pub const DEFAULT_NETWORK: &str = crate::daemon::DEFAULT_NETWORK;
 /// The default network's subnet: clear of Docker's 172.17/16 and Podman's
 /// 10.88/16.
 pub const DEFAULT_SUBNET: &str = "10.203.0.0/16";
@@ -47,6 +47,10 @@ pub struct AgentArgs {
     /// Docker's, 172.17.0.0/16 to 172.31.0.0/16, then 192.168.0.0/16 in /20s).
     #[arg(long = "default-address-pool", value_name = "base=CIDR,size=N")]
     default_address_pools: Vec<crate::network::Pool>,
+    /// Where names the networks' DNS does not know are asked
+    /// (`IP[:PORT]`, repeatable; default: `/etc/resolv.conf`'s nameservers).
+    #[arg(long = "dns-forward", value_name = "ADDR", value_parser = dns_server)]
+    dns_forward: Vec<std::net::SocketAddr>,
     /// The cgroup v2 directory for the socket hooks (default: the root of
     /// the cgroup2 mount, so every process's connections are seen).
     #[arg(long)]
@@ -108,6 +112,13 @@ impl AgentArgs {
             cgroup: self.cgroup,
             snat_ports: self.snat_ports,
             xdp: self.xdp,
+            dns_forward: if self.dns_forward.is_empty() {
+                crate::dns::resolvers(
+                    &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                )
+            } else {
+                self.dns_forward
+            },
             pools: if self.default_address_pools.is_empty() {
                 crate::network::Pool::defaults()
             } else {
@@ -172,6 +183,13 @@ impl AgentArgs {
         );
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `IP` (port 53) or `IP:PORT` (`[IPV6]:PORT`).
+fn dns_server(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse::<std::net::SocketAddr>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+        .map_err(|_| format!("`{s}` is not IP or IP:PORT"))
 }
 
 /// `unix:///var/run/docker.sock` or a plain path.

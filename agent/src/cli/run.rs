@@ -1,7 +1,9 @@
 //! `weir run`: a container without an image. A fresh network namespace,
 //! attached to a network; the command runs inside it with the terminal's
 //! input and output; when it exits the endpoint is detached and the
-//! namespace removed, and `weir run` exits with the command's code.
+//! namespace removed, and `weir run` exits with the command's code. On a
+//! network with names the command's `/etc/resolv.conf` (a private mount)
+//! points at the network's gateway, where the agent answers them.
 
 use std::{
     fs::File,
@@ -15,7 +17,7 @@ use clap::Args;
 use super::agent::DEFAULT_NETWORK;
 use crate::{
     api::client::Client,
-    daemon::{AttachRequest, Endpoint},
+    daemon::{AttachRequest, Endpoint, NetworkView},
     netns,
     paths::run_netns_path,
 };
@@ -76,7 +78,25 @@ impl RunArgs {
                 let _ = tokio::signal::ctrl_c().await;
             }
         });
-        let outcome = run_in(&path, &self.command).await;
+        let view: NetworkView = client.get(&format!("/v1/networks/{}", ep.network)).await?;
+        let resolv = view.dns.map(|server| {
+            let file = path.with_extension("resolv.conf");
+            std::fs::write(&file, crate::dns::resolv_conf(server)).map(|()| file)
+        });
+        let resolv = match resolv.transpose() {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = client
+                    .delete::<Endpoint>(&format!("/v1/endpoints/{name}"))
+                    .await;
+                let _ = netns::remove(&path);
+                return Err(anyhow::Error::new(e).context("writing the command's resolv.conf"));
+            }
+        };
+        let outcome = run_in(&path, resolv.as_deref(), &self.command).await;
+        if let Some(file) = &resolv {
+            let _ = std::fs::remove_file(file);
+        }
         let detached = client
             .delete::<Endpoint>(&format!("/v1/endpoints/{name}"))
             .await;
@@ -90,11 +110,19 @@ impl RunArgs {
     }
 }
 
-async fn run_in(netns_path: &Path, argv: &[String]) -> anyhow::Result<std::process::ExitStatus> {
+async fn run_in(
+    netns_path: &Path,
+    resolv_conf: Option<&Path>,
+    argv: &[String],
+) -> anyhow::Result<std::process::ExitStatus> {
     let ns = File::open(netns_path)?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
-    let mut child = netns::spawn_in(&mut cmd, &ns)
+    netns::spawn_in(&mut cmd, &ns);
+    if let Some(file) = resolv_conf {
+        netns::resolv_conf_in(&mut cmd, file)?;
+    }
+    let mut child = cmd
         .spawn()
         .with_context(|| format!("starting `{}`", argv[0]))?;
     let status = tokio::task::spawn_blocking(move || child.wait()).await??;

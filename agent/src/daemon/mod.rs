@@ -12,7 +12,7 @@ mod publish;
 mod state;
 mod stats;
 
-use std::{collections::HashMap, fs, path::PathBuf};
+use std::{collections::HashMap, fs, net::IpAddr, path::PathBuf};
 
 use tracing::{debug, info, warn};
 use weir_common::{
@@ -63,7 +63,14 @@ pub struct Config {
     /// Where a network created without a subnet gets one
     /// (`--default-address-pool`), in order.
     pub pools: Vec<crate::network::Pool>,
+    /// Where the networks' DNS asks the names it does not know
+    /// (`--dns-forward`).
+    pub dns_forward: Vec<std::net::SocketAddr>,
 }
+
+/// The default network's name: it has no names (Docker's rule for its
+/// default bridge).
+pub const DEFAULT_NETWORK: &str = "weir";
 
 /// Changes the journal holds before the state file is written afresh.
 const JOURNAL_MAX: usize = 256;
@@ -97,6 +104,9 @@ pub struct Status {
 pub struct NetworkView {
     #[serde(flatten)]
     pub network: Network,
+    /// Where its names are answered (its gateway), if it has names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<IpAddr>,
     pub endpoints: Vec<String>,
     #[serde(default)]
     pub masquerade_stats: NatStats,
@@ -136,6 +146,8 @@ pub struct Agent {
     pins: mounts::Reached,
     /// The cgroup the socket programs are attached to.
     cgroup: mounts::Reached,
+    /// The networks' names, answered at their gateways.
+    dns: crate::dns::Dns,
 }
 
 /// `OPEN_PORTS4`'s and `OPEN_PORTS6`'s entries, as last written.
@@ -192,6 +204,7 @@ impl Agent {
         }
         state.initialized = true;
         let journal = store::Journal::new(config.paths.journal_file());
+        let dns_forward = config.dns_forward.clone();
         let mut agent = Self {
             config,
             state,
@@ -204,6 +217,7 @@ impl Agent {
             monitor,
             pins,
             cgroup,
+            dns: crate::dns::Dns::new(dns_forward),
         };
         agent.reconcile().await?;
         agent.sync_networks()?;
@@ -347,6 +361,8 @@ impl Agent {
         }
         self.datapath.set_uplinks(&uplinks)?;
         self.datapath.set_uplinks6(&uplinks6)?;
+        // A gateway address that was not up yet gets its names server now.
+        self.update_names();
         Ok(())
     }
 
@@ -457,7 +473,53 @@ impl Agent {
     fn save(&mut self) -> Result<(), AgentError> {
         store::save(&self.config.paths.state_file(), &self.state)?;
         self.journal.clear()?;
+        self.update_names();
         Ok(())
+    }
+
+    /// Whether network `n` has names: weir's own networks but the default
+    /// one (an engine's networks have the engine's DNS).
+    fn has_names(&self, n: &Network) -> bool {
+        let default = self
+            .config
+            .default_network
+            .as_ref()
+            .map_or(DEFAULT_NETWORK, |s| s.name.as_str());
+        n.owner.is_weir() && n.name != default
+    }
+
+    /// Hands the names server every named network's endpoints (a further
+    /// interface is known by its container's first endpoint's name).
+    fn update_names(&mut self) {
+        let mut names = crate::dns::Names::default();
+        for n in self.state.registry.iter().filter(|n| self.has_names(n)) {
+            let gateway6 = n.ipam6.as_ref().map(crate::network::Ipam6::gateway);
+            let endpoints: Vec<_> = self
+                .state
+                .endpoints
+                .values()
+                .filter(|e| e.network == n.name)
+                .map(|e| {
+                    (
+                        e.primary.clone().unwrap_or_else(|| e.name.clone()),
+                        e.ip,
+                        e.ip6,
+                    )
+                })
+                .collect();
+            let table = std::sync::Arc::new(crate::dns::NetworkNames::new(
+                &n.name,
+                (n.gateway(), gateway6),
+                &endpoints,
+            ));
+            for server in [n.gateway().map(IpAddr::from), gateway6.map(IpAddr::from)]
+                .into_iter()
+                .flatten()
+            {
+                names.by_server.insert(server, table.clone());
+            }
+        }
+        self.dns.update(names);
     }
 
     /// Keeps `change`, already made to the state in memory, on disk: one
@@ -498,6 +560,15 @@ impl Agent {
         let c = self.datapath.nat_stats(network.id).unwrap_or_default();
         NetworkView {
             network: network.clone(),
+            dns: self
+                .has_names(network)
+                .then(|| {
+                    network
+                        .gateway()
+                        .map(IpAddr::from)
+                        .or_else(|| network.ipam6.as_ref().map(|i| i.gateway().into()))
+                })
+                .flatten(),
             endpoints: self.state.endpoints_of(&network.name),
             masquerade_stats: NatStats {
                 flows: c.flows,
