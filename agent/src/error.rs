@@ -32,6 +32,10 @@ pub enum AgentError {
         "invalid endpoint name `{name}`: use 1 to 64 characters from [a-zA-Z0-9_.-], starting with a letter or digit"
     )]
     InvalidEndpointName { name: String },
+    #[error("an allow list for {port} needs at least one source CIDR")]
+    AllowEmpty { port: String },
+    #[error("{port} has no allow list (see `weir allow ls`)")]
+    AllowNotFound { port: String },
     #[error("endpoint `{endpoint}` is already on network `{network}`")]
     AlreadyConnected { endpoint: String, network: String },
     #[error("endpoint `{endpoint}` is not connected to network `{network}`")]
@@ -170,6 +174,7 @@ impl AgentError {
             | AgentError::EndpointNotFound { .. }
             | AgentError::NotPublished { .. }
             | AgentError::NotConnected { .. }
+            | AgentError::AllowNotFound { .. }
             | AgentError::NetnsMissing { .. }
             | AgentError::CniUnknown { .. } => ErrorKind::NotFound,
             AgentError::Network(
@@ -206,6 +211,7 @@ impl AgentError {
             )
             | AgentError::InvalidEndpointName { .. }
             | AgentError::FirstNetwork { .. }
+            | AgentError::AllowEmpty { .. }
             | AgentError::NotFirstInterface { .. }
             | AgentError::InvalidIfname { .. }
             | AgentError::InvalidMac { .. }

@@ -70,6 +70,9 @@ pub enum DropReason {
     /// there (`TAIL_CALLS`: the IPv6 half of `tc_from_container`): never
     /// passed unchecked.
     TailCallFailed = 17,
+    /// A flow to a published port from a source its port's list
+    /// (`weir allow`, Docker's `DOCKER-USER`) does not hold.
+    NotAllowed = 18,
 }
 
 impl DropReason {
@@ -92,6 +95,7 @@ impl DropReason {
         DropReason::Ipv6Beyond,
         DropReason::NoUplinkAddress,
         DropReason::TailCallFailed,
+        DropReason::NotAllowed,
     ];
 
     /// Size of the `DROP_STATS` array: every reason number is below it.
@@ -130,6 +134,7 @@ impl DropReason {
             DropReason::Ipv6Beyond => "ipv6-beyond-network",
             DropReason::NoUplinkAddress => "no-uplink-address",
             DropReason::TailCallFailed => "tail-call-failed",
+            DropReason::NotAllowed => "not-allowed",
         }
     }
 }

@@ -14,6 +14,9 @@
 //!   endpoint that has one.
 //! - `OPEN_PORTS6`: [`PublishKey6`] with the container's IPv6 address and
 //!   port -> its network id: `OPEN_PORTS4` for IPv6.
+//! - `ALLOW_PORTS4`: [`PublishKey`] -> `u32` (1): the publications with a
+//!   list of allowed sources (`weir allow`); `ALLOW4`: [`AllowKey`] (LPM)
+//!   -> `u32` (1): the list's sources.
 
 /// IP protocol numbers the datapath translates.
 pub const PROTO_ICMP: u8 = 1;
@@ -94,6 +97,21 @@ pub struct PublishTarget6 {
     pub network_id: u32,
 }
 
+/// `ALLOW4`'s key (an LPM trie): a publication's key, then a source
+/// address. An entry's prefix is 64 (the publication) plus the source
+/// CIDR's length; `ALLOW_PORTS4` holds the publications that have a list.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AllowKey {
+    pub publication: PublishKey,
+    pub saddr: [u8; 4],
+}
+
+/// The bits of an [`AllowKey`] before the source: the publication's.
+pub const ALLOW_PREFIX: u32 = 64;
+/// Capacity of `ALLOW4` (sources, over every list).
+pub const MAX_ALLOWED: u32 = 16_384;
+
 /// Capacity of `PUBLISH4`.
 pub const MAX_PUBLISHED: u32 = 65_536;
 /// Capacity of `OPEN_PORTS4`.
@@ -125,6 +143,9 @@ unsafe impl aya::Pod for PublishKey6 {}
 #[cfg(feature = "user")]
 // SAFETY: repr(C), explicit padding, every bit pattern valid.
 unsafe impl aya::Pod for PublishTarget6 {}
+#[cfg(feature = "user")]
+// SAFETY: repr(C), two byte arrays' worth, every bit pattern valid.
+unsafe impl aya::Pod for AllowKey {}
 
 #[cfg(test)]
 mod tests {
@@ -138,6 +159,7 @@ mod tests {
         assert_eq!(size_of::<PublishTarget>(), 16);
         assert_eq!(size_of::<PublishKey6>(), 20);
         assert_eq!(size_of::<PublishTarget6>(), 24);
+        assert_eq!(size_of::<AllowKey>(), 12);
     }
 
     #[test]

@@ -111,9 +111,12 @@ pub fn create(
     (publication, target): (PublishKey, &PublishTarget),
     snat_to_host: bool,
 ) -> Result<CtEntry, DropReason> {
+    let k = &flow.key;
+    // Every new flow to a publication starts here (from outside, tc or
+    // XDP, and hairpin): its port's list of sources, if it has one.
+    crate::policy::allowed(&publication, k.saddr)?;
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let k = &flow.key;
     let original = CtEntry {
         nat_saddr: if snat_to_host { k.daddr } else { k.saddr },
         nat_daddr: target.ip,

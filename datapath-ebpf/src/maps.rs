@@ -19,8 +19,8 @@ use weir_common::{
     frag::{FragEntry, FragKey, MAX_FRAGMENTED},
     network::{MAX_NETWORKS, MAX_UPLINKS, NetInfo, NetInfo6},
     publish::{
-        MAX_HOST_ADDRS, MAX_OPEN_PORTS, MAX_PUBLISHED, PublishKey, PublishKey6, PublishTarget,
-        PublishTarget6,
+        AllowKey, MAX_ALLOWED, MAX_HOST_ADDRS, MAX_OPEN_PORTS, MAX_PUBLISHED, PublishKey,
+        PublishKey6, PublishTarget, PublishTarget6,
     },
     stats::{Counter, Hook, MAX_TAIL_CALLS, NatCounters, PortCounters},
 };
@@ -86,6 +86,14 @@ pub static SOCK_RNAT6: LruHashMap<SockRnatKey, SockRnat6Value, { MAX_SOCK_RNAT a
 #[btf_map]
 pub static SOCK_RNAT66: LruHashMap<SockRnat66Key, SockRnat6Value, { MAX_SOCK_RNAT as usize }> =
     LruHashMap::new();
+
+/// The publications that let in only a list of sources (`weir allow`).
+#[btf_map]
+pub static ALLOW_PORTS4: HashMap<PublishKey, u32, { MAX_PUBLISHED as usize }> = HashMap::new();
+
+/// Those lists: a publication's key and a source CIDR (longest prefix).
+#[btf_map]
+pub static ALLOW4: LpmTrie<AllowKey, u32, { MAX_ALLOWED as usize }> = LpmTrie::new();
 
 /// Container subnets -> their network (longest prefix wins).
 #[btf_map]

@@ -10,11 +10,11 @@ use weir_common::{
     drop::DropReason,
     endpoint::EndpointInfo,
     network::{NET_ICC, NET_INTERNAL, NET_ROUTED, NetInfo},
-    publish::{PROTO_ICMP, PublishKey, PublishTarget},
+    publish::{ALLOW_PREFIX, AllowKey, PROTO_ICMP, PublishKey, PublishTarget},
 };
 
 use crate::{
-    maps::{ENDPOINTS, NETWORKS4, OPEN_PORTS4},
+    maps::{ALLOW_PORTS4, ALLOW4, ENDPOINTS, NETWORKS4, OPEN_PORTS4},
     parse::{self, Flow},
 };
 
@@ -193,6 +193,28 @@ pub fn hairpin(s: &Sender, daddr: [u8; 4], target: &PublishTarget) -> Result<(),
         return Ok(());
     }
     outsider_to_publication(target)
+}
+
+/// User rules (`weir allow`, Docker's `DOCKER-USER`): a publication with
+/// a list of sources lets a new flow in only from one of them
+/// (`not-allowed`); one without a list costs one hash lookup.
+#[inline(always)]
+pub fn allowed(publication: &PublishKey, saddr: [u8; 4]) -> Result<(), DropReason> {
+    if ALLOW_PORTS4.get_ptr(publication).is_none() {
+        return Ok(());
+    }
+    let key = Key::new(
+        ALLOW_PREFIX + 32,
+        AllowKey {
+            publication: *publication,
+            saddr,
+        },
+    );
+    if ALLOW4.get(&key).is_some() {
+        Ok(())
+    } else {
+        Err(DropReason::NotAllowed)
+    }
 }
 
 /// A publication reached from outside the network it lives in: refused

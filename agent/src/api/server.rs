@@ -20,6 +20,7 @@ use crate::{
     error::{AgentError, ErrorKind},
     monitor,
     network::NetworkSpec,
+    publish::{AllowRule, AllowedPort},
 };
 
 type Shared = Arc<Mutex<Agent>>;
@@ -58,6 +59,7 @@ pub fn router(agent: Shared) -> Router {
             axum::routing::delete(disconnect),
         )
         .route("/v1/ports", get(all_ports))
+        .route("/v1/allow", get(allow_list).post(allow).delete(allow_rm))
         .route(
             "/v1/endpoints/{name}/ports",
             get(ports).post(publish).delete(unpublish),
@@ -249,6 +251,18 @@ async fn disconnect(
         .await
         .map(Json)
         .into_response()
+}
+
+async fn allow_list(State(agent): State<Shared>) -> Response {
+    Json(agent.lock().await.allow_list()).into_response()
+}
+
+async fn allow(State(agent): State<Shared>, Json(rule): Json<AllowRule>) -> Response {
+    agent.lock().await.allow(rule).map(Json).into_response()
+}
+
+async fn allow_rm(State(agent): State<Shared>, Json(port): Json<AllowedPort>) -> Response {
+    agent.lock().await.allow_rm(port).map(Json).into_response()
 }
 
 async fn all_ports(State(agent): State<Shared>) -> Response {

@@ -6,6 +6,7 @@
 //! why); 2 the command line is wrong; 3 the agent cannot be reached.
 
 mod agent;
+mod allow;
 mod cni;
 mod conntrack;
 mod endpoint;
@@ -63,6 +64,8 @@ enum Command {
     Unpublish(publish::PublishArgs),
     /// List published ports (like `docker port`).
     Port(publish::PortArgs),
+    /// Let only these sources reach a published port (Docker's DOCKER-USER); `ls`, `rm PORT`.
+    Allow(allow::AllowArgs),
     /// List or flush tracked flows.
     #[command(subcommand)]
     Conntrack(conntrack::ConntrackCmd),
@@ -104,6 +107,7 @@ pub fn main() -> ExitCode {
             Command::Publish(args) => args.exec(&socket).await,
             Command::Unpublish(args) => args.exec_unpublish(&socket).await,
             Command::Port(args) => args.exec(&socket).await,
+            Command::Allow(args) => args.exec(&socket).await,
             Command::Conntrack(cmd) => cmd.exec(&socket).await,
             Command::Status(json) => status::exec(&socket, json).await,
             Command::Monitor(json) => monitor::exec(&socket, json).await,

@@ -1,6 +1,7 @@
 //! The agent itself: owns the desired state, the bridges and veths, and the
 //! datapath, and reconciles the kernel to the state on start.
 
+mod allow;
 mod cleanup;
 mod cni;
 mod conntrack;
@@ -220,6 +221,7 @@ impl Agent {
         agent.reconcile().await?;
         agent.sync_networks()?;
         agent.sync_open_ports()?;
+        agent.sync_allow()?;
         agent.refresh_host_addrs().await?;
         agent.prune().await?;
         agent.save()?;

@@ -32,6 +32,9 @@ pub struct State {
     /// The next endpoint id (ids name the host-side veths).
     #[serde(default)]
     pub next_endpoint: u32,
+    /// User rules: the sources each listed host port lets in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<crate::publish::AllowRule>,
 }
 
 /// A container attached to a network.

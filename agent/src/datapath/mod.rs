@@ -63,6 +63,8 @@ pub mod map_names {
     pub const OPEN_PORTS6: &str = "OPEN_PORTS6";
     pub const SOCK_RNAT66: &str = "SOCK_RNAT66";
     pub const PORT_STATS6: &str = "PORT_STATS6";
+    pub const ALLOW_PORTS4: &str = "ALLOW_PORTS4";
+    pub const ALLOW4: &str = "ALLOW4";
     /// Every map, in the order they are pinned.
     pub const ALL: &[&str] = &[
         HOOK_STATS,
@@ -92,6 +94,8 @@ pub mod map_names {
         OPEN_PORTS6,
         SOCK_RNAT66,
         PORT_STATS6,
+        ALLOW_PORTS4,
+        ALLOW4,
     ];
 }
 

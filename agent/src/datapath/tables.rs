@@ -16,7 +16,7 @@ use weir_common::{
     endpoint::{EP_XDP_TARGET, EndpointInfo, EndpointRef},
     frag::{FragEntry, FragKey},
     network::{NetInfo, NetInfo6},
-    publish::{PublishKey, PublishKey6, PublishTarget, PublishTarget6},
+    publish::{ALLOW_PREFIX, AllowKey, PublishKey, PublishKey6, PublishTarget, PublishTarget6},
 };
 
 use super::{
@@ -373,6 +373,28 @@ impl Datapath {
             .map(|(addr, prefix, info)| (Key::new(u32::from(*prefix), addr.octets()), *info))
             .collect();
         self.set_lpm(map_names::NETWORKS4, &wanted)
+    }
+
+    /// Makes `ALLOW_PORTS4` hold exactly `ports` and `ALLOW4` exactly
+    /// `sources` (publication, source subnet, its prefix): `weir allow`.
+    pub fn set_allow(
+        &mut self,
+        ports: &[PublishKey],
+        sources: &[(PublishKey, Ipv4Addr, u8)],
+    ) -> Result<(), DatapathError> {
+        let wanted: Vec<(PublishKey, u32)> = ports.iter().map(|k| (*k, 1)).collect();
+        self.set_hash(map_names::ALLOW_PORTS4, &wanted)?;
+        let lists: Vec<_> = sources
+            .iter()
+            .map(|(publication, addr, prefix)| {
+                let key = AllowKey {
+                    publication: *publication,
+                    saddr: addr.octets(),
+                };
+                (Key::new(ALLOW_PREFIX + u32::from(*prefix), key), 1u32)
+            })
+            .collect();
+        self.set_lpm(map_names::ALLOW4, &lists)
     }
 
     /// Makes `UPLINKS` hold exactly `uplinks`: (ifindex, masquerade address).
