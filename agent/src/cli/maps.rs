@@ -116,6 +116,14 @@ fn networks_and_addresses(m: &MapsView) {
         &["MASQUERADE ADDRESS", "INTERFACE", "IFINDEX"],
         &addrs(&m.uplinks),
     );
+    section(
+        "ALLOW4 (weir allow)",
+        &["PORT", "ALLOWED SOURCE"],
+        &m.allowed
+            .iter()
+            .map(|a| vec![a.port.clone(), a.source.clone()])
+            .collect::<Vec<_>>(),
+    );
 }
 
 fn conntrack_and_links(m: &MapsView) {

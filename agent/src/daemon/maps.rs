@@ -45,8 +45,17 @@ pub struct MapsView {
     pub conntrack: Vec<FlowView>,
     /// `SOCK_RNAT4`: sockets of the node the socket hooks redirected.
     pub sock_rnat_entries: usize,
+    /// `ALLOW4`: each listed port's allowed sources (`weir allow`).
+    pub allowed: Vec<AllowedEntry>,
     /// The pinned links (`links/`) and what runs in them.
     pub links: Vec<LinkView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllowedEntry {
+    /// `[HOST_IP:]PORT/PROTO`.
+    pub port: String,
+    pub source: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +145,37 @@ impl Agent {
             .collect()
     }
 
+    /// The endpoint on host-side veth `ifname` ("?" if none).
+    fn endpoint_on(&self, ifname: &str) -> String {
+        self.state
+            .endpoints
+            .values()
+            .find(|e| e.host_if == ifname)
+            .map_or_else(|| "?".to_owned(), |e| e.name.clone())
+    }
+
+    /// `ALLOW4`'s entries, each with its port as `weir allow` names it.
+    fn allowed_entries(&self) -> Result<Vec<AllowedEntry>, AgentError> {
+        Ok(self
+            .datapath
+            .allowed()?
+            .into_iter()
+            .map(|(key, addr, prefix)| AllowedEntry {
+                port: crate::publish::AllowedPort {
+                    host_ip: key.host_ip.into(),
+                    port: u16::from_be_bytes(key.port),
+                    proto: if key.proto == 17 {
+                        crate::publish::Proto::Udp
+                    } else {
+                        crate::publish::Proto::Tcp
+                    },
+                }
+                .to_string(),
+                source: format!("{addr}/{prefix}"),
+            })
+            .collect())
+    }
+
     pub async fn maps(&self) -> Result<MapsView, AgentError> {
         let raw = self.datapath.dump()?;
         let interfaces: BTreeMap<u32, String> = self.nl.links().await?.into_iter().collect();
@@ -147,18 +187,13 @@ impl Agent {
                 .find(|n| n.id == id)
                 .map_or_else(|| format!("#{id}"), |n| n.name.clone())
         };
-        let endpoint_on = |ifname: &str| {
-            self.state
-                .endpoints
-                .values()
-                .find(|e| e.host_if == ifname)
-                .map_or_else(|| "?".to_owned(), |e| e.name.clone())
-        };
+        let endpoint_on = |ifname: &str| self.endpoint_on(ifname);
         let mut view = MapsView {
             netns_cookie: raw.config.netns_cookie,
             snat_ports: format!("{}-{}", raw.config.snat_port_min, raw.config.snat_port_max),
             conntrack: self.conntrack()?,
             sock_rnat_entries: raw.sock_rnat,
+            allowed: self.allowed_entries()?,
             links: self.datapath.links(),
             ..MapsView::default()
         };

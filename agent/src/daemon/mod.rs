@@ -25,7 +25,10 @@ pub use self::{
     conntrack::{FlowView, Removed, monotonic_ns},
     endpoint::{AttachRequest, ConnectRequest, DEFAULT_IFNAME},
     foreign::{ForeignEndpoint, ForeignNetwork},
-    maps::{AddrEntry, EndpointEntry, MapsView, NetworkEntry, OpenPortEntry, PublishedEntry},
+    maps::{
+        AddrEntry, AllowedEntry, EndpointEntry, MapsView, NetworkEntry, OpenPortEntry,
+        PublishedEntry,
+    },
     publish::PortView,
     state::{Change, Endpoint, State},
     stats::{DropStats, HookStats, NetworkStats, PortStats, Stats, prometheus},

@@ -397,6 +397,30 @@ impl Datapath {
         self.set_lpm(map_names::ALLOW4, &lists)
     }
 
+    /// `ALLOW4`'s entries: (publication, source subnet, its prefix).
+    pub fn allowed(&self) -> Result<Vec<(PublishKey, Ipv4Addr, u8)>, DatapathError> {
+        let name = map_names::ALLOW4;
+        let trie: LpmTrie<&MapData, AllowKey, u32> = self
+            .ebpf
+            .map(name)
+            .ok_or(DatapathError::MissingMap(name))?
+            .try_into()
+            .map_err(|source| map_err(name, source))?;
+        Ok(trie
+            .keys()
+            .filter_map(Result::ok)
+            .map(|k| {
+                let prefix = k.prefix_len().saturating_sub(ALLOW_PREFIX);
+                let data = k.data();
+                (
+                    data.publication,
+                    data.saddr.into(),
+                    u8::try_from(prefix).unwrap_or(32),
+                )
+            })
+            .collect())
+    }
+
     /// Makes `UPLINKS` hold exactly `uplinks`: (ifindex, masquerade address).
     pub fn set_uplinks(&mut self, uplinks: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
         let wanted: Vec<(u32, [u8; 4])> = uplinks.iter().map(|(i, ip)| (*i, ip.octets())).collect();
