@@ -91,6 +91,11 @@ pub static SOCK_RNAT66: LruHashMap<SockRnat66Key, SockRnat6Value, { MAX_SOCK_RNA
 #[btf_map]
 pub static ALLOW_PORTS4: HashMap<PublishKey, u32, { MAX_PUBLISHED as usize }> = HashMap::new();
 
+/// The IPv6 side of publications on every address with a list: its
+/// sources are IPv4, so no IPv6 source is on it.
+#[btf_map]
+pub static ALLOW_PORTS6: HashMap<PublishKey6, u32, { MAX_PUBLISHED as usize }> = HashMap::new();
+
 /// Those lists: a publication's key and a source CIDR (longest prefix).
 #[btf_map]
 pub static ALLOW4: LpmTrie<AllowKey, u32, { MAX_ALLOWED as usize }> = LpmTrie::new();

@@ -194,6 +194,19 @@ fn reached_on_both_families(w: &mut World, agent: &Agent) {
         .find(|p| p["host_port"] == 8080)
         .unwrap_or_else(|| panic!("{stats}"));
     assert_eq!(port["flows"], 4, "{port}");
+    // An allow list (of IPv4 sources) closes the port's IPv6 side too.
+    agent.ok(&["allow", "8080", "198.51.100.0/24"]);
+    let refused = agent.drops(DropReason::NotAllowed.number());
+    assert!(
+        sock::connect_fails(&w.ext, node6),
+        "ext over IPv6 past the list"
+    );
+    assert!(agent.drops(DropReason::NotAllowed.number()) > refused);
+    agent.ok(&["allow", "rm", "8080"]);
+    assert_eq!(
+        sock::tcp_request(&w.ext, node6, b"again").unwrap(),
+        b"again"
+    );
 }
 
 #[test]

@@ -74,7 +74,7 @@ fn survives_kill_and_restart(launch: Launch, reached: &str) {
     assert!(
         agent
             .log_text()
-            .contains("maps pinned reused=29 created=0 rebuilt=0"),
+            .contains("maps pinned reused=30 created=0 rebuilt=0"),
         "{}",
         agent.log_text()
     );

@@ -65,6 +65,7 @@ pub mod map_names {
     pub const PORT_STATS6: &str = "PORT_STATS6";
     pub const ALLOW_PORTS4: &str = "ALLOW_PORTS4";
     pub const ALLOW4: &str = "ALLOW4";
+    pub const ALLOW_PORTS6: &str = "ALLOW_PORTS6";
     /// Every map, in the order they are pinned.
     pub const ALL: &[&str] = &[
         HOOK_STATS,
@@ -96,6 +97,7 @@ pub mod map_names {
         PORT_STATS6,
         ALLOW_PORTS4,
         ALLOW4,
+        ALLOW_PORTS6,
     ];
 }
 

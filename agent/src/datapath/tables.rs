@@ -376,7 +376,8 @@ impl Datapath {
     }
 
     /// Makes `ALLOW_PORTS4` hold exactly `ports` and `ALLOW4` exactly
-    /// `sources` (publication, source subnet, its prefix): `weir allow`.
+    /// `sources` (publication, source subnet, its prefix): `weir allow`;
+    /// `ALLOW_PORTS6` the IPv6 side (`::`) of the ports on every address.
     pub fn set_allow(
         &mut self,
         ports: &[PublishKey],
@@ -384,6 +385,17 @@ impl Datapath {
     ) -> Result<(), DatapathError> {
         let wanted: Vec<(PublishKey, u32)> = ports.iter().map(|k| (*k, 1)).collect();
         self.set_hash(map_names::ALLOW_PORTS4, &wanted)?;
+        let wanted6: Vec<(PublishKey6, u32)> = ports
+            .iter()
+            .filter(|k| k.host_ip == [0; 4])
+            .map(|k| {
+                (
+                    PublishKey6::new([0; 16], u16::from_be_bytes(k.port), k.proto),
+                    1,
+                )
+            })
+            .collect();
+        self.set_hash(map_names::ALLOW_PORTS6, &wanted6)?;
         let lists: Vec<_> = sources
             .iter()
             .map(|(publication, addr, prefix)| {

@@ -14,7 +14,9 @@ use weir_common::{
 
 use super::{INGRESS_DONE, INGRESS_UNTRACKED, NOT_A_FLOW, pair, read_flow, rewrite, touch};
 use crate::{
-    maps::{CT6, ENDPOINTS6, HOST_ADDRS6, NETWORKS6, OPEN_PORTS6, PUBLISH6, SCRATCH6},
+    maps::{
+        ALLOW_PORTS6, CT6, ENDPOINTS6, HOST_ADDRS6, NETWORKS6, OPEN_PORTS6, PUBLISH6, SCRATCH6,
+    },
     stats, v6,
     verdict::TC_PASS,
 };
@@ -98,10 +100,14 @@ unsafe fn track(
         (*o).nat_sport = k.sport;
         (*o).nat_dport = t.port;
         // The container's answers leave as the caller's flow came in.
-        pair(s, kind, (flags, CT_INNER), t.network_id, now);
         if kind == KIND_ROUTED {
             (*o).publication = PublishKey6::default();
-        } else {
+        } else if ALLOW_PORTS6.get_ptr(&(*o).publication).is_some() {
+            // `weir allow`'s lists hold IPv4 sources alone.
+            return Err(DropReason::NotAllowed);
+        }
+        pair(s, kind, (flags, CT_INNER), t.network_id, now);
+        if kind != KIND_ROUTED {
             stats::port_flow6(&(*o).publication);
         }
         (*s).reply.publication = (*o).publication;
