@@ -32,6 +32,11 @@ pub enum AgentError {
         "invalid endpoint name `{name}`: use 1 to 64 characters from [a-zA-Z0-9_.-], starting with a letter or digit"
     )]
     InvalidEndpointName { name: String },
+    #[error(
+        "the state file {} is missing, but weir's links are on this node ({links}): the state was lost, not empty. Put the file back (or give --state-dir its directory), or start with `weir agent --reset` to remove them and start over",
+        path.display()
+    )]
+    StateLost { path: PathBuf, links: String },
     #[error("an allow list for {port} needs at least one source CIDR")]
     AllowEmpty { port: String },
     #[error("{port} has no allow list (see `weir allow ls`)")]
@@ -196,6 +201,7 @@ impl AgentError {
             | AgentError::PoolsFull { .. }
             | AgentError::Reserve(ReserveError::InUse { .. })
             | AgentError::AlreadyRunning { .. }
+            | AgentError::StateLost { .. }
             | AgentError::RunningDuringCleanup { .. }
             | AgentError::EngineOwned { .. }
             | AgentError::NameTaken { .. }

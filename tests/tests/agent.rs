@@ -378,3 +378,35 @@ fn weir_run_runs_a_command_attached_and_cleans_up() {
     assert!(!agent.dir.join("netns/r1").exists(), "namespace removed");
     assert!(map_keys(&agent, "EP_BY_IP4").is_empty());
 }
+
+/// A state directory wiped while weir's links are there (a lost state, a
+/// state dir on tmpfs) is refused, not taken for an empty state that would
+/// take every container's network away; `--reset` starts over.
+#[test]
+fn a_lost_state_is_refused_and_reset_starts_over() {
+    let mut w = World::new().unwrap();
+    w.add_container("c1").unwrap();
+    let mut agent = Agent::start(&w, &[]);
+    agent.attach("weir", w.c("c1"), "c1", &[]);
+    agent.kill();
+    drop(agent);
+    // A new agent's directory has no state file: the first one's is lost.
+    let err = Agent::fails_to_start(&w, weir_tests::agent::Launch::Setns, &[]);
+    assert!(
+        err.contains("state file") && err.contains("is missing") && err.contains("--reset"),
+        "{err}"
+    );
+    assert!(
+        links(&w.node).contains("weir0"),
+        "the refused start removed the bridge"
+    );
+    assert!(
+        world::ping(w.c("c1"), Ipv4Addr::new(10, 203, 0, 1)),
+        "c1 lost its network"
+    );
+    let _reset = Agent::start(&w, &["--reset"]);
+    assert!(
+        !links(&w.node).iter().any(|l| l.starts_with("weirv")),
+        "--reset removes the lost endpoints' veths"
+    );
+}

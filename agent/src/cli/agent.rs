@@ -72,6 +72,10 @@ pub struct AgentArgs {
     #[arg(long, value_name = "SOCKET", num_args = 0..=1,
           default_missing_value = DEFAULT_DOCKER_SOCKET, value_parser = docker_socket)]
     docker: Option<PathBuf>,
+    /// Start over: take a missing state file for an empty state even though
+    /// weir's bridges and veths are on the node (they are removed).
+    #[arg(long)]
+    reset: bool,
     /// Do not run: take weir off this node (the agent must be stopped).
     /// Removes every pin under --bpffs (which detaches the programs), the
     /// bridges and veths weir made, `weir run` namespaces, and the state.
@@ -112,6 +116,7 @@ impl AgentArgs {
             cgroup: self.cgroup,
             snat_ports: self.snat_ports,
             xdp: self.xdp,
+            reset: self.reset,
             dns_forward: if self.dns_forward.is_empty() {
                 crate::dns::resolvers(
                     &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),

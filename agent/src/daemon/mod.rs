@@ -68,6 +68,9 @@ pub struct Config {
     /// Where the networks' DNS asks the names it does not know
     /// (`--dns-forward`).
     pub dns_forward: Vec<std::net::SocketAddr>,
+    /// `--reset`: start from an empty state even though weir's bridges
+    /// and veths are there (they are removed).
+    pub reset: bool,
 }
 
 /// The default network's name: it has no names (Docker's rule for its
@@ -161,6 +164,9 @@ impl Agent {
     pub async fn start(config: Config) -> Result<Self, AgentError> {
         let nl = Netlink::connect()?;
         let mut state = State::load(&config.paths)?;
+        if !config.reset {
+            refuse_lost_state(&nl, &config.paths).await?;
+        }
         let uplinks = if config.uplinks.is_empty() {
             nl.default_route_device().await?.into_iter().collect()
         } else {
@@ -429,6 +435,31 @@ fn log_map_origins(origins: &[(&'static str, MapOrigin)]) {
 }
 
 /// Bridges the agent made: `weir<id>`.
+/// A missing state file while weir's bridges or veths exist is a lost
+/// state (a wiped state directory, one on tmpfs), not an empty one: taken
+/// for empty, reconcile would remove every container's network. Refused,
+/// naming the file and the way out.
+async fn refuse_lost_state(nl: &Netlink, paths: &Paths) -> Result<(), AgentError> {
+    let file = paths.state_file();
+    if file.exists() {
+        return Ok(());
+    }
+    let ours: Vec<String> = nl
+        .links()
+        .await?
+        .into_iter()
+        .map(|(_, name)| name)
+        .filter(|n| is_bridge_name(n) || endpoint::is_host_veth_name(n))
+        .collect();
+    if ours.is_empty() {
+        return Ok(());
+    }
+    Err(AgentError::StateLost {
+        path: file,
+        links: ours.join(", "),
+    })
+}
+
 fn is_bridge_name(name: &str) -> bool {
     name.strip_prefix("weir")
         .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
