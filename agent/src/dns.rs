@@ -9,7 +9,7 @@
 //!
 //! [`Dns`] holds the listeners and the current [`Names`]; the agent hands
 //! it a fresh table whenever it saves its state, and it binds and drops
-//! listeners to match.
+//! listeners to match (the 2 s tick retries an address not up yet).
 
 use std::{
     collections::BTreeMap,
@@ -146,12 +146,21 @@ impl Dns {
     }
 
     /// Takes `names` as the table and listens at exactly its server
-    /// addresses (a gateway address not up yet is tried again next time).
+    /// addresses (one not up yet is tried again by [`Dns::listen_missing`]).
     pub fn update(&mut self, names: Names) {
-        let wanted: Vec<IpAddr> = names.by_server.keys().copied().collect();
         if let Ok(mut table) = self.names.write() {
             *table = names;
         }
+        self.listen_missing();
+    }
+
+    /// Listens at the table's server addresses it does not listen at yet,
+    /// and at no other.
+    pub fn listen_missing(&mut self) {
+        let wanted: Vec<IpAddr> = match self.names.read() {
+            Ok(table) => table.by_server.keys().copied().collect(),
+            Err(_) => return,
+        };
         self.listeners.retain(|addr, tasks| {
             let keep = wanted.contains(addr);
             if !keep {

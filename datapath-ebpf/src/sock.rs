@@ -54,19 +54,25 @@ fn cookie(ctx: &SockAddrContext) -> u64 {
 
 /// Keeps the way back (`back`: what it asked for) for a socket about to
 /// be pointed at a container, under `key` (the socket and where it is
-/// pointed). `Some(true)` the first time for this socket and target (a
-/// flow of the publication's: a socket sending many datagrams counts
-/// once); `None` when it cannot be kept: answers would then show the
+/// pointed), and calls `count` the first time for this socket and target
+/// (a flow of the publication's: a socket sending many datagrams counts
+/// once). `false` when it cannot be kept: answers would then show the
 /// container's address, so the socket is better left as it was.
 #[inline(always)]
 fn remember<K: Copy, V, const N: usize>(
     ways_back: &LruHashMap<K, V, N>,
     key: K,
     back: V,
-) -> Option<bool> {
+    count: impl FnOnce(),
+) -> bool {
     let new_flow = ways_back.get_ptr(key).is_none();
-    ways_back.insert(key, back, 0).ok()?;
-    Some(new_flow)
+    if ways_back.insert(key, back, 0).is_err() {
+        return false;
+    }
+    if new_flow {
+        count();
+    }
+    true
 }
 
 /// `connect4` and `sendmsg4`: a socket aimed at a published port is aimed
@@ -102,10 +108,8 @@ pub fn to_published(ctx: &SockAddrContext) -> i32 {
         port: target.port,
         pad: [0; 2],
     };
-    match remember(&SOCK_RNAT4, key, back) {
-        None => return ALLOW,
-        Some(true) => stats::port_flow(&published),
-        Some(false) => {}
+    if !remember(&SOCK_RNAT4, key, back, || stats::port_flow(&published)) {
+        return ALLOW;
     }
     // SAFETY: `user_ip4` and `user_port` are writable in these hooks.
     unsafe {
@@ -260,10 +264,8 @@ pub fn to_published6(ctx: &SockAddrContext, mapped_ok: bool) -> i32 {
                 port: t.port,
                 pad: [0; 2],
             };
-            match remember(&SOCK_RNAT6, key, back) {
-                None => return ALLOW,
-                Some(true) => stats::port_flow(&published),
-                Some(false) => {}
+            if !remember(&SOCK_RNAT6, key, back, || stats::port_flow(&published)) {
+                return ALLOW;
             }
             let mapped = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
             ([0, 0, mapped, u32::from_ne_bytes(t.ip)], t.port)
@@ -275,10 +277,8 @@ pub fn to_published6(ctx: &SockAddrContext, mapped_ok: bool) -> i32 {
                 port: t.port,
                 pad: [0; 6],
             };
-            match remember(&SOCK_RNAT66, key, back) {
-                None => return ALLOW,
-                Some(true) => stats::port_flow6(&published),
-                Some(false) => {}
+            if !remember(&SOCK_RNAT66, key, back, || stats::port_flow6(&published)) {
+                return ALLOW;
             }
             (bytes_to_words(t.ip), t.port)
         }

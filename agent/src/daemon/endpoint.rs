@@ -375,6 +375,15 @@ impl Agent {
             .collect()
     }
 
+    /// The endpoint of `name`'s container on further network `network`.
+    fn further_on(&self, name: &str, network: &str) -> Option<String> {
+        self.state
+            .endpoints
+            .values()
+            .find(|e| e.primary.as_deref() == Some(name) && e.network == network)
+            .map(|e| e.name.clone())
+    }
+
     /// `weir connect`: endpoint `name`'s container gets an interface on
     /// `network` too (the next free `ethN`), its endpoint `NAME.NETWORK`,
     /// with the network's rules and no default route (the first network
@@ -394,14 +403,7 @@ impl Agent {
                 first: first.clone(),
             });
         }
-        let already = ep.network == network
-            || self.further_of(name).iter().any(|f| {
-                self.state
-                    .endpoints
-                    .get(f)
-                    .is_some_and(|e| e.network == network)
-            });
-        if already {
+        if ep.network == network || self.further_on(name, network).is_some() {
             return Err(AgentError::AlreadyConnected {
                 endpoint: name.to_owned(),
                 network: network.to_owned(),
@@ -445,12 +447,7 @@ impl Agent {
                 network: network.to_owned(),
             });
         }
-        let Some(further) = self.further_of(name).into_iter().find(|f| {
-            self.state
-                .endpoints
-                .get(f)
-                .is_some_and(|e| e.network == network)
-        }) else {
+        let Some(further) = self.further_on(name, network) else {
             return Err(AgentError::NotConnected {
                 endpoint: name.to_owned(),
                 network: network.to_owned(),

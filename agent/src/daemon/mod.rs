@@ -344,7 +344,7 @@ impl Agent {
         self.datapath.set_uplinks(&uplinks)?;
         self.datapath.set_uplinks6(&uplinks6)?;
         // A gateway address that was not up yet gets its names server now.
-        self.update_names();
+        self.dns.listen_missing();
         Ok(())
     }
 

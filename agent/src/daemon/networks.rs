@@ -2,7 +2,7 @@
 //! given) and removing them, their bridges, their entries in `NETWORKS4`
 //! and `NETWORKS6`, their names (DNS) and how they are shown.
 
-use std::net::IpAddr;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use tracing::info;
 use weir_common::network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED, NetInfo, NetInfo6};
@@ -132,24 +132,28 @@ impl Agent {
     /// Hands the names server every named network's endpoints (a further
     /// interface is known by its container's first endpoint's name).
     pub(super) fn update_names(&mut self) {
+        // Each named network's endpoints, in one pass over the endpoints.
+        let mut by_network: BTreeMap<&str, Vec<_>> = self
+            .state
+            .registry
+            .iter()
+            .filter(|n| self.has_names(n))
+            .map(|n| (n.name.as_str(), Vec::new()))
+            .collect();
+        for e in self.state.endpoints.values() {
+            if let Some(list) = by_network.get_mut(e.network.as_str()) {
+                let name = e.primary.clone().unwrap_or_else(|| e.name.clone());
+                list.push((name, e.ip, e.ip6));
+            }
+        }
         let mut names = crate::dns::Names::default();
-        for n in self.state.registry.iter().filter(|n| self.has_names(n)) {
+        for (network, endpoints) in by_network {
+            let Ok(n) = self.state.registry.get(network) else {
+                continue;
+            };
             let gateway6 = n.ipam6.as_ref().map(crate::network::Ipam6::gateway);
-            let endpoints: Vec<_> = self
-                .state
-                .endpoints
-                .values()
-                .filter(|e| e.network == n.name)
-                .map(|e| {
-                    (
-                        e.primary.clone().unwrap_or_else(|| e.name.clone()),
-                        e.ip,
-                        e.ip6,
-                    )
-                })
-                .collect();
             let table = std::sync::Arc::new(crate::dns::NetworkNames::new(
-                &n.name,
+                network,
                 (n.gateway(), gateway6),
                 &endpoints,
             ));

@@ -1,7 +1,7 @@
 //! `weir stats` and the Prometheus endpoint: the datapath's counters with
 //! names on them (per publication, per network, per drop reason, per hook).
 
-use std::{fmt::Write as _, net::IpAddr};
+use std::{collections::HashMap, fmt::Write as _, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 use weir_common::{
@@ -67,15 +67,17 @@ pub struct HookStats {
 impl Agent {
     /// Reads every counter from the maps.
     pub fn stats(&self) -> Result<Stats, AgentError> {
-        let counters = self.datapath.port_stats::<PublishKey>()?;
-        let counters6 = self.datapath.port_stats::<PublishKey6>()?;
+        let counters: HashMap<PublishKey, PortCounters> =
+            self.datapath.port_stats()?.into_iter().collect();
+        let counters6: HashMap<PublishKey6, PortCounters> =
+            self.datapath.port_stats()?.into_iter().collect();
         let mut ports = Vec::new();
         for ep in self.state.endpoints.values() {
             for m in &ep.ports {
                 // Both families' flows of the one publication.
-                let of = |key| counters.iter().find(|(k, _)| Some(*k) == key);
-                let of6 = |key| counters6.iter().find(|(k, _)| Some(*k) == key);
-                let c = [of(m.key()).map(|(_, c)| *c), of6(m.key6()).map(|(_, c)| *c)]
+                let c4 = m.key().and_then(|k| counters.get(&k).copied());
+                let c6 = m.key6().and_then(|k| counters6.get(&k).copied());
+                let c = [c4, c6]
                     .into_iter()
                     .flatten()
                     .fold(PortCounters::default(), PortCounters::plus);

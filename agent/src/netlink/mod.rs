@@ -15,7 +15,7 @@ use rtnetlink::{
     packet_route::{
         address::{AddressAttribute, AddressFlags},
         link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
-        route::{RouteAddress, RouteAttribute, RouteHeader},
+        route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage},
     },
 };
 
@@ -293,16 +293,7 @@ impl Netlink {
 
     /// The device of the main table's IPv4 default route, if there is one.
     pub async fn default_route_device(&self) -> Result<Option<String>, NetlinkError> {
-        let mut routes = self
-            .handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute();
-        while let Some(route) = routes
-            .try_next()
-            .await
-            .map_err(|e| request("list routes", "", e))?
-        {
+        for route in self.routes4().await? {
             if route.header.destination_prefix_length != 0
                 || route.header.table != RouteHeader::RT_TABLE_MAIN
             {
@@ -317,6 +308,17 @@ impl Netlink {
             }
         }
         Ok(None)
+    }
+
+    /// Every IPv4 route of this namespace, of every table.
+    async fn routes4(&self) -> Result<Vec<RouteMessage>, NetlinkError> {
+        self.handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| request("list routes", "", e))
     }
 
     /// The name of link `index`, if it exists.
@@ -381,34 +383,25 @@ impl Netlink {
             .collect())
     }
 
-    /// The destinations of this namespace's IPv4 routes (the main table),
-    /// each a subnet (the default route is `0.0.0.0/0`).
+    /// The destinations of this namespace's IPv4 routes, of every table
+    /// (a VPN's may be in a table of its own), each a subnet (the default
+    /// route is `0.0.0.0/0`).
     pub async fn ipv4_routes(&self) -> Result<Vec<crate::network::Subnet>, NetlinkError> {
-        let mut routes = self
-            .handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute();
-        let mut out = Vec::new();
-        while let Some(msg) = routes
-            .try_next()
-            .await
-            .map_err(|e| request("list routes", "", e))?
-        {
-            let dst = msg.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
-                _ => None,
-            });
-            let prefix = msg.header.destination_prefix_length;
-            let dst = dst.unwrap_or(Ipv4Addr::UNSPECIFIED);
-            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            if let Ok(subnet) =
-                crate::network::Subnet::new(Ipv4Addr::from(u32::from(dst) & mask), prefix)
-            {
-                out.push(subnet);
-            }
-        }
-        Ok(out)
+        Ok(self
+            .routes4()
+            .await?
+            .iter()
+            .filter_map(|msg| {
+                let dst = msg.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                    _ => None,
+                });
+                crate::network::Subnet::containing(
+                    dst.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    msg.header.destination_prefix_length,
+                )
+            })
+            .collect())
     }
 
     /// Every address of this namespace, with its link.

@@ -40,6 +40,16 @@ impl Subnet {
         Ok(subnet)
     }
 
+    /// The subnet of prefix length `prefix` that holds `addr` (its host
+    /// bits cleared); `None` past 32.
+    #[must_use]
+    pub fn containing(addr: Ipv4Addr, prefix: u8) -> Option<Self> {
+        (prefix <= 32).then(|| Self {
+            network: Ipv4Addr::from(u32::from(addr) & mask(prefix)),
+            prefix,
+        })
+    }
+
     #[must_use]
     pub fn network(self) -> Ipv4Addr {
         self.network
