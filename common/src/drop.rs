@@ -73,6 +73,11 @@ pub enum DropReason {
     /// A flow to a published port from a source its port's list
     /// (`weir allow`, Docker's `DOCKER-USER`) does not hold.
     NotAllowed = 18,
+    /// A masquerading network's container's packet reached an uplink that
+    /// masquerade cannot translate: an ICMP error about no flow it tracks,
+    /// a protocol without ports or identifier (not TCP, UDP or an ICMP
+    /// echo). Never sent with the container's private address.
+    Untranslatable = 19,
 }
 
 impl DropReason {
@@ -96,6 +101,7 @@ impl DropReason {
         DropReason::NoUplinkAddress,
         DropReason::TailCallFailed,
         DropReason::NotAllowed,
+        DropReason::Untranslatable,
     ];
 
     /// Size of the `DROP_STATS` array: every reason number is below it.
@@ -135,6 +141,7 @@ impl DropReason {
             DropReason::NoUplinkAddress => "no-uplink-address",
             DropReason::TailCallFailed => "tail-call-failed",
             DropReason::NotAllowed => "not-allowed",
+            DropReason::Untranslatable => "untranslatable",
         }
     }
 }
@@ -174,6 +181,11 @@ mod tests {
         assert_eq!(DropReason::UnknownEndpoint.number(), 12);
         assert_eq!(DropReason::PendingEndpoint.number(), 13);
         assert_eq!(DropReason::FragmentUntracked.number(), 14);
+        assert_eq!(DropReason::Ipv6Beyond.number(), 15);
+        assert_eq!(DropReason::NoUplinkAddress.number(), 16);
+        assert_eq!(DropReason::TailCallFailed.number(), 17);
+        assert_eq!(DropReason::NotAllowed.number(), 18);
+        assert_eq!(DropReason::Untranslatable.number(), 19);
         assert_eq!(DropReason::from_number(0), None);
     }
 }

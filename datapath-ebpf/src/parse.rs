@@ -388,9 +388,10 @@ impl IcmpError {
 #[inline(always)]
 pub fn icmp_error(pkt: &impl Packet, ip: *const Ipv4Hdr) -> Option<IcmpError> {
     // SAFETY: `ip` came from `ipv4`, which checked the whole header.
-    let (vihl, proto, frags, outer_saddr, outer_daddr) = unsafe {
+    let (vihl, tot_len, proto, frags, outer_saddr, outer_daddr) = unsafe {
         (
             (*ip).vihl,
+            usize::from(u16::from_be_bytes((*ip).tot_len)),
             (*ip).proto,
             u16::from_be_bytes((*ip).frags),
             (*ip).src_addr,
@@ -423,6 +424,11 @@ pub fn icmp_error(pkt: &impl Packet, ip: *const Ipv4Hdr) -> Option<IcmpError> {
         return None;
     }
     let inner_l4_off = inner_ip_off + inner_hl;
+    // The quote must lie in the packet, not in the frame's padding past
+    // its total length.
+    if inner_l4_off + 8 > IP_OFF + tot_len {
+        return None;
+    }
     let l4: *const [u8; 8] = ptr_at(pkt, inner_l4_off)?;
     // SAFETY: `ptr_at` checked the 8 quoted L4 bytes.
     let b = unsafe { *l4 };

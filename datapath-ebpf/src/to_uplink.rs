@@ -10,7 +10,8 @@ use aya_ebpf::{maps::lpm_trie::Key, programs::TcContext};
 use weir_common::{
     ct::KIND_SNAT,
     drop::DropReason,
-    network::NET_MASQUERADE,
+    network::{NET_INTERNAL, NET_MASQUERADE},
+    publish::PROTO_ICMP,
     stats::{Hook, NatCounters},
 };
 
@@ -31,13 +32,29 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         }
         return Ok(TC_PASS);
     };
+    // Only a container's packets are masqueraded or tracked here. Those
+    // translated on their veth already (the answers of published ports,
+    // a masqueraded flow's packets after the first, the ICMP errors about
+    // them) and the node's own have a node address as source: they pass
+    // without a `CT4` lookup.
+    // SAFETY: `ip` came from `parse::ipv4`, which checked the header.
+    let (saddr, daddr) = unsafe { ((*ip).src_addr, (*ip).dst_addr) };
+    let Some(net) = NETWORKS4.get(&Key::new(32, saddr)) else {
+        return Ok(TC_PASS);
+    };
+    // Never between local networks, never multicast or the limited
+    // broadcast (which no router forwards); class E is unicast.
+    let beyond = daddr[0] & 0xf0 != 0xe0
+        && daddr != [0xff; 4]
+        && NETWORKS4.get(&Key::new(32, daddr)).is_none();
+    if net.flags & NET_INTERNAL != 0 && beyond {
+        // Stopped on its veth already; never out of an uplink either.
+        return Err(DropReason::Internal);
+    }
     if let Some(key) = parse::later_fragment(ip) {
         // A container's fragment leaves with the addresses its first
         // fragment left with; one with none is never let out with a
         // masquerading network's private address.
-        let Some(net) = NETWORKS4.get(&Key::new(32, key.saddr)) else {
-            return Ok(TC_PASS);
-        };
         return match frag::lookup(&key) {
             Some(entry) => {
                 frag::rewrite(ctx, &entry)?.write(ctx)?;
@@ -48,16 +65,14 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         };
     }
     let Some(flow) = parse::flow(ctx, ip)? else {
+        // An ICMP error about no tracked flow, a protocol without ports:
+        // masquerade cannot translate it, so it never leaves as itself.
+        if net.flags & NET_MASQUERADE != 0 && beyond {
+            return Err(DropReason::Untranslatable);
+        }
         return Ok(TC_PASS);
     };
-    // Only a container's packets are masqueraded or tracked here. Those
-    // translated on their veth already (the answers of published ports,
-    // a masqueraded flow's packets after the first) and the node's own
-    // have a node address as source: they pass without a `CT4` lookup.
     let k = &flow.key;
-    let Some(net) = NETWORKS4.get(&Key::new(32, k.saddr)) else {
-        return Ok(TC_PASS);
-    };
     let entry = match ct::lookup(&flow, ctx.len(), false, false)? {
         Some(entry) => {
             if entry.kind == KIND_SNAT {
@@ -66,8 +81,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             entry
         }
         None => {
-            // Never between local networks, never multicast or broadcast.
-            if k.daddr[0] >= 224 || NETWORKS4.get(&Key::new(32, k.daddr)).is_some() {
+            if !beyond {
                 return Ok(TC_PASS);
             }
             if net.flags & NET_MASQUERADE == 0 {
@@ -75,6 +89,11 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
                 // its answers, and nothing unsolicited, get back in.
                 ct::create_routed(&flow, ctx.len(), net.id, ct::Sides::OUT)?;
                 return Ok(TC_PASS);
+            }
+            if k.proto == PROTO_ICMP && k.dport != [0; 2] {
+                // An echo reply of no request: no flow a port could
+                // stand for (its identifier is the key's other half).
+                return Err(DropReason::Untranslatable);
             }
             let nat_ip = if net.snat_ip == [0; 4] {
                 // SAFETY: the skb pointer is the program's context.

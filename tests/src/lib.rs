@@ -12,6 +12,8 @@
 //!   what arrived and from which address;
 //! - [`packet`]: building and checking frames (lengths, checksums);
 //! - [`prog`]: `BPF_PROG_TEST_RUN` on the real datapath programs;
+//! - [`fuzz`]: generated and mutated frames through those programs, every
+//!   run judged against the datapath's invariants (`cargo xtask fuzz`);
 //! - [`reach`]: who reaches whom, many probes at once (isolation tests);
 //! - [`stream`]: a long TCP transfer and its trace (restart tests);
 //! - [`docker`]: a real dockerd inside a world's node, with an image made
@@ -24,6 +26,7 @@
 pub mod agent;
 pub mod bench;
 pub mod docker;
+pub mod fuzz;
 pub mod image;
 pub mod netns;
 pub mod packet;

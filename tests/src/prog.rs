@@ -265,25 +265,35 @@ impl Harness {
     /// the last run's.
     #[must_use]
     pub fn run_tc_repeated(&mut self, program: &str, frame: &[u8], repeat: u32) -> Outcome {
+        self.try_run_tc(program, frame, repeat)
+            .expect("BPF_PROG_TEST_RUN")
+    }
+
+    /// [`Harness::run_tc_repeated`], with the kernel's refusal of the frame
+    /// (`EINVAL`: shorter than an Ethernet header, say) as an error.
+    pub fn try_run_tc(
+        &mut self,
+        program: &str,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<Outcome, aya::programs::ProgramError> {
         let prog = self.tc_program(program);
         // Room for programs that grow the frame.
         let mut out = vec![0u8; frame.len() + 256];
-        let result = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                repeat,
-                ..TestRunOptions::default()
-            })
-            .expect("BPF_PROG_TEST_RUN");
+        let result = prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat,
+            ..TestRunOptions::default()
+        })?;
         out.truncate(result.data_size_out as usize);
-        Outcome {
+        Ok(Outcome {
             verdict: i32::try_from(result.return_value).unwrap_or_else(|_| {
                 // tc verdicts are small signed numbers (TC_ACT_UNSPEC is -1).
                 i32::from_ne_bytes(result.return_value.to_ne_bytes())
             }),
             frame: out,
-        }
+        })
     }
 
     /// Runs the XDP program `program` once on `frame` (it sees it as
@@ -308,20 +318,30 @@ impl Harness {
     /// on what the one before left); the outcome is the last run's.
     #[must_use]
     pub fn run_xdp_repeated(&mut self, program: &str, frame: &[u8], repeat: u32) -> Outcome {
+        self.try_run_xdp(program, frame, repeat)
+            .expect("BPF_PROG_TEST_RUN")
+    }
+
+    /// [`Harness::run_xdp_repeated`], with the kernel's refusal of the
+    /// frame as an error.
+    pub fn try_run_xdp(
+        &mut self,
+        program: &str,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<Outcome, aya::programs::ProgramError> {
         let prog = self.xdp_program(program);
         let mut out = vec![0u8; frame.len() + 256];
-        let result = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                repeat,
-                ..TestRunOptions::default()
-            })
-            .expect("BPF_PROG_TEST_RUN");
+        let result = prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat,
+            ..TestRunOptions::default()
+        })?;
         out.truncate(result.data_size_out as usize);
-        Outcome {
+        Ok(Outcome {
             verdict: i32::try_from(result.return_value).expect("an XDP verdict"),
             frame: out,
-        }
+        })
     }
 }

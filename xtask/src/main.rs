@@ -3,7 +3,8 @@
 //! - `setup`: installs what a fresh machine lacks (idempotent);
 //! - `test`:  setup, then fmt, clippy and every test suite;
 //! - `demo`:  setup, then the sandboxed demo in a test-bed world;
-//! - `bench`: setup, then weir against iptables, nftables and no NAT.
+//! - `bench`: setup, then weir against iptables, nftables and no NAT;
+//! - `fuzz`:  setup, then the long packet-fuzzing run of the programs.
 //!
 //! xtask depends on no weir crate: it has to build on a machine that has no
 //! bpf-linker yet, since installing it is its job.
@@ -11,6 +12,7 @@
 mod bench;
 mod cmd;
 mod demo;
+mod fuzz;
 mod setup;
 mod test;
 mod toolchain;
@@ -47,6 +49,12 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Setup, then the packet fuzzer on every datapath program by
+    /// `BPF_PROG_TEST_RUN`: --frames N (1,000,000), --seed S (1).
+    Fuzz {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +71,10 @@ fn main() -> anyhow::Result<()> {
         Task::Bench { args } => {
             setup::run()?;
             bench::run(&args)
+        }
+        Task::Fuzz { args } => {
+            setup::run()?;
+            fuzz::run(&args)
         }
     }
 }

@@ -108,7 +108,11 @@ unsafe fn quoted(
     // SAFETY: the caller's pointers; `ptr_at` checked the quote's bytes.
     unsafe {
         let ty = (*q)[0];
-        if (*ip).next_hdr != PROTO_ICMPV6 || ty == 0 || ty > ICMPV6_ERROR_LAST {
+        // The quote's headers must lie in the packet, not in the frame's
+        // padding past its payload length.
+        let room = usize::from(u16::from_be_bytes((*ip).payload_len));
+        if (*ip).next_hdr != PROTO_ICMPV6 || ty == 0 || ty > ICMPV6_ERROR_LAST || room < 8 + 40 + 8
+        {
             return None;
         }
         let l4 = 8 + 40;

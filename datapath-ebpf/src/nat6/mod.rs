@@ -10,8 +10,9 @@
 //! The checksums: TCP's, UDP's and ICMPv6's all cover the pseudo-header,
 //! so an address change is a 16-byte `bpf_csum_diff` handed to
 //! `bpf_l4_csum_replace` as a pseudo-header change; IPv6 has no header
-//! checksum. Extension headers are not parsed: such a packet is left as it
-//! is, and the agent fills `UPLINKS6` only where that is understood.
+//! checksum. Extension headers are not parsed: a masquerading network's
+//! container's packet with them cannot be translated and never leaves
+//! (`untranslatable`), as no packet masquerade cannot translate does.
 //!
 //! A port published on every address of the node is published on its
 //! IPv6 addresses too (`PUBLISH6`): a client's flow to it is tracked
@@ -51,7 +52,7 @@ use weir_common::{
     ct::{CT_INNER, DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED, KIND_SNAT},
     ct6::{CtEntry6, CtKey6, Scratch6},
     drop::DropReason,
-    network::NET_MASQUERADE,
+    network::{NET_INTERNAL, NET_MASQUERADE},
     publish::{PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PublishKey6},
     stats::NatCounters,
 };
@@ -424,10 +425,38 @@ pub fn to_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
             // Found now: translated and counted like any packet of the flow.
             egress(ctx)?;
         }
-        NOT_A_FLOW => icmp::error(ctx, false)?,
+        NOT_A_FLOW => {
+            icmp::error(ctx, false)?;
+            untranslated(ctx)?;
+        }
         _ => {}
     }
     Ok(TC_PASS)
+}
+
+/// After [`icmp::error`]: a packet of a masquerading (or internal)
+/// network's container that nothing translated (an ICMPv6 error about no
+/// tracked flow, one with extension headers, a protocol without ports)
+/// never leaves the node as itself.
+#[inline(never)]
+fn untranslated(ctx: &TcContext) -> Result<(), DropReason> {
+    // Loaded by the helper, not read through packet pointers: a call of
+    // its own would get those as arguments, which the verifier refuses.
+    let src: [u8; 16] = ctx.load(SRC_OFF).map_err(|_| DropReason::Malformed)?;
+    let dst: [u8; 16] = ctx.load(DST_OFF).map_err(|_| DropReason::Malformed)?;
+    let Some(net) = NETWORKS6.get(&Key::new(128, src)) else {
+        return Ok(());
+    };
+    if dst[0] == 0xff || NETWORKS6.get(&Key::new(128, dst)).is_some() {
+        return Ok(());
+    }
+    if net.flags & NET_INTERNAL != 0 {
+        return Err(DropReason::Internal);
+    }
+    if net.flags & NET_MASQUERADE != 0 {
+        return Err(DropReason::Untranslatable);
+    }
+    Ok(())
 }
 
 /// A tracked flow's packet is translated; a new one of a masquerading
@@ -450,6 +479,10 @@ fn egress(ctx: &TcContext) -> Result<u32, DropReason> {
     }
     if k.daddr[0] == 0xff || NETWORKS6.get(&Key::new(128, k.daddr)).is_some() {
         return Ok(0);
+    }
+    if net.flags & NET_INTERNAL != 0 {
+        // Stopped on its veth already; never out of an uplink either.
+        return Err(DropReason::Internal);
     }
     if net.flags & NET_MASQUERADE == 0 {
         // Leaves with its own tuple, tracked.
