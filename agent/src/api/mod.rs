@@ -22,10 +22,17 @@
 //! | `POST /v1/cni/check`            | `CniAdd`        | null                |
 //! | `POST /v1/cni/gc`               | `CniGc`         | `[name]`            |
 //!
-//! Errors answer 400, 404, 409 or 500 with `{"error": "..."}`.
+//! Errors answer 400, 404, 409 or 500 with `{"error": "..."}`; a body that
+//! is not the JSON asked for 400 or 422, one over 1 MiB 413, one slower
+//! than 5 s 408, an unknown route 404, a wrong method 405, each with the
+//! same body ([`serve`]).
+//!
+//! The socket is mode 0660, owned by root (and `weir agent
+//! --socket-group GROUP`'s group): whoever can write it is root on the node.
 
 pub mod client;
 pub mod http;
+pub mod serve;
 pub mod server;
 
 use serde::{Deserialize, Serialize};

@@ -14,7 +14,10 @@ use tokio::{
     sync::{Mutex, broadcast::error::RecvError},
 };
 
-use super::{ErrorBody, PortsRequest};
+use super::{
+    ErrorBody, PortsRequest,
+    serve::{Body, limited},
+};
 use crate::{
     daemon::{Agent, AttachRequest, CniAdd, CniGc, CniRef, ConnectRequest},
     error::{AgentError, ErrorKind},
@@ -47,7 +50,7 @@ impl IntoResponse for AgentError {
 }
 
 pub fn router(agent: Shared) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/networks", get(networks).post(create_network))
         .route("/v1/networks/{name}", get(network).delete(remove_network))
@@ -72,7 +75,8 @@ pub fn router(agent: Shared) -> Router {
         .route("/v1/cni/del", post(cni_del))
         .route("/v1/cni/check", post(cni_check))
         .route("/v1/cni/gc", post(cni_gc))
-        .with_state(agent)
+        .with_state(agent);
+    limited(routes)
 }
 
 /// The Prometheus endpoint (`weir agent --metrics ADDR`): `GET /metrics`.
@@ -82,7 +86,7 @@ pub fn metrics_router(agent: Shared) -> Router {
         .with_state(agent)
 }
 
-async fn cni_add(State(agent): State<Shared>, Json(req): Json<CniAdd>) -> Response {
+async fn cni_add(State(agent): State<Shared>, Body(req): Body<CniAdd>) -> Response {
     agent
         .lock()
         .await
@@ -92,7 +96,7 @@ async fn cni_add(State(agent): State<Shared>, Json(req): Json<CniAdd>) -> Respon
         .into_response()
 }
 
-async fn cni_del(State(agent): State<Shared>, Json(req): Json<CniRef>) -> Response {
+async fn cni_del(State(agent): State<Shared>, Body(req): Body<CniRef>) -> Response {
     agent
         .lock()
         .await
@@ -102,7 +106,7 @@ async fn cni_del(State(agent): State<Shared>, Json(req): Json<CniRef>) -> Respon
         .into_response()
 }
 
-async fn cni_check(State(agent): State<Shared>, Json(req): Json<CniAdd>) -> Response {
+async fn cni_check(State(agent): State<Shared>, Body(req): Body<CniAdd>) -> Response {
     agent
         .lock()
         .await
@@ -112,7 +116,7 @@ async fn cni_check(State(agent): State<Shared>, Json(req): Json<CniAdd>) -> Resp
         .into_response()
 }
 
-async fn cni_gc(State(agent): State<Shared>, Json(req): Json<CniGc>) -> Response {
+async fn cni_gc(State(agent): State<Shared>, Body(req): Body<CniGc>) -> Response {
     agent
         .lock()
         .await
@@ -147,8 +151,10 @@ async fn metrics(State(agent): State<Shared>) -> Response {
         .into_response()
 }
 
-/// Binds `socket` (mode 0660), refusing when another agent answers there.
-pub async fn bind(socket: &Path) -> Result<UnixListener, AgentError> {
+/// Binds `socket`: mode 0660, owned by root and by `group` when given
+/// (whoever may write the socket may do anything weir can: it is root on
+/// the node). Refuses when another agent answers there.
+pub async fn bind(socket: &Path, group: Option<u32>) -> Result<UnixListener, AgentError> {
     if tokio::net::UnixStream::connect(socket).await.is_ok() {
         return Err(AgentError::AlreadyRunning {
             socket: socket.to_owned(),
@@ -165,6 +171,7 @@ pub async fn bind(socket: &Path) -> Result<UnixListener, AgentError> {
         _ => {}
     }
     let listener = UnixListener::bind(socket).map_err(AgentError::io(what.clone()))?;
+    std::os::unix::fs::chown(socket, None, group).map_err(AgentError::io(what.clone()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
         .map_err(AgentError::io(what))?;
     Ok(listener)
@@ -182,7 +189,7 @@ async fn network(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) ->
     agent.lock().await.network(&name).map(Json).into_response()
 }
 
-async fn create_network(State(agent): State<Shared>, Json(spec): Json<NetworkSpec>) -> Response {
+async fn create_network(State(agent): State<Shared>, Body(spec): Body<NetworkSpec>) -> Response {
     agent
         .lock()
         .await
@@ -206,7 +213,7 @@ async fn endpoints(State(agent): State<Shared>) -> Response {
     Json(agent.lock().await.endpoints()).into_response()
 }
 
-async fn attach(State(agent): State<Shared>, Json(req): Json<AttachRequest>) -> Response {
+async fn attach(State(agent): State<Shared>, Body(req): Body<AttachRequest>) -> Response {
     agent
         .lock()
         .await
@@ -229,7 +236,7 @@ async fn detach(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> 
 async fn connect(
     State(agent): State<Shared>,
     UrlPath(name): UrlPath<String>,
-    Json(req): Json<ConnectRequest>,
+    Body(req): Body<ConnectRequest>,
 ) -> Response {
     agent
         .lock()
@@ -257,11 +264,11 @@ async fn allow_list(State(agent): State<Shared>) -> Response {
     Json(agent.lock().await.allow_list()).into_response()
 }
 
-async fn allow(State(agent): State<Shared>, Json(rule): Json<AllowRule>) -> Response {
+async fn allow(State(agent): State<Shared>, Body(rule): Body<AllowRule>) -> Response {
     agent.lock().await.allow(rule).map(Json).into_response()
 }
 
-async fn allow_rm(State(agent): State<Shared>, Json(port): Json<AllowedPort>) -> Response {
+async fn allow_rm(State(agent): State<Shared>, Body(port): Body<AllowedPort>) -> Response {
     agent.lock().await.allow_rm(port).map(Json).into_response()
 }
 
@@ -281,7 +288,7 @@ async fn ports(State(agent): State<Shared>, UrlPath(name): UrlPath<String>) -> R
 async fn publish(
     State(agent): State<Shared>,
     UrlPath(name): UrlPath<String>,
-    Json(req): Json<PortsRequest>,
+    Body(req): Body<PortsRequest>,
 ) -> Response {
     agent
         .lock()
@@ -295,7 +302,7 @@ async fn publish(
 async fn unpublish(
     State(agent): State<Shared>,
     UrlPath(name): UrlPath<String>,
-    Json(req): Json<PortsRequest>,
+    Body(req): Body<PortsRequest>,
 ) -> Response {
     agent
         .lock()

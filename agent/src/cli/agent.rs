@@ -72,6 +72,11 @@ pub struct AgentArgs {
     #[arg(long, value_name = "SOCKET", num_args = 0..=1,
           default_missing_value = DEFAULT_DOCKER_SOCKET, value_parser = docker_socket)]
     docker: Option<PathBuf>,
+    /// Let this group use the API socket (mode 0660, owned by root and
+    /// GROUP, a name or a number): its members can do anything weir can,
+    /// as root can (default: root alone).
+    #[arg(long, value_name = "GROUP", value_parser = group_id)]
+    socket_group: Option<u32>,
     /// Start over: take a missing state file for an empty state even though
     /// weir's bridges and veths are on the node (they are removed).
     #[arg(long)]
@@ -130,7 +135,7 @@ impl AgentArgs {
                 self.default_address_pools
             },
         };
-        let listener = server::bind(socket).await?;
+        let listener = server::bind(socket, self.socket_group).await?;
         // Bound before anything is changed, so a bad address changes nothing.
         let metrics = match self.metrics {
             Some(addr) => Some((
@@ -174,20 +179,46 @@ impl AgentArgs {
         let app = server::router(agent);
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            })
-            .await?;
+        crate::api::serve::serve(listener, app, async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        })
+        .await?;
         let _ = std::fs::remove_file(socket);
         info!(
             "agent stopped; the datapath stays attached and forwarding (pinned), bridges, veths and state stay for the next start"
         );
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// A group by name (`/etc/group`, NSS) or number.
+fn group_id(s: &str) -> Result<u32, String> {
+    if let Ok(gid) = s.parse::<u32>() {
+        return Ok(gid);
+    }
+    let name = std::ffi::CString::new(s).map_err(|_| format!("`{s}` is not a group name"))?;
+    let mut group = std::mem::MaybeUninit::<libc::group>::uninit();
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found = std::ptr::null_mut();
+    // SAFETY: every pointer is to memory of ours of the size given; the
+    // answer points into `group` and `buf`, read before they go.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            group.as_mut_ptr(),
+            buf.as_mut_ptr(),
+            buf.len(),
+            &raw mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        return Err(format!("no group `{s}` on this node"));
+    }
+    // SAFETY: `getgrnam_r` filled `group` (found is not null).
+    Ok(unsafe { group.assume_init() }.gr_gid)
 }
 
 /// `IP` (port 53) or `IP:PORT` (`[IPV6]:PORT`).

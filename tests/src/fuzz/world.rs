@@ -308,6 +308,18 @@ impl World {
         })
     }
 
+    /// Whether `ip` is a network's gateway: the node's address on its
+    /// bridge.
+    #[must_use]
+    pub fn is_gateway(ip: IpAddr) -> bool {
+        NETS.iter().any(|n| match ip {
+            IpAddr::V4(a) => u32::from(a) == u32::from(n.subnet) | 1,
+            IpAddr::V6(a) => n
+                .subnet6
+                .is_some_and(|s| u128::from(a) == u128::from(s) | 1),
+        })
+    }
+
     /// The network (an index into [`NETS`]) whose subnet holds `ip`.
     #[must_use]
     pub fn net_of(ip: IpAddr) -> Option<usize> {
