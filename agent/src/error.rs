@@ -33,10 +33,22 @@ pub enum AgentError {
     )]
     InvalidEndpointName { name: String },
     #[error(
-        "the state file {} is missing, but weir's links are on this node ({links}): the state was lost, not empty. Put the file back (or give --state-dir its directory), or start with `weir agent --reset` to remove them and start over",
-        path.display()
+        "the state file {} is missing, but weir's links are on this node ({links}): the state was lost, not empty. {}",
+        path.display(),
+        recovery(last_good.as_deref(), "put the file back (or give --state-dir its directory)")
     )]
-    StateLost { path: PathBuf, links: String },
+    StateLost {
+        path: PathBuf,
+        links: String,
+        last_good: Option<PathBuf>,
+    },
+    #[error("{error}. {}", recovery(last_good.as_deref(), "fix the file"))]
+    StateBroken {
+        error: StateError,
+        last_good: Option<PathBuf>,
+    },
+    #[error("--restore-state: there is no last good copy of the state ({})", path.display())]
+    NoLastGood { path: PathBuf },
     #[error("an allow list for {port} needs at least one source CIDR")]
     AllowEmpty { port: String },
     #[error("{port} has no allow list (see `weir allow ls`)")]
@@ -171,6 +183,20 @@ pub enum ErrorKind {
     Internal,
 }
 
+/// How to get a node's state back: from its last good copy when there is
+/// one, else `other`; or start over.
+fn recovery(last_good: Option<&std::path::Path>, other: &str) -> String {
+    match last_good {
+        Some(copy) => format!(
+            "Its last good copy is {}: `weir agent --restore-state` starts from it (or `weir agent --reset` starts over, removing weir's links)",
+            copy.display()
+        ),
+        None => format!(
+            "There is no last good copy: {other}, or start with `weir agent --reset` to remove weir's links and start over"
+        ),
+    }
+}
+
 impl AgentError {
     #[must_use]
     pub fn kind(&self) -> ErrorKind {
@@ -202,6 +228,8 @@ impl AgentError {
             | AgentError::Reserve(ReserveError::InUse { .. })
             | AgentError::AlreadyRunning { .. }
             | AgentError::StateLost { .. }
+            | AgentError::StateBroken { .. }
+            | AgentError::NoLastGood { .. }
             | AgentError::RunningDuringCleanup { .. }
             | AgentError::EngineOwned { .. }
             | AgentError::NameTaken { .. }

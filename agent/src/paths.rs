@@ -38,6 +38,13 @@ impl Paths {
         self.state_dir.join("state.json")
     }
 
+    /// The last good copy of the state file, written after it at each save
+    /// (`weir agent --restore-state` starts from it).
+    #[must_use]
+    pub fn last_good_file(&self) -> PathBuf {
+        self.state_dir.join("state.last-good.json")
+    }
+
     /// Changes made since the state file was written (see `state`).
     #[must_use]
     pub fn journal_file(&self) -> PathBuf {

@@ -29,24 +29,15 @@ use serde::{Serialize, de::DeserializeOwned};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("reading state {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("state file {path} is not valid: {source}")]
+    #[error("reading state {path}: {error}")]
+    Read { path: PathBuf, error: io::Error },
+    #[error("state file {path} is not valid: {error}")]
     Parse {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
-    #[error("writing state {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("writing state {path}: {error}")]
+    Write { path: PathBuf, error: io::Error },
 }
 
 /// Loads the state at `path`; `Ok(None)` when there is none yet.
@@ -54,18 +45,18 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
+        Err(error) => {
             return Err(StateError::Read {
                 path: path.to_owned(),
-                source,
+                error,
             });
         }
     };
     serde_json::from_slice(&bytes)
         .map(Some)
-        .map_err(|source| StateError::Parse {
+        .map_err(|error| StateError::Parse {
             path: path.to_owned(),
-            source,
+            error,
         })
 }
 
@@ -105,10 +96,10 @@ impl Journal {
         let text = match fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
+            Err(error) => {
                 return Err(StateError::Read {
                     path: self.path.clone(),
-                    source,
+                    error,
                 });
             }
         };
@@ -121,10 +112,10 @@ impl Journal {
                     tracing::warn!(path = %self.path.display(), error = %e,
                         "ignoring a torn last change in the journal");
                 }
-                Err(source) => {
+                Err(error) => {
                     return Err(StateError::Parse {
                         path: self.path.clone(),
-                        source,
+                        error,
                     });
                 }
             }
@@ -135,9 +126,9 @@ impl Journal {
     /// Appends `change` as one line. Like [`save`], it has reached the
     /// page cache when this returns; the sync to disk runs on a thread.
     pub fn append<C: Serialize>(&mut self, change: &C) -> Result<(), StateError> {
-        let err = |source| StateError::Write {
+        let err = |error| StateError::Write {
             path: self.path.clone(),
-            source,
+            error,
         };
         let mut line = serde_json::to_vec(change).map_err(|e| err(io::Error::other(e)))?;
         line.push(b'\n');
@@ -175,27 +166,40 @@ impl Journal {
         match fs::remove_file(&self.path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StateError::Write {
                 path: self.path.clone(),
-                source: e,
+                error: e,
             }),
             _ => Ok(()),
         }
     }
 }
 
-/// Replaces the state at `path` with `value`, atomically.
-pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
-    let err = |source| StateError::Write {
+/// Replaces the state at `path` with `value`, atomically, and writes the
+/// same to `copy` (the last good copy) after it: a state file lost or
+/// broken later is one `--restore-state` away.
+pub fn save<T: Serialize>(path: &Path, copy: Option<&Path>, value: &T) -> Result<(), StateError> {
+    let mut bytes = serde_json::to_vec(value).map_err(|e| StateError::Write {
         path: path.to_owned(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(err)?;
-    let tmp = path.with_extension("json.tmp");
-    let mut bytes = serde_json::to_vec(value).map_err(|e| err(io::Error::other(e)))?;
+        error: io::Error::other(e),
+    })?;
     bytes.push(b'\n');
-    let mut file = File::create(&tmp).map_err(err)?;
-    file.write_all(&bytes).map_err(err)?;
-    fs::rename(&tmp, path).map_err(err)?;
+    for to in std::iter::once(path).chain(copy) {
+        replace(to, &bytes).map_err(|error| StateError::Write {
+            path: to.to_owned(),
+            error,
+        })?;
+    }
+    Ok(())
+}
+
+/// Replaces the file at `path` with `bytes`, atomically.
+fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    fs::rename(&tmp, path)?;
     // The renamed file is still `file`'s inode.
     sync_in_background(file, dir.to_owned());
     Ok(())
@@ -219,7 +223,7 @@ mod tests {
         let path = dir.join("state.json");
         assert!(load::<BTreeMap<String, u32>>(&path).unwrap().is_none());
         let state = BTreeMap::from([("a".to_owned(), 1u32), ("b".to_owned(), 2)]);
-        save(&path, &state).unwrap();
+        save(&path, None, &state).unwrap();
         assert_eq!(load::<BTreeMap<String, u32>>(&path).unwrap(), Some(state));
         // No temporary file is left behind.
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);

@@ -185,7 +185,7 @@ impl Agent {
             .arg(&self.socket)
             .arg("agent")
             .arg("--state-dir")
-            .arg(self.dir.join("state"))
+            .arg(self.state_dir())
             .arg("--bpffs")
             .arg(&self.bpffs)
             .env("NO_COLOR", "1");
@@ -370,6 +370,40 @@ impl Agent {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    /// Starts the agent again on the same directories with `more`
+    /// arguments, for this start alone.
+    pub fn restart_with(&mut self, more: &[&str]) {
+        self.kill();
+        let args = self.args.clone();
+        self.args.extend(more.iter().map(|a| (*a).to_owned()));
+        self.spawn();
+        self.args = args;
+    }
+
+    /// Runs `weir agent` on this agent's directories with `more`
+    /// arguments (the agent stopped), expects it to refuse (exit code 1)
+    /// and returns what it said.
+    #[must_use]
+    pub fn refused_start(&mut self, more: &[&str]) -> String {
+        self.kill();
+        let ns = File::open(&self.netns).expect("node netns");
+        let out = self
+            .agent_command(&ns)
+            .args(&self.args)
+            .args(more)
+            .output()
+            .expect("run weir agent");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "weir agent {more:?}: {err}");
+        err
+    }
+
+    /// The agent's state directory (`--state-dir`).
+    #[must_use]
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
     }
 
     /// Everything the agent logged so far.

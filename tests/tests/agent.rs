@@ -410,3 +410,42 @@ fn a_lost_state_is_refused_and_reset_starts_over() {
         "--reset removes the lost endpoints' veths"
     );
 }
+
+#[test]
+fn a_broken_or_lost_state_file_comes_back_from_its_last_good_copy() {
+    let mut w = World::new().unwrap();
+    w.add_container("c1").unwrap();
+    let mut agent = Agent::start(&w, &[]);
+    agent.attach("weir", w.c("c1"), "c1", &[]);
+    agent.ok(&["network", "create", "n2", "--subnet", "10.77.0.0/24"]);
+    agent.kill();
+    let file = agent.state_dir().join("state.json");
+    // Broken: refused with the parser's words once, and the way back.
+    std::fs::write(&file, "{\"registry\": [").unwrap();
+    let err = agent.refused_start(&[]);
+    assert!(
+        err.contains("is not valid") && err.contains("--restore-state"),
+        "{err}"
+    );
+    assert_eq!(err.matches("EOF while parsing").count(), 1, "{err}");
+    agent.restart_with(&["--restore-state"]);
+    assert!(agent.ok(&["network", "ls"]).contains("n2"));
+    assert!(world::ping(w.c("c1"), Ipv4Addr::new(10, 203, 0, 1)));
+    // Lost: the same.
+    agent.kill();
+    std::fs::remove_file(&file).unwrap();
+    let err = agent.refused_start(&[]);
+    assert!(
+        err.contains("is missing") && err.contains("state.last-good.json"),
+        "{err}"
+    );
+    agent.restart_with(&["--restore-state"]);
+    assert_eq!(endpoints(&agent).len(), 1);
+    assert!(agent.ok(&["network", "ls"]).contains("n2"));
+    // --reset moves a broken file aside and starts over.
+    agent.kill();
+    std::fs::write(&file, "not json").unwrap();
+    agent.restart_with(&["--reset"]);
+    assert!(!agent.ok(&["network", "ls"]).contains("n2"));
+    assert!(agent.state_dir().join("state.broken.json").exists());
+}

@@ -78,9 +78,15 @@ pub struct AgentArgs {
     #[arg(long, value_name = "GROUP", value_parser = group_id)]
     socket_group: Option<u32>,
     /// Start over: take a missing state file for an empty state even though
-    /// weir's bridges and veths are on the node (they are removed).
-    #[arg(long)]
+    /// weir's bridges and veths are on the node (they are removed); a
+    /// state file that cannot be read is moved aside (`state.broken.json`).
+    #[arg(long, conflicts_with = "restore_state")]
     reset: bool,
+    /// Start from the last good copy of the state (`state.last-good.json`,
+    /// written after the state file at each save): the way back from a
+    /// state file lost or broken.
+    #[arg(long)]
+    restore_state: bool,
     /// Do not run: take weir off this node (the agent must be stopped).
     /// Removes every pin under --bpffs (which detaches the programs), the
     /// bridges and veths weir made, `weir run` namespaces, and the state.
@@ -122,6 +128,7 @@ impl AgentArgs {
             snat_ports: self.snat_ports,
             xdp: self.xdp,
             reset: self.reset,
+            restore_state: self.restore_state,
             dns_forward: if self.dns_forward.is_empty() {
                 crate::dns::resolvers(
                     &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),

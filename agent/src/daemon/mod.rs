@@ -68,6 +68,8 @@ pub struct Config {
     /// Where the networks' DNS asks the names it does not know
     /// (`--dns-forward`).
     pub dns_forward: Vec<std::net::SocketAddr>,
+    /// `--restore-state`: put the last good copy of the state back first.
+    pub restore_state: bool,
     /// `--reset`: start from an empty state even though weir's bridges
     /// and veths are there (they are removed).
     pub reset: bool,
@@ -163,7 +165,7 @@ impl Agent {
     /// datapath and reconciles the kernel to the state.
     pub async fn start(config: Config) -> Result<Self, AgentError> {
         let nl = Netlink::connect()?;
-        let mut state = State::load(&config.paths)?;
+        let mut state = load_state(&config)?;
         if !config.reset {
             refuse_lost_state(&nl, &config.paths).await?;
         }
@@ -377,7 +379,12 @@ impl Agent {
 
     /// Writes the whole state, which empties the journal.
     fn save(&mut self) -> Result<(), AgentError> {
-        store::save(&self.config.paths.state_file(), &self.state)?;
+        let paths = &self.config.paths;
+        store::save(
+            &paths.state_file(),
+            Some(&paths.last_good_file()),
+            &self.state,
+        )?;
         self.journal.clear()?;
         self.update_names();
         Ok(())
@@ -434,7 +441,37 @@ fn log_map_origins(origins: &[(&'static str, MapOrigin)]) {
     );
 }
 
-/// Bridges the agent made: `weir<id>`.
+/// The state: the state file with its journal, or with `--restore-state`
+/// the last good copy put back first; with `--reset` a file that cannot
+/// be read is moved aside (`state.broken.json`) and the state starts
+/// empty. A broken file is refused otherwise, with the way back.
+fn load_state(config: &Config) -> Result<State, AgentError> {
+    let paths = &config.paths;
+    let (file, copy) = (paths.state_file(), paths.last_good_file());
+    if config.restore_state {
+        if !copy.exists() {
+            return Err(AgentError::NoLastGood { path: copy });
+        }
+        std::fs::copy(&copy, &file)
+            .map_err(AgentError::io(format!("restoring {}", copy.display())))?;
+        warn!(from = %copy.display(), "state restored from its last good copy");
+    }
+    match State::load(paths) {
+        Ok(state) => Ok(state),
+        Err(e) if config.reset => {
+            let aside = paths.state_dir.join("state.broken.json");
+            std::fs::rename(&file, &aside)
+                .map_err(AgentError::io(format!("moving {} aside", file.display())))?;
+            warn!(error = %e, moved_to = %aside.display(), "--reset: the state could not be read; starting over");
+            Ok(State::default())
+        }
+        Err(error) => Err(AgentError::StateBroken {
+            error,
+            last_good: copy.exists().then_some(copy),
+        }),
+    }
+}
+
 /// A missing state file while weir's bridges or veths exist is a lost
 /// state (a wiped state directory, one on tmpfs), not an empty one: taken
 /// for empty, reconcile would remove every container's network. Refused,
@@ -454,9 +491,11 @@ async fn refuse_lost_state(nl: &Netlink, paths: &Paths) -> Result<(), AgentError
     if ours.is_empty() {
         return Ok(());
     }
+    let copy = paths.last_good_file();
     Err(AgentError::StateLost {
         path: file,
         links: ours.join(", "),
+        last_good: copy.exists().then_some(copy),
     })
 }
 
