@@ -26,6 +26,10 @@ pub const DEFAULT_NETWORK: &str = crate::daemon::DEFAULT_NETWORK;
 pub const DEFAULT_SUBNET: &str = "10.203.0.0/16";
 
 #[derive(Args)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "command-line switches, each its own flag"
+)]
 pub struct AgentArgs {
     /// The uplink(s) (default: the device of the default route).
     #[arg(long = "uplink")]
