@@ -136,6 +136,11 @@ impl Hook {
     /// Size of the `HOOK_STATS` array.
     pub const MAP_SIZE: u32 = 8;
 
+    /// `HOOK_STATS`' last slot is no hook's: the drop events `EVENTS` had
+    /// no room for (its packets; the drops themselves are counted in
+    /// `DROP_STATS` all the same).
+    pub const EVENTS_LOST: u32 = Self::MAP_SIZE - 1;
+
     #[must_use]
     pub const fn index(self) -> u32 {
         self as u32

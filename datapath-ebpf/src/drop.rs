@@ -1,6 +1,7 @@
 //! The one path every drop goes through: it counts the packet under its
 //! stable reason, tells the agent about it through `EVENTS` (for `weir
-//! monitor`; lost, never waited for, when the ring is full), and returns
+//! monitor`; lost, never waited for, when the ring is full, and the loss
+//! counted in `HOOK_STATS`' [`Hook::EVENTS_LOST`] slot), and returns
 //! the hook's drop verdict. Nothing is logged per packet.
 
 use aya_ebpf::{
@@ -16,7 +17,7 @@ use weir_common::{
 };
 
 use crate::{
-    maps::{DROP_STATS, EVENTS},
+    maps::{DROP_STATS, EVENTS, HOOK_STATS},
     parse::{ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, XdpFrame, ptr_at},
     stats,
     verdict::TC_DROP,
@@ -34,8 +35,8 @@ pub fn tc(ctx: &TcContext, hook: Hook, reason: DropReason) -> i32 {
     let e = event(ctx, hook, reason);
     if e.ethertype == ETH_P_IPV6 {
         output6(ctx, &e);
-    } else {
-        let _ = EVENTS.output(e, NO_WAKEUP);
+    } else if EVENTS.output(e, NO_WAKEUP).is_err() {
+        lost();
     }
     TC_DROP
 }
@@ -46,6 +47,7 @@ pub fn tc(ctx: &TcContext, hook: Hook, reason: DropReason) -> i32 {
 #[inline(always)]
 fn output6(ctx: &TcContext, e: &DropEvent) {
     let Some(mut entry) = EVENTS.reserve_untyped::<DropEvent6>(0) else {
+        lost();
         return;
     };
     let p = entry.as_mut_ptr();
@@ -99,8 +101,16 @@ pub fn xdp(ctx: &XdpFrame, hook: Hook, reason: DropReason) -> u32 {
             set_ports(&mut e, unsafe { *l4 });
         }
     }
-    let _ = EVENTS.output(e, NO_WAKEUP);
+    if EVENTS.output(e, NO_WAKEUP).is_err() {
+        lost();
+    }
     aya_ebpf::bindings::xdp_action::XDP_DROP
+}
+
+/// Counts a drop event the full ring had no room for (never waited for).
+#[inline(always)]
+fn lost() {
+    stats::add(&HOOK_STATS, Hook::EVENTS_LOST, 0);
 }
 
 /// What `weir monitor` shows of a dropped packet. The headers are read with

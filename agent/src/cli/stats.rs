@@ -84,6 +84,11 @@ pub async fn exec(socket: &Path, flag: JsonFlag) -> anyhow::Result<ExitCode> {
         })
         .collect();
     output::table(&["PROGRAM", "PACKETS", "BYTES"], &hooks);
-    println!("\nconntrack entries: {}", stats.conntrack_entries);
+    println!(
+        "\nconntrack entries: {} of {}",
+        stats.conntrack_entries,
+        weir_common::ct::MAX_CT_ENTRIES
+    );
+    println!("drop events lost (EVENTS full): {}", stats.events_lost);
     Ok(ExitCode::SUCCESS)
 }

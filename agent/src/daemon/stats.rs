@@ -23,6 +23,10 @@ pub struct Stats {
     pub hooks: Vec<HookStats>,
     /// Entries in `CT4` (two per flow).
     pub conntrack_entries: usize,
+    /// Drop events lost because the `EVENTS` ring was full (the drops are
+    /// counted all the same).
+    #[serde(default)]
+    pub events_lost: u64,
 }
 
 /// A publication's counters. "In": towards the container (the direction
@@ -123,6 +127,7 @@ impl Agent {
             drops,
             hooks,
             conntrack_entries: self.conntrack_entries()?,
+            events_lost: self.datapath.events_lost()?,
         })
     }
 }
@@ -165,6 +170,15 @@ pub fn prometheus(s: &Stats) -> String {
             "gauge",
         ),
         vec![(String::new(), s.conntrack_entries as u64)],
+    );
+    family(
+        &mut out,
+        (
+            "weir_events_lost_total",
+            "Drop events the EVENTS ring had no room for.",
+            "counter",
+        ),
+        vec![(String::new(), s.events_lost)],
     );
     out
 }

@@ -19,6 +19,14 @@ impl Datapath {
         self.counter(map_names::HOOK_STATS, hook.index())
     }
 
+    /// Drop events the full `EVENTS` ring had no room for, summed over the
+    /// CPUs.
+    pub fn events_lost(&self) -> Result<u64, DatapathError> {
+        Ok(self
+            .counter(map_names::HOOK_STATS, Hook::EVENTS_LOST)?
+            .packets)
+    }
+
     /// Packets and bytes dropped for `reason`, summed over the CPUs.
     pub fn drop_stats(&self, reason: DropReason) -> Result<Counter, DatapathError> {
         self.counter(map_names::DROP_STATS, reason.number())
