@@ -29,6 +29,20 @@ fn main() -> anyhow::Result<()> {
             "--only-flood" => {
                 opts.main = false;
                 opts.docker = false;
+                opts.startup = None;
+            }
+            "--no-startup" => opts.startup = None,
+            "--only-startup" => {
+                opts.main = false;
+                opts.docker = false;
+                opts.flood = false;
+            }
+            "--startup" => {
+                let v = value()?;
+                let (e, p) = v
+                    .split_once(',')
+                    .with_context(|| format!("--startup ENDPOINTS,PORTS_EACH, not {v}"))?;
+                opts.startup = Some((e.parse()?, p.parse()?));
             }
             "--quick" => {
                 opts.rounds = 1;
@@ -36,19 +50,32 @@ fn main() -> anyhow::Result<()> {
                 opts.scale = vec![1, 100];
                 opts.scale_rounds = 1;
                 opts.testrun_runs = 200;
+                opts.startup = Some((50, 10));
             }
             other => anyhow::bail!(
                 "unknown argument {other}; known: --out DIR --rounds N --secs S \
-                 --scale N,N,... --scale-rounds N --no-docker --no-flood --only-flood --quick"
+                 --scale N,N,... --scale-rounds N --no-docker --no-flood --only-flood \
+                 --startup E,P --no-startup --only-startup --quick"
             ),
         }
     }
+    let only_startup = !opts.main && !opts.docker && !opts.flood;
     let results = bench::run(&opts)?;
     println!("{}", report::text(&results));
-    report::write(&results, &out).with_context(|| format!("writing {}", out.display()))?;
-    println!(
-        "Written: {0}/results.json, {0}/results.md, {0}/chart.svg",
-        out.display()
-    );
+    if only_startup {
+        // The other results stay as the last full run wrote them.
+        report::write_startup(&results, &out)
+    } else {
+        report::write(&results, &out)
+    }
+    .with_context(|| format!("writing {}", out.display()))?;
+    if only_startup {
+        println!("Written: {}/startup.json, startup.md", out.display());
+    } else {
+        println!(
+            "Written: {0}/results.json, {0}/results.md, {0}/chart.svg, {0}/startup.md",
+            out.display()
+        );
+    }
     Ok(())
 }

@@ -136,6 +136,11 @@ impl Agent {
     }
 
     fn spawn(&mut self) {
+        self.spawn_within(Duration::from_secs(10));
+    }
+
+    /// Starts the agent and waits up to `within` for its API to answer.
+    fn spawn_within(&mut self, within: Duration) {
         let ns = File::open(&self.netns).expect("node netns");
         let log = fs::OpenOptions::new()
             .create(true)
@@ -149,7 +154,7 @@ impl Agent {
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
         self.child = Some(cmd.spawn().expect("spawn weir agent"));
-        let up = eventually(Duration::from_secs(10), || {
+        let up = eventually(within, || {
             self.weir(&["status"]).status.success().then_some(())
         });
         assert!(
@@ -370,6 +375,22 @@ impl Agent {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    /// Kills the agent and starts it again, waiting up to `within` for it
+    /// to answer: the time from the start to the first answer (to within
+    /// the 10 ms of the poll).
+    pub fn restart_timed(&mut self, within: Duration) -> Duration {
+        self.kill();
+        let t = std::time::Instant::now();
+        self.spawn_within(within);
+        t.elapsed()
+    }
+
+    /// The agent process's id.
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
     }
 
     /// Starts the agent again on the same directories with `more`

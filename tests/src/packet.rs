@@ -352,13 +352,16 @@ pub fn set_ttl(frame: &mut [u8], ttl: u8) {
     refresh_ip_csum(ip);
 }
 
-fn sum(bytes: &[u8], init: u32) -> u32 {
+/// The ones' complement sum of `bytes` (16-bit words, an odd last byte
+/// padded) added to `init`, unfolded.
+pub(crate) fn sum(bytes: &[u8], init: u32) -> u32 {
     bytes.chunks(2).fold(init, |acc, pair| {
         acc + u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]))
     })
 }
 
-fn fold(mut s: u32) -> u16 {
+/// `s` folded to 16 bits.
+pub(crate) fn fold(mut s: u32) -> u16 {
     while s > 0xffff {
         s = (s & 0xffff) + (s >> 16);
     }

@@ -277,23 +277,7 @@ impl Harness {
         frame: &[u8],
         repeat: u32,
     ) -> Result<Outcome, aya::programs::ProgramError> {
-        let prog = self.tc_program(program);
-        // Room for programs that grow the frame.
-        let mut out = vec![0u8; frame.len() + 256];
-        let result = prog.test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            repeat,
-            ..TestRunOptions::default()
-        })?;
-        out.truncate(result.data_size_out as usize);
-        Ok(Outcome {
-            verdict: i32::try_from(result.return_value).unwrap_or_else(|_| {
-                // tc verdicts are small signed numbers (TC_ACT_UNSPEC is -1).
-                i32::from_ne_bytes(result.return_value.to_ne_bytes())
-            }),
-            frame: out,
-        })
+        test_run(self.tc_program(program), frame, repeat)
     }
 
     /// Runs the XDP program `program` once on `frame` (it sees it as
@@ -330,18 +314,27 @@ impl Harness {
         frame: &[u8],
         repeat: u32,
     ) -> Result<Outcome, aya::programs::ProgramError> {
-        let prog = self.xdp_program(program);
-        let mut out = vec![0u8; frame.len() + 256];
-        let result = prog.test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            repeat,
-            ..TestRunOptions::default()
-        })?;
-        out.truncate(result.data_size_out as usize);
-        Ok(Outcome {
-            verdict: i32::try_from(result.return_value).expect("an XDP verdict"),
-            frame: out,
-        })
+        test_run(self.xdp_program(program), frame, repeat)
     }
+}
+
+/// One `BPF_PROG_TEST_RUN` of `prog` on `frame`, `repeat` times.
+fn test_run<P>(prog: &P, frame: &[u8], repeat: u32) -> Result<Outcome, aya::programs::ProgramError>
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = aya::programs::TestRunResult>,
+{
+    // Room for programs that grow the frame.
+    let mut out = vec![0u8; frame.len() + 256];
+    let result = prog.test_run(TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        repeat,
+        ..TestRunOptions::default()
+    })?;
+    out.truncate(result.data_size_out as usize);
+    Ok(Outcome {
+        // Verdicts are small signed numbers (TC_ACT_UNSPEC is -1).
+        verdict: i32::from_ne_bytes(result.return_value.to_ne_bytes()),
+        frame: out,
+    })
 }

@@ -6,20 +6,10 @@ use crate::cmd;
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     // The bench drives the release `weir` binary (found next to itself).
     cmd::run(cmd::new("cargo").args(["build", "--release", "--package", "weir", "--bins"]))?;
-    cmd::run(
-        cmd::new("cargo")
-            .args([
-                "run",
-                "--release",
-                "--quiet",
-                "--package",
-                "weir-tests",
-                "--example",
-                "bench",
-                "--",
-                "--out",
-            ])
-            .arg(cmd::workspace_root().join("bench/results"))
-            .args(args),
-    )
+    let mut all: Vec<std::ffi::OsString> = vec![
+        "--out".into(),
+        cmd::workspace_root().join("bench/results").into(),
+    ];
+    all.extend(args.iter().map(Into::into));
+    cmd::run_example("bench", &all)
 }

@@ -72,3 +72,19 @@ fn show(cmd: &Command) -> String {
     }
     s
 }
+
+/// Runs the release build of example `name` of the test crate with `args`.
+pub fn run_example(name: &str, args: &[std::ffi::OsString]) -> anyhow::Result<()> {
+    run(new("cargo")
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "weir-tests",
+            "--example",
+            name,
+            "--",
+        ])
+        .args(args))
+}

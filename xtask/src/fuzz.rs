@@ -4,18 +4,6 @@
 use crate::cmd;
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    cmd::run(
-        cmd::new("cargo")
-            .args([
-                "run",
-                "--release",
-                "--quiet",
-                "--package",
-                "weir-tests",
-                "--example",
-                "fuzz",
-                "--",
-            ])
-            .args(args),
-    )
+    let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+    cmd::run_example("fuzz", &args)
 }

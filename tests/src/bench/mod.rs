@@ -26,6 +26,7 @@ pub mod floor;
 pub mod load;
 pub mod netfilter;
 pub mod report;
+pub mod startup;
 pub mod testrun;
 
 use std::{collections::BTreeMap, io};
@@ -102,6 +103,9 @@ pub struct Options {
     /// The main comparison, its scale runs and the per-packet costs
     /// (`--only-flood` leaves them out).
     pub main: bool,
+    /// Also the agent's start and memory at scale: endpoints, ports each
+    /// (`--no-startup` leaves it out).
+    pub startup: Option<(usize, usize)>,
 }
 
 impl Default for Options {
@@ -116,6 +120,7 @@ impl Default for Options {
             docker: true,
             flood: true,
             main: true,
+            startup: Some((1000, 10)),
         }
     }
 }
@@ -220,6 +225,8 @@ pub struct Results {
     pub flood_setups: Vec<(&'static str, &'static str)>,
     pub flood: Vec<Metric>,
     pub testrun: testrun::Costs,
+    /// The agent at scale (none when not run).
+    pub startup: Option<startup::Startup>,
 }
 
 /// Runs the whole benchmark, printing progress on stderr.
@@ -240,6 +247,10 @@ pub fn run(opts: &Options) -> io::Result<Results> {
     } else {
         Vec::new()
     };
+    let startup = match opts.startup {
+        Some((endpoints, ports)) => Some(startup::measure(endpoints, ports, 3)?),
+        None => None,
+    };
     Ok(Results {
         machine,
         options: opts.clone(),
@@ -250,6 +261,7 @@ pub fn run(opts: &Options) -> io::Result<Results> {
         flood_setups: flood::SETUPS.iter().map(|s| (s.key(), s.label())).collect(),
         flood,
         testrun,
+        startup,
     })
 }
 

@@ -225,6 +225,10 @@ pub fn text(r: &Results) -> String {
         s.push('\n');
         s.push_str(&sizes_table(r));
     }
+    if let Some(st) = &r.startup {
+        s.push('\n');
+        s.push_str(&startup_text(r, st));
+    }
     let errs = errors(r);
     if !errs.is_empty() {
         s.push_str("\nErrors:\n");
@@ -245,7 +249,7 @@ pub(crate) fn number(v: f64, unit: &str) -> String {
 
 /// Writes `results.json`, `results.md` and `chart.svg` into `dir`.
 pub fn write(r: &Results, dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
+    write_startup(r, dir)?;
     let json = serde_json::to_string_pretty(r).map_err(io::Error::other)?;
     fs::write(dir.join("results.json"), json + "\n")?;
     fs::write(dir.join("results.md"), text(r))?;
@@ -254,6 +258,33 @@ pub fn write(r: &Results, dir: &Path) -> io::Result<()> {
         fs::write(dir.join("docker.svg"), docker_svg(r))?;
     }
     Ok(())
+}
+
+/// The agent-at-scale figures alone: `startup.json` and `startup.md`.
+pub fn write_startup(r: &Results, dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let Some(st) = &r.startup else {
+        return Ok(());
+    };
+    let json = serde_json::to_string_pretty(st).map_err(io::Error::other)?;
+    fs::write(dir.join("startup.json"), json + "\n")?;
+    fs::write(dir.join("startup.md"), startup_text(r, st))
+}
+
+/// The agent-at-scale section.
+fn startup_text(r: &Results, st: &super::startup::Startup) -> String {
+    format!(
+        "Agent start and memory with {} endpoints and {} published ports against an empty agent, \
+         same run ({}, {} cores; making them took {:.0} s); medians of 3 starts (kill, start, first API answer); \
+         targets {}:\n\n{}",
+        st.endpoints,
+        st.ports,
+        r.machine.get("cpu").map_or("", String::as_str),
+        r.machine.get("cores").map_or("", String::as_str),
+        st.setup_secs,
+        if st.meets_targets() { "met" } else { "NOT met" },
+        st.table()
+    )
 }
 
 const COLORS: [(&str, &str); 4] = [
@@ -510,6 +541,7 @@ mod tests {
                 costs: Vec::new(),
                 sizes: Vec::new(),
             },
+            startup: None,
         }
     }
 

@@ -6,6 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
+use crate::packet::{fold, sum};
+
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
@@ -229,19 +231,6 @@ fn l4_refresh(l4: &mut [u8], proto: u8, pseudo: u32, no_pseudo: bool) {
     l4[at..at + 2].fill(0);
     let c = !fold(sum(l4, if no_pseudo { 0 } else { pseudo }));
     l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
-}
-
-fn sum(bytes: &[u8], init: u32) -> u32 {
-    bytes.chunks(2).fold(init, |acc, pair| {
-        acc + u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]))
-    })
-}
-
-fn fold(mut s: u32) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    u16::try_from(s).expect("folded")
 }
 
 #[cfg(test)]
