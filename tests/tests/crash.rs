@@ -1,12 +1,12 @@
 //! End-to-end: crash consistency. A storm of API calls (network create
-//! and rm, attach, detach, publish, unpublish; some refused on purpose)
-//! runs against a real agent that is killed with SIGKILL at a random
+//! and rm, attach, detach, publish, unpublish, `weir run`; some refused
+//! on purpose) runs against a real agent that is killed with SIGKILL at a random
 //! moment, then restarted, round after round from a fixed seed. After
 //! each restart the state, the kernel and the maps must agree: every call
 //! answered with success is there, every refused one changed nothing, the
 //! one cut off by the kill is all there or not at all; no bridge, veth,
-//! container interface, `ENDPOINTS` or `PUBLISH4` entry or reserved port
-//! without its object, none missing.
+//! container interface, `ENDPOINTS` or `PUBLISH4` entry, reserved port or
+//! `weir run` namespace without its object, none missing.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -35,6 +35,8 @@ enum Op {
     Detach(usize),
     Publish(usize, u16),
     Unpublish(usize, u16),
+    /// `weir run` on a network: attached, `true` run, detached.
+    Run(usize, usize),
 }
 
 /// What the calls answered with success made: networks, endpoints (on
@@ -71,6 +73,8 @@ impl Model {
             Op::Unpublish(c, p) => {
                 m.ports.entry(c).or_default().remove(&p);
             }
+            // Gone again when it ends, answered or cut off.
+            Op::Run(..) => {}
         }
         m
     }
@@ -99,6 +103,15 @@ fn args(op: Op, containers: &[PathBuf]) -> Vec<String> {
         Op::Detach(c) => s(&["detach", &format!("e{c}")]),
         Op::Publish(c, p) => s(&["publish", &format!("e{c}"), &format!("{p}:80")]),
         Op::Unpublish(c, p) => s(&["unpublish", &format!("e{c}"), &format!("{p}:80")]),
+        Op::Run(c, n) => s(&[
+            "run",
+            "--network",
+            &format!("n{n}"),
+            "--name",
+            &format!("r{c}"),
+            "--",
+            "true",
+        ]),
     }
 }
 
@@ -117,7 +130,11 @@ fn pick(m: &Model, rng: &mut impl Rng) -> Op {
         }
         1..=3 => Op::Detach(c),
         4..=6 => Op::Publish(c, p),
-        7 | 8 => Op::Unpublish(c, p),
+        7 => Op::Unpublish(c, p),
+        8 if !m.nets.is_empty() => {
+            let nets: Vec<_> = m.nets.iter().copied().collect();
+            Op::Run(c, nets[rng.random_range(0..nets.len())])
+        }
         _ => Op::Create(n),
     }
 }
@@ -161,6 +178,11 @@ fn actual(agent: &Agent) -> Model {
         ..Model::default()
     };
     for e in &eps {
+        assert!(
+            !e.name.starts_with('r'),
+            "`weir run`'s endpoint {} outlived its run",
+            e.name
+        );
         let c = index(&e.name, 'e').expect("an endpoint of the storm's");
         m.eps
             .insert(c, index(&e.network, 'n').expect("a storm network"));
@@ -225,6 +247,10 @@ fn agrees(w: &World, agent: &Agent, m: &Model) -> Result<(), String> {
             return Err(format!("veth {name} of no endpoint"));
         }
     }
+    let binds = agent.socket.parent().unwrap().join("netns");
+    if let Some(left) = std::fs::read_dir(&binds).ok().and_then(|mut d| d.next()) {
+        return Err(format!("`weir run` left a namespace: {left:?}"));
+    }
     if let Some(b) = bridges.iter().find(|b| !node.contains_key(**b)) {
         return Err(format!("network bridge {b} missing"));
     }
@@ -287,7 +313,7 @@ fn killed_at_random_moments_the_agent_comes_back_consistent() {
     let mut agent = Agent::start(&w, &["--no-default-network"]);
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(0xc4a5);
     let mut model = Model::default();
-    let (mut calls, mut cut) = (0, 0);
+    let (mut calls, mut cut, mut runs) = (0, 0, 0);
     for round in 0..ROUNDS {
         let ops: Vec<Op> = {
             // The storm's calls, picked ahead from the model as it would
@@ -323,7 +349,10 @@ fn killed_at_random_moments_the_agent_comes_back_consistent() {
         for (op, a) in &answers {
             calls += 1;
             match a {
-                Answer::Done => model = model.after(*op),
+                Answer::Done => {
+                    runs += usize::from(matches!(op, Op::Run(..)));
+                    model = model.after(*op);
+                }
                 Answer::Refused => {}
                 Answer::Cut => {
                     cut += 1;
@@ -346,7 +375,10 @@ fn killed_at_random_moments_the_agent_comes_back_consistent() {
             panic!("round {round}: {e}\n{}", agent.log_text());
         }
     }
-    eprintln!("{ROUNDS} rounds, {calls} calls, {cut} cut off by the kill");
+    eprintln!(
+        "{ROUNDS} rounds, {calls} calls ({runs} `weir run`s done), {cut} cut off by the kill"
+    );
+    assert!(runs > 0, "no `weir run` got through");
     assert!(
         cut >= ROUNDS / 2,
         "the kills hit calls in flight only {cut} times"
