@@ -34,6 +34,10 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-changed={file}");
     let text = std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
     let pinned: ToolchainFile = toml::from_str(&text).with_context(|| format!("parsing {file}"))?;
+    println!(
+        "cargo:rustc-env=WEIR_EBPF_TOOLCHAIN={}",
+        pinned.toolchain.channel
+    );
     aya_build::build_ebpf(
         [aya_build::Package {
             name: ebpf.name.as_str(),
@@ -48,5 +52,29 @@ fn main() -> anyhow::Result<()> {
              toolchain and a bpf-linker of its LLVM)",
             pinned.toolchain.channel
         )
-    })
+    })?;
+    version_of_object()
+}
+
+/// Tells the crate the embedded object's SHA-256 (its first 16 hex
+/// digits, for `weir --version`); `unbuilt` without one.
+fn version_of_object() -> anyhow::Result<()> {
+    use sha2::Digest as _;
+    let out = std::env::var("OUT_DIR").context("OUT_DIR")?;
+    let object = std::path::Path::new(&out).join("weir-datapath");
+    let hash = match std::fs::read(&object) {
+        Ok(bytes) => {
+            sha2::Sha256::digest(&bytes)
+                .iter()
+                .take(8)
+                .fold(String::new(), |mut hex, b| {
+                    use std::fmt::Write as _;
+                    let _ = write!(hex, "{b:02x}");
+                    hex
+                })
+        }
+        Err(_) => "unbuilt".to_owned(),
+    };
+    println!("cargo:rustc-env=WEIR_DATAPATH_SHA256={hash}");
+    Ok(())
 }

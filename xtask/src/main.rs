@@ -4,7 +4,9 @@
 //! - `test`:  setup, then fmt, clippy and every test suite;
 //! - `demo`:  setup, then the sandboxed demo in a test-bed world;
 //! - `bench`: setup, then weir against iptables, nftables and no NAT;
-//! - `fuzz`:  setup, then the long packet-fuzzing run of the programs.
+//! - `fuzz`:  setup, then the long packet-fuzzing run of the programs;
+//! - `install`, `uninstall`: weir as a system daemon (binaries, unit,
+//!   completions, man pages).
 //!
 //! xtask depends on no weir crate: it has to build on a machine that has no
 //! bpf-linker yet, since installing it is its job.
@@ -13,6 +15,7 @@ mod bench;
 mod cmd;
 mod demo;
 mod fuzz;
+mod install;
 mod setup;
 mod test;
 mod toolchain;
@@ -55,6 +58,39 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Setup and a release build, then install weir as a system daemon:
+    /// binaries, the systemd unit, completions, man pages (idempotent).
+    Install {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Take the binaries from this directory instead of building them.
+        #[arg(long, value_name = "DIR")]
+        from: Option<std::path::PathBuf>,
+    },
+    /// Remove what `install` put in place (not the state, not the pins).
+    Uninstall {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct TargetArgs {
+    /// Where the files go.
+    #[arg(long, default_value = "/usr/local")]
+    prefix: std::path::PathBuf,
+    /// Stage everything under this directory (as packaging does).
+    #[arg(long, value_name = "DIR")]
+    destdir: Option<std::path::PathBuf>,
+}
+
+impl TargetArgs {
+    fn target(self) -> install::Target {
+        install::Target {
+            prefix: self.prefix,
+            destdir: self.destdir,
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,5 +112,12 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             fuzz::run(&args)
         }
+        Task::Install { target, from } => {
+            if from.is_none() {
+                setup::run()?;
+            }
+            install::install(&target.target(), from.as_deref())
+        }
+        Task::Uninstall { target } => install::uninstall(&target.target()),
     }
 }

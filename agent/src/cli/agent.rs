@@ -81,6 +81,11 @@ pub struct AgentArgs {
     /// as root can (default: root alone).
     #[arg(long, value_name = "GROUP", value_parser = group_id)]
     socket_group: Option<u32>,
+    /// How the agent logs on stderr: `text` (coloured on a terminal, plain
+    /// lines otherwise, as journald wants) or `json` (one object a line,
+    /// for log collectors).
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
     /// Start over: take a missing state file for an empty state even though
     /// weir's bridges and veths are on the node (they are removed); a
     /// state file that cannot be read is moved aside (`state.broken.json`).
@@ -105,13 +110,7 @@ const SWEEP_EVERY: u32 = 5;
 
 impl AgentArgs {
     pub async fn exec(self, socket: &Path) -> anyhow::Result<ExitCode> {
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "info".into()),
-            )
-            .with_writer(std::io::stderr)
-            .init();
+        init_logs(self.log_format);
         let paths = Paths {
             socket: socket.to_owned(),
             state_dir: self.state_dir,
@@ -166,6 +165,11 @@ impl AgentArgs {
             }
         };
         let status = agent.status();
+        // Under systemd (`Type=notify`): the datapath is loaded and the API
+        // is about to serve (its socket is bound, requests queue there).
+        if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+            tracing::warn!(error = %e, "telling systemd the agent is ready");
+        }
         info!(
             socket = %socket.display(),
             networks = status.networks,
@@ -197,11 +201,34 @@ impl AgentArgs {
             }
         })
         .await?;
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         let _ = std::fs::remove_file(socket);
         info!(
             "agent stopped; the datapath stays attached and forwarding (pinned), bridges, veths and state stay for the next start"
         );
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The agent's log formats.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs on stderr, filtered by `RUST_LOG` (default `info`): colour only
+/// on a terminal.
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal as _;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
     }
 }
 

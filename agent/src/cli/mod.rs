@@ -9,6 +9,7 @@ mod agent;
 mod allow;
 mod cni;
 mod conntrack;
+mod docs;
 mod endpoint;
 mod maps;
 mod monitor;
@@ -25,10 +26,21 @@ use clap::{Parser, Subcommand};
 
 use crate::{api::client::ClientError, paths::DEFAULT_SOCKET};
 
+/// `weir --version`: the crate's version, the datapath object it embeds
+/// (its SHA-256, first 16 hex digits) and the nightly that built it.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (datapath ",
+    env!("WEIR_DATAPATH_SHA256"),
+    ", built with ",
+    env!("WEIR_EBPF_TOOLCHAIN"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "weir",
-    version,
+    version = VERSION,
     about = "Container networking with eBPF instead of iptables"
 )]
 struct Cli {
@@ -80,6 +92,11 @@ enum Command {
     /// CNI: a network configuration for `weir-cni`.
     #[command(subcommand)]
     Cni(cni::CniCmd),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(docs::CompletionsArgs),
+    /// Write the man pages into a directory.
+    #[command(hide = true)]
+    Man(docs::ManArgs),
 }
 
 /// Parses the command line, runs it, and turns the outcome into an exit code.
@@ -114,6 +131,8 @@ pub fn main() -> ExitCode {
             Command::Stats(json) => stats::exec(&socket, json).await,
             Command::Maps(json) => maps::exec(&socket, json).await,
             Command::Cni(cmd) => cmd.exec(&socket).await,
+            Command::Completions(args) => args.exec(),
+            Command::Man(args) => args.exec(),
         }
     });
     match result {
