@@ -6,13 +6,14 @@
 //! - `bench`: setup, then weir against iptables, nftables and no NAT;
 //! - `fuzz`:  setup, then the long packet-fuzzing run of the programs;
 //! - `install`, `uninstall`: weir as a system daemon (binaries, unit,
-//!   completions, man pages).
+//!   completions, man pages); `deb`: the same as a Debian package.
 //!
 //! xtask depends on no weir crate: it has to build on a machine that has no
 //! bpf-linker yet, since installing it is its job.
 
 mod bench;
 mod cmd;
+mod deb;
 mod demo;
 mod fuzz;
 mod install;
@@ -67,6 +68,16 @@ enum Task {
         #[arg(long, value_name = "DIR")]
         from: Option<std::path::PathBuf>,
     },
+    /// Setup and a release build, then a Debian package of the files
+    /// `install` puts in place (prefix /usr), built with dpkg-deb.
+    Deb {
+        /// Take the binaries from this directory instead of building them.
+        #[arg(long, value_name = "DIR")]
+        from: Option<std::path::PathBuf>,
+        /// Where the .deb goes (default `target/deb/weir_VERSION_ARCH.deb`).
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
     /// Remove what `install` put in place (not the state, not the pins).
     Uninstall {
         #[command(flatten)]
@@ -119,5 +130,11 @@ fn main() -> anyhow::Result<()> {
             install::install(&target.target(), from.as_deref())
         }
         Task::Uninstall { target } => install::uninstall(&target.target()),
+        Task::Deb { from, out } => {
+            if from.is_none() {
+                setup::run()?;
+            }
+            deb::build(from.as_deref(), out.as_deref()).map(drop)
+        }
     }
 }
