@@ -13,8 +13,19 @@ use std::{
 
 use weir_tests::agent::weir_bin;
 
-fn xtask(args: &[&str], root: &Path) -> String {
+/// The `xtask` binary beside `weir` (`cargo xtask` builds it).
+fn xtask_bin() -> PathBuf {
     let bin = weir_bin().with_file_name("xtask");
+    assert!(
+        bin.exists(),
+        "{} is missing: `cargo xtask test` builds it",
+        bin.display()
+    );
+    bin
+}
+
+fn xtask(args: &[&str], root: &Path) -> String {
+    let bin = xtask_bin();
     let out = Command::new(&bin)
         .args(args)
         .arg("--destdir")
@@ -159,8 +170,7 @@ fn the_deb_installs_and_removes_cleanly_in_a_throw_away_root() {
     std::fs::create_dir_all(&dir).unwrap();
     let deb = dir.join("weir.deb");
     let from = weir_bin().parent().unwrap().to_owned();
-    let bin = weir_bin().with_file_name("xtask");
-    let out = Command::new(&bin)
+    let out = Command::new(xtask_bin())
         .args(["deb", "--from"])
         .arg(&from)
         .arg("--out")
