@@ -42,12 +42,10 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(net) = NETWORKS4.get(&Key::new(32, saddr)) else {
         return Ok(TC_PASS);
     };
-    // Never between local networks, never multicast or the limited
-    // broadcast (which no router forwards); class E is unicast.
-    let beyond = daddr[0] & 0xf0 != 0xe0
-        && daddr != [0xff; 4]
-        && NETWORKS4.get(&Key::new(32, daddr)).is_none();
-    if net.flags & NET_INTERNAL != 0 && beyond {
+    // [`beyond`] is asked only where it matters (an internal network's
+    // packet, one masquerade cannot translate, a new flow), not for a
+    // tracked flow's.
+    if net.flags & NET_INTERNAL != 0 && beyond(daddr) {
         // Stopped on its veth already; never out of an uplink either.
         return Err(DropReason::Internal);
     }
@@ -67,7 +65,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(flow) = parse::flow(ctx, ip)? else {
         // An ICMP error about no tracked flow, a protocol without ports:
         // masquerade cannot translate it, so it never leaves as itself.
-        if net.flags & NET_MASQUERADE != 0 && beyond {
+        if net.flags & NET_MASQUERADE != 0 && beyond(daddr) {
             return Err(DropReason::Untranslatable);
         }
         return Ok(TC_PASS);
@@ -81,7 +79,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             entry
         }
         None => {
-            if !beyond {
+            if !beyond(daddr) {
                 return Ok(TC_PASS);
             }
             if net.flags & NET_MASQUERADE == 0 {
@@ -146,6 +144,14 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     };
     nat::rewrite(ctx, &flow, &entry)?.write(ctx)?;
     Ok(TC_PASS)
+}
+
+/// Whether a container's packet to `daddr` is one routed beyond the
+/// node: never between local networks, never multicast or the limited
+/// broadcast (which no router forwards); class E is unicast.
+#[inline(always)]
+fn beyond(daddr: [u8; 4]) -> bool {
+    daddr[0] & 0xf0 != 0xe0 && daddr != [0xff; 4] && NETWORKS4.get(&Key::new(32, daddr)).is_none()
 }
 
 /// One packet of `len` bytes, as masquerade counters.
