@@ -113,31 +113,37 @@ fn a_slow_client_is_cut_off_while_others_are_served() {
     let w = World::new().unwrap();
     let agent = Agent::start(&w, &[]);
     let socket = agent.socket.clone();
-    let slow = |request: &'static [u8]| {
+    // Sends `now` at once, then `slowly` a byte a second.
+    let slow = |now: &'static [u8], slowly: &'static [u8]| {
         let socket = socket.clone();
         std::thread::spawn(move || {
             let mut s = UnixStream::connect(&socket).unwrap();
             let t = Instant::now();
-            // A byte a second, until the agent closes the connection.
-            for b in request.iter().cycle() {
+            s.write_all(now).unwrap();
+            // A byte a second, until the agent answers or closes.
+            let mut answer = Vec::new();
+            for b in slowly.iter().cycle() {
                 if s.write_all(&[*b]).is_err() || t.elapsed() > Duration::from_secs(30) {
                     break;
                 }
                 std::thread::sleep(Duration::from_secs(1));
                 let mut peek = [0u8; 1];
                 s.set_nonblocking(true).unwrap();
-                let closed = s.read(&mut peek).is_ok();
+                let got = s.read(&mut peek);
                 s.set_nonblocking(false).unwrap();
-                if closed {
+                if let Ok(n) = got {
+                    answer.extend_from_slice(&peek[..n]);
+                    let _ = s.read_to_end(&mut answer);
                     break;
                 }
             }
-            t.elapsed()
+            (t.elapsed(), String::from_utf8_lossy(&answer).into_owned())
         })
     };
-    let headers = slow(b"POST /v1/networks HTTP/1.1\r\nHost: weir\r\n");
+    let headers = slow(b"", b"POST /v1/networks HTTP/1.1\r\nHost: weir\r\n");
     let body = slow(
-        b"POST /v1/networks HTTP/1.1\r\nHost: weir\r\nContent-Length: 100\r\n\r\n{\"name\": \"slow\"",
+        b"POST /v1/networks HTTP/1.1\r\nHost: weir\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+        b"{\"name\": \"slow\"",
     );
     // Meanwhile the others are served at once.
     for _ in 0..5 {
@@ -147,11 +153,15 @@ fn a_slow_client_is_cut_off_while_others_are_served() {
         std::thread::sleep(Duration::from_millis(500));
     }
     for (what, h) in [("headers", headers), ("body", body)] {
-        let took = h.join().unwrap();
+        let (took, answer) = h.join().unwrap();
         assert!(
             took < Duration::from_secs(15),
             "a client slow with its {what} was held {took:?}"
         );
+        if what == "body" {
+            assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+            assert!(answer.contains("did not arrive within 5 s"), "{answer:?}");
+        }
     }
     assert!(!agent.ok(&["network", "ls"]).contains("slow"));
 }
