@@ -161,16 +161,10 @@ impl Agent {
             .allowed()?
             .into_iter()
             .map(|(key, addr, prefix)| AllowedEntry {
-                port: crate::publish::AllowedPort {
-                    host_ip: key.host_ip.into(),
-                    port: u16::from_be_bytes(key.port),
-                    proto: if key.proto == 17 {
-                        crate::publish::Proto::Udp
-                    } else {
-                        crate::publish::Proto::Tcp
-                    },
-                }
-                .to_string(),
+                port: crate::publish::AllowedPort::of_key(&key).map_or_else(
+                    || format!("{}/{}", u16::from_be_bytes(key.port), proto(key.proto)),
+                    |p| p.to_string(),
+                ),
                 source: format!("{addr}/{prefix}"),
             })
             .collect())

@@ -42,6 +42,17 @@ impl AllowedPort {
     pub fn key(&self) -> PublishKey {
         PublishKey::new(self.host_ip.octets(), self.port, self.proto.number())
     }
+
+    /// The port whose list `key` is (the other way from [`Self::key`]);
+    /// `None` for a protocol no list has.
+    #[must_use]
+    pub fn of_key(key: &PublishKey) -> Option<Self> {
+        Some(Self {
+            host_ip: key.host_ip.into(),
+            port: u16::from_be_bytes(key.port),
+            proto: Proto::from_number(key.proto)?,
+        })
+    }
 }
 
 impl fmt::Display for AllowedPort {

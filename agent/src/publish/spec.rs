@@ -46,6 +46,17 @@ impl Proto {
             Proto::Sctp => 132,
         }
     }
+
+    /// The protocol of IP protocol number `number`, if it is one of these.
+    #[must_use]
+    pub const fn from_number(number: u8) -> Option<Self> {
+        match number {
+            6 => Some(Proto::Tcp),
+            17 => Some(Proto::Udp),
+            132 => Some(Proto::Sctp),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Proto {

@@ -447,7 +447,7 @@ fn untranslated(ctx: &TcContext) -> Result<(), DropReason> {
     let Some(net) = NETWORKS6.get(&Key::new(128, src)) else {
         return Ok(());
     };
-    if dst[0] == 0xff || NETWORKS6.get(&Key::new(128, dst)).is_some() {
+    if !beyond(&dst) {
         return Ok(());
     }
     if net.flags & NET_INTERNAL != 0 {
@@ -457,6 +457,13 @@ fn untranslated(ctx: &TcContext) -> Result<(), DropReason> {
         return Err(DropReason::Untranslatable);
     }
     Ok(())
+}
+
+/// Whether a container's packet to `daddr` is one routed beyond the
+/// node: not multicast, not to a local network.
+#[inline(always)]
+fn beyond(daddr: &[u8; 16]) -> bool {
+    daddr[0] != 0xff && NETWORKS6.get(&Key::new(128, *daddr)).is_none()
 }
 
 /// A tracked flow's packet is translated; a new one of a masquerading
@@ -477,7 +484,7 @@ fn egress(ctx: &TcContext) -> Result<u32, DropReason> {
         rewrite(ctx, flow, unsafe { &*entry })?;
         return Ok(0);
     }
-    if k.daddr[0] == 0xff || NETWORKS6.get(&Key::new(128, k.daddr)).is_some() {
+    if !beyond(&k.daddr) {
         return Ok(0);
     }
     if net.flags & NET_INTERNAL != 0 {
