@@ -350,6 +350,35 @@ fn start_reconciles_the_kernel_to_the_state() {
     );
 }
 
+/// A container whose namespace's name is gone while the agent was down
+/// (a `weir run` cut off, a runtime's teardown) is forgotten on start,
+/// even while the kernel still dismantles the namespace and its veth is
+/// there a moment longer (held open here, to make that moment last).
+#[test]
+fn start_forgets_an_endpoint_whose_namespace_is_gone() {
+    let mut w = World::new().unwrap();
+    w.add_container("c1").unwrap();
+    w.add_container("c2").unwrap();
+    let mut agent = Agent::start(&w, &[]);
+    agent.attach("weir", w.c("c1"), "c1", &[]);
+    agent.attach("weir", w.c("c2"), "c2", &[]);
+    let veth2 = endpoints(&agent)
+        .into_iter()
+        .find(|e| e.name == "c2")
+        .unwrap()
+        .host_if;
+    agent.kill();
+    let held = std::fs::File::open(w.c("c2").path()).unwrap();
+    w.remove_container("c2");
+    assert!(links(&w.node).contains(&veth2), "the namespace lives on");
+    agent.restart();
+    let names: Vec<String> = endpoints(&agent).into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["c1"]);
+    assert!(!links(&w.node).contains(&veth2), "its veth is removed");
+    assert_eq!(map_keys(&agent, "EP_BY_IP4").len(), 1);
+    drop(held);
+}
+
 #[test]
 fn weir_run_runs_a_command_attached_and_cleans_up() {
     let w = World::new().unwrap();

@@ -78,25 +78,9 @@ impl RunArgs {
                 let _ = tokio::signal::ctrl_c().await;
             }
         });
-        let view: NetworkView = client.get(&format!("/v1/networks/{}", ep.network)).await?;
-        let resolv = view.dns.map(|server| {
-            let file = path.with_extension("resolv.conf");
-            std::fs::write(&file, crate::dns::resolv_conf(server)).map(|()| file)
-        });
-        let resolv = match resolv.transpose() {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = client
-                    .delete::<Endpoint>(&format!("/v1/endpoints/{name}"))
-                    .await;
-                let _ = netns::remove(&path);
-                return Err(anyhow::Error::new(e).context("writing the command's resolv.conf"));
-            }
-        };
-        let outcome = run_in(&path, resolv.as_deref(), &self.command).await;
-        if let Some(file) = &resolv {
-            let _ = std::fs::remove_file(file);
-        }
+        // Whatever happens once attached (the agent gone mid-way too), the
+        // endpoint is detached and the namespace removed.
+        let outcome = attached(&client, &path, &ep, &self.command).await;
         let detached = client
             .delete::<Endpoint>(&format!("/v1/endpoints/{name}"))
             .await;
@@ -108,6 +92,31 @@ impl RunArgs {
             u8::try_from(status.code().unwrap_or(128)).unwrap_or(1),
         ))
     }
+}
+
+/// The command run in the attached namespace at `path`, with a
+/// `resolv.conf` of the network's names server where it has one.
+async fn attached(
+    client: &Client,
+    path: &Path,
+    ep: &Endpoint,
+    command: &[String],
+) -> anyhow::Result<std::process::ExitStatus> {
+    let view: NetworkView = client.get(&format!("/v1/networks/{}", ep.network)).await?;
+    let resolv = match view.dns {
+        Some(server) => {
+            let file = path.with_extension("resolv.conf");
+            std::fs::write(&file, crate::dns::resolv_conf(server))
+                .context("writing the command's resolv.conf")?;
+            Some(file)
+        }
+        None => None,
+    };
+    let outcome = run_in(path, resolv.as_deref(), command).await;
+    if let Some(file) = &resolv {
+        let _ = std::fs::remove_file(file);
+    }
+    outcome
 }
 
 async fn run_in(
