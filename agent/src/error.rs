@@ -47,6 +47,8 @@ pub enum AgentError {
         error: StateError,
         last_good: Option<PathBuf>,
     },
+    #[error("--trace: reading the datapath's trace records: {0}")]
+    Trace(String),
     #[error("--restore-state: there is no last good copy of the state ({})", path.display())]
     NoLastGood { path: PathBuf },
     #[error("an allow list for {port} needs at least one source CIDR")]
@@ -257,6 +259,7 @@ impl AgentError {
             | AgentError::Netlink(_)
             | AgentError::Datapath(_)
             | AgentError::Mount(_)
+            | AgentError::Trace(_)
             | AgentError::BridgeMissing { .. }
             | AgentError::NoSuchInterface { .. }
             | AgentError::State(_)

@@ -16,3 +16,4 @@ pub mod owner;
 pub mod paths;
 pub mod publish;
 pub mod state;
+pub mod trace;

@@ -57,6 +57,12 @@ pub struct MonitorEvent {
     pub dst: String,
     pub smac: String,
     pub len: u32,
+    /// A trace record's addresses as the packet left its hook, where they
+    /// differ from `src` and `dst` (a translated packet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat_src: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat_dst: Option<String>,
 }
 
 impl MonitorEvent {
@@ -117,11 +123,15 @@ impl MonitorEvent {
             proto,
             smac: crate::network::mac_string(e.smac),
             len: e.len,
+            nat_src: None,
+            nat_dst: None,
         }
     }
 }
 
-/// One line: `TIME drop REASON(N) IFACE[/ENDPOINT] PROTO SRC -> DST len N`.
+/// One line: `TIME drop REASON(N) IFACE[/ENDPOINT] PROTO SRC -> DST len N`;
+/// a trace record's: `TIME trace VERDICT(N) HOOK IFACE[/ENDPOINT] PROTO
+/// SRC -> DST [as SRC -> DST] len N`.
 impl fmt::Display for MonitorEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let iface = self
@@ -132,6 +142,24 @@ impl fmt::Display for MonitorEvent {
             Some(ep) => format!("{iface}/{ep}"),
             None => iface,
         };
+        if self.event == "trace" {
+            write!(
+                f,
+                "{} trace {}({}) {} {} {} {} -> {}",
+                self.time,
+                self.reason,
+                self.reason_number,
+                self.hook,
+                iface,
+                self.proto,
+                self.src,
+                self.dst
+            )?;
+            if let (Some(s), Some(d)) = (&self.nat_src, &self.nat_dst) {
+                write!(f, " as {s} -> {d}")?;
+            }
+            return write!(f, " len {}", self.len);
+        }
         write!(
             f,
             "{} {} {}({}) {} {} {} -> {} len {} mac {}",
@@ -150,7 +178,7 @@ impl fmt::Display for MonitorEvent {
 }
 
 /// The name of interface `ifindex` in the agent's namespace.
-fn interface_name(ifindex: u32) -> Option<String> {
+pub(crate) fn interface_name(ifindex: u32) -> Option<String> {
     let mut buf = [0u8; libc::IF_NAMESIZE];
     // SAFETY: `buf` has room for IF_NAMESIZE bytes, as the call requires.
     let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr().cast()) };
@@ -162,7 +190,7 @@ fn interface_name(ifindex: u32) -> Option<String> {
 }
 
 /// Unix time minus monotonic time, now, in nanoseconds.
-fn clock_offset_ns() -> i128 {
+pub(crate) fn clock_offset_ns() -> i128 {
     let read = |clock| {
         let mut ts = libc::timespec {
             tv_sec: 0,
@@ -176,7 +204,7 @@ fn clock_offset_ns() -> i128 {
 }
 
 /// `2026-11-23T10:04:05.123Z`.
-fn rfc3339(unix_ns: u64) -> String {
+pub(crate) fn rfc3339(unix_ns: u64) -> String {
     let secs = unix_ns / 1_000_000_000;
     let millis = (unix_ns / 1_000_000) % 1_000;
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
@@ -214,6 +242,12 @@ impl Default for Hub {
 }
 
 impl Hub {
+    /// Where a reader of another source publishes its events.
+    #[must_use]
+    pub fn sender(&self) -> broadcast::Sender<MonitorEvent> {
+        self.tx.clone()
+    }
+
     /// A new watcher: every event from now on.
     #[must_use]
     pub fn subscribe(&self) -> broadcast::Receiver<MonitorEvent> {

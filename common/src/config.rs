@@ -13,12 +13,13 @@ pub struct Config {
     /// the node's `ip_local_port_range`. 0..0: masquerade off.
     pub snat_port_min: u16,
     pub snat_port_max: u16,
-    /// Explicit padding, always zero.
-    pub pad: u32,
+    /// The IPv4 address whose packets every hook records through aya-log
+    /// (`weir agent --trace`); `0.0.0.0`: no trace.
+    pub trace4: [u8; 4],
 }
 
 #[cfg(feature = "user")]
-// SAFETY: repr(C), explicit padding, every bit pattern valid.
+// SAFETY: repr(C), no padding (8 + 2 + 2 + 4 bytes), every bit pattern valid.
 unsafe impl aya::Pod for Config {}
 
 /// A socket's view of a translated address, for `recvmsg4` and

@@ -130,8 +130,8 @@ impl Hook {
     ];
 
     /// The programs no hook runs directly: `TAIL_CALLS`' entries, by
-    /// index ([`TAIL_FROM_CONTAINER6`]).
-    pub const TAIL_PROGRAMS: &'static [&'static str] = &["tc_from_container6"];
+    /// index ([`TAIL_FROM_CONTAINER6`], [`TAIL_TRACE`]).
+    pub const TAIL_PROGRAMS: &'static [&'static str] = &["tc_from_container6", "tc_trace"];
 
     /// Size of the `HOOK_STATS` array.
     pub const MAP_SIZE: u32 = 8;
@@ -162,6 +162,9 @@ impl Hook {
 /// `TAIL_CALLS` index of `tc_from_container6`, where `tc_from_container`
 /// hands every IPv6 frame (a program of its own: a stack of its own).
 pub const TAIL_FROM_CONTAINER6: u32 = 0;
+/// `TAIL_CALLS`' entry of `tc_trace`, which a tc hook hands a traced
+/// packet to as it leaves (`weir agent --trace`).
+pub const TAIL_TRACE: u32 = 1;
 /// Capacity of `TAIL_CALLS`.
 pub const MAX_TAIL_CALLS: u32 = 4;
 

@@ -21,6 +21,7 @@ mod policy;
 mod sock;
 mod stats;
 mod to_uplink;
+mod trace;
 mod v6;
 mod verdict;
 mod xdp;
@@ -36,11 +37,13 @@ use weir_common::stats::Hook;
 /// container sends passes here first (anti-spoofing, isolation, icc,
 /// internal networks, hairpin, answers of published services).
 #[classifier]
-pub fn tc_from_container(ctx: TcContext) -> i32 {
-    match from_container::handle(&ctx) {
+pub fn tc_from_container(mut ctx: TcContext) -> i32 {
+    trace::tc_in(&mut ctx, Hook::FromContainer);
+    let verdict = match from_container::handle(&ctx) {
         Ok(verdict) => verdict,
         Err(reason) => drop::tc(&ctx, Hook::FromContainer, reason),
-    }
+    };
+    trace::tc_out(&mut ctx, verdict)
 }
 
 /// `tc_from_container`'s IPv6 half, entered by tail call
@@ -53,23 +56,35 @@ pub fn tc_from_container6(ctx: TcContext) -> i32 {
     }
 }
 
+/// The record of a packet `weir agent --trace` follows, entered by tail
+/// call (`TAIL_CALLS`) as a tc hook lets it go: it returns that hook's
+/// verdict.
+#[classifier]
+pub fn tc_trace(mut ctx: TcContext) -> i32 {
+    trace::tail(&mut ctx)
+}
+
 /// tcx ingress on each uplink: bogons, published ports (DNAT), answers to
 /// masqueraded and routed flows; nothing unsolicited to a container.
 #[classifier]
-pub fn tc_from_uplink(ctx: TcContext) -> i32 {
-    match from_uplink::handle(&ctx) {
+pub fn tc_from_uplink(mut ctx: TcContext) -> i32 {
+    trace::tc_in(&mut ctx, Hook::FromUplink);
+    let verdict = match from_uplink::handle(&ctx) {
         Ok(verdict) => verdict,
         Err(reason) => drop::tc(&ctx, Hook::FromUplink, reason),
-    }
+    };
+    trace::tc_out(&mut ctx, verdict)
 }
 
 /// tcx egress on each uplink: masquerade (SNAT) of container egress.
 #[classifier]
-pub fn tc_to_uplink(ctx: TcContext) -> i32 {
-    match to_uplink::handle(&ctx) {
+pub fn tc_to_uplink(mut ctx: TcContext) -> i32 {
+    trace::tc_in(&mut ctx, Hook::ToUplink);
+    let verdict = match to_uplink::handle(&ctx) {
         Ok(verdict) => verdict,
         Err(reason) => drop::tc(&ctx, Hook::ToUplink, reason),
-    }
+    };
+    trace::tc_out(&mut ctx, verdict)
 }
 
 /// XDP on each uplink (`frags`: multi-buffer frames too): what must never
@@ -77,21 +92,23 @@ pub fn tc_to_uplink(ctx: TcContext) -> i32 {
 #[xdp(frags)]
 pub fn xdp_from_uplink(ctx: XdpContext) -> u32 {
     let frame = parse::XdpFrame::new(&ctx);
-    match xdp::handle(&frame) {
+    trace::xdp(&frame, || match xdp::handle(&frame) {
         Ok(verdict) => verdict,
         Err(reason) => drop::xdp(&frame, Hook::XdpFromUplink, reason),
-    }
+    })
 }
 
 /// tcx ingress on each bridge an engine made (Docker's): what a container
 /// sends before the agent entered its endpoint goes no further than its
 /// bridge.
 #[classifier]
-pub fn tc_from_bridge(ctx: TcContext) -> i32 {
-    match from_bridge::handle(&ctx) {
+pub fn tc_from_bridge(mut ctx: TcContext) -> i32 {
+    trace::tc_in(&mut ctx, Hook::FromBridge);
+    let verdict = match from_bridge::handle(&ctx) {
         Ok(verdict) => verdict,
         Err(reason) => drop::tc(&ctx, Hook::FromBridge, reason),
-    }
+    };
+    trace::tc_out(&mut ctx, verdict)
 }
 
 /// cgroup `connect4`: the node's TCP and UDP sockets connecting to a

@@ -20,6 +20,8 @@ fn the_per_packet_measure_times_every_case_and_the_hot_ones_hot() {
         [
             ("tc_from_uplink", "established (DNAT)"),
             ("tc_from_uplink", "miss"),
+            ("tc_from_uplink", "miss, trace on (another address)"),
+            ("tc_from_uplink", "miss, traced (its record)"),
             ("tc_from_uplink", "drop (unsolicited)"),
             ("xdp_from_uplink", "miss (passes to tc)"),
             ("xdp_from_uplink", "drop (unsolicited)"),

@@ -96,6 +96,12 @@ pub struct AgentArgs {
     /// state file lost or broken.
     #[arg(long)]
     restore_state: bool,
+    /// Record every packet from or to this IPv4 address at every hook it
+    /// meets, as it came and as it left, with the verdict; `weir monitor`
+    /// shows the records (off by default: then a packet pays one map read
+    /// per hook).
+    #[arg(long, value_name = "ADDR")]
+    trace: Option<std::net::Ipv4Addr>,
     /// Do not run: take weir off this node (the agent must be stopped).
     /// Removes every pin under --bpffs (which detaches the programs), the
     /// bridges and veths weir made, `weir run` namespaces, and the state.
@@ -132,6 +138,7 @@ impl AgentArgs {
             xdp: self.xdp,
             reset: self.reset,
             restore_state: self.restore_state,
+            trace: self.trace,
             dns_forward: if self.dns_forward.is_empty() {
                 crate::dns::resolvers(
                     &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),

@@ -73,6 +73,9 @@ pub struct Config {
     /// `--reset`: start from an empty state even though weir's bridges
     /// and veths are there (they are removed).
     pub reset: bool,
+    /// `--trace`: the IPv4 address whose packets every hook records
+    /// (`weir monitor` shows them).
+    pub trace: Option<std::net::Ipv4Addr>,
 }
 
 /// The default network's name: it has no names (Docker's rule for its
@@ -190,6 +193,12 @@ impl Agent {
             .spawn_reader(datapath.take_events()?)
             .map_err(AgentError::io("polling the drop event ring".to_owned()))?;
         datapath.configure((config.snat_ports.start(), config.snat_ports.end()))?;
+        if let Some(addr) = config.trace {
+            crate::trace::spawn_reader(datapath.ebpf_mut(), monitor.sender())
+                .map_err(|e| AgentError::Trace(e.to_string()))?;
+            datapath.set_trace(Some(addr))?;
+            info!(address = %addr, "tracing its packets through every hook (weir monitor shows them)");
+        }
         for uplink in &uplinks {
             let xdp = match config.xdp {
                 // Native XDP on a veth turns every frame into an XDP buffer

@@ -349,16 +349,31 @@ impl Datapath {
             netns_cookie: netns_cookie()?,
             snat_port_min: snat_ports.0,
             snat_port_max: snat_ports.1,
-            pad: 0,
+            trace4: [0; 4],
         };
-        let mut array: Array<&mut MapData, Config> = self
-            .ebpf
+        self.config_array()?
+            .set(0, config, 0)
+            .map_err(|source| map_err(map_names::CONFIG, source))
+    }
+
+    /// Turns the programs' trace (`CONFIG.trace4`) on for `addr`'s
+    /// packets, or off.
+    pub fn set_trace(&mut self, addr: Option<Ipv4Addr>) -> Result<(), DatapathError> {
+        let mut array = self.config_array()?;
+        let mut config = array
+            .get(&0, 0)
+            .map_err(|source| map_err(map_names::CONFIG, source))?;
+        config.trace4 = addr.unwrap_or(Ipv4Addr::UNSPECIFIED).octets();
+        array
+            .set(0, config, 0)
+            .map_err(|source| map_err(map_names::CONFIG, source))
+    }
+
+    fn config_array(&mut self) -> Result<Array<&mut MapData, Config>, DatapathError> {
+        self.ebpf
             .map_mut(map_names::CONFIG)
             .ok_or(DatapathError::MissingMap(map_names::CONFIG))?
             .try_into()
-            .map_err(|source| map_err(map_names::CONFIG, source))?;
-        array
-            .set(0, config, 0)
             .map_err(|source| map_err(map_names::CONFIG, source))
     }
 

@@ -32,6 +32,8 @@ use aya::{
     sys::{Stats, enable_stats},
 };
 
+use std::cell::RefCell;
+
 use weir::datapath::map_names;
 use weir_common::{
     ct::{CtEntry, CtKey},
@@ -111,21 +113,10 @@ pub fn measure(runs: u32) -> Costs {
     let _stats = enable_stats(Stats::RunTime).expect("BPF_ENABLE_STATS");
     node_ns("bench").run(|| {
         let mut h = harness();
-        let ack_in = packet::tcp_ack4(sa(CLIENT, port(0)), sa(NODE, 8080), 2, 2, false);
-        assert_eq!(
-            view(&rewritten(&mut h, "tc_from_uplink", &ack_in)).dst,
-            BACKEND
-        );
-        let answer = packet::tcp_ack4(sa(BACKEND, 80), sa(CLIENT, port(0)), 2, 3, false);
-        assert_eq!(
-            view(&rewritten(&mut h, "tc_from_container", &answer)).src,
-            NODE
-        );
-        let ack_out = packet::tcp_ack4(sa(BACKEND, port(0)), sa(CLIENT, 443), 2, 2, false);
-        // The masqueraded flow starts here; the new flows' ports differ.
-        assert_eq!(
-            view(&rewritten(&mut h, "tc_to_uplink", &ack_out)).src,
-            SNAT_IP
+        let (ack_in, answer, ack_out) = flows(&mut h);
+        let records = RefCell::new(
+            aya_log::EbpfLogger::init_with_logger(h.datapath.ebpf_mut(), Discard)
+                .expect("the trace's ring"),
         );
         let empty = Floor::empty().expect("a program that only returns");
         let one_helper = Floor::one_helper().expect("a program with one helper call");
@@ -138,7 +129,7 @@ pub fn measure(runs: u32) -> Costs {
         let snat_loop = loop_flow(&mut h, &ack_out, None);
         // Unsolicited to the container's own address: dropped.
         let unsolicited = packet::udp4(sa(CLIENT, 5000), sa(BACKEND, 53), b"q");
-        let cases: [Case; 16] = [
+        let mut cases: Vec<Case> = vec![
             // Published port, from outside.
             case(Run::Tc("tc_from_uplink"), "new flow (DNAT)", |i| {
                 packet::tcp_syn4(sa(CLIENT, port(i)), sa(NODE, 8080), 1)
@@ -151,6 +142,9 @@ pub fn measure(runs: u32) -> Costs {
                 packet::tcp_ack4(sa(CLIENT, 40001), sa(NODE, 9999), 1, 1, false)
             })
             .hot(Hot::Same),
+        ];
+        cases.extend(traced(&records));
+        cases.extend([
             case(Run::Tc("tc_from_uplink"), "drop (unsolicited)", |_| {
                 unsolicited.clone()
             })
@@ -210,11 +204,45 @@ pub fn measure(runs: u32) -> Costs {
                 ack_in.clone()
             })
             .hot(Hot::Same),
-        ];
+        ]);
         let costs = rounds(&mut h, &cases, runs);
         let sizes = sizes(&mut h);
         Costs { runs, costs, sizes }
     })
+}
+
+/// The three flows the cases use, started and checked: a published
+/// port's request and its answer, a masqueraded flow's packet.
+fn flows(h: &mut Harness) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let ack_in = packet::tcp_ack4(sa(CLIENT, port(0)), sa(NODE, 8080), 2, 2, false);
+    assert_eq!(view(&rewritten(h, "tc_from_uplink", &ack_in)).dst, BACKEND);
+    let answer = packet::tcp_ack4(sa(BACKEND, 80), sa(CLIENT, port(0)), 2, 3, false);
+    assert_eq!(view(&rewritten(h, "tc_from_container", &answer)).src, NODE);
+    let ack_out = packet::tcp_ack4(sa(BACKEND, port(0)), sa(CLIENT, 443), 2, 2, false);
+    // The masqueraded flow starts here; the new flows' ports differ.
+    assert_eq!(view(&rewritten(h, "tc_to_uplink", &ack_out)).src, SNAT_IP);
+    (ack_in, answer, ack_out)
+}
+
+/// `--trace` at `tc_from_uplink`: on for another address (more than off
+/// does: the same `CONFIG` read, then the headers matched), and for this
+/// packet's (its record, by tail call).
+fn traced(records: &RefCell<Records>) -> [Case<'_>; 2] {
+    let miss = || packet::tcp_ack4(sa(CLIENT, 40001), sa(NODE, 9999), 1, 1, false);
+    [
+        case(
+            Run::Traced("tc_from_uplink", Ipv4Addr::new(192, 0, 2, 99), records),
+            "miss, trace on (another address)",
+            move |_| miss(),
+        )
+        .hot(Hot::Same),
+        case(
+            Run::Traced("tc_from_uplink", CLIENT, records),
+            "miss, traced (its record)",
+            move |_| miss(),
+        )
+        .hot(Hot::Same),
+    ]
 }
 
 /// The datapath with one network, a container, an uplink and a port
@@ -348,9 +376,25 @@ fn rewritten(h: &mut Harness, program: &str, frame: &[u8]) -> Vec<u8> {
     out.frame
 }
 
+/// The trace's records, read and dropped.
+type Records = aya_log::EbpfLogger<Discard>;
+
+struct Discard;
+
+impl log::Log for Discard {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, _: &log::Record<'_>) {}
+    fn flush(&self) {}
+}
+
 /// What runs a case: a program of the datapath, or one of the floor's.
 enum Run<'a> {
     Tc(&'static str),
+    /// A tc program with `weir agent --trace` on for this address; its
+    /// records are read (and dropped) after each call, as the agent would.
+    Traced(&'static str, Ipv4Addr, &'a RefCell<Records>),
     Xdp(&'static str),
     Floor(&'a Floor),
 }
@@ -358,7 +402,7 @@ enum Run<'a> {
 impl Run<'_> {
     fn name(&self) -> &'static str {
         match self {
-            Run::Tc(name) | Run::Xdp(name) => name,
+            Run::Tc(name) | Run::Traced(name, ..) | Run::Xdp(name) => name,
             Run::Floor(_) => "-",
         }
     }
@@ -367,7 +411,7 @@ impl Run<'_> {
     fn drop_verdict(&self) -> i32 {
         match self {
             Run::Xdp(_) => XDP_DROP,
-            Run::Tc(_) | Run::Floor(_) => TC_ACT_SHOT,
+            Run::Tc(_) | Run::Traced(..) | Run::Floor(_) => TC_ACT_SHOT,
         }
     }
 
@@ -376,6 +420,13 @@ impl Run<'_> {
     fn run(&self, h: &mut Harness, frame: &[u8], repeat: u32) -> i32 {
         match self {
             Run::Tc(program) => h.run_tc_repeated(program, frame, repeat).verdict,
+            Run::Traced(program, addr, records) => {
+                h.datapath.set_trace(Some(*addr)).expect("CONFIG");
+                let verdict = h.run_tc_repeated(program, frame, repeat).verdict;
+                h.datapath.set_trace(None).expect("CONFIG");
+                records.borrow_mut().flush();
+                verdict
+            }
             Run::Xdp(program) => h.run_xdp_repeated(program, frame, repeat).verdict,
             Run::Floor(f) => {
                 let (verdict, _) = f.run_repeated(frame, repeat).expect("BPF_PROG_TEST_RUN");
@@ -387,7 +438,7 @@ impl Run<'_> {
     /// The kernel's account so far: nanoseconds run, runs.
     fn account(&self, h: &mut Harness) -> (u128, u64) {
         match self {
-            Run::Tc(program) | Run::Xdp(program) => {
+            Run::Tc(program) | Run::Traced(program, ..) | Run::Xdp(program) => {
                 let i = info(h, program);
                 (i.run_time().as_nanos(), i.run_count())
             }
