@@ -105,6 +105,21 @@ impl World {
         })
     }
 
+    /// Gives `ext` a route to the default network's container addresses
+    /// through the node, as a neighbour on the uplink's link could have:
+    /// only weir then stops what it sends them.
+    pub fn ext_routes_to_containers(&self) -> io::Result<()> {
+        self.ext
+            .ip(&[
+                "route",
+                "add",
+                "10.203.0.0/16",
+                "via",
+                &NODE_UPLINK_IP.to_string(),
+            ])
+            .map(drop)
+    }
+
     /// Adds a new, empty container namespace (only `lo`, up), to be
     /// attached by the agent; [`World::c`] finds it by `name`.
     pub fn add_container(&mut self, name: &str) -> io::Result<()> {

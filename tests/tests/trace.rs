@@ -55,15 +55,7 @@ fn a_traced_clients_packets_are_shown_at_each_hook_with_their_translation() {
 
     // A packet the datapath drops is recorded with its verdict too: ext
     // calling a container's own address, unsolicited.
-    w.ext
-        .ip(&[
-            "route",
-            "add",
-            "10.203.0.0/16",
-            "via",
-            &NODE_UPLINK_IP.to_string(),
-        ])
-        .unwrap();
+    w.ext_routes_to_containers().unwrap();
     let dropped = monitor
         .wait_for(
             Duration::from_secs(10),

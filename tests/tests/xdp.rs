@@ -33,15 +33,7 @@ fn serves_and_shuts(mode: &str) {
     let ip = agent.attach("weir", w.c("web"), "web", &["-p", "8080:80"]);
     let http = Server::http(w.c("web"), any(80)).unwrap();
     // ext may route to the containers' addresses: only weir stops it.
-    w.ext
-        .ip(&[
-            "route",
-            "add",
-            "10.203.0.0/16",
-            "via",
-            &NODE_UPLINK_IP.to_string(),
-        ])
-        .unwrap();
+    w.ext_routes_to_containers().unwrap();
 
     let body = w
         .ext
