@@ -48,7 +48,7 @@ pub enum AgentError {
         last_good: Option<PathBuf>,
     },
     #[error("--trace: reading the datapath's trace records: {0}")]
-    Trace(String),
+    Trace(aya_log::Error),
     #[error("--restore-state: there is no last good copy of the state ({})", path.display())]
     NoLastGood { path: PathBuf },
     #[error("an allow list for {port} needs at least one source CIDR")]

@@ -74,16 +74,7 @@ impl MonitorEvent {
         let reason = DropReason::from_number(e.reason);
         let unix = i128::from(e.time_ns) + offset_ns;
         let unix = u64::try_from(unix.max(0)).unwrap_or(0);
-        let (proto, ports) = match (u16::from_be_bytes(e.ethertype), e.proto) {
-            (0x0806, _) => ("arp".to_owned(), false),
-            (0x0800 | 0x86dd, PROTO_TCP) => ("tcp".to_owned(), true),
-            (0x0800 | 0x86dd, PROTO_UDP) => ("udp".to_owned(), true),
-            (0x0800, PROTO_ICMP) => ("icmp".to_owned(), false),
-            (0x0800, n) => (format!("ip/{n}"), false),
-            (0x86dd, PROTO_ICMPV6) => ("icmpv6".to_owned(), false),
-            (0x86dd, n) => (format!("ip6/{n}"), false),
-            (t, _) => (format!("ether/{t:#06x}"), false),
-        };
+        let (proto, ports) = proto_name(u16::from_be_bytes(e.ethertype), e.proto);
         let known = !proto.starts_with("ether/") && (e.ethertype != [0x86, 0xdd] || v6.is_some());
         let addr = |a: IpAddr, port: [u8; 2]| {
             if !known {
@@ -177,6 +168,21 @@ impl fmt::Display for MonitorEvent {
     }
 }
 
+/// A packet's protocol as `weir monitor` names it, from its ethertype and
+/// IP protocol (next header), and whether it has ports.
+pub(crate) fn proto_name(ethertype: u16, proto: u8) -> (String, bool) {
+    match (ethertype, proto) {
+        (0x0806, _) => ("arp".to_owned(), false),
+        (0x0800 | 0x86dd, PROTO_TCP) => ("tcp".to_owned(), true),
+        (0x0800 | 0x86dd, PROTO_UDP) => ("udp".to_owned(), true),
+        (0x0800, PROTO_ICMP) => ("icmp".to_owned(), false),
+        (0x0800, n) => (format!("ip/{n}"), false),
+        (0x86dd, PROTO_ICMPV6) => ("icmpv6".to_owned(), false),
+        (0x86dd, n) => (format!("ip6/{n}"), false),
+        (t, _) => (format!("ether/{t:#06x}"), false),
+    }
+}
+
 /// The name of interface `ifindex` in the agent's namespace.
 pub(crate) fn interface_name(ifindex: u32) -> Option<String> {
     let mut buf = [0u8; libc::IF_NAMESIZE];
@@ -190,7 +196,7 @@ pub(crate) fn interface_name(ifindex: u32) -> Option<String> {
 }
 
 /// Unix time minus monotonic time, now, in nanoseconds.
-pub(crate) fn clock_offset_ns() -> i128 {
+fn clock_offset_ns() -> i128 {
     let read = |clock| {
         let mut ts = libc::timespec {
             tv_sec: 0,

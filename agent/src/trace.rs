@@ -11,10 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use aya::Ebpf;
 use aya_log::EbpfLogger;
 use tokio::{sync::broadcast, time::MissedTickBehavior};
-use weir_common::{
-    publish::{PROTO_ICMP, PROTO_TCP, PROTO_UDP},
-    stats::Hook,
-};
+use weir_common::stats::Hook;
 
 use crate::monitor::{self, MonitorEvent, READ_EVERY};
 
@@ -88,8 +85,8 @@ pub fn parse(line: &str, unix_ns: u64) -> Option<MonitorEvent> {
     let hook = Hook::ALL.iter().find(|h| h.index() == hook)?;
     let verdict: i32 = verdict.parse().ok()?;
     let ifindex: u32 = ifindex.parse().ok()?;
-    let proto: u8 = proto.parse().ok()?;
-    let ports = proto == PROTO_TCP || proto == PROTO_UDP;
+    // Every record is of an IPv4 packet.
+    let (proto, ports) = monitor::proto_name(0x0800, proto.parse().ok()?);
     let addr = |a: &str, p: &str| -> Option<String> {
         let ip: Ipv4Addr = a.parse().ok()?;
         let port: u16 = p.parse().ok()?;
@@ -112,12 +109,7 @@ pub fn parse(line: &str, unix_ns: u64) -> Option<MonitorEvent> {
         ifindex,
         interface: monitor::interface_name(ifindex),
         endpoint: None,
-        proto: match proto {
-            PROTO_TCP => "tcp".to_owned(),
-            PROTO_UDP => "udp".to_owned(),
-            PROTO_ICMP => "icmp".to_owned(),
-            n => format!("ip/{n}"),
-        },
+        proto,
         src,
         dst,
         smac: "-".to_owned(),

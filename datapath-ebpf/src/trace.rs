@@ -87,6 +87,10 @@ fn set_cb(ctx: &mut TcContext, i: usize, value: u32) {
 /// verdict; the rest (or a failed tail call) leave with `verdict`.
 #[inline(always)]
 pub fn tc_out(ctx: &mut TcContext, verdict: i32) -> i32 {
+    // The trace asked again, not a flag kept from the entry: with the
+    // trace off `tc_in` leaves `cb` alone, and whatever it holds is not
+    // ours. (A flag kept across the hook's work would take a stack slot
+    // `tc_from_container` has no room for.)
     if address().is_some() && ctx.cb()[0] & !0xff == TRACED {
         set_cb(ctx, 1, verdict.cast_unsigned());
         // SAFETY: a tail call with the program's own context; it returns

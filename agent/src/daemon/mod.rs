@@ -195,7 +195,7 @@ impl Agent {
         datapath.configure((config.snat_ports.start(), config.snat_ports.end()))?;
         if let Some(addr) = config.trace {
             crate::trace::spawn_reader(datapath.ebpf_mut(), monitor.sender())
-                .map_err(|e| AgentError::Trace(e.to_string()))?;
+                .map_err(AgentError::Trace)?;
             datapath.set_trace(Some(addr))?;
             info!(address = %addr, "tracing its packets through every hook (weir monitor shows them)");
         }

@@ -129,6 +129,8 @@ pub fn measure(runs: u32) -> Costs {
         let snat_loop = loop_flow(&mut h, &ack_out, None);
         // Unsolicited to the container's own address: dropped.
         let unsolicited = packet::udp4(sa(CLIENT, 5000), sa(BACKEND, 53), b"q");
+        // To a port nothing published: no flow, passed.
+        let miss = packet::tcp_ack4(sa(CLIENT, 40001), sa(NODE, 9999), 1, 1, false);
         let mut cases: Vec<Case> = vec![
             // Published port, from outside.
             case(Run::Tc("tc_from_uplink"), "new flow (DNAT)", |i| {
@@ -138,12 +140,9 @@ pub fn measure(runs: u32) -> Costs {
                 ack_in.clone()
             })
             .hot(Hot::Loop(dnat_loop)),
-            case(Run::Tc("tc_from_uplink"), "miss", |_| {
-                packet::tcp_ack4(sa(CLIENT, 40001), sa(NODE, 9999), 1, 1, false)
-            })
-            .hot(Hot::Same),
+            case(Run::Tc("tc_from_uplink"), "miss", |_| miss.clone()).hot(Hot::Same),
         ];
-        cases.extend(traced(&records));
+        cases.extend(traced(&records, &miss));
         cases.extend([
             case(Run::Tc("tc_from_uplink"), "drop (unsolicited)", |_| {
                 unsolicited.clone()
@@ -157,7 +156,7 @@ pub fn measure(runs: u32) -> Costs {
                 ack_in.clone()
             }),
             case(Run::Xdp("xdp_from_uplink"), "miss (passes to tc)", |_| {
-                packet::tcp_ack4(sa(CLIENT, 40001), sa(NODE, 9999), 1, 1, false)
+                miss.clone()
             })
             .hot(Hot::Same),
             case(Run::Xdp("xdp_from_uplink"), "drop (unsolicited)", |_| {
@@ -226,20 +225,19 @@ fn flows(h: &mut Harness) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
 
 /// `--trace` at `tc_from_uplink`: on for another address (more than off
 /// does: the same `CONFIG` read, then the headers matched), and for this
-/// packet's (its record, by tail call).
-fn traced(records: &RefCell<Records>) -> [Case<'_>; 2] {
-    let miss = || packet::tcp_ack4(sa(CLIENT, 40001), sa(NODE, 9999), 1, 1, false);
+/// packet's (its record, by tail call); on the `miss` frame.
+fn traced<'a>(records: &'a RefCell<Records>, miss: &'a [u8]) -> [Case<'a>; 2] {
     [
         case(
             Run::Traced("tc_from_uplink", Ipv4Addr::new(192, 0, 2, 99), records),
             "miss, trace on (another address)",
-            move |_| miss(),
+            move |_| miss.to_vec(),
         )
         .hot(Hot::Same),
         case(
             Run::Traced("tc_from_uplink", CLIENT, records),
             "miss, traced (its record)",
-            move |_| miss(),
+            move |_| miss.to_vec(),
         )
         .hot(Hot::Same),
     ]
