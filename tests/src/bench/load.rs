@@ -196,6 +196,11 @@ pub struct Crr {
     pub per_sec: f64,
     pub p50_us: f64,
     pub errors: u64,
+    /// Kernel CPU time (system, irq and softirq, all CPUs) per connection,
+    /// in microseconds: what the rate hides when clients and servers
+    /// saturate the machine's CPUs. Everything the kernel did meanwhile is
+    /// in it, the sockets' own work too, alike in every setup.
+    pub kernel_us: f64,
 }
 
 /// `workers` threads in `ns`, each opening a connection to `to`, sending a
@@ -203,6 +208,7 @@ pub struct Crr {
 #[must_use]
 pub fn crr(ns: &Netns, to: impl Into<SocketAddr>, secs: f64, workers: usize) -> Crr {
     let to: SocketAddr = to.into();
+    let kernel_before = cpu_times().kernel;
     let handles: Vec<_> = (0..workers)
         .map(|_| {
             let path = ns.path();
@@ -243,12 +249,15 @@ pub fn crr(ns: &Netns, to: impl Into<SocketAddr>, secs: f64, workers: usize) -> 
         errors += e;
         took = took.max(t);
     }
+    let kernel = cpu_times().kernel - kernel_before;
     lat.sort_unstable();
     Crr {
         connections: lat.len() as u64,
         per_sec: rate(lat.len() as u64, took),
         p50_us: percentile_us(&lat, 0.50),
         errors,
+        #[expect(clippy::cast_precision_loss, reason = "far below 2^52")]
+        kernel_us: kernel * 1e6 / (lat.len() as f64).max(1.0),
     }
 }
 
@@ -333,23 +342,47 @@ pub fn stream(
 /// Seconds of CPU time all CPUs spent busy (not idle, not waiting for
 /// I/O) since boot, from `/proc/stat`.
 fn cpu_busy() -> f64 {
+    cpu_times().busy
+}
+
+/// Seconds of CPU time of all CPUs since boot, from `/proc/stat`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CpuTimes {
+    /// Neither idle nor waiting for I/O.
+    pub busy: f64,
+    /// In the kernel: system, irq and softirq.
+    pub kernel: f64,
+}
+
+fn cpu_times() -> CpuTimes {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().next() else {
-        return 0.0;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    #[expect(clippy::cast_precision_loss, reason = "a small number")]
+    parse_cpu_times(&stat, hz as f64)
+}
+
+/// The first (`cpu`, all CPUs) line of `/proc/stat`, in jiffies of
+/// `1 / hz` seconds: user nice system idle iowait irq softirq steal ...
+#[must_use]
+pub fn parse_cpu_times(stat: &str, hz: f64) -> CpuTimes {
+    let Some(line) = stat.lines().next().filter(|l| l.starts_with("cpu ")) else {
+        return CpuTimes::default();
     };
     let v: Vec<u64> = line
         .split_whitespace()
         .skip(1)
         .filter_map(|x| x.parse().ok())
         .collect();
-    // user nice system idle iowait irq softirq steal ...
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
     let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    let idle = at(3) + at(4);
     #[expect(clippy::cast_precision_loss, reason = "jiffies far below 2^52")]
-    let secs = (total - idle) as f64 / hz as f64;
-    secs
+    let secs = |jiffies: u64| jiffies as f64 / hz;
+    CpuTimes {
+        busy: secs(total - idle),
+        kernel: secs(at(2) + at(5) + at(6)),
+    }
 }
 
 fn enter(path: &Path) {
@@ -411,5 +444,15 @@ mod tests {
         assert!((percentile_us(&v, 0.5) - 51.0).abs() < 1e-9);
         assert!((percentile_us(&v, 0.99) - 99.0).abs() < 1e-9);
         assert!((percentile_us(&[], 0.5)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn cpu_times_split_busy_and_kernel() {
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        let stat = "cpu  100 10 200 5000 40 3 7 50 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        let t = parse_cpu_times(stat, 100.0);
+        assert!((t.busy - 3.7).abs() < 1e-9, "{t:?}");
+        assert!((t.kernel - 2.1).abs() < 1e-9, "{t:?}");
+        assert_eq!(parse_cpu_times("intr 1 2\n", 100.0), CpuTimes::default());
     }
 }

@@ -362,6 +362,18 @@ fn docker_rounds(opts: &Options) -> io::Result<Vec<Metric>> {
             "conn/s",
             Better::Higher,
         ),
+        Metric::new(
+            "docker_crr_in_cpu",
+            "kernel CPU per connection via the published port",
+            "us",
+            Better::Lower,
+        ),
+        Metric::new(
+            "docker_crr_out_cpu",
+            "kernel CPU per connection out of the container",
+            "us",
+            Better::Lower,
+        ),
     ];
     for round in 0..opts.rounds {
         eprintln!("bench: Docker round {}/{}", round + 1, opts.rounds);
@@ -380,6 +392,8 @@ fn docker_rounds(opts: &Options) -> io::Result<Vec<Metric>> {
             m[1].add(s, rr.p99_us, 0);
             m[2].add(s, crr.per_sec, crr.errors);
             m[3].add(s, out.per_sec, out.errors);
+            m[4].add(s, crr.kernel_us, 0);
+            m[5].add(s, out.kernel_us, 0);
         }
     }
     Ok(m)
@@ -408,6 +422,18 @@ fn main_metrics() -> Vec<Metric> {
             "TCP_CRR out of the container (masquerade)",
             "conn/s",
             Better::Higher,
+        ),
+        Metric::new(
+            "crr_in_cpu",
+            "kernel CPU per connection via the published port",
+            "us",
+            Better::Lower,
+        ),
+        Metric::new(
+            "crr_out_cpu",
+            "kernel CPU per connection out of the container",
+            "us",
+            Better::Lower,
         ),
         Metric::new(
             "stream",
@@ -464,6 +490,8 @@ fn measure_round(bed: &Bed, opts: &Options, m: &mut [Metric]) {
     m[2].add(s, rr.p99_us, 0);
     m[3].add(s, crr.per_sec, crr.errors);
     m[4].add(s, out.per_sec, out.errors);
+    m[5].add(s, crr.kernel_us, 0);
+    m[6].add(s, out.kernel_us, 0);
     bed.sink.pin(Some(STREAM_CPUS.1));
     let st = load::stream(
         bed.ext(),
@@ -472,8 +500,8 @@ fn measure_round(bed: &Bed, opts: &Options, m: &mut [Metric]) {
         opts.secs,
         Some(STREAM_CPUS.0),
     );
-    m[5].add(s, st.gbit_per_sec, st.errors);
-    m[6].add(s, st.cpu_per_gbit, 0);
+    m[7].add(s, st.gbit_per_sec, st.errors);
+    m[8].add(s, st.cpu_per_gbit, 0);
     let (rr6, crr6, out6) = connections(
         bed.ext(),
         bed.echo_target6(),
@@ -482,9 +510,9 @@ fn measure_round(bed: &Bed, opts: &Options, m: &mut [Metric]) {
         Bed::out_target6(),
         opts,
     );
-    m[7].add(s, rr6.per_sec, rr6.errors);
-    m[8].add(s, crr6.per_sec, crr6.errors);
-    m[9].add(s, out6.per_sec, out6.errors);
+    m[9].add(s, rr6.per_sec, rr6.errors);
+    m[10].add(s, crr6.per_sec, crr6.errors);
+    m[11].add(s, out6.per_sec, out6.errors);
 }
 
 /// One round's connection figures of a setup: request/response through

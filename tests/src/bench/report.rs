@@ -493,6 +493,8 @@ fn short(id: &str) -> &str {
         "rr_p50" => "RR latency p50",
         "crr_in" => "CRR in (DNAT)",
         "crr_out" => "CRR out (masq.)",
+        "crr_in_cpu" => "CPU per conn. in",
+        "crr_out_cpu" => "CPU per conn. out",
         "stream" => "stream Gbit/s",
         "stream_cpu" => "CPU per Gbit/s",
         "rr6_tps" => "IPv6 TCP_RR trans/s",
