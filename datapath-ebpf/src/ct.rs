@@ -210,10 +210,11 @@ pub fn create_routed(
     )
 }
 
-/// Starts masquerading `flow` behind `nat_ip`: the source port is kept if
-/// it lies in `min..=max`, else (and on a collision) up to [`SNAT_TRIES`]
-/// random ports of the range are tried, each claimed by inserting the
-/// reply direction with `BPF_NOEXIST`, so two flows never share a tuple.
+/// Starts masquerading `flow`, which the caller found no entry of, behind
+/// `nat_ip`: the source port is kept if it lies in `min..=max`, else (and
+/// on a collision) up to [`SNAT_TRIES`] random ports of the range are
+/// tried, each claimed by inserting the reply direction with
+/// `BPF_NOEXIST`, so two flows never share a tuple.
 /// Ports published on the node are skipped. Returns the original
 /// direction's entry and how many probes collided before it.
 #[inline(always)]
@@ -267,7 +268,10 @@ pub fn create_snat(
             claimed = CT4.insert(reply_key, reply, u64::from(BPF_NOEXIST)).is_ok();
         }
         if claimed {
-            put(k, &original)?;
+            // `k` missed in `CT4` moments ago (the caller's lookup): put
+            // in without looking it up again.
+            CT4.insert(*k, original, 0)
+                .map_err(|_| DropReason::CtInsertFailed)?;
             return Ok((original, i));
         }
     }
