@@ -152,6 +152,13 @@ fn put(key: &CtKey, entry: &CtEntry) -> Result<(), DropReason> {
         unsafe { *old = *entry };
         return Ok(());
     }
+    insert(key, entry)
+}
+
+/// Writes `entry` under `key` as a new element (or over the one there is,
+/// freeing it), evicting the least recently used when `CT4` is full.
+#[inline(always)]
+fn insert(key: &CtKey, entry: &CtEntry) -> Result<(), DropReason> {
     CT4.insert(*key, *entry, 0)
         .map_err(|_| DropReason::CtInsertFailed)
 }
@@ -270,8 +277,7 @@ pub fn create_snat(
         if claimed {
             // `k` missed in `CT4` moments ago (the caller's lookup): put
             // in without looking it up again.
-            CT4.insert(*k, original, 0)
-                .map_err(|_| DropReason::CtInsertFailed)?;
+            insert(k, &original)?;
             return Ok((original, i));
         }
     }

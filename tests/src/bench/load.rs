@@ -324,9 +324,13 @@ pub fn stream(
         })
     };
     thread::sleep(Duration::from_millis(300));
-    let (b0, c0, t0) = (sink.received(), cpu_busy(), Instant::now());
+    let (b0, c0, t0) = (sink.received(), cpu_times().busy, Instant::now());
     thread::sleep(Duration::from_secs_f64(secs));
-    let (b1, c1, took) = (sink.received(), cpu_busy(), t0.elapsed().as_secs_f64());
+    let (b1, c1, took) = (
+        sink.received(),
+        cpu_times().busy,
+        t0.elapsed().as_secs_f64(),
+    );
     stop.store(true, Ordering::Relaxed);
     let errors = writer.join().expect("stream writer");
     #[expect(clippy::cast_precision_loss, reason = "byte counts far below 2^52")]
@@ -339,19 +343,13 @@ pub fn stream(
     }
 }
 
-/// Seconds of CPU time all CPUs spent busy (not idle, not waiting for
-/// I/O) since boot, from `/proc/stat`.
-fn cpu_busy() -> f64 {
-    cpu_times().busy
-}
-
 /// Seconds of CPU time of all CPUs since boot, from `/proc/stat`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct CpuTimes {
+struct CpuTimes {
     /// Neither idle nor waiting for I/O.
-    pub busy: f64,
+    busy: f64,
     /// In the kernel: system, irq and softirq.
-    pub kernel: f64,
+    kernel: f64,
 }
 
 fn cpu_times() -> CpuTimes {
@@ -364,8 +362,7 @@ fn cpu_times() -> CpuTimes {
 
 /// The first (`cpu`, all CPUs) line of `/proc/stat`, in jiffies of
 /// `1 / hz` seconds: user nice system idle iowait irq softirq steal ...
-#[must_use]
-pub fn parse_cpu_times(stat: &str, hz: f64) -> CpuTimes {
+fn parse_cpu_times(stat: &str, hz: f64) -> CpuTimes {
     let Some(line) = stat.lines().next().filter(|l| l.starts_with("cpu ")) else {
         return CpuTimes::default();
     };
