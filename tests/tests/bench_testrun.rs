@@ -30,6 +30,7 @@ fn the_per_packet_measure_times_every_case_and_the_hot_ones_hot() {
             ("tc_to_uplink", "translated on the veth (passes)"),
             ("-", "(floor) a program that only returns"),
             ("-", "(floor) one helper call"),
+            ("-", "(floor) a CT4-sized LRU lookup, hit"),
         ]
     );
     for c in &costs.costs {

@@ -215,8 +215,11 @@ pub fn text(r: &Results) -> String {
              a case, each on a fresh frame. Hot: `repeat` {} on one skb, the program \
              on its own output, each run still the same case (an established flow's \
              rewritten tuple is given an entry that rewrites it on, so every run is \
-             a hit). The two `-` rows are the floor: a program that only returns, \
-             and one that makes one helper call:\n",
+             a hit). The `-` rows are the floor: a program that only returns, one \
+             that makes one helper call, and two on an LRU hash of `CT4`'s sizes, \
+             one looking up a key that is there (a known flow's packet), one \
+             inserting a new one (each new flow makes two such inserts, one per \
+             direction):\n",
             testrun::ROUNDS,
             r.testrun.runs,
             testrun::HOT_REPEAT

@@ -118,8 +118,7 @@ pub fn measure(runs: u32) -> Costs {
             aya_log::EbpfLogger::init_with_logger(h.datapath.ebpf_mut(), Discard)
                 .expect("the trace's ring"),
         );
-        let empty = Floor::empty().expect("a program that only returns");
-        let one_helper = Floor::one_helper().expect("a program with one helper call");
+        let floors = Floors::load();
         let backend2 = Some(BACKEND2);
         let mac2 = [2, 0, 0, 0, 0, 3];
         h.datapath
@@ -192,22 +191,61 @@ pub fn measure(runs: u32) -> Costs {
                 |_| packet::tcp_ack4(sa(NODE, 5555), sa(CLIENT, 443), 2, 2, false),
             )
             .hot(Hot::Same),
-            // What any program and any helper call cost by this measure.
-            case(
-                Run::Floor(&empty),
-                "(floor) a program that only returns",
-                |_| ack_in.clone(),
-            )
-            .hot(Hot::Same),
-            case(Run::Floor(&one_helper), "(floor) one helper call", |_| {
-                ack_in.clone()
-            })
-            .hot(Hot::Same),
         ]);
+        cases.extend(floor_cases(&floors, &ack_in));
         let costs = rounds(&mut h, &cases, runs);
         let sizes = sizes(&mut h);
         Costs { runs, costs, sizes }
     })
+}
+
+/// The floor's programs ([`super::floor`]).
+struct Floors {
+    empty: Floor,
+    one_helper: Floor,
+    lru_lookup: Floor,
+    lru_insert: Floor,
+}
+
+impl Floors {
+    fn load() -> Self {
+        Self {
+            empty: Floor::empty().expect("a program that only returns"),
+            one_helper: Floor::one_helper().expect("a program with one helper call"),
+            lru_lookup: Floor::lru_lookup().expect("a program that looks up an LRU hash"),
+            lru_insert: Floor::lru_insert().expect("a program that inserts into an LRU hash"),
+        }
+    }
+}
+
+/// What any program, a helper call, and a lookup and an insert of
+/// `CT4`'s kind cost by this measure (each on `frame`, which they ignore).
+fn floor_cases<'a>(f: &'a Floors, frame: &'a [u8]) -> [Case<'a>; 4] {
+    [
+        case(
+            Run::Floor(&f.empty),
+            "(floor) a program that only returns",
+            move |_| frame.to_vec(),
+        )
+        .hot(Hot::Same),
+        case(
+            Run::Floor(&f.one_helper),
+            "(floor) one helper call",
+            move |_| frame.to_vec(),
+        )
+        .hot(Hot::Same),
+        case(
+            Run::Floor(&f.lru_lookup),
+            "(floor) a CT4-sized LRU lookup, hit",
+            move |_| frame.to_vec(),
+        )
+        .hot(Hot::Same),
+        case(
+            Run::Floor(&f.lru_insert),
+            "(floor) a CT4-sized LRU insert, new key (and a random word)",
+            move |_| frame.to_vec(),
+        ),
+    ]
 }
 
 /// The three flows the cases use, started and checked: a published
