@@ -148,6 +148,12 @@ pub enum DatapathError {
         #[source]
         source: io::Error,
     },
+    #[error("reading the entries of map `{map}`: {source}")]
+    Walk {
+        map: &'static str,
+        #[source]
+        source: io::Error,
+    },
     #[error("taking an entry out of map `{map}`: {source}")]
     Take {
         map: &'static str,

@@ -1,7 +1,7 @@
 //! The few bpf(2) commands aya 0.14 does not expose: a map's full info
 //! (with its BTF ids), the bytes of a BTF object, a link's info,
-//! replacing the program behind a link, and taking a hash map's entry out
-//! with its value in one step.
+//! replacing the program behind a link, taking a hash map's entry out
+//! with its value in one step, and reading a hash map in batches.
 
 use std::{
     ffi::CString,
@@ -20,6 +20,9 @@ const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 const BPF_NOEXIST: u64 = 1;
 const BPF_LINK_UPDATE: libc::c_long = 29;
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+/// Entries a batch asks for at first (a bucket larger than that doubles it).
+const BATCH: usize = 4096;
 
 /// `union bpf_attr` for `BPF_OBJ_GET_INFO_BY_FD`.
 #[repr(C)]
@@ -148,6 +151,72 @@ pub fn map_take<K: aya::Pod, V: aya::Pod>(fd: BorrowedFd<'_>, key: &K) -> io::Re
     }
 }
 
+/// `union bpf_attr` for the `BPF_MAP_*_BATCH` commands.
+#[repr(C)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// Every entry of the hash map `fd` (not a per-CPU one), read
+/// [`BATCH`] at a time with `BPF_MAP_LOOKUP_BATCH`: one call for thousands
+/// of entries where a walk by `BPF_MAP_GET_NEXT_KEY` makes two for each
+/// (a sweep of a table of new connections reads hundreds of thousands).
+/// The kernel copies each bucket whole, under its lock: an entry added or
+/// removed meanwhile is in the result or not, never half.
+pub fn map_entries<K: aya::Pod, V: aya::Pod>(fd: BorrowedFd<'_>) -> io::Result<Vec<(K, V)>> {
+    batches(fd, BATCH)
+}
+
+/// [`map_entries`], asking for `room` entries a batch at first.
+fn batches<K: aya::Pod, V: aya::Pod>(
+    fd: BorrowedFd<'_>,
+    mut room: usize,
+) -> io::Result<Vec<(K, V)>> {
+    let (mut keys, mut values) = (zeroed::<K>(room), zeroed::<V>(room));
+    let mut out = Vec::new();
+    // The kernel's position in a hash map: a bucket index.
+    let (mut at, mut next) = (None::<u32>, 0u32);
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: at.as_ref().map_or(0, |b| std::ptr::from_ref(b) as u64),
+            out_batch: std::ptr::from_mut(&mut next) as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: u32::try_from(room).expect("a batch's size"),
+            map_fd: fd_u32(fd),
+            elem_flags: 0,
+            flags: 0,
+        };
+        let rc = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
+        let n = usize::try_from(attr.count).expect("a count").min(room);
+        out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
+        match rc {
+            Ok(_) => at = Some(next),
+            // The last bucket read.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(out),
+            // A bucket holds more than the room: again with twice as much.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && n == 0 => {
+                room *= 2;
+                (keys, values) = (zeroed::<K>(room), zeroed::<V>(room));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `n` values of all zero bytes (valid: `T` is `Pod`).
+fn zeroed<T: aya::Pod>(n: usize) -> Vec<T> {
+    // SAFETY: a `Pod` type is valid for any bytes, zeroes included.
+    vec![unsafe { std::mem::zeroed::<T>() }; n]
+}
+
 /// Puts `value` under `key` in the hash map `fd` unless the key has an
 /// entry already; returns whether it did.
 pub fn map_insert_new<K: aya::Pod, V: aya::Pod>(
@@ -263,4 +332,59 @@ pub fn link_update(link: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()>
         old_prog_fd: 0,
     };
     bpf(BPF_LINK_UPDATE, &mut attr).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, os::fd::AsFd};
+
+    use super::*;
+
+    const BPF_MAP_CREATE: libc::c_long = 0;
+    const BPF_MAP_TYPE_HASH: u32 = 1;
+    /// A hash of fixed seed: the same keys fall in the same buckets.
+    const BPF_F_ZERO_SEED: u32 = 1 << 6;
+
+    /// `union bpf_attr` for `BPF_MAP_CREATE` (up to `map_flags`).
+    #[repr(C)]
+    struct CreateAttr {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+    }
+
+    fn hash_map(max_entries: u32) -> OwnedFd {
+        let mut attr = CreateAttr {
+            map_type: BPF_MAP_TYPE_HASH,
+            key_size: 4,
+            value_size: 8,
+            max_entries,
+            map_flags: BPF_F_ZERO_SEED,
+        };
+        new_fd(bpf(BPF_MAP_CREATE, &mut attr).expect("BPF_MAP_CREATE (as root)"))
+    }
+
+    /// Batches of one entry meet buckets of two and more (1000 keys in
+    /// 1024 buckets): each such bucket doubles the room, and every entry
+    /// comes out once, with its value; an empty map reads as empty.
+    #[test]
+    fn batches_read_every_entry_once_whatever_the_buckets_hold() {
+        let map = hash_map(1000);
+        assert!(batches::<u32, u64>(map.as_fd(), 1).unwrap().is_empty());
+        let want: BTreeMap<u32, u64> = (0..1000).map(|k| (k * 7919, u64::from(k) << 20)).collect();
+        for (k, v) in &want {
+            assert!(map_insert_new(map.as_fd(), k, v).unwrap());
+        }
+        for room in [1, 3, BATCH] {
+            let got = batches::<u32, u64>(map.as_fd(), room).unwrap();
+            assert_eq!(got.len(), want.len(), "room {room}");
+            assert_eq!(
+                got.into_iter().collect::<BTreeMap<_, _>>(),
+                want,
+                "room {room}"
+            );
+        }
+    }
 }

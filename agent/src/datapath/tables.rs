@@ -557,14 +557,14 @@ impl Datapath {
         &self,
         map: &'static str,
     ) -> Result<Vec<(K, V)>, DatapathError> {
-        let hash: HashMap<_, K, V> = self
-            .ebpf
-            .map(map)
+        let data = self.ebpf.map(map).ok_or(DatapathError::MissingMap(map))?;
+        // Typed first: a map of other sizes is an error, not garbage.
+        let _: HashMap<_, K, V> = HashMap::try_from(data).map_err(|source| map_err(map, source))?;
+        let fd = pins::map_data(data)
             .ok_or(DatapathError::MissingMap(map))?
-            .try_into()
-            .map_err(|source| map_err(map, source))?;
-        // Keys deleted while we walk are skipped, not errors.
-        Ok(hash.iter().filter_map(Result::ok).collect())
+            .fd()
+            .as_fd();
+        sys::map_entries(fd).map_err(|source| DatapathError::Walk { map, source })
     }
 }
 
