@@ -1,6 +1,5 @@
 //! Connection tracking in `CT4`: one lookup per packet of a known flow, two
-//! inserts when a flow starts (both directions at once), and no lookup
-//! besides them.
+//! inserts when a flow starts (both directions at once).
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
@@ -142,29 +141,25 @@ pub fn create(
     Ok(original)
 }
 
-/// Writes `entry` under `key`: as a new element, as nearly every new
-/// flow's tuple is, with one map operation (`BPF_NOEXIST`: the kernel's
-/// own walk of the bucket is the only lookup); else over the entry there
-/// is (a tuple opened again, as a busy client's ports come round while
-/// their last flows are still closing; as Linux's conntrack reopens them).
-/// Neither (the table could give no element, or the entry went between
-/// the two calls) is [`DropReason::CtInsertFailed`].
+/// Writes `entry` under `key`: over the entry there is, if any (a tuple
+/// opened again, as a busy client's ports come round while their last
+/// flows are still closing; as Linux's conntrack reopens them), so
+/// that no element is allocated and none freed; else as a new entry.
 #[inline(always)]
 fn put(key: &CtKey, entry: &CtEntry) -> Result<(), DropReason> {
-    if CT4.insert(*key, *entry, u64::from(BPF_NOEXIST)).is_ok() {
+    if let Some(old) = CT4.get_ptr_mut(*key) {
+        // SAFETY: a pointer into a map value, valid for this program run.
+        unsafe { *old = *entry };
         return Ok(());
     }
-    let old = CT4.get_ptr_mut(*key).ok_or(DropReason::CtInsertFailed)?;
-    // SAFETY: a pointer into a map value, valid for this program run.
-    unsafe { *old = *entry };
-    Ok(())
+    insert(key, entry)
 }
 
 /// Writes `entry` under `key` as a new element (or over the one there is,
 /// freeing it), evicting the least recently used when `CT4` is full.
 #[inline(always)]
 fn insert(key: &CtKey, entry: &CtEntry) -> Result<(), DropReason> {
-    CT4.insert(key, entry, 0)
+    CT4.insert(*key, *entry, 0)
         .map_err(|_| DropReason::CtInsertFailed)
 }
 
