@@ -105,6 +105,9 @@ pub struct Scratch6 {
     pub kind: u8,
     /// Explicit padding, always zero.
     pub pad2: [u8; 7],
+    /// A key of another flow's entry the program looks at (the answers
+    /// of a flow opened again, an ended flow whose port a new one takes).
+    pub other_key: CtKey6,
 }
 
 /// Capacity of `CT6` (entries, two per flow).
@@ -130,7 +133,7 @@ mod tests {
     fn layouts_have_no_hidden_padding() {
         assert_eq!(size_of::<CtKey6>(), 40);
         assert_eq!(size_of::<CtEntry6>(), 104);
-        assert_eq!(size_of::<Scratch6>(), 328);
+        assert_eq!(size_of::<Scratch6>(), 368);
     }
 
     #[test]

@@ -482,3 +482,97 @@ fn a_container_reaches_ports_published_on_the_nodes_ipv6_addresses_hairpin() {
         }
     });
 }
+
+/// A TCP segment from `src:sport` to `dst:dport`: SYN-ACK (`syn` and
+/// `ack`), RST (`rst`) or a plain SYN.
+fn tcp6(
+    src: &str,
+    dst: &str,
+    (sport, dport): (u16, u16),
+    (syn, ack, rst): (bool, bool, bool),
+) -> Vec<u8> {
+    let mut t = PacketBuilder::ethernet2(MAC_CONTAINER, MAC_HOST)
+        .ipv6(a(src), a(dst), 64)
+        .tcp(sport, dport, 1, 64240);
+    if syn {
+        t = t.syn();
+    }
+    if ack {
+        t = t.ack(2);
+    }
+    if rst {
+        t = t.rst();
+    }
+    let mut f = Vec::new();
+    t.write(&mut f, &[]).unwrap();
+    f
+}
+
+#[test]
+fn an_ended_ipv6_flows_port_goes_to_the_next_connection_and_an_open_ones_does_not() {
+    in_own_ns("nat6", || {
+        let mut h = harness(true);
+        // One port: every flow to the peer's port 80 wants it.
+        h.datapath.configure((30000, 30000)).unwrap();
+        let c2 = "fd00:89::3";
+        let syn = |h: &mut Harness, c: &str, port: u16| {
+            h.run_tc(
+                "tc_to_uplink",
+                &tcp6(c, PEER, (port, 80), (true, false, false)),
+            )
+        };
+        let first = syn(&mut h, C, 40000);
+        assert_eq!(view(&first.frame).2, 30000);
+        let answer = tcp6(PEER, NODE6, (80, 30000), (true, true, false));
+        assert_eq!(
+            view(&h.run_tc("tc_from_uplink", &answer).frame).1,
+            C.parse::<Ipv6Addr>().unwrap()
+        );
+        // Open: another flow may not take the port.
+        assert_eq!(syn(&mut h, c2, 40001).verdict, TC_ACT_SHOT);
+        // The first flow ends with a reset; its port is free for a SYN.
+        let rst = tcp6(C, PEER, (40000, 80), (false, true, true));
+        assert_eq!(h.run_tc("tc_to_uplink", &rst).verdict, TC_ACT_OK);
+        let out = syn(&mut h, c2, 40001);
+        assert_eq!(out.verdict, TC_ACT_OK);
+        let (src, _, sport, _, csum) = view(&out.frame);
+        assert_eq!((src, sport, csum), (NODE6.parse().unwrap(), 30000, true));
+        // Only the new flow's entries remain, and the port's answers
+        // reach the new flow's container.
+        let flows = ct6(&mut h);
+        assert_eq!(flows.len(), 2, "{flows:?}");
+        assert!(
+            flows
+                .iter()
+                .all(|(k, _)| k.saddr != a(C) && k.daddr != a(C))
+        );
+        assert_eq!(
+            view(&h.run_tc("tc_from_uplink", &answer).frame).1,
+            c2.parse::<Ipv6Addr>().unwrap()
+        );
+        let dropped = h.datapath.drop_stats(DropReason::SnatExhausted).unwrap();
+        assert_eq!(dropped.packets, 1);
+    });
+}
+
+#[test]
+fn an_ipv6_syn_that_opens_a_tuple_again_starts_its_flags_over() {
+    in_own_ns("nat6", || {
+        let mut h = harness(true);
+        let syn = tcp6(C, PEER, (40000, 80), (true, false, false));
+        let port = view(&h.run_tc("tc_to_uplink", &syn).frame).2;
+        let answer = tcp6(PEER, NODE6, (80, port), (true, true, false));
+        assert_eq!(h.run_tc("tc_from_uplink", &answer).verdict, TC_ACT_OK);
+        let rst = tcp6(C, PEER, (40000, 80), (false, true, true));
+        assert_eq!(h.run_tc("tc_to_uplink", &rst).verdict, TC_ACT_OK);
+        // The same tuple again: the same mapping, nothing of the ended
+        // flow's flags left to call it closing.
+        assert_eq!(view(&h.run_tc("tc_to_uplink", &syn).frame).2, port);
+        let flows = ct6(&mut h);
+        assert_eq!(flows.len(), 2);
+        for (_, e) in &flows {
+            let want = if e.dir == DIR_ORIGINAL { 0x02 } else { 0 };
+            assert_eq!(e.tcp_flags, want, "{e:?}");
+        }
+    });
+}

@@ -67,6 +67,7 @@ use crate::{
 
 mod icmp;
 mod publish;
+mod reopen;
 
 pub use publish::from_container;
 
@@ -171,7 +172,11 @@ unsafe fn touch(e: *mut CtEntry6, flow: &Flow6, len: u32) {
     // SAFETY: the caller's pointer.
     unsafe {
         (*e).last_seen_ns = bpf_ktime_get_coarse_ns();
-        (*e).tcp_flags |= flow.tcp_flags;
+        if reopen::is_tcp_open(flow.key.proto, flow.tcp_flags) {
+            reopen::start_over(e, flow.key.proto, flow.tcp_flags);
+        } else {
+            (*e).tcp_flags |= flow.tcp_flags;
+        }
         (*e).packets += 1;
         (*e).bytes += u64::from(len);
         if (*e).kind == KIND_SNAT {
@@ -199,7 +204,8 @@ fn read_flow(ctx: &TcContext) -> Result<Option<(*mut Scratch6, &'static mut Flow
 /// Starts tracking the flow `egress` found new (its tuple, address,
 /// network, range and kind in `SCRATCH6`). Masquerade: a port of the
 /// range (the container's own when it lies there and is free), claimed
-/// by inserting the answers' entry with `BPF_NOEXIST`. Routed: the
+/// by inserting the answers' entry with `BPF_NOEXIST`; a SYN takes the
+/// port of a TCP flow that has ended ([`reopen::release_if_closed`]). Routed: the
 /// tuple as it is (a stale entry on it is replaced, as `CT4`'s routed
 /// flows do). Its entries are built in the slot too, off the stack; the
 /// flow's own packet is counted when `egress` finds the entry.
@@ -245,7 +251,14 @@ pub fn create() -> Result<(), DropReason> {
         // SAFETY: as above; the map helpers read the slot's bytes.
         unsafe {
             (*s).reply_key.dport = port.to_be_bytes();
-            if CT6.insert(&(*s).reply_key, &(*s).reply, claim).is_ok() {
+            let mut claimed = CT6.insert(&(*s).reply_key, &(*s).reply, claim).is_ok();
+            if !claimed
+                && reopen::is_tcp_open(k.proto, (*s).tcp_flags)
+                && reopen::release_if_closed(s)
+            {
+                claimed = CT6.insert(&(*s).reply_key, &(*s).reply, claim).is_ok();
+            }
+            if claimed {
                 (*s).original.nat_sport = port.to_be_bytes();
                 CT6.insert(k, &(*s).original, 0)
                     .map_err(|_| DropReason::CtInsertFailed)?;
