@@ -136,6 +136,24 @@ impl FlowState {
     }
 }
 
+/// Whether a packet of `proto` with `tcp_flags` opens a TCP connection
+/// (a SYN without ACK): a flow that meets one starts over.
+#[must_use]
+#[inline]
+pub const fn is_tcp_open(proto: u8, tcp_flags: u8) -> bool {
+    proto == PROTO_TCP && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+}
+
+/// Whether a masquerade claim (a TCP flow's answers' entry, its flags
+/// `reply`) may go to a new connection: its flow has ended (a RST, or a
+/// FIN each way) or its own entry (flags `original`) is gone. Linux's
+/// NAT reuses a closed connection's tuple the same way.
+#[must_use]
+#[inline]
+pub fn claim_is_free(original: Option<u8>, reply: u8) -> bool {
+    original.is_none() || FlowState::of(PROTO_TCP, original, Some(reply)) == FlowState::Closing
+}
+
 /// How long a flow of `proto` in `state` lives after its last packet.
 #[must_use]
 pub fn timeout_ns(proto: u8, state: FlowState) -> u64 {
@@ -233,6 +251,19 @@ mod tests {
                 > timeout_ns(PROTO_UDP, FlowState::Stateless)
         );
         assert_eq!(timeout_ns(PROTO_TCP, FlowState::Closing), 10_000_000_000);
+    }
+
+    #[test]
+    fn a_syn_alone_opens_and_only_an_ended_or_orphaned_claim_is_free() {
+        assert!(is_tcp_open(PROTO_TCP, TCP_SYN));
+        assert!(!is_tcp_open(PROTO_TCP, TCP_SYN | TCP_ACK));
+        assert!(!is_tcp_open(PROTO_TCP, TCP_ACK));
+        assert!(!is_tcp_open(PROTO_UDP, TCP_SYN));
+        assert!(claim_is_free(None, 0));
+        assert!(claim_is_free(Some(TCP_ACK), TCP_RST));
+        assert!(claim_is_free(Some(TCP_ACK | TCP_FIN), TCP_ACK | TCP_FIN));
+        assert!(!claim_is_free(Some(TCP_SYN), 0));
+        assert!(!claim_is_free(Some(TCP_ACK | TCP_FIN), TCP_ACK));
     }
 
     #[test]

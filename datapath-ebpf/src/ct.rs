@@ -6,9 +6,11 @@ use aya_ebpf::{
     helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns},
 };
 use weir_common::{
-    ct::{CT_INNER, CtEntry, CtKey, DIR_ORIGINAL, DIR_REPLY, FlowState, KIND_ROUTED, KIND_SNAT},
+    ct::{
+        CT_INNER, CtEntry, CtKey, DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED, KIND_SNAT, claim_is_free,
+    },
     drop::DropReason,
-    publish::{PROTO_TCP, PublishKey, PublishTarget},
+    publish::{PublishKey, PublishTarget},
 };
 
 use crate::{
@@ -320,8 +322,7 @@ fn release_if_closed(reply_key: &CtKey) -> bool {
     let original_key = CtKey::reply_of(&reply, reply_key.proto);
     // SAFETY: as above.
     let original = CT4.get_ptr(original_key).map(|e| unsafe { (*e).tcp_flags });
-    let ended = FlowState::of(PROTO_TCP, original, Some(reply.tcp_flags)) == FlowState::Closing;
-    if original.is_some() && !ended {
+    if !claim_is_free(original, reply.tcp_flags) {
         return false;
     }
     let _ = CT4.remove(original_key);

@@ -246,8 +246,7 @@ impl Flow {
     /// A TCP segment that opens a flow: SYN without ACK.
     #[inline(always)]
     pub fn is_tcp_open(&self) -> bool {
-        use weir_common::ct::{TCP_ACK, TCP_SYN};
-        self.key.proto == PROTO_TCP && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+        weir_common::ct::is_tcp_open(self.key.proto, self.tcp_flags)
     }
 }
 

@@ -49,7 +49,7 @@ use aya_ebpf::{
 };
 use network_types::ip::Ipv6Hdr;
 use weir_common::{
-    ct::{CT_INNER, DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED, KIND_SNAT},
+    ct::{CT_INNER, DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED, KIND_SNAT, is_tcp_open},
     ct6::{CtEntry6, CtKey6, Scratch6},
     drop::DropReason,
     network::{NET_INTERNAL, NET_MASQUERADE},
@@ -172,7 +172,7 @@ unsafe fn touch(e: *mut CtEntry6, flow: &Flow6, len: u32) {
     // SAFETY: the caller's pointer.
     unsafe {
         (*e).last_seen_ns = bpf_ktime_get_coarse_ns();
-        if reopen::is_tcp_open(flow.key.proto, flow.tcp_flags) {
+        if is_tcp_open(flow.key.proto, flow.tcp_flags) {
             reopen::start_over(e, flow.key.proto, flow.tcp_flags);
         } else {
             (*e).tcp_flags |= flow.tcp_flags;
@@ -252,10 +252,7 @@ pub fn create() -> Result<(), DropReason> {
         unsafe {
             (*s).reply_key.dport = port.to_be_bytes();
             let mut claimed = CT6.insert(&(*s).reply_key, &(*s).reply, claim).is_ok();
-            if !claimed
-                && reopen::is_tcp_open(k.proto, (*s).tcp_flags)
-                && reopen::release_if_closed(s)
-            {
+            if !claimed && is_tcp_open(k.proto, (*s).tcp_flags) && reopen::release_if_closed(s) {
                 claimed = CT6.insert(&(*s).reply_key, &(*s).reply, claim).is_ok();
             }
             if claimed {

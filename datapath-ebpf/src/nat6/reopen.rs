@@ -9,19 +9,11 @@
 //! entry through the slot's `other_key`, off the stack.
 
 use weir_common::{
-    ct::{FlowState, KIND_SNAT, TCP_ACK, TCP_SYN},
+    ct::{KIND_SNAT, claim_is_free},
     ct6::{CtEntry6, CtKey6, Scratch6},
-    publish::PROTO_TCP,
 };
 
 use crate::maps::{CT6, SCRATCH6};
-
-/// Whether a packet of `proto` with `tcp_flags` opens a TCP connection
-/// (a SYN without ACK).
-#[inline(always)]
-pub fn is_tcp_open(proto: u8, tcp_flags: u8) -> bool {
-    proto == PROTO_TCP && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
-}
 
 /// `*key` = the key of the entry of the answers to a packet that left
 /// with `e`'s tuple: that tuple reversed.
@@ -90,8 +82,7 @@ pub unsafe fn release_if_closed(s: *mut Scratch6) -> bool {
         let original_key = &raw mut (*s).other_key;
         reverse_of(original_key, reply, (*reply_key).proto);
         let original = CT6.get_ptr(&*original_key).map(|e| (*e).tcp_flags);
-        let ended = FlowState::of(PROTO_TCP, original, Some(reply_flags)) == FlowState::Closing;
-        if original.is_some() && !ended {
+        if !claim_is_free(original, reply_flags) {
             return false;
         }
         let _ = CT6.remove(&*original_key);
