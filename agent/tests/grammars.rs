@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use proptest::prelude::*;
 use serde_json::Value;
 use weir::{
-    daemon::{AttachRequest, ConnectRequest},
+    api::types::{AttachRequest, ConnectRequest},
     network::{NetworkSpec, Pool, Subnet, Subnet6},
     publish::{AllowedPort, PortSpec},
 };

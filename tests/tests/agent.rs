@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeSet, net::Ipv4Addr};
 
-use weir::daemon::{Endpoint, NetworkView};
+use weir::api::types::{Endpoint, NetworkView};
 use weir_tests::{Netns, World, agent::Agent, world};
 
 fn endpoints(agent: &Agent) -> Vec<Endpoint> {

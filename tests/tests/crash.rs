@@ -16,7 +16,7 @@ use std::{
 };
 
 use rand::{Rng, RngExt, SeedableRng, rngs::Xoshiro256PlusPlus};
-use weir::daemon::{Endpoint, NetworkView};
+use weir::api::types::{Endpoint, NetworkView};
 use weir_tests::{
     Netns, World,
     agent::{Agent, weir_bin},

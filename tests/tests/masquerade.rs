@@ -131,7 +131,7 @@ fn a_tiny_port_range_runs_out_visibly_and_frees_a_port_when_a_flow_ends() {
     assert_eq!(ports, vec![2000, 2001]);
     let drops = agent.drops(4);
     assert!(drops >= 1, "snat-ports-exhausted counted: {drops}");
-    let net: weir::daemon::NetworkView =
+    let net: weir::api::types::NetworkView =
         serde_json::from_str(&agent.ok(&["network", "inspect", "weir"])).unwrap();
     let c = net.masquerade_stats;
     assert_eq!(c.flows, 2, "{c:?}");
@@ -300,7 +300,7 @@ fn five_thousand_concurrent_connections_through_masquerade() {
     ports.sort_unstable();
     ports.dedup();
     assert_eq!(ports.len(), N, "every connection has its own NAT port");
-    let net: weir::daemon::NetworkView =
+    let net: weir::api::types::NetworkView =
         serde_json::from_str(&agent.ok(&["network", "inspect", "weir"])).unwrap();
     assert_eq!(net.masquerade_stats.flows, N as u64);
     assert_eq!(net.masquerade_stats.exhausted, 0);

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use weir::daemon::{FlowView, PortView};
+use weir::api::types::{FlowView, PortView};
 use weir_tests::{
     World,
     agent::Agent,

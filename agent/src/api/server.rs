@@ -7,7 +7,7 @@ use axum::{
     extract::{Path as UrlPath, State},
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{MethodRouter, get},
 };
 use tokio::{
     net::UnixListener,
@@ -15,11 +15,11 @@ use tokio::{
 };
 
 use super::{
-    ErrorBody, PortsRequest,
     serve::{Body, limited},
+    types::{AttachRequest, CniAdd, CniGc, CniRef, ConnectRequest, ErrorBody, PortsRequest},
 };
 use crate::{
-    daemon::{Agent, AttachRequest, CniAdd, CniGc, CniRef, ConnectRequest},
+    daemon::Agent,
     error::{AgentError, ErrorKind},
     monitor,
     network::NetworkSpec,
@@ -49,34 +49,48 @@ impl IntoResponse for AgentError {
     }
 }
 
+/// The router and [`ROUTES`] from one list: each path with its methods
+/// and their handlers.
+macro_rules! routes {
+    ($($path:literal => $($method:ident($handler:ident)).+;)+) => {
+        /// Every route the router serves: the path and its methods.
+        pub const ROUTES: &[(&str, &[&str])] = &[
+            $(($path, &[$(routes!(@upper $method)),+]),)+
+        ];
+
+        fn routes() -> Router<Shared> {
+            Router::new()
+                $(.route($path, MethodRouter::new()$(.$method($handler))+))+
+        }
+    };
+    (@upper get) => { "GET" };
+    (@upper post) => { "POST" };
+    (@upper delete) => { "DELETE" };
+}
+
+routes! {
+    "/v1/status" => get(status);
+    "/v1/networks" => get(networks).post(create_network);
+    "/v1/networks/{name}" => get(network).delete(remove_network);
+    "/v1/endpoints" => get(endpoints).post(attach);
+    "/v1/endpoints/{name}" => delete(detach);
+    "/v1/endpoints/{name}/networks" => post(connect);
+    "/v1/endpoints/{name}/networks/{network}" => delete(disconnect);
+    "/v1/ports" => get(all_ports);
+    "/v1/endpoints/{name}/ports" => get(ports).post(publish).delete(unpublish);
+    "/v1/allow" => get(allow_list).post(allow).delete(allow_rm);
+    "/v1/conntrack" => get(conntrack).delete(flush_conntrack);
+    "/v1/monitor" => get(monitor);
+    "/v1/stats" => get(stats);
+    "/v1/maps" => get(maps);
+    "/v1/cni/add" => post(cni_add);
+    "/v1/cni/del" => post(cni_del);
+    "/v1/cni/check" => post(cni_check);
+    "/v1/cni/gc" => post(cni_gc);
+}
+
 pub fn router(agent: Shared) -> Router {
-    let routes = Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/networks", get(networks).post(create_network))
-        .route("/v1/networks/{name}", get(network).delete(remove_network))
-        .route("/v1/endpoints", get(endpoints).post(attach))
-        .route("/v1/endpoints/{name}", axum::routing::delete(detach))
-        .route("/v1/endpoints/{name}/networks", post(connect))
-        .route(
-            "/v1/endpoints/{name}/networks/{network}",
-            axum::routing::delete(disconnect),
-        )
-        .route("/v1/ports", get(all_ports))
-        .route("/v1/allow", get(allow_list).post(allow).delete(allow_rm))
-        .route(
-            "/v1/endpoints/{name}/ports",
-            get(ports).post(publish).delete(unpublish),
-        )
-        .route("/v1/conntrack", get(conntrack).delete(flush_conntrack))
-        .route("/v1/monitor", get(monitor))
-        .route("/v1/stats", get(stats))
-        .route("/v1/maps", get(maps))
-        .route("/v1/cni/add", post(cni_add))
-        .route("/v1/cni/del", post(cni_del))
-        .route("/v1/cni/check", post(cni_check))
-        .route("/v1/cni/gc", post(cni_gc))
-        .with_state(agent);
-    limited(routes)
+    limited(routes().with_state(agent))
 }
 
 /// The Prometheus endpoint (`weir agent --metrics ADDR`): `GET /metrics`.

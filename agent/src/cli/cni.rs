@@ -5,7 +5,7 @@ use std::{path::Path, process::ExitCode};
 
 use clap::Subcommand;
 
-use crate::{api::client::Client, daemon::NetworkView};
+use crate::{api::client::Client, api::types::NetworkView};
 
 #[derive(Subcommand)]
 pub enum CniCmd {

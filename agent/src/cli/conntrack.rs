@@ -7,7 +7,7 @@ use clap::Subcommand;
 use super::output::{self, JsonFlag};
 use crate::{
     api::client::Client,
-    daemon::{FlowView, Removed},
+    api::types::{FlowView, Removed},
 };
 
 #[derive(Subcommand)]

@@ -12,7 +12,7 @@ use clap::Args;
 use super::output::{self, JsonFlag};
 use crate::{
     api::client::Client,
-    daemon::{AttachRequest, ConnectRequest, Endpoint},
+    api::types::{AttachRequest, ConnectRequest, Endpoint},
 };
 
 #[derive(Args)]
@@ -35,7 +35,7 @@ pub struct AttachArgs {
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     ports: Vec<String>,
     /// The interface's name in the namespace.
-    #[arg(long, default_value = crate::daemon::DEFAULT_IFNAME)]
+    #[arg(long, default_value = crate::api::types::DEFAULT_IFNAME)]
     ifname: String,
     /// The interface's MAC (default: 02:42 and the address, as Docker's).
     #[arg(long = "mac-address", value_name = "MAC")]

@@ -4,7 +4,7 @@
 use std::{path::Path, process::ExitCode};
 
 use super::output::{self, JsonFlag};
-use crate::{api::client::Client, daemon::MapsView};
+use crate::{api::client::Client, api::types::MapsView};
 
 pub async fn exec(socket: &Path, flag: JsonFlag) -> anyhow::Result<ExitCode> {
     let m: MapsView = Client::new(socket).get("/v1/maps").await?;
@@ -101,7 +101,7 @@ fn networks_and_addresses(m: &MapsView) {
             })
             .collect::<Vec<_>>(),
     );
-    let addrs = |v: &[crate::daemon::AddrEntry]| -> Vec<Vec<String>> {
+    let addrs = |v: &[crate::api::types::AddrEntry]| -> Vec<Vec<String>> {
         v.iter()
             .map(|a| vec![a.ip.to_string(), a.interface.clone(), a.ifindex.to_string()])
             .collect()

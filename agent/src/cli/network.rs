@@ -7,7 +7,7 @@ use clap::{ArgAction, Args, Subcommand};
 use super::output::{self, JsonFlag};
 use crate::{
     api::client::Client,
-    daemon::NetworkView,
+    api::types::NetworkView,
     network::{self, Mode, NetworkSpec},
 };
 

@@ -6,8 +6,8 @@ use clap::Args;
 
 use super::output::{self, JsonFlag};
 use crate::{
+    api::types::PortView,
     api::{PortsRequest, client::Client},
-    daemon::PortView,
     publish::PortMapping,
 };
 

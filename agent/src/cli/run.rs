@@ -17,7 +17,7 @@ use clap::Args;
 use super::agent::DEFAULT_NETWORK;
 use crate::{
     api::client::Client,
-    daemon::{AttachRequest, Endpoint, NetworkView},
+    api::types::{AttachRequest, Endpoint, NetworkView},
     netns,
     paths::run_netns_path,
 };

@@ -4,7 +4,7 @@
 use std::{path::Path, process::ExitCode};
 
 use super::output::{self, JsonFlag};
-use crate::{api::client::Client, daemon::Stats};
+use crate::{api::client::Client, api::types::Stats};
 
 pub async fn exec(socket: &Path, flag: JsonFlag) -> anyhow::Result<ExitCode> {
     let stats: Stats = Client::new(socket).get("/v1/stats").await?;

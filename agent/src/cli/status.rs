@@ -3,7 +3,7 @@
 use std::{path::Path, process::ExitCode};
 
 use super::output::{self, JsonFlag};
-use crate::{api::client::Client, daemon::Status};
+use crate::{api::client::Client, api::types::Status};
 
 pub async fn exec(socket: &Path, flag: JsonFlag) -> anyhow::Result<ExitCode> {
     let status: Status = Client::new(socket).get("/v1/status").await?;

@@ -14,7 +14,7 @@ use serde_json::Value;
 use self::protocol::{Args, CniError, Env, LATEST, NetConf, add_result, code, version_result};
 use crate::{
     api::client::{Client, ClientError},
-    daemon::{CniAdd, CniAttachment, CniGc, CniRef},
+    api::types::{CniAdd, CniAttachment, CniGc, CniRef},
     network::NetworkError,
     paths::DEFAULT_SOCKET,
 };

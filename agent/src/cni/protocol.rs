@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::daemon::{CniAttachment, CniPort};
+use crate::api::types::{CniAttachment, CniPort};
 
 /// The spec versions weir-cni speaks.
 pub const SUPPORTED: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];

@@ -1,143 +1,23 @@
 //! Endpoints a CNI runtime asks for through `weir-cni` (Podman, containerd,
-//! kubelet): weir's own attach, publish and detach, keyed by the runtime's
-//! container id and interface name (`Owner::Cni`). The plugin binary only
-//! maps the CNI protocol onto these calls.
+//! kubelet): ADD, DEL, CHECK and GC mapped onto the endpoint core
+//! (`endpoint.rs`), keyed by the runtime's container id and interface name
+//! (`Owner::Cni`). The plugin binary only maps the CNI protocol onto the
+//! API.
 
-use std::{
-    net::{IpAddr, Ipv4Addr},
-    path::PathBuf,
-};
-
-use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::{Agent, AttachRequest, Endpoint, publish::Hold};
+use super::{
+    Agent,
+    endpoint::{Entry, Plumbing, mac_arg},
+};
 use crate::{
+    api::types::{CniAdd, CniAttachment, CniGc, CniPort, CniRef, DEFAULT_IFNAME, Endpoint},
     error::AgentError,
     netns,
     network::registry::validate_name,
     owner::Owner,
-    publish::{PortMapping, Proto},
+    publish::{PortMapping, PortSpec},
 };
-
-/// A CNI `portMappings` entry (`runtimeConfig.portMappings`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CniPort {
-    pub host_port: u16,
-    pub container_port: u16,
-    #[serde(default = "tcp")]
-    pub protocol: String,
-    #[serde(default, rename = "hostIP")]
-    pub host_ip: Option<String>,
-}
-
-fn tcp() -> String {
-    "tcp".to_owned()
-}
-
-/// ADD (and CHECK): what the runtime asked for.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CniAdd {
-    pub container_id: String,
-    pub ifname: String,
-    pub netns: PathBuf,
-    pub network: String,
-    /// `IP=` in `CNI_ARGS`.
-    #[serde(default)]
-    pub ip: Option<Ipv4Addr>,
-    /// `MAC=` in `CNI_ARGS`.
-    #[serde(default)]
-    pub mac: Option<String>,
-    /// A name for `weir ps` (`K8S_POD_NAME`, Podman's container name).
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub ports: Vec<CniPort>,
-}
-
-/// What ADD made, for the plugin's result.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CniAttachment {
-    pub endpoint: String,
-    pub host_if: String,
-    pub host_mac: String,
-    pub ifname: String,
-    pub mac: String,
-    /// The IPv4 address, its prefix and gateway; none on an IPv6-only
-    /// network.
-    pub ip: Option<(Ipv4Addr, u8, Ipv4Addr)>,
-    /// The IPv6 address, its prefix and gateway, on a dual-stack or
-    /// IPv6-only network.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip6: Option<(std::net::Ipv6Addr, u8, std::net::Ipv6Addr)>,
-    /// The ports published, as `-p` specs were.
-    pub ports: Vec<crate::publish::PortMapping>,
-}
-
-/// DEL: one attachment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CniRef {
-    pub container_id: String,
-    pub ifname: String,
-}
-
-/// GC: the attachments of `network` the runtime still has.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CniGc {
-    pub network: String,
-    pub valid: Vec<CniRef>,
-}
-
-impl CniPort {
-    /// The mapping it asks for. No `hostIP` is every address (of both
-    /// families); an IPv6 one is that address (`::` every IPv6 one).
-    fn mapping(&self) -> Result<PortMapping, AgentError> {
-        let proto = match self.protocol.to_ascii_lowercase().as_str() {
-            "tcp" => Proto::Tcp,
-            "udp" => Proto::Udp,
-            "sctp" => Proto::Sctp,
-            other => {
-                return Err(AgentError::CniPort {
-                    what: format!("protocol `{other}`"),
-                });
-            }
-        };
-        let host_ip = match self.host_ip.as_deref().filter(|h| !h.is_empty()) {
-            None => PortMapping::EVERY,
-            Some(h) => h.parse::<IpAddr>().map_err(|_| AgentError::CniPort {
-                what: format!("hostIP `{h}`"),
-            })?,
-        };
-        Ok(PortMapping {
-            proto,
-            host_ip,
-            host_port: self.host_port,
-            container_port: self.container_port,
-        })
-    }
-}
-
-/// `m` as a `-p` spec.
-fn spec(m: &PortMapping) -> String {
-    let host = match m.host_ip {
-        PortMapping::EVERY => String::new(),
-        IpAddr::V6(ip) => format!("[{ip}]:"),
-        ip @ IpAddr::V4(_) => format!("{ip}:"),
-    };
-    format!("{host}{}:{}/{}", m.host_port, m.container_port, m.proto)
-}
-
-/// The `-p` specs of `ports` an endpoint with an IPv6 address or not
-/// (`ipv6`) can have: an IPv6 `hostIP` is left out without one, as a
-/// runtime asks for both families' loopback whatever the network is.
-fn specs(ports: &[PortMapping], ipv6: bool) -> Vec<String> {
-    ports
-        .iter()
-        .filter(|m| ipv6 || !m.is_ipv6_only())
-        .map(spec)
-        .collect()
-}
 
 fn owner(container_id: &str, ifname: &str) -> Owner {
     Owner::Cni {
@@ -156,7 +36,7 @@ impl Agent {
     /// one nobody has, else `cni-<12 of the id>` (with `-<ifname>` past
     /// the first interface).
     fn cni_name(&self, req: &CniAdd) -> String {
-        let suffix = if req.ifname == super::DEFAULT_IFNAME {
+        let suffix = if req.ifname == DEFAULT_IFNAME {
             String::new()
         } else {
             format!("-{}", req.ifname)
@@ -189,32 +69,24 @@ impl Agent {
         let ports = req
             .ports
             .iter()
-            .map(CniPort::mapping)
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|p| Ok(PortSpec::exact(p.mapping()?)?))
+            .collect::<Result<Vec<_>, AgentError>>()?;
         let name = self.cni_name(req);
-        let attach = AttachRequest {
+        self.enter(Entry {
+            name: name.clone(),
+            owner: owner(&req.container_id, &req.ifname),
             network: req.network.clone(),
             netns: req.netns.clone(),
-            name: Some(name.clone()),
+            plumbing: Plumbing::Make {
+                ifname: req.ifname.clone(),
+            },
             ip: req.ip,
             ip6: None,
-            ports: Vec::new(),
-            ifname: Some(req.ifname.clone()),
-            mac: req.mac.clone(),
-            networks: Vec::new(),
-        };
-        self.attach(&attach).await?;
-        if let Some(ep) = self.state.endpoints.get_mut(&name) {
-            ep.owner = owner(&req.container_id, &req.ifname);
-        }
-        self.save()?;
-        let specs = specs(&ports, self.endpoint(&name)?.ip6.is_some());
-        if !specs.is_empty()
-            && let Err(e) = self.publish_held(&name, &specs, Hold::Never).await
-        {
-            let _ = self.remove_endpoint(&name).await;
-            return Err(e);
-        }
+            mac: mac_arg(req.mac.as_deref())?,
+            primary: None,
+            ports,
+        })
+        .await?;
         let ep = self.endpoint(&name)?.clone();
         info!(endpoint = %name, container = %req.container_id, ifname = %req.ifname, "CNI ADD");
         self.attachment(&ep, &req.ifname).await
@@ -257,7 +129,7 @@ impl Agent {
         else {
             return Ok(None);
         };
-        self.remove_endpoint(&name).await?;
+        self.release(&name).await?;
         info!(endpoint = %name, container = %r.container_id, ifname = %r.ifname, "CNI DEL");
         Ok(Some(name))
     }
@@ -342,7 +214,7 @@ impl Agent {
             .map(|e| e.name.clone())
             .collect();
         for name in &stale {
-            self.remove_endpoint(name).await?;
+            self.release(name).await?;
             info!(endpoint = %name, "CNI GC");
         }
         Ok(stale)
@@ -363,30 +235,39 @@ mod tests {
     }
 
     #[test]
-    fn port_mappings_become_specs() {
-        let one = |p: CniPort| spec(&p.mapping().unwrap());
+    fn port_mappings_become_specs_without_text() {
+        let one = |p: CniPort| PortSpec::exact(p.mapping().unwrap()).unwrap().to_string();
         assert_eq!(one(port(None, "tcp")), "8080:80/tcp");
         assert_eq!(one(port(Some("127.0.0.1"), "UDP")), "127.0.0.1:8080:80/udp");
         assert_eq!(one(port(Some(""), "tcp")), "8080:80/tcp");
         assert_eq!(one(port(Some("::1"), "tcp")), "[::1]:8080:80/tcp");
         assert!(port(Some("nope"), "tcp").mapping().is_err());
         assert!(port(None, "icmp").mapping().is_err());
+        let zero = CniPort {
+            host_port: 0,
+            ..port(None, "tcp")
+        };
+        assert!(
+            PortSpec::exact(zero.mapping().unwrap()).is_err(),
+            "port 0 is no port"
+        );
         let parsed: CniPort = serde_json::from_str(
             r#"{"hostPort":5353,"containerPort":53,"protocol":"udp","hostIP":"127.0.0.1"}"#,
         )
         .unwrap();
         assert_eq!(one(parsed), "127.0.0.1:5353:53/udp");
-        let both = [port(None, "tcp"), port(Some("::1"), "tcp")].map(|p| p.mapping().unwrap());
-        assert_eq!(specs(&both, true), ["8080:80/tcp", "[::1]:8080:80/tcp"]);
-        assert_eq!(
-            specs(&both, false),
-            ["8080:80/tcp"],
-            "no IPv6 address: the IPv6 binding is left out"
-        );
-        // Every spec made parses back to its mapping.
-        for m in both {
-            let s: crate::publish::PortSpec = spec(&m).parse().unwrap();
+        // Each spec is the mapping it came from, and says so in its text.
+        for p in [
+            port(None, "tcp"),
+            port(Some("::1"), "tcp"),
+            port(Some("10.0.0.1"), "udp"),
+        ] {
+            let m = p.mapping().unwrap();
+            let s = PortSpec::exact(m).unwrap();
             assert_eq!(s.host_ip.unwrap_or(PortMapping::EVERY), m.host_ip);
+            assert_eq!(s.pairs(), [(m.host_port, m.container_port)]);
+            assert_eq!(s.is_ipv6_only(), m.host_ip.is_ipv6());
+            assert_eq!(s.to_string().parse::<PortSpec>().unwrap(), s);
         }
     }
 }

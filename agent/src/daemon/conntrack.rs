@@ -1,9 +1,8 @@
 //! Conntrack as the agent sees it: the sweep that ends flows whose time is
 //! up, and the readable listing behind `weir conntrack ls`.
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
 use tracing::debug;
 use weir_common::{
     ct::{
@@ -16,40 +15,10 @@ use weir_common::{
 
 use super::Agent;
 use crate::{
+    api::types::{FlowView, Removed},
     datapath::{CtRecord, CtTable, Tracked},
     error::AgentError,
 };
-
-/// One tracked flow, both directions (`weir conntrack ls`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowView {
-    pub proto: String,
-    /// `dnat` (from outside) or `hairpin` (from a container).
-    pub kind: String,
-    /// The tuple as the client sent it (either family).
-    pub src: SocketAddr,
-    pub dst: SocketAddr,
-    /// Where it was translated to.
-    pub to_src: SocketAddr,
-    pub to_dst: SocketAddr,
-    pub state: String,
-    /// Seconds since the flow began, and since its last packet.
-    pub age_s: u64,
-    pub idle_s: u64,
-    /// Seconds left before the sweep ends it.
-    pub expires_s: u64,
-    pub packets_out: u64,
-    pub bytes_out: u64,
-    pub packets_back: u64,
-    pub bytes_back: u64,
-}
-
-/// What a sweep or a flush did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Removed {
-    pub flows: usize,
-    pub entries: usize,
-}
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock `bpf_ktime_get_ns` reads.
 #[must_use]

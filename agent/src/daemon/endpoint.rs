@@ -1,59 +1,77 @@
-//! Endpoints: a veth pair per container, the host side a port of the
-//! network's bridge with `tc_from_container` on its tcx ingress, the other
-//! side `eth0` in the container's namespace.
+//! The endpoint core: one life cycle for every way in. weir's own verbs
+//! (`attach.rs`), CNI (`cni.rs`), an engine's adoption (`foreign.rs`) and
+//! the restore at start all enter an endpoint with [`Agent::enter`],
+//! release it with [`Agent::release`] and publish through
+//! [`Agent::publish_as`] (`publish.rs`). The rules live here once: the
+//! addresses from one allocator, the map entry before the program before
+//! the bridge, all or nothing, the ports planned against every other
+//! endpoint's.
+//!
+//! A door that owns its veth (Docker) differs by one value,
+//! [`Plumbing::Adopt`]: weir then finds the engine's veth instead of
+//! making one, records the engine's addresses, holds none of its ports
+//! and never deletes the veth.
 
-use std::{fs::File, net::Ipv4Addr, os::fd::AsRawFd, path::Path};
+use std::{
+    fs::File,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+};
 
-use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::{Agent, Endpoint};
+use super::{Agent, publish::Hold};
 use crate::{
+    api::types::{DEFAULT_IFNAME, Endpoint},
     error::AgentError,
     netlink::{NetlinkError, ethtool},
     netns,
-    network::{IpamError, mac_of, mac_string, parse_mac, registry::validate_name},
+    network::{
+        Ipam6Error, IpamError, NetworkError, mac_of, mac_string, parse_mac, registry::validate_name,
+    },
+    owner::Owner,
+    publish::PortSpec,
 };
 
-/// What `weir attach` asks for.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct AttachRequest {
-    pub network: String,
-    pub netns: std::path::PathBuf,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub ip: Option<Ipv4Addr>,
-    /// The IPv6 address on a dual-stack network (default: the next free).
-    #[serde(default)]
-    pub ip6: Option<std::net::Ipv6Addr>,
-    /// Ports to publish (`-p` specs).
-    #[serde(default)]
-    pub ports: Vec<String>,
-    /// The interface's name in the namespace (default `eth0`).
-    #[serde(default)]
-    pub ifname: Option<String>,
-    /// Its MAC (default: `02:42` and the address, as Docker's).
-    #[serde(default)]
-    pub mac: Option<String>,
-    /// Further networks to connect it to (`--network` more than once):
-    /// an interface on each, after the first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub networks: Vec<String>,
+/// How an endpoint's veth comes to be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plumbing {
+    /// weir makes the veth pair, the container's side named `ifname` in
+    /// its namespace with the endpoint's addresses and (on its first
+    /// network) the default routes, the node's side a port of the
+    /// network's bridge.
+    Make { ifname: String },
+    /// The engine made the pair and put the node side, `host_if`, on its
+    /// bridge. The addresses are the engine's: one weir thinks taken is
+    /// the engine's to give, and an IPv6 one on a network weir knows
+    /// without IPv6 is left out.
+    Adopt { host_if: String },
 }
 
-/// What `weir connect` asks for.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ConnectRequest {
+/// An endpoint to enter, whoever asks.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub name: String,
+    pub owner: Owner,
     pub network: String,
-    #[serde(default)]
+    /// The container's network namespace.
+    pub netns: PathBuf,
+    pub plumbing: Plumbing,
+    /// The addresses asked for; `None`: the next free (with
+    /// [`Plumbing::Adopt`], none).
     pub ip: Option<Ipv4Addr>,
-    #[serde(default)]
-    pub ip6: Option<std::net::Ipv6Addr>,
+    pub ip6: Option<Ipv6Addr>,
+    /// The container side's MAC; `None`: `02:42` and the address.
+    pub mac: Option<[u8; 6]>,
+    /// For a container's interface on a further network: the endpoint of
+    /// its first one.
+    pub primary: Option<String>,
+    /// The ports to publish, all or none with the endpoint. A runtime's
+    /// (any owner but weir) binding to IPv6 is left out of an endpoint
+    /// without IPv6: runtimes ask for both families whatever the network.
+    pub ports: Vec<PortSpec>,
 }
-
-/// The container-side interface name when none is asked for.
-pub const DEFAULT_IFNAME: &str = "eth0";
 
 /// Host-side veths the agent made: `weirv<id>`.
 pub fn is_host_veth_name(name: &str) -> bool {
@@ -70,88 +88,117 @@ fn peer_veth(id: u32) -> String {
     format!("weirp{id}")
 }
 
-impl Agent {
-    pub async fn attach(&mut self, req: &AttachRequest) -> Result<Endpoint, AgentError> {
-        let ep = self.attach_as(req, None).await?;
-        // All or nothing: a further network that cannot be joined undoes
-        // the attach.
-        for network in &req.networks {
-            if let Err(e) = self.connect(&ep.name, network, None, None).await {
-                let _ = self.detach(&ep.name).await;
-                return Err(e);
-            }
-        }
-        Ok(ep)
-    }
+/// The id of an endpoint whose veth an engine made (ids name weir's veths).
+const ADOPTED: u32 = u32::MAX;
 
-    /// [`Agent::attach`] of a container's first interface (`primary`
-    /// none: it has the default routes) or of a further one, whose
-    /// endpoint is `primary`'s.
-    async fn attach_as(
-        &mut self,
-        req: &AttachRequest,
-        primary: Option<&str>,
-    ) -> Result<Endpoint, AgentError> {
-        self.refuse_foreign_network(&req.network)?;
-        let network = self.state.registry.get(&req.network)?.clone();
-        let id = self.state.next_endpoint;
-        let name = req.name.clone().unwrap_or_else(|| format!("ep{id}"));
+/// `text` as a MAC, for a request that may name one.
+pub(super) fn mac_arg(text: Option<&str>) -> Result<Option<[u8; 6]>, AgentError> {
+    text.map(|t| parse_mac(t).ok_or_else(|| AgentError::InvalidMac { mac: t.to_owned() }))
+        .transpose()
+}
+
+/// Why an address could not be had, before it is named for the caller.
+enum Refusal {
+    /// The network has no address of that family.
+    NoFamily(IpAddr),
+    Taken(IpAddr),
+    Other(AgentError),
+}
+
+impl From<IpamError> for Refusal {
+    fn from(e: IpamError) -> Self {
+        match e {
+            IpamError::Taken { ip } => Refusal::Taken(ip.into()),
+            other => Refusal::Other(other.into()),
+        }
+    }
+}
+
+impl From<Ipam6Error> for Refusal {
+    fn from(e: Ipam6Error) -> Self {
+        match e {
+            Ipam6Error::Taken { ip } => Refusal::Taken(ip.into()),
+            other => Refusal::Other(NetworkError::from(other).into()),
+        }
+    }
+}
+
+/// One family's address from its pool (`None`: the network has none of
+/// that family): `wanted`, or the next free; `engine`: exactly what the
+/// engine gave, taken or not, and nothing where it gave nothing.
+fn claim<A: Copy + Into<IpAddr>>(
+    pool: Option<impl FnOnce(Option<A>) -> Result<A, Refusal>>,
+    wanted: Option<A>,
+    engine: bool,
+) -> Result<Option<A>, Refusal> {
+    match (pool, wanted) {
+        (None, Some(a)) if !engine => Err(Refusal::NoFamily(a.into())),
+        (None, _) => Ok(None),
+        (Some(_), None) if engine => Ok(None),
+        (Some(take), wanted) => match take(wanted) {
+            Err(Refusal::Taken(_)) if engine => Ok(wanted),
+            other => other.map(Some),
+        },
+    }
+}
+
+impl Agent {
+    /// Enters an endpoint: its addresses, its veth made or adopted, its
+    /// map entries, program and bridge port, then its ports; all or
+    /// nothing.
+    pub async fn enter(&mut self, entry: Entry) -> Result<Endpoint, AgentError> {
+        let adopt = matches!(entry.plumbing, Plumbing::Adopt { .. });
+        if !adopt {
+            self.refuse_foreign_network(&entry.network)?;
+        }
+        let network = self.state.registry.get(&entry.network)?.clone();
+        let name = entry.name.clone();
         validate_name(&name).map_err(|_| AgentError::InvalidEndpointName { name: name.clone() })?;
         if self.state.endpoints.contains_key(&name) {
             return Err(AgentError::EndpointExists { name });
         }
-        for spec in &req.ports {
-            spec.parse::<crate::publish::PortSpec>()?;
-        }
-        let ifname = req.ifname.as_deref().unwrap_or(DEFAULT_IFNAME);
-        validate_ifname(ifname)?;
-        let mac = match &req.mac {
-            Some(text) => {
-                Some(parse_mac(text).ok_or_else(|| AgentError::InvalidMac { mac: text.clone() })?)
-            }
-            None => None,
-        };
-        check_netns(&req.netns)?;
-        if netns::with_netlink(&req.netns, async |nl| nl.link_index(ifname).await)?.is_some() {
-            return Err(AgentError::IfnameExists {
-                path: req.netns.clone(),
-                ifname: ifname.to_owned(),
-            });
-        }
-        let ip = self.allocate4(&network.name, req.ip)?;
-        let ip6 = match self.allocate6(&network.name, req.ip6) {
-            Ok(ip6) => ip6,
-            Err(e) => {
-                if let (Ok(n), Some(ip)) = (self.state.registry.get_mut(&network.name), ip) {
-                    n.ipam.as_mut().map(|i| i.release(ip));
+        let (id, host_if) = match &entry.plumbing {
+            Plumbing::Make { ifname } => {
+                validate_ifname(ifname)?;
+                check_netns(&entry.netns)?;
+                if netns::with_netlink(&entry.netns, async |nl| nl.link_index(ifname).await)?
+                    .is_some()
+                {
+                    return Err(AgentError::IfnameExists {
+                        path: entry.netns.clone(),
+                        ifname: ifname.clone(),
+                    });
                 }
-                return Err(e);
+                let id = self.state.next_endpoint;
+                (id, host_veth(id))
             }
+            Plumbing::Adopt { host_if } => (ADOPTED, host_if.clone()),
         };
+        let (ip, ip6) = self.allocate(&network.name, entry.ip, entry.ip6, adopt)?;
         let endpoint = Endpoint {
             id,
             name: name.clone(),
             network: network.name.clone(),
-            netns: req.netns.clone(),
+            netns: entry.netns.clone(),
             ip,
             ip6,
-            mac: mac_string(mac.unwrap_or_else(|| mac_of(ip, ip6))),
-            host_if: host_veth(id),
+            mac: mac_string(entry.mac.unwrap_or_else(|| mac_of(ip, ip6))),
+            host_if,
             ports: Vec::new(),
-            owner: crate::owner::Owner::Weir,
-            primary: primary.map(str::to_owned),
+            owner: entry.owner.clone(),
+            primary: entry.primary.clone(),
         };
-        self.state.next_endpoint = id + 1;
-        let made = match self.ensure_bridge(&network).await {
-            Ok(bridge) => self.plumb(&endpoint, bridge, Some(ifname)).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = made {
-            // Leave nothing half made: the veth pair (both ends go with the
-            // host side), the attachment, the map entries, the address.
-            let _ = self.nl.delete_link(&endpoint.host_if).await;
-            let _ = self.nl.delete_link(&peer_veth(id)).await;
-            let _ = self.datapath.detach_from_container(&endpoint.host_if);
+        if !adopt {
+            self.state.next_endpoint = id + 1;
+        }
+        if let Err(e) = self.plumb(&endpoint, &entry.plumbing).await {
+            // Leave nothing half made: the pair (both ends go with the
+            // node's side, or the container's is still here), the program,
+            // the entries, the addresses.
+            let _ = self.unwire(&endpoint).await;
+            if !adopt {
+                let _ = self.nl.delete_link(&peer_veth(id)).await;
+            }
             if let Ok(n) = self.state.registry.get_mut(&network.name) {
                 n.release(ip, ip6);
             }
@@ -159,118 +206,141 @@ impl Agent {
         }
         self.state.endpoints.insert(name.clone(), endpoint.clone());
         self.save()?;
-        info!(endpoint = %name, network = %network.name, ip = ?ip, ip6 = ?ip6, "attached");
-        if !req.ports.is_empty() {
-            match self.publish(&name, &req.ports).await {
-                Ok(ports) => {
-                    return Ok(Endpoint { ports, ..endpoint });
-                }
-                Err(e) => {
-                    // All or nothing: an attach whose ports cannot be
-                    // published is undone.
-                    let _ = self.remove_endpoint(&name).await;
-                    return Err(e);
-                }
+        info!(endpoint = %name, network = %network.name, ip = ?ip, ip6 = ?ip6,
+            host_if = %endpoint.host_if, owner = endpoint.owner.engine(), "entered");
+        let ports: Vec<PortSpec> = entry
+            .ports
+            .into_iter()
+            .filter(|s| entry.owner.is_weir() || ip6.is_some() || !s.is_ipv6_only())
+            .collect();
+        if ports.is_empty() {
+            return Ok(endpoint);
+        }
+        match self.publish_as(&name, &ports, Hold::of(&entry.owner)).await {
+            Ok(ports) => Ok(Endpoint { ports, ..endpoint }),
+            Err(e) => {
+                let _ = self.release(&name).await;
+                Err(e)
             }
         }
-        Ok(endpoint)
     }
 
-    /// Makes the veth pair and everything on it, with the host side a port
-    /// of `bridge` (the network's bridge, already there). `create`: make the
-    /// pair, its container side named so; otherwise the pair exists and only
-    /// the node side is redone.
-    async fn plumb(
-        &mut self,
-        ep: &Endpoint,
-        bridge: u32,
-        create: Option<&str>,
-    ) -> Result<(), AgentError> {
+    /// Makes (or finds) the veth and wires it.
+    async fn plumb(&mut self, ep: &Endpoint, plumbing: &Plumbing) -> Result<(), AgentError> {
+        let Plumbing::Make { ifname } = plumbing else {
+            return self.wire(ep, None).await;
+        };
         let network = self.state.registry.get(&ep.network)?.clone();
+        let bridge = self.ensure_bridge(&network).await?;
+        let peer = peer_veth(ep.id);
+        self.nl.create_veth(&ep.host_if, &peer).await?;
+        let ns = File::open(&ep.netns)
+            .map_err(AgentError::io(format!("opening {}", ep.netns.display())))?;
+        self.nl.move_to_netns(&peer, ns.as_raw_fd()).await?;
+        let v4 = network
+            .ipam
+            .as_ref()
+            .zip(ep.ip)
+            .map(|(i, ip)| (ip, i.subnet().prefix(), i.gateway()));
+        let v6 = network
+            .ipam6
+            .as_ref()
+            .zip(ep.ip6)
+            .map(|(i, ip6)| (ip6, i.subnet().prefix(), i.gateway()));
+        // The default routes are the first interface's.
+        let default_route = ep.primary.is_none();
         let mac = parse_mac(&ep.mac).unwrap_or_else(|| mac_of(ep.ip, ep.ip6));
-        if let Some(ifname) = create {
-            let peer = peer_veth(ep.id);
-            self.nl.create_veth(&ep.host_if, &peer).await?;
-            let ns = File::open(&ep.netns)
-                .map_err(AgentError::io(format!("opening {}", ep.netns.display())))?;
-            self.nl.move_to_netns(&peer, ns.as_raw_fd()).await?;
-            let v4 = network
-                .ipam
-                .as_ref()
-                .zip(ep.ip)
-                .map(|(i, ip)| (ip, i.subnet().prefix(), i.gateway()));
-            let v6 = network
-                .ipam6
-                .as_ref()
-                .zip(ep.ip6)
-                .map(|(i, ip6)| (ip6, i.subnet().prefix(), i.gateway()));
-            // The default routes are the first interface's.
-            let default_route = ep.primary.is_none();
-            netns::with_netlink(&ep.netns, async |nl| {
-                nl.configure_container_side((&peer, ifname), mac, v4, default_route)
-                    .await?;
-                match v6 {
-                    Some(v6) => {
-                        nl.configure_container_side6(ifname, v6, default_route)
-                            .await
-                    }
-                    None => Ok(()),
+        netns::with_netlink(&ep.netns, async |nl| {
+            nl.configure_container_side((&peer, ifname), mac, v4, default_route)
+                .await?;
+            match v6 {
+                Some(v6) => {
+                    nl.configure_container_side6(ifname, v6, default_route)
+                        .await
                 }
-            })?;
-        } else {
+                None => Ok(()),
+            }
+        })?;
+        self.wire(ep, Some(bridge)).await
+    }
+
+    /// The one order every endpoint is wired in: its map entries first,
+    /// then the program, then (a veth weir made) the bridge port. The
+    /// program shuts a veth it has no entry for, and no frame crosses
+    /// before both are in place. `bridge`: the network's bridge for a veth
+    /// weir made (whose container end takes XDP's redirects: weir made it
+    /// with GRO); `None` for an engine's, already its bridge's port.
+    async fn wire(&mut self, ep: &Endpoint, bridge: Option<u32>) -> Result<(), AgentError> {
+        let network_id = self.state.registry.get(&ep.network)?.id;
+        let mac = parse_mac(&ep.mac).unwrap_or_else(|| mac_of(ep.ip, ep.ip6));
+        let ifindex = self.nl.require_index(&ep.host_if).await?;
+        self.datapath
+            .insert_endpoint(ifindex, ep.ip, mac, network_id, bridge.is_some())?;
+        self.datapath.set_endpoint6(ifindex, ep.ip6)?;
+        self.datapath.attach_from_container(&ep.host_if)?;
+        if let Some(bridge) = bridge {
+            self.nl.attach_to_bridge(&ep.host_if, bridge).await?;
+        }
+        Ok(())
+    }
+
+    /// Undoes [`Agent::wire`] and deletes the veth when weir made it.
+    /// Works when the container's namespace is already gone (its veths
+    /// went with it).
+    async fn unwire(&mut self, ep: &Endpoint) -> Result<(), AgentError> {
+        self.datapath.detach_from_container(&ep.host_if)?;
+        self.datapath.remove_endpoint(ep.ip, ep.ip6)?;
+        if ep.id != ADOPTED {
+            self.nl.delete_link(&ep.host_if).await?;
+        }
+        Ok(())
+    }
+
+    /// Releases endpoint `name`, whoever entered it: its publications
+    /// (and the flows that came in by them), its program and map entries,
+    /// its veth if weir made it, its addresses. `None`: weir has no such
+    /// endpoint.
+    pub(super) async fn release(&mut self, name: &str) -> Result<Option<Endpoint>, AgentError> {
+        let Some(ep) = self.state.endpoints.get(name).cloned() else {
+            return Ok(None);
+        };
+        self.withdraw(&ep.ports)?;
+        self.unwire(&ep).await?;
+        self.forget_endpoint(name);
+        self.sync_open_ports()?;
+        self.save()?;
+        info!(endpoint = %name, owner = ep.owner.engine(), "released");
+        Ok(Some(ep))
+    }
+
+    /// On start, with `bridge` its network's bridge (made by the caller):
+    /// an endpoint whose veth still exists is wired again and gets its
+    /// publications back. One whose veth is gone is an error (its
+    /// namespace went away while the agent was down).
+    pub(super) async fn restore_endpoint(
+        &mut self,
+        name: &str,
+        bridge: u32,
+    ) -> Result<(), AgentError> {
+        let ep = self.endpoint(name)?.clone();
+        if self.nl.link_index(&ep.host_if).await?.is_none() {
+            return Err(AgentError::NetnsMissing { path: ep.netns });
+        }
+        let made = ep.id != ADOPTED;
+        if made {
             // An older agent made it without GRO: on now, or XDP's
             // redirects into it would be lost.
             let ifname = match &ep.owner {
-                crate::owner::Owner::Cni { ifname, .. } => ifname.clone(),
+                Owner::Cni { ifname, .. } => ifname.clone(),
                 _ => DEFAULT_IFNAME.to_owned(),
             };
             netns::with_netlink(&ep.netns, async |_| {
                 ethtool::set(&ifname, ethtool::Feature::Gro, true).map_err(NetlinkError::Feature)
             })?;
         }
-        // The endpoint's entry first, then the program, then the bridge:
-        // the program shuts a veth it has no entry for, and no frame
-        // crosses before both are in place.
-        let ifindex = self.nl.require_index(&ep.host_if).await?;
-        self.datapath
-            .insert_endpoint(ifindex, ep.ip, mac, network.id, true)?;
-        self.datapath.set_endpoint6(ifindex, ep.ip6)?;
-        self.datapath.attach_from_container(&ep.host_if)?;
-        self.nl.attach_to_bridge(&ep.host_if, bridge).await?;
-        Ok(())
-    }
-
-    /// On start, with `bridge` its network's bridge (made by the caller): an
-    /// endpoint whose veth still exists gets its bridge port,
-    /// attachment and map entries back. One whose veth is gone is an error
-    /// (its namespace went away while the agent was down).
-    pub(super) async fn restore_endpoint(
-        &mut self,
-        name: &str,
-        bridge: u32,
-    ) -> Result<(), AgentError> {
-        let ep = self.state.endpoints.get(name).cloned().ok_or_else(|| {
-            AgentError::EndpointNotFound {
-                name: name.to_owned(),
-            }
-        })?;
-        let Some(index) = self.nl.link_index(&ep.host_if).await? else {
-            return Err(AgentError::NetnsMissing { path: ep.netns });
-        };
-        if matches!(ep.owner, crate::owner::Owner::Docker { .. }) {
-            // The engine's veth, already its bridge's port.
-            let network_id = self.state.registry.get(&ep.network)?.id;
-            let mac = parse_mac(&ep.mac).unwrap_or_else(|| mac_of(ep.ip, ep.ip6));
-            self.datapath
-                .insert_endpoint(index, ep.ip, mac, network_id, false)?;
-            self.datapath.set_endpoint6(index, ep.ip6)?;
-            self.datapath.attach_from_container(&ep.host_if)?;
-        } else {
-            self.plumb(&ep, bridge, None).await?;
-        }
+        self.wire(&ep, made.then_some(bridge)).await?;
         self.install(&ep, &ep.ports).await?;
-        // Engines and CNI runtimes hold their own ports.
-        if ep.owner.is_weir() {
+        if Hold::of(&ep.owner) == Hold::Always {
             self.rereserve(&ep);
         }
         Ok(())
@@ -285,193 +355,64 @@ impl Agent {
         Some(ep)
     }
 
-    /// An IPv4 address for an endpoint of network `name`: `wanted`, or the
-    /// next free; none on an IPv6-only network (where asking for one is an
-    /// error).
-    fn allocate4(
+    /// The one address allocator: an endpoint's addresses on network
+    /// `name`, both or neither. Each is the one asked for or the next free
+    /// of its family; none of a family the network lacks (asking for one
+    /// is an error). `engine`: see [`Plumbing::Adopt`].
+    fn allocate(
         &mut self,
         name: &str,
-        wanted: Option<Ipv4Addr>,
-    ) -> Result<Option<Ipv4Addr>, AgentError> {
-        let network = self.state.registry.get_mut(name)?;
-        let Some(ipam) = network.ipam.as_mut() else {
-            return match wanted {
-                None => Ok(None),
-                Some(ip) => Err(AgentError::NoIpv4 {
-                    network: name.to_owned(),
-                    ip,
-                }),
-            };
-        };
-        match ipam.allocate(wanted) {
-            Err(IpamError::Taken { ip }) => {
-                let holder = self.state.endpoints.values().find(|e| e.ip == Some(ip));
-                Err(match holder {
-                    Some(e) => AgentError::AddressInUse {
-                        ip,
-                        endpoint: e.name.clone(),
-                    },
-                    None => IpamError::Taken { ip }.into(),
-                })
-            }
-            other => Ok(Some(other?)),
-        }
-    }
-
-    /// An IPv6 address for an endpoint of network `name`: `wanted`, or the
-    /// next free; none on a network without IPv6 (where asking for one is
-    /// an error).
-    fn allocate6(
-        &mut self,
-        name: &str,
-        wanted: Option<std::net::Ipv6Addr>,
-    ) -> Result<Option<std::net::Ipv6Addr>, AgentError> {
-        let network = self.state.registry.get_mut(name)?;
-        match (network.ipam6.as_mut(), wanted) {
-            (None, None) => Ok(None),
-            (None, Some(ip6)) => Err(AgentError::NoIpv6 {
-                network: name.to_owned(),
-                ip6,
-            }),
-            (Some(ipam6), wanted) => {
-                match ipam6.allocate(wanted) {
-                    Err(crate::network::Ipam6Error::Taken { ip }) => {
-                        let holder = self.state.endpoints.values().find(|e| e.ip6 == Some(ip));
-                        Err(match holder {
-                            Some(e) => AgentError::Address6InUse {
-                                ip,
-                                endpoint: e.name.clone(),
-                            },
-                            None => crate::network::NetworkError::from(
-                                crate::network::Ipam6Error::Taken { ip },
-                            )
-                            .into(),
-                        })
-                    }
-                    other => Ok(Some(other.map_err(crate::network::NetworkError::from)?)),
-                }
-            }
-        }
-    }
-
-    /// Undoes an attach, with the container's interfaces on further
-    /// networks. Works when the container's namespace is already gone
-    /// (its veths went with it).
-    pub async fn detach(&mut self, name: &str) -> Result<Endpoint, AgentError> {
-        self.refuse_foreign_endpoint(name, "detach")?;
-        for further in self.further_of(name) {
-            self.remove_endpoint(&further).await?;
-        }
-        self.remove_endpoint(name).await
-    }
-
-    /// The endpoints of `name`'s container on further networks.
-    fn further_of(&self, name: &str) -> Vec<String> {
-        self.state
-            .endpoints
-            .values()
-            .filter(|e| e.primary.as_deref() == Some(name))
-            .map(|e| e.name.clone())
-            .collect()
-    }
-
-    /// The endpoint of `name`'s container on further network `network`.
-    fn further_on(&self, name: &str, network: &str) -> Option<String> {
-        self.state
-            .endpoints
-            .values()
-            .find(|e| e.primary.as_deref() == Some(name) && e.network == network)
-            .map(|e| e.name.clone())
-    }
-
-    /// `weir connect`: endpoint `name`'s container gets an interface on
-    /// `network` too (the next free `ethN`), its endpoint `NAME.NETWORK`,
-    /// with the network's rules and no default route (the first network
-    /// keeps it).
-    pub async fn connect(
-        &mut self,
-        name: &str,
-        network: &str,
         ip: Option<Ipv4Addr>,
-        ip6: Option<std::net::Ipv6Addr>,
-    ) -> Result<Endpoint, AgentError> {
-        self.refuse_foreign_endpoint(name, "connect")?;
-        let ep = self.endpoint(name)?.clone();
-        if let Some(first) = &ep.primary {
-            return Err(AgentError::NotFirstInterface {
-                endpoint: name.to_owned(),
-                first: first.clone(),
-            });
-        }
-        if ep.network == network || self.further_on(name, network).is_some() {
-            return Err(AgentError::AlreadyConnected {
-                endpoint: name.to_owned(),
-                network: network.to_owned(),
-            });
-        }
-        let ifname = netns::with_netlink(&ep.netns, async |nl| {
-            for n in 1..64 {
-                let candidate = format!("eth{n}");
-                if nl.link_index(&candidate).await?.is_none() {
-                    return Ok(Some(candidate));
-                }
-            }
-            Ok(None)
-        })?
-        .ok_or_else(|| AgentError::IfnameExists {
-            path: ep.netns.clone(),
-            ifname: "eth1 to eth63".to_owned(),
-        })?;
-        let req = AttachRequest {
-            network: network.to_owned(),
-            netns: ep.netns.clone(),
-            name: Some(format!("{name}.{network}")),
+        ip6: Option<Ipv6Addr>,
+        engine: bool,
+    ) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>), AgentError> {
+        let network = self.state.registry.get_mut(name)?;
+        let got = claim(
+            network
+                .ipam
+                .as_mut()
+                .map(|p| |w| p.allocate(w).map_err(Refusal::from)),
             ip,
-            ip6,
-            ports: Vec::new(),
-            ifname: Some(ifname),
-            mac: None,
-            networks: Vec::new(),
-        };
-        self.attach_as(&req, Some(name)).await
-    }
-
-    /// `weir disconnect`: takes endpoint `name`'s container off `network`,
-    /// one it was connected to (its first network stays: detach it).
-    pub async fn disconnect(&mut self, name: &str, network: &str) -> Result<Endpoint, AgentError> {
-        self.refuse_foreign_endpoint(name, "disconnect")?;
-        let ep = self.endpoint(name)?;
-        if ep.network == network && ep.primary.is_none() {
-            return Err(AgentError::FirstNetwork {
-                endpoint: name.to_owned(),
-                network: network.to_owned(),
-            });
-        }
-        let Some(further) = self.further_on(name, network) else {
-            return Err(AgentError::NotConnected {
-                endpoint: name.to_owned(),
-                network: network.to_owned(),
-            });
-        };
-        self.remove_endpoint(&further).await
-    }
-
-    /// Undoes an endpoint weir plumbed, whoever asked for it.
-    pub(super) async fn remove_endpoint(&mut self, name: &str) -> Result<Endpoint, AgentError> {
-        let ep = self.state.endpoints.get(name).cloned().ok_or_else(|| {
-            AgentError::EndpointNotFound {
-                name: name.to_owned(),
+            engine,
+        )
+        .and_then(|v4| {
+            let v6 = claim(
+                network
+                    .ipam6
+                    .as_mut()
+                    .map(|p| |w| p.allocate(w).map_err(Refusal::from)),
+                ip6,
+                engine,
+            );
+            if v6.is_err() {
+                network.release(v4, None);
             }
-        })?;
-        self.withdraw(&ep.ports)?;
-        self.datapath.detach_from_container(&ep.host_if)?;
-        self.datapath.remove_endpoint(ep.ip, ep.ip6)?;
-        self.nl.delete_link(&ep.host_if).await?;
-        self.forget_endpoint(name);
-        self.sync_open_ports()?;
-        self.save()?;
-        info!(endpoint = %name, "detached");
-        Ok(ep)
+            Ok((v4, v6?))
+        });
+        got.map_err(|refusal| self.refused(name, refusal))
+    }
+
+    /// A [`Refusal`] named: who holds a taken address.
+    fn refused(&self, network: &str, refusal: Refusal) -> AgentError {
+        let holder = |ip: IpAddr| {
+            self.state
+                .endpoints
+                .values()
+                .find(|e| e.ip.map(IpAddr::from) == Some(ip) || e.ip6.map(IpAddr::from) == Some(ip))
+                .map(|e| e.name.clone())
+        };
+        let network = network.to_owned();
+        match refusal {
+            Refusal::NoFamily(IpAddr::V4(ip)) => AgentError::NoIpv4 { network, ip },
+            Refusal::NoFamily(IpAddr::V6(ip6)) => AgentError::NoIpv6 { network, ip6 },
+            Refusal::Taken(ip) => match (ip, holder(ip)) {
+                (IpAddr::V4(ip), Some(endpoint)) => AgentError::AddressInUse { ip, endpoint },
+                (IpAddr::V6(ip), Some(endpoint)) => AgentError::Address6InUse { ip, endpoint },
+                (IpAddr::V4(ip), None) => IpamError::Taken { ip }.into(),
+                (IpAddr::V6(ip), None) => NetworkError::from(Ipam6Error::Taken { ip }).into(),
+            },
+            Refusal::Other(e) => e,
+        }
     }
 }
 
@@ -493,7 +434,7 @@ fn validate_ifname(name: &str) -> Result<(), AgentError> {
     }
 }
 
-fn check_netns(path: &Path) -> Result<(), AgentError> {
+pub(super) fn check_netns(path: &Path) -> Result<(), AgentError> {
     if !path.exists() {
         return Err(AgentError::NetnsMissing {
             path: path.to_owned(),
@@ -522,5 +463,49 @@ mod tests {
             mac_string(mac_of(Some(Ipv4Addr::new(10, 203, 0, 2)), None)),
             "02:42:0a:cb:00:02"
         );
+        assert_eq!(
+            mac_arg(Some("02:42:0a:cb:00:02")).unwrap(),
+            Some([2, 0x42, 10, 0xcb, 0, 2])
+        );
+        assert!(mac_arg(Some("nope")).is_err() && mac_arg(None).unwrap().is_none());
+    }
+
+    /// A pool whose next free address ends in `next`, where `.9` is taken.
+    fn pool(next: u8) -> impl FnOnce(Option<Ipv4Addr>) -> Result<Ipv4Addr, Refusal> {
+        move |w: Option<Ipv4Addr>| match w {
+            Some(ip) if ip.octets()[3] == 9 => Err(Refusal::Taken(ip.into())),
+            Some(ip) => Ok(ip),
+            None => Ok(Ipv4Addr::new(10, 0, 0, next)),
+        }
+    }
+
+    #[test]
+    fn one_claim_for_weir_s_addresses_and_an_engine_s() {
+        let none = None::<fn(Option<Ipv4Addr>) -> Result<Ipv4Addr, Refusal>>;
+        let (a, taken) = (Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 9));
+        // weir's: the one asked for or the next free; a taken one or one
+        // of a family the network lacks is refused.
+        assert_eq!(
+            claim(Some(pool(2)), None, false).ok(),
+            Some(Some(Ipv4Addr::new(10, 0, 0, 2)))
+        );
+        assert_eq!(claim(Some(pool(2)), Some(a), false).ok(), Some(Some(a)));
+        assert!(matches!(
+            claim(Some(pool(2)), Some(taken), false),
+            Err(Refusal::Taken(_))
+        ));
+        assert!(matches!(
+            claim(none, Some(a), false),
+            Err(Refusal::NoFamily(_))
+        ));
+        assert_eq!(claim(none, None, false).ok(), Some(None));
+        // An engine's: exactly what it gave, taken or not, and nothing of
+        // a family it gave none of or weir's network lacks.
+        assert_eq!(
+            claim(Some(pool(2)), Some(taken), true).ok(),
+            Some(Some(taken))
+        );
+        assert_eq!(claim(Some(pool(2)), None, true).ok(), Some(None));
+        assert_eq!(claim(none, Some(a), true).ok(), Some(None));
     }
 }

@@ -8,51 +8,22 @@
 //! An engine's follower (`crate::docker`) turns the engine's API into the
 //! plain data here and calls these; the logic lives here only.
 
-use std::{
-    collections::BTreeSet,
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeSet, path::Path};
 
 use tracing::{info, warn};
 
-use super::{Agent, Endpoint};
+use super::{
+    Agent,
+    endpoint::{Entry, Plumbing},
+};
 use crate::{
+    api::types::{ForeignEndpoint, ForeignNetwork},
     error::AgentError,
     netns,
-    network::{IpamError, NetworkSpec, mac_string},
+    network::mac_string,
     owner::Owner,
-    publish::PortMapping,
+    publish::{PortMapping, PortSpec},
 };
-
-/// A network an engine made, as weir takes it over.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ForeignNetwork {
-    pub spec: NetworkSpec,
-    /// The engine's bridge (`docker0`, `br-<id>`).
-    pub bridge: String,
-    pub owner: Owner,
-}
-
-/// A container's interface an engine made on one of its networks.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ForeignEndpoint {
-    /// The endpoint's name in weir (the container's name).
-    pub name: String,
-    pub owner: Owner,
-    /// The weir network (a [`ForeignNetwork`]'s name).
-    pub network: String,
-    /// The container's network namespace.
-    pub netns: PathBuf,
-    /// Its IPv4 address; none on an IPv6-only network.
-    pub ip: Option<Ipv4Addr>,
-    /// Its IPv6 address, on a network where the engine enabled IPv6.
-    pub ip6: Option<std::net::Ipv6Addr>,
-    /// The container-side interface's MAC (which finds it in `netns`).
-    pub mac: [u8; 6],
-    /// The ports the engine published to it (and holds on the node).
-    pub ports: Vec<PortMapping>,
-}
 
 /// Which engine's objects a full sync covers.
 fn same_engine(a: &Owner, b: &Owner) -> bool {
@@ -81,7 +52,7 @@ impl Agent {
             .map(|e| e.name.clone())
             .collect();
         for name in stale_eps {
-            self.release_foreign_endpoint(&name)?;
+            self.release(&name).await?;
         }
         let stale_nets: Vec<String> = self
             .state
@@ -91,7 +62,7 @@ impl Agent {
             .map(|n| n.name.clone())
             .collect();
         for name in stale_nets {
-            self.release_foreign_network(&name)?;
+            self.release_foreign_network(&name).await?;
         }
         for network in networks {
             if let Err(e) = self.adopt_network(network).await {
@@ -121,7 +92,7 @@ impl Agent {
             .map(|e| e.name.clone())
             .collect();
         for name in stale {
-            self.release_foreign_endpoint(&name)?;
+            self.release(&name).await?;
         }
         for endpoint in endpoints {
             self.adopt_endpoint(endpoint).await?;
@@ -168,7 +139,7 @@ impl Agent {
             if same {
                 return Ok(());
             }
-            self.release_foreign_network(&net.spec.name)?;
+            self.release_foreign_network(&net.spec.name).await?;
         }
         let mac =
             self.nl
@@ -196,9 +167,9 @@ impl Agent {
     }
 
     /// Forgets an engine's network (its endpoints first); its bridge stays.
-    pub fn release_foreign_network(&mut self, name: &str) -> Result<(), AgentError> {
+    pub async fn release_foreign_network(&mut self, name: &str) -> Result<(), AgentError> {
         for ep in self.state.endpoints_of(name) {
-            self.release_foreign_endpoint(&ep)?;
+            self.release(&ep).await?;
         }
         let network = self.state.registry.remove(name)?;
         self.datapath.detach_bridge(&network.bridge)?;
@@ -208,13 +179,12 @@ impl Agent {
         Ok(())
     }
 
-    /// Takes an engine's container interface over: finds its host-side
-    /// veth through the container's namespace, writes the endpoint's map
-    /// entries, attaches `tc_from_container` and publishes its ports.
+    /// Takes an engine's container interface over: finds its node-side
+    /// veth through the container's namespace and enters it
+    /// ([`Plumbing::Adopt`]) with the engine's addresses and ports.
     /// Unchanged, it is left as it is; changed (a restarted container's new
     /// veth or address), it is released and taken again.
     pub async fn adopt_endpoint(&mut self, fe: &ForeignEndpoint) -> Result<(), AgentError> {
-        let network = self.state.registry.get(&fe.network)?.clone();
         let host_index = peer_of(&fe.netns, fe.mac)?;
         let host_if =
             self.nl
@@ -231,87 +201,43 @@ impl Agent {
                     owner: have.owner.engine(),
                 });
             }
+            let ports: Vec<PortMapping> = fe
+                .ports
+                .iter()
+                .filter(|m| have.ip6.is_some() || !m.is_ipv6_only())
+                .copied()
+                .collect();
             let same = have.owner == fe.owner
                 && have.network == fe.network
                 && have.ip == fe.ip
                 && have.ip6 == fe.ip6
                 && have.mac == mac_string(fe.mac)
                 && have.host_if == host_if
-                && have.ports == fe.ports;
+                && have.ports == ports;
             if same {
                 return Ok(());
             }
             let name = fe.name.clone();
-            self.release_foreign_endpoint(&name)?;
+            self.release(&name).await?;
         }
-        if let (Some(ipam), Some(ip)) = (
-            self.state.registry.get_mut(&network.name)?.ipam.as_mut(),
-            fe.ip,
-        ) {
-            match ipam.allocate(Some(ip)) {
-                Ok(_) | Err(IpamError::Taken { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        // The engine's IPv6 address, if its network has IPv6 in weir too.
-        let ip6 = match (
-            self.state.registry.get_mut(&network.name)?.ipam6.as_mut(),
-            fe.ip6,
-        ) {
-            (Some(ipam6), Some(ip6)) => match ipam6.allocate(Some(ip6)) {
-                Ok(_) | Err(crate::network::Ipam6Error::Taken { .. }) => Some(ip6),
-                Err(e) => return Err(crate::network::NetworkError::from(e).into()),
-            },
-            _ => None,
-        };
-        let ep = Endpoint {
-            id: u32::MAX,
+        let ports = fe
+            .ports
+            .iter()
+            .map(|m| PortSpec::exact(*m))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.enter(Entry {
             name: fe.name.clone(),
+            owner: fe.owner.clone(),
             network: fe.network.clone(),
             netns: fe.netns.clone(),
+            plumbing: Plumbing::Adopt { host_if },
             ip: fe.ip,
-            ip6,
-            mac: mac_string(fe.mac),
-            host_if: host_if.clone(),
-            ports: Vec::new(),
-            owner: fe.owner.clone(),
+            ip6: fe.ip6,
+            mac: Some(fe.mac),
             primary: None,
-        };
-        // The entry before the program (it shuts a veth it has no entry
-        // for); the engine made the veth a port of its bridge already.
-        self.datapath
-            .insert_endpoint(host_index, fe.ip, fe.mac, network.id, false)?;
-        self.datapath.set_endpoint6(host_index, ip6)?;
-        self.datapath.attach_from_container(&host_if)?;
-        self.install(&ep, &fe.ports).await?;
-        self.state.endpoints.insert(
-            fe.name.clone(),
-            Endpoint {
-                ports: fe.ports.clone(),
-                ..ep
-            },
-        );
-        self.sync_open_ports()?;
-        self.save()?;
-        info!(endpoint = %fe.name, network = %fe.network, ip = ?fe.ip, ip6 = ?ip6, host_if = %host_if,
-            ports = fe.ports.len(), engine = fe.owner.engine(), "took over an endpoint");
-        Ok(())
-    }
-
-    /// Forgets an engine's endpoint: its publications (and the flows that
-    /// came in by them), its attachment and map entries. Its veth is the
-    /// engine's and stays (or is already gone with the container).
-    pub fn release_foreign_endpoint(&mut self, name: &str) -> Result<(), AgentError> {
-        let Some(ep) = self.state.endpoints.get(name).cloned() else {
-            return Ok(());
-        };
-        self.withdraw(&ep.ports)?;
-        self.datapath.detach_from_container(&ep.host_if)?;
-        self.datapath.remove_endpoint(ep.ip, ep.ip6)?;
-        self.forget_endpoint(name);
-        self.sync_open_ports()?;
-        self.save()?;
-        info!(endpoint = %name, "released an endpoint its engine no longer has");
+            ports,
+        })
+        .await?;
         Ok(())
     }
 

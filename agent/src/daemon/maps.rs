@@ -5,106 +5,23 @@
 
 use std::{
     collections::BTreeMap,
-    net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddrV4},
 };
 
-use serde::{Deserialize, Serialize};
 use weir_common::{
     network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED},
     publish::{PROTO_TCP, PROTO_UDP, PublishKey6, PublishTarget6},
 };
 
-use super::{Agent, FlowView};
+use super::Agent;
 use crate::{
-    datapath::LinkView,
+    api::types::{
+        AddrEntry, AllowedEntry, EndpointEntry, MapsView, NetworkEntry, OpenPortEntry,
+        PublishedEntry,
+    },
     error::AgentError,
     network::{Subnet, mac_string},
 };
-
-/// Every map's entries, named.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MapsView {
-    /// `ENDPOINTS` (and whether `EP_BY_IP4` agrees).
-    pub endpoints: Vec<EndpointEntry>,
-    /// `PUBLISH4`, then `PUBLISH6`.
-    pub published: Vec<PublishedEntry>,
-    /// `OPEN_PORTS4`: container ports open at the container's address
-    /// (routed mode).
-    pub open_ports: Vec<OpenPortEntry>,
-    /// `NETWORKS4`.
-    pub networks: Vec<NetworkEntry>,
-    /// `HOST_ADDRS4`: the node's addresses, with their interfaces.
-    pub host_addrs: Vec<AddrEntry>,
-    /// `UPLINKS`: each uplink's masquerade address.
-    pub uplinks: Vec<AddrEntry>,
-    /// `CONFIG`.
-    pub netns_cookie: u64,
-    pub snat_ports: String,
-    /// `CT4`, both directions of each flow in one line (masquerade
-    /// entries are the flows of kind `snat`).
-    pub conntrack: Vec<FlowView>,
-    /// `SOCK_RNAT4`: sockets of the node the socket hooks redirected.
-    pub sock_rnat_entries: usize,
-    /// `ALLOW4`: each listed port's allowed sources (`weir allow`).
-    pub allowed: Vec<AllowedEntry>,
-    /// The pinned links (`links/`) and what runs in them.
-    pub links: Vec<LinkView>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AllowedEntry {
-    /// `[HOST_IP:]PORT/PROTO`.
-    pub port: String,
-    pub source: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EndpointEntry {
-    pub ifindex: u32,
-    pub interface: String,
-    /// The endpoint the state has on that veth ("?" if none).
-    pub endpoint: String,
-    pub ip: Ipv4Addr,
-    pub mac: String,
-    pub network: String,
-    /// `EP_BY_IP4` has the address, pointing back to this veth.
-    pub indexed: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PublishedEntry {
-    pub proto: String,
-    pub host: SocketAddr,
-    pub container: SocketAddr,
-    pub endpoint: String,
-    pub network: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OpenPortEntry {
-    pub proto: String,
-    pub container: SocketAddrV4,
-    pub network: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetworkEntry {
-    pub subnet: String,
-    pub network: String,
-    pub id: u32,
-    pub gateway: Ipv4Addr,
-    pub gateway_mac: String,
-    /// `0.0.0.0`: the uplink's address.
-    pub snat_ip: Ipv4Addr,
-    pub flags: Vec<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddrEntry {
-    pub ip: Ipv4Addr,
-    pub ifindex: u32,
-    pub interface: String,
-}
 
 fn proto(p: u8) -> String {
     match p {

@@ -2,6 +2,7 @@
 //! datapath, and reconciles the kernel to the state on start.
 
 mod allow;
+mod attach;
 mod cleanup;
 mod cni;
 mod conntrack;
@@ -14,32 +15,26 @@ mod publish;
 mod state;
 mod stats;
 
-use std::{collections::HashMap, fs, net::IpAddr, path::PathBuf};
+use std::{collections::HashMap, fs, path::PathBuf};
 
 use tracing::{debug, info, warn};
 use weir_common::publish::{PublishKey, PublishKey6};
 
 pub use self::{
     cleanup::cleanup,
-    cni::{CniAdd, CniAttachment, CniGc, CniPort, CniRef},
-    conntrack::{FlowView, Removed, monotonic_ns},
-    endpoint::{AttachRequest, ConnectRequest, DEFAULT_IFNAME},
-    foreign::{ForeignEndpoint, ForeignNetwork},
-    maps::{
-        AddrEntry, AllowedEntry, EndpointEntry, MapsView, NetworkEntry, OpenPortEntry,
-        PublishedEntry,
-    },
-    publish::PortView,
-    state::{Change, Endpoint, State},
-    stats::{DropStats, HookStats, NetworkStats, PortStats, Stats, prometheus},
+    conntrack::monotonic_ns,
+    endpoint::{Entry, Plumbing},
+    state::{Change, State},
+    stats::prometheus,
 };
 use crate::{
+    api::types::{Endpoint, Status},
     datapath::{Datapath, MapOrigin, XdpChoice},
     error::AgentError,
     monitor::{Hub, MonitorEvent},
     mounts,
     netlink::Netlink,
-    network::{Network, NetworkError, NetworkSpec},
+    network::{NetworkError, NetworkSpec},
     paths::Paths,
     publish::{PortRange, Reservations},
     state as store,
@@ -88,53 +83,6 @@ const JOURNAL_MAX: usize = 256;
 /// The default `--snat-ports`: below Linux's default
 /// `ip_local_port_range` (32768-60999), above the privileged ports.
 pub const DEFAULT_SNAT_PORTS: &str = "1024-32767";
-
-/// What `weir status` reports.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct Status {
-    pub version: String,
-    pub uplinks: Vec<String>,
-    pub networks: usize,
-    pub endpoints: usize,
-    pub socket: PathBuf,
-    pub state_dir: PathBuf,
-    pub bpffs: PathBuf,
-    /// How the agent reaches `bpffs` (its own mount namespace, or the one
-    /// it was started from).
-    #[serde(default)]
-    pub bpffs_reached: String,
-    /// The cgroup the socket hooks are attached to, and how it was found.
-    #[serde(default)]
-    pub cgroup: String,
-}
-
-/// A network as the API shows it: the network, its endpoints' names and
-/// its masquerade counters.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct NetworkView {
-    #[serde(flatten)]
-    pub network: Network,
-    /// Where its names are answered (its gateway), if it has names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<IpAddr>,
-    pub endpoints: Vec<String>,
-    #[serde(default)]
-    pub masquerade_stats: NatStats,
-}
-
-/// Masquerade counters of a network, summed over the CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct NatStats {
-    /// Flows masqueraded (each given a port).
-    pub flows: u64,
-    /// Packets and bytes of those flows, both directions.
-    pub packets: u64,
-    pub bytes: u64,
-    /// Port probes that collided with a tuple in use.
-    pub retries: u64,
-    /// New flows dropped because every probe collided.
-    pub exhausted: u64,
-}
 
 pub struct Agent {
     config: Config,
@@ -295,7 +243,7 @@ impl Agent {
         }
         for name in gone {
             warn!(network = %name, "the engine's bridge is gone; releasing the network");
-            self.release_foreign_network(&name)?;
+            self.release_foreign_network(&name).await?;
         }
         let endpoints: Vec<(String, String)> = self
             .state

@@ -7,8 +7,9 @@ use std::{collections::BTreeMap, net::IpAddr};
 use tracing::info;
 use weir_common::network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NET_ROUTED, NetInfo, NetInfo6};
 
-use super::{Agent, DEFAULT_NETWORK, NatStats, NetworkView, forwarding};
+use super::{Agent, DEFAULT_NETWORK, forwarding};
 use crate::{
+    api::types::{NatStats, NetworkView},
     datapath::no_ipv4,
     error::AgentError,
     network::{Mode, Network, NetworkSpec},

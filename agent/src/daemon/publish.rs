@@ -13,21 +13,14 @@ use weir_common::{
     publish::{PublishKey, PublishKey6, PublishTarget, PublishTarget6},
 };
 
-use super::{Agent, Change, Endpoint};
+use super::{Agent, Change};
 use crate::{
+    api::types::{Endpoint, PortView},
     error::AgentError,
     network::Mode,
+    owner::Owner,
     publish::{PortMapping, PortSpec, Proto, ReserveError},
 };
-
-/// A published port and who publishes it (`weir port`).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PortView {
-    pub endpoint: String,
-    pub container_ip: Option<IpAddr>,
-    #[serde(flatten)]
-    pub mapping: PortMapping,
-}
 
 /// Whether publishing holds the host port with a socket of the agent's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +33,18 @@ pub(super) enum Hold {
     /// the node's own connections are pointed at the container, so an
     /// idle socket of the runtime's gets nothing.
     Never,
+}
+
+impl Hold {
+    /// weir's own endpoints hold their host ports; a runtime's or an
+    /// engine's hold theirs themselves.
+    pub(super) fn of(owner: &Owner) -> Self {
+        if owner.is_weir() {
+            Hold::Always
+        } else {
+            Hold::Never
+        }
+    }
 }
 
 /// How many times a kernel-picked port is picked again when it clashes.
@@ -60,18 +65,19 @@ impl Agent {
         specs: &[String],
     ) -> Result<Vec<PortMapping>, AgentError> {
         self.refuse_foreign_endpoint(name, "publish")?;
-        self.publish_held(name, specs, Hold::Always).await
+        self.publish_as(name, &parse_specs(specs)?, Hold::Always)
+            .await
     }
 
-    /// [`Agent::publish`] for whoever owns the endpoint, holding ports as
-    /// `hold` says.
-    pub(super) async fn publish_held(
+    /// The one publication planner, whoever asks: plans `specs` on
+    /// endpoint `name` against every endpoint's mappings (clashes), holds
+    /// host ports as `hold` says, installs them; all or nothing.
+    pub(super) async fn publish_as(
         &mut self,
         name: &str,
-        specs: &[String],
+        specs: &[PortSpec],
         hold: Hold,
     ) -> Result<Vec<PortMapping>, AgentError> {
-        let specs = parse_specs(specs)?;
         let ep = self.endpoint(name)?.clone();
         // A publication bound to one family's address needs an address of
         // that family to lead to.
@@ -89,7 +95,7 @@ impl Agent {
             });
         }
         let mut made = Vec::new();
-        for spec in &specs {
+        for spec in specs {
             if let Err(e) = self.plan(spec, &mut made, hold) {
                 for m in &made {
                     self.reservations.release(m.proto, m.host_ip, m.host_port);

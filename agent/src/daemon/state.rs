@@ -1,17 +1,13 @@
 //! The desired state the agent keeps on disk: the state file, and the
 //! [`Change`]s journalled since it was written.
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    net::Ipv4Addr,
-    path::PathBuf,
-};
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    api::types::Endpoint,
     network::Registry,
-    owner::Owner,
     paths::Paths,
     publish::PortMapping,
     state::{self as store, Journal, StateError},
@@ -35,58 +31,6 @@ pub struct State {
     /// User rules: the sources each listed host port lets in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow: Vec<crate::publish::AllowRule>,
-}
-
-/// A container attached to a network.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Endpoint {
-    pub id: u32,
-    pub name: String,
-    pub network: String,
-    /// The network namespace file the container lives in.
-    pub netns: PathBuf,
-    /// Its IPv4 address; none on an IPv6-only network.
-    pub ip: Option<Ipv4Addr>,
-    /// Its IPv6 address, on a dual-stack or IPv6-only network.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip6: Option<std::net::Ipv6Addr>,
-    /// The container's MAC, `aa:bb:cc:dd:ee:ff`.
-    pub mac: String,
-    /// The host-side veth (`weirv<id>`), a port of the network's bridge.
-    pub host_if: String,
-    /// Its published ports.
-    #[serde(default)]
-    pub ports: Vec<PortMapping>,
-    /// Who made it (an engine's endpoint: its veth and address are the
-    /// engine's, its ports too).
-    #[serde(default, skip_serializing_if = "Owner::is_weir")]
-    pub owner: Owner,
-    /// For a container's interface on a further network (`weir connect`):
-    /// the endpoint of its first one, which keeps the default route.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub primary: Option<String>,
-}
-
-impl Endpoint {
-    /// Its addresses, IPv4 first, space-separated (`10.88.0.2
-    /// fd00:88::2`, or one of them).
-    #[must_use]
-    pub fn addresses(&self) -> String {
-        let v4 = self.ip.map(|a| a.to_string());
-        let v6 = self.ip6.map(|a| a.to_string());
-        [v4, v6].into_iter().flatten().collect::<Vec<_>>().join(" ")
-    }
-
-    /// The address publication `m` leads to: the IPv6 one for a
-    /// publication over IPv6 only or an endpoint without IPv4.
-    #[must_use]
-    pub fn target_of(&self, m: &PortMapping) -> Option<std::net::IpAddr> {
-        match (self.ip, self.ip6) {
-            (Some(ip), _) if !m.is_ipv6_only() => Some(ip.into()),
-            (_, Some(ip6)) => Some(ip6.into()),
-            (ip, None) => ip.map(Into::into),
-        }
-    }
 }
 
 /// A change the journal records instead of the whole state: publishing
@@ -191,8 +135,10 @@ impl<'a> PortSet<'a> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
-    use crate::publish::Proto;
+    use crate::{owner::Owner, publish::Proto};
 
     fn mapping(host_port: u16) -> PortMapping {
         PortMapping {

@@ -3,70 +3,18 @@
 
 use std::{collections::HashMap, fmt::Write as _, net::IpAddr};
 
-use serde::{Deserialize, Serialize};
 use weir_common::{
     drop::DropReason,
     publish::{PublishKey, PublishKey6},
     stats::{Hook, PortCounters},
 };
 
-use super::{Agent, NatStats};
-use crate::{error::AgentError, publish::PortMapping};
-
-/// Every counter, summed over the CPUs.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    pub ports: Vec<PortStats>,
-    pub networks: Vec<NetworkStats>,
-    /// Every drop reason, zero or not, by number.
-    pub drops: Vec<DropStats>,
-    pub hooks: Vec<HookStats>,
-    /// Entries in `CT4` (two per flow).
-    pub conntrack_entries: usize,
-    /// Drop events lost because the `EVENTS` ring was full (the drops are
-    /// counted all the same).
-    #[serde(default)]
-    pub events_lost: u64,
-}
-
-/// A publication's counters. "In": towards the container (the direction
-/// that opened the flow); "out": the answers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortStats {
-    pub endpoint: String,
-    pub network: String,
-    pub proto: String,
-    pub host_ip: IpAddr,
-    pub host_port: u16,
-    pub container_ip: Option<IpAddr>,
-    pub container_port: u16,
-    pub flows: u64,
-    pub packets_in: u64,
-    pub bytes_in: u64,
-    pub packets_out: u64,
-    pub bytes_out: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetworkStats {
-    pub network: String,
-    pub masquerade: NatStats,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DropStats {
-    pub number: u32,
-    pub reason: String,
-    pub packets: u64,
-    pub bytes: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HookStats {
-    pub program: String,
-    pub packets: u64,
-    pub bytes: u64,
-}
+use super::Agent;
+use crate::{
+    api::types::{DropStats, HookStats, NatStats, NetworkStats, PortStats, Stats},
+    error::AgentError,
+    publish::PortMapping,
+};
 
 impl Agent {
     /// Reads every counter from the maps.

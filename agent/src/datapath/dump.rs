@@ -14,6 +14,8 @@ use weir_common::{
     publish::{PublishKey, PublishKey6, PublishTarget, PublishTarget6},
 };
 
+use crate::api::types::LinkView;
+
 use super::{Datapath, DatapathError, attach::Held, map_err, map_names, sys};
 
 /// The entries of every keyed map, unnamed.
@@ -30,18 +32,6 @@ pub struct RawMaps {
     pub uplinks: Vec<(u32, [u8; 4])>,
     pub config: Config,
     pub sock_rnat: usize,
-}
-
-/// An attachment as the kernel reports it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LinkView {
-    /// Its pin name under `links/`, or the program it runs when unpinned.
-    pub name: String,
-    pub link_id: u32,
-    pub prog_id: u32,
-    /// The device of a tcx link (0: gone); 0 for a cgroup link.
-    pub ifindex: u32,
-    pub pinned: bool,
 }
 
 impl Datapath {

@@ -25,7 +25,7 @@ use weir_common::stats::Hook;
 pub use self::{
     attach::XdpChoice,
     ct_table::{CtFlow, CtFlow6, CtRecord, CtTable, Tracked},
-    dump::{LinkView, RawMaps},
+    dump::RawMaps,
     layout::Layout,
     pins::{MapOrigin, PinDirs},
     tables::no_ipv4,

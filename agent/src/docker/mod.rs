@@ -20,7 +20,8 @@ use tracing::{debug, info, warn};
 
 use self::api::{Client, DockerError, Event};
 use crate::{
-    daemon::{Agent, ForeignEndpoint, ForeignNetwork},
+    api::types::{ForeignEndpoint, ForeignNetwork},
+    daemon::Agent,
     error::AgentError,
     owner::Owner,
 };

@@ -7,7 +7,7 @@ use std::{collections::HashMap, net::Ipv4Addr};
 
 use super::api;
 use crate::{
-    daemon::{ForeignEndpoint, ForeignNetwork},
+    api::types::{ForeignEndpoint, ForeignNetwork},
     network::{Mode, NetworkSpec, Subnet, Subnet6, parse_mac},
     owner::Owner,
     paths,

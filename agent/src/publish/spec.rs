@@ -134,6 +134,30 @@ pub struct SpecError {
 }
 
 impl PortSpec {
+    /// The spec of exactly mapping `m` (a runtime's or an engine's port
+    /// mapping, which names its host port): no text between them. Port 0
+    /// is no port, on either side.
+    pub fn exact(m: super::PortMapping) -> Result<Self, SpecError> {
+        let one = |p: u16| {
+            range(&p.to_string()).map_err(|reason| SpecError {
+                spec: m.to_string(),
+                reason,
+            })
+        };
+        Ok(PortSpec {
+            host_ip: (m.host_ip != super::PortMapping::EVERY).then_some(m.host_ip),
+            host_ports: Some(one(m.host_port)?),
+            container_ports: one(m.container_port)?,
+            proto: m.proto,
+        })
+    }
+
+    /// Whether it is bound to IPv6 alone (`[::]`, an IPv6 address).
+    #[must_use]
+    pub fn is_ipv6_only(&self) -> bool {
+        self.host_ip.is_some_and(|ip| ip.is_ipv6())
+    }
+
     /// The (host port, container port) pairs this spec publishes, for a
     /// spec whose host ports are known: one pair per port of a range, or,
     /// for a host range with one container port, one pair per candidate
