@@ -34,40 +34,18 @@ pub use self::{
 /// The datapath object, built by `build.rs` from `datapath-ebpf/`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/weir-datapath"));
 
-/// Map names, as declared in `datapath-ebpf/src/maps.rs`.
+/// Map names, as declared in `datapath-ebpf/src/maps.rs`: each written
+/// once, in the order they are pinned.
 pub mod map_names {
-    pub const HOOK_STATS: &str = "HOOK_STATS";
-    pub const DROP_STATS: &str = "DROP_STATS";
-    pub const ENDPOINTS: &str = "ENDPOINTS";
-    pub const EP_BY_IP4: &str = "EP_BY_IP4";
-    pub const PUBLISH4: &str = "PUBLISH4";
-    pub const HOST_ADDRS4: &str = "HOST_ADDRS4";
-    pub const CT4: &str = "CT4";
-    pub const FRAG4: &str = "FRAG4";
-    pub const CONFIG: &str = "CONFIG";
-    pub const SOCK_RNAT4: &str = "SOCK_RNAT4";
-    pub const NETWORKS4: &str = "NETWORKS4";
-    pub const UPLINKS: &str = "UPLINKS";
-    pub const SNAT_STATS: &str = "SNAT_STATS";
-    pub const OPEN_PORTS4: &str = "OPEN_PORTS4";
-    pub const PORT_STATS: &str = "PORT_STATS";
-    pub const EVENTS: &str = "EVENTS";
-    pub const NETWORKS6: &str = "NETWORKS6";
-    pub const ENDPOINTS6: &str = "ENDPOINTS6";
-    pub const SOCK_RNAT6: &str = "SOCK_RNAT6";
-    pub const HOST_ADDRS6: &str = "HOST_ADDRS6";
-    pub const CT6: &str = "CT6";
-    pub const UPLINKS6: &str = "UPLINKS6";
-    pub const PUBLISH6: &str = "PUBLISH6";
-    pub const TAIL_CALLS: &str = "TAIL_CALLS";
-    pub const OPEN_PORTS6: &str = "OPEN_PORTS6";
-    pub const SOCK_RNAT66: &str = "SOCK_RNAT66";
-    pub const PORT_STATS6: &str = "PORT_STATS6";
-    pub const ALLOW_PORTS4: &str = "ALLOW_PORTS4";
-    pub const ALLOW4: &str = "ALLOW4";
-    pub const ALLOW_PORTS6: &str = "ALLOW_PORTS6";
-    /// Every map, in the order they are pinned.
-    pub const ALL: &[&str] = &[
+    macro_rules! names {
+        ($($name:ident),+ $(,)?) => {
+            $(pub const $name: &str = stringify!($name);)+
+            /// Every map, in the order they are pinned.
+            pub const ALL: &[&str] = &[$($name),+];
+        };
+    }
+
+    names![
         HOOK_STATS,
         DROP_STATS,
         ENDPOINTS,

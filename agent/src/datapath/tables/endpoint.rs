@@ -1,0 +1,165 @@
+//! `ENDPOINTS`, `ENDPOINTS6`, `EP_BY_IP4`: the endpoints by host-side
+//! veth and by address (`weir_common::endpoint`).
+
+use std::net::Ipv4Addr;
+
+use aya::maps::HashMap;
+use weir_common::endpoint::{EP_XDP_TARGET, EndpointInfo, EndpointRef};
+
+use super::super::{Datapath, DatapathError, absent_ok, found, map_err, map_names};
+
+/// The IPv4 address an IPv6-only network and its endpoints have in the
+/// IPv4 maps (`NETWORKS4`, `ENDPOINTS`), which the rules every frame
+/// meets (its MAC, `--icc=false` at L2) look the network up by: one of
+/// `0.0.0.0/8` ("this network", RFC 1122), which no packet carries
+/// beyond its link and the kernel drops as a martian, per network id.
+#[must_use]
+pub fn no_ipv4(network_id: u32) -> Ipv4Addr {
+    Ipv4Addr::from(network_id + 1)
+}
+
+impl Datapath {
+    /// Records an endpoint in `ENDPOINTS` and `EP_BY_IP4`. `xdp_target`:
+    /// its veth's container end takes redirected XDP frames
+    /// ([`EP_XDP_TARGET`]). An endpoint without IPv4 (of an IPv6-only
+    /// network) has its network's [`no_ipv4`] address in `ENDPOINTS`
+    /// and nothing in `EP_BY_IP4`.
+    pub fn insert_endpoint(
+        &mut self,
+        ifindex: u32,
+        ip: Option<Ipv4Addr>,
+        mac: [u8; 6],
+        network_id: u32,
+        xdp_target: bool,
+    ) -> Result<(), DatapathError> {
+        let info = EndpointInfo {
+            ip: ip.unwrap_or_else(|| no_ipv4(network_id)).octets(),
+            mac,
+            pad: [0; 2],
+            network_id,
+        };
+        let reference = EndpointRef {
+            ifindex,
+            mac,
+            flags: if xdp_target { EP_XDP_TARGET } else { 0 },
+            pad: 0,
+        };
+        self.hash_map::<u32, EndpointInfo>(map_names::ENDPOINTS)?
+            .insert(ifindex, info, 0)
+            .map_err(|source| map_err(map_names::ENDPOINTS, source))?;
+        let Some(ip) = ip else {
+            return Ok(());
+        };
+        self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?
+            .insert(ip.octets(), reference, 0)
+            .map_err(|source| map_err(map_names::EP_BY_IP4, source))
+    }
+
+    /// Records (`Some`) or forgets (`None`) the IPv6 address of the
+    /// endpoint behind host-side veth `ifindex` in `ENDPOINTS6`.
+    pub fn set_endpoint6(
+        &mut self,
+        ifindex: u32,
+        ip6: Option<std::net::Ipv6Addr>,
+    ) -> Result<(), DatapathError> {
+        let mut map = self.hash_map::<u32, [u8; 16]>(map_names::ENDPOINTS6)?;
+        match ip6 {
+            Some(ip6) => map
+                .insert(ifindex, ip6.octets(), 0)
+                .map_err(|source| map_err(map_names::ENDPOINTS6, source)),
+            None => absent_ok(map.remove(&ifindex), map_names::ENDPOINTS6),
+        }
+    }
+
+    /// The host-side ifindex `EP_BY_IP4` has for the container at `ip`.
+    pub fn endpoint_ifindex(&mut self, ip: Ipv4Addr) -> Result<Option<u32>, DatapathError> {
+        let map = self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?;
+        Ok(found(map.get(&ip.octets(), 0), map_names::EP_BY_IP4)?.map(|r| r.ifindex))
+    }
+
+    /// Removes every entry of the endpoint with address `ip` (IPv4) or
+    /// `ip6` from `ENDPOINTS`, `ENDPOINTS6` and `EP_BY_IP4`. Works from
+    /// the maps alone, so it also cleans up after a veth that is already
+    /// gone.
+    pub fn remove_endpoint(
+        &mut self,
+        ip: Option<Ipv4Addr>,
+        ip6: Option<std::net::Ipv6Addr>,
+    ) -> Result<(), DatapathError> {
+        let mut stale: Vec<u32> = self
+            .endpoints()?
+            .into_iter()
+            .filter(|(_, info)| ip.is_some_and(|ip| info.ip == ip.octets()))
+            .map(|(ifindex, _)| ifindex)
+            .collect();
+        if let Some(ip6) = ip6 {
+            stale.extend(
+                self.entries::<u32, [u8; 16]>(map_names::ENDPOINTS6)?
+                    .into_iter()
+                    .filter(|(_, a)| *a == ip6.octets())
+                    .map(|(ifindex, _)| ifindex),
+            );
+        }
+        let mut endpoints = self.hash_map::<u32, EndpointInfo>(map_names::ENDPOINTS)?;
+        for ifindex in &stale {
+            absent_ok(endpoints.remove(ifindex), map_names::ENDPOINTS)?;
+        }
+        for ifindex in stale {
+            self.set_endpoint6(ifindex, None)?;
+        }
+        let Some(ip) = ip else {
+            return Ok(());
+        };
+        absent_ok(
+            self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?
+                .remove(&ip.octets()),
+            map_names::EP_BY_IP4,
+        )
+    }
+
+    /// The `ENDPOINTS` entries, by host-side ifindex.
+    pub fn endpoints(&self) -> Result<Vec<(u32, EndpointInfo)>, DatapathError> {
+        let map: HashMap<_, u32, EndpointInfo> = self
+            .ebpf
+            .map(map_names::ENDPOINTS)
+            .ok_or(DatapathError::MissingMap(map_names::ENDPOINTS))?
+            .try_into()
+            .map_err(|source| map_err(map_names::ENDPOINTS, source))?;
+        map.iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| map_err(map_names::ENDPOINTS, source))
+    }
+
+    /// Removes the `ENDPOINTS` entries of veths not in `keep` and the
+    /// `EP_BY_IP4` entries of addresses not in `keep`.
+    pub fn retain_endpoints(
+        &mut self,
+        keep: &[(u32, Option<Ipv4Addr>)],
+    ) -> Result<(), DatapathError> {
+        let stale: Vec<u32> = self
+            .endpoints()?
+            .into_iter()
+            .map(|(i, _)| i)
+            .filter(|i| !keep.iter().any(|(k, _)| k == i))
+            .collect();
+        let mut endpoints = self.hash_map::<u32, EndpointInfo>(map_names::ENDPOINTS)?;
+        for ifindex in stale {
+            absent_ok(endpoints.remove(&ifindex), map_names::ENDPOINTS)?;
+        }
+        let stale: Vec<[u8; 4]> = self
+            .entries::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?
+            .into_iter()
+            .map(|(ip, _)| ip)
+            .filter(|ip| {
+                !keep
+                    .iter()
+                    .any(|(_, k)| k.is_some_and(|k| k.octets() == *ip))
+            })
+            .collect();
+        let mut by_ip = self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?;
+        for ip in stale {
+            absent_ok(by_ip.remove(&ip), map_names::EP_BY_IP4)?;
+        }
+        Ok(())
+    }
+}
