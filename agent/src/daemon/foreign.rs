@@ -43,17 +43,6 @@ impl Agent {
         endpoints: &[ForeignEndpoint],
     ) -> Result<(), AgentError> {
         let keep_nets: BTreeSet<&str> = networks.iter().map(|n| n.spec.name.as_str()).collect();
-        let keep_eps: BTreeSet<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
-        let stale_eps: Vec<String> = self
-            .state
-            .endpoints
-            .values()
-            .filter(|e| same_engine(&e.owner, engine) && !keep_eps.contains(e.name.as_str()))
-            .map(|e| e.name.clone())
-            .collect();
-        for name in stale_eps {
-            self.release(&name).await?;
-        }
         let stale_nets: Vec<String> = self
             .state
             .registry
@@ -69,45 +58,82 @@ impl Agent {
                 warn!(network = %network.spec.name, error = %e, "cannot take over the network");
             }
         }
-        for endpoint in endpoints {
-            if let Err(e) = self.adopt_endpoint(endpoint).await {
-                warn!(endpoint = %endpoint.name, error = %e, "cannot take over the endpoint");
-            }
-        }
-        Ok(())
+        self.converge(|o| same_engine(o, engine), endpoints, true)
+            .await
     }
 
     /// Makes the endpoints of one engine object (`owner`: a container)
-    /// equal to `endpoints`: adopts them, releases the owner's others.
+    /// equal to `endpoints`.
     pub async fn sync_foreign_owner(
         &mut self,
         owner: &Owner,
         endpoints: &[ForeignEndpoint],
     ) -> Result<(), AgentError> {
-        let stale: Vec<String> = self
+        self.converge(|o| o == owner, endpoints, false).await
+    }
+
+    /// Makes the endpoints whose owner `ours` selects equal to `endpoints`:
+    /// every one that goes or changes is released before any is entered,
+    /// since a container whose default gateway moved to another network
+    /// swaps its name and its ports between its interfaces. `tolerant`:
+    /// an endpoint that cannot be taken over is logged and skipped, else
+    /// it is the answer.
+    async fn converge(
+        &mut self,
+        ours: impl Fn(&Owner) -> bool,
+        endpoints: &[ForeignEndpoint],
+        tolerant: bool,
+    ) -> Result<(), AgentError> {
+        let skip = |fe: &ForeignEndpoint, e: AgentError| {
+            if tolerant {
+                warn!(endpoint = %fe.name, error = %e, "cannot take over the endpoint");
+                Ok(())
+            } else {
+                Err(e)
+            }
+        };
+        let mut wanted = Vec::new();
+        for fe in endpoints {
+            match self.engine_veth(fe).await {
+                Ok(host_if) => wanted.push((fe, host_if)),
+                Err(e) => skip(fe, e)?,
+            }
+        }
+        let keep: Vec<&str> = wanted
+            .iter()
+            .filter(|(fe, host_if)| self.adopted_as(fe, host_if))
+            .map(|(fe, _)| fe.name.as_str())
+            .collect();
+        let gone: Vec<String> = self
             .state
             .endpoints
             .values()
-            .filter(|e| e.owner == *owner && !endpoints.iter().any(|f| f.name == e.name))
+            .filter(|e| ours(&e.owner) && !keep.contains(&e.name.as_str()))
             .map(|e| e.name.clone())
             .collect();
-        for name in stale {
+        for name in gone {
             self.release(&name).await?;
         }
-        for endpoint in endpoints {
-            self.adopt_endpoint(endpoint).await?;
+        for (fe, host_if) in wanted {
+            if keep.contains(&fe.name.as_str()) {
+                continue;
+            }
+            if let Err(e) = self.adopt_endpoint(fe, host_if).await {
+                skip(fe, e)?;
+            }
         }
         Ok(())
     }
 
-    /// The networks of `engine` that weir has: (owner, weir name).
+    /// The networks of `engine` that weir has: (owner, weir name,
+    /// internal).
     #[must_use]
-    pub fn foreign_networks(&self, engine: &Owner) -> Vec<(Owner, String)> {
+    pub fn foreign_networks(&self, engine: &Owner) -> Vec<(Owner, String, bool)> {
         self.state
             .registry
             .iter()
             .filter(|n| same_engine(&n.owner, engine))
-            .map(|n| (n.owner.clone(), n.name.clone()))
+            .map(|n| (n.owner.clone(), n.name.clone(), n.internal))
             .collect()
     }
 
@@ -179,46 +205,52 @@ impl Agent {
         Ok(())
     }
 
-    /// Takes an engine's container interface over: finds its node-side
-    /// veth through the container's namespace and enters it
-    /// ([`Plumbing::Adopt`]) with the engine's addresses and ports.
-    /// Unchanged, it is left as it is; changed (a restarted container's new
-    /// veth or address), it is released and taken again.
-    pub async fn adopt_endpoint(&mut self, fe: &ForeignEndpoint) -> Result<(), AgentError> {
+    /// The node-side veth of an engine's container interface, found
+    /// through the container's namespace by its MAC.
+    async fn engine_veth(&self, fe: &ForeignEndpoint) -> Result<String, AgentError> {
         let host_index = peer_of(&fe.netns, fe.mac)?;
-        let host_if =
-            self.nl
-                .link_name(host_index)
-                .await?
-                .ok_or_else(|| AgentError::NoSuchInterface {
-                    netns: fe.netns.clone(),
-                    mac: mac_string(fe.mac),
-                })?;
-        if let Some(have) = self.state.endpoints.get(&fe.name) {
-            if !same_engine(&have.owner, &fe.owner) {
-                return Err(AgentError::NameTaken {
-                    name: fe.name.clone(),
-                    owner: have.owner.engine(),
-                });
-            }
+        self.nl
+            .link_name(host_index)
+            .await?
+            .ok_or_else(|| AgentError::NoSuchInterface {
+                netns: fe.netns.clone(),
+                mac: mac_string(fe.mac),
+            })
+    }
+
+    /// Whether weir has `fe` as it is now (on veth `host_if`): the same
+    /// network, addresses, MAC, veth and ports.
+    fn adopted_as(&self, fe: &ForeignEndpoint, host_if: &str) -> bool {
+        self.state.endpoints.get(&fe.name).is_some_and(|have| {
             let ports: Vec<PortMapping> = fe
                 .ports
                 .iter()
                 .filter(|m| have.ip6.is_some() || !m.is_ipv6_only())
                 .copied()
                 .collect();
-            let same = have.owner == fe.owner
+            have.owner == fe.owner
                 && have.network == fe.network
                 && have.ip == fe.ip
                 && have.ip6 == fe.ip6
                 && have.mac == mac_string(fe.mac)
                 && have.host_if == host_if
-                && have.ports == ports;
-            if same {
-                return Ok(());
-            }
-            let name = fe.name.clone();
-            self.release(&name).await?;
+                && have.ports == ports
+        })
+    }
+
+    /// Takes an engine's container interface over: enters it
+    /// ([`Plumbing::Adopt`]) on its veth `host_if` with the engine's
+    /// addresses and ports. A name another owner has is refused.
+    async fn adopt_endpoint(
+        &mut self,
+        fe: &ForeignEndpoint,
+        host_if: String,
+    ) -> Result<(), AgentError> {
+        if let Some(have) = self.state.endpoints.get(&fe.name) {
+            return Err(AgentError::NameTaken {
+                name: fe.name.clone(),
+                owner: have.owner.engine(),
+            });
         }
         let ports = fe
             .ports

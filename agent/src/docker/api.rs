@@ -137,6 +137,12 @@ pub struct EndpointSettings {
     pub mac_address: String,
     #[serde(default)]
     pub gateway: String,
+    #[serde(rename = "IPv6Gateway", default)]
+    pub ipv6_gateway: String,
+    /// Docker 28's `--network name=N,gw-priority=P` (API 1.48): the
+    /// highest gives the default gateway; 0 before.
+    #[serde(default)]
+    pub gw_priority: i64,
 }
 
 /// One line of `GET /events`.

@@ -18,7 +18,10 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use tokio::sync::{Mutex, mpsc};
 use tracing::{debug, info, warn};
 
-use self::api::{Client, DockerError, Event};
+use self::{
+    api::{Client, DockerError, Event},
+    picture::Followed,
+};
 use crate::{
     api::types::{ForeignEndpoint, ForeignNetwork},
     daemon::Agent,
@@ -111,7 +114,11 @@ async fn follow_once(
 /// The engine's whole picture, applied at once.
 async fn sync_all(client: &Client, agent: &Arc<Mutex<Agent>>) -> Result<(), FollowError> {
     let networks = followed_networks(client).await?;
-    let ids = network_ids(&networks);
+    let ids = followed(
+        networks
+            .iter()
+            .map(|n| (&n.owner, n.spec.name.clone(), n.spec.internal)),
+    );
     let mut endpoints = Vec::new();
     for summary in client.running().await? {
         if let Some(c) = client.container(&summary.id).await? {
@@ -137,11 +144,15 @@ async fn followed_networks(client: &Client) -> Result<Vec<ForeignNetwork>, Follo
     Ok(out)
 }
 
-/// Docker network id -> weir network name.
-fn network_ids(networks: &[ForeignNetwork]) -> HashMap<String, String> {
+/// Docker network id -> the weir network, of networks given as (owner,
+/// weir name, internal).
+fn followed<'a>(
+    networks: impl Iterator<Item = (&'a Owner, String, bool)>,
+) -> HashMap<String, Followed> {
     networks
-        .iter()
-        .filter_map(|n| Some((n.owner.docker_id()?.to_owned(), n.spec.name.clone())))
+        .filter_map(|(owner, name, internal)| {
+            Some((owner.docker_id()?.to_owned(), Followed { name, internal }))
+        })
         .collect()
 }
 
@@ -179,13 +190,8 @@ async fn sync_container(
 ) -> Result<(), FollowError> {
     let endpoints: Vec<ForeignEndpoint> = match client.container(id).await? {
         Some(c) => {
-            let ids: HashMap<String, String> = agent
-                .lock()
-                .await
-                .foreign_networks(&docker_engine())
-                .into_iter()
-                .filter_map(|(owner, name)| Some((owner.docker_id()?.to_owned(), name)))
-                .collect();
+            let networks = agent.lock().await.foreign_networks(&docker_engine());
+            let ids = followed(networks.iter().map(|(o, n, i)| (o, n.clone(), *i)));
             picture::endpoints(&c, &ids)
         }
         None => Vec::new(),

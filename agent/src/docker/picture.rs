@@ -102,44 +102,101 @@ pub fn network(n: &api::Network) -> Result<ForeignNetwork, Skip> {
     })
 }
 
+/// A Docker network weir follows, as a container's endpoints need it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Followed {
+    /// Its weir network's name.
+    pub name: String,
+    /// `Internal`: it never gives a container its default gateway.
+    pub internal: bool,
+}
+
+/// libnetwork's order of a container's endpoints (`endpoint.Less` in its
+/// `sandbox.go`), best first: a higher `GwPriority` (Docker 28; 0 before),
+/// not `docker_gwbridge`, not internal, a gateway of both families, then
+/// of IPv6 alone, then of IPv4 alone, then none; then the network's name,
+/// byte by byte.
+fn libnetwork_order<'a, S: std::hash::BuildHasher>(
+    c: &'a api::Container,
+    followed: &HashMap<String, Followed, S>,
+) -> Vec<(&'a String, &'a api::EndpointSettings)> {
+    let mut on: Vec<(&String, &api::EndpointSettings)> =
+        c.network_settings.networks.iter().collect();
+    let key = |(name, s): &(&String, &api::EndpointSettings)| {
+        let internal = followed.get(&s.network_id).is_some_and(|f| f.internal);
+        let gateways = match (s.gateway.is_empty(), s.ipv6_gateway.is_empty()) {
+            (false, false) => 0,
+            (true, false) => 1,
+            (false, true) => 2,
+            (true, true) => 3,
+        };
+        (
+            std::cmp::Reverse(s.gw_priority),
+            name.as_str() == "docker_gwbridge",
+            internal,
+            gateways,
+            name.as_bytes().to_vec(),
+        )
+    };
+    on.sort_by_cached_key(key);
+    on
+}
+
+/// The network whose endpoint gives the container its default gateway
+/// (`sandbox.getGatewayEndpoint`): the first in [`libnetwork_order`] with
+/// an IPv4 gateway (or, on IPv6-only networks, an IPv6 one). libnetwork
+/// programs the published ports there, and moves them when a network
+/// connected or disconnected changes it; an internal network's endpoint
+/// gets none. A picture that names no gateway at all (Docker always
+/// does) has the first in order.
+fn gateway<'a>(on: &[(&'a String, &api::EndpointSettings)]) -> Option<&'a String> {
+    on.iter()
+        .find(|(_, s)| !s.gateway.is_empty())
+        .or_else(|| on.iter().find(|(_, s)| !s.ipv6_gateway.is_empty()))
+        .or_else(|| on.first())
+        .map(|(name, _)| *name)
+}
+
 /// The endpoints of running container `c` on the followed networks
-/// (`followed`: Docker network id -> weir network name). The container's
-/// name is its endpoint's on its primary network (the one `--network`
-/// named, Docker's `bridge` by default), which also gets its published
-/// ports; on any other it is `<name>.<network>`.
+/// (`followed`: Docker network id -> the weir network), in libnetwork's
+/// order. The one on the network that gives the container its default
+/// gateway, as libnetwork chooses it ([`gateway`]), has the container's
+/// name and its published ports (none if that network is internal, as
+/// under Docker's own rules); the others are `<name>.<network>`. When the
+/// gateway's network is not followed (another driver's), the first
+/// followed endpoint has the name and none has the ports.
 #[must_use]
 pub fn endpoints<S: std::hash::BuildHasher>(
     c: &api::Container,
-    followed: &HashMap<String, String, S>,
+    followed: &HashMap<String, Followed, S>,
 ) -> Vec<ForeignEndpoint> {
     if !c.state.running || c.state.pid == 0 {
         return Vec::new();
     }
     let name = c.name.trim_start_matches('/').to_owned();
-    let mut on: Vec<(&String, &api::EndpointSettings)> = c
-        .network_settings
-        .networks
-        .iter()
+    let all = libnetwork_order(c, followed);
+    let gateway = gateway(&all);
+    let on: Vec<(&String, &api::EndpointSettings)> = all
+        .into_iter()
         .filter(|(_, s)| followed.contains_key(&s.network_id))
         .collect();
-    on.sort_by(|a, b| a.0.cmp(b.0));
-    let mode = match c.host_config.network_mode.as_str() {
-        "default" | "" => "bridge",
-        m => m,
-    };
-    let primary = on.iter().position(|(n, _)| n.as_str() == mode).unwrap_or(0);
+    let primary = on
+        .iter()
+        .position(|(n, _)| Some(*n) == gateway)
+        .unwrap_or(0);
     let ports = ports(c);
     on.iter()
         .enumerate()
         .filter_map(|(i, (docker_net, s))| {
             let ip: Option<Ipv4Addr> = s.ip_address.parse().ok();
             let mac = parse_mac(&s.mac_address)?;
-            let network = followed.get(&s.network_id)?.clone();
+            let network = followed.get(&s.network_id)?;
             let ip6: Option<std::net::Ipv6Addr> = s.global_ipv6_address.parse().ok();
             // An interface with no address yet is no endpoint yet.
             if ip.is_none() && ip6.is_none() {
                 return None;
             }
+            let published = Some(*docker_net) == gateway && !network.internal;
             Some(ForeignEndpoint {
                 name: if i == primary {
                     name.clone()
@@ -147,13 +204,13 @@ pub fn endpoints<S: std::hash::BuildHasher>(
                     format!("{name}.{docker_net}")
                 },
                 owner: Owner::Docker { id: c.id.clone() },
-                network,
+                network: network.name.clone(),
                 netns: paths::proc_ns_net(c.state.pid),
                 ip,
                 ip6,
                 mac,
                 // An IPv6 binding needs an IPv6 address to lead to.
-                ports: if i == primary {
+                ports: if published {
                     ports
                         .iter()
                         .filter(|m| ip6.is_some() || !m.is_ipv6_only())
@@ -275,6 +332,13 @@ mod tests {
           "back":{"NetworkID":"0123456789abcdef0123","IPAddress":"10.91.0.5","MacAddress":"02:42:0a:5b:00:05",
             "GlobalIPv6Address":"fd00:91::5"}}}}"#;
 
+    fn follow(name: &str) -> Followed {
+        Followed {
+            name: name.to_owned(),
+            internal: false,
+        }
+    }
+
     fn networks() -> Vec<Result<ForeignNetwork, Skip>> {
         let list: Vec<api::Network> = serde_json::from_str(NETWORKS).unwrap();
         list.iter().map(network).collect()
@@ -321,11 +385,17 @@ mod tests {
         let c: api::Container = serde_json::from_str(CONTAINER).unwrap();
         let mut followed = HashMap::new();
         for n in networks().into_iter().flatten() {
-            followed.insert(n.owner.docker_id().unwrap().to_owned(), n.spec.name);
+            followed.insert(
+                n.owner.docker_id().unwrap().to_owned(),
+                Followed {
+                    name: n.spec.name,
+                    internal: n.spec.internal,
+                },
+            );
         }
         let eps = endpoints(&c, &followed);
         assert_eq!(eps.len(), 2);
-        let (back, web) = (&eps[0], &eps[1]);
+        let (web, back) = (&eps[0], &eps[1]);
         assert_eq!(web.name, "web");
         assert_eq!(web.network, "bridge");
         assert_eq!(web.ip, Some(Ipv4Addr::new(172, 31, 250, 2)));
@@ -344,7 +414,7 @@ mod tests {
         );
 
         // Only the followed networks count; a stopped container has none.
-        followed.retain(|_, name| name == "back");
+        followed.retain(|_, f| f.name == "back");
         assert_eq!(endpoints(&c, &followed)[0].name, "web");
         let mut stopped = c.clone();
         stopped.state.running = false;
@@ -360,7 +430,7 @@ mod tests {
               "MacAddress":"02:42:00:00:00:02","GlobalIPv6Address":"fd00:94::2"}}}}"#,
         )
         .unwrap();
-        let followed = HashMap::from([("cccc0123456789abcdef".to_owned(), "only6".to_owned())]);
+        let followed = HashMap::from([("cccc0123456789abcdef".to_owned(), follow("only6"))]);
         let eps = endpoints(&c, &followed);
         assert_eq!(
             (eps[0].ip, eps[0].ip6),
@@ -384,7 +454,7 @@ mod tests {
                   "MacAddress":"02:42:0a:5d:00:02","GlobalIPv6Address":"{ip6}"}}}}}}}}"#
             )
         };
-        let followed = HashMap::from([("dddd0123456789abcdef".to_owned(), "dual".to_owned())]);
+        let followed = HashMap::from([("dddd0123456789abcdef".to_owned(), follow("dual"))]);
         let shown = |ip6: &str| -> Vec<String> {
             let c: api::Container = serde_json::from_str(&json(ip6)).unwrap();
             endpoints(&c, &followed)[0]
@@ -402,5 +472,96 @@ mod tests {
             ]
         );
         assert_eq!(shown(""), ["92/tcp -> 0.0.0.0:9092"]);
+    }
+
+    /// A container on `nets` (name, internal, IPv4 gateway, IPv6 gateway,
+    /// `GwPriority`), every one followed, published `-p 8080:80`.
+    fn on(nets: &[(&str, bool, &str, &str, i64)]) -> (api::Container, HashMap<String, Followed>) {
+        let mut networks = serde_json::Map::new();
+        let mut followed = HashMap::new();
+        for (i, (name, internal, gw, gw6, priority)) in nets.iter().enumerate() {
+            let id = format!("id-{name}");
+            networks.insert(
+                (*name).to_owned(),
+                serde_json::json!({"NetworkID": id, "IPAddress": format!("10.{i}.0.2"),
+                    "MacAddress": format!("02:42:0a:0{i}:00:02"), "Gateway": gw,
+                    "IPv6Gateway": gw6, "GwPriority": priority}),
+            );
+            followed.insert(
+                id,
+                Followed {
+                    name: (*name).to_owned(),
+                    internal: *internal,
+                },
+            );
+        }
+        let c = serde_json::json!({"Id": "c1", "Name": "/web", "State": {"Running": true, "Pid": 5},
+            "HostConfig": {"NetworkMode": nets[0].0},
+            "NetworkSettings": {"Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]},
+                "Networks": networks}});
+        (serde_json::from_value(c).unwrap(), followed)
+    }
+
+    /// (endpoint name, network, whether it has the ports), in order.
+    fn picture(nets: &[(&str, bool, &str, &str, i64)]) -> Vec<(String, String, bool)> {
+        let (c, followed) = on(nets);
+        endpoints(&c, &followed)
+            .into_iter()
+            .map(|e| (e.name, e.network, !e.ports.is_empty()))
+            .collect()
+    }
+
+    fn shown(list: &[(&str, &str, bool)]) -> Vec<(String, String, bool)> {
+        list.iter()
+            .map(|(n, net, p)| ((*n).to_owned(), (*net).to_owned(), *p))
+            .collect()
+    }
+
+    /// Compose's `web` on `shop_back` (internal, named first as the
+    /// container's network mode) and `shop_front`: the ports and the name
+    /// go where libnetwork puts the default gateway, never an internal
+    /// network (Docker 20.10 gives the internal one a gateway too).
+    #[test]
+    fn the_ports_go_to_the_endpoint_that_gives_the_default_gateway() {
+        let compose = [
+            ("shop_back", true, "172.20.0.1", "", 0),
+            ("shop_front", false, "172.21.0.1", "", 0),
+        ];
+        assert_eq!(
+            picture(&compose),
+            shown(&[
+                ("web", "shop_front", true),
+                ("web.shop_back", "shop_back", false)
+            ])
+        );
+        // Two networks alike: the first by name, whatever the network
+        // mode names (`docker network connect neta` to a container run on
+        // `netb` moves its ports to `neta`, as libnetwork does).
+        let two = [
+            ("netb", false, "10.1.0.1", "", 0),
+            ("neta", false, "10.0.0.1", "", 0),
+        ];
+        assert_eq!(
+            picture(&two),
+            shown(&[("web", "neta", true), ("web.netb", "netb", false)])
+        );
+        // A gateway of both families before one of IPv4 alone.
+        let dual = [
+            ("neta", false, "10.0.0.1", "", 0),
+            ("zdual", false, "10.1.0.1", "fd00::1", 0),
+        ];
+        assert_eq!(picture(&dual)[0], ("web".into(), "zdual".into(), true));
+        // Docker 28's gw-priority before all; an internal network of
+        // Docker 25 and later has no gateway at all.
+        let priority = [
+            ("neta", false, "10.0.0.1", "", 0),
+            ("netz", false, "10.1.0.1", "", 10),
+        ];
+        assert_eq!(picture(&priority)[0], ("web".into(), "netz".into(), true));
+        // Only internal networks: the gateway is an internal one's, and no
+        // port is published (libnetwork programs none on an internal
+        // network).
+        let vault = [("vault", true, "10.9.0.1", "", 0)];
+        assert_eq!(picture(&vault), shown(&[("web", "vault", false)]));
     }
 }
