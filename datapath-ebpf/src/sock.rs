@@ -189,8 +189,10 @@ enum Target6 {
 
 /// The publication an IPv6 socket aimed at `ip:port` reaches: at `[::1]`
 /// or a node's IPv6 address, one bound to that address, else one on
-/// every address (`-p H:C`, to the container's IPv4 address when
-/// `mapped_ok`), else one on every IPv6 address; at a v4-mapped address
+/// every IPv6 address (`-p [::]:H:C`, and `-p H:C` of a container with an
+/// IPv6 address: Docker's `[::]` binding leads to the container's IPv6
+/// address), else one on every address (`-p H:C` of a container without
+/// IPv6, to its IPv4 address when `mapped_ok`); at a v4-mapped address
 /// (when `mapped_ok`) what its IPv4 address does.
 #[inline(always)]
 fn published6(ip: &[u8; 16], port: [u8; 2], proto: u8, mapped_ok: bool) -> Option<Target6> {
@@ -211,13 +213,16 @@ fn published6(ip: &[u8; 16], port: [u8; 2], proto: u8, mapped_ok: bool) -> Optio
         if let Some(t) = PUBLISH6.get_ptr(key6) {
             return Some(Target6::Native(unsafe { *t }, key6));
         }
-        if mapped_ok && let Some(t) = PUBLISH4.get_ptr(every4) {
-            return Some(Target6::Mapped(every4, unsafe { *t }));
-        }
         key6.host_ip = [0; 16];
-        return PUBLISH6
-            .get_ptr(key6)
-            .map(|t| Target6::Native(unsafe { *t }, key6));
+        if let Some(t) = PUBLISH6.get_ptr(key6) {
+            return Some(Target6::Native(unsafe { *t }, key6));
+        }
+        if !mapped_ok {
+            return None;
+        }
+        return PUBLISH4
+            .get_ptr(every4)
+            .map(|t| Target6::Mapped(every4, unsafe { *t }));
     }
     if !mapped_ok {
         return None;
