@@ -28,7 +28,9 @@ pub const IMAGE: &str = "weirtest/busybox";
 /// Whose rules do Docker's job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rules {
-    /// dockerd's defaults: its iptables rules and `docker-proxy`.
+    /// dockerd's defaults, its iptables rules and `docker-proxy`, with its
+    /// ip6tables rules too (`--ip6tables`, behind `--experimental` in
+    /// 20.10), as a dual-stack user sets dockerd.
     Docker,
     /// `--iptables=false --ip6tables=false --userland-proxy=false`: weir's
     /// (or nobody's).
@@ -98,7 +100,7 @@ impl Docker {
                     "--ip6tables=false",
                     "--userland-proxy=false",
                 ][..],
-                Rules::Docker => &[][..],
+                Rules::Docker => &["--experimental", "--ip6tables"][..],
             })
             .args(["--bip", &self.bip])
             // Containers that ignore SIGTERM (a shell loop as PID 1) stop

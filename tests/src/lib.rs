@@ -18,6 +18,8 @@
 //! - [`stream`]: a long TCP transfer and its trace (restart tests);
 //! - [`docker`]: a real dockerd inside a world's node, with an image made
 //!   from busybox;
+//! - [`compose`]: Docker Compose apps on it, and their reachability
+//!   tables, to compare weir with Docker's own rules;
 //! - [`podman`]: real Podman with its CNI backend and `weir-cni`;
 //! - [`image`]: the busybox image both engines import;
 //! - [`bench`]: `cargo xtask bench`, weir against iptables, nftables and
@@ -25,6 +27,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod compose;
 pub mod docker;
 pub mod fuzz;
 pub mod image;

@@ -36,6 +36,7 @@ const APT_PACKAGES: &[&str] = &[
     "nftables",
     // The real engines the integration tests drive (`../shared/ENGINES.md`).
     "docker.io",
+    "docker-compose",
     "containerd",
     "runc",
     "busybox-static",
@@ -44,6 +45,10 @@ const APT_PACKAGES: &[&str] = &[
 
 /// The oldest Docker engine whose API (v1.41) the follower speaks.
 const DOCKER_MIN: (u32, u32) = (20, 10);
+
+/// The oldest `docker-compose` the Compose tests' files are written for
+/// (file format 2.4 with `enable_ipv6`, `--scale`): Debian 12's 1.29.
+const COMPOSE_MIN: (u32, u32) = (1, 29);
 
 const BPFFS: &str = "/sys/fs/bpf";
 
@@ -88,6 +93,7 @@ pub fn run() -> anyhow::Result<Versions> {
     check_llvm(major)?;
     let bpf_linker = bpf_linker(major)?;
     check_docker()?;
+    check_compose()?;
     check_podman()?;
     bpffs()?;
     let versions = Versions {
@@ -319,6 +325,26 @@ fn check_docker() -> anyhow::Result<()> {
         );
     }
     report(&format!("dockerd {version}"), false);
+    Ok(())
+}
+
+/// `docker-compose` is new enough for the Compose tests' files.
+fn check_compose() -> anyhow::Result<()> {
+    let out = cmd::stdout(Command::new("docker-compose").args(["version", "--short"]));
+    // `1.29.2`
+    let version = out.trim();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
+        bail!("`docker-compose version --short` said `{version}`: is docker-compose installed?");
+    };
+    if (major, minor) < COMPOSE_MIN {
+        bail!(
+            "docker-compose {version} is older than {}.{}, which the Compose tests' files need",
+            COMPOSE_MIN.0,
+            COMPOSE_MIN.1
+        );
+    }
+    report(&format!("docker-compose {version}"), false);
     Ok(())
 }
 
