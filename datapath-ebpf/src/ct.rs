@@ -290,6 +290,10 @@ pub fn create_snat(
 /// (network order): its own on the first probe when it lies in
 /// `min..=max` (a non-empty range), a random port of the range otherwise.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "`r` is below `span`, at most 65,536: it fits in 16 bits"
+)]
 pub fn snat_port(i: u32, own: [u8; 2], min: u16, max: u16) -> u16 {
     let own = u16::from_be_bytes(own);
     if i == 0 && own >= min && own <= max {

@@ -69,6 +69,10 @@ fn output6(ctx: &TcContext, e: &DropEvent) {
 pub fn xdp(ctx: &XdpFrame, hook: Hook, reason: DropReason) -> u32 {
     let len = ctx.len();
     stats::add(&DROP_STATS, reason.number(), len);
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a hook's index is below `Hook::MAP_SIZE`, 8"
+    )]
     let mut e = DropEvent {
         // SAFETY: a helper without arguments.
         time_ns: unsafe { bpf_ktime_get_ns() },
@@ -92,6 +96,10 @@ pub fn xdp(ctx: &XdpFrame, hook: Hook, reason: DropReason) -> u32 {
         e.proto = ip[9];
         e.saddr = [ip[12], ip[13], ip[14], ip[15]];
         e.daddr = [ip[16], ip[17], ip[18], ip[19]];
+        #[expect(
+            clippy::verbose_bit_mask,
+            reason = "a mask of the fragment offset's top 5 bits, as in the header, not a count"
+        )]
         let first_fragment = ip[6] & 0x1f == 0 && ip[7] == 0;
         if first_fragment
             && ip[0] == 0x45
@@ -118,6 +126,10 @@ fn lost() {
 /// whatever made the packet fail: a short one simply leaves fields at 0.
 #[inline(always)]
 fn event(ctx: &TcContext, hook: Hook, reason: DropReason) -> DropEvent {
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a hook's index is below `Hook::MAP_SIZE`, 8"
+    )]
     let mut e = DropEvent {
         // SAFETY: a helper without arguments.
         time_ns: unsafe { bpf_ktime_get_ns() },
@@ -159,6 +171,10 @@ fn event(ctx: &TcContext, hook: Hook, reason: DropReason) -> DropEvent {
     e.proto = ip[9];
     e.saddr = [ip[12], ip[13], ip[14], ip[15]];
     e.daddr = [ip[16], ip[17], ip[18], ip[19]];
+    #[expect(
+        clippy::verbose_bit_mask,
+        reason = "a mask of the fragment offset's top 5 bits, as in the header, not a count"
+    )]
     let first_fragment = ip[6] & 0x1f == 0 && ip[7] == 0;
     let l4_off = 14 + usize::from(ip[0] & 0x0f) * 4;
     if first_fragment && let Ok(l4) = ctx.load::<[u8; 8]>(l4_off) {
@@ -168,7 +184,7 @@ fn event(ctx: &TcContext, hook: Hook, reason: DropReason) -> DropEvent {
 }
 
 /// The event's ports from the first 8 bytes of its L4 header: TCP's and
-/// UDP's, ICMP's and ICMPv6's echo identifier.
+/// UDP's, ICMP's and `ICMPv6`'s echo identifier.
 #[inline(always)]
 fn set_ports(e: &mut DropEvent, l4: [u8; 8]) {
     match e.proto {

@@ -58,6 +58,10 @@ pub fn lookup(key: &FragKey) -> Option<FragEntry> {
 /// than a head (under 4 bytes of payload) is padded to one first, as
 /// Ethernet pads short frames; its IP length is unchanged.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "`head::LEN`, a frame's head, is 38 bytes"
+)]
 pub fn rewrite(ctx: &TcContext, entry: &FragEntry) -> Result<Head, DropReason> {
     if (ctx.len() as usize) < head::LEN {
         // SAFETY: the helper takes the program's own skb and plain values.

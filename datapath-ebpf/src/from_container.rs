@@ -6,8 +6,8 @@
 //! tracked flow's packets. Translated
 //! flows are then handled in both directions: answers of a published
 //! service get their original address back (reverse DNAT), and a container
-//! reaching a published port through a node address is DNATed to the
-//! backend (hairpin). A translated packet is routed and sent on by
+//! reaching a published port through a node address is translated (DNAT)
+//! to the backend (hairpin). A translated packet is routed and sent on by
 //! [`fwd::redirect`]. Anything else meets [`policy::destination`]
 //! (isolation, icc, internal); what then leaves through an uplink is sent
 //! to its next hop ([`fwd::out_via_uplink`], masquerade happens on the
@@ -34,6 +34,10 @@ use crate::{
 };
 
 #[inline(always)]
+#[expect(
+    clippy::single_match_else,
+    reason = "the match on `ct::lookup`: as `if let`, LLVM emits one instruction more"
+)]
 pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     stats::hook(Hook::FromContainer, ctx.len());
     parse::linearize(ctx);

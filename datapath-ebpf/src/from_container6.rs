@@ -8,7 +8,7 @@
 //! translated here, on the veth (a published port's answers, a
 //! masqueraded flow's packets after the first, a hairpin), and a
 //! container calling a port published on the node's IPv6 addresses is
-//! DNATed to its backend (hairpin).
+//! translated (DNAT) to its backend (hairpin).
 
 use aya_ebpf::programs::TcContext;
 use weir_common::drop::DropReason;

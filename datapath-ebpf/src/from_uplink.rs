@@ -1,11 +1,12 @@
 //! `tc_from_uplink`: tcx ingress on an uplink. Bogons are dropped first:
 //! a packet of a tracked flow whose entry is keyed from a container's side
 //! ([`ct::lookup`]), any other by [`policy::from_outside`]. A packet to a
-//! node address on a published port is DNATed to its container and the
-//! flow tracked, with the client's address kept. Answers to masqueraded
-//! and routed flows are found in `CT4`. Either way the packet then goes
-//! straight into the container's namespace ([`fwd::to_container`]).
-//! Nothing else reaches a container address ([`policy::unsolicited`]).
+//! node address on a published port is translated (DNAT) to its container
+//! and the flow tracked, with the client's address kept. Answers to
+//! masqueraded and routed flows are found in `CT4`. Either way the packet
+//! then goes straight into the container's namespace
+//! ([`fwd::to_container`]). Nothing else reaches a container address
+//! ([`policy::unsolicited`]).
 
 use aya_ebpf::programs::TcContext;
 use weir_common::{
@@ -21,6 +22,10 @@ use crate::{
 };
 
 #[inline(always)]
+#[expect(
+    clippy::single_match_else,
+    reason = "the match on `ct::lookup`: as `if let`, LLVM emits one instruction more"
+)]
 pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     stats::hook(Hook::FromUplink, ctx.len());
     parse::linearize(ctx);

@@ -58,6 +58,10 @@ pub fn out_via_uplink(ctx: &TcContext, to: &CtEntry, proto: u8) -> Result<i32, D
 /// here, or the TTL spent: the stack answers that) `TC_PASS`. Writes
 /// `head` either way.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "`bpf_redirect_peer` returns an i64 by its ABI, here a tc verdict"
+)]
 pub fn to_container(ctx: &TcContext, mut head: Head, daddr: [u8; 4]) -> Result<i32, DropReason> {
     let mut verdict = TC_PASS;
     if let Some(ep) = EP_BY_IP4.get_ptr(daddr) {
@@ -74,6 +78,12 @@ pub fn to_container(ctx: &TcContext, mut head: Head, daddr: [u8; 4]) -> Result<i
 }
 
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    reason = "the helpers take an i32 size and return an i64 by their ABI: \
+              the sizes are a struct's bytes, the returns tc verdicts"
+)]
 fn route(
     ctx: &TcContext,
     mut head: Head,

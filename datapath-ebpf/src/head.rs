@@ -148,6 +148,10 @@ pub fn addr_diff(acc: u32, old: [u8; 4], new: [u8; 4]) -> u32 {
 /// A checksum field (as in memory) after a change of `diff`:
 /// `HC' = ~(~HC + diff)`.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "folded twice, the sum is at most 0xffff"
+)]
 pub fn apply(field: [u8; 2], diff: u32) -> [u8; 2] {
     let mut s = u32::from(!u16::from_ne_bytes(field)) + diff;
     s = (s & 0xffff) + (s >> 16);

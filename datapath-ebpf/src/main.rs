@@ -2,6 +2,12 @@
 //! point; each names the hook it runs at and hands over to its module.
 #![no_std]
 #![no_main]
+#![expect(
+    clippy::inline_always,
+    reason = "the BPF verifier: a call chain's frames share 512 bytes of stack, and each \
+              BPF-to-BPF call is a frame and a subprogram of its own; helpers are inlined \
+              into their program, the few calls are `#[inline(never)]`, placed by hand"
+)]
 
 mod ct;
 mod dnat;
@@ -49,6 +55,10 @@ pub fn tc_from_container(mut ctx: TcContext) -> i32 {
 /// `tc_from_container`'s IPv6 half, entered by tail call
 /// (`TAIL_CALLS`): a program of its own, so its stack is its own.
 #[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's attach macro passes the context it makes by value"
+)]
 pub fn tc_from_container6(ctx: TcContext) -> i32 {
     match from_container6::handle(&ctx) {
         Ok(verdict) => verdict,
@@ -90,6 +100,10 @@ pub fn tc_to_uplink(mut ctx: TcContext) -> i32 {
 /// XDP on each uplink (`frags`: multi-buffer frames too): what must never
 /// enter is dropped before an skb exists; the rest goes on to tc.
 #[xdp(frags)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's attach macro passes the context it makes by value"
+)]
 pub fn xdp_from_uplink(ctx: XdpContext) -> u32 {
     let frame = parse::XdpFrame::new(&ctx);
     trace::xdp(&frame, || match xdp::handle(&frame) {
@@ -114,24 +128,40 @@ pub fn tc_from_bridge(mut ctx: TcContext) -> i32 {
 /// cgroup `connect4`: the node's TCP and UDP sockets connecting to a
 /// published port.
 #[cgroup_sock_addr(connect4)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's attach macro passes the context it makes by value"
+)]
 pub fn sock_connect4(ctx: SockAddrContext) -> i32 {
     sock::to_published(&ctx)
 }
 
 /// cgroup `sendmsg4`: unconnected UDP sends to a published port.
 #[cgroup_sock_addr(sendmsg4)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's attach macro passes the context it makes by value"
+)]
 pub fn sock_sendmsg4(ctx: SockAddrContext) -> i32 {
     sock::to_published(&ctx)
 }
 
 /// cgroup `recvmsg4`: UDP answers from a published port's container.
 #[cgroup_sock_addr(recvmsg4)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's attach macro passes the context it makes by value"
+)]
 pub fn sock_recvmsg4(ctx: SockAddrContext) -> i32 {
     sock::from_published(&ctx)
 }
 
 /// cgroup `getpeername4`: the peer of a socket the hooks redirected.
 #[cgroup_sock_addr(getpeername4)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's attach macro passes the context it makes by value"
+)]
 pub fn sock_peername4(ctx: SockAddrContext) -> i32 {
     sock::from_published(&ctx)
 }
@@ -139,6 +169,10 @@ pub fn sock_peername4(ctx: SockAddrContext) -> i32 {
 /// cgroup `connect6`: the node's IPv6 sockets connecting to a published
 /// port (`[::1]:H`, a v4-mapped node address).
 #[cgroup_sock_addr(connect6)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's attach macro passes the context it makes by value"
+)]
 pub fn sock_connect6(ctx: SockAddrContext) -> i32 {
     sock::to_published6(&ctx, true)
 }
@@ -146,6 +180,10 @@ pub fn sock_connect6(ctx: SockAddrContext) -> i32 {
 /// cgroup `sendmsg6`: unconnected UDP sends to a port published over
 /// IPv6.
 #[cgroup_sock_addr(sendmsg6)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's attach macro passes the context it makes by value"
+)]
 pub fn sock_sendmsg6(ctx: SockAddrContext) -> i32 {
     sock::to_published6(&ctx, false)
 }
@@ -153,12 +191,20 @@ pub fn sock_sendmsg6(ctx: SockAddrContext) -> i32 {
 /// cgroup `recvmsg6`: UDP answers from a published port's container (to
 /// a socket `connect6` pointed there).
 #[cgroup_sock_addr(recvmsg6)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's attach macro passes the context it makes by value"
+)]
 pub fn sock_recvmsg6(ctx: SockAddrContext) -> i32 {
     sock::from_published6(&ctx)
 }
 
 /// cgroup `getpeername6`: the peer of an IPv6 socket the hooks redirected.
 #[cgroup_sock_addr(getpeername6)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's attach macro passes the context it makes by value"
+)]
 pub fn sock_peername6(ctx: SockAddrContext) -> i32 {
     sock::from_published6(&ctx)
 }

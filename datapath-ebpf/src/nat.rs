@@ -108,6 +108,10 @@ fn l4_csum(ctx: &TcContext, flow: &Flow, diff: u32, flags: u64) -> Result<(), Dr
 /// addresses are not in the ICMP checksum. The quoted L4 checksum is left
 /// as it was (receivers do not check it).
 #[inline(always)]
+#[expect(
+    clippy::similar_names,
+    reason = "sources and destinations, named as the IP header's fields (`saddr`, `daddr`)"
+)]
 pub fn rewrite_icmp_error(
     ctx: &TcContext,
     err: &IcmpError,

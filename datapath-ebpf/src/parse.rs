@@ -47,6 +47,10 @@ pub struct XdpFrame<'a> {
 impl<'a> XdpFrame<'a> {
     #[inline(always)]
     pub fn new(ctx: &'a XdpContext) -> Self {
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "a frame's length, far below 4 GiB"
+        )]
         // SAFETY: the helper takes the program's own context.
         let len = unsafe { aya_ebpf::helpers::bpf_xdp_get_buff_len(ctx.ctx) } as usize;
         Self { ctx, len }
@@ -103,6 +107,10 @@ const HEADERS_MAX: usize = EthHdr::LEN + 60 + 8 + 60 + 8;
 /// sits in pages it shares with the socket's copy, and pulling any of it
 /// into the linear part makes the kernel copy the whole head first.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "`want` is at most the skb's length, a u32"
+)]
 pub fn linearize(ctx: &TcContext) {
     let len = ctx.len() as usize;
     let mut want = headers_len(ctx);
@@ -385,6 +393,10 @@ impl IcmpError {
 /// The ICMP error in a validated IPv4 packet, if it is one about a TCP,
 /// UDP or ICMP echo packet whose headers it quotes (8 bytes of L4).
 #[inline(always)]
+#[expect(
+    clippy::similar_names,
+    reason = "sources and destinations, named as the IP header's fields (`saddr`, `daddr`)"
+)]
 pub fn icmp_error(pkt: &impl Packet, ip: *const Ipv4Hdr) -> Option<IcmpError> {
     // SAFETY: `ip` came from `ipv4`, which checked the whole header.
     let (vihl, tot_len, proto, frags, outer_saddr, outer_daddr) = unsafe {

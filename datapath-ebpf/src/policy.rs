@@ -75,6 +75,10 @@ impl Sender {
 
     /// Whether a frame to `dst_mac` is addressed to the gateway.
     #[inline(always)]
+    #[expect(
+        clippy::trivially_copy_pass_by_ref,
+        reason = "by value, LLVM lays out `tc_from_container`'s stack spills otherwise"
+    )]
     pub fn to_gateway(&self, dst_mac: &[u8; 6]) -> bool {
         same_mac(dst_mac, &self.net.gateway_mac)
     }

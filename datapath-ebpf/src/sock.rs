@@ -83,6 +83,10 @@ pub fn to_published(ctx: &SockAddrContext) -> i32 {
         return ALLOW;
     }
     let sa = ctx.sock_addr;
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "`user_port` is a 16-bit port in a 32-bit field of `bpf_sock_addr`"
+    )]
     // SAFETY: the context is a valid `bpf_sock_addr` for this run.
     let (ip, port, proto) = unsafe {
         (
@@ -127,6 +131,10 @@ pub fn from_published(ctx: &SockAddrContext) -> i32 {
         return ALLOW;
     }
     let sa = ctx.sock_addr;
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "`user_port` is a 16-bit port in a 32-bit field of `bpf_sock_addr`"
+    )]
     // SAFETY: the context is a valid `bpf_sock_addr` for this run.
     let key = unsafe {
         SockRnatKey {
@@ -242,6 +250,10 @@ pub fn to_published6(ctx: &SockAddrContext, mapped_ok: bool) -> i32 {
         return ALLOW;
     }
     let sa = ctx.sock_addr;
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "`user_port` is a 16-bit port in a 32-bit field of `bpf_sock_addr`"
+    )]
     // SAFETY: the context is a valid `bpf_sock_addr` for this run.
     let (ip, port, proto) = unsafe {
         (
@@ -304,6 +316,10 @@ pub fn from_published6(ctx: &SockAddrContext) -> i32 {
         return ALLOW;
     }
     let sa = ctx.sock_addr;
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "`user_port` is a 16-bit port in a 32-bit field of `bpf_sock_addr`"
+    )]
     // SAFETY: the context is a valid `bpf_sock_addr` for this run.
     let (ip, port) = unsafe {
         (

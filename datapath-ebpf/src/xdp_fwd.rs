@@ -53,6 +53,11 @@ pub enum Forwarded {
 /// its tracked flows can be forwarded). Whatever else it says spares the
 /// caller a second lookup of the tuple.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "`bpf_redirect` returns an i64 by its ABI: here `XDP_REDIRECT` or `XDP_ABORTED`"
+)]
 pub fn forward(
     frame: &XdpFrame,
     ip: *const Ipv4Hdr,
@@ -137,6 +142,10 @@ fn eligible(frame: &XdpFrame, ip: *const Ipv4Hdr, flow: &Flow) -> Option<usize> 
 /// The folded sum of the IPv4 pseudo-header (as in memory): what a local
 /// stack leaves in the checksum field for its device to finish.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "folded twice, the sum is at most 0xffff"
+)]
 fn pseudo_header_sum(k: &weir_common::ct::CtKey, l4_len: u16) -> [u8; 2] {
     let words = [
         [k.saddr[0], k.saddr[1]],

@@ -1,4 +1,4 @@
-//! ICMPv6 errors about tracked flows, translated as the flows are, with
+//! `ICMPv6` errors about tracked flows, translated as the flows are, with
 //! the packet they quote.
 
 use aya_ebpf::{bindings::BPF_F_PSEUDO_HDR, programs::TcContext};
@@ -16,7 +16,7 @@ use crate::{
     v6,
 };
 
-/// The ICMPv6 errors: destination unreachable (1), packet too big (2),
+/// The `ICMPv6` errors: destination unreachable (1), packet too big (2),
 /// time exceeded (3), parameter problem (4).
 const ICMPV6_ERROR_LAST: u8 = 4;
 /// Where an error quotes the packet it is about, its addresses and its
@@ -27,14 +27,14 @@ const QUOTE_DST: usize = QUOTE_OFF + 24;
 const QUOTE_L4: usize = QUOTE_OFF + 40;
 const ICMPV6_CSUM: usize = L4_OFF + 2;
 
-/// An ICMPv6 error about a tracked flow, translated as the flow is.
+/// An `ICMPv6` error about a tracked flow, translated as the flow is.
 /// Inbound (`tc_from_uplink`): an error about a packet the flow sent out
 /// (a Packet Too Big above all) gets the container's address as its
 /// destination and as the quoted packet's source, and its port in the
 /// quote; anything else that is no flow meets [`v6::unsolicited`].
 /// Outbound (`tc_to_uplink`): a container's error about a packet it got
 /// through a translated flow gets the node's address and port the same
-/// way. The ICMPv6 checksum follows every change (the outer address as
+/// way. The `ICMPv6` checksum follows every change (the outer address as
 /// the pseudo-header's); the quoted L4 checksum is left as it was, as for
 /// IPv4 (receivers do not check it). The quote's tuple is looked up as
 /// the flow's next packet the other way would be: the reverse of it.
@@ -73,6 +73,10 @@ pub(super) fn error(ctx: &TcContext, inbound: bool) -> Result<(), DropReason> {
         let new = &(*s).nat_ip;
         let old_port: *const [u8; 2] = ptr_at(ctx, port_off).ok_or(DropReason::Malformed)?;
         let old_port = u16::from_ne_bytes(*old_port);
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "`ports` holds the 16-bit port set just above"
+        )]
         let new_port = (*s).ports as u16;
         if *old != *new {
             let pseudo = u64::from(BPF_F_PSEUDO_HDR);
@@ -89,7 +93,7 @@ pub(super) fn error(ctx: &TcContext, inbound: bool) -> Result<(), DropReason> {
     Ok(())
 }
 
-/// The tuple an ICMPv6 error quotes, reversed into `k`, and where the
+/// The tuple an `ICMPv6` error quotes, reversed into `k`, and where the
 /// quote's port to translate lies (the source's inbound, the
 /// destination's outbound; an echo's identifier either way). `None` for
 /// no error, or a quote of nothing tracked.

@@ -1,5 +1,5 @@
 //! IPv6 masquerade (NAT66) in the programs, `CT6`: a dual-stack network's
-//! container's TCP, UDP or ICMPv6 echo flow leaving by an uplink that has
+//! container's TCP, UDP or `ICMPv6` echo flow leaving by an uplink that has
 //! an IPv6 masquerade address (`UPLINKS6`) leaves with that address and a
 //! port of the masquerade range ([`egress`], `tc_to_uplink`); its answers
 //! get the container's address and port back ([`ingress`],
@@ -7,7 +7,7 @@
 //! the bridge. Both directions are tracked as `CT4`'s masqueraded flows
 //! are, the port claimed by inserting the answers' entry first.
 //!
-//! The checksums: TCP's, UDP's and ICMPv6's all cover the pseudo-header,
+//! The checksums: TCP's, UDP's and `ICMPv6`'s all cover the pseudo-header,
 //! so an address change is a 16-byte `bpf_csum_diff` handed to
 //! `bpf_l4_csum_replace` as a pseudo-header change; IPv6 has no header
 //! checksum. Extension headers are not parsed: a masquerading network's
@@ -32,7 +32,7 @@
 //! IPv6 address) is dropped (`no-uplink-address`), never sent with its
 //! private source.
 //!
-//! [`icmp`] translates ICMPv6 errors about tracked flows; [`publish`]
+//! [`icmp`] translates `ICMPv6` errors about tracked flows; [`publish`]
 //! tracks the flows to ports published over IPv6 (from outside, and
 //! hairpin from containers).
 
@@ -77,7 +77,7 @@ const L4_OFF: usize = IP_OFF + Ipv6Hdr::LEN;
 const SRC_OFF: usize = IP_OFF + 8;
 const DST_OFF: usize = IP_OFF + 24;
 
-/// An IPv6 TCP, UDP or ICMPv6 echo packet without extension headers:
+/// An IPv6 TCP, UDP or `ICMPv6` echo packet without extension headers:
 /// laid out as `Scratch6`'s first fields, which hold `egress`'s.
 #[derive(Default)]
 #[repr(C)]
@@ -227,6 +227,10 @@ pub fn create() -> Result<(), DropReason> {
     } else {
         u64::from(BPF_NOEXIST)
     };
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "`ports` packs the range's two 16-bit ends, `max` in its low half"
+    )]
     let (min, max) = ((ports >> 16) as u16, ports as u16);
     if min == 0 || max < min {
         return Err(DropReason::SnatExhausted);
@@ -359,6 +363,10 @@ fn rewrite(ctx: &TcContext, flow: &Flow6, to: &CtEntry6) -> Result<(), DropReaso
     if k.daddr != to.nat_daddr {
         address(ctx, csum, pseudo, DST_OFF, &k.daddr, &to.nat_daddr)?;
     }
+    #[expect(
+        clippy::if_not_else,
+        reason = "written as the TCP and UDP branch below it is, the source's change first"
+    )]
     // The ports, or an echo's identifier (one of the two "ports").
     let (old, new, off) = if k.proto == PROTO_ICMPV6 {
         if k.sport != to.nat_sport {
@@ -389,6 +397,10 @@ fn rewrite(ctx: &TcContext, flow: &Flow6, to: &CtEntry6) -> Result<(), DropReaso
 /// their difference (`flags`: `BPF_F_PSEUDO_HDR` for an address the
 /// pseudo-header holds), then the bytes.
 #[inline(always)]
+#[expect(
+    clippy::cast_sign_loss,
+    reason = "`diff` is not negative, checked first"
+)]
 fn address(
     ctx: &TcContext,
     csum: usize,
@@ -419,7 +431,7 @@ fn address(
 /// `egress`'s answer: the flow is new, `create` it (then call again).
 pub const EGRESS_NEW: u32 = u32::MAX;
 /// `egress`'s and `ingress`'s answer: no TCP, UDP or echo packet (an
-/// ICMPv6 error, say).
+/// `ICMPv6` error, say).
 const NOT_A_FLOW: u32 = u32::MAX - 1;
 
 /// `tc_to_uplink`, IPv6: a masquerading network's container's packet
@@ -445,7 +457,7 @@ pub fn to_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
 }
 
 /// After [`icmp::error`]: a packet of a masquerading (or internal)
-/// network's container that nothing translated (an ICMPv6 error about no
+/// network's container that nothing translated (an `ICMPv6` error about no
 /// tracked flow, one with extension headers, a protocol without ports)
 /// never leaves the node as itself.
 #[inline(never)]
