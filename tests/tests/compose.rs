@@ -382,3 +382,45 @@ fn a_network_connected_and_disconnected_under_a_published_port() {
     }
     same_on_both(&bed, &weir, &docker, &[], probe);
 }
+
+/// A network declared `external: true`: the app uses it as its own while
+/// it runs; `down` leaves it to Docker and to weir; `docker network prune`
+/// removes it from both.
+#[test]
+fn an_external_network_outlives_the_app_until_pruned() {
+    let bed = bed();
+    for side in [&bed.weir, &bed.docker] {
+        side.docker
+            .ok(&["network", "create", "--subnet", "10.95.0.0/24", "extshared"]);
+    }
+    let (weir, docker) = both(&bed, "ext", "external.yml");
+    same_on_both(&bed, &weir, &docker, &[], |t| {
+        let peer = t.project.container("peer", 1);
+        t.from_outside(9580, false);
+        t.from_container(&peer, "web", 80);
+        t.to_outside(&peer, false);
+    });
+    same_on_both(&bed, &weir, &docker, &["down", "-t", "1"], |t| {
+        t.from_outside(9580, false);
+    });
+    let agent = bed.weir.agent.as_ref().unwrap();
+    let has = |name: &str| {
+        agent
+            .json(&["network", "ls"])
+            .as_array()
+            .is_some_and(|ns| ns.iter().any(|n| n["name"] == name))
+    };
+    assert!(
+        has("extshared"),
+        "weir dropped the external network with the app"
+    );
+    for side in [&bed.weir, &bed.docker] {
+        side.docker.ok(&["network", "prune", "-f"]);
+    }
+    let gone = eventually(Duration::from_secs(5), || (!has("extshared")).then_some(()));
+    assert!(
+        gone.is_some(),
+        "weir kept a network Docker pruned: {}",
+        agent.json(&["network", "ls"])
+    );
+}

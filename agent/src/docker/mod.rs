@@ -190,6 +190,12 @@ async fn sync_container(
 ) -> Result<(), FollowError> {
     let endpoints: Vec<ForeignEndpoint> = match client.container(id).await? {
         Some(c) => {
+            if let Some(why) = picture::not_followed(&c)
+                && c.state.running
+            {
+                info!(container = %c.name.trim_start_matches('/'), mode = %c.host_config.network_mode,
+                    "{why}: weir leaves its network alone");
+            }
             let networks = agent.lock().await.foreign_networks(&docker_engine());
             let ids = followed(networks.iter().map(|(o, n, i)| (o, n.clone(), *i)));
             picture::endpoints(&c, &ids)

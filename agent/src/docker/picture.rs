@@ -102,6 +102,21 @@ pub fn network(n: &api::Network) -> Result<ForeignNetwork, Skip> {
     })
 }
 
+/// Why weir has nothing to do for container `c`'s network, if so: the
+/// host's own (`--network host`), none (`--network none`), or another
+/// container's namespace (`--network container:NAME`, Compose's
+/// `network_mode: "service:…"`), whose endpoint serves both.
+#[must_use]
+pub fn not_followed(c: &api::Container) -> Option<&'static str> {
+    let mode = c.host_config.network_mode.as_str();
+    match mode {
+        "host" => Some("on the host's network"),
+        "none" => Some("on no network"),
+        _ if mode.starts_with("container:") => Some("in another container's network namespace"),
+        _ => None,
+    }
+}
+
 /// A Docker network weir follows, as a container's endpoints need it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Followed {
@@ -563,5 +578,17 @@ mod tests {
         // network).
         let vault = [("vault", true, "10.9.0.1", "", 0)];
         assert_eq!(picture(&vault), shown(&[("web", "vault", false)]));
+    }
+
+    #[test]
+    fn host_none_and_shared_namespaces_are_left_alone() {
+        let mode = |m: &str| {
+            let (mut c, _) = on(&[("neta", false, "10.0.0.1", "", 0)]);
+            c.host_config.network_mode = m.to_owned();
+            not_followed(&c)
+        };
+        assert!(mode("host").is_some() && mode("none").is_some());
+        assert!(mode("container:40bf264cd667").is_some());
+        assert!(mode("neta").is_none() && mode("default").is_none() && mode("bridge").is_none());
     }
 }
