@@ -45,6 +45,36 @@ pub use world::World;
 
 use std::time::{Duration, Instant};
 
+/// `fn NAME() -> Arc<TYPE>`: one value the tests of a file share (an
+/// engine that takes seconds to start and stop), made by `MAKE` for the
+/// first test that asks, dropped at exit after libtest's last test (its
+/// `Drop` tears the namespaces and daemons down).
+#[macro_export]
+macro_rules! shared {
+    ($name:ident: $ty:ty = $make:expr) => {
+        fn $name() -> std::sync::Arc<$ty> {
+            static SLOT: std::sync::Mutex<Option<std::sync::Arc<$ty>>> =
+                std::sync::Mutex::new(None);
+            extern "C" fn tear_down() {
+                let value = SLOT.lock().ok().and_then(|mut s| s.take());
+                drop(value);
+            }
+            let mut slot = SLOT
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(value) = slot.as_ref() {
+                return value.clone();
+            }
+            let value = std::sync::Arc::new($make);
+            // SAFETY: registering a plain extern "C" function; it runs at
+            // exit, after libtest's last test.
+            unsafe { libc::atexit(tear_down) };
+            *slot = Some(value.clone());
+            value
+        }
+    };
+}
+
 /// The stdout of a command `what` ran, trimmed; panics with its stderr
 /// unless it succeeded.
 #[must_use]

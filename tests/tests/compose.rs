@@ -8,11 +8,7 @@
 //! the same on both; a difference is a failure. One pair of engines serves
 //! every test of this file.
 
-use std::{
-    collections::BTreeSet,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::BTreeSet, time::Duration};
 
 use weir_tests::{
     World,
@@ -54,31 +50,11 @@ struct Bed {
     docker: Side,
 }
 
-static BED: Mutex<Option<Arc<Bed>>> = Mutex::new(None);
-
-extern "C" fn tear_down() {
-    let bed = BED.lock().ok().and_then(|mut b| b.take());
-    drop(bed);
-}
-
-/// The file's two engines, made by the first test that asks.
-fn bed() -> Arc<Bed> {
-    let mut slot = BED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(bed) = slot.as_ref() {
-        return bed.clone();
-    }
-    let bed = Arc::new(Bed {
-        weir: Side::new(Rules::Off),
-        docker: Side::new(Rules::Docker),
-    });
-    // SAFETY: registering a plain extern "C" function; it runs at exit,
-    // after libtest's last test.
-    unsafe { libc::atexit(tear_down) };
-    *slot = Some(bed.clone());
-    bed
-}
+// The file's two engines, made by the first test that asks.
+weir_tests::shared!(bed: Bed = Bed {
+    weir: Side::new(Rules::Off),
+    docker: Side::new(Rules::Docker),
+});
 
 /// The project's containers and their ports as Docker has them: the
 /// addresses of every running container, and its published bindings (one

@@ -8,7 +8,6 @@
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
-    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -32,37 +31,18 @@ struct Bed {
     world: World,
 }
 
-static BED: Mutex<Option<Arc<Bed>>> = Mutex::new(None);
-
-extern "C" fn tear_down() {
-    let bed = BED.lock().ok().and_then(|mut b| b.take());
-    drop(bed);
-}
-
-/// The file's one engine and agent, made by the first test that asks.
-fn bed() -> Arc<Bed> {
-    let mut slot = BED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(bed) = slot.as_ref() {
-        return bed.clone();
-    }
+weir_tests::shared!(bed: Bed = {
     let world = World::new().unwrap();
     world.add_ipv6().unwrap();
     let docker = Docker::start(&world.node, world.stem(), BIP);
     let socket = format!("unix://{}", docker.socket.display());
     let agent = Agent::start(&world, &["--docker", &socket]);
-    // SAFETY: registering a plain extern "C" function; it runs at exit,
-    // after libtest's last test.
-    unsafe { libc::atexit(tear_down) };
-    let bed = Arc::new(Bed {
+    Bed {
         agent,
         docker,
         world,
-    });
-    *slot = Some(bed.clone());
-    bed
-}
+    }
+});
 
 impl Bed {
     fn ports_of(&self, name: &str, n: usize) -> Vec<serde_json::Value> {
