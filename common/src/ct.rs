@@ -62,6 +62,13 @@ pub struct CtEntry {
 /// address: a bogon, dropped before it touches the flow.
 pub const CT_INNER: u8 = 1;
 
+/// [`CtEntry::flags`]: the flow's first packet left after the node's
+/// netfilter translated it (a container's packet to a Service, handed to
+/// the stack, `MARK_VIA_STACK`): its answers are rewritten and handed to
+/// the stack as well, whose conntrack undoes that translation, never
+/// sent straight into the container.
+pub const CT_STACK: u8 = 1 << 1;
+
 /// The direction that opened the flow.
 pub const DIR_ORIGINAL: u8 = 0;
 /// The answers.

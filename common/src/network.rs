@@ -55,6 +55,26 @@ pub const NET_ROUTED: u32 = 1 << 3;
 
 /// Capacity of `NETWORKS4`.
 pub const MAX_NETWORKS: u32 = 4_096;
+
+/// `CLUSTER4` (`weir agent --cluster-cidr`): the cluster's pod addresses.
+/// Traffic between them and this node's containers is neither
+/// masqueraded nor refused as unsolicited, as in Kubernetes' model.
+pub const CLUSTER_PODS: u32 = 1;
+/// `CLUSTER4` (`--node-cidr`): the cluster's nodes, like its pods.
+pub const CLUSTER_NODES: u32 = 1 << 1;
+/// `CLUSTER4` (`--service-cidr`): the cluster's Service addresses, which
+/// kube-proxy's netfilter rules translate: a container's packet to one is
+/// handed to the node's stack, never sent past it.
+pub const CLUSTER_SERVICES: u32 = 1 << 2;
+/// Capacity of `CLUSTER4`.
+pub const MAX_CLUSTER_CIDRS: u32 = 256;
+
+/// The skb mark bit a container's packet to a Service carries when
+/// `tc_from_container` hands it to the stack: `tc_to_uplink`, seeing it
+/// leave after netfilter translated it, masquerades it with [`crate::ct::CT_STACK`]
+/// so that its answers go back through netfilter too. (kube-proxy uses
+/// `0x4000` and `0x8000`.)
+pub const MARK_VIA_STACK: u32 = 0x0080_0000;
 /// Capacity of `UPLINKS`.
 pub const MAX_UPLINKS: u32 = 64;
 

@@ -224,13 +224,14 @@ pub fn create_routed(
 /// on a collision) up to [`SNAT_TRIES`] random ports of the range are
 /// tried, each claimed by inserting the reply direction with
 /// `BPF_NOEXIST`, so two flows never share a tuple.
-/// Ports published on the node are skipped. Returns the original
-/// direction's entry and how many probes collided before it.
+/// Ports published on the node are skipped. Both entries carry `flags`
+/// (`CT_STACK` for a flow netfilter translated first). Returns the
+/// original direction's entry and how many probes collided before it.
 #[inline(always)]
 pub fn create_snat(
     flow: &Flow,
     len: u32,
-    network_id: u32,
+    (network_id, flags): (u32, u8),
     nat_ip: [u8; 4],
     min: u16,
     max: u16,
@@ -246,7 +247,7 @@ pub fn create_snat(
         dir: DIR_ORIGINAL,
         kind: KIND_SNAT,
         tcp_flags: flow.tcp_flags,
-        flags: Sides::OUT.original,
+        flags: Sides::OUT.original | flags,
         backend_ifindex: 0,
         network_id,
         created_ns: now,
@@ -255,7 +256,7 @@ pub fn create_snat(
         bytes: u64::from(len),
         publication: PublishKey::default(),
     };
-    let reply = reply_entry(k, &original, Sides::OUT.reply);
+    let reply = reply_entry(k, &original, Sides::OUT.reply | flags);
     if min == 0 || max < min {
         return Err(DropReason::SnatExhausted);
     }

@@ -10,7 +10,7 @@
 
 use aya_ebpf::programs::TcContext;
 use weir_common::{
-    ct::{KIND_DNAT, KIND_SNAT},
+    ct::{CT_STACK, KIND_DNAT, KIND_SNAT},
     drop::DropReason,
     stats::Hook,
 };
@@ -58,7 +58,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             return Ok(TC_PASS);
         }
         // SAFETY: `ip` came from `parse::ipv4`, which checked the header.
-        policy::unsolicited(unsafe { (*ip).dst_addr }, None)?;
+        policy::unsolicited(unsafe { (*ip).src_addr }, unsafe { (*ip).dst_addr }, None)?;
         return Ok(TC_PASS);
     };
     let entry = match ct::lookup(&flow, ctx.len(), true, true)? {
@@ -80,7 +80,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
                     (key, &target),
                     false,
                 )?
-            } else if let Some(net) = policy::unsolicited(k.daddr, Some(&flow))? {
+            } else if let Some(net) = policy::unsolicited(k.saddr, k.daddr, Some(&flow))? {
                 // Routed mode: tracked, so the answers go out and the
                 // flow's next packets are known.
                 ct::create_routed(&flow, ctx.len(), net.id, Sides::IN)?
@@ -90,5 +90,11 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
         }
     };
     let head = nat::rewrite(ctx, &flow, &entry)?;
+    if entry.flags & CT_STACK != 0 {
+        // Netfilter translated the flow's first packet (a Service's): its
+        // conntrack undoes that on the answers too.
+        head.write(ctx)?;
+        return Ok(TC_PASS);
+    }
     fwd::to_container(ctx, head, entry.nat_daddr)
 }

@@ -22,11 +22,16 @@ use aya_ebpf::{
     helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect_neigh},
     programs::TcContext,
 };
-use weir_common::{ct::CtEntry, drop::DropReason};
+use weir_common::{
+    ct::CtEntry,
+    drop::DropReason,
+    network::{CLUSTER_SERVICES, MARK_VIA_STACK},
+};
 
 use crate::{
     head::Head,
     maps::{EP_BY_IP4, UPLINKS},
+    policy,
     verdict::TC_PASS,
 };
 
@@ -45,9 +50,18 @@ pub fn redirect(ctx: &TcContext, head: Head, to: &CtEntry, proto: u8) -> Result<
 
 /// A packet a container sends beyond the node, untranslated here: sent
 /// to its next hop when the FIB routes it out of an uplink, else handed to
-/// the stack (the node itself, another bridge, no route).
+/// the stack (the node itself, another bridge, no route). One to a
+/// cluster's Service address is the stack's whatever the route
+/// (kube-proxy's netfilter rules translate it), marked
+/// [`MARK_VIA_STACK`] for `tc_to_uplink`.
 #[inline(always)]
 pub fn out_via_uplink(ctx: &TcContext, to: &CtEntry, proto: u8) -> Result<i32, DropReason> {
+    if policy::cluster(to.nat_daddr) & CLUSTER_SERVICES != 0 {
+        // SAFETY: the skb pointer is the program's context.
+        let mark = unsafe { (*ctx.skb.skb).mark };
+        ctx.set_mark(mark | MARK_VIA_STACK);
+        return Ok(TC_PASS);
+    }
     route(ctx, Head::read(ctx)?, to, proto, true)
 }
 

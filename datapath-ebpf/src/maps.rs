@@ -17,7 +17,7 @@ use weir_common::{
     endpoint::{EndpointInfo, EndpointRef, MAX_ENDPOINTS},
     event::{DropEvent, EVENTS_BYTES},
     frag::{FragEntry, FragKey, MAX_FRAGMENTED},
-    network::{MAX_NETWORKS, MAX_UPLINKS, NetInfo, NetInfo6},
+    network::{MAX_CLUSTER_CIDRS, MAX_NETWORKS, MAX_UPLINKS, NetInfo, NetInfo6},
     publish::{
         AllowKey, MAX_ALLOWED, MAX_HOST_ADDRS, MAX_OPEN_PORTS, MAX_PUBLISHED, PublishKey,
         PublishKey6, PublishTarget, PublishTarget6,
@@ -103,6 +103,12 @@ pub static ALLOW4: LpmTrie<AllowKey, u32, { MAX_ALLOWED as usize }> = LpmTrie::n
 /// Container subnets -> their network (longest prefix wins).
 #[btf_map]
 pub static NETWORKS4: LpmTrie<[u8; 4], NetInfo, { MAX_NETWORKS as usize }> = LpmTrie::new();
+
+/// The cluster's address ranges (`--cluster-cidr`, `--node-cidr`,
+/// `--service-cidr`) -> what they are (`CLUSTER_*` flags); empty off a
+/// cluster.
+#[btf_map]
+pub static CLUSTER4: LpmTrie<[u8; 4], u32, { MAX_CLUSTER_CIDRS as usize }> = LpmTrie::new();
 
 /// IPv6 container subnets -> their network (longest prefix wins).
 #[btf_map]

@@ -9,12 +9,12 @@ use network_types::ip::Ipv4Hdr;
 use weir_common::{
     drop::DropReason,
     endpoint::EndpointInfo,
-    network::{NET_ICC, NET_INTERNAL, NET_ROUTED, NetInfo},
+    network::{CLUSTER_NODES, CLUSTER_PODS, NET_ICC, NET_INTERNAL, NET_ROUTED, NetInfo},
     publish::{ALLOW_PREFIX, AllowKey, PROTO_ICMP, PublishKey, PublishTarget},
 };
 
 use crate::{
-    maps::{ALLOW_PORTS4, ALLOW4, ENDPOINTS, NETWORKS4, OPEN_PORTS4},
+    maps::{ALLOW_PORTS4, ALLOW4, CLUSTER4, ENDPOINTS, NETWORKS4, OPEN_PORTS4},
     parse::{self, Flow},
 };
 
@@ -49,6 +49,20 @@ impl Sender {
 #[inline(always)]
 pub fn network_of(addr: [u8; 4]) -> Option<NetInfo> {
     NETWORKS4.get(&Key::new(32, addr)).copied()
+}
+
+/// What `addr` is to the cluster the node is in (`CLUSTER_*` flags; 0
+/// off a cluster or outside it).
+#[inline(always)]
+pub fn cluster(addr: [u8; 4]) -> u32 {
+    CLUSTER4.get(&Key::new(32, addr)).copied().unwrap_or(0)
+}
+
+/// A pod or a node of the cluster: Kubernetes' model lets it reach every
+/// pod by its address, unmasqueraded.
+#[inline(always)]
+pub fn in_cluster(addr: [u8; 4]) -> bool {
+    cluster(addr) & (CLUSTER_PODS | CLUSTER_NODES) != 0
 }
 
 /// The endpoint behind the veth a frame comes in on. A veth with the
@@ -257,7 +271,11 @@ pub fn is_container(daddr: [u8; 4]) -> bool {
 /// mode for its open ports and for ping (as Docker's routed mode). Returns
 /// the network of an allowed container address, to track the new flow.
 #[inline(always)]
-pub fn unsolicited(daddr: [u8; 4], flow: Option<&Flow>) -> Result<Option<NetInfo>, DropReason> {
+pub fn unsolicited(
+    saddr: [u8; 4],
+    daddr: [u8; 4],
+    flow: Option<&Flow>,
+) -> Result<Option<NetInfo>, DropReason> {
     let Some(net) = network_of(daddr) else {
         return Ok(None);
     };
@@ -282,6 +300,12 @@ pub fn unsolicited(daddr: [u8; 4], flow: Option<&Flow>) -> Result<Option<NetInfo
         if ping || open {
             return Ok(Some(net));
         }
+    }
+    // A pod or node of the cluster reaches every pod, on every port; the
+    // stack takes it (its conntrack may owe the packet a translation:
+    // the answer to a Service's, which kube-proxy made).
+    if in_cluster(saddr) {
+        return Ok(None);
     }
     Err(DropReason::Unsolicited)
 }

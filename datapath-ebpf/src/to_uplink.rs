@@ -8,9 +8,9 @@
 
 use aya_ebpf::{maps::lpm_trie::Key, programs::TcContext};
 use weir_common::{
-    ct::KIND_SNAT,
+    ct::{CT_STACK, KIND_SNAT},
     drop::DropReason,
-    network::{NET_INTERNAL, NET_MASQUERADE},
+    network::{MARK_VIA_STACK, NET_INTERNAL, NET_MASQUERADE},
     publish::PROTO_ICMP,
     stats::{Hook, NatCounters},
 };
@@ -18,7 +18,7 @@ use weir_common::{
 use crate::{
     ct, frag,
     maps::{CONFIG, NETWORKS4, UPLINKS},
-    nat, nat6, parse, stats,
+    nat, nat6, parse, policy, stats,
     verdict::TC_PASS,
 };
 
@@ -83,7 +83,9 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             entry
         }
         None => {
-            if !beyond(daddr) {
+            // A pod or node of the cluster is reached by the container's
+            // own address (Kubernetes' model): untranslated, untracked.
+            if !beyond(daddr) || policy::in_cluster(daddr) {
                 return Ok(TC_PASS);
             }
             if net.flags & NET_MASQUERADE == 0 {
@@ -111,10 +113,12 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             let Some(config) = CONFIG.get(0) else {
                 return Ok(TC_PASS);
             };
+            // SAFETY: the skb pointer is the program's context.
+            let via_stack = unsafe { (*ctx.skb.skb).mark } & MARK_VIA_STACK != 0;
             match ct::create_snat(
                 &flow,
                 ctx.len(),
-                net.id,
+                (net.id, if via_stack { CT_STACK } else { 0 }),
                 nat_ip,
                 config.snat_port_min,
                 config.snat_port_max,

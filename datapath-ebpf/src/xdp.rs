@@ -39,7 +39,8 @@ pub fn handle(ctx: &XdpFrame) -> Result<u32, DropReason> {
         // An ICMP error passes to tc, which lets it in only when it quotes
         // a tracked flow; anything else to a container is shut.
         if container && !parse::is_icmp(ip) {
-            policy::unsolicited(daddr, None)?;
+            // SAFETY: as above.
+            policy::unsolicited(unsafe { (*ip).src_addr }, daddr, None)?;
         }
         return Ok(xdp_action::XDP_PASS);
     };
@@ -53,7 +54,7 @@ pub fn handle(ctx: &XdpFrame) -> Result<u32, DropReason> {
     // Routed mode lets open ports and pings in: tc tracks them. The
     // node's own addresses (and what XDP left) are tc's too.
     if container && !tracked {
-        policy::unsolicited(daddr, Some(&flow))?;
+        policy::unsolicited(flow.key.saddr, daddr, Some(&flow))?;
     }
     Ok(xdp_action::XDP_PASS)
 }

@@ -21,7 +21,7 @@
 use aya_ebpf::helpers::bpf_redirect;
 use network_types::ip::Ipv4Hdr;
 use weir_common::{
-    ct::{CtEntry, KIND_DNAT, KIND_SNAT},
+    ct::{CT_STACK, CtEntry, KIND_DNAT, KIND_SNAT},
     drop::DropReason,
     endpoint::{EP_XDP_TARGET, EndpointRef},
     publish::{PROTO_TCP, PROTO_UDP},
@@ -69,8 +69,10 @@ pub fn forward(
     };
     let len = frame.len();
     let mut target = EndpointRef::default();
+    // A flow netfilter translated first (`CT_STACK`) goes back through
+    // the stack: tc's.
     let taken = ct::lookup_taken(flow, len, true, true, |e| {
-        xdp_target(e.nat_daddr).map(|t| target = t).is_some()
+        e.flags & CT_STACK == 0 && xdp_target(e.nat_daddr).map(|t| target = t).is_some()
     })?;
     let entry = match taken {
         Known::Taken(entry) => {

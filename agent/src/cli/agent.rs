@@ -102,11 +102,41 @@ pub struct AgentArgs {
     /// per hook).
     #[arg(long, value_name = "ADDR")]
     trace: Option<std::net::Ipv4Addr>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
     /// Do not run: take weir off this node (the agent must be stopped).
     /// Removes every pin under --bpffs (which detaches the programs), the
     /// bridges and veths weir made, `weir run` namespaces, and the state.
     #[arg(long)]
     cleanup: bool,
+}
+
+/// The Kubernetes cluster the node is in.
+#[derive(clap::Args, Debug)]
+struct ClusterArgs {
+    /// The Kubernetes cluster's pod addresses (repeatable; IPv4): traffic
+    /// between them and this node's containers is neither masqueraded nor
+    /// refused as unsolicited (ip-masq-agent's `nonMasqueradeCIDRs`).
+    #[arg(long = "cluster-cidr", value_name = "CIDR")]
+    pods: Vec<crate::network::Subnet>,
+    /// The cluster's node addresses (repeatable; IPv4): like its pods.
+    #[arg(long = "node-cidr", value_name = "CIDR")]
+    nodes: Vec<crate::network::Subnet>,
+    /// The cluster's Service addresses (repeatable; IPv4): a container's
+    /// packets to them go through the node's stack, where kube-proxy's
+    /// rules translate them, never past it.
+    #[arg(long = "service-cidr", value_name = "CIDR")]
+    services: Vec<crate::network::Subnet>,
+}
+
+impl From<ClusterArgs> for crate::daemon::Cluster {
+    fn from(a: ClusterArgs) -> Self {
+        Self {
+            pods: a.pods,
+            nodes: a.nodes,
+            services: a.services,
+        }
+    }
 }
 
 /// How often the agent refreshes the node's addresses.
@@ -139,6 +169,7 @@ impl AgentArgs {
             reset: self.reset,
             restore_state: self.restore_state,
             trace: self.trace,
+            cluster: self.cluster.into(),
             dns_forward: if self.dns_forward.is_empty() {
                 crate::dns::resolvers(
                     &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),

@@ -71,6 +71,43 @@ pub struct Config {
     /// `--trace`: the IPv4 address whose packets every hook records
     /// (`weir monitor` shows them).
     pub trace: Option<std::net::Ipv4Addr>,
+    /// The Kubernetes cluster the node is in, if any.
+    pub cluster: Cluster,
+}
+
+/// The address ranges of the Kubernetes cluster a node is in
+/// (`--cluster-cidr`, `--node-cidr`, `--service-cidr`), written to
+/// `CLUSTER4`; all empty off a cluster.
+#[derive(Clone, Debug, Default)]
+pub struct Cluster {
+    pub pods: Vec<crate::network::Subnet>,
+    pub nodes: Vec<crate::network::Subnet>,
+    pub services: Vec<crate::network::Subnet>,
+}
+
+impl Cluster {
+    /// `CLUSTER4`'s entries: (subnet address, prefix, `CLUSTER_*` flags),
+    /// the flags of one range given twice or-ed together.
+    #[must_use]
+    pub fn entries(&self) -> Vec<(std::net::Ipv4Addr, u8, u32)> {
+        use weir_common::network::{CLUSTER_NODES, CLUSTER_PODS, CLUSTER_SERVICES};
+        let mut out: Vec<(std::net::Ipv4Addr, u8, u32)> = Vec::new();
+        let all = [
+            (&self.pods, CLUSTER_PODS),
+            (&self.nodes, CLUSTER_NODES),
+            (&self.services, CLUSTER_SERVICES),
+        ];
+        for (subnets, flag) in all {
+            for s in subnets {
+                let at = (s.network(), s.prefix());
+                match out.iter_mut().find(|(a, p, _)| (*a, *p) == at) {
+                    Some(e) => e.2 |= flag,
+                    None => out.push((at.0, at.1, flag)),
+                }
+            }
+        }
+        out
+    }
 }
 
 /// The default network's name: it has no names (Docker's rule for its
@@ -141,6 +178,11 @@ impl Agent {
             .spawn_reader(datapath.take_events()?)
             .map_err(AgentError::io("polling the drop event ring".to_owned()))?;
         datapath.configure((config.snat_ports.start(), config.snat_ports.end()))?;
+        datapath.set_cluster(&config.cluster.entries())?;
+        if !config.cluster.entries().is_empty() {
+            info!(pods = ?config.cluster.pods, nodes = ?config.cluster.nodes,
+                services = ?config.cluster.services, "in a Kubernetes cluster");
+        }
         if let Some(addr) = config.trace {
             crate::trace::spawn_reader(datapath.ebpf_mut(), monitor.sender())
                 .map_err(AgentError::Trace)?;

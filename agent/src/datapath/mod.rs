@@ -76,6 +76,7 @@ pub mod map_names {
         ALLOW_PORTS4,
         ALLOW4,
         ALLOW_PORTS6,
+        CLUSTER4,
     ];
 }
 

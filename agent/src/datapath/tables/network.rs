@@ -10,6 +10,16 @@ use weir_common::network::{NetInfo, NetInfo6};
 use super::super::{Datapath, DatapathError, map_names};
 
 impl Datapath {
+    /// Makes `CLUSTER4` hold exactly `ranges`: (subnet address, prefix
+    /// length, `CLUSTER_*` flags).
+    pub fn set_cluster(&mut self, ranges: &[(Ipv4Addr, u8, u32)]) -> Result<(), DatapathError> {
+        let wanted: Vec<_> = ranges
+            .iter()
+            .map(|(addr, prefix, flags)| (Key::new(u32::from(*prefix), addr.octets()), *flags))
+            .collect();
+        self.set_lpm(map_names::CLUSTER4, &wanted)
+    }
+
     /// Makes `NETWORKS4` hold exactly `networks`: (subnet address, prefix
     /// length, what the datapath knows of the network).
     pub fn set_networks(
