@@ -50,16 +50,22 @@ pub fn redirect(ctx: &TcContext, head: Head, to: &CtEntry, proto: u8) -> Result<
 
 /// A packet a container sends beyond the node, untranslated here: sent
 /// to its next hop when the FIB routes it out of an uplink, else handed to
-/// the stack (the node itself, another bridge, no route). One to a
-/// cluster's Service address is the stack's whatever the route
-/// (kube-proxy's netfilter rules translate it), marked
-/// [`MARK_VIA_STACK`] for `tc_to_uplink`.
+/// the stack (the node itself, another bridge, no route). One to its
+/// cluster is the stack's whatever the route: a Service address, which
+/// kube-proxy's netfilter rules translate (marked [`MARK_VIA_STACK`] for
+/// `tc_to_uplink`), and a pod or node, whose answers come in through the
+/// stack (it may owe them a Service's reverse translation): a flow whose
+/// packets went past netfilter one way would be `INVALID` to its
+/// conntrack the other way, which kube-proxy's `KUBE-FORWARD` drops.
 #[inline(always)]
 pub fn out_via_uplink(ctx: &TcContext, to: &CtEntry, proto: u8) -> Result<i32, DropReason> {
-    if policy::cluster(to.nat_daddr) & CLUSTER_SERVICES != 0 {
-        // SAFETY: the skb pointer is the program's context.
-        let mark = unsafe { (*ctx.skb.skb).mark };
-        ctx.set_mark(mark | MARK_VIA_STACK);
+    let cluster = policy::cluster(to.nat_daddr);
+    if cluster != 0 {
+        if cluster & CLUSTER_SERVICES != 0 {
+            // SAFETY: the skb pointer is the program's context.
+            let mark = unsafe { (*ctx.skb.skb).mark };
+            ctx.set_mark(mark | MARK_VIA_STACK);
+        }
         return Ok(TC_PASS);
     }
     route(ctx, Head::read(ctx)?, to, proto, true)

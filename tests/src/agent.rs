@@ -77,20 +77,30 @@ impl Agent {
         agent
     }
 
+    /// Starts an agent in `node` (a node of a bed other than a [`World`]'s),
+    /// its files and pins named after `stem`, with `args`.
+    #[must_use]
+    pub fn start_in(node: &Netns, stem: &str, args: &[&str]) -> Self {
+        let mut agent = Self::unstarted_in(node, stem, Launch::Setns, args);
+        agent.spawn();
+        agent
+    }
+
     /// An agent not started yet; a `--bpffs DIR` among `args` replaces
     /// the world's own root.
     fn unstarted(world: &World, launch: Launch, args: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(world.stem());
+        Self::unstarted_in(&world.node, world.stem(), launch, args)
+    }
+
+    fn unstarted_in(node: &Netns, stem: &str, launch: Launch, args: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(stem);
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("agent dir");
         let bpffs = args
             .iter()
             .position(|a| *a == "--bpffs")
             .and_then(|i| args.get(i + 1))
-            .map_or_else(
-                || Path::new("/sys/fs/bpf").join(world.stem()),
-                PathBuf::from,
-            );
+            .map_or_else(|| Path::new("/sys/fs/bpf").join(stem), PathBuf::from);
         let mut rest = Vec::new();
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -103,8 +113,8 @@ impl Agent {
         Self {
             child: None,
             launch,
-            netns: world.node.path(),
-            netns_name: world.node.name().to_owned(),
+            netns: node.path(),
+            netns_name: node.name().to_owned(),
             args: rest,
             socket: dir.join("weir.sock"),
             bpffs,

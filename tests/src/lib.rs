@@ -22,15 +22,20 @@
 //!   tables, to compare weir with Docker's own rules;
 //! - [`podman`]: real Podman with its CNI backend and `weir-cni`;
 //! - [`image`]: the busybox image both engines import;
+//! - [`kube`]: kube-proxy's iptables rules for a list of Services;
+//! - [`cluster`]: nodes of a Kubernetes cluster on one segment, each with
+//!   its agent;
 //! - [`bench`]: `cargo xtask bench`, weir against iptables, nftables and
 //!   no NAT in the same topology.
 
 pub mod agent;
 pub mod bench;
+pub mod cluster;
 pub mod compose;
 pub mod docker;
 pub mod fuzz;
 pub mod image;
+pub mod kube;
 pub mod netns;
 pub mod packet;
 pub mod podman;

@@ -1,0 +1,171 @@
+//! Nodes of a Kubernetes cluster in namespaces: a `lan` namespace whose
+//! bridge is the segment, `node1`…`nodeN` on it (`uplink0`,
+//! `198.51.100.N/24`) each with its weir agent and a pod network
+//! `10.245.N.0/24`, and `ext`, a host outside the cluster on the same
+//! segment (`198.51.100.100`). Pods are namespaces attached by the
+//! node's agent. Between the nodes, the routes flannel's host-gw sets: each
+//! other node's pod CIDR via that node. Dropping it stops the agents and
+//! deletes every namespace.
+
+use std::{io, net::Ipv4Addr};
+
+use crate::{Netns, agent::Agent, kube, netns, world::veth_into};
+
+/// The cluster's pod addresses (`--cluster-cidr`).
+pub const CLUSTER_CIDR: &str = "10.245.0.0/16";
+/// The nodes' addresses on the segment (`--node-cidr`): `.1` to `.14`,
+/// not `ext`'s.
+pub const NODE_CIDR: &str = "198.51.100.0/28";
+/// The cluster's Service addresses (`--service-cidr`).
+pub const SERVICE_CIDR: &str = "10.96.0.0/16";
+/// The host outside the cluster, on the nodes' segment.
+pub const EXT_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 100);
+/// Every node's uplink.
+pub const UPLINK: &str = "uplink0";
+
+/// Node `n`'s address on the segment (1-based).
+#[must_use]
+pub fn node_ip(n: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 51, 100, u8::try_from(n).expect("a few nodes"))
+}
+
+/// Node `n`'s pod CIDR.
+#[must_use]
+pub fn pod_cidr(n: usize) -> String {
+    format!("10.245.{n}.0/24")
+}
+
+/// One node: its namespace and agent, its pods.
+pub struct Node {
+    // Dropped in this order: the agent, the pods, the node.
+    pub agent: Agent,
+    pods: Vec<Netns>,
+    pub ns: Netns,
+    stem: String,
+}
+
+impl Node {
+    /// A pod: a namespace attached to the node's pod network as `name`;
+    /// its address.
+    pub fn pod(&mut self, name: &str) -> io::Result<(usize, Ipv4Addr)> {
+        let ns = Netns::create(&format!("{}-{name}", self.stem))?;
+        let ip = self.agent.attach("pods", &ns, name, &[]);
+        self.pods.push(ns);
+        Ok((self.pods.len() - 1, ip))
+    }
+
+    /// Pod `i`'s namespace.
+    #[must_use]
+    pub fn pod_ns(&self, i: usize) -> &Netns {
+        &self.pods[i]
+    }
+
+    /// Loads kube-proxy's rules for `services` into the node, as kube-proxy
+    /// (iptables mode) writes them on every node.
+    pub fn kube_proxy(&self, services: &[kube::Service]) -> io::Result<()> {
+        use std::io::Write as _;
+        let text = kube::rules(services, CLUSTER_CIDR);
+        let mut child = self
+            .ns
+            .command("iptables-restore")
+            .arg("--noflush")
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "iptables-restore: {}\n{text}",
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    }
+}
+
+/// The cluster's nodes and the host outside it.
+pub struct Cluster {
+    // Nodes before the segment they hang off.
+    pub nodes: Vec<Node>,
+    pub ext: Netns,
+    pub lan: Netns,
+}
+
+impl Cluster {
+    /// `n` nodes, each with its agent (`--cluster-cidr`, `--node-cidr`,
+    /// `--service-cidr` and `more`) and a network `pods` on its pod CIDR,
+    /// the host-gw routes between them, and `ext`.
+    pub fn new(n: usize, more: &[&str]) -> io::Result<Self> {
+        let stem = netns::unique_stem();
+        let lan = Netns::create(&format!("{stem}-lan"))?;
+        lan.ip(&["link", "add", "br0", "type", "bridge"])?;
+        lan.ip(&["link", "set", "br0", "up"])?;
+        let ext = Netns::create(&format!("{stem}-ext"))?;
+        plug(&lan, "ext", &ext, EXT_IP, "eth0")?;
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let ns = Netns::create(&format!("{stem}-node{i}"))?;
+            plug(&lan, &format!("n{i}"), &ns, node_ip(i), UPLINK)?;
+            ns.ip(&["route", "add", "default", "via", &EXT_IP.to_string()])?;
+            ns.sysctl("net.ipv4.ip_forward", "1")?;
+            // kube-proxy's same-node Service answers are bridged: netfilter
+            // must see them (what clusters load br_netfilter for).
+            ns.sysctl("net.bridge.bridge-nf-call-iptables", "1")?;
+            for j in (1..=n).filter(|&j| j != i) {
+                ns.ip(&["route", "add", &pod_cidr(j), "via", &node_ip(j).to_string()])?;
+            }
+            let node_stem = format!("{stem}-n{i}");
+            let mut args = vec![
+                "--uplink",
+                UPLINK,
+                "--no-default-network",
+                "--cluster-cidr",
+                CLUSTER_CIDR,
+                "--node-cidr",
+                NODE_CIDR,
+                "--service-cidr",
+                SERVICE_CIDR,
+            ];
+            args.extend_from_slice(more);
+            let agent = Agent::start_in(&ns, &node_stem, &args);
+            agent.ok(&["network", "create", "pods", "--subnet", &pod_cidr(i)]);
+            nodes.push(Node {
+                agent,
+                pods: Vec::new(),
+                ns,
+                stem: node_stem,
+            });
+        }
+        Ok(Self { nodes, ext, lan })
+    }
+
+    /// Node `n` (1-based).
+    #[must_use]
+    pub fn node(&self, n: usize) -> &Node {
+        &self.nodes[n - 1]
+    }
+
+    /// Node `n` (1-based), to add pods.
+    pub fn node_mut(&mut self, n: usize) -> &mut Node {
+        &mut self.nodes[n - 1]
+    }
+}
+
+/// A veth from `ns` (`name` inside, `ip/24`, up) to port `port` of the
+/// segment's bridge.
+fn plug(lan: &Netns, port: &str, ns: &Netns, ip: Ipv4Addr, name: &str) -> io::Result<()> {
+    veth_into(lan, port, ns)?;
+    if name != "eth0" {
+        ns.ip(&["link", "set", "eth0", "name", name])?;
+    }
+    lan.ip(&["link", "set", port, "master", "br0", "up"])?;
+    ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", name])?;
+    ns.ip(&["link", "set", name, "up"])?;
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! End-to-end: two nodes of a Kubernetes cluster on one segment, each
+//! with a weir agent in cluster mode (`--cluster-cidr`, `--node-cidr`,
+//! `--service-cidr`), the host-gw routes between their pod CIDRs, and
+//! kube-proxy's iptables rules (`weir_tests::kube`, as kube-proxy writes
+//! them) for a few Services. Kubernetes' network model: every pod reaches
+//! every pod by its address, nodes reach every pod, only traffic leaving
+//! the cluster is masqueraded; and kube-proxy keeps working: cluster IPs
+//! with a backend on this node, on the other and outside; node ports from
+//! outside to either node's pods. The pods here are attached with weir's
+//! own verbs (what containerd's CRI does through `weir-cni` is next).
+
+use std::net::Ipv4Addr;
+
+use weir_tests::{
+    cluster::{self, Cluster, EXT_IP, node_ip},
+    kube::Service,
+    sock::{self, Server, any, at},
+};
+
+struct Bed {
+    cluster: Cluster,
+    /// (node, pod index, address) of the pods.
+    a1: (usize, usize, Ipv4Addr),
+    b1: (usize, usize, Ipv4Addr),
+    a2: (usize, usize, Ipv4Addr),
+    servers: Vec<Server>,
+}
+
+const HTTP: u16 = 8080;
+const WEB_LOCAL: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+const WEB_REMOTE: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 11);
+const WEB_OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 12);
+const EXT_PORT: u16 = 9000;
+
+fn service(name: &str, ip: Ipv4Addr, node_port: Option<u16>, to: (Ipv4Addr, u16)) -> Service {
+    Service {
+        namespace: "default".to_owned(),
+        name: name.to_owned(),
+        port_name: "http".to_owned(),
+        protocol: "tcp",
+        cluster_ip: ip,
+        port: 80,
+        node_port,
+        endpoints: vec![to],
+    }
+}
+
+weir_tests::shared!(bed: Bed = {
+    let mut cluster = Cluster::new(2, &[]).unwrap();
+    let (ia1, a1) = cluster.node_mut(1).pod("a1").unwrap();
+    let (ib1, b1) = cluster.node_mut(1).pod("b1").unwrap();
+    let (ia2, a2) = cluster.node_mut(2).pod("a2").unwrap();
+    let mut servers = Vec::new();
+    for (node, pod) in [(1, ib1), (2, ia2), (1, ia1)] {
+        servers.push(Server::banner(cluster.node(node).pod_ns(pod), any(HTTP)).unwrap());
+    }
+    servers.push(Server::banner(&cluster.ext, at(EXT_IP, EXT_PORT)).unwrap());
+    let services = [
+        service("web-local", WEB_LOCAL, Some(30081), (b1, HTTP)),
+        service("web-remote", WEB_REMOTE, Some(30082), (a2, HTTP)),
+        service("web-outside", WEB_OUTSIDE, None, (EXT_IP, EXT_PORT)),
+    ];
+    for node in &cluster.nodes {
+        node.kube_proxy(&services).unwrap();
+    }
+    Bed {
+        cluster,
+        a1: (1, ia1, a1),
+        b1: (1, ib1, b1),
+        a2: (2, ia2, a2),
+        servers,
+    }
+});
+
+impl Bed {
+    fn pod(&self, p: (usize, usize, Ipv4Addr)) -> &weir_tests::Netns {
+        self.cluster.node(p.0).pod_ns(p.1)
+    }
+}
+
+/// Who the banner server at `to` saw connect from `from` (its address),
+/// or `None` when nothing answered.
+fn seen_by(from: &weir_tests::Netns, to: Ipv4Addr, port: u16) -> Option<Ipv4Addr> {
+    let answer = sock::tcp_request(from, at(to, port), b"").ok()?;
+    let text = String::from_utf8_lossy(&answer);
+    let peer = text.trim().strip_prefix("hello ")?;
+    peer.parse::<std::net::SocketAddr>()
+        .ok()
+        .and_then(|s| match s.ip() {
+            std::net::IpAddr::V4(ip) => Some(ip),
+            std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped(),
+        })
+}
+
+#[test]
+fn pods_reach_pods_on_other_nodes_by_their_own_addresses() {
+    let bed = bed();
+    let (a1, a2) = (bed.a1.2, bed.a2.2);
+    assert_eq!(seen_by(bed.pod(bed.a1), a2, HTTP), Some(a1));
+    assert_eq!(seen_by(bed.pod(bed.a2), a1, HTTP), Some(a2));
+    // And pods of one node each other, as ever.
+    assert_eq!(seen_by(bed.pod(bed.a1), bed.b1.2, HTTP), Some(a1));
+}
+
+#[test]
+fn nodes_reach_every_pod() {
+    let bed = bed();
+    let node1 = &bed.cluster.node(1).ns;
+    let node2 = &bed.cluster.node(2).ns;
+    assert_eq!(seen_by(node1, bed.a2.2, HTTP), Some(node_ip(1)));
+    assert_eq!(seen_by(node2, bed.a1.2, HTTP), Some(node_ip(2)));
+    assert!(
+        seen_by(node1, bed.b1.2, HTTP).is_some(),
+        "a node to its own pod"
+    );
+    // Not ext: it is outside the cluster, and pods take nothing unsolicited
+    // from outside.
+    let pod = bed.a1.2;
+    bed.cluster
+        .ext
+        .ip(&[
+            "route",
+            "add",
+            &cluster::pod_cidr(1),
+            "via",
+            &node_ip(1).to_string(),
+        ])
+        .unwrap();
+    let from_ext = seen_by(&bed.cluster.ext, pod, HTTP);
+    bed.cluster
+        .ext
+        .ip(&["route", "del", &cluster::pod_cidr(1)])
+        .unwrap();
+    assert_eq!(from_ext, None, "ext reached a pod it has no business with");
+}
+
+#[test]
+fn pods_reach_cluster_ips_with_backends_here_there_and_outside() {
+    let bed = bed();
+    let a1 = bed.a1.2;
+    let from = bed.pod(bed.a1);
+    // kube-proxy's DNAT, the client's own address kept (it is in the
+    // cluster: no KUBE-MARK-MASQ).
+    assert_eq!(
+        seen_by(from, WEB_LOCAL, 80),
+        Some(a1),
+        "backend on this node"
+    );
+    assert_eq!(
+        seen_by(from, WEB_REMOTE, 80),
+        Some(a1),
+        "backend on the other node"
+    );
+    // An address outside the cluster: masqueraded as the node, and the
+    // answer comes back through netfilter (the ClusterIP's own address).
+    assert_eq!(
+        seen_by(from, WEB_OUTSIDE, 80),
+        Some(node_ip(1)),
+        "backend outside"
+    );
+    // Again, and from the other node's pod (flows that exist already).
+    for _ in 0..3 {
+        assert_eq!(seen_by(from, WEB_OUTSIDE, 80), Some(node_ip(1)));
+        assert_eq!(seen_by(bed.pod(bed.a2), WEB_LOCAL, 80), Some(bed.a2.2));
+    }
+}
+
+#[test]
+fn node_ports_reach_pods_on_either_node_from_outside() {
+    let bed = bed();
+    for node in [1, 2] {
+        for (port, what) in [(30081, "node1's pod"), (30082, "node2's pod")] {
+            let seen = seen_by(&bed.cluster.ext, node_ip(node), port);
+            assert!(
+                seen.is_some(),
+                "ext -> node{node}:{port} ({what}) got no answer"
+            );
+        }
+    }
+    // From a pod too.
+    assert!(seen_by(bed.pod(bed.a2), node_ip(1), 30081).is_some());
+}
+
+#[test]
+fn pods_leave_the_cluster_masqueraded_and_nothing_of_weir_is_in_netfilter() {
+    let bed = bed();
+    assert_eq!(seen_by(bed.pod(bed.a1), EXT_IP, EXT_PORT), Some(node_ip(1)));
+    assert_eq!(seen_by(bed.pod(bed.a2), EXT_IP, EXT_PORT), Some(node_ip(2)));
+    // Every rule in the nodes' tables is kube-proxy's.
+    for node in &bed.cluster.nodes {
+        let out = node.ns.exec("iptables-save", &[]).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        for line in text.lines().filter(|l| l.starts_with("-A ")) {
+            assert!(
+                line.contains("KUBE-"),
+                "a rule that is not kube-proxy's: {line}"
+            );
+        }
+    }
+    let _ = &bed.servers;
+}
