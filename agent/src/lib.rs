@@ -7,6 +7,7 @@ pub mod datapath;
 pub mod dns;
 pub mod docker;
 pub mod error;
+pub mod kube;
 pub mod monitor;
 pub mod mounts;
 pub mod netlink;

@@ -3,9 +3,11 @@
 //! `198.51.100.N/24`) each with its weir agent and a pod network
 //! `10.245.N.0/24`, and `ext`, a host outside the cluster on the same
 //! segment (`198.51.100.100`). Pods are namespaces attached by the
-//! node's agent. Between the nodes, the routes flannel's host-gw sets: each
-//! other node's pod CIDR via that node. Dropping it stops the agents and
-//! deletes every namespace.
+//! node's agent. The agents learn the nodes from a node list as
+//! `kubectl get nodes -o json` prints it (`--cluster-nodes`), which makes
+//! each its pod network and the routes between the nodes' pod CIDRs
+//! (host-gw). Dropping it stops the agents and deletes every namespace and
+//! the file.
 
 use std::{io, net::Ipv4Addr};
 
@@ -95,6 +97,40 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     pub ext: Netns,
     pub lan: Netns,
+    /// The node list the agents follow.
+    pub nodes_file: std::path::PathBuf,
+}
+
+/// A `NodeList` of nodes `which` (1-based), as `kubectl get nodes -o
+/// json` prints one.
+#[must_use]
+pub fn node_list(which: &[usize]) -> String {
+    let items: Vec<serde_json::Value> = which
+        .iter()
+        .map(|&n| {
+            serde_json::json!({
+                "metadata": {"name": format!("node{n}")},
+                "spec": {"podCIDR": pod_cidr(n), "podCIDRs": [pod_cidr(n)]},
+                "status": {"addresses": [
+                    {"type": "InternalIP", "address": node_ip(n).to_string()},
+                    {"type": "Hostname", "address": format!("node{n}")}
+                ]}
+            })
+        })
+        .collect();
+    serde_json::json!({"apiVersion": "v1", "kind": "NodeList", "items": items}).to_string()
+}
+
+/// The routes weir made in `node` (`proto 87`), as `ip route` prints them.
+#[must_use]
+pub fn weir_routes(node: &Netns) -> Vec<String> {
+    let out = node
+        .ip(&["route", "show", "proto", "87"])
+        .expect("ip route");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .collect()
 }
 
 impl Cluster {
@@ -108,6 +144,9 @@ impl Cluster {
         lan.ip(&["link", "set", "br0", "up"])?;
         let ext = Netns::create(&format!("{stem}-ext"))?;
         plug(&lan, "ext", &ext, EXT_IP, "eth0")?;
+        let nodes_file = std::env::temp_dir().join(format!("{stem}-nodes.json"));
+        std::fs::write(&nodes_file, node_list(&(1..=n).collect::<Vec<_>>()))?;
+        let file = nodes_file.to_str().expect("utf-8 path").to_owned();
         let mut nodes = Vec::new();
         for i in 1..=n {
             let ns = Netns::create(&format!("{stem}-node{i}"))?;
@@ -117,10 +156,8 @@ impl Cluster {
             // kube-proxy's same-node Service answers are bridged: netfilter
             // must see them (what clusters load br_netfilter for).
             ns.sysctl("net.bridge.bridge-nf-call-iptables", "1")?;
-            for j in (1..=n).filter(|&j| j != i) {
-                ns.ip(&["route", "add", &pod_cidr(j), "via", &node_ip(j).to_string()])?;
-            }
             let node_stem = format!("{stem}-n{i}");
+            let name = format!("node{i}");
             let mut args = vec![
                 "--uplink",
                 UPLINK,
@@ -131,10 +168,26 @@ impl Cluster {
                 NODE_CIDR,
                 "--service-cidr",
                 SERVICE_CIDR,
+                "--cluster-nodes",
+                &file,
+                "--node-name",
+                &name,
             ];
             args.extend_from_slice(more);
             let agent = Agent::start_in(&ns, &node_stem, &args);
-            agent.ok(&["network", "create", "pods", "--subnet", &pod_cidr(i)]);
+            // The node list makes the pod network and the routes.
+            let ready = crate::eventually(std::time::Duration::from_secs(5), || {
+                let nets = agent.json(&["network", "ls"]);
+                let has = nets.as_array()?.iter().any(|n| n["name"] == "pods");
+                (has && weir_routes(&ns).len() == n - 1).then_some(())
+            });
+            if ready.is_none() {
+                return Err(io::Error::other(format!(
+                    "node{i} made no pod network or routes from {}:\n{}",
+                    nodes_file.display(),
+                    agent.log_text()
+                )));
+            }
             nodes.push(Node {
                 agent,
                 pods: Vec::new(),
@@ -142,7 +195,20 @@ impl Cluster {
                 stem: node_stem,
             });
         }
-        Ok(Self { nodes, ext, lan })
+        Ok(Self {
+            nodes,
+            ext,
+            lan,
+            nodes_file,
+        })
+    }
+
+    /// Rewrites the node list with nodes `which` alone (a node removed).
+    pub fn set_nodes(&self, which: &[usize]) -> io::Result<()> {
+        // A new file put in place whole, as a writer should.
+        let tmp = self.nodes_file.with_extension("tmp");
+        std::fs::write(&tmp, node_list(which))?;
+        std::fs::rename(&tmp, &self.nodes_file)
     }
 
     /// Node `n` (1-based).
@@ -168,4 +234,10 @@ fn plug(lan: &Netns, port: &str, ns: &Netns, ip: Ipv4Addr, name: &str) -> io::Re
     ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", name])?;
     ns.ip(&["link", "set", name, "up"])?;
     Ok(())
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.nodes_file);
+    }
 }

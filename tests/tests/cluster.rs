@@ -181,6 +181,54 @@ fn node_ports_reach_pods_on_either_node_from_outside() {
     assert!(seen_by(bed.pod(bed.a2), node_ip(1), 30081).is_some());
 }
 
+/// The node list makes each node's pod network and its routes to the
+/// other nodes' pods (`proto 87`); a node taken out of the list takes its
+/// routes with it, and a route weir did not make is never touched.
+#[test]
+fn routes_follow_the_node_list() {
+    let cluster = Cluster::new(3, &[]).unwrap();
+    let node1 = &cluster.node(1).ns;
+    node1
+        .ip(&[
+            "route",
+            "add",
+            "10.245.9.0/24",
+            "via",
+            &node_ip(3).to_string(),
+        ])
+        .unwrap();
+    let mut routes = cluster::weir_routes(node1);
+    routes.sort();
+    assert_eq!(
+        routes,
+        [
+            "10.245.2.0/24 via 198.51.100.2 dev uplink0",
+            "10.245.3.0/24 via 198.51.100.3 dev uplink0"
+        ]
+    );
+    let net: serde_json::Value =
+        serde_json::from_str(&cluster.node(2).agent.ok(&["network", "inspect", "pods"])).unwrap();
+    assert_eq!(net["ipam"]["subnet"], "10.245.2.0/24", "{net}");
+    cluster.set_nodes(&[1, 2]).unwrap();
+    let gone = weir_tests::eventually(std::time::Duration::from_secs(5), || {
+        (cluster::weir_routes(node1).len() == 1).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "node3's routes stayed: {:?}",
+        cluster::weir_routes(node1)
+    );
+    assert_eq!(
+        cluster::weir_routes(node1),
+        ["10.245.2.0/24 via 198.51.100.2 dev uplink0"]
+    );
+    let all = node1.ip(&["route"]).unwrap();
+    assert!(
+        String::from_utf8_lossy(&all.stdout).contains("10.245.9.0/24 via 198.51.100.3"),
+        "a route weir did not make went"
+    );
+}
+
 #[test]
 fn pods_leave_the_cluster_masqueraded_and_nothing_of_weir_is_in_netfilter() {
     let bed = bed();

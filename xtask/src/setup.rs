@@ -94,6 +94,7 @@ pub fn run() -> anyhow::Result<Versions> {
     let bpf_linker = bpf_linker(major)?;
     check_docker()?;
     check_compose()?;
+    br_netfilter()?;
     check_podman()?;
     bpffs()?;
     let versions = Versions {
@@ -325,6 +326,25 @@ fn check_docker() -> anyhow::Result<()> {
         );
     }
     report(&format!("dockerd {version}"), false);
+    Ok(())
+}
+
+/// Bridged IPv4 goes through netfilter where a namespace asks for it
+/// (`net.bridge.bridge-nf-call-iptables`): the cluster tests' nodes do, as
+/// Kubernetes nodes do, for kube-proxy's answers between pods of one
+/// bridge. The module makes the setting exist.
+fn br_netfilter() -> anyhow::Result<()> {
+    let knob = std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables");
+    if !knob.exists() {
+        cmd::run(Command::new("modprobe").arg("br_netfilter"))?;
+    }
+    if !knob.exists() {
+        bail!(
+            "modprobe br_netfilter left no {}: the kernel has no br_netfilter",
+            knob.display()
+        );
+    }
+    report("br_netfilter", false);
     Ok(())
 }
 

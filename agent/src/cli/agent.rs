@@ -127,6 +127,15 @@ struct ClusterArgs {
     /// rules translate them, never past it.
     #[arg(long = "service-cidr", value_name = "CIDR")]
     services: Vec<crate::network::Subnet>,
+    /// The cluster's nodes, a `NodeList` as `kubectl get nodes -o json`
+    /// prints it (for clusters whose API the agent does not read): each
+    /// other node's pod CIDR is routed via its `InternalIP`, this node's is
+    /// the network `pods`; read again whenever the file changes.
+    #[arg(long = "cluster-nodes", value_name = "FILE")]
+    nodes_file: Option<std::path::PathBuf>,
+    /// This node's name among them (default: the host name).
+    #[arg(long = "node-name", value_name = "NAME")]
+    node_name: Option<String>,
 }
 
 impl From<ClusterArgs> for crate::daemon::Cluster {
@@ -135,8 +144,36 @@ impl From<ClusterArgs> for crate::daemon::Cluster {
             pods: a.pods,
             nodes: a.nodes,
             services: a.services,
+            node_name: a.node_name.unwrap_or_else(host_name),
         }
     }
+}
+
+/// Starts the followers of the engines and sources the agent was told of:
+/// Docker's API, the cluster's node list.
+fn follow(
+    agent: &Arc<Mutex<Agent>>,
+    docker: Option<std::path::PathBuf>,
+    nodes_file: Option<std::path::PathBuf>,
+) {
+    if let Some(docker) = docker {
+        info!(socket = %docker.display(), "following Docker");
+        tokio::spawn(crate::docker::follow(
+            crate::docker::api::Client::new(docker),
+            agent.clone(),
+        ));
+    }
+    if let Some(path) = nodes_file {
+        info!(file = %path.display(), "following the cluster's nodes");
+        tokio::spawn(crate::kube::follow_file(path, agent.clone()));
+    }
+}
+
+/// The host's name (`uname -n`), a Kubernetes node's default name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// How often the agent refreshes the node's addresses.
@@ -158,6 +195,7 @@ impl AgentArgs {
             }
             return Ok(ExitCode::SUCCESS);
         }
+        let nodes_file = self.cluster.nodes_file.clone();
         let config = Config {
             paths,
             uplinks: self.uplinks,
@@ -217,13 +255,7 @@ impl AgentArgs {
         );
         let agent = Arc::new(Mutex::new(agent));
         tokio::spawn(periodic(agent.clone()));
-        if let Some(docker) = self.docker {
-            info!(socket = %docker.display(), "following Docker");
-            tokio::spawn(crate::docker::follow(
-                crate::docker::api::Client::new(docker),
-                agent.clone(),
-            ));
-        }
+        follow(&agent, self.docker, nodes_file);
         if let Some((addr, listener)) = metrics {
             info!(%addr, "serving Prometheus metrics at /metrics");
             let metrics = server::metrics_router(agent.clone());

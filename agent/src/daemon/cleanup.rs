@@ -64,6 +64,11 @@ pub async fn cleanup(paths: &Paths) -> Result<Vec<String>, AgentError> {
             removed.push(format!("link {link}"));
         }
     }
+    // The routes to other nodes' pods (`--cluster-nodes`).
+    for (dest, via) in nl.weir_routes4().await? {
+        nl.del_weir_route4(dest, via).await?;
+        removed.push(format!("route {dest} via {via}"));
+    }
     let runs = run_netns_path(&paths.socket, "x")
         .parent()
         .map(Path::to_path_buf);

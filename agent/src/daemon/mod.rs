@@ -4,6 +4,7 @@
 mod allow;
 mod attach;
 mod cleanup;
+mod cluster;
 mod cni;
 mod conntrack;
 mod endpoint;
@@ -22,6 +23,7 @@ use weir_common::publish::{PublishKey, PublishKey6};
 
 pub use self::{
     cleanup::cleanup,
+    cluster::POD_NETWORK,
     conntrack::monotonic_ns,
     endpoint::{Entry, Plumbing},
     state::{Change, State},
@@ -83,6 +85,8 @@ pub struct Cluster {
     pub pods: Vec<crate::network::Subnet>,
     pub nodes: Vec<crate::network::Subnet>,
     pub services: Vec<crate::network::Subnet>,
+    /// This node's name among the cluster's nodes (`--node-name`).
+    pub node_name: String,
 }
 
 impl Cluster {

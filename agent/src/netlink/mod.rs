@@ -3,6 +3,7 @@
 //! nothing.
 
 pub mod ethtool;
+pub mod routes;
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},

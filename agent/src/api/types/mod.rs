@@ -3,6 +3,7 @@
 //! to the agent in these types and depend on nothing of `daemon`; the
 //! daemon implements them.
 
+mod cluster;
 mod cni;
 mod endpoint;
 mod engine;
@@ -13,6 +14,7 @@ use std::{net::IpAddr, path::PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use self::{
+    cluster::ClusterNode,
     cni::{CniAdd, CniAttachment, CniGc, CniPort, CniRef},
     endpoint::{AttachRequest, ConnectRequest, DEFAULT_IFNAME, Endpoint, PortView},
     engine::{ForeignEndpoint, ForeignNetwork},
