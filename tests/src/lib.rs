@@ -18,6 +18,8 @@
 //! - [`stream`]: a long TCP transfer and its trace (restart tests);
 //! - [`docker`]: a real dockerd inside a world's node, with an image made
 //!   from busybox;
+//! - [`containerd`]: containerd with its CRI plugin in a node, `weir-cni`
+//!   its network, and a client of its CRI API making kubelet's calls;
 //! - [`compose`]: Docker Compose apps on it, and their reachability
 //!   tables, to compare weir with Docker's own rules;
 //! - [`podman`]: real Podman with its CNI backend and `weir-cni`;
@@ -32,6 +34,7 @@ pub mod agent;
 pub mod bench;
 pub mod cluster;
 pub mod compose;
+pub mod containerd;
 pub mod docker;
 pub mod fuzz;
 pub mod image;

@@ -41,6 +41,10 @@ const APT_PACKAGES: &[&str] = &[
     "runc",
     "busybox-static",
     "podman",
+    // containerd's CRI always runs the `loopback` plugin beside weir-cni.
+    "containernetworking-plugins",
+    // The CRI tests' client (`k8s-cri`) compiles the CRI's protobufs.
+    "protobuf-compiler",
 ];
 
 /// The oldest Docker engine whose API (v1.41) the follower speaks.
@@ -94,6 +98,7 @@ pub fn run() -> anyhow::Result<Versions> {
     let bpf_linker = bpf_linker(major)?;
     check_docker()?;
     check_compose()?;
+    check_protoc()?;
     br_netfilter()?;
     check_podman()?;
     bpffs()?;
@@ -326,6 +331,25 @@ fn check_docker() -> anyhow::Result<()> {
         );
     }
     report(&format!("dockerd {version}"), false);
+    Ok(())
+}
+
+/// protoc can compile the CRI's protobufs (proto3 `optional`: 3.15).
+fn check_protoc() -> anyhow::Result<()> {
+    let out = cmd::stdout(Command::new("protoc").arg("--version"));
+    // `libprotoc 3.21.12`
+    let version = out.split_whitespace().nth(1).unwrap_or_default().to_owned();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
+        bail!(
+            "`protoc --version` said `{}`: is protobuf-compiler installed?",
+            out.trim()
+        );
+    };
+    if (major, minor) < (3, 15) {
+        bail!("protoc {version} is older than 3.15, which the CRI's protobufs need");
+    }
+    report(&format!("protoc {version}"), false);
     Ok(())
 }
 

@@ -256,6 +256,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(one(parsed), "127.0.0.1:5353:53/udp");
+        // containerd's CRI sends go-cni's Go field names.
+        let go: CniPort = serde_json::from_str(
+            r#"{"HostPort":30500,"ContainerPort":8080,"Protocol":"tcp","HostIP":""}"#,
+        )
+        .unwrap();
+        assert_eq!(one(go), "30500:8080/tcp");
         // Each spec is the mapping it came from, and says so in its text.
         for p in [
             port(None, "tcp"),

@@ -52,9 +52,8 @@ struct Metadata {
 }
 
 #[derive(Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Spec {
-    #[serde(default)]
+    #[serde(default, rename = "podCIDR")]
     pod_cidr: Option<String>,
     #[serde(default, rename = "podCIDRs")]
     pod_cidrs: Vec<String>,

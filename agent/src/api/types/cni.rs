@@ -12,15 +12,21 @@ use crate::{
     publish::{PortMapping, Proto},
 };
 
-/// A CNI `portMappings` entry (`runtimeConfig.portMappings`).
+/// A CNI `portMappings` entry (`runtimeConfig.portMappings`). Runtimes
+/// spell the keys two ways: the CNI convention's `hostPort` (Podman,
+/// libcni's own), and Go's field names, `HostPort`, that containerd's CRI
+/// sends (go-cni's `PortMapping` has no JSON tags; Go's decoder, and so the
+/// reference `portmap` plugin, match keys without regard to case).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CniPort {
+    #[serde(alias = "HostPort")]
     pub host_port: u16,
+    #[serde(alias = "ContainerPort")]
     pub container_port: u16,
-    #[serde(default = "tcp")]
+    #[serde(default = "tcp", alias = "Protocol")]
     pub protocol: String,
-    #[serde(default, rename = "hostIP")]
+    #[serde(default, rename = "hostIP", alias = "HostIP", alias = "hostIp")]
     pub host_ip: Option<String>,
 }
 

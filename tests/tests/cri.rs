@@ -1,0 +1,130 @@
+//! End-to-end: pods made through containerd's CRI (Debian's containerd
+//! 1.6, its CRI plugin), the way kubelet drives it, on a node of a
+//! two-node cluster bed in cluster mode: containerd calls `weir-cni`
+//! (its only CNI network, `pods`, the node's pod CIDR from the node list),
+//! which asks the node's agent. `RunPodSandbox` with a `hostPort`,
+//! `PodSandboxStatus`'s IP, `CreateContainer`/`StartContainer` of the
+//! busybox image, pod to pod across nodes, `StopPodSandbox` and
+//! `RemovePodSandbox` (CNI DEL). No kubelet runs here: the test is the
+//! CRI client, making kubelet's calls.
+
+use std::net::Ipv4Addr;
+
+use weir_tests::{
+    agent::weir_bin,
+    cluster::{Cluster, EXT_IP, node_ip},
+    containerd::{Containerd, HostPort},
+    sock::{self, Server, any, at},
+};
+
+/// The busybox image's `httpd`, serving `/cgi-bin/who` on 8080.
+const HTTPD: &[&str] = &["httpd", "-f", "-p", "0.0.0.0:8080", "-h", "/www"];
+
+fn who(ns: &weir_tests::Netns, url: &str) -> Option<String> {
+    ns.curl(url).map(|b| b.trim().to_owned())
+}
+
+#[test]
+fn a_pod_of_containerd_s_cri_with_a_host_port_across_a_cluster() {
+    let mut cluster = Cluster::new(2, &[]).unwrap();
+    let (ia2, a2) = cluster.node_mut(2).pod("a2").unwrap();
+    let _a2_server = Server::banner(cluster.node(2).pod_ns(ia2), any(7070)).unwrap();
+    let node1 = cluster.node(1);
+    let weir_cni = weir_bin().with_file_name("weir-cni");
+    let mut containerd = Containerd::start(
+        &node1.ns,
+        node1.ns.name(),
+        &weir_cni,
+        &node1.agent.socket,
+        "pods",
+    );
+    let ports = [HostPort {
+        container_port: 8080,
+        host_port: 30500,
+        udp: false,
+    }];
+    let id = containerd
+        .run_pod("web", &ports)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", containerd.log()));
+    // The IP containerd reports is the endpoint weir made, on the node's
+    // pod CIDR, named after the pod.
+    let ip: Ipv4Addr = containerd
+        .pod_ip(&id)
+        .unwrap()
+        .parse()
+        .expect("an IPv4 pod IP");
+    assert!(
+        ip.octets()[..3] == [10, 245, 1],
+        "{ip} is not on node1's pod CIDR"
+    );
+    let ep = node1.agent.endpoint_json("web").expect("weir has the pod");
+    assert_eq!(ep["ip"], ip.to_string());
+    assert_eq!(ep["owner"]["kind"], "cni");
+    containerd
+        .start_container(&id, "web", &ports, HTTPD)
+        .unwrap_or_else(|e| panic!("CreateContainer/StartContainer: {e}\n{}", containerd.log()));
+    // The hostPort from outside, the client's own address seen; from the
+    // node itself.
+    let from_ext = weir_tests::eventually(std::time::Duration::from_secs(5), || {
+        who(
+            &cluster.ext,
+            &format!("http://{}:30500/cgi-bin/who", node_ip(1)),
+        )
+        .filter(|b| b.starts_with("hello"))
+    });
+    assert_eq!(from_ext.as_deref(), Some(&*format!("hello {EXT_IP}")));
+    assert!(
+        who(&node1.ns, "http://127.0.0.1:30500/cgi-bin/who")
+            .is_some_and(|b| b.starts_with("hello")),
+        "the node's own 127.0.0.1:30500"
+    );
+    // Pod to pod across the nodes, both ways, with real addresses.
+    let netns = ep["netns"].as_str().expect("a netns path").to_owned();
+    let pod = weir_tests::Netns::attach(&format!("{}-web", node1.ns.name()), pid_in(&netns))
+        .expect("the pod's namespace");
+    let answer = sock::tcp_request(&pod, at(a2, 7070), b"").unwrap_or_default();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(
+        answer.contains(&ip.to_string()),
+        "a2 saw {answer:?}, not {ip}"
+    );
+    assert_eq!(
+        who(
+            cluster.node(2).pod_ns(ia2),
+            &format!("http://{ip}:8080/cgi-bin/who")
+        )
+        .as_deref(),
+        Some(&*format!("hello {a2}"))
+    );
+    // CNI DEL: the endpoint and the port go.
+    containerd.remove_pod(&id).unwrap();
+    assert!(
+        node1.agent.endpoint_json("web").is_none(),
+        "weir kept the pod"
+    );
+    assert_eq!(
+        who(
+            &cluster.ext,
+            &format!("http://{}:30500/cgi-bin/who", node_ip(1))
+        ),
+        None
+    );
+}
+
+/// A process whose network namespace is the one at `path`.
+fn pid_in(path: &str) -> u32 {
+    use std::os::unix::fs::MetadataExt as _;
+    let target = std::fs::metadata(path).expect("netns file");
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(m) = std::fs::metadata(format!("/proc/{pid}/ns/net"))
+            && m.ino() == target.ino()
+            && m.dev() == target.dev()
+        {
+            return pid;
+        }
+    }
+    panic!("no process in {path}");
+}
