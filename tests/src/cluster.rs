@@ -65,29 +65,8 @@ impl Node {
     /// Loads kube-proxy's rules for `services` into the node, as kube-proxy
     /// (iptables mode) writes them on every node.
     pub fn kube_proxy(&self, services: &[kube::Service]) -> io::Result<()> {
-        use std::io::Write as _;
         let text = kube::rules(services, CLUSTER_CIDR);
-        let mut child = self
-            .ns
-            .command("iptables-restore")
-            .arg("--noflush")
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(text.as_bytes())?;
-        let out = child.wait_with_output()?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "iptables-restore: {}\n{text}",
-                String::from_utf8_lossy(&out.stderr)
-            )))
-        }
+        crate::bench::netfilter::feed(&self.ns, "iptables-restore", &["--noflush"], &text)
     }
 }
 

@@ -310,6 +310,23 @@ fn check_docker() -> anyhow::Result<()> {
         .nth(2)
         .unwrap_or_default()
         .trim_end_matches(',');
+    at_least(
+        ("dockerd --version", &out, "docker.io"),
+        version,
+        DOCKER_MIN,
+        "whose API (v1.41) weir follows",
+    )
+}
+
+/// Checks that `version` (`MAJOR.MINOR...`, read from what `command`
+/// printed, `said`; `package` installs it) is `min` or later, which `why`
+/// needs; says so.
+fn at_least(
+    (command, said, package): (&str, &str, &str),
+    version: &str,
+    min: (u32, u32),
+    why: &str,
+) -> anyhow::Result<()> {
     let mut parts = version.split('.').map(|p| {
         p.chars()
             .take_while(char::is_ascii_digit)
@@ -319,18 +336,18 @@ fn check_docker() -> anyhow::Result<()> {
     });
     let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
         bail!(
-            "`dockerd --version` said `{}`: is docker.io installed?",
-            out.trim()
+            "`{command}` said `{}`: is {package} installed?",
+            said.trim()
         );
     };
-    if (major, minor) < DOCKER_MIN {
+    if (major, minor) < min {
         bail!(
-            "dockerd {version} is older than {}.{}, whose API (v1.41) weir follows",
-            DOCKER_MIN.0,
-            DOCKER_MIN.1
+            "{package} {version} is older than {}.{}, {why}",
+            min.0,
+            min.1
         );
     }
-    report(&format!("dockerd {version}"), false);
+    report(&format!("{package} {version}"), false);
     Ok(())
 }
 
@@ -338,19 +355,13 @@ fn check_docker() -> anyhow::Result<()> {
 fn check_protoc() -> anyhow::Result<()> {
     let out = cmd::stdout(Command::new("protoc").arg("--version"));
     // `libprotoc 3.21.12`
-    let version = out.split_whitespace().nth(1).unwrap_or_default().to_owned();
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
-    let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
-        bail!(
-            "`protoc --version` said `{}`: is protobuf-compiler installed?",
-            out.trim()
-        );
-    };
-    if (major, minor) < (3, 15) {
-        bail!("protoc {version} is older than 3.15, which the CRI's protobufs need");
-    }
-    report(&format!("protoc {version}"), false);
-    Ok(())
+    let version = out.split_whitespace().nth(1).unwrap_or_default();
+    at_least(
+        ("protoc --version", &out, "protobuf-compiler"),
+        version,
+        (3, 15),
+        "which the CRI's protobufs need",
+    )
 }
 
 /// Bridged IPv4 goes through netfilter where a namespace asks for it
@@ -376,22 +387,13 @@ fn br_netfilter() -> anyhow::Result<()> {
 fn check_compose() -> anyhow::Result<()> {
     let out = cmd::stdout(Command::new("docker-compose").args(["version", "--short"]));
     // `1.29.2`
-    let version = out.trim();
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
-    let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
-        bail!("`docker-compose version --short` said `{version}`: is docker-compose installed?");
-    };
-    if (major, minor) < COMPOSE_MIN {
-        bail!(
-            "docker-compose {version} is older than {}.{}, which the Compose tests' files need",
-            COMPOSE_MIN.0,
-            COMPOSE_MIN.1
-        );
-    }
-    report(&format!("docker-compose {version}"), false);
-    Ok(())
+    at_least(
+        ("docker-compose version --short", &out, "docker-compose"),
+        out.trim(),
+        COMPOSE_MIN,
+        "which the Compose tests' files need",
+    )
 }
-
 /// Podman 4: the tests run it with its CNI backend, which Podman 5 removed.
 fn check_podman() -> anyhow::Result<()> {
     let out = cmd::stdout(Command::new("podman").arg("--version"));

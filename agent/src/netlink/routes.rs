@@ -58,13 +58,9 @@ impl Netlink {
         dest: Subnet,
         gateway: Ipv4Addr,
     ) -> Result<(), NetlinkError> {
-        self.handle
-            .route()
-            .add(Self::weir_route(dest, gateway))
-            .replace()
-            .execute()
-            .await
-            .map_err(|e| request("add route", &format!("{dest} via {gateway}"), e))
+        let route = Self::weir_route(dest, gateway);
+        let done = self.handle.route().add(route).replace().execute().await;
+        done.map_err(|e| request("add route", &format!("{dest} via {gateway}"), e))
     }
 
     /// Removes weir's route to `dest` via `gateway`.
@@ -73,12 +69,9 @@ impl Netlink {
         dest: Subnet,
         gateway: Ipv4Addr,
     ) -> Result<(), NetlinkError> {
-        self.handle
-            .route()
-            .del(Self::weir_route(dest, gateway))
-            .execute()
-            .await
-            .map_err(|e| request("delete route", &format!("{dest} via {gateway}"), e))
+        let route = Self::weir_route(dest, gateway);
+        let done = self.handle.route().del(route).execute().await;
+        done.map_err(|e| request("delete route", &format!("{dest} via {gateway}"), e))
     }
 
     fn weir_route(dest: Subnet, gateway: Ipv4Addr) -> rtnetlink::packet_route::route::RouteMessage {
