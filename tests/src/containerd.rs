@@ -37,6 +37,8 @@ pub const BUSYBOX: &str = "weirtest/busybox:1";
 /// One containerd in a node.
 pub struct Containerd {
     child: Option<Child>,
+    /// The node's network namespace.
+    node: PathBuf,
     pub dir: PathBuf,
     pub socket: PathBuf,
     runtime: tokio::runtime::Runtime,
@@ -109,48 +111,19 @@ state = "{state}"
             conf = conf.display(),
         );
         fs::write(dir.join("config.toml"), config).expect("config.toml");
-        let log = fs::File::create(dir.join("containerd.log")).expect("log");
-        let child = Command::new("nsenter")
-            .arg(format!("--net={}", node.path().display()))
-            .arg("containerd")
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn containerd (is containerd installed? cargo xtask setup installs it)");
-        let up = eventually(Duration::from_secs(20), || socket.exists().then_some(()));
-        assert!(
-            up.is_some(),
-            "containerd did not come up:\n{}",
-            read(&dir.join("containerd.log"))
-        );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("tokio");
-        let path = socket.clone();
-        let channel = runtime
-            .block_on(async move {
-                Endpoint::try_from("http://[::]:50051")?
-                    .connect_with_connector(tower::service_fn(move |_: Uri| {
-                        let path = path.clone();
-                        async move {
-                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                                tokio::net::UnixStream::connect(path).await?,
-                            ))
-                        }
-                    }))
-                    .await
-            })
-            .expect("the CRI socket");
+        let child = spawn(&node.path(), &dir, &socket);
+        let cri = connect(&runtime, &socket);
         let containerd = Self {
             child: Some(child),
+            node: node.path(),
             dir,
             socket,
             runtime,
-            cri: RuntimeServiceClient::new(channel),
+            cri,
             pods: Vec::new(),
         };
         containerd.import(PAUSE, &["/bin/sleep", "1000000"]);
@@ -273,16 +246,21 @@ state = "{state}"
     pub fn log(&self) -> String {
         read(&self.dir.join("containerd.log"))
     }
-}
 
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        for id in self.pods.clone() {
-            let _ = self.remove_pod(&id);
-        }
+    /// Stops containerd (SIGTERM: its pods live on in their shims) and
+    /// starts it again on the same directory, as an upgrade or
+    /// `systemctl restart containerd` does.
+    pub fn restart(&mut self) {
+        self.stop();
+        let _ = fs::remove_file(&self.socket);
+        self.child = Some(spawn(&self.node, &self.dir, &self.socket));
+        self.cri = connect(&self.runtime, &self.socket);
+    }
+
+    fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SAFETY: a plain kill(2) on our own child (nsenter execs
-            // unshare, which execs containerd: the pid is containerd's).
+            // containerd: the pid is containerd's).
             unsafe {
                 libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM);
             }
@@ -291,6 +269,62 @@ impl Drop for Containerd {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+/// Starts containerd in network namespace `node` with the configuration
+/// in `dir`; waits for its socket.
+fn spawn(node: &Path, dir: &Path, socket: &Path) -> Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("containerd.log"))
+        .expect("log");
+    let child = Command::new("nsenter")
+        .arg(format!("--net={}", node.display()))
+        .arg("containerd")
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn containerd (is containerd installed? cargo xtask setup installs it)");
+    let up = eventually(Duration::from_secs(20), || socket.exists().then_some(()));
+    assert!(
+        up.is_some(),
+        "containerd did not come up:\n{}",
+        read(&dir.join("containerd.log"))
+    );
+    child
+}
+
+/// A client of the CRI at `socket`.
+fn connect(runtime: &tokio::runtime::Runtime, socket: &Path) -> RuntimeServiceClient<Channel> {
+    let path = socket.to_owned();
+    let channel = runtime
+        .block_on(async move {
+            Endpoint::try_from("http://[::]:50051")?
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                            tokio::net::UnixStream::connect(path).await?,
+                        ))
+                    }
+                }))
+                .await
+        })
+        .expect("the CRI socket");
+    RuntimeServiceClient::new(channel)
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        for id in self.pods.clone() {
+            let _ = self.remove_pod(&id);
+        }
+        self.stop();
         // The shims (one per pod) outlive containerd: end them; then what
         // is still mounted under the directory (a rootfs, a namespace file).
         let _ = Command::new("pkill")

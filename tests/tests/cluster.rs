@@ -1,4 +1,4 @@
-//! End-to-end: two nodes of a Kubernetes cluster on one segment, each
+//! End-to-end: three nodes of a Kubernetes cluster on one segment, each
 //! with a weir agent in cluster mode (`--cluster-cidr`, `--node-cidr`,
 //! `--service-cidr`), the host-gw routes between their pod CIDRs, and
 //! kube-proxy's iptables rules (`weir_tests::kube`, as kube-proxy writes
@@ -46,7 +46,7 @@ fn service(name: &str, ip: Ipv4Addr, node_port: Option<u16>, to: (Ipv4Addr, u16)
 }
 
 weir_tests::shared!(bed: Bed = {
-    let mut cluster = Cluster::new(2, &[]).unwrap();
+    let mut cluster = Cluster::new(3, &[]).unwrap();
     let (ia1, a1) = cluster.node_mut(1).pod("a1").unwrap();
     let (ib1, b1) = cluster.node_mut(1).pod("b1").unwrap();
     let (ia2, a2) = cluster.node_mut(2).pod("a2").unwrap();
@@ -168,7 +168,8 @@ fn pods_reach_cluster_ips_with_backends_here_there_and_outside() {
 #[test]
 fn node_ports_reach_pods_on_either_node_from_outside() {
     let bed = bed();
-    for node in [1, 2] {
+    // node3 has no pod of either Service: it forwards to the others.
+    for node in [1, 2, 3] {
         for (port, what) in [(30081, "node1's pod"), (30082, "node2's pod")] {
             let seen = seen_by(&bed.cluster.ext, node_ip(node), port);
             assert!(

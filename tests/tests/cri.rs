@@ -96,6 +96,27 @@ fn a_pod_of_containerd_s_cri_with_a_host_port_across_a_cluster() {
         .as_deref(),
         Some(&*format!("hello {a2}"))
     );
+    // The agent killed and started again under the running pod, then
+    // containerd restarted: the pod keeps its endpoint and its port.
+    let url = format!("http://{}:30500/cgi-bin/who", node_ip(1));
+    cluster.nodes[0].agent.kill();
+    assert_eq!(
+        who(&cluster.ext, &url).as_deref(),
+        Some(&*format!("hello {EXT_IP}")),
+        "no agent: the pinned datapath serves the port"
+    );
+    cluster.nodes[0].agent.restart();
+    containerd.restart();
+    assert_eq!(containerd.pod_ip(&id).unwrap(), ip.to_string());
+    assert_eq!(
+        who(&cluster.ext, &url).as_deref(),
+        Some(&*format!("hello {EXT_IP}"))
+    );
+    let node1 = cluster.node(1);
+    assert!(
+        node1.agent.endpoint_json("web").is_some(),
+        "the restarted agent kept the pod"
+    );
     // CNI DEL: the endpoint and the port go.
     containerd.remove_pod(&id).unwrap();
     assert!(
