@@ -22,7 +22,7 @@ use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, CreateContainerRequest, ImageSpec, LinuxPodSandboxConfig,
     LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
     PodSandboxMetadata, PodSandboxStatusRequest, PortMapping, Protocol, RemovePodSandboxRequest,
-    RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
+    RunPodSandboxRequest, StartContainerRequest, StatusRequest, StopPodSandboxRequest,
     runtime_service_client::RuntimeServiceClient,
 };
 use sha2::{Digest, Sha256};
@@ -117,7 +117,7 @@ state = "{state}"
             .expect("tokio");
         let child = spawn(&node.path(), &dir, &socket);
         let cri = connect(&runtime, &socket);
-        let containerd = Self {
+        let mut containerd = Self {
             child: Some(child),
             node: node.path(),
             dir,
@@ -126,6 +126,7 @@ state = "{state}"
             cri,
             pods: Vec::new(),
         };
+        containerd.ready();
         containerd.import(PAUSE, &["/bin/sleep", "1000000"]);
         containerd.import(BUSYBOX, &["/bin/sh"]);
         containerd
@@ -255,6 +256,32 @@ state = "{state}"
         let _ = fs::remove_file(&self.socket);
         self.child = Some(spawn(&self.node, &self.dir, &self.socket));
         self.cri = connect(&self.runtime, &self.socket);
+        self.ready();
+    }
+
+    /// Waits until the CRI says its runtime and network are ready (its
+    /// socket answers before its server is initialised).
+    fn ready(&mut self) {
+        let ready = eventually(Duration::from_secs(20), || {
+            let status = self
+                .runtime
+                .block_on(self.cri.status(StatusRequest { verbose: false }))
+                .ok()?
+                .into_inner()
+                .status?;
+            let up = status
+                .conditions
+                .iter()
+                .filter(|c| c.r#type == "RuntimeReady" || c.r#type == "NetworkReady")
+                .filter(|c| c.status)
+                .count();
+            (up == 2).then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "containerd's CRI never got ready:\n{}",
+            self.log()
+        );
     }
 
     fn stop(&mut self) {
