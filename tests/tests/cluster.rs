@@ -31,6 +31,9 @@ const WEB_LOCAL: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const WEB_REMOTE: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 11);
 const WEB_OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 12);
 const EXT_PORT: u16 = 9000;
+const DNS: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 53);
+const DNS_OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 54);
+const DNS_PORT: u16 = 5353;
 
 fn service(name: &str, ip: Ipv4Addr, node_port: Option<u16>, to: (Ipv4Addr, u16)) -> Service {
     Service {
@@ -55,10 +58,21 @@ weir_tests::shared!(bed: Bed = {
         servers.push(Server::banner(cluster.node(node).pod_ns(pod), any(HTTP)).unwrap());
     }
     servers.push(Server::banner(&cluster.ext, at(EXT_IP, EXT_PORT)).unwrap());
+    // Name servers, as CoreDNS answers every pod: UDP echo servers.
+    servers.push(Server::udp(cluster.node(2).pod_ns(ia2), any(DNS_PORT)).unwrap());
+    servers.push(Server::udp(&cluster.ext, at(EXT_IP, DNS_PORT)).unwrap());
+    let udp = |name: &str, ip: Ipv4Addr, to: Ipv4Addr| Service {
+        port_name: "dns".to_owned(),
+        protocol: "udp",
+        port: 53,
+        ..service(name, ip, None, (to, DNS_PORT))
+    };
     let services = [
         service("web-local", WEB_LOCAL, Some(30081), (b1, HTTP)),
         service("web-remote", WEB_REMOTE, Some(30082), (a2, HTTP)),
         service("web-outside", WEB_OUTSIDE, None, (EXT_IP, EXT_PORT)),
+        udp("dns", DNS, a2),
+        udp("dns-outside", DNS_OUTSIDE, EXT_IP),
     ];
     for node in &cluster.nodes {
         node.kube_proxy(&services).unwrap();
@@ -163,6 +177,31 @@ fn pods_reach_cluster_ips_with_backends_here_there_and_outside() {
         assert_eq!(seen_by(from, WEB_OUTSIDE, 80), Some(node_ip(1)));
         assert_eq!(seen_by(bed.pod(bed.a2), WEB_LOCAL, 80), Some(bed.a2.2));
     }
+}
+
+/// UDP Services, as every pod's name lookups reach the cluster's DNS: a backend on
+/// another node, and one outside the cluster (masqueraded, its answers
+/// back through netfilter); the ext server sees the node.
+#[test]
+fn pods_reach_udp_cluster_ips() {
+    let bed = bed();
+    let from = bed.pod(bed.a1);
+    for (ip, what) in [(DNS, "a pod on another node"), (DNS_OUTSIDE, "outside")] {
+        let answer = sock::udp_request(from, None, at(ip, 53), b"query").ok();
+        assert_eq!(
+            answer.as_deref(),
+            Some(&b"query"[..]),
+            "UDP to {ip} ({what})"
+        );
+    }
+    let ext = bed.servers.last().expect("ext's name server");
+    assert_eq!(ext.peer_ips().last(), Some(&node_ip(1)), "ext saw the node");
+    let a2 = &bed.servers[bed.servers.len() - 2];
+    assert_eq!(
+        a2.peer_ips().last(),
+        Some(&bed.a1.2),
+        "a2 saw the pod itself"
+    );
 }
 
 #[test]
