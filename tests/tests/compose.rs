@@ -339,24 +339,13 @@ fn a_network_connected_and_disconnected_under_a_published_port() {
         t.to_outside(&web, false);
     };
     same_on_both(&bed, &weir, &docker, &[], probe);
-    for project in [&weir, &docker] {
-        project.docker.ok(&[
-            "network",
-            "connect",
-            "conn_neta",
-            &project.container("web", 1),
-        ]);
+    for verb in ["connect", "disconnect"] {
+        for project in [&weir, &docker] {
+            let web = project.container("web", 1);
+            project.docker.ok(&["network", verb, "conn_neta", &web]);
+        }
+        same_on_both(&bed, &weir, &docker, &[], probe);
     }
-    same_on_both(&bed, &weir, &docker, &[], probe);
-    for project in [&weir, &docker] {
-        project.docker.ok(&[
-            "network",
-            "disconnect",
-            "conn_neta",
-            &project.container("web", 1),
-        ]);
-    }
-    same_on_both(&bed, &weir, &docker, &[], probe);
 }
 
 /// A network declared `external: true`: the app uses it as its own while

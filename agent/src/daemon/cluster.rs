@@ -52,11 +52,16 @@ impl Agent {
     /// Makes [`POD_NETWORK`] exist on `cidr`; one on another subnet is left
     /// as it is (its pods keep their addresses), and the log says so.
     async fn ensure_pod_network(&mut self, cidr: Subnet) -> Result<(), AgentError> {
-        match self.state.registry.get(POD_NETWORK) {
-            Ok(n) if n.ipam.as_ref().map(crate::network::Ipam::subnet) == Some(cidr) => Ok(()),
-            Ok(n) => {
-                warn!(network = POD_NETWORK, has = ?n.ipam.as_ref().map(crate::network::Ipam::subnet),
-                    node_says = %cidr, "the pod network's subnet is not the node's pod CIDR; left as it is");
+        let has = self
+            .state
+            .registry
+            .get(POD_NETWORK)
+            .map(|n| n.ipam.as_ref().map(crate::network::Ipam::subnet));
+        match has {
+            Ok(has) if has == Some(cidr) => Ok(()),
+            Ok(has) => {
+                warn!(network = POD_NETWORK, has = ?has, node_says = %cidr,
+                    "the pod network's subnet is not the node's pod CIDR; left as it is");
                 Ok(())
             }
             Err(_) => {

@@ -93,7 +93,7 @@ impl Agent {
     }
 
     async fn attachment(&self, ep: &Endpoint, ifname: &str) -> Result<CniAttachment, AgentError> {
-        let network = self.state.registry.get(&ep.network)?;
+        let (ip, ip6) = self.state.registry.get(&ep.network)?.on_link(ep.ip, ep.ip6);
         let host_mac = self
             .nl
             .link_mac(&ep.host_if)
@@ -106,16 +106,8 @@ impl Agent {
             host_mac,
             ifname: ifname.to_owned(),
             mac: ep.mac.clone(),
-            ip: network
-                .ipam
-                .as_ref()
-                .zip(ep.ip)
-                .map(|(i, ip)| (ip, i.subnet().prefix(), i.gateway())),
-            ip6: network
-                .ipam6
-                .as_ref()
-                .zip(ep.ip6)
-                .map(|(i, ip6)| (ip6, i.subnet().prefix(), i.gateway())),
+            ip,
+            ip6,
             ports: ep.ports.clone(),
         })
     }

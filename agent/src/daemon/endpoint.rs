@@ -237,19 +237,10 @@ impl Agent {
         let ns = File::open(&ep.netns)
             .map_err(AgentError::io(format!("opening {}", ep.netns.display())))?;
         self.nl.move_to_netns(&peer, ns.as_raw_fd()).await?;
-        let v4 = network
-            .ipam
-            .as_ref()
-            .zip(ep.ip)
-            .map(|(i, ip)| (ip, i.subnet().prefix(), i.gateway()));
-        let v6 = network
-            .ipam6
-            .as_ref()
-            .zip(ep.ip6)
-            .map(|(i, ip6)| (ip6, i.subnet().prefix(), i.gateway()));
+        let (v4, v6) = network.on_link(ep.ip, ep.ip6);
         // The default routes are the first interface's.
         let default_route = ep.primary.is_none();
-        let mac = parse_mac(&ep.mac).unwrap_or_else(|| mac_of(ep.ip, ep.ip6));
+        let mac = ep.mac_octets();
         netns::with_netlink(&ep.netns, async |nl| {
             nl.configure_container_side((&peer, ifname), mac, v4, default_route)
                 .await?;
@@ -272,7 +263,7 @@ impl Agent {
     /// with GRO); `None` for an engine's, already its bridge's port.
     async fn wire(&mut self, ep: &Endpoint, bridge: Option<u32>) -> Result<(), AgentError> {
         let network_id = self.state.registry.get(&ep.network)?.id;
-        let mac = parse_mac(&ep.mac).unwrap_or_else(|| mac_of(ep.ip, ep.ip6));
+        let mac = ep.mac_octets();
         let ifindex = self.nl.require_index(&ep.host_if).await?;
         self.datapath
             .insert_endpoint(ifindex, ep.ip, mac, network_id, bridge.is_some())?;
@@ -434,7 +425,7 @@ fn validate_ifname(name: &str) -> Result<(), AgentError> {
     }
 }
 
-pub(super) fn check_netns(path: &Path) -> Result<(), AgentError> {
+fn check_netns(path: &Path) -> Result<(), AgentError> {
     if !path.exists() {
         return Err(AgentError::NetnsMissing {
             path: path.to_owned(),

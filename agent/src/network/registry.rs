@@ -231,11 +231,36 @@ pub fn addresses(
     })
 }
 
+/// An address on a network's link: the address, its prefix length, the
+/// network's gateway.
+pub type OnLink<A> = (A, u8, A);
+
 impl Network {
     /// The IPv4 gateway, on a network with IPv4.
     #[must_use]
     pub fn gateway(&self) -> Option<Ipv4Addr> {
         self.ipam.as_ref().map(Ipam::gateway)
+    }
+
+    /// An endpoint's IPv4 and IPv6 addresses on this network, each with
+    /// its prefix length and gateway: what its interface is configured
+    /// with and what a CNI result reports.
+    #[must_use]
+    pub fn on_link(
+        &self,
+        ip: Option<Ipv4Addr>,
+        ip6: Option<Ipv6Addr>,
+    ) -> (Option<OnLink<Ipv4Addr>>, Option<OnLink<Ipv6Addr>>) {
+        (
+            self.ipam
+                .as_ref()
+                .zip(ip)
+                .map(|(i, ip)| (ip, i.subnet().prefix(), i.gateway())),
+            self.ipam6
+                .as_ref()
+                .zip(ip6)
+                .map(|(i, ip6)| (ip6, i.subnet().prefix(), i.gateway())),
+        )
     }
 
     /// Gives an endpoint's addresses back to the pools.

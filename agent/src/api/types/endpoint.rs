@@ -80,6 +80,14 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Its MAC's octets (an unreadable record's: `02:42` and the address,
+    /// as it was made).
+    #[must_use]
+    pub fn mac_octets(&self) -> [u8; 6] {
+        crate::network::parse_mac(&self.mac)
+            .unwrap_or_else(|| crate::network::mac_of(self.ip, self.ip6))
+    }
+
     /// Its addresses, IPv4 first, space-separated (`10.88.0.2
     /// fd00:88::2`, or one of them).
     #[must_use]
