@@ -26,9 +26,17 @@ fn main() -> anyhow::Result<()> {
             "--scale-rounds" => opts.scale_rounds = value()?.parse()?,
             "--no-docker" => opts.docker = false,
             "--no-flood" => opts.flood = false,
+            "--no-cluster" => opts.cluster = false,
+            "--only-cluster" => {
+                opts.main = false;
+                opts.docker = false;
+                opts.flood = false;
+                opts.startup = None;
+            }
             "--only-flood" => {
                 opts.main = false;
                 opts.docker = false;
+                opts.cluster = false;
                 opts.startup = None;
             }
             "--no-startup" => opts.startup = None,
@@ -36,6 +44,7 @@ fn main() -> anyhow::Result<()> {
                 opts.main = false;
                 opts.docker = false;
                 opts.flood = false;
+                opts.cluster = false;
             }
             "--startup" => {
                 let v = value()?;
@@ -54,23 +63,28 @@ fn main() -> anyhow::Result<()> {
             }
             other => anyhow::bail!(
                 "unknown argument {other}; known: --out DIR --rounds N --secs S \
-                 --scale N,N,... --scale-rounds N --no-docker --no-flood --only-flood \
+                 --scale N,N,... --scale-rounds N --no-docker --no-flood --only-flood --no-cluster --only-cluster \
                  --startup E,P --no-startup --only-startup --quick"
             ),
         }
     }
-    let only_startup = !opts.main && !opts.docker && !opts.flood;
+    let only_startup = !opts.main && !opts.docker && !opts.flood && !opts.cluster;
+    let only_cluster = !opts.main && !opts.docker && !opts.flood && opts.startup.is_none();
     let results = bench::run(&opts)?;
     println!("{}", report::text(&results));
+    // A part run alone leaves the other results as the last full run wrote them.
     if only_startup {
-        // The other results stay as the last full run wrote them.
         report::write_startup(&results, &out)
+    } else if only_cluster {
+        report::write_cluster(&results, &out)
     } else {
         report::write(&results, &out)
     }
     .with_context(|| format!("writing {}", out.display()))?;
     if only_startup {
         println!("Written: {}/startup.json, startup.md", out.display());
+    } else if only_cluster {
+        println!("Written: {}/cluster.json, cluster.md", out.display());
     } else {
         println!(
             "Written: {0}/results.json, {0}/results.md, {0}/chart.svg, {0}/startup.md",

@@ -118,23 +118,13 @@ impl Cluster {
     /// the host-gw routes between them, and `ext`.
     pub fn new(n: usize, more: &[&str]) -> io::Result<Self> {
         let stem = netns::unique_stem();
-        let lan = Netns::create(&format!("{stem}-lan"))?;
-        lan.ip(&["link", "add", "br0", "type", "bridge"])?;
-        lan.ip(&["link", "set", "br0", "up"])?;
-        let ext = Netns::create(&format!("{stem}-ext"))?;
-        plug(&lan, "ext", &ext, EXT_IP, "eth0")?;
+        let (lan, ext) = segment(&stem)?;
         let nodes_file = std::env::temp_dir().join(format!("{stem}-nodes.json"));
         std::fs::write(&nodes_file, node_list(&(1..=n).collect::<Vec<_>>()))?;
         let file = nodes_file.to_str().expect("utf-8 path").to_owned();
         let mut nodes = Vec::new();
         for i in 1..=n {
-            let ns = Netns::create(&format!("{stem}-node{i}"))?;
-            plug(&lan, &format!("n{i}"), &ns, node_ip(i), UPLINK)?;
-            ns.ip(&["route", "add", "default", "via", &EXT_IP.to_string()])?;
-            ns.sysctl("net.ipv4.ip_forward", "1")?;
-            // kube-proxy's same-node Service answers are bridged: netfilter
-            // must see them (what clusters load br_netfilter for).
-            ns.sysctl("net.bridge.bridge-nf-call-iptables", "1")?;
+            let ns = plain_node(&stem, &lan, i)?;
             let node_stem = format!("{stem}-n{i}");
             let name = format!("node{i}");
             let mut args = vec![
@@ -200,6 +190,30 @@ impl Cluster {
     pub fn node_mut(&mut self, n: usize) -> &mut Node {
         &mut self.nodes[n - 1]
     }
+}
+
+/// The segment: `lan` (its bridge `br0`) and `ext` on it, named after
+/// `stem`.
+pub fn segment(stem: &str) -> io::Result<(Netns, Netns)> {
+    let lan = Netns::create(&format!("{stem}-lan"))?;
+    lan.ip(&["link", "add", "br0", "type", "bridge"])?;
+    lan.ip(&["link", "set", "br0", "up"])?;
+    let ext = Netns::create(&format!("{stem}-ext"))?;
+    plug(&lan, "ext", &ext, EXT_IP, "eth0")?;
+    Ok((lan, ext))
+}
+
+/// Node `i` (1-based) on the segment, as a cluster's node is before its
+/// CNI: its uplink, its default route via `ext`, forwarding on, and
+/// netfilter seeing bridged packets (kube-proxy's answers between pods of
+/// one bridge; what clusters load `br_netfilter` for).
+pub fn plain_node(stem: &str, lan: &Netns, i: usize) -> io::Result<Netns> {
+    let ns = Netns::create(&format!("{stem}-node{i}"))?;
+    plug(lan, &format!("n{i}"), &ns, node_ip(i), UPLINK)?;
+    ns.ip(&["route", "add", "default", "via", &EXT_IP.to_string()])?;
+    ns.sysctl("net.ipv4.ip_forward", "1")?;
+    ns.sysctl("net.bridge.bridge-nf-call-iptables", "1")?;
+    Ok(ns)
 }
 
 /// A veth from `ns` (`name` inside, `ip/24`, up) to port `port` of the

@@ -251,9 +251,13 @@ impl Bed {
                 )
             }
             // weir, no NAT and the Docker worlds (`docker_bed`) write none.
-            Setup::NoNat | Setup::Weir | Setup::WeirXdp | Setup::DockerOwn | Setup::DockerWeir => {
-                Ok(())
-            }
+            Setup::NoNat
+            | Setup::Weir
+            | Setup::WeirXdp
+            | Setup::DockerOwn
+            | Setup::DockerWeir
+            | Setup::ClusterReference
+            | Setup::ClusterWeir => Ok(()),
         }
     }
 
@@ -301,7 +305,11 @@ impl Bed {
                 netfilter::nft_add_elements(&[p]),
                 netfilter::nft_delete_elements(&[p]),
             ),
-            Setup::NoNat | Setup::DockerOwn | Setup::DockerWeir => return Ok(Duration::ZERO),
+            Setup::NoNat
+            | Setup::DockerOwn
+            | Setup::DockerWeir
+            | Setup::ClusterReference
+            | Setup::ClusterWeir => return Ok(Duration::ZERO),
         };
         let t = Instant::now();
         netfilter::feed(self.node(), program, args, &add)?;

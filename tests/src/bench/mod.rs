@@ -15,11 +15,16 @@
 //! dockerd with its defaults (its own iptables rules and `docker-proxy`),
 //! against E, dockerd with `iptables=false` and `weir agent --docker`.
 //!
+//! and, apart, a Kubernetes cluster ([`cluster_bed`]): R, two nodes with
+//! the reference CNI plugins and kube-proxy's rules, against K, the same
+//! nodes with weir in cluster mode.
+//!
 //! [`bed`] builds a world per setup, [`netfilter`] writes B's and B2's
 //! rules, [`load`] is the traffic, [`testrun`] times the programs one
 //! packet at a time, [`report`] prints the table and writes JSON and SVG.
 
 pub mod bed;
+pub mod cluster_bed;
 pub mod docker_bed;
 pub mod flood;
 pub mod floor;
@@ -44,6 +49,10 @@ pub enum Setup {
     WeirXdp,
     DockerOwn,
     DockerWeir,
+    /// Kubernetes nodes with the reference CNI plugins.
+    ClusterReference,
+    /// Kubernetes nodes with weir in cluster mode.
+    ClusterWeir,
 }
 
 impl Setup {
@@ -63,6 +72,8 @@ impl Setup {
             Setup::WeirXdp => "X",
             Setup::DockerOwn => "D",
             Setup::DockerWeir => "E",
+            Setup::ClusterReference => "R",
+            Setup::ClusterWeir => "K",
         }
     }
 
@@ -80,12 +91,22 @@ impl Setup {
             Setup::DockerWeir => {
                 "E Docker with weir (iptables=false, userland-proxy=false, weir agent --docker)"
             }
+            Setup::ClusterReference => {
+                "R the reference CNI plugins (bridge, host-local, portmap), host-gw routes, kube-proxy's iptables rules"
+            }
+            Setup::ClusterWeir => {
+                "K weir in cluster mode (weir-cni's agent: --cluster-cidr, --node-cidr, --service-cidr, the node list), kube-proxy's iptables rules"
+            }
         }
     }
 }
 
 /// What to run.
 #[derive(Clone, Debug, serde::Serialize)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "one switch per part of the bench, as its command line has"
+)]
 pub struct Options {
     pub rounds: u32,
     pub secs: f64,
@@ -100,6 +121,8 @@ pub struct Options {
     pub docker: bool,
     /// Also the flood comparison (X, C, B, B2).
     pub flood: bool,
+    /// Also the cluster comparison (R and K).
+    pub cluster: bool,
     /// The main comparison, its scale runs and the per-packet costs
     /// (`--only-flood` leaves them out).
     pub main: bool,
@@ -119,6 +142,7 @@ impl Default for Options {
             testrun_runs: 2000,
             docker: true,
             flood: true,
+            cluster: true,
             main: true,
             startup: Some((1000, 10)),
         }
@@ -224,6 +248,9 @@ pub struct Results {
     /// The flood (empty when not run).
     pub flood_setups: Vec<(&'static str, &'static str)>,
     pub flood: Vec<Metric>,
+    /// R against K (empty when not run).
+    pub cluster_setups: Vec<(&'static str, &'static str)>,
+    pub cluster: Vec<Metric>,
     pub testrun: testrun::Costs,
     /// The agent at scale (none when not run).
     pub startup: Option<startup::Startup>,
@@ -247,6 +274,11 @@ pub fn run(opts: &Options) -> io::Result<Results> {
     } else {
         Vec::new()
     };
+    let cluster = if opts.cluster {
+        cluster_bed::rounds(opts)?
+    } else {
+        Vec::new()
+    };
     let startup = match opts.startup {
         Some((endpoints, ports)) => Some(startup::measure(endpoints, ports, 3)?),
         None => None,
@@ -260,6 +292,11 @@ pub fn run(opts: &Options) -> io::Result<Results> {
         docker,
         flood_setups: flood::SETUPS.iter().map(|s| (s.key(), s.label())).collect(),
         flood,
+        cluster_setups: cluster_bed::SETUPS
+            .iter()
+            .map(|s| (s.key(), s.label()))
+            .collect(),
+        cluster,
         testrun,
         startup,
     })
@@ -472,7 +509,7 @@ fn main_metrics() -> Vec<Metric> {
 /// and server on one CPU, so that a transaction's time is what the whole
 /// path costs, without the cross-CPU wake-ups that dominate it and vary
 /// from run to run; the stream with writer and reader on a CPU each.
-const RR_CPU: usize = 0;
+pub(crate) const RR_CPU: usize = 0;
 const STREAM_CPUS: (usize, usize) = (0, 1);
 
 fn measure_round(bed: &Bed, opts: &Options, m: &mut [Metric]) {

@@ -135,6 +135,7 @@ pub fn errors(r: &Results) -> Vec<String> {
         .iter()
         .chain(&r.docker)
         .chain(&r.flood)
+        .chain(&r.cluster)
         .flat_map(|m| {
             m.errors
                 .iter()
@@ -161,15 +162,15 @@ pub fn text(r: &Results) -> String {
         get("nft"),
         get("date")
     );
-    for (k, label) in &r.setups {
-        let _ = writeln!(
-            s,
-            "- {k}: {}",
-            label.trim_start_matches(|c| c != ' ').trim()
-        );
-    }
     let o = &r.options;
     if !r.metrics.is_empty() {
+        for (k, label) in &r.setups {
+            let _ = writeln!(
+                s,
+                "- {k}: {}",
+                label.trim_start_matches(|c| c != ' ').trim()
+            );
+        }
         let _ = writeln!(
             s,
             "\nMedians of {} rounds of {} s each (scale: {} rounds), setups interleaved. \
@@ -206,6 +207,9 @@ pub fn text(r: &Results) -> String {
     }
     if !r.flood.is_empty() {
         super::flood::text(&mut s, r);
+    }
+    if !r.cluster.is_empty() {
+        super::cluster_bed::text(&mut s, r);
     }
     if !r.testrun.costs.is_empty() {
         let _ = writeln!(
@@ -261,6 +265,23 @@ pub fn write(r: &Results, dir: &Path) -> io::Result<()> {
         fs::write(dir.join("docker.svg"), docker_svg(r))?;
     }
     Ok(())
+}
+
+/// The cluster row alone (`--only-cluster`): `cluster.json` and
+/// `cluster.md`; the other results stay as the last full run wrote them.
+pub fn write_cluster(r: &Results, dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let part = serde_json::json!({
+        "machine": r.machine,
+        "options": r.options,
+        "setups": r.cluster_setups,
+        "metrics": r.cluster,
+    });
+    let json = serde_json::to_string_pretty(&part).map_err(io::Error::other)?;
+    fs::write(dir.join("cluster.json"), json + "\n")?;
+    let mut s = String::new();
+    super::cluster_bed::text(&mut s, r);
+    fs::write(dir.join("cluster.md"), s.trim_start())
 }
 
 /// The agent-at-scale figures alone: `startup.json` and `startup.md`.
@@ -541,6 +562,8 @@ mod tests {
             docker: vec![docker],
             flood_setups: Vec::new(),
             flood: Vec::new(),
+            cluster_setups: Vec::new(),
+            cluster: Vec::new(),
             testrun: Costs {
                 runs: 1,
                 costs: Vec::new(),
