@@ -8,6 +8,7 @@ use std::{fs, os::unix::fs::PermissionsExt as _, path::Path, process::Command};
 /// Busybox applets the image links.
 const APPLETS: &[&str] = &[
     "sh", "ip", "nc", "ping", "httpd", "cat", "sleep", "echo", "ls", "printf", "ifconfig", "true",
+    "nslookup",
 ];
 
 /// The CGI script: the caller's address.

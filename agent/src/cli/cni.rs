@@ -38,7 +38,7 @@ impl CniCmd {
                         "type": "weir-cni",
                         "network": network,
                         "socket": socket,
-                        "capabilities": {"portMappings": true},
+                        "capabilities": {"portMappings": true, "ips": true},
                     }],
                 });
                 println!("{}", serde_json::to_string_pretty(&conflist)?);

@@ -11,7 +11,9 @@ use std::{io::Read as _, path::PathBuf, process::ExitCode};
 use hyper::StatusCode;
 use serde_json::Value;
 
-use self::protocol::{Args, CniError, Env, LATEST, NetConf, add_result, code, version_result};
+use self::protocol::{
+    Args, CniError, Env, LATEST, NetConf, add_result, code, static_ips, version_result,
+};
 use crate::{
     api::client::{Client, ClientError},
     api::types::{CniAdd, CniAttachment, CniGc, CniRef},
@@ -108,6 +110,16 @@ pub async fn run(env: &Env, stdin: &str) -> Result<Option<Value>, CniError> {
 
 fn request(env: &Env, conf: &NetConf) -> Result<CniAdd, CniError> {
     let args = Args::parse(env.args.as_deref().unwrap_or(""))?;
+    let (ip, ip6) = static_ips(&conf.runtime_config.ips)?;
+    if let (Some(a), Some(b)) = (ip, args.ip)
+        && a != b
+    {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            format!("runtimeConfig.ips asks for {a}, CNI_ARGS for IP={b}"),
+            "",
+        ));
+    }
     Ok(CniAdd {
         container_id: env
             .require(env.container_id.as_ref(), "CNI_CONTAINERID")?
@@ -115,7 +127,8 @@ fn request(env: &Env, conf: &NetConf) -> Result<CniAdd, CniError> {
         ifname: env.require(env.ifname.as_ref(), "CNI_IFNAME")?.to_owned(),
         netns: PathBuf::from(env.require(env.netns.as_ref(), "CNI_NETNS")?),
         network: conf.network().to_owned(),
-        ip: args.ip,
+        ip: ip.or(args.ip),
+        ip6,
         mac: args.mac,
         name: args.pod_name,
         ports: conf.runtime_config.port_mappings.clone(),

@@ -2,7 +2,11 @@
 //! the network configuration on stdin, the environment, the results and
 //! errors on stdout.
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -66,11 +70,39 @@ impl CniError {
 }
 
 /// `runtimeConfig`: what the runtime fills in for the capabilities the
-/// plugin declares (`portMappings`).
+/// plugin declares (`portMappings`, `ips`).
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct RuntimeConfig {
     #[serde(rename = "portMappings", default)]
     pub port_mappings: Vec<CniPort>,
+    /// Static addresses (the `ips` convention): one a family at most,
+    /// each `ADDRESS` or `ADDRESS/PREFIX`.
+    #[serde(default)]
+    pub ips: Vec<String>,
+}
+
+/// The addresses `ips` asks for: (IPv4, IPv6).
+pub fn static_ips(ips: &[String]) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>), CniError> {
+    let (mut v4, mut v6) = (None, None);
+    for text in ips {
+        let bad = |why: &str| {
+            CniError::new(
+                code::INVALID_CONFIG,
+                format!("runtimeConfig.ips entry `{text}` {why}"),
+                "",
+            )
+        };
+        let address = text.split_once('/').map_or(text.as_str(), |(a, _)| a);
+        // The same address twice is one (`podman network reload` appends
+        // the addresses a container has to those it was given).
+        match address.parse::<IpAddr>() {
+            Ok(IpAddr::V4(a)) if v4.is_none_or(|had| had == a) => v4 = Some(a),
+            Ok(IpAddr::V6(a)) if v6.is_none_or(|had| had == a) => v6 = Some(a),
+            Ok(_) => return Err(bad("is a second address of its family")),
+            Err(_) => return Err(bad("is not an IP address")),
+        }
+    }
+    Ok((v4, v6))
 }
 
 /// `cni.dev/valid-attachments` (GC).
@@ -144,7 +176,7 @@ impl NetConf {
 /// `CNI_ARGS`: `K=V` pairs separated by `;`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Args {
-    pub ip: Option<std::net::Ipv4Addr>,
+    pub ip: Option<Ipv4Addr>,
     pub mac: Option<String>,
     pub pod_name: Option<String>,
 }
@@ -205,7 +237,10 @@ impl Args {
 
 /// The ADD result in `version`'s shape: the node-side and container-side
 /// interfaces, the address of each family with its gateway, a default
-/// route of each, DNS.
+/// route of each, DNS: the configuration's `dns` if it has one, else
+/// weir's resolver for the network (Podman writes it first in the
+/// container's `resolv.conf`; it answers the network's names and forwards
+/// the rest).
 #[must_use]
 pub fn add_result(version: &str, a: &CniAttachment, netns: &str, dns: Option<&Value>) -> Value {
     let ip = |family: &str, address: String, gateway: String| {
@@ -233,7 +268,10 @@ pub fn add_result(version: &str, a: &CniAttachment, netns: &str, dns: Option<&Va
         ],
         "ips": ips,
         "routes": routes,
-        "dns": dns.cloned().unwrap_or_else(|| json!({})),
+        "dns": dns.cloned().unwrap_or_else(|| match a.dns {
+            Some(server) => json!({"nameservers": [server.to_string()]}),
+            None => json!({}),
+        }),
     })
 }
 
@@ -300,6 +338,33 @@ mod tests {
     }
 
     #[test]
+    fn static_ips_take_one_address_a_family_with_or_without_a_prefix() {
+        let ips = |v: &[&str]| static_ips(&v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+        assert_eq!(
+            ips(&["10.88.0.50/16", "fd00::50"]).unwrap(),
+            (
+                Some("10.88.0.50".parse().unwrap()),
+                Some("fd00::50".parse().unwrap())
+            )
+        );
+        assert_eq!(ips(&[]).unwrap(), (None, None));
+        assert_eq!(
+            ips(&["10.0.0.1", "10.0.0.1/24"]).unwrap(),
+            (Some("10.0.0.1".parse().unwrap()), None)
+        );
+        assert_eq!(ips(&["nope"]).unwrap_err().code, code::INVALID_CONFIG);
+        assert_eq!(
+            ips(&["10.0.0.1", "10.0.0.2"]).unwrap_err().code,
+            code::INVALID_CONFIG
+        );
+        let conf = NetConf::parse(
+            r#"{"cniVersion":"1.0.0","name":"w","runtimeConfig":{"ips":["10.88.0.9"],"portMappings":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(conf.runtime_config.ips, ["10.88.0.9"]);
+    }
+
+    #[test]
     fn versions_are_checked_and_results_take_their_shape() {
         let conf =
             NetConf::parse(r#"{"cniVersion":"0.4.0","name":"w","type":"weir-cni"}"#).unwrap();
@@ -321,8 +386,16 @@ mod tests {
             )),
             ip6: None,
             ports: Vec::new(),
+            dns: None,
         };
         let old = add_result("0.4.0", &a, "/run/netns/x", None);
+        assert_eq!(old["dns"], json!({}));
+        let named = CniAttachment {
+            dns: Some("10.88.0.1".parse().unwrap()),
+            ..a.clone()
+        };
+        let r = add_result("1.0.0", &named, "/run/netns/x", None);
+        assert_eq!(r["dns"], json!({"nameservers": ["10.88.0.1"]}));
         assert_eq!(old["ips"][0]["version"], "4");
         assert_eq!(old["ips"][0]["address"], "10.88.0.2/24");
         assert_eq!(old["interfaces"][1]["sandbox"], "/run/netns/x");

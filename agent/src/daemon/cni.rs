@@ -4,11 +4,12 @@
 //! (`Owner::Cni`). The plugin binary only maps the CNI protocol onto the
 //! API.
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{
     Agent,
     endpoint::{Entry, Plumbing, mac_arg},
+    publish::Hold,
 };
 use crate::{
     api::types::{CniAdd, CniAttachment, CniGc, CniPort, CniRef, DEFAULT_IFNAME, Endpoint},
@@ -66,11 +67,17 @@ impl Agent {
                 endpoint: ep.name.clone(),
             });
         }
-        let ports = req
-            .ports
-            .iter()
-            .map(|p| Ok(PortSpec::exact(p.mapping()?)?))
-            .collect::<Result<Vec<_>, AgentError>>()?;
+        // A runtime passes a container's ports to each of its networks
+        // (Podman does): they lead to the container once, through the
+        // attachment that published them first.
+        let held = self.container_ports(&req.container_id);
+        let mut ports = Vec::new();
+        for p in &req.ports {
+            let m = p.mapping()?;
+            if !held.contains(&m) {
+                ports.push(PortSpec::exact(m)?);
+            }
+        }
         let name = self.cni_name(req);
         self.enter(Entry {
             name: name.clone(),
@@ -81,7 +88,7 @@ impl Agent {
                 ifname: req.ifname.clone(),
             },
             ip: req.ip,
-            ip6: None,
+            ip6: req.ip6,
             mac: mac_arg(req.mac.as_deref())?,
             primary: None,
             ports,
@@ -93,7 +100,9 @@ impl Agent {
     }
 
     async fn attachment(&self, ep: &Endpoint, ifname: &str) -> Result<CniAttachment, AgentError> {
-        let (ip, ip6) = self.state.registry.get(&ep.network)?.on_link(ep.ip, ep.ip6);
+        let network = self.state.registry.get(&ep.network)?;
+        let (ip, ip6) = network.on_link(ep.ip, ep.ip6);
+        let dns = self.resolver(network);
         let host_mac = self
             .nl
             .link_mac(&ep.host_if)
@@ -109,11 +118,24 @@ impl Agent {
             ip,
             ip6,
             ports: ep.ports.clone(),
+            dns,
         })
     }
 
+    /// The ports a container's attachments publish.
+    fn container_ports(&self, container_id: &str) -> Vec<PortMapping> {
+        self.state
+            .endpoints
+            .values()
+            .filter(|e| matches!(&e.owner, Owner::Cni { container_id: c, .. } if c == container_id))
+            .flat_map(|e| e.ports.iter().copied())
+            .collect()
+    }
+
     /// CNI DEL: removes the attachment if weir has it (its publications
-    /// and their flows with it); nothing to remove is done, too.
+    /// and their flows with it); nothing to remove is done, too. Its ports
+    /// move to another attachment of the container, if it has one (the
+    /// runtime asked each for them).
     pub async fn cni_del(&mut self, r: &CniRef) -> Result<Option<String>, AgentError> {
         let Some(name) = self
             .cni_endpoint(&r.container_id, &r.ifname)
@@ -121,8 +143,30 @@ impl Agent {
         else {
             return Ok(None);
         };
-        self.release(&name).await?;
+        let released = self.release(&name).await?;
         info!(endpoint = %name, container = %r.container_id, ifname = %r.ifname, "CNI DEL");
+        let ports = released.map(|e| e.ports).unwrap_or_default();
+        let heir = self
+            .state
+            .endpoints
+            .values()
+            .find(|e| matches!(&e.owner, Owner::Cni { container_id, .. } if *container_id == r.container_id))
+            .map(|e| (e.name.clone(), e.owner.clone()));
+        if let (Some((heir, owner)), false) = (heir, ports.is_empty()) {
+            let specs = ports
+                .into_iter()
+                .map(PortSpec::exact)
+                .collect::<Result<Vec<_>, _>>()?;
+            // The attachment is gone whatever happens here: a port that
+            // cannot move is said, not a failed DEL (the runtime would
+            // retry a DEL that has nothing left to do).
+            match self.publish_as(&heir, &specs, Hold::of(&owner)).await {
+                Ok(moved) => info!(endpoint = %heir, ports = moved.len(),
+                    "the container's ports moved to its other attachment"),
+                Err(e) => warn!(endpoint = %heir, error = %e,
+                    "the container's ports could not move to its other attachment"),
+            }
+        }
         Ok(Some(name))
     }
 
@@ -162,6 +206,14 @@ impl Agent {
         if self.nl.link_index(&ep.host_if).await?.is_none() {
             return Err(differs(format!("its veth {} is gone", ep.host_if)));
         }
+        // Its own ports: those asked for, less those another attachment of
+        // the container publishes.
+        let mut have = ep.ports.clone();
+        let elsewhere: Vec<PortMapping> = self
+            .container_ports(&req.container_id)
+            .into_iter()
+            .filter(|m| !have.contains(m))
+            .collect();
         let mut want: Vec<PortMapping> = req
             .ports
             .iter()
@@ -169,8 +221,8 @@ impl Agent {
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
             .filter(|m| ep.ip6.is_some() || !m.is_ipv6_only())
+            .filter(|m| !elsewhere.contains(m))
             .collect();
-        let mut have = ep.ports.clone();
         let order = |m: &PortMapping| (m.host_port, m.proto, m.host_ip, m.container_port);
         want.sort_by_key(order);
         have.sort_by_key(order);

@@ -123,6 +123,20 @@ impl From<Ipam6Error> for Refusal {
     }
 }
 
+/// How an endpoint's addresses are found when none is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Order {
+    /// The lowest free (Docker's default, weir's own endpoints).
+    Lowest,
+    /// The next free after the last given, wrapping around (host-local's
+    /// order, for CNI runtimes: a freed address, and the MAC made from
+    /// it, is not handed out again at once while peers may still hold
+    /// it in their ARP and conntrack tables).
+    Rotate,
+    /// Exactly what the engine gave (see [`Plumbing::Adopt`]).
+    Engine,
+}
+
 /// One family's address from its pool (`None`: the network has none of
 /// that family): `wanted`, or the next free; `engine`: exactly what the
 /// engine gave, taken or not, and nothing where it gave nothing.
@@ -174,7 +188,12 @@ impl Agent {
             }
             Plumbing::Adopt { host_if } => (ADOPTED, host_if.clone()),
         };
-        let (ip, ip6) = self.allocate(&network.name, entry.ip, entry.ip6, adopt)?;
+        let order = match (&entry.owner, adopt) {
+            (_, true) => Order::Engine,
+            (Owner::Cni { .. }, false) => Order::Rotate,
+            _ => Order::Lowest,
+        };
+        let (ip, ip6) = self.allocate(&network.name, (entry.ip, entry.ip6), order)?;
         let endpoint = Endpoint {
             id,
             name: name.clone(),
@@ -353,25 +372,38 @@ impl Agent {
     fn allocate(
         &mut self,
         name: &str,
-        ip: Option<Ipv4Addr>,
-        ip6: Option<Ipv6Addr>,
-        engine: bool,
+        (ip, ip6): (Option<Ipv4Addr>, Option<Ipv6Addr>),
+        order: Order,
     ) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>), AgentError> {
         let network = self.state.registry.get_mut(name)?;
+        let engine = order == Order::Engine;
+        let rotate = order == Order::Rotate;
         let got = claim(
-            network
-                .ipam
-                .as_mut()
-                .map(|p| |w| p.allocate(w).map_err(Refusal::from)),
+            network.ipam.as_mut().map(|p| {
+                move |w| {
+                    if rotate {
+                        p.allocate_next(w)
+                    } else {
+                        p.allocate(w)
+                    }
+                    .map_err(Refusal::from)
+                }
+            }),
             ip,
             engine,
         )
         .and_then(|v4| {
             let v6 = claim(
-                network
-                    .ipam6
-                    .as_mut()
-                    .map(|p| |w| p.allocate(w).map_err(Refusal::from)),
+                network.ipam6.as_mut().map(|p| {
+                    move |w| {
+                        if rotate {
+                            p.allocate_next(w)
+                        } else {
+                            p.allocate(w)
+                        }
+                        .map_err(Refusal::from)
+                    }
+                }),
                 ip6,
                 engine,
             );

@@ -130,6 +130,18 @@ impl Agent {
         n.owner.is_weir() && n.name != default
     }
 
+    /// Where network `n`'s names are answered (its gateway), if it has
+    /// names.
+    pub(super) fn resolver(&self, n: &Network) -> Option<IpAddr> {
+        self.has_names(n)
+            .then(|| {
+                n.gateway()
+                    .map(IpAddr::from)
+                    .or_else(|| n.ipam6.as_ref().map(|i| i.gateway().into()))
+            })
+            .flatten()
+    }
+
     /// Hands the names server every named network's endpoints (a further
     /// interface is known by its container's first endpoint's name).
     pub(super) fn update_names(&mut self) {
@@ -181,15 +193,7 @@ impl Agent {
         let c = self.datapath.nat_stats(network.id).unwrap_or_default();
         NetworkView {
             network: network.clone(),
-            dns: self
-                .has_names(network)
-                .then(|| {
-                    network
-                        .gateway()
-                        .map(IpAddr::from)
-                        .or_else(|| network.ipam6.as_ref().map(|i| i.gateway().into()))
-                })
-                .flatten(),
+            dns: self.resolver(network),
             endpoints: self.state.endpoints_of(&network.name),
             masquerade_stats: NatStats {
                 flows: c.flows,

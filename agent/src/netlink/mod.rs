@@ -225,17 +225,50 @@ impl Netlink {
         let Some((_, _, gateway)) = v4.filter(|_| default_route) else {
             return Ok(());
         };
-        self.handle
-            .route()
-            .add(
-                RouteMessageBuilder::<Ipv4Addr>::new()
-                    .gateway(gateway)
-                    .output_interface(index)
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(|e| request("add default route via", &gateway.to_string(), e))
+        self.add_default_route(index, gateway.into()).await
+    }
+
+    /// A default route via `gateway` on link `index`. Where another
+    /// attachment's is already there (made first), this one is added
+    /// behind it, a metric past the first's by the link's index: the first interface
+    /// carries the traffic, as with the reference plugins (whose second
+    /// default route the kernel keeps but does not use), and the next takes
+    /// over when it goes.
+    async fn add_default_route(&self, index: u32, gateway: IpAddr) -> Result<(), NetlinkError> {
+        let route = |metric: Option<u32>| match gateway {
+            IpAddr::V4(gw) => {
+                let r = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(gw)
+                    .output_interface(index);
+                metric.map_or(r.clone(), |m| r.priority(m)).build()
+            }
+            IpAddr::V6(gw) => {
+                let r = RouteMessageBuilder::<Ipv6Addr>::new()
+                    .gateway(gw)
+                    .output_interface(index);
+                metric.map_or(r.clone(), |m| r.priority(m)).build()
+            }
+        };
+        let what = if gateway.is_ipv4() {
+            "add default route via"
+        } else {
+            "add IPv6 default route via"
+        };
+        // Behind the kernel's default metric for the family (IPv4 0,
+        // IPv6 1024).
+        let behind = if gateway.is_ipv4() {
+            index
+        } else {
+            1024 + index
+        };
+        for metric in [None, Some(behind)] {
+            match self.handle.route().add(route(metric)).execute().await {
+                Ok(()) => return Ok(()),
+                Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+                Err(e) => return Err(request(what, &gateway.to_string(), e)),
+            }
+        }
+        Ok(())
     }
 
     /// Puts `ip/prefix` on link `index` (IPv6, without duplicate address
@@ -271,25 +304,7 @@ impl Netlink {
         if !default_route {
             return Ok(());
         }
-        match self
-            .handle
-            .route()
-            .add(
-                RouteMessageBuilder::<Ipv6Addr>::new()
-                    .gateway(gateway)
-                    .output_interface(index)
-                    .build(),
-            )
-            .execute()
-            .await
-        {
-            Err(e) if errno(&e) != Some(libc::EEXIST) => Err(request(
-                "add IPv6 default route via",
-                &gateway.to_string(),
-                e,
-            )),
-            _ => Ok(()),
-        }
+        self.add_default_route(index, gateway.into()).await
     }
 
     /// The device of the main table's IPv4 default route, if there is one.

@@ -35,6 +35,9 @@ pub struct Ipam {
     subnet: Subnet,
     gateway: Ipv4Addr,
     used: BTreeSet<Ipv4Addr>,
+    /// The last address [`Ipam::allocate_next`] gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last: Option<Ipv4Addr>,
 }
 
 impl Ipam {
@@ -66,6 +69,7 @@ impl Ipam {
             subnet,
             gateway,
             used: BTreeSet::new(),
+            last: None,
         })
     }
 
@@ -103,6 +107,28 @@ impl Ipam {
         Ok(ip)
     }
 
+    /// Takes `wanted`, or the first free host address after the last one
+    /// given this way, wrapping around (host-local's order): an address
+    /// freed is not given again before the others have been.
+    pub fn allocate_next(&mut self, wanted: Option<Ipv4Addr>) -> Result<Ipv4Addr, IpamError> {
+        let ip = if let Some(ip) = wanted {
+            ip
+        } else {
+            let after = self.last.unwrap_or(self.subnet.network());
+            self.subnet
+                .hosts()
+                .filter(|ip| *ip > after)
+                .chain(self.subnet.hosts().take_while(|ip| *ip <= after))
+                .find(|ip| *ip != self.gateway && !self.used.contains(ip))
+                .ok_or(IpamError::Exhausted {
+                    subnet: self.subnet,
+                })?
+        };
+        let ip = self.allocate(Some(ip))?;
+        self.last = Some(ip);
+        Ok(ip)
+    }
+
     /// Whether `ip` could be allocated now.
     pub fn check_free(&self, ip: Ipv4Addr) -> Result<(), IpamError> {
         let subnet = self.subnet;
@@ -134,6 +160,38 @@ mod tests {
 
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn rotation_gives_the_next_free_after_the_last_and_wraps_around() {
+        let mut p = ipam("10.0.0.0/29", None).unwrap();
+        assert_eq!(p.allocate_next(None).unwrap(), ip("10.0.0.2"));
+        assert_eq!(p.allocate_next(None).unwrap(), ip("10.0.0.3"));
+        p.release(ip("10.0.0.2"));
+        // A freed address waits for its turn.
+        assert_eq!(p.allocate_next(None).unwrap(), ip("10.0.0.4"));
+        // One asked for is the last given, too.
+        assert_eq!(
+            p.allocate_next(Some(ip("10.0.0.6"))).unwrap(),
+            ip("10.0.0.6")
+        );
+        assert_eq!(p.allocate_next(None).unwrap(), ip("10.0.0.2"), "wrapped");
+        assert_eq!(p.allocate_next(None).unwrap(), ip("10.0.0.5"));
+        assert!(matches!(
+            p.allocate_next(None),
+            Err(IpamError::Exhausted { .. })
+        ));
+        assert!(matches!(
+            p.allocate_next(Some(ip("10.0.0.3"))),
+            Err(IpamError::Taken { .. })
+        ));
+        // The lowest-free order is untouched by it.
+        p.release(ip("10.0.0.4"));
+        p.release(ip("10.0.0.3"));
+        assert_eq!(p.allocate(None).unwrap(), ip("10.0.0.3"));
+        // And the place survives a save.
+        let back: Ipam = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
     }
 
     #[test]

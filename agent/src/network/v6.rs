@@ -170,6 +170,9 @@ pub struct Ipam6 {
     subnet: Subnet6,
     gateway: Ipv6Addr,
     used: BTreeSet<Ipv6Addr>,
+    /// The last address [`Ipam6::allocate_next`] gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last: Option<Ipv6Addr>,
 }
 
 impl Ipam6 {
@@ -189,6 +192,7 @@ impl Ipam6 {
             subnet,
             gateway,
             used: BTreeSet::new(),
+            last: None,
         })
     }
 
@@ -216,6 +220,26 @@ impl Ipam6 {
                 .expect("a /64 or shorter has room"),
         };
         self.used.insert(ip);
+        Ok(ip)
+    }
+
+    /// Takes `wanted`, or the first free address after the last one given
+    /// this way (host-local's order; a /64 does not wrap around in
+    /// practice).
+    pub fn allocate_next(&mut self, wanted: Option<Ipv6Addr>) -> Result<Ipv6Addr, Ipam6Error> {
+        let ip = if let Some(ip) = wanted {
+            ip
+        } else {
+            let host = |ip: Ipv6Addr| u128::from(ip) & !mask(self.subnet.prefix);
+            let after = self.last.map_or(1, host);
+            (after.saturating_add(1)..=u128::MAX)
+                .chain(2..=after)
+                .map(|n| self.subnet.nth(n))
+                .find(|ip| *ip != self.gateway && !self.used.contains(ip))
+                .expect("a /64 or shorter has room")
+        };
+        let ip = self.allocate(Some(ip))?;
+        self.last = Some(ip);
         Ok(ip)
     }
 
@@ -250,6 +274,21 @@ mod tests {
 
     fn ip(text: &str) -> Ipv6Addr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn rotation_gives_the_next_free_after_the_last() {
+        let mut p = Ipam6::new(s("fd00:1::/64").unwrap(), None).unwrap();
+        assert_eq!(p.allocate_next(None).unwrap(), ip("fd00:1::2"));
+        assert_eq!(p.allocate_next(None).unwrap(), ip("fd00:1::3"));
+        p.release(ip("fd00:1::2"));
+        assert_eq!(p.allocate_next(None).unwrap(), ip("fd00:1::4"));
+        assert_eq!(
+            p.allocate_next(Some(ip("fd00:1::9"))).unwrap(),
+            ip("fd00:1::9")
+        );
+        assert_eq!(p.allocate_next(None).unwrap(), ip("fd00:1::a"));
+        assert_eq!(p.allocate(None).unwrap(), ip("fd00:1::2"), "lowest free");
     }
 
     #[test]

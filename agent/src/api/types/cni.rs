@@ -41,9 +41,13 @@ pub struct CniAdd {
     pub ifname: String,
     pub netns: PathBuf,
     pub network: String,
-    /// `IP=` in `CNI_ARGS`.
+    /// The IPv4 address asked for: `runtimeConfig.ips`, or `IP=` in
+    /// `CNI_ARGS`.
     #[serde(default)]
     pub ip: Option<Ipv4Addr>,
+    /// The IPv6 address asked for (`runtimeConfig.ips`).
+    #[serde(default)]
+    pub ip6: Option<std::net::Ipv6Addr>,
     /// `MAC=` in `CNI_ARGS`.
     #[serde(default)]
     pub mac: Option<String>,
@@ -71,6 +75,10 @@ pub struct CniAttachment {
     pub ip6: Option<(std::net::Ipv6Addr, u8, std::net::Ipv6Addr)>,
     /// The ports published, as `-p` specs were.
     pub ports: Vec<crate::publish::PortMapping>,
+    /// Where the network's names are answered (weir's resolver at its
+    /// gateway), if it has names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<IpAddr>,
 }
 
 /// DEL: one attachment.
