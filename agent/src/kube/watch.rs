@@ -1,8 +1,8 @@
 //! `--kube-api`: the cluster's nodes from the Kubernetes API, as an
 //! informer follows them: kube-rs's watcher lists `/api/v1/nodes` (paged),
 //! then watches from the list's `resourceVersion`, resumes a watch that
-//! ended from the last version it saw, and lists again when the API says
-//! that version is gone (410) or the stream cannot be resumed. Its errors
+//! ended (or failed to start) from the last version it saw, and lists
+//! again when the API says that version is gone (410). Its errors
 //! are retried with kube-rs's default backoff (0.8 s doubling to 30 s,
 //! jittered); meanwhile the routes stay as the last good set made them.
 //! After a complete list, and after every change of a node that changes
@@ -163,6 +163,26 @@ mod tests {
             "status": {"addresses": [{"type": "InternalIP", "address": ip}]}
         }))
         .unwrap()
+    }
+
+    /// A client for an `https://` API is made (rustls with ring, the one
+    /// crypto provider built in); nothing is asked of the server yet.
+    #[tokio::test]
+    async fn a_client_of_an_https_api_from_a_kubeconfig() {
+        let path = std::env::temp_dir().join(format!("weir-kubeconfig-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
+             clusters: [{name: c, cluster: {server: 'https://192.0.2.1:6443', insecure-skip-tls-verify: true}}]\n\
+             contexts: [{name: c, context: {cluster: c, user: u}}]\n\
+             users: [{name: u, user: {token: t}}]\n",
+        )
+        .unwrap();
+        let made = client(Some(&path)).await;
+        std::fs::remove_file(&path).unwrap();
+        made.unwrap();
+        let missing = client(Some(Path::new("/nonexistent/kubeconfig"))).await;
+        assert!(matches!(missing, Err(ApiError::Kubeconfig { .. })));
     }
 
     fn names(all: Option<Vec<ClusterNode>>) -> Option<Vec<String>> {
