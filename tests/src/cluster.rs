@@ -4,14 +4,20 @@
 //! `10.245.N.0/24`, and `ext`, a host outside the cluster on the same
 //! segment (`198.51.100.100`). Pods are namespaces attached by the
 //! node's agent. The agents learn the nodes from a node list as
-//! `kubectl get nodes -o json` prints it (`--cluster-nodes`), which makes
-//! each its pod network and the routes between the nodes' pod CIDRs
-//! (host-gw). Dropping it stops the agents and deletes every namespace and
-//! the file.
+//! `kubectl get nodes -o json` prints it (`--cluster-nodes`,
+//! [`Cluster::new`]) or from the Kubernetes API (`--kube-api`,
+//! [`Cluster::with_api`]: a stand-in apiserver on `ext`, see
+//! [`crate::apiserver`]), which makes each its pod network and the routes
+//! between the nodes' pod CIDRs (host-gw). Dropping it stops the agents
+//! and the apiserver and deletes every namespace and file.
 
-use std::{io, net::Ipv4Addr};
+use std::{
+    io,
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+};
 
-use crate::{Netns, agent::Agent, kube, netns, world::veth_into};
+use crate::{Netns, agent::Agent, apiserver::ApiServer, kube, netns, world::veth_into};
 
 /// The cluster's pod addresses (`--cluster-cidr`).
 pub const CLUSTER_CIDR: &str = "10.245.0.0/16";
@@ -72,31 +78,46 @@ impl Node {
 
 /// The cluster's nodes and the host outside it.
 pub struct Cluster {
-    // Nodes before the segment they hang off.
+    // Nodes before the apiserver they watch, both before the segment.
     pub nodes: Vec<Node>,
+    /// Where the agents learn the nodes.
+    pub source: Source,
     pub ext: Netns,
     pub lan: Netns,
-    /// The node list the agents follow.
-    pub nodes_file: std::path::PathBuf,
+}
+
+/// Where the agents of a [`Cluster`] learn the nodes.
+pub enum Source {
+    /// `--cluster-nodes FILE`: this node list.
+    File(PathBuf),
+    /// `--kube-api --kubeconfig FILE`: this apiserver, on `ext`.
+    Api {
+        server: ApiServer,
+        kubeconfig: PathBuf,
+    },
+}
+
+/// Node `n` (1-based) as the API serves it: its name, pod CIDR
+/// (`spec.podCIDR` and `spec.podCIDRs`) and addresses.
+#[must_use]
+pub fn node_object(n: usize) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": format!("node{n}")},
+        "spec": {"podCIDR": pod_cidr(n), "podCIDRs": [pod_cidr(n)]},
+        "status": {"addresses": [
+            {"type": "InternalIP", "address": node_ip(n).to_string()},
+            {"type": "Hostname", "address": format!("node{n}")}
+        ]}
+    })
 }
 
 /// A `NodeList` of nodes `which` (1-based), as `kubectl get nodes -o
 /// json` prints one.
 #[must_use]
 pub fn node_list(which: &[usize]) -> String {
-    let items: Vec<serde_json::Value> = which
-        .iter()
-        .map(|&n| {
-            serde_json::json!({
-                "metadata": {"name": format!("node{n}")},
-                "spec": {"podCIDR": pod_cidr(n), "podCIDRs": [pod_cidr(n)]},
-                "status": {"addresses": [
-                    {"type": "InternalIP", "address": node_ip(n).to_string()},
-                    {"type": "Hostname", "address": format!("node{n}")}
-                ]}
-            })
-        })
-        .collect();
+    let items: Vec<serde_json::Value> = which.iter().map(|&n| node_object(n)).collect();
     serde_json::json!({"apiVersion": "v1", "kind": "NodeList", "items": items}).to_string()
 }
 
@@ -115,69 +136,135 @@ pub fn weir_routes(node: &Netns) -> Vec<String> {
 impl Cluster {
     /// `n` nodes, each with its agent (`--cluster-cidr`, `--node-cidr`,
     /// `--service-cidr` and `more`) and a network `pods` on its pod CIDR,
-    /// the host-gw routes between them, and `ext`.
+    /// the host-gw routes between them, and `ext`. The agents follow a
+    /// node list file (`--cluster-nodes`).
     pub fn new(n: usize, more: &[&str]) -> io::Result<Self> {
+        Self::build(n, more, false)
+    }
+
+    /// Like [`Cluster::new`], the agents following the Node objects of a
+    /// stand-in apiserver on `ext` (`--kube-api --kubeconfig FILE`,
+    /// `http://198.51.100.100:6443`).
+    pub fn with_api(n: usize, more: &[&str]) -> io::Result<Self> {
+        Self::build(n, more, true)
+    }
+
+    fn build(n: usize, more: &[&str], api: bool) -> io::Result<Self> {
         let stem = netns::unique_stem();
         let (lan, ext) = segment(&stem)?;
-        let nodes_file = std::env::temp_dir().join(format!("{stem}-nodes.json"));
-        std::fs::write(&nodes_file, node_list(&(1..=n).collect::<Vec<_>>()))?;
-        let file = nodes_file.to_str().expect("utf-8 path").to_owned();
-        let mut nodes = Vec::new();
-        for i in 1..=n {
-            let ns = plain_node(&stem, &lan, i)?;
-            let node_stem = format!("{stem}-n{i}");
-            let name = format!("node{i}");
-            let mut args = vec![
-                "--uplink",
-                UPLINK,
-                "--no-default-network",
-                "--cluster-cidr",
-                CLUSTER_CIDR,
-                "--node-cidr",
-                NODE_CIDR,
-                "--service-cidr",
-                SERVICE_CIDR,
-                "--cluster-nodes",
-                &file,
-                "--node-name",
-                &name,
-            ];
-            args.extend_from_slice(more);
-            let agent = Agent::start_in(&ns, &node_stem, &args);
-            // The node list makes the pod network and the routes.
-            let ready = crate::eventually(std::time::Duration::from_secs(5), || {
-                let nets = agent.json(&["network", "ls"]);
-                let has = nets.as_array()?.iter().any(|n| n["name"] == "pods");
-                (has && weir_routes(&ns).len() == n - 1).then_some(())
-            });
-            if ready.is_none() {
-                return Err(io::Error::other(format!(
-                    "node{i} made no pod network or routes from {}:\n{}",
-                    nodes_file.display(),
-                    agent.log_text()
-                )));
-            }
-            nodes.push(Node {
-                agent,
-                pods: Vec::new(),
-                ns,
-                stem: node_stem,
-            });
-        }
-        Ok(Self {
-            nodes,
+        let all: Vec<usize> = (1..=n).collect();
+        let (source, flags) = if api {
+            let addr = SocketAddr::from((EXT_IP, crate::apiserver::PORT));
+            let server = ApiServer::new(&ext, addr, all.iter().map(|&i| node_object(i)).collect())?;
+            let kubeconfig = std::env::temp_dir().join(format!("{stem}-kubeconfig"));
+            std::fs::write(&kubeconfig, server.kubeconfig())?;
+            let path = kubeconfig.to_str().expect("utf-8 path").to_owned();
+            let flags = vec!["--kube-api".to_owned(), "--kubeconfig".to_owned(), path];
+            (Source::Api { server, kubeconfig }, flags)
+        } else {
+            let file = std::env::temp_dir().join(format!("{stem}-nodes.json"));
+            std::fs::write(&file, node_list(&all))?;
+            let path = file.to_str().expect("utf-8 path").to_owned();
+            (Source::File(file), vec!["--cluster-nodes".to_owned(), path])
+        };
+        // From here on, dropping the cluster removes the file.
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            source,
             ext,
             lan,
-            nodes_file,
+        };
+        for i in 1..=n {
+            let node = cluster.start_node(&stem, i, n, &flags, more)?;
+            cluster.nodes.push(node);
+        }
+        Ok(cluster)
+    }
+
+    /// Node `i` of `n`: its namespace on the segment, its agent (with
+    /// `flags` saying where the nodes come from, and `more`), once that has
+    /// made the pod network and the routes to the `n - 1` others.
+    fn start_node(
+        &self,
+        stem: &str,
+        i: usize,
+        n: usize,
+        flags: &[String],
+        more: &[&str],
+    ) -> io::Result<Node> {
+        let ns = plain_node(stem, &self.lan, i)?;
+        let node_stem = format!("{stem}-n{i}");
+        let name = format!("node{i}");
+        let mut args = vec![
+            "--uplink",
+            UPLINK,
+            "--no-default-network",
+            "--cluster-cidr",
+            CLUSTER_CIDR,
+            "--node-cidr",
+            NODE_CIDR,
+            "--service-cidr",
+            SERVICE_CIDR,
+            "--node-name",
+            &name,
+        ];
+        args.extend(flags.iter().map(String::as_str));
+        args.extend_from_slice(more);
+        let agent = Agent::start_in(&ns, &node_stem, &args);
+        // The nodes make the pod network and the routes.
+        let ready = crate::eventually(std::time::Duration::from_secs(10), || {
+            let nets = agent.json(&["network", "ls"]);
+            let has = nets.as_array()?.iter().any(|n| n["name"] == "pods");
+            (has && weir_routes(&ns).len() == n - 1).then_some(())
+        });
+        if ready.is_none() {
+            return Err(io::Error::other(format!(
+                "node{i} made no pod network or routes from {flags:?}:\n{}",
+                agent.log_text()
+            )));
+        }
+        Ok(Node {
+            agent,
+            pods: Vec::new(),
+            ns,
+            stem: node_stem,
         })
     }
 
-    /// Rewrites the node list with nodes `which` alone (a node removed).
+    /// Makes the nodes nodes `which` alone (a node removed, or added back
+    /// as it was): the node list rewritten, or the API's Node objects
+    /// deleted and added.
     pub fn set_nodes(&self, which: &[usize]) -> io::Result<()> {
-        // A new file put in place whole, as a writer should.
-        let tmp = self.nodes_file.with_extension("tmp");
-        std::fs::write(&tmp, node_list(which))?;
-        std::fs::rename(&tmp, &self.nodes_file)
+        match &self.source {
+            Source::File(file) => {
+                // A new file put in place whole, as a writer should.
+                let tmp = file.with_extension("tmp");
+                std::fs::write(&tmp, node_list(which))?;
+                std::fs::rename(&tmp, file)
+            }
+            Source::Api { server, .. } => {
+                for n in 1..=14 {
+                    let name = format!("node{n}");
+                    match (which.contains(&n), server.node(&name).is_some()) {
+                        (true, false) => {
+                            server.apply(node_object(n));
+                        }
+                        (false, true) => server.delete(&name),
+                        _ => {}
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The stand-in apiserver the agents watch ([`Cluster::with_api`]).
+    #[must_use]
+    pub fn api(&self) -> &ApiServer {
+        match &self.source {
+            Source::Api { server, .. } => server,
+            Source::File(_) => panic!("this cluster's nodes come from a file"),
+        }
     }
 
     /// Node `n` (1-based).
@@ -231,6 +318,10 @@ fn plug(lan: &Netns, port: &str, ns: &Netns, ip: Ipv4Addr, name: &str) -> io::Re
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.nodes_file);
+        let file = match &self.source {
+            Source::File(file) => file,
+            Source::Api { kubeconfig, .. } => kubeconfig,
+        };
+        let _ = std::fs::remove_file(file);
     }
 }

@@ -27,10 +27,12 @@
 //! - [`kube`]: kube-proxy's iptables rules for a list of Services;
 //! - [`cluster`]: nodes of a Kubernetes cluster on one segment, each with
 //!   its agent;
+//! - [`apiserver`]: a stand-in for kube-apiserver's Node list and watch;
 //! - [`bench`]: `cargo xtask bench`, weir against iptables, nftables and
 //!   no NAT in the same topology.
 
 pub mod agent;
+pub mod apiserver;
 pub mod bench;
 pub mod cluster;
 pub mod compose;

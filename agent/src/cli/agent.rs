@@ -133,6 +133,18 @@ struct ClusterArgs {
     /// the network `pods`; read again whenever the file changes.
     #[arg(long = "cluster-nodes", value_name = "FILE")]
     nodes_file: Option<std::path::PathBuf>,
+    /// The cluster's nodes from the Kubernetes API: its Node objects,
+    /// listed then watched (RBAC: get, list, watch on nodes), routed as
+    /// `--cluster-nodes` routes a file's, as nodes come, change and go.
+    /// Credentials: `--kubeconfig FILE`, else as kubectl finds them
+    /// (`KUBECONFIG`, else `~/.kube/config`), else in a pod its service
+    /// account (`KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT`, the
+    /// token and CA under /var/run/secrets/kubernetes.io/serviceaccount).
+    #[arg(long = "kube-api", conflicts_with = "nodes_file")]
+    kube_api: bool,
+    /// The kubeconfig `--kube-api` uses (its current context).
+    #[arg(long, value_name = "FILE", requires = "kube_api")]
+    kubeconfig: Option<std::path::PathBuf>,
     /// This node's name among them (default: the host name).
     #[arg(long = "node-name", value_name = "NAME")]
     node_name: Option<String>,
@@ -149,13 +161,32 @@ impl From<ClusterArgs> for crate::daemon::Cluster {
     }
 }
 
+/// Where the cluster's nodes come from.
+enum NodesFrom {
+    File(std::path::PathBuf),
+    Api(::kube::Client),
+}
+
+impl ClusterArgs {
+    /// Where the nodes come from; a client of the API is made here, so
+    /// that credentials that cannot be had refuse the start.
+    async fn nodes_from(&self) -> anyhow::Result<Option<NodesFrom>> {
+        if let Some(path) = &self.nodes_file {
+            return Ok(Some(NodesFrom::File(path.clone())));
+        }
+        if !self.kube_api {
+            return Ok(None);
+        }
+        let client = crate::kube::client(self.kubeconfig.as_deref())
+            .await
+            .context("--kube-api")?;
+        Ok(Some(NodesFrom::Api(client)))
+    }
+}
+
 /// Starts the followers of the engines and sources the agent was told of:
-/// Docker's API, the cluster's node list.
-fn follow(
-    agent: &Arc<Mutex<Agent>>,
-    docker: Option<std::path::PathBuf>,
-    nodes_file: Option<std::path::PathBuf>,
-) {
+/// Docker's API, the cluster's nodes.
+fn follow(agent: &Arc<Mutex<Agent>>, docker: Option<std::path::PathBuf>, nodes: Option<NodesFrom>) {
     if let Some(docker) = docker {
         info!(socket = %docker.display(), "following Docker");
         tokio::spawn(crate::docker::follow(
@@ -163,9 +194,16 @@ fn follow(
             agent.clone(),
         ));
     }
-    if let Some(path) = nodes_file {
-        info!(file = %path.display(), "following the cluster's nodes");
-        tokio::spawn(crate::kube::follow_file(path, agent.clone()));
+    match nodes {
+        Some(NodesFrom::File(path)) => {
+            info!(file = %path.display(), "following the cluster's nodes");
+            tokio::spawn(crate::kube::follow_file(path, agent.clone()));
+        }
+        Some(NodesFrom::Api(client)) => {
+            info!("following the cluster's nodes in the Kubernetes API");
+            tokio::spawn(crate::kube::follow_api(client, agent.clone()));
+        }
+        None => {}
     }
 }
 
@@ -195,7 +233,8 @@ impl AgentArgs {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let nodes_file = self.cluster.nodes_file.clone();
+        // Before anything is changed, so bad credentials change nothing.
+        let nodes = self.cluster.nodes_from().await?;
         let config = Config {
             paths,
             uplinks: self.uplinks,
@@ -255,7 +294,7 @@ impl AgentArgs {
         );
         let agent = Arc::new(Mutex::new(agent));
         tokio::spawn(periodic(agent.clone()));
-        follow(&agent, self.docker, nodes_file);
+        follow(&agent, self.docker, nodes);
         if let Some((addr, listener)) = metrics {
             info!(%addr, "serving Prometheus metrics at /metrics");
             let metrics = server::metrics_router(agent.clone());
