@@ -7,13 +7,18 @@
 //! whenever the file changes. The agent's library does the rest
 //! (`daemon::cluster`).
 
-use std::{net::Ipv4Addr, path::PathBuf, sync::Arc, time::SystemTime};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+    sync::Arc,
+    time::SystemTime,
+};
 
 use serde::Deserialize;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use crate::{api::types::ClusterNode, daemon::Agent, network::Subnet};
+use crate::{api::types::ClusterNode, daemon::Agent, network::Cidr};
 
 /// Why a node list cannot be had.
 #[derive(Debug, thiserror::Error)]
@@ -72,9 +77,9 @@ struct Address {
     address: String,
 }
 
-/// The nodes of a `NodeList`'s JSON: each one's name, IPv4 `InternalIP`
-/// and IPv4 pod CIDRs (`spec.podCIDRs`, else the older `spec.podCIDR`);
-/// an IPv6 one is left out (weir routes IPv4 pod CIDRs today).
+/// The nodes of a `NodeList`'s JSON: each one's name, its first
+/// `InternalIP` of each family and its pod CIDRs of both (`spec.podCIDRs`,
+/// else the older `spec.podCIDR`).
 pub fn parse_nodes(json: &str) -> Result<Vec<ClusterNode>, serde_json::Error> {
     let list: NodeList = serde_json::from_str(json)?;
     Ok(list
@@ -85,17 +90,14 @@ pub fn parse_nodes(json: &str) -> Result<Vec<ClusterNode>, serde_json::Error> {
             if cidrs.is_empty() {
                 cidrs.extend(n.spec.pod_cidr);
             }
+            let internal = || n.status.addresses.iter().filter(|a| a.kind == "InternalIP");
             ClusterNode {
                 name: n.metadata.name,
-                internal_ip: n
-                    .status
-                    .addresses
-                    .iter()
-                    .filter(|a| a.kind == "InternalIP")
-                    .find_map(|a| a.address.parse::<Ipv4Addr>().ok()),
+                internal_ip: internal().find_map(|a| a.address.parse::<Ipv4Addr>().ok()),
+                internal_ip6: internal().find_map(|a| a.address.parse::<Ipv6Addr>().ok()),
                 pod_cidrs: cidrs
                     .iter()
-                    .filter_map(|c| c.parse::<Subnet>().ok())
+                    .filter_map(|c| c.parse::<Cidr>().ok())
                     .collect(),
             }
         })
@@ -161,9 +163,15 @@ mod tests {
         assert_eq!(nodes.len(), 3);
         assert_eq!(nodes[0].name, "node1");
         assert_eq!(nodes[0].internal_ip, Some(Ipv4Addr::new(198, 51, 100, 1)));
+        assert_eq!(nodes[0].internal_ip6, None);
         let cidrs: Vec<String> = nodes[0].pod_cidrs.iter().map(ToString::to_string).collect();
-        assert_eq!(cidrs, ["10.245.1.0/24"], "IPv6 left out");
+        assert_eq!(cidrs, ["10.245.1.0/24", "fd00:245:1::/64"], "both families");
         assert_eq!(nodes[1].internal_ip, Some(Ipv4Addr::new(198, 51, 100, 2)));
+        assert_eq!(
+            nodes[1].internal_ip6,
+            "fd00::2".parse().ok(),
+            "either order"
+        );
         assert_eq!(
             nodes[1].pod_cidrs[0].to_string(),
             "10.245.2.0/24",
