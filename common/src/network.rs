@@ -56,17 +56,18 @@ pub const NET_ROUTED: u32 = 1 << 3;
 /// Capacity of `NETWORKS4`.
 pub const MAX_NETWORKS: u32 = 4_096;
 
-/// `CLUSTER4` (`weir agent --cluster-cidr`): the cluster's pod addresses.
-/// Traffic between them and this node's containers is neither
-/// masqueraded nor refused as unsolicited, as in Kubernetes' model.
+/// `CLUSTER4` and `CLUSTER6` (`weir agent --cluster-cidr`): the cluster's
+/// pod addresses. Traffic between them and this node's containers is
+/// neither masqueraded nor refused as unsolicited, as in Kubernetes' model.
 pub const CLUSTER_PODS: u32 = 1;
-/// `CLUSTER4` (`--node-cidr`): the cluster's nodes, like its pods.
+/// `CLUSTER4`, `CLUSTER6` (`--node-cidr`): the cluster's nodes, like its
+/// pods.
 pub const CLUSTER_NODES: u32 = 1 << 1;
-/// `CLUSTER4` (`--service-cidr`): the cluster's Service addresses, which
-/// kube-proxy's netfilter rules translate: a container's packet to one is
-/// handed to the node's stack, never sent past it.
+/// `CLUSTER4`, `CLUSTER6` (`--service-cidr`): the cluster's Service
+/// addresses, which kube-proxy's netfilter rules translate: a container's
+/// packet to one is handed to the node's stack, never sent past it.
 pub const CLUSTER_SERVICES: u32 = 1 << 2;
-/// Capacity of `CLUSTER4`.
+/// Capacity of `CLUSTER4`, and of `CLUSTER6`.
 pub const MAX_CLUSTER_CIDRS: u32 = 256;
 
 /// The skb mark bit a container's packet to a Service carries when

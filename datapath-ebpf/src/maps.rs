@@ -110,6 +110,11 @@ pub static NETWORKS4: LpmTrie<[u8; 4], NetInfo, { MAX_NETWORKS as usize }> = Lpm
 #[btf_map]
 pub static CLUSTER4: LpmTrie<[u8; 4], u32, { MAX_CLUSTER_CIDRS as usize }> = LpmTrie::new();
 
+/// `CLUSTER4`'s IPv6 twin: the cluster's IPv6 ranges -> their
+/// `CLUSTER_*` flags.
+#[btf_map]
+pub static CLUSTER6: LpmTrie<[u8; 16], u32, { MAX_CLUSTER_CIDRS as usize }> = LpmTrie::new();
+
 /// IPv6 container subnets -> their network (longest prefix wins).
 #[btf_map]
 pub static NETWORKS6: LpmTrie<[u8; 16], NetInfo6, { MAX_NETWORKS as usize }> = LpmTrie::new();

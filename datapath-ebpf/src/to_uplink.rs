@@ -68,8 +68,10 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     }
     let Some(flow) = parse::flow(ctx, ip)? else {
         // An ICMP error about no tracked flow, a protocol without ports:
-        // masquerade cannot translate it, so it never leaves as itself.
-        if net.flags & NET_MASQUERADE != 0 && beyond(daddr) {
+        // masquerade cannot translate it, so it never leaves as itself;
+        // to a pod or node of the cluster it leaves as it is, as the
+        // flows between them do.
+        if net.flags & NET_MASQUERADE != 0 && beyond(daddr) && !policy::in_cluster(daddr) {
             return Err(DropReason::Untranslatable);
         }
         return Ok(TC_PASS);

@@ -14,21 +14,23 @@
 //! - from outside ([`bogon`], [`unsolicited`], tc and XDP on an uplink):
 //!   loopback as source or destination and a container prefix as source
 //!   are bogons; anything to a container address that is no answer of a
-//!   tracked flow is unsolicited (a gateway address is the node's). XDP
-//!   leaves a non-masquerading network's addresses to tc, which knows
-//!   its tracked flows (`CT6`).
+//!   tracked flow is unsolicited (a gateway address is the node's), unless
+//!   it comes from a pod or node of the cluster the node is in
+//!   ([`in_cluster`], `CLUSTER6`), which the stack takes. XDP leaves a
+//!   non-masquerading network's addresses to tc, which knows its tracked
+//!   flows (`CT6`).
 
 use aya_ebpf::maps::lpm_trie::Key;
 use network_types::ip::Ipv6Hdr;
 use weir_common::{
     drop::DropReason,
     endpoint::EndpointInfo,
-    network::{NET_ICC, NET_INTERNAL, NET_MASQUERADE, NetInfo6},
+    network::{CLUSTER_NODES, CLUSTER_PODS, NET_ICC, NET_INTERNAL, NET_MASQUERADE, NetInfo6},
     publish::PROTO_ICMPV6,
 };
 
 use crate::{
-    maps::{ENDPOINTS6, NETWORKS6},
+    maps::{CLUSTER6, ENDPOINTS6, NETWORKS6},
     parse::{IP_OFF, Packet, ptr_at},
 };
 
@@ -68,6 +70,16 @@ fn multicast(a: &[u8; 16]) -> bool {
 #[inline(always)]
 fn network_of(a: [u8; 16]) -> Option<NetInfo6> {
     NETWORKS6.get(&Key::new(128, a)).copied()
+}
+
+/// A pod or a node of the cluster the node is in (`CLUSTER6`; never off
+/// a cluster): Kubernetes' model lets it reach every pod by its address,
+/// unmasqueraded.
+#[inline(always)]
+pub fn in_cluster(a: &[u8; 16]) -> bool {
+    CLUSTER6
+        .get(&Key::new(128, *a))
+        .is_some_and(|flags| flags & (CLUSTER_PODS | CLUSTER_NODES) != 0)
 }
 
 /// An IPv6 frame from the container `ep` behind host-side veth `ifindex`.
@@ -182,26 +194,44 @@ unsafe fn for_the_gateway(
     }
 }
 
-/// An IPv6 frame from outside, on an uplink: its bogons. Returns its
-/// destination.
+/// An IPv6 frame from outside, on an uplink: its bogons.
 #[inline(always)]
-pub fn bogon(pkt: &impl Packet) -> Result<[u8; 16], DropReason> {
-    let ip = header(pkt)?;
-    let (src, dst) = (ip.src_addr, ip.dst_addr);
-    if src == LOOPBACK || dst == LOOPBACK || network_of(src).is_some() {
-        return Err(DropReason::Bogon);
-    }
-    Ok(dst)
+pub fn bogon(pkt: &impl Packet) -> Result<(), DropReason> {
+    bogon_of(&header(pkt)?)
 }
 
-/// From outside, no answer of a tracked flow, to `dst`: never a
-/// container's address. With `tc_decides` (XDP, which does not look
-/// flows up), a non-masquerading network's addresses pass on to tc.
 #[inline(always)]
-pub fn unsolicited(dst: &[u8; 16], tc_decides: bool) -> Result<(), DropReason> {
+fn bogon_of(ip: &Ipv6Hdr) -> Result<(), DropReason> {
+    let src = ip.src_addr;
+    if src == LOOPBACK || ip.dst_addr == LOOPBACK || network_of(src).is_some() {
+        return Err(DropReason::Bogon);
+    }
+    Ok(())
+}
+
+/// XDP's verdict on an IPv6 frame from outside: its bogons, then
+/// nothing unsolicited ([`unsolicited`], a non-masquerading network's
+/// addresses left to tc, which looks flows up).
+#[inline(always)]
+pub fn from_outside(pkt: &impl Packet) -> Result<(), DropReason> {
+    let ip = header(pkt)?;
+    bogon_of(&ip)?;
+    unsolicited(&ip.src_addr, &ip.dst_addr, true)
+}
+
+/// From outside, no answer of a tracked flow, from `src` to `dst`: never
+/// a container's address, unless `src` is a pod or node of the cluster
+/// (on every port, as in Kubernetes' model; the stack takes it, whose
+/// conntrack may owe it a translation: the answer to a Service's that
+/// kube-proxy made). With `tc_decides` (XDP, which does not look flows
+/// up), a non-masquerading network's addresses pass on to tc. The
+/// cluster is looked up only for a packet that would be dropped.
+#[inline(always)]
+pub fn unsolicited(src: &[u8; 16], dst: &[u8; 16], tc_decides: bool) -> Result<(), DropReason> {
     match network_of(*dst) {
         Some(net) if net.gateway == *dst => Ok(()),
         Some(net) if tc_decides && net.flags & NET_MASQUERADE == 0 => Ok(()),
+        Some(_) if in_cluster(src) => Ok(()),
         Some(_) => Err(DropReason::Unsolicited),
         None => Ok(()),
     }

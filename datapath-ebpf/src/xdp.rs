@@ -23,7 +23,7 @@ pub fn handle(ctx: &XdpFrame) -> Result<u32, DropReason> {
     stats::hook(Hook::XdpFromUplink, ctx.len());
     let Some(ip) = parse::ipv4(ctx)? else {
         if parse::is_ipv6(ctx) {
-            v6::unsolicited(&v6::bogon(ctx)?, true)?;
+            v6::from_outside(ctx)?;
         }
         return Ok(xdp_action::XDP_PASS);
     };

@@ -1,19 +1,21 @@
-//! Nodes of a Kubernetes cluster in namespaces: a `lan` namespace whose
-//! bridge is the segment, `node1`…`nodeN` on it (`uplink0`,
-//! `198.51.100.N/24`) each with its weir agent and a pod network
-//! `10.245.N.0/24`, and `ext`, a host outside the cluster on the same
-//! segment (`198.51.100.100`). Pods are namespaces attached by the
-//! node's agent. The agents learn the nodes from a node list as
-//! `kubectl get nodes -o json` prints it (`--cluster-nodes`,
-//! [`Cluster::new`]) or from the Kubernetes API (`--kube-api`,
-//! [`Cluster::with_api`]: a stand-in apiserver on `ext`, see
-//! [`crate::apiserver`]), which makes each its pod network and the routes
-//! between the nodes' pod CIDRs (host-gw). Dropping it stops the agents
-//! and the apiserver and deletes every namespace and file.
+//! Nodes of a dual-stack Kubernetes cluster in namespaces: a `lan`
+//! namespace whose bridge is the segment, `node1`…`nodeN` on it
+//! (`uplink0`, `198.51.100.N/24` and `fd00:198:51:100::N/64`) each with its
+//! weir agent and a dual-stack pod network (`10.245.N.0/24`,
+//! `fd00:245:0:N::/64`), and `ext`, a host outside the cluster on the same
+//! segment (`198.51.100.100`, `fd00:198:51:100::100`). Pods are namespaces
+//! attached by the node's agent. The agents learn the nodes (each one's
+//! two `InternalIP`s and two pod CIDRs) from a node list as `kubectl get
+//! nodes -o json` prints it (`--cluster-nodes`, [`Cluster::new`]) or from
+//! the Kubernetes API (`--kube-api`, [`Cluster::with_api`]: a stand-in
+//! apiserver on `ext`, see [`crate::apiserver`]), which makes each its pod
+//! network and the routes between the nodes' pod CIDRs of both families
+//! (host-gw). Dropping it stops the agents and the apiserver and deletes
+//! every namespace and file.
 
 use std::{
     io,
-    net::{Ipv4Addr, SocketAddr},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     path::PathBuf,
 };
 
@@ -28,6 +30,16 @@ pub const NODE_CIDR: &str = "198.51.100.0/28";
 pub const SERVICE_CIDR: &str = "10.96.0.0/16";
 /// The host outside the cluster, on the nodes' segment.
 pub const EXT_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 100);
+/// The cluster's IPv6 pod addresses: every node's IPv6 pod CIDR is a /64
+/// of it.
+pub const CLUSTER_CIDR6: &str = "fd00:245::/56";
+/// The nodes' IPv6 addresses on the segment: `::1` to `::f`, not
+/// `ext`'s.
+pub const NODE_CIDR6: &str = "fd00:198:51:100::/124";
+/// The cluster's IPv6 Service addresses.
+pub const SERVICE_CIDR6: &str = "fd00:96::/112";
+/// `ext`'s IPv6 address.
+pub const EXT_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x198, 0x51, 0x100, 0, 0, 0, 0x100);
 /// Every node's uplink.
 pub const UPLINK: &str = "uplink0";
 
@@ -37,10 +49,23 @@ pub fn node_ip(n: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 51, 100, u8::try_from(n).expect("a few nodes"))
 }
 
+/// Node `n`'s IPv6 address on the segment.
+#[must_use]
+pub fn node_ip6(n: usize) -> Ipv6Addr {
+    let n = u16::try_from(n).expect("a few nodes");
+    Ipv6Addr::new(0xfd00, 0x198, 0x51, 0x100, 0, 0, 0, n)
+}
+
 /// Node `n`'s pod CIDR.
 #[must_use]
 pub fn pod_cidr(n: usize) -> String {
     format!("10.245.{n}.0/24")
+}
+
+/// Node `n`'s IPv6 pod CIDR.
+#[must_use]
+pub fn pod_cidr6(n: usize) -> String {
+    format!("fd00:245:0:{n}::/64")
 }
 
 /// One node: its namespace and agent, its pods.
@@ -68,11 +93,29 @@ impl Node {
         &self.pods[i]
     }
 
+    /// The IPv6 address of the node's pod `name`, as its agent lists it.
+    #[must_use]
+    pub fn pod_ip6(&self, name: &str) -> Ipv6Addr {
+        let ep = self
+            .agent
+            .endpoint_json(name)
+            .unwrap_or_else(|| panic!("no pod {name}"));
+        ep["ip6"]
+            .as_str()
+            .and_then(|ip| ip.parse().ok())
+            .unwrap_or_else(|| panic!("pod {name} has no IPv6 address: {ep}"))
+    }
+
     /// Loads kube-proxy's rules for `services` into the node, as kube-proxy
-    /// (iptables mode) writes them on every node.
+    /// (iptables mode, one proxier a family) writes them on every node:
+    /// the IPv4 Services' with `iptables-restore`, the IPv6 ones' with
+    /// `ip6tables-restore`.
     pub fn kube_proxy(&self, services: &[kube::Service]) -> io::Result<()> {
+        use crate::bench::netfilter::feed;
         let text = kube::rules(services, CLUSTER_CIDR);
-        crate::bench::netfilter::feed(&self.ns, "iptables-restore", &["--noflush"], &text)
+        feed(&self.ns, "iptables-restore", &["--noflush"], &text)?;
+        let text6 = kube::rules(services, CLUSTER_CIDR6);
+        feed(&self.ns, "ip6tables-restore", &["--noflush"], &text6)
     }
 }
 
@@ -105,9 +148,10 @@ pub fn node_object(n: usize) -> serde_json::Value {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": format!("node{n}")},
-        "spec": {"podCIDR": pod_cidr(n), "podCIDRs": [pod_cidr(n)]},
+        "spec": {"podCIDR": pod_cidr(n), "podCIDRs": [pod_cidr(n), pod_cidr6(n)]},
         "status": {"addresses": [
             {"type": "InternalIP", "address": node_ip(n).to_string()},
+            {"type": "InternalIP", "address": node_ip6(n).to_string()},
             {"type": "Hostname", "address": format!("node{n}")}
         ]}
     })
@@ -121,11 +165,22 @@ pub fn node_list(which: &[usize]) -> String {
     serde_json::json!({"apiVersion": "v1", "kind": "NodeList", "items": items}).to_string()
 }
 
-/// The routes weir made in `node` (`proto 87`), as `ip route` prints them.
+/// The IPv4 routes weir made in `node` (`proto 87`), as `ip route` prints
+/// them.
 #[must_use]
 pub fn weir_routes(node: &Netns) -> Vec<String> {
+    routes_of_weir(node, "-4")
+}
+
+/// The IPv6 routes weir made in `node`, as `ip -6 route` prints them.
+#[must_use]
+pub fn weir_routes6(node: &Netns) -> Vec<String> {
+    routes_of_weir(node, "-6")
+}
+
+fn routes_of_weir(node: &Netns, family: &str) -> Vec<String> {
     let out = node
-        .ip(&["route", "show", "proto", "87"])
+        .ip(&[family, "route", "show", "proto", "87"])
         .expect("ip route");
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -205,6 +260,12 @@ impl Cluster {
             NODE_CIDR,
             "--service-cidr",
             SERVICE_CIDR,
+            "--cluster-cidr",
+            CLUSTER_CIDR6,
+            "--node-cidr",
+            NODE_CIDR6,
+            "--service-cidr",
+            SERVICE_CIDR6,
             "--node-name",
             &name,
         ];
@@ -215,7 +276,8 @@ impl Cluster {
         let ready = crate::eventually(std::time::Duration::from_secs(10), || {
             let nets = agent.json(&["network", "ls"]);
             let has = nets.as_array()?.iter().any(|n| n["name"] == "pods");
-            (has && weir_routes(&ns).len() == n - 1).then_some(())
+            let routes = weir_routes(&ns).len() == n - 1 && weir_routes6(&ns).len() == n - 1;
+            (has && routes).then_some(())
         });
         if ready.is_none() {
             return Err(io::Error::other(format!(
@@ -286,7 +348,7 @@ pub fn segment(stem: &str) -> io::Result<(Netns, Netns)> {
     lan.ip(&["link", "add", "br0", "type", "bridge"])?;
     lan.ip(&["link", "set", "br0", "up"])?;
     let ext = Netns::create(&format!("{stem}-ext"))?;
-    plug(&lan, "ext", &ext, EXT_IP, "eth0")?;
+    plug(&lan, "ext", &ext, (EXT_IP, EXT_IP6), "eth0")?;
     Ok((lan, ext))
 }
 
@@ -296,22 +358,47 @@ pub fn segment(stem: &str) -> io::Result<(Netns, Netns)> {
 /// one bridge; what clusters load `br_netfilter` for).
 pub fn plain_node(stem: &str, lan: &Netns, i: usize) -> io::Result<Netns> {
     let ns = Netns::create(&format!("{stem}-node{i}"))?;
-    plug(lan, &format!("n{i}"), &ns, node_ip(i), UPLINK)?;
+    plug(
+        lan,
+        &format!("n{i}"),
+        &ns,
+        (node_ip(i), node_ip6(i)),
+        UPLINK,
+    )?;
     ns.ip(&["route", "add", "default", "via", &EXT_IP.to_string()])?;
+    ns.ip(&["-6", "route", "add", "default", "via", &EXT_IP6.to_string()])?;
     ns.sysctl("net.ipv4.ip_forward", "1")?;
+    ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
     ns.sysctl("net.bridge.bridge-nf-call-iptables", "1")?;
+    ns.sysctl("net.bridge.bridge-nf-call-ip6tables", "1")?;
     Ok(ns)
 }
 
-/// A veth from `ns` (`name` inside, `ip/24`, up) to port `port` of the
-/// segment's bridge.
-fn plug(lan: &Netns, port: &str, ns: &Netns, ip: Ipv4Addr, name: &str) -> io::Result<()> {
+/// A veth from `ns` (`name` inside, `ip/24` and `ip6/64` without
+/// duplicate address detection, up) to port `port` of the segment's
+/// bridge.
+fn plug(
+    lan: &Netns,
+    port: &str,
+    ns: &Netns,
+    (ip, ip6): (Ipv4Addr, Ipv6Addr),
+    name: &str,
+) -> io::Result<()> {
     veth_into(lan, port, ns)?;
     if name != "eth0" {
         ns.ip(&["link", "set", "eth0", "name", name])?;
     }
     lan.ip(&["link", "set", port, "master", "br0", "up"])?;
     ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", name])?;
+    ns.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{ip6}/64"),
+        "dev",
+        name,
+        "nodad",
+    ])?;
     ns.ip(&["link", "set", name, "up"])?;
     Ok(())
 }

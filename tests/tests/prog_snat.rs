@@ -12,12 +12,16 @@ use etherparse::{
 use weir_common::{
     ct::{CtKey, DIR_ORIGINAL, KIND_ROUTED, KIND_SNAT},
     drop::DropReason,
-    network::{NET_ICC, NET_MASQUERADE},
+    network::{CLUSTER_NODES, CLUSTER_PODS, CLUSTER_SERVICES, NET_ICC, NET_MASQUERADE},
     publish::PROTO_ICMP,
 };
 use weir_tests::{
+    fuzz::frame::refresh,
     packet::{self, off, verify_checksums, view},
-    prog::{Harness, MASQ_NODE, TC_ACT_OK, TC_ACT_SHOT, in_own_ns, masquerading_node},
+    prog::{
+        Harness, MASQ_NODE, TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS, in_own_ns,
+        masquerading_node,
+    },
 };
 
 const EGRESS: &str = "tc_to_uplink";
@@ -297,5 +301,79 @@ fn an_icmp_error_about_a_masqueraded_flow_reaches_the_container_restored() {
             &packet::udp4(sa(NODE, 999), sa(PEER, 1), b"x"),
         );
         assert_eq!(h.run_tc(INGRESS, &stray).frame, stray);
+    });
+}
+
+/// A pod on another node and a node of the cluster; a Service address.
+const POD_THERE: Ipv4Addr = Ipv4Addr::new(10, 245, 2, 2);
+const NODE_THERE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const SERVICE: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+
+/// A masquerading node of a cluster: its pods, nodes and Services in
+/// `CLUSTER4` (an IPv6 range beside them, in `CLUSTER6`).
+fn in_cluster() -> Harness {
+    let mut h = Harness::load();
+    masquerading_node(&mut h.datapath, NET_MASQUERADE | NET_ICC, (30000, 30999));
+    let range = |text: &str, prefix, flags| (text.parse().unwrap(), prefix, flags);
+    h.datapath
+        .set_cluster(&[
+            range("10.245.0.0", 16, CLUSTER_PODS),
+            range("198.18.0.0", 24, CLUSTER_NODES),
+            range("10.96.0.0", 16, CLUSTER_SERVICES),
+            range("fd00:245::", 56, CLUSTER_PODS),
+        ])
+        .unwrap();
+    h
+}
+
+#[test]
+fn a_containers_packets_to_the_cluster_leave_as_they_are() {
+    in_own_ns("snat", || {
+        let mut h = in_cluster();
+        let stray = packet::tcp_ack4(sa(POD_THERE, 80), sa(C1, 40010), 1, 2, true);
+        let error = packet::icmp_error4(
+            C1,
+            POD_THERE,
+            &stray,
+            Icmpv4Type::TimeExceeded(TimeExceededCode::TtlExceededInTransit),
+        );
+        // A protocol without ports (GRE).
+        let mut gre = packet::udp4(sa(C1, 1), sa(POD_THERE, 1), b"gre!");
+        gre[23] = 47;
+        refresh(&mut gre);
+        for (what, frame) in [
+            ("TCP", packet::tcp_syn4(sa(C1, 40000), sa(POD_THERE, 80), 1)),
+            (
+                "TCP to a node",
+                packet::tcp_syn4(sa(C1, 40000), sa(NODE_THERE, 80), 1),
+            ),
+            ("ICMP error", error),
+            ("GRE", gre),
+        ] {
+            let out = h.run_tc(EGRESS, &frame);
+            assert_eq!((out.verdict, out.frame), (TC_ACT_OK, frame), "{what}");
+        }
+        assert!(h.datapath.conntrack::<CtKey>().unwrap().is_empty());
+        // Outside the cluster, as off one.
+        let out = h.run_tc(EGRESS, &packet::tcp_syn4(sa(C1, 40001), sa(PEER, 80), 1));
+        assert_eq!((out.verdict, view(&out.frame).src), (TC_ACT_OK, NODE));
+    });
+}
+
+#[test]
+fn the_clusters_pods_and_nodes_come_in_to_the_stack() {
+    in_own_ns("snat", || {
+        let mut h = in_cluster();
+        for from in [POD_THERE, NODE_THERE] {
+            let syn = packet::tcp_syn4(sa(from, 40000), sa(C1, 8080), 1);
+            let out = h.run_tc(INGRESS, &syn);
+            assert_eq!((out.verdict, out.frame), (TC_ACT_OK, syn.clone()), "{from}");
+            assert_eq!(h.run_xdp("xdp_from_uplink", &syn).verdict, XDP_PASS);
+        }
+        for from in [PEER, SERVICE] {
+            let syn = packet::tcp_syn4(sa(from, 40000), sa(C1, 8080), 1);
+            assert_eq!(h.run_tc(INGRESS, &syn).verdict, TC_ACT_SHOT, "{from}");
+            assert_eq!(h.run_xdp("xdp_from_uplink", &syn).verdict, XDP_DROP);
+        }
     });
 }

@@ -114,23 +114,28 @@ pub struct AgentArgs {
 /// The Kubernetes cluster the node is in.
 #[derive(clap::Args, Debug)]
 struct ClusterArgs {
-    /// The Kubernetes cluster's pod addresses (repeatable; IPv4): traffic
-    /// between them and this node's containers is neither masqueraded nor
-    /// refused as unsolicited (ip-masq-agent's `nonMasqueradeCIDRs`).
-    #[arg(long = "cluster-cidr", value_name = "CIDR")]
-    pods: Vec<crate::network::Subnet>,
-    /// The cluster's node addresses (repeatable; IPv4): like its pods.
-    #[arg(long = "node-cidr", value_name = "CIDR")]
-    nodes: Vec<crate::network::Subnet>,
-    /// The cluster's Service addresses (repeatable; IPv4): a container's
-    /// packets to them go through the node's stack, where kube-proxy's
-    /// rules translate them, never past it.
-    #[arg(long = "service-cidr", value_name = "CIDR")]
-    services: Vec<crate::network::Subnet>,
+    /// The Kubernetes cluster's pod addresses (repeatable or
+    /// comma-separated as kube-controller-manager takes them, IPv4 and
+    /// IPv6: one of each in a dual-stack cluster): traffic between them and
+    /// this node's containers is neither masqueraded nor refused as
+    /// unsolicited (ip-masq-agent's `nonMasqueradeCIDRs`).
+    #[arg(long = "cluster-cidr", value_name = "CIDR", value_delimiter = ',')]
+    pods: Vec<crate::network::Cidr>,
+    /// The cluster's node addresses (repeatable or comma-separated, IPv4
+    /// and IPv6): like its pods.
+    #[arg(long = "node-cidr", value_name = "CIDR", value_delimiter = ',')]
+    nodes: Vec<crate::network::Cidr>,
+    /// The cluster's Service addresses (repeatable or comma-separated,
+    /// IPv4 and IPv6): a container's packets to them go through the node's
+    /// stack, where kube-proxy's rules (iptables and ip6tables) translate
+    /// them, never past it.
+    #[arg(long = "service-cidr", value_name = "CIDR", value_delimiter = ',')]
+    services: Vec<crate::network::Cidr>,
     /// The cluster's nodes, a `NodeList` as `kubectl get nodes -o json`
     /// prints it (for clusters whose API the agent does not read): each
-    /// other node's pod CIDR is routed via its `InternalIP`, this node's is
-    /// the network `pods`; read again whenever the file changes.
+    /// other node's pod CIDRs are routed via its `InternalIP` of their
+    /// family, this node's are the network `pods` (dual stack when it has
+    /// one of each); read again whenever the file changes.
     #[arg(long = "cluster-nodes", value_name = "FILE")]
     nodes_file: Option<std::path::PathBuf>,
     /// The cluster's nodes from the Kubernetes API: its Node objects,
@@ -394,5 +399,50 @@ async fn periodic(agent: Arc<Mutex<Agent>>) {
         if let Err(e) = agent.lock().await.tick(n % SWEEP_EVERY == 0).await {
             tracing::warn!(error = %e, "periodic work failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    }
+
+    /// Each range flag takes both families, repeated or comma-separated
+    /// (kube-controller-manager's dual-stack `--cluster-cidr` as it is).
+    #[test]
+    fn the_cluster_ranges_take_both_families() {
+        let flags = Flags::try_parse_from([
+            "weir",
+            "--cluster-cidr",
+            "10.245.0.0/16,fd00:245::/56",
+            "--node-cidr",
+            "198.51.100.0/28",
+            "--node-cidr",
+            "fd00:198:51:100::/124",
+            "--service-cidr",
+            "fd00:96::/112",
+        ])
+        .unwrap();
+        let text =
+            |v: &[crate::network::Cidr]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            text(&flags.cluster.pods),
+            ["10.245.0.0/16", "fd00:245::/56"]
+        );
+        assert_eq!(
+            text(&flags.cluster.nodes),
+            ["198.51.100.0/28", "fd00:198:51:100::/124"]
+        );
+        let cluster = crate::daemon::Cluster::from(flags.cluster);
+        let v6 = cluster.entries().iter().filter(|e| e.0.is_ipv6()).count();
+        assert_eq!((cluster.entries().len(), v6), (5, 3));
+        assert!(Flags::try_parse_from(["weir", "--cluster-cidr", "fd00::1/64"]).is_err());
     }
 }

@@ -65,9 +65,9 @@ pub async fn cleanup(paths: &Paths) -> Result<Vec<String>, AgentError> {
         }
     }
     // The routes to other nodes' pods (`--cluster-nodes`).
-    for (dest, via) in nl.weir_routes4().await? {
-        nl.del_weir_route4(dest, via).await?;
-        removed.push(format!("route {dest} via {via}"));
+    for route in nl.weir_routes().await? {
+        nl.del_weir_route(route).await?;
+        removed.push(format!("route {route}"));
     }
     let runs = run_netns_path(&paths.socket, "x")
         .parent()

@@ -78,24 +78,25 @@ pub struct Config {
 }
 
 /// The address ranges of the Kubernetes cluster a node is in
-/// (`--cluster-cidr`, `--node-cidr`, `--service-cidr`), written to
-/// `CLUSTER4`; all empty off a cluster.
+/// (`--cluster-cidr`, `--node-cidr`, `--service-cidr`, each of either
+/// family), written to `CLUSTER4` and `CLUSTER6`; all empty off a cluster.
 #[derive(Clone, Debug, Default)]
 pub struct Cluster {
-    pub pods: Vec<crate::network::Subnet>,
-    pub nodes: Vec<crate::network::Subnet>,
-    pub services: Vec<crate::network::Subnet>,
+    pub pods: Vec<crate::network::Cidr>,
+    pub nodes: Vec<crate::network::Cidr>,
+    pub services: Vec<crate::network::Cidr>,
     /// This node's name among the cluster's nodes (`--node-name`).
     pub node_name: String,
 }
 
 impl Cluster {
-    /// `CLUSTER4`'s entries: (subnet address, prefix, `CLUSTER_*` flags),
-    /// the flags of one range given twice or-ed together.
+    /// `CLUSTER4`'s and `CLUSTER6`'s entries: (range address, prefix,
+    /// `CLUSTER_*` flags), the flags of one range given twice or-ed
+    /// together.
     #[must_use]
-    pub fn entries(&self) -> Vec<(std::net::Ipv4Addr, u8, u32)> {
+    pub fn entries(&self) -> Vec<(std::net::IpAddr, u8, u32)> {
         use weir_common::network::{CLUSTER_NODES, CLUSTER_PODS, CLUSTER_SERVICES};
-        let mut out: Vec<(std::net::Ipv4Addr, u8, u32)> = Vec::new();
+        let mut out: Vec<(std::net::IpAddr, u8, u32)> = Vec::new();
         let all = [
             (&self.pods, CLUSTER_PODS),
             (&self.nodes, CLUSTER_NODES),

@@ -77,6 +77,7 @@ pub mod map_names {
         ALLOW4,
         ALLOW_PORTS6,
         CLUSTER4,
+        CLUSTER6,
     ];
 }
 

@@ -123,9 +123,11 @@ mod tests {
         assert_eq!(nodes.len(), 3);
         assert_eq!(nodes[0].name, "node1");
         assert_eq!(nodes[0].internal_ip, Some(Ipv4Addr::new(198, 51, 100, 1)));
+        assert_eq!(nodes[0].internal_ip6, None);
         let cidrs: Vec<String> = nodes[0].pod_cidrs.iter().map(ToString::to_string).collect();
-        assert_eq!(cidrs, ["10.245.1.0/24"], "IPv6 left out");
+        assert_eq!(cidrs, ["10.245.1.0/24", "fd00:245:1::/64"], "both families");
         assert_eq!(nodes[1].internal_ip, Some(Ipv4Addr::new(198, 51, 100, 2)));
+        assert_eq!(nodes[1].internal_ip6, "fd00::2".parse().ok());
         assert_eq!(
             nodes[1].pod_cidrs[0].to_string(),
             "10.245.2.0/24",

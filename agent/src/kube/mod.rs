@@ -18,19 +18,18 @@
 pub mod file;
 pub mod watch;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use k8s_openapi::api::core::v1::Node;
 
 pub use file::{NodesError, follow_file, parse_nodes, read_nodes};
 pub use watch::{ApiError, client, follow_api};
 
-use crate::{api::types::ClusterNode, network::Subnet};
+use crate::{api::types::ClusterNode, network::Cidr};
 
 /// The one translation of a Kubernetes `Node` into weir's [`ClusterNode`]:
-/// its name, its IPv4 `InternalIP` and its IPv4 pod CIDRs
-/// (`spec.podCIDRs`, else the older `spec.podCIDR`); an IPv6 address or
-/// CIDR is left out (weir routes IPv4 pod CIDRs today). `None` for a node
+/// its name, its first `InternalIP` of each family and its pod CIDRs of
+/// both (`spec.podCIDRs`, else the older `spec.podCIDR`). `None` for a node
 /// without a name, which the API never serves.
 #[must_use]
 pub fn cluster_node(node: &Node) -> Option<ClusterNode> {
@@ -42,16 +41,19 @@ pub fn cluster_node(node: &Node) -> Option<ClusterNode> {
         .or_else(|| spec.and_then(|s| s.pod_cidr.clone()).map(|c| vec![c]))
         .unwrap_or_default();
     let addresses = node.status.as_ref().and_then(|s| s.addresses.as_deref());
-    Some(ClusterNode {
-        name,
-        internal_ip: addresses
+    let internal = || {
+        addresses
             .unwrap_or_default()
             .iter()
             .filter(|a| a.type_ == "InternalIP")
-            .find_map(|a| a.address.parse::<Ipv4Addr>().ok()),
+    };
+    Some(ClusterNode {
+        name,
+        internal_ip: internal().find_map(|a| a.address.parse::<Ipv4Addr>().ok()),
+        internal_ip6: internal().find_map(|a| a.address.parse::<Ipv6Addr>().ok()),
         pod_cidrs: cidrs
             .iter()
-            .filter_map(|c| c.parse::<Subnet>().ok())
+            .filter_map(|c| c.parse::<Cidr>().ok())
             .collect(),
     })
 }
@@ -65,7 +67,7 @@ mod tests {
     }
 
     #[test]
-    fn a_node_is_its_name_internal_ip_and_ipv4_pod_cidrs() {
+    fn a_node_is_its_name_internal_ips_and_pod_cidrs_of_both_families() {
         let n = cluster_node(&node(serde_json::json!({
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": "node1", "resourceVersion": "7"},
@@ -80,8 +82,9 @@ mod tests {
         .unwrap();
         assert_eq!(n.name, "node1");
         assert_eq!(n.internal_ip, Some(Ipv4Addr::new(198, 51, 100, 1)));
+        assert_eq!(n.internal_ip6, "fd00::1".parse().ok(), "either order");
         let cidrs: Vec<String> = n.pod_cidrs.iter().map(ToString::to_string).collect();
-        assert_eq!(cidrs, ["10.245.1.0/24"], "IPv6 left out");
+        assert_eq!(cidrs, ["fd00:245:1::/64", "10.245.1.0/24"], "both families");
     }
 
     #[test]

@@ -1,84 +1,129 @@
 //! The routes weir makes to other nodes' pod CIDRs (host-gw, as flannel's
-//! host-gw backend and Cilium's `autoDirectNodeRoutes` make them), marked
-//! with weir's own route protocol so that weir only ever changes its own:
-//! `ip route` shows them as `proto 87`.
+//! host-gw backend and Cilium's `autoDirectNodeRoutes` make them), of both
+//! families, marked with weir's own route protocol so that weir only ever
+//! changes its own: `ip route` and `ip -6 route` show them as `proto 87`.
 
-use std::net::Ipv4Addr;
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use futures::TryStreamExt as _;
 use rtnetlink::{
     RouteMessageBuilder,
-    packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteProtocol},
+    packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol},
 };
 
 use super::{Netlink, NetlinkError, request};
-use crate::network::Subnet;
+use crate::network::{Cidr, Subnet, Subnet6};
 
 /// The protocol number of the routes weir makes.
 pub const RTPROT_WEIR: u8 = 87;
 
+/// One of weir's routes: a range via a gateway of its family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeirRoute {
+    V4(Subnet, Ipv4Addr),
+    V6(Subnet6, Ipv6Addr),
+}
+
+impl WeirRoute {
+    /// `dest` via `gateway`, when they are of one family.
+    #[must_use]
+    pub fn new(dest: Cidr, gateway: IpAddr) -> Option<Self> {
+        match (dest, gateway) {
+            (Cidr::V4(d), IpAddr::V4(g)) => Some(Self::V4(d, g)),
+            (Cidr::V6(d), IpAddr::V6(g)) => Some(Self::V6(d, g)),
+            _ => None,
+        }
+    }
+
+    fn message(self) -> RouteMessage {
+        let weir = RouteProtocol::Other(RTPROT_WEIR);
+        match self {
+            Self::V4(dest, gateway) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(dest.network(), dest.prefix())
+                .gateway(gateway)
+                .protocol(weir)
+                .build(),
+            Self::V6(dest, gateway) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(dest.network(), dest.prefix())
+                .gateway(gateway)
+                .protocol(weir)
+                .build(),
+        }
+    }
+}
+
+impl fmt::Display for WeirRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::V4(dest, gateway) => write!(f, "{dest} via {gateway}"),
+            Self::V6(dest, gateway) => write!(f, "{dest} via {gateway}"),
+        }
+    }
+}
+
 impl Netlink {
-    /// The main table's IPv4 routes weir made: (destination, gateway).
-    pub async fn weir_routes4(&self) -> Result<Vec<(Subnet, Ipv4Addr)>, NetlinkError> {
-        let routes: Vec<_> = self
+    /// The main table's routes weir made, of both families.
+    pub async fn weir_routes(&self) -> Result<Vec<WeirRoute>, NetlinkError> {
+        let mut all = Vec::new();
+        for family in [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ] {
+            let routes: Vec<_> = self
+                .handle
+                .route()
+                .get(family)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| request("list routes", "", e))?;
+            all.extend(routes.iter().filter_map(weir_route));
+        }
+        Ok(all)
+    }
+
+    /// Adds `route`, as weir's (replacing a route of weir's to its
+    /// destination; the kernel refuses to replace another's).
+    pub async fn add_weir_route(&self, route: WeirRoute) -> Result<(), NetlinkError> {
+        let done = self
             .handle
             .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .add(route.message())
+            .replace()
             .execute()
-            .try_collect()
-            .await
-            .map_err(|e| request("list routes", "", e))?;
-        Ok(routes
-            .iter()
-            .filter(|r| {
-                r.header.protocol == RouteProtocol::Other(RTPROT_WEIR)
-                    && r.header.table == RouteHeader::RT_TABLE_MAIN
-            })
-            .filter_map(|r| {
-                let (mut dst, mut via) = (None, None);
-                for a in &r.attributes {
-                    match a {
-                        RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(*ip),
-                        RouteAttribute::Gateway(RouteAddress::Inet(ip)) => via = Some(*ip),
-                        _ => {}
-                    }
-                }
-                Some((
-                    Subnet::containing(dst?, r.header.destination_prefix_length)?,
-                    via?,
-                ))
-            })
-            .collect())
+            .await;
+        done.map_err(|e| request("add route", &route.to_string(), e))
     }
 
-    /// Routes `dest` via `gateway`, as weir's (replacing a route of weir's
-    /// to `dest`; the kernel refuses to replace another's).
-    pub async fn add_weir_route4(
-        &self,
-        dest: Subnet,
-        gateway: Ipv4Addr,
-    ) -> Result<(), NetlinkError> {
-        let route = Self::weir_route(dest, gateway);
-        let done = self.handle.route().add(route).replace().execute().await;
-        done.map_err(|e| request("add route", &format!("{dest} via {gateway}"), e))
+    /// Removes weir's `route`.
+    pub async fn del_weir_route(&self, route: WeirRoute) -> Result<(), NetlinkError> {
+        let done = self.handle.route().del(route.message()).execute().await;
+        done.map_err(|e| request("delete route", &route.to_string(), e))
     }
+}
 
-    /// Removes weir's route to `dest` via `gateway`.
-    pub async fn del_weir_route4(
-        &self,
-        dest: Subnet,
-        gateway: Ipv4Addr,
-    ) -> Result<(), NetlinkError> {
-        let route = Self::weir_route(dest, gateway);
-        let done = self.handle.route().del(route).execute().await;
-        done.map_err(|e| request("delete route", &format!("{dest} via {gateway}"), e))
+/// A route of the main table that weir made, read back.
+fn weir_route(r: &RouteMessage) -> Option<WeirRoute> {
+    if r.header.protocol != RouteProtocol::Other(RTPROT_WEIR)
+        || r.header.table != RouteHeader::RT_TABLE_MAIN
+    {
+        return None;
     }
-
-    fn weir_route(dest: Subnet, gateway: Ipv4Addr) -> rtnetlink::packet_route::route::RouteMessage {
-        RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(dest.network(), dest.prefix())
-            .gateway(gateway)
-            .protocol(RouteProtocol::Other(RTPROT_WEIR))
-            .build()
+    let (mut dst, mut via) = (None, None);
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(IpAddr::V4(*ip)),
+            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => dst = Some(IpAddr::V6(*ip)),
+            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => via = Some(IpAddr::V4(*ip)),
+            RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => via = Some(IpAddr::V6(*ip)),
+            _ => {}
+        }
     }
+    WeirRoute::new(
+        Cidr::containing(dst?, r.header.destination_prefix_length)?,
+        via?,
+    )
 }

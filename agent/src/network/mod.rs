@@ -1,12 +1,14 @@
 //! Networks and their addresses: subnets, IPAM. Pure logic; the bridges and
 //! veths that realise a network live in `netlink/`.
 
+pub mod cidr;
 pub mod ipam;
 pub mod pool;
 pub mod registry;
 pub mod subnet;
 pub mod v6;
 
+pub use cidr::{Cidr, CidrError};
 pub use ipam::{Ipam, IpamError};
 pub use pool::{Pool, PoolError};
 pub use registry::{Addresses, Mode, Network, NetworkError, NetworkSpec, Registry, addresses};

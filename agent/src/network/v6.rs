@@ -25,10 +25,8 @@ pub struct Subnet6 {
 pub enum Subnet6Error {
     #[error("invalid subnet `{input}`: expected CIDR form like fd00:db8:1::/64")]
     Syntax { input: String },
-    #[error(
-        "invalid subnet `{input}`: an IPv6 network needs a prefix of /{MAX_PREFIX6} or shorter"
-    )]
-    Prefix { input: String },
+    #[error("invalid subnet `{input}`: an IPv6 one here needs a prefix of /{max} or shorter")]
+    Prefix { input: String, max: u8 },
     #[error("invalid subnet `{input}`: it should be {network} (host bits are set)")]
     HostBits { input: String, network: Subnet6 },
     #[error(
@@ -50,10 +48,17 @@ impl Subnet6 {
         Self::with_max(addr, prefix, MAX_ENGINE_PREFIX6)
     }
 
+    /// A range of any length up to /128, never a network of weir's: one
+    /// a Kubernetes cluster names (`--service-cidr`'s /112, a node's pod
+    /// CIDR, a node's own address).
+    pub fn of_range(addr: Ipv6Addr, prefix: u8) -> Result<Self, Subnet6Error> {
+        Self::with_max(addr, prefix, 128)
+    }
+
     fn with_max(addr: Ipv6Addr, prefix: u8, max: u8) -> Result<Self, Subnet6Error> {
         let input = format!("{addr}/{prefix}");
         if prefix == 0 || prefix > max {
-            return Err(Subnet6Error::Prefix { input });
+            return Err(Subnet6Error::Prefix { input, max });
         }
         let network = Ipv6Addr::from(u128::from(addr) & mask(prefix));
         let subnet = Self { network, prefix };
@@ -126,7 +131,7 @@ impl FromStr for Subnet6 {
 }
 
 /// `addr/prefix`, read.
-fn split(s: &str) -> Result<(Ipv6Addr, u8), Subnet6Error> {
+pub(super) fn split(s: &str) -> Result<(Ipv6Addr, u8), Subnet6Error> {
     let syntax = || Subnet6Error::Syntax {
         input: s.to_owned(),
     };

@@ -53,7 +53,7 @@ pub(super) fn error(ctx: &TcContext, inbound: bool) -> Result<(), DropReason> {
         };
         let Some(e) = found else {
             if inbound {
-                v6::unsolicited(&(*ip).dst_addr, false)?;
+                v6::unsolicited(&(*ip).src_addr, &(*ip).dst_addr, false)?;
             }
             return Ok(());
         };

@@ -32,6 +32,15 @@
 //! IPv6 address) is dropped (`no-uplink-address`), never sent with its
 //! private source.
 //!
+//! On a node of a Kubernetes cluster (`CLUSTER6`, as `CLUSTER4` for
+//! IPv4), a container's packets to a pod or node of the cluster leave
+//! untranslated and untracked ([`egress`], [`untranslated`]), and theirs
+//! come in ([`v6::unsolicited`]). IPv6 has no fast path into or out of a
+//! container: every packet these hooks let through goes on to the stack,
+//! so a container's packets to a Service meet kube-proxy's ip6tables
+//! rules, and their answers its conntrack, with no `MARK_VIA_STACK` or
+//! `CT_STACK` (IPv4's way back into the stack) needed.
+//!
 //! [`icmp`] translates `ICMPv6` errors about tracked flows; [`publish`]
 //! tracks the flows to ports published over IPv6 (from outside, and
 //! hairpin from containers).
@@ -475,6 +484,11 @@ fn untranslated(ctx: &TcContext) -> Result<(), DropReason> {
     if net.flags & NET_INTERNAL != 0 {
         return Err(DropReason::Internal);
     }
+    // To a pod or node of the cluster it leaves as it is, as the flows
+    // between them do (an `ICMPv6` error about one, say).
+    if v6::in_cluster(&dst) {
+        return Ok(());
+    }
     if net.flags & NET_MASQUERADE != 0 {
         return Err(DropReason::Untranslatable);
     }
@@ -512,6 +526,11 @@ fn egress(ctx: &TcContext) -> Result<u32, DropReason> {
     if net.flags & NET_INTERNAL != 0 {
         // Stopped on its veth already; never out of an uplink either.
         return Err(DropReason::Internal);
+    }
+    // A pod or node of the cluster is reached by the container's own
+    // address (Kubernetes' model): untranslated, untracked.
+    if v6::in_cluster(&k.daddr) {
+        return Ok(0);
     }
     if net.flags & NET_MASQUERADE == 0 {
         // Leaves with its own tuple, tracked.

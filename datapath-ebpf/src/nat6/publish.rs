@@ -51,7 +51,7 @@ pub(super) fn publish() -> Result<bool, DropReason> {
         None
     };
     let Some(t) = target else {
-        v6::unsolicited(&k.daddr, false)?;
+        v6::unsolicited(&k.saddr, &k.daddr, false)?;
         return Ok(false);
     };
     // SAFETY: a pointer into a map value, valid for this program run.

@@ -79,10 +79,10 @@ impl ClusterBed {
             name: "echo".to_owned(),
             port_name: String::new(),
             protocol: "tcp",
-            cluster_ip: *SERVICE.ip(),
+            cluster_ip: (*SERVICE.ip()).into(),
             port: SERVICE.port(),
             node_port: None,
-            endpoints: vec![(server_ip, ECHO_PORT)],
+            endpoints: vec![(server_ip.into(), ECHO_PORT)],
         };
         let text = kube::rules(&[service], CLUSTER_CIDR);
         let node_list: Vec<&Netns> = match &nodes {

@@ -2,7 +2,7 @@
 //! `HOST_ADDRS6`) and the uplinks' masquerade addresses (`UPLINKS`,
 //! `UPLINKS6`) (`weir_common::network`).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use aya::maps::lpm_trie::Key;
 use weir_common::network::{NetInfo, NetInfo6};
@@ -10,14 +10,19 @@ use weir_common::network::{NetInfo, NetInfo6};
 use super::super::{Datapath, DatapathError, map_names};
 
 impl Datapath {
-    /// Makes `CLUSTER4` hold exactly `ranges`: (subnet address, prefix
-    /// length, `CLUSTER_*` flags).
-    pub fn set_cluster(&mut self, ranges: &[(Ipv4Addr, u8, u32)]) -> Result<(), DatapathError> {
-        let wanted: Vec<_> = ranges
-            .iter()
-            .map(|(addr, prefix, flags)| (Key::new(u32::from(*prefix), addr.octets()), *flags))
-            .collect();
-        self.set_lpm(map_names::CLUSTER4, &wanted)
+    /// Makes `CLUSTER4` and `CLUSTER6` hold exactly `ranges`, each in its
+    /// family's: (range address, prefix length, `CLUSTER_*` flags).
+    pub fn set_cluster(&mut self, ranges: &[(IpAddr, u8, u32)]) -> Result<(), DatapathError> {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for &(addr, prefix, flags) in ranges {
+            let prefix = u32::from(prefix);
+            match addr {
+                IpAddr::V4(a) => v4.push((Key::new(prefix, a.octets()), flags)),
+                IpAddr::V6(a) => v6.push((Key::new(prefix, a.octets()), flags)),
+            }
+        }
+        self.set_lpm(map_names::CLUSTER4, &v4)?;
+        self.set_lpm(map_names::CLUSTER6, &v6)
     }
 
     /// Makes `NETWORKS4` hold exactly `networks`: (subnet address, prefix
