@@ -25,7 +25,7 @@ use super::{Agent, publish::Hold};
 use crate::{
     api::types::{DEFAULT_IFNAME, Endpoint},
     error::AgentError,
-    netlink::{NetlinkError, ethtool},
+    netlink::{DefaultRoute, NetlinkError, ethtool},
     netns,
     network::{
         Ipam6Error, IpamError, NetworkError, mac_of, mac_string, parse_mac, registry::validate_name,
@@ -258,7 +258,11 @@ impl Agent {
         self.nl.move_to_netns(&peer, ns.as_raw_fd()).await?;
         let (v4, v6) = network.on_link(ep.ip, ep.ip6);
         // The default routes are the first interface's.
-        let default_route = ep.primary.is_none();
+        let default_route = match (&ep.primary, &ep.owner) {
+            (Some(_), _) => DefaultRoute::No,
+            (None, Owner::Cni { .. }) => DefaultRoute::Behind,
+            (None, _) => DefaultRoute::Only,
+        };
         let mac = ep.mac_octets();
         netns::with_netlink(&ep.netns, async |nl| {
             nl.configure_container_side((&peer, ifname), mac, v4, default_route)

@@ -182,14 +182,15 @@ impl Netlink {
 
     /// Inside a container namespace: renames `from` to `to`, sets its MAC
     /// and, with `v4` (address, prefix, gateway), `ip/prefix`, brings it
-    /// and `lo` up, and with `default_route` routes everything via the
-    /// gateway (a second interface has its subnet's route alone).
+    /// and `lo` up, and routes everything via the gateway as
+    /// `default_route` says (a second interface of weir's own has its
+    /// subnet's route alone).
     pub async fn configure_container_side(
         &self,
         (from, to): (&str, &str),
         mac: [u8; 6],
         v4: Option<(Ipv4Addr, u8, Ipv4Addr)>,
-        default_route: bool,
+        default_route: DefaultRoute,
     ) -> Result<(), NetlinkError> {
         let index = self.require_index(from).await?;
         self.handle
@@ -222,19 +223,27 @@ impl Netlink {
                 .await
                 .map_err(|e| request("set up", to, e))?;
         }
-        let Some((_, _, gateway)) = v4.filter(|_| default_route) else {
+        let Some((_, _, gateway)) = v4 else {
             return Ok(());
         };
-        self.add_default_route(index, gateway.into()).await
+        self.add_default_route(index, gateway.into(), default_route)
+            .await
     }
 
-    /// A default route via `gateway` on link `index`. Where another
-    /// attachment's is already there (made first), this one is added
-    /// behind it, a metric past the first's by the link's index: the first interface
-    /// carries the traffic, as with the reference plugins (whose second
-    /// default route the kernel keeps but does not use), and the next takes
-    /// over when it goes.
-    async fn add_default_route(&self, index: u32, gateway: IpAddr) -> Result<(), NetlinkError> {
+    /// A default route via `gateway` on link `index`, as `how` says.
+    /// [`DefaultRoute::Behind`], where another attachment's is already
+    /// there (made first): this one is added behind it, a metric past the
+    /// kernel's default by the link's index, so the first interface
+    /// carries the traffic, as with the reference CNI plugins (whose
+    /// second default route the kernel keeps but does not use), and the
+    /// next takes over when it goes. [`DefaultRoute::Only`]: an IPv4 one
+    /// already there is an error (an IPv6 one is kept).
+    async fn add_default_route(
+        &self,
+        index: u32,
+        gateway: IpAddr,
+        how: DefaultRoute,
+    ) -> Result<(), NetlinkError> {
         let route = |metric: Option<u32>| match gateway {
             IpAddr::V4(gw) => {
                 let r = RouteMessageBuilder::<Ipv4Addr>::new()
@@ -261,10 +270,19 @@ impl Netlink {
         } else {
             1024 + index
         };
-        for metric in [None, Some(behind)] {
+        let metrics: &[Option<u32>] = match how {
+            DefaultRoute::No => &[],
+            DefaultRoute::Only => &[None],
+            DefaultRoute::Behind => &[None, Some(behind)],
+        };
+        for &metric in metrics {
             match self.handle.route().add(route(metric)).execute().await {
                 Ok(()) => return Ok(()),
-                Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+                Err(e) if errno(&e) == Some(libc::EEXIST) => {
+                    if how == DefaultRoute::Only && gateway.is_ipv4() {
+                        return Err(request(what, &gateway.to_string(), e));
+                    }
+                }
                 Err(e) => return Err(request(what, &gateway.to_string(), e)),
             }
         }
@@ -297,14 +315,12 @@ impl Netlink {
         &self,
         ifname: &str,
         (ip, prefix, gateway): (Ipv6Addr, u8, Ipv6Addr),
-        default_route: bool,
+        default_route: DefaultRoute,
     ) -> Result<(), NetlinkError> {
         let index = self.require_index(ifname).await?;
         self.add_address6(index, ip, prefix, ifname).await?;
-        if !default_route {
-            return Ok(());
-        }
-        self.add_default_route(index, gateway.into()).await
+        self.add_default_route(index, gateway.into(), default_route)
+            .await
     }
 
     /// The device of the main table's IPv4 default route, if there is one.
@@ -496,6 +512,20 @@ impl Netlink {
                 name: name.to_owned(),
             })
     }
+}
+
+/// Whether an interface inside a container routes by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefaultRoute {
+    /// A further interface of weir's own endpoints: its subnet's route
+    /// alone.
+    No,
+    /// The container's one way out: a default route there already is an
+    /// error.
+    Only,
+    /// A runtime's attachment: behind a default route there already (see
+    /// `add_default_route`).
+    Behind,
 }
 
 fn request(op: &'static str, target: &str, source: rtnetlink::Error) -> NetlinkError {
