@@ -4,7 +4,8 @@
 //! (its only CNI network, `pods`, the node's pod CIDR from the node list),
 //! which asks the node's agent. `RunPodSandbox` with a `hostPort`,
 //! `PodSandboxStatus`'s IP, `CreateContainer`/`StartContainer` of the
-//! busybox image, pod to pod across nodes, `StopPodSandbox` and
+//! busybox image, pod to pod across nodes, cluster IPs and a node port
+//! through kube-proxy's rules, out masqueraded, `StopPodSandbox` and
 //! `RemovePodSandbox` (CNI DEL). No kubelet runs here: the test is the
 //! CRI client, making kubelet's calls.
 
@@ -14,6 +15,7 @@ use weir_tests::{
     agent::weir_bin,
     cluster::{Cluster, EXT_IP, node_ip},
     containerd::{Containerd, HostPort},
+    kube::Service,
     sock::{self, Server, any, at},
 };
 
@@ -96,6 +98,7 @@ fn a_pod_of_containerd_s_cri_with_a_host_port_across_a_cluster() {
         .as_deref(),
         Some(&*format!("hello {a2}"))
     );
+    through_kube_proxy(&cluster, &pod, ip, (ia2, a2));
     // The agent killed and started again under the running pod, then
     // containerd restarted: the pod keeps its endpoint and its port.
     let url = format!("http://{}:30500/cgi-bin/who", node_ip(1));
@@ -130,6 +133,68 @@ fn a_pod_of_containerd_s_cri_with_a_host_port_across_a_cluster() {
         ),
         None
     );
+}
+
+/// kube-proxy's rules on both nodes: a Service in front of the CRI's pod
+/// (`pod`, `ip`; a node port too), one in front of node 2's pod `a2`.
+/// Through them: a2 to the pod by its cluster IP (not masqueraded: a2 is
+/// of the cluster), the pod to a2's, ext to the pod by node 2's node port;
+/// and the pod out of the cluster, masqueraded as its node.
+fn through_kube_proxy(
+    cluster: &Cluster,
+    pod: &weir_tests::Netns,
+    ip: Ipv4Addr,
+    (ia2, a2): (usize, Ipv4Addr),
+) {
+    let web_ip = Ipv4Addr::new(10, 96, 0, 30);
+    let a2_ip = Ipv4Addr::new(10, 96, 0, 31);
+    let service = |name: &str, cluster_ip: Ipv4Addr, node_port, to: (Ipv4Addr, u16)| Service {
+        namespace: "default".to_owned(),
+        name: name.to_owned(),
+        port_name: "http".to_owned(),
+        protocol: "tcp",
+        cluster_ip: cluster_ip.into(),
+        port: 80,
+        node_port,
+        endpoints: vec![(to.0.into(), to.1)],
+    };
+    let services = [
+        service("web", web_ip, Some(30600), (ip, 8080)),
+        service("a2", a2_ip, None, (a2, 7070)),
+    ];
+    for node in &cluster.nodes {
+        node.kube_proxy(&services).unwrap();
+    }
+    assert_eq!(
+        who(
+            cluster.node(2).pod_ns(ia2),
+            &format!("http://{web_ip}/cgi-bin/who")
+        )
+        .as_deref(),
+        Some(&*format!("hello {a2}"))
+    );
+    let answer = sock::tcp_request(pod, at(a2_ip, 80), b"").unwrap_or_default();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(
+        answer.contains(&ip.to_string()),
+        "a2 saw {answer:?}, not {ip}"
+    );
+    let node_port = who(
+        &cluster.ext,
+        &format!("http://{}:30600/cgi-bin/who", node_ip(2)),
+    );
+    assert_eq!(
+        node_port.as_deref(),
+        Some(&*format!("hello {}", node_ip(2)))
+    );
+    let outside = Server::banner(&cluster.ext, at(EXT_IP, 9100)).unwrap();
+    let answer = sock::tcp_request(pod, at(EXT_IP, 9100), b"").unwrap_or_default();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(
+        answer.contains(&node_ip(1).to_string()),
+        "ext saw {answer:?}"
+    );
+    drop(outside);
 }
 
 /// A process whose network namespace is the one at `path`.
