@@ -383,31 +383,19 @@ impl Agent {
         let engine = order == Order::Engine;
         let rotate = order == Order::Rotate;
         let got = claim(
-            network.ipam.as_mut().map(|p| {
-                move |w| {
-                    if rotate {
-                        p.allocate_next(w)
-                    } else {
-                        p.allocate(w)
-                    }
-                    .map_err(Refusal::from)
-                }
-            }),
+            network
+                .ipam
+                .as_mut()
+                .map(|p| move |w| p.allocate_in_order(w, rotate).map_err(Refusal::from)),
             ip,
             engine,
         )
         .and_then(|v4| {
             let v6 = claim(
-                network.ipam6.as_mut().map(|p| {
-                    move |w| {
-                        if rotate {
-                            p.allocate_next(w)
-                        } else {
-                            p.allocate(w)
-                        }
-                        .map_err(Refusal::from)
-                    }
-                }),
+                network
+                    .ipam6
+                    .as_mut()
+                    .map(|p| move |w| p.allocate_in_order(w, rotate).map_err(Refusal::from)),
                 ip6,
                 engine,
             );

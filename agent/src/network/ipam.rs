@@ -129,6 +129,19 @@ impl Ipam {
         Ok(ip)
     }
 
+    /// [`Ipam::allocate_next`] when `rotate`, else [`Ipam::allocate`].
+    pub fn allocate_in_order(
+        &mut self,
+        wanted: Option<Ipv4Addr>,
+        rotate: bool,
+    ) -> Result<Ipv4Addr, IpamError> {
+        if rotate {
+            self.allocate_next(wanted)
+        } else {
+            self.allocate(wanted)
+        }
+    }
+
     /// Whether `ip` could be allocated now.
     pub fn check_free(&self, ip: Ipv4Addr) -> Result<(), IpamError> {
         let subnet = self.subnet;

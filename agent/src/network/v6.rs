@@ -248,6 +248,19 @@ impl Ipam6 {
         Ok(ip)
     }
 
+    /// [`Ipam6::allocate_next`] when `rotate`, else [`Ipam6::allocate`].
+    pub fn allocate_in_order(
+        &mut self,
+        wanted: Option<Ipv6Addr>,
+        rotate: bool,
+    ) -> Result<Ipv6Addr, Ipam6Error> {
+        if rotate {
+            self.allocate_next(wanted)
+        } else {
+            self.allocate(wanted)
+        }
+    }
+
     /// Whether `ip` could be allocated now.
     pub fn check_free(&self, ip: Ipv6Addr) -> Result<(), Ipam6Error> {
         let subnet = self.subnet;

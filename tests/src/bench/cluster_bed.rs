@@ -25,7 +25,6 @@ use std::{
 use super::{
     Better, Metric, Options, RR_CPU, Results, Setup,
     load::{self, Mode, Server},
-    report::number,
 };
 use crate::{
     Netns,
@@ -345,22 +344,7 @@ pub fn rounds(opts: &Options) -> io::Result<Vec<Metric>> {
 /// K against R as a Markdown table.
 #[must_use]
 pub fn table(r: &Results) -> String {
-    let mut s = String::from("| measurement | unit | R | K | K/R |\n|---|---|--:|--:|--:|\n");
-    for m in &r.cluster {
-        let cell = |k: &str| m.median(k).map_or("—".to_owned(), |v| number(v, m.unit));
-        let ratio = m
-            .ratio_of("K", "R")
-            .map_or("—".to_owned(), |v| format!("{v:.2}"));
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {ratio} |",
-            m.title,
-            m.unit,
-            cell("R"),
-            cell("K")
-        );
-    }
-    s
+    super::report::pair_table(&r.cluster, "R", "K")
 }
 
 /// The cluster row's part of the report.

@@ -83,19 +83,27 @@ pub fn table(r: &Results) -> String {
 /// Real dockerd with its own rules (D) against dockerd with weir (E).
 #[must_use]
 pub fn docker_table(r: &Results) -> String {
-    let mut s = String::from("| measurement | unit | D | E | E/D |\n|---|---|--:|--:|--:|\n");
-    for m in &r.docker {
+    pair_table(&r.docker, "D", "E")
+}
+
+/// Two setups' medians as a Markdown table, `ours` against `theirs`.
+#[must_use]
+pub(crate) fn pair_table(metrics: &[Metric], theirs: &str, ours: &str) -> String {
+    let mut s = format!(
+        "| measurement | unit | {theirs} | {ours} | {ours}/{theirs} |\n|---|---|--:|--:|--:|\n"
+    );
+    for m in metrics {
         let cell = |k: &str| m.median(k).map_or("—".to_owned(), |v| number(v, m.unit));
         let ratio = m
-            .ratio_of("E", "D")
+            .ratio_of(ours, theirs)
             .map_or("—".to_owned(), |v| format!("{v:.2}"));
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {ratio} |",
             m.title,
             m.unit,
-            cell("D"),
-            cell("E")
+            cell(theirs),
+            cell(ours)
         );
     }
     s
