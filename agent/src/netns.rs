@@ -156,6 +156,27 @@ pub fn remove(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Whether any process is in the network namespace bound at `path` (its
+/// `/proc/PID/ns/net` is that namespace).
+pub fn has_processes(path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt as _;
+    let ns = fs::metadata(path)?;
+    let target = (ns.dev(), ns.ino());
+    for entry in fs::read_dir("/proc")? {
+        let entry = entry?;
+        if !entry.file_name().as_bytes().iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        // A process may end while we look: it is not there, then.
+        if let Ok(m) = fs::metadata(entry.path().join("ns/net"))
+            && (m.dev(), m.ino()) == target
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// True when `path` is a network namespace file.
 #[must_use]
 pub fn is_netns(path: &Path) -> bool {

@@ -1,7 +1,9 @@
 //! `weir run`: a container without an image. A fresh network namespace,
 //! attached to a network; the command runs inside it with the terminal's
 //! input and output; when it exits the endpoint is detached and the
-//! namespace removed, and `weir run` exits with the command's code. On a
+//! namespace removed, and `weir run` exits with the command's code;
+//! SIGTERM and SIGHUP are passed on to the command, so they end in a
+//! detach too. On a
 //! network with names the command's `/etc/resolv.conf` (a private mount)
 //! points at the network's gateway, where the agent answers them.
 
@@ -45,6 +47,7 @@ impl RunArgs {
             .name
             .unwrap_or_else(|| format!("run{}", std::process::id()));
         let path = run_netns_path(socket, &name);
+        let signals = Signals::catch()?;
         netns::create(&path).with_context(|| format!("creating namespace {}", path.display()))?;
         let client = Client::new(socket);
         let mut networks = self.networks.into_iter();
@@ -80,7 +83,7 @@ impl RunArgs {
         });
         // Whatever happens once attached (the agent gone mid-way too), the
         // endpoint is detached and the namespace removed.
-        let outcome = attached(&client, &path, &ep, &self.command).await;
+        let outcome = attached(&client, &path, &ep, &self.command, signals).await;
         let detached = client
             .delete::<Endpoint>(&format!("/v1/endpoints/{name}"))
             .await;
@@ -101,6 +104,7 @@ async fn attached(
     path: &Path,
     ep: &Endpoint,
     command: &[String],
+    signals: Signals,
 ) -> anyhow::Result<std::process::ExitStatus> {
     let view: NetworkView = client.get(&format!("/v1/networks/{}", ep.network)).await?;
     let resolv = match view.dns {
@@ -112,7 +116,7 @@ async fn attached(
         }
         None => None,
     };
-    let outcome = run_in(path, resolv.as_deref(), command).await;
+    let outcome = run_in(path, resolv.as_deref(), command, signals).await;
     if let Some(file) = &resolv {
         let _ = std::fs::remove_file(file);
     }
@@ -123,6 +127,7 @@ async fn run_in(
     netns_path: &Path,
     resolv_conf: Option<&Path>,
     argv: &[String],
+    signals: Signals,
 ) -> anyhow::Result<std::process::ExitStatus> {
     let ns = File::open(netns_path)?;
     let mut cmd = Command::new(&argv[0]);
@@ -134,7 +139,48 @@ async fn run_in(
     let mut child = cmd
         .spawn()
         .with_context(|| format!("starting `{}`", argv[0]))?;
+    let forwarding = forward_signals(signals, child.id())?;
     let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+    forwarding.abort();
     drop(ns);
     Ok(status)
+}
+
+/// Passes SIGTERM and SIGHUP (`systemctl stop`, `timeout`, a closed
+/// terminal) on to the command, so that `weir run` outlives it and
+/// detaches; SIGINT is ignored as ever (a terminal's ^C reaches the
+/// command itself).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Caught from the start, before anything is made: one that comes
+    /// before the command does is passed on as soon as it runs.
+    fn catch() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+            hup: signal(SignalKind::hangup()).context("catching SIGHUP")?,
+        })
+    }
+}
+
+fn forward_signals(
+    Signals { mut term, mut hup }: Signals,
+    pid: u32,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let pid = libc::pid_t::try_from(pid).context("the command's pid")?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let sig = tokio::select! {
+                _ = term.recv() => libc::SIGTERM,
+                _ = hup.recv() => libc::SIGHUP,
+            };
+            // SAFETY: a signal to the child this process started and
+            // has not reaped yet (the wait is still running).
+            unsafe { libc::kill(pid, sig) };
+        }
+    }))
 }

@@ -6,6 +6,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use tracing::warn;
+
 use super::{
     Agent,
     endpoint::{Entry, Plumbing, mac_arg},
@@ -15,6 +17,7 @@ use crate::{
     error::AgentError,
     netns,
     owner::Owner,
+    paths::run_netns_path,
     publish::PortSpec,
 };
 
@@ -66,7 +69,26 @@ impl Agent {
         for further in self.further_of(name) {
             self.release(&further).await?;
         }
-        self.released(name).await
+        let ep = self.released(name).await?;
+        self.remove_run_netns(&ep);
+        Ok(ep)
+    }
+
+    /// Whether `ep` is in a namespace `weir run` made (bound beside the
+    /// agent's socket: `paths::run_netns_path`).
+    pub(super) fn in_run_netns(&self, ep: &Endpoint) -> bool {
+        let runs = run_netns_path(&self.config.paths.socket, &ep.name);
+        ep.netns.parent().is_some() && ep.netns.parent() == runs.parent()
+    }
+
+    /// Unbinds a `weir run` namespace once its endpoint is gone (its
+    /// processes, if any, keep it alive until they end).
+    pub(super) fn remove_run_netns(&self, ep: &Endpoint) {
+        if self.in_run_netns(ep)
+            && let Err(e) = netns::remove(&ep.netns)
+        {
+            warn!(path = %ep.netns.display(), error = %e, "the namespace of `weir run` stays");
+        }
     }
 
     /// [`Agent::release`] of an endpoint that must exist.

@@ -299,6 +299,12 @@ impl Agent {
             .map(|e| (e.name.clone(), e.network.clone()))
             .collect();
         for (name, network) in endpoints {
+            if let Some(ep) = self.abandoned_run(&name) {
+                warn!(endpoint = %name, "its `weir run` is gone; releasing it");
+                self.remove_run_netns(&ep);
+                self.forget_endpoint(&name);
+                continue;
+            }
             let restored = match bridges.get(&network) {
                 Some(&bridge) => self.restore_endpoint(&name, bridge).await,
                 None => Err(NetworkError::NotFound { name: network }.into()),
@@ -319,6 +325,17 @@ impl Agent {
             }
         }
         Ok(())
+    }
+
+    /// The endpoint `name`, if it is a `weir run`'s whose command is gone
+    /// (cut off by SIGKILL while the agent was down): its namespace is
+    /// still bound, but no process is in it.
+    fn abandoned_run(&self, name: &str) -> Option<Endpoint> {
+        let ep = self.state.endpoints.get(name)?;
+        let empty = self.in_run_netns(ep)
+            && ep.netns.exists()
+            && matches!(crate::netns::has_processes(&ep.netns), Ok(false));
+        empty.then(|| ep.clone())
     }
 
     /// Keeps `HOST_ADDRS4` and `HOST_ADDRS6` equal to the node's addresses
