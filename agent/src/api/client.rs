@@ -11,13 +11,39 @@ use super::{
     http::{self, TransportError},
 };
 
+/// Where a host keeps systemd units, as the package and `cargo xtask
+/// install` put `weir.service`.
+const UNIT_DIRS: &[&str] = &[
+    "etc/systemd/system",
+    "usr/local/lib/systemd/system",
+    "usr/lib/systemd/system",
+    "lib/systemd/system",
+];
+
+/// How to start the agent on the host whose root is `root`: its unit,
+/// where systemd runs and has one; else `weir agent`.
+#[must_use]
+pub fn how_to_start(root: &Path) -> &'static str {
+    let systemd = root.join("run/systemd/system").is_dir();
+    if systemd
+        && UNIT_DIRS
+            .iter()
+            .any(|d| root.join(d).join("weir.service").exists())
+    {
+        "`systemctl start weir`"
+    } else {
+        "`weir agent` (as root)"
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     // The cause is part of the message (not a `#[source]`), so that the
     // hint comes last when the CLI prints the whole chain.
     #[error(
         "cannot reach the weir agent at {socket}: {cause}\n\
-         Is it running? Start it with `weir agent` (as root), or point --socket / WEIR_SOCKET at its socket."
+         Is it running? Start it with {}, or point --socket / WEIR_SOCKET at its socket.",
+        how_to_start(Path::new("/"))
     )]
     NotRunning {
         socket: PathBuf,
@@ -147,4 +173,26 @@ fn refused(status: StatusCode, bytes: &[u8]) -> ClientError {
     let message = serde_json::from_slice::<ErrorBody>(bytes)
         .map_or_else(|_| String::from_utf8_lossy(bytes).into_owned(), |b| b.error);
     ClientError::Refused { status, message }
+}
+
+#[cfg(test)]
+mod start_hint_tests {
+    use super::how_to_start;
+
+    #[test]
+    fn a_host_with_the_unit_under_systemd_is_told_to_start_the_unit() {
+        let root = std::env::temp_dir().join(format!("weir-hint-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("lib/systemd/system")).unwrap();
+        assert_eq!(how_to_start(&root), "`weir agent` (as root)");
+        std::fs::write(root.join("lib/systemd/system/weir.service"), "").unwrap();
+        assert_eq!(
+            how_to_start(&root),
+            "`weir agent` (as root)",
+            "systemd is not running"
+        );
+        std::fs::create_dir_all(root.join("run/systemd/system")).unwrap();
+        assert_eq!(how_to_start(&root), "`systemctl start weir`");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
