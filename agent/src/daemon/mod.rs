@@ -13,6 +13,7 @@ mod forwarding;
 mod maps;
 mod networks;
 mod publish;
+mod runtime;
 mod state;
 mod stats;
 
