@@ -11,6 +11,7 @@ mod endpoint;
 mod foreign;
 mod forwarding;
 mod maps;
+mod netavark;
 mod networks;
 mod publish;
 mod runtime;
