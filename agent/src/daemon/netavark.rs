@@ -9,7 +9,7 @@ use super::{Agent, runtime::Attach};
 use crate::{
     api::types::{CniAttachment, CniRef, NetavarkSetup, NetworkView},
     error::AgentError,
-    network::{Network, NetworkSpec},
+    network::{Ipam, Ipam6, Network, NetworkSpec},
     owner::Runtime,
 };
 
@@ -101,8 +101,8 @@ impl Agent {
     ) -> Result<CniAttachment, AgentError> {
         let network = self.state.registry.get(&req.network)?;
         let has = (
-            network.ipam.as_ref().map(|i| i.subnet()),
-            network.ipam6.as_ref().map(|i| i.subnet()),
+            network.ipam.as_ref().map(Ipam::subnet),
+            network.ipam6.as_ref().map(Ipam6::subnet),
         );
         let unknown = req
             .subnets
