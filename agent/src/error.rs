@@ -150,6 +150,12 @@ pub enum AgentError {
     CniDiffers { endpoint: String, what: String },
     #[error("invalid port mapping: {what}")]
     CniPort { what: String },
+    #[error("network `{name}` exists with {what}")]
+    NetworkDiffers { name: String, what: String },
+    #[error(
+        "network `{network}` has no subnet {subnet}: Podman's configuration of it is not weir's (remove it from Podman and create it again with `podman network create -d weir`)"
+    )]
+    SubnetNotOnNetwork { network: String, subnet: String },
     #[error("the name `{name}` is taken by a network or endpoint of {owner}'s")]
     NameTaken { name: String, owner: &'static str },
     #[error("bridge {bridge} of network `{network}` does not exist on the node")]
@@ -236,7 +242,9 @@ impl AgentError {
             | AgentError::EngineOwned { .. }
             | AgentError::NameTaken { .. }
             | AgentError::CniAttached { .. }
-            | AgentError::CniDiffers { .. } => ErrorKind::Conflict,
+            | AgentError::CniDiffers { .. }
+            | AgentError::NetworkDiffers { .. }
+            | AgentError::SubnetNotOnNetwork { .. } => ErrorKind::Conflict,
             AgentError::Network(_)
             | AgentError::Ipam(_)
             | AgentError::NotANetns { .. }

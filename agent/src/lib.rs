@@ -10,6 +10,7 @@ pub mod error;
 pub mod kube;
 pub mod monitor;
 pub mod mounts;
+pub mod netavark;
 pub mod netlink;
 pub mod netns;
 pub mod network;

@@ -1,6 +1,8 @@
-//! Who made a network or an endpoint: weir itself, or a container engine
-//! whose objects weir follows (their bridges, veths and addresses stay the
-//! engine's: weir never creates, renames or deletes them).
+//! Who made a network or an endpoint: weir itself; a container engine
+//! whose objects weir follows (Docker: their bridges, veths and addresses
+//! stay the engine's, weir never creates, renames or deletes them); or a
+//! runtime that asks weir for a container's interfaces (a CNI runtime,
+//! netavark), which weir makes and the runtime takes away.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,40 @@ pub enum Owner {
         container_id: String,
         ifname: String,
     },
+    /// An interface netavark (Podman 5) asked for through the
+    /// `weir-netavark` plugin: the container id and interface name.
+    Netavark {
+        container_id: String,
+        ifname: String,
+    },
+}
+
+/// The runtimes that ask for a container's interfaces one at a time,
+/// each keyed by the container's id and the interface's name: a CNI
+/// runtime (`weir-cni`) and netavark (`weir-netavark`). Their endpoints
+/// live the same life (`daemon/runtime.rs`) and differ by this value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    Cni,
+    Netavark,
+}
+
+impl Runtime {
+    /// The owner of `container_id`'s interface `ifname`.
+    #[must_use]
+    pub fn owner(self, container_id: &str, ifname: &str) -> Owner {
+        let (container_id, ifname) = (container_id.to_owned(), ifname.to_owned());
+        match self {
+            Runtime::Cni => Owner::Cni {
+                container_id,
+                ifname,
+            },
+            Runtime::Netavark => Owner::Netavark {
+                container_id,
+                ifname,
+            },
+        }
+    }
 }
 
 impl Owner {
@@ -34,6 +70,7 @@ impl Owner {
             Owner::Weir => "weir",
             Owner::Docker { .. } => "docker",
             Owner::Cni { .. } => "cni",
+            Owner::Netavark { .. } => "netavark",
         }
     }
 
@@ -42,7 +79,24 @@ impl Owner {
     pub fn docker_id(&self) -> Option<&str> {
         match self {
             Owner::Docker { id } => Some(id),
-            Owner::Weir | Owner::Cni { .. } => None,
+            Owner::Weir | Owner::Cni { .. } | Owner::Netavark { .. } => None,
+        }
+    }
+
+    /// A runtime's interface: the runtime, the container's id and the
+    /// interface's name.
+    #[must_use]
+    pub fn attachment(&self) -> Option<(Runtime, &str, &str)> {
+        match self {
+            Owner::Cni {
+                container_id,
+                ifname,
+            } => Some((Runtime::Cni, container_id, ifname)),
+            Owner::Netavark {
+                container_id,
+                ifname,
+            } => Some((Runtime::Netavark, container_id, ifname)),
+            Owner::Weir | Owner::Docker { .. } => None,
         }
     }
 }

@@ -23,6 +23,8 @@
 //! - [`compose`]: Docker Compose apps on it, and their reachability
 //!   tables, to compare weir with Docker's own rules;
 //! - [`podman`]: real Podman with its CNI backend and `weir-cni`;
+//! - [`netavark`]: the real netavark (Podman 5's network stack) driven as
+//!   Podman drives it, `weir-netavark` its plugin;
 //! - [`image`]: the busybox image both engines import;
 //! - [`kube`]: kube-proxy's iptables rules for a list of Services;
 //! - [`cluster`]: nodes of a Kubernetes cluster on one segment, each with
@@ -41,6 +43,7 @@ pub mod docker;
 pub mod fuzz;
 pub mod image;
 pub mod kube;
+pub mod netavark;
 pub mod netns;
 pub mod packet;
 pub mod podman;

@@ -66,6 +66,7 @@ fn install_puts_a_daemon_in_place_again_and_again_and_uninstall_removes_it() {
     for want in [
         "usr/bin/weir",
         "usr/bin/weir-cni",
+        "usr/libexec/netavark/weir",
         "usr/lib/systemd/system/weir.service",
         "usr/share/bash-completion/completions/weir",
         "usr/share/zsh/site-functions/_weir",
@@ -193,6 +194,7 @@ fn the_deb_installs_and_removes_cleanly_in_a_throw_away_root() {
     for want in [
         "/usr/bin/weir",
         "/usr/bin/weir-cni",
+        "/usr/libexec/netavark/weir",
         "/usr/lib/systemd/system/weir.service",
         "/usr/share/man/man1/weir-agent.1",
         "/usr/share/bash-completion/completions/weir",

@@ -23,11 +23,11 @@ pub fn build(from: Option<&Path>, out: Option<&Path>) -> anyhow::Result<std::pat
     // A package's files are the package database's: no list of ours.
     fs::remove_dir_all(stage.join("usr/share/weir")).context("dropping the install list")?;
     // Without their debug information, as Debian ships binaries.
-    for bin in ["weir", "weir-cni"] {
+    for bin in ["bin/weir", "bin/weir-cni", install::NETAVARK_PLUGIN] {
         cmd::run(
             cmd::new("strip")
                 .arg("--strip-debug")
-                .arg(stage.join("usr/bin").join(bin)),
+                .arg(stage.join("usr").join(bin)),
         )?;
     }
     let arch = cmd::stdout(cmd::new("dpkg").arg("--print-architecture"));
@@ -46,7 +46,8 @@ pub fn build(from: Option<&Path>, out: Option<&Path>) -> anyhow::Result<std::pat
          Description: container networking with eBPF instead of iptables\n \
          weir's node agent and CLI: SNAT masquerade, DNAT port publishing and\n \
          isolation for containers as eBPF programs on tc and XDP hooks with\n \
-         pinned BPF maps; a Docker follower and a CNI plugin (weir-cni).\n"
+         pinned BPF maps; a Docker follower, a CNI plugin (weir-cni) and a\n \
+         netavark plugin for Podman 5 (driver weir).\n"
     );
     let debian = stage.join("DEBIAN");
     fs::create_dir_all(&debian)?;

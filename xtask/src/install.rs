@@ -1,5 +1,6 @@
 //! `cargo xtask install` and `uninstall`: weir on a host like any system
-//! daemon. The release binaries (`weir`, `weir-cni`), the systemd unit
+//! daemon. The release binaries (`weir`, `weir-cni`, and `weir-netavark`
+//! as `libexec/netavark/weir`, where Podman 5 finds it), the systemd unit
 //! (`deploy/systemd/weir.service`, `ExecStart` pointed at the installed
 //! binary), shell completions and man pages (both made by the installed
 //! `weir` from its own command line), and a list of what went where, so
@@ -18,6 +19,10 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use crate::cmd;
+
+/// `weir-netavark` under the prefix: netavark runs the plugin named
+/// after a network's driver.
+pub const NETAVARK_PLUGIN: &str = "libexec/netavark/weir";
 
 /// Where an installation goes.
 pub struct Target {
@@ -50,10 +55,18 @@ impl Target {
 fn files(from: &Path, t: &Target) -> anyhow::Result<Vec<(PathBuf, Vec<u8>, u32)>> {
     let mut out = Vec::new();
     let weir = from.join("weir");
-    for bin in ["weir", "weir-cni"] {
+    // The netavark plugin goes where Podman 5 looks for netavark's
+    // plugins (containers.conf's default `netavark_plugin_dirs` has
+    // `/usr/local/libexec/netavark` and `/usr/libexec/netavark`), named
+    // after the driver it is (`podman network create -d weir`).
+    for (bin, rel) in [
+        ("weir", "bin/weir"),
+        ("weir-cni", "bin/weir-cni"),
+        ("weir-netavark", NETAVARK_PLUGIN),
+    ] {
         let src = from.join(bin);
         let bytes = fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
-        out.push((t.under_prefix(&format!("bin/{bin}")), bytes, 0o755));
+        out.push((t.under_prefix(rel), bytes, 0o755));
     }
     let unit = fs::read_to_string(cmd::workspace_root().join("deploy/systemd/weir.service"))
         .context("reading deploy/systemd/weir.service")?;

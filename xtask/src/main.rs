@@ -22,6 +22,7 @@ mod test;
 mod toolchain;
 
 use clap::{Parser, Subcommand};
+use setup::Scope;
 
 #[derive(Parser)]
 #[command(about = "weir's development tasks")]
@@ -34,8 +35,10 @@ struct Cli {
 enum Task {
     /// Install what is missing or of the wrong version: the pinned eBPF
     /// nightly (datapath-ebpf/rust-toolchain.toml), its LLVM, bpf-linker
-    /// built against that LLVM, bpftool, iproute2 and the test tools;
-    /// mount bpffs.
+    /// built against that LLVM, bpftool, iproute2 and the test tools, the
+    /// engines the tests drive (netavark built from crates.io); mount
+    /// bpffs. `test` runs all of it; `demo`, `bench`, `fuzz`, `install` and
+    /// `deb` all but what only the tests drive (netavark).
     Setup,
     /// Setup, then cargo fmt --check, clippy -D warnings, unit,
     /// `BPF_PROG_TEST_RUN` and end-to-end tests.
@@ -106,33 +109,33 @@ impl TargetArgs {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
-        Task::Setup => setup::run().map(drop),
+        Task::Setup => setup::run(Scope::Tests).map(drop),
         Task::Test { filter } => {
-            let versions = setup::run()?;
+            let versions = setup::run(Scope::Tests)?;
             test::run(filter.as_deref(), &versions.ebpf.channel)
         }
         Task::Demo => {
-            setup::run()?;
+            setup::run(Scope::Build)?;
             demo::run()
         }
         Task::Bench { args } => {
-            setup::run()?;
+            setup::run(Scope::Build)?;
             bench::run(&args)
         }
         Task::Fuzz { args } => {
-            setup::run()?;
+            setup::run(Scope::Build)?;
             fuzz::run(&args)
         }
         Task::Install { target, from } => {
             if from.is_none() {
-                setup::run()?;
+                setup::run(Scope::Build)?;
             }
             install::install(&target.target(), from.as_deref())
         }
         Task::Uninstall { target } => install::uninstall(&target.target()),
         Task::Deb { from, out } => {
             if from.is_none() {
-                setup::run()?;
+                setup::run(Scope::Build)?;
             }
             deb::build(from.as_deref(), out.as_deref()).map(drop)
         }

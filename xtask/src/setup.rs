@@ -56,6 +56,40 @@ const COMPOSE_MIN: (u32, u32) = (1, 29);
 
 const BPFFS: &str = "/sys/fs/bpf";
 
+/// The netavark the Podman 5 tests drive (`tests/src/netavark.rs`):
+/// Debian's Podman 4.3 comes with netavark 1.4, which runs no plugins.
+/// 2.1.0 is the newest 2.1 on crates.io; it builds with rustc 1.88 and
+/// later, and needs `protoc` (protobuf-compiler, above) for its DHCP
+/// proxy's gRPC.
+pub const NETAVARK_VERSION: &str = "2.1.0";
+
+/// Where setup installs netavark (`cargo install --root`): a root of its
+/// own under cargo's home, not `~/.cargo/bin`, so that the netavark the
+/// tests drive is never on `PATH` for a Podman or a user to pick up by
+/// chance, and the tests name one binary (`WEIR_NETAVARK` names
+/// another). The same path is written in `tests/src/netavark.rs`.
+#[must_use]
+pub fn netavark_root() -> std::path::PathBuf {
+    cmd::cargo_bin_dir()
+        .parent()
+        .map_or_else(
+            || std::path::PathBuf::from("/root/.cargo"),
+            Path::to_path_buf,
+        )
+        .join("weir-netavark")
+}
+
+/// What a task needs installed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Building weir and running it: the toolchains, the packages, bpffs
+    /// (`demo`, `bench`, `fuzz`, `install`, `deb`).
+    Build,
+    /// That, and what only the tests drive: netavark built from crates.io
+    /// (minutes on two cores the first time), for `setup` and `test`.
+    Tests,
+}
+
 /// What setup found (or made), printed at its end so that every log says
 /// which toolchain built what it tests.
 pub struct Versions {
@@ -86,7 +120,7 @@ impl std::fmt::Display for Versions {
     }
 }
 
-pub fn run() -> anyhow::Result<Versions> {
+pub fn run(scope: Scope) -> anyhow::Result<Versions> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("setup installs packages and the tests make network namespaces: run as root");
@@ -101,6 +135,9 @@ pub fn run() -> anyhow::Result<Versions> {
     check_protoc()?;
     br_netfilter()?;
     check_podman()?;
+    if scope == Scope::Tests {
+        netavark()?;
+    }
     bpffs()?;
     let versions = Versions {
         rustc: first_line(&cmd::stdout(cmd::new("rustc").arg("--version"))),
@@ -417,6 +454,59 @@ fn check_podman() -> anyhow::Result<()> {
             out.trim()
         ),
     }
+}
+
+/// The version a netavark binary reports (`netavark 2.1.0`), if it runs.
+fn netavark_version(binary: &Path) -> Option<String> {
+    let out = cmd::stdout(Command::new(binary).arg("--version"));
+    let mut words = out.split_whitespace();
+    (words.next() == Some("netavark"))
+        .then(|| words.next().map(str::to_owned))
+        .flatten()
+}
+
+/// netavark [`NETAVARK_VERSION`] under [`netavark_root`], installed as a
+/// Rust user installs it (`cargo install --locked`) when it is missing or
+/// reports another version.
+fn netavark() -> anyhow::Result<()> {
+    let root = netavark_root();
+    let binary = root.join("bin/netavark");
+    let found = netavark_version(&binary);
+    if found.as_deref() != Some(NETAVARK_VERSION) {
+        if let Some(v) = &found {
+            eprintln!(
+                "setup: {} is netavark {v}, the tests drive {NETAVARK_VERSION}: reinstalling",
+                binary.display()
+            );
+        }
+        let started = std::time::Instant::now();
+        cmd::run(cmd::new("cargo").args([
+            "install",
+            "netavark",
+            "--version",
+            NETAVARK_VERSION,
+            "--locked",
+            "--force",
+            "--root",
+            &root.to_string_lossy(),
+        ]))?;
+        eprintln!(
+            "setup: netavark {NETAVARK_VERSION} built in {} s",
+            started.elapsed().as_secs()
+        );
+        let built = netavark_version(&binary);
+        if built.as_deref() != Some(NETAVARK_VERSION) {
+            bail!(
+                "`{} --version` says {built:?} after installing netavark {NETAVARK_VERSION}",
+                binary.display()
+            );
+        }
+    }
+    report(
+        &format!("netavark {NETAVARK_VERSION} ({})", binary.display()),
+        found.as_deref() != Some(NETAVARK_VERSION),
+    );
+    Ok(())
 }
 
 fn bpffs() -> anyhow::Result<()> {

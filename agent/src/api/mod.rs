@@ -29,9 +29,13 @@
 //! | `POST /v1/cni/del`                          | `CniRef`         | endpoint name or null   |
 //! | `POST /v1/cni/check`                        | `CniAdd`         | null                    |
 //! | `POST /v1/cni/gc`                           | `CniGc`          | `[name]`                |
+//! | `POST /v1/netavark/create`                  | `NetworkSpec`    | `NetworkView` (made, or the same one there) |
+//! | `POST /v1/netavark/setup`                   | `NetavarkSetup`  | `CniAttachment`         |
+//! | `POST /v1/netavark/teardown`                | `CniRef`         | endpoint name or null   |
 //!
 //! The bodies and answers are [`types`]: the contract, which the CLI,
-//! `weir-cni` and the engine followers depend on (never on `daemon`).
+//! `weir-cni`, `weir-netavark` and the engine followers depend on (never
+//! on `daemon`).
 //! `server::ROUTES` is the router's own list; a test holds this table to it.
 //!
 //! Errors answer 400, 404, 409 or 500 with `{"error": "..."}`; a body that
@@ -75,6 +79,6 @@ mod tests {
             listed, routed,
             "the API table in api/mod.rs and the router differ"
         );
-        assert_eq!(routed.len(), 26);
+        assert_eq!(routed.len(), 29);
     }
 }

@@ -16,7 +16,10 @@ use tokio::{
 
 use super::{
     serve::{Body, limited},
-    types::{AttachRequest, CniAdd, CniGc, CniRef, ConnectRequest, ErrorBody, PortsRequest},
+    types::{
+        AttachRequest, CniAdd, CniGc, CniRef, ConnectRequest, ErrorBody, NetavarkSetup,
+        PortsRequest,
+    },
 };
 use crate::{
     daemon::Agent,
@@ -87,6 +90,9 @@ routes! {
     "/v1/cni/del" => post(cni_del);
     "/v1/cni/check" => post(cni_check);
     "/v1/cni/gc" => post(cni_gc);
+    "/v1/netavark/create" => post(netavark_create);
+    "/v1/netavark/setup" => post(netavark_setup);
+    "/v1/netavark/teardown" => post(netavark_teardown);
 }
 
 pub fn router(agent: Shared) -> Router {
@@ -135,6 +141,36 @@ async fn cni_gc(State(agent): State<Shared>, Body(req): Body<CniGc>) -> Response
         .lock()
         .await
         .cni_gc(&req)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+async fn netavark_create(State(agent): State<Shared>, Body(spec): Body<NetworkSpec>) -> Response {
+    agent
+        .lock()
+        .await
+        .netavark_create(&spec)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+async fn netavark_setup(State(agent): State<Shared>, Body(req): Body<NetavarkSetup>) -> Response {
+    agent
+        .lock()
+        .await
+        .netavark_setup(&req)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+async fn netavark_teardown(State(agent): State<Shared>, Body(req): Body<CniRef>) -> Response {
+    agent
+        .lock()
+        .await
+        .netavark_teardown(&req)
         .await
         .map(Json)
         .into_response()

@@ -1,135 +1,47 @@
 //! Endpoints a CNI runtime asks for through `weir-cni` (Podman, containerd,
 //! kubelet): ADD, DEL, CHECK and GC mapped onto the endpoint core
-//! (`endpoint.rs`), keyed by the runtime's container id and interface name
+//! (`endpoint.rs`) through what every runtime's interfaces share
+//! (`runtime.rs`), keyed by the runtime's container id and interface name
 //! (`Owner::Cni`). The plugin binary only maps the CNI protocol onto the
 //! API.
 
-use tracing::{info, warn};
+use tracing::info;
 
-use super::{
-    Agent,
-    endpoint::{Entry, Plumbing, mac_arg},
-    publish::Hold,
-};
+use super::{Agent, runtime::Attach};
 use crate::{
-    api::types::{CniAdd, CniAttachment, CniGc, CniPort, CniRef, DEFAULT_IFNAME, Endpoint},
+    api::types::{CniAdd, CniAttachment, CniGc, CniPort, CniRef, Endpoint},
     error::AgentError,
     netns,
-    network::registry::validate_name,
-    owner::Owner,
-    publish::{PortMapping, PortSpec},
+    owner::{Owner, Runtime},
+    publish::PortMapping,
 };
-
-fn owner(container_id: &str, ifname: &str) -> Owner {
-    Owner::Cni {
-        container_id: container_id.to_owned(),
-        ifname: ifname.to_owned(),
-    }
-}
 
 impl Agent {
     fn cni_endpoint(&self, container_id: &str, ifname: &str) -> Option<&Endpoint> {
-        let want = owner(container_id, ifname);
-        self.state.endpoints.values().find(|e| e.owner == want)
-    }
-
-    /// The endpoint's name: the runtime's name for it when it is a valid
-    /// one nobody has, else `cni-<12 of the id>` (with `-<ifname>` past
-    /// the first interface).
-    fn cni_name(&self, req: &CniAdd) -> String {
-        let suffix = if req.ifname == DEFAULT_IFNAME {
-            String::new()
-        } else {
-            format!("-{}", req.ifname)
-        };
-        if let Some(n) = &req.name {
-            let n = format!("{n}{suffix}");
-            if validate_name(&n).is_ok() && !self.state.endpoints.contains_key(&n) {
-                return n;
-            }
-        }
-        let id: String = req.container_id.chars().take(12).collect();
-        format!("cni-{id}{suffix}")
+        self.runtime_endpoint(Runtime::Cni, container_id, ifname)
     }
 
     /// CNI ADD: the interface, its address and its ports, all or nothing.
     /// Asked again for the same container, interface and namespace, it
     /// answers what it made.
     pub async fn cni_add(&mut self, req: &CniAdd) -> Result<CniAttachment, AgentError> {
-        if let Some(ep) = self.cni_endpoint(&req.container_id, &req.ifname) {
-            if ep.netns == req.netns && ep.network == req.network {
-                let ep = ep.clone();
-                return self.attachment(&ep, &req.ifname).await;
-            }
-            return Err(AgentError::CniAttached {
-                container_id: req.container_id.clone(),
-                ifname: req.ifname.clone(),
-                endpoint: ep.name.clone(),
-            });
-        }
-        // A runtime passes a container's ports to each of its networks
-        // (Podman does): they lead to the container once, through the
-        // attachment that published them first.
-        let held = self.container_ports(&req.container_id);
-        let mut ports = Vec::new();
-        for p in &req.ports {
-            let m = p.mapping()?;
-            if !held.contains(&m) {
-                ports.push(PortSpec::exact(m)?);
-            }
-        }
-        let name = self.cni_name(req);
-        self.enter(Entry {
-            name: name.clone(),
-            owner: owner(&req.container_id, &req.ifname),
-            network: req.network.clone(),
+        let ports = req
+            .ports
+            .iter()
+            .map(CniPort::mapping)
+            .collect::<Result<Vec<_>, _>>()?;
+        let attach = Attach {
+            container_id: req.container_id.clone(),
+            ifname: req.ifname.clone(),
             netns: req.netns.clone(),
-            plumbing: Plumbing::Make {
-                ifname: req.ifname.clone(),
-            },
+            network: req.network.clone(),
             ip: req.ip,
             ip6: req.ip6,
-            mac: mac_arg(req.mac.as_deref())?,
-            primary: None,
+            mac: req.mac.clone(),
+            name: req.name.clone(),
             ports,
-        })
-        .await?;
-        let ep = self.endpoint(&name)?.clone();
-        info!(endpoint = %name, container = %req.container_id, ifname = %req.ifname, "CNI ADD");
-        self.attachment(&ep, &req.ifname).await
-    }
-
-    async fn attachment(&self, ep: &Endpoint, ifname: &str) -> Result<CniAttachment, AgentError> {
-        let network = self.state.registry.get(&ep.network)?;
-        let (ip, ip6) = network.on_link(ep.ip, ep.ip6);
-        let dns = self.resolver(network);
-        let host_mac = self
-            .nl
-            .link_mac(&ep.host_if)
-            .await?
-            .map(crate::network::mac_string)
-            .unwrap_or_default();
-        Ok(CniAttachment {
-            endpoint: ep.name.clone(),
-            host_if: ep.host_if.clone(),
-            host_mac,
-            ifname: ifname.to_owned(),
-            mac: ep.mac.clone(),
-            ip,
-            ip6,
-            ports: ep.ports.clone(),
-            dns,
-        })
-    }
-
-    /// The ports a container's attachments publish.
-    fn container_ports(&self, container_id: &str) -> Vec<PortMapping> {
-        self.state
-            .endpoints
-            .values()
-            .filter(|e| matches!(&e.owner, Owner::Cni { container_id: c, .. } if c == container_id))
-            .flat_map(|e| e.ports.iter().copied())
-            .collect()
+        };
+        self.runtime_add(Runtime::Cni, &attach).await
     }
 
     /// CNI DEL: removes the attachment if weir has it (its publications
@@ -137,37 +49,8 @@ impl Agent {
     /// move to another attachment of the container, if it has one (the
     /// runtime asked each for them).
     pub async fn cni_del(&mut self, r: &CniRef) -> Result<Option<String>, AgentError> {
-        let Some(name) = self
-            .cni_endpoint(&r.container_id, &r.ifname)
-            .map(|e| e.name.clone())
-        else {
-            return Ok(None);
-        };
-        let released = self.release(&name).await?;
-        info!(endpoint = %name, container = %r.container_id, ifname = %r.ifname, "CNI DEL");
-        let ports = released.map(|e| e.ports).unwrap_or_default();
-        let heir = self
-            .state
-            .endpoints
-            .values()
-            .find(|e| matches!(&e.owner, Owner::Cni { container_id, .. } if *container_id == r.container_id))
-            .map(|e| (e.name.clone(), e.owner.clone()));
-        if let (Some((heir, owner)), false) = (heir, ports.is_empty()) {
-            let specs = ports
-                .into_iter()
-                .map(PortSpec::exact)
-                .collect::<Result<Vec<_>, _>>()?;
-            // The attachment is gone whatever happens here: a port that
-            // cannot move is said, not a failed DEL (the runtime would
-            // retry a DEL that has nothing left to do).
-            match self.publish_as(&heir, &specs, Hold::of(&owner)).await {
-                Ok(moved) => info!(endpoint = %heir, ports = moved.len(),
-                    "the container's ports moved to its other attachment"),
-                Err(e) => warn!(endpoint = %heir, error = %e,
-                    "the container's ports could not move to its other attachment"),
-            }
-        }
-        Ok(Some(name))
+        self.runtime_del(Runtime::Cni, &r.container_id, &r.ifname)
+            .await
     }
 
     /// CNI CHECK: the attachment is as ADD left it: weir has it on that
@@ -210,7 +93,7 @@ impl Agent {
         // the container publishes.
         let mut have = ep.ports.clone();
         let elsewhere: Vec<PortMapping> = self
-            .container_ports(&req.container_id)
+            .container_ports(Runtime::Cni, &req.container_id)
             .into_iter()
             .filter(|m| !have.contains(m))
             .collect();
@@ -268,6 +151,7 @@ impl Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::publish::PortSpec;
 
     fn port(host_ip: Option<&str>, protocol: &str) -> CniPort {
         CniPort {

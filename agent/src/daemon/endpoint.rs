@@ -129,9 +129,10 @@ enum Order {
     /// The lowest free (Docker's default, weir's own endpoints).
     Lowest,
     /// The next free after the last given, wrapping around (host-local's
-    /// order, for CNI runtimes: a freed address, and the MAC made from
-    /// it, is not handed out again at once while peers may still hold
-    /// it in their ARP and conntrack tables).
+    /// order, for CNI runtimes and netavark, whose Podman allocator
+    /// rotates too: a freed address, and the MAC made from it, is not
+    /// handed out again at once while peers may still hold it in their
+    /// ARP and conntrack tables).
     Rotate,
     /// Exactly what the engine gave (see [`Plumbing::Adopt`]).
     Engine,
@@ -190,7 +191,7 @@ impl Agent {
         };
         let order = match (&entry.owner, adopt) {
             (_, true) => Order::Engine,
-            (Owner::Cni { .. }, false) => Order::Rotate,
+            (owner, false) if owner.attachment().is_some() => Order::Rotate,
             _ => Order::Lowest,
         };
         let (ip, ip6) = self.allocate(&network.name, (entry.ip, entry.ip6), order)?;
@@ -344,10 +345,11 @@ impl Agent {
         if made {
             // An older agent made it without GRO: on now, or XDP's
             // redirects into it would be lost.
-            let ifname = match &ep.owner {
-                Owner::Cni { ifname, .. } => ifname.clone(),
-                _ => DEFAULT_IFNAME.to_owned(),
-            };
+            let ifname = ep
+                .owner
+                .attachment()
+                .map_or(DEFAULT_IFNAME, |(_, _, ifname)| ifname)
+                .to_owned();
             netns::with_netlink(&ep.netns, async |_| {
                 ethtool::set(&ifname, ethtool::Feature::Gro, true).map_err(NetlinkError::Feature)
             })?;

@@ -296,6 +296,16 @@ impl Agent {
                     _ => "remove it through its runtime (`podman rm`, deleting the pod)",
                 },
             }),
+            Some(owner @ Owner::Netavark { .. }) => Err(AgentError::EngineOwned {
+                what: format!("endpoint `{name}`"),
+                engine: owner.engine(),
+                hint: match verb {
+                    "publish" | "unpublish" => {
+                        "Podman owns its ports: publish with `podman run -p`"
+                    }
+                    _ => "remove it through Podman (`podman rm`, `podman network disconnect`)",
+                },
+            }),
             _ => Ok(()),
         }
     }

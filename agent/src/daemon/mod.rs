@@ -11,8 +11,10 @@ mod endpoint;
 mod foreign;
 mod forwarding;
 mod maps;
+mod netavark;
 mod networks;
 mod publish;
+mod runtime;
 mod state;
 mod stats;
 

@@ -1,13 +1,14 @@
 //! The API's contract: every body the agent takes and every answer it
-//! gives, in one place. The CLI, `weir-cni` and the engine followers speak
-//! to the agent in these types and depend on nothing of `daemon`; the
-//! daemon implements them.
+//! gives, in one place. The CLI, `weir-cni`, `weir-netavark` and the
+//! engine followers speak to the agent in these types and depend on
+//! nothing of `daemon`; the daemon implements them.
 
 mod cluster;
 mod cni;
 mod endpoint;
 mod engine;
 mod inspect;
+mod netavark;
 
 use std::{net::IpAddr, path::PathBuf};
 
@@ -22,6 +23,7 @@ pub use self::{
         AddrEntry, AllowedEntry, DropStats, EndpointEntry, FlowView, HookStats, LinkView, MapsView,
         NetworkEntry, NetworkStats, OpenPortEntry, PortStats, PublishedEntry, Removed, Stats,
     },
+    netavark::NetavarkSetup,
 };
 use crate::network::Network;
 
