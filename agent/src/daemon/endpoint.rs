@@ -261,7 +261,7 @@ impl Agent {
         // The default routes are the first interface's.
         let default_route = match (&ep.primary, &ep.owner) {
             (Some(_), _) => DefaultRoute::No,
-            (None, Owner::Cni { .. }) => DefaultRoute::Behind,
+            (None, owner) if owner.attachment().is_some() => DefaultRoute::Behind,
             (None, _) => DefaultRoute::Only,
         };
         let mac = ep.mac_octets();
