@@ -110,8 +110,10 @@ impl Agent {
             }
             other => other,
         };
-        let mode = self.datapath.attach_uplink(uplink, xdp)?;
-        info!(uplink = %uplink, xdp = mode.unwrap_or("off"), "uplink attached");
+        match self.datapath.attach_uplink(uplink, xdp)? {
+            Some(mode) => info!(uplink = %uplink, mode, "uplink attached, xdp_from_uplink too"),
+            None => info!(uplink = %uplink, "uplink attached (tc)"),
+        }
         Ok(())
     }
 
