@@ -103,8 +103,11 @@ pub struct Scratch6 {
     pub network_id: u32,
     pub ports: u32,
     pub kind: u8,
+    /// `CT_STACK` when the new flow's first packet went through the
+    /// node's stack (a Service's, kube-proxy's to translate), else 0.
+    pub stack: u8,
     /// Explicit padding, always zero.
-    pub pad2: [u8; 7],
+    pub pad2: [u8; 6],
     /// A key of another flow's entry the program looks at (the answers
     /// of a flow opened again, an ended flow whose port a new one takes).
     pub other_key: CtKey6,

@@ -8,12 +8,14 @@
 //! translated here, on the veth (a published port's answers, a
 //! masqueraded flow's packets after the first, a hairpin), and a
 //! container calling a port published on the node's IPv6 addresses is
-//! translated (DNAT) to its backend (hairpin).
+//! translated (DNAT) to its backend (hairpin). What then leaves by an
+//! uplink is sent to its next hop ([`fwd6::out_via_uplink`]); the rest
+//! goes to the bridge.
 
 use aya_ebpf::programs::TcContext;
 use weir_common::drop::DropReason;
 
-use crate::{nat6, policy, v6};
+use crate::{fwd6, nat6, policy, v6};
 
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
@@ -21,5 +23,6 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     // SAFETY: the skb pointer is the program's context.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     v6::from_container(ctx, ifindex, &ep)?;
-    nat6::from_container(ctx, ifindex)
+    nat6::from_container(ctx, ifindex)?;
+    fwd6::out_via_uplink(ctx)
 }

@@ -36,8 +36,8 @@ use crate::{
 };
 
 const AF_INET: u8 = 2;
-const BPF_FIB_LKUP_RET_SUCCESS: i64 = 0;
-const BPF_FIB_LKUP_RET_NO_NEIGH: i64 = 7;
+pub(crate) const BPF_FIB_LKUP_RET_SUCCESS: i64 = 0;
+pub(crate) const BPF_FIB_LKUP_RET_NO_NEIGH: i64 = 7;
 
 /// Redirects a packet that now carries `to`'s tuple (`head` holding its
 /// new addresses) to its next hop, or hands it to the stack (`TC_PASS`)
@@ -169,7 +169,7 @@ fn route(
 
 /// A FIB lookup's parameters, aligned for word stores.
 #[repr(C, align(8))]
-struct Fib(bpf_fib_lookup);
+pub(crate) struct Fib(bpf_fib_lookup);
 
 const FIB_WORDS: usize = mem::size_of::<Fib>() / 8;
 const _: () = assert!(mem::size_of::<Fib>() == mem::size_of::<bpf_fib_lookup>());
@@ -178,7 +178,7 @@ const _: () = assert!(mem::size_of::<Fib>() == mem::size_of::<bpf_fib_lookup>())
 /// `mem::zeroed` becomes a call to a `memset` that stores one byte per
 /// instruction.
 #[inline(always)]
-fn zeroed_fib(fib: &mut mem::MaybeUninit<Fib>) -> &mut bpf_fib_lookup {
+pub(crate) fn zeroed_fib(fib: &mut mem::MaybeUninit<Fib>) -> &mut bpf_fib_lookup {
     let words = fib.as_mut_ptr().cast::<u64>();
     for i in 0..FIB_WORDS {
         // SAFETY: `i` words stay inside the 8-aligned `Fib`; volatile so

@@ -18,6 +18,7 @@ mod from_container;
 mod from_container6;
 mod from_uplink;
 mod fwd;
+mod fwd6;
 mod head;
 mod maps;
 mod nat;

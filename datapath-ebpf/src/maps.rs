@@ -148,6 +148,11 @@ pub static OPEN_PORTS6: HashMap<PublishKey6, u32, { MAX_OPEN_PORTS as usize }> =
 #[btf_map]
 pub static UPLINKS6: HashMap<u32, [u8; 16], { MAX_UPLINKS as usize }> = HashMap::new();
 
+/// Container IPv6 address -> its veth and MAC (`EP_BY_IP4`'s IPv6 half:
+/// the translated packets of a tracked flow go straight into it).
+#[btf_map]
+pub static EP_BY_IP6: HashMap<[u8; 16], EndpointRef, { MAX_ENDPOINTS as usize }> = HashMap::new();
+
 /// Host-side ifindex -> the endpoint's IPv6 address (dual-stack networks).
 #[btf_map]
 pub static ENDPOINTS6: HashMap<u32, [u8; 16], { MAX_ENDPOINTS as usize }> = HashMap::new();

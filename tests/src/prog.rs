@@ -116,6 +116,55 @@ pub fn node_ns(tag: &str) -> crate::Netns {
     ns
 }
 
+/// The MAC [`node_ns6`]'s resolved IPv6 neighbour `2001:db8:1::2` has
+/// (the same host as [`node_ns`]'s IPv4 one).
+pub const NODE_NS_NEIGHBOUR6: &str = "2001:db8:1::2";
+
+/// [`node_ns`] speaking IPv6 too: `2001:db8:1::1/64` on `up0`, the
+/// neighbour `2001:db8:1::2` resolved ([`NODE_NS_NEIGHBOUR_MAC`]) and
+/// the default route through it, `2001:db8:7::/64` through
+/// `2001:db8:1::3`, whose MAC nobody has asked for yet; IPv6 forwarding
+/// on (the FIB answers a forwarding node's lookups only).
+#[must_use]
+pub fn node_ns6(tag: &str) -> crate::Netns {
+    let ns = node_ns(tag);
+    for args in [
+        &[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:1::1/64",
+            "dev",
+            "up0",
+            "nodad",
+        ][..],
+        &[
+            "-6",
+            "neigh",
+            "add",
+            NODE_NS_NEIGHBOUR6,
+            "lladdr",
+            "02:00:00:00:00:02",
+            "dev",
+            "up0",
+        ],
+        &["-6", "route", "add", "default", "via", NODE_NS_NEIGHBOUR6],
+        &[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:7::/64",
+            "via",
+            "2001:db8:1::3",
+        ],
+    ] {
+        ns.ip(args).expect("ip");
+    }
+    ns.sysctl("net.ipv6.conf.all.forwarding", "1")
+        .expect("forwarding");
+    ns
+}
+
 /// A freshly loaded datapath with its own maps: tests never share state.
 pub struct Harness {
     pub datapath: Datapath,

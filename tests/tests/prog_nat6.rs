@@ -454,7 +454,7 @@ fn a_container_reaches_ports_published_on_the_nodes_ipv6_addresses_hairpin() {
             let mut h = harness(true);
             h.container(Ipv4Addr::new(10, 89, 0, 2), 1);
             h.datapath
-                .set_endpoint6(TEST_IFINDEX, Some(C.parse().unwrap()))
+                .set_endpoint6(TEST_IFINDEX, Some(C.parse().unwrap()), MAC_CONTAINER)
                 .unwrap();
             publish6(&mut h, 8080, 80, 6);
             if target != C {

@@ -53,7 +53,7 @@ fn harness() -> Harness {
     h.network6("fd00:99::/64", 2, DEFAULT_FLAGS, "fd00:99::1");
     h.container(Ipv4Addr::new(10, 89, 0, 2), 1);
     h.datapath
-        .set_endpoint6(TEST_IFINDEX, Some(OWN.parse().unwrap()))
+        .set_endpoint6(TEST_IFINDEX, Some(OWN.parse().unwrap()), MAC_CONTAINER)
         .unwrap();
     h
 }
@@ -219,7 +219,9 @@ fn an_internal_networks_container_speaks_ipv6_only_inside() {
 #[test]
 fn a_container_without_an_ipv6_address_has_only_link_local() {
     let mut h = harness();
-    h.datapath.set_endpoint6(TEST_IFINDEX, None).unwrap();
+    h.datapath
+        .set_endpoint6(TEST_IFINDEX, None, MAC_CONTAINER)
+        .unwrap();
     let out = h.run_tc("tc_from_container", &udp6(LINK_LOCAL, "fe80::1"));
     assert_eq!(out.verdict, TC_ACT_OK);
     let out = h.run_tc("tc_from_container", &udp6(OWN, NEIGHBOUR));
@@ -373,7 +375,11 @@ fn an_ipv6_only_networks_container_speaks_ipv6_and_no_ipv4() {
         .insert_endpoint(TEST_IFINDEX, None, MAC_CONTAINER, 3, true)
         .unwrap();
     h.datapath
-        .set_endpoint6(TEST_IFINDEX, Some("fd00:8c::2".parse().unwrap()))
+        .set_endpoint6(
+            TEST_IFINDEX,
+            Some("fd00:8c::2".parse().unwrap()),
+            MAC_CONTAINER,
+        )
         .unwrap();
     assert!(
         h.datapath.endpoint_ifindex(none).unwrap().is_none(),

@@ -291,7 +291,7 @@ impl Agent {
         let ifindex = self.nl.require_index(&ep.host_if).await?;
         self.datapath
             .insert_endpoint(ifindex, ep.ip, mac, network_id, bridge.is_some())?;
-        self.datapath.set_endpoint6(ifindex, ep.ip6)?;
+        self.datapath.set_endpoint6(ifindex, ep.ip6, mac)?;
         self.datapath.attach_from_container(&ep.host_if)?;
         if let Some(bridge) = bridge {
             self.nl.attach_to_bridge(&ep.host_if, bridge).await?;

@@ -250,7 +250,7 @@ impl Agent {
         let (mut published, mut published6) = (Vec::new(), Vec::new());
         for ep in self.state.endpoints.values() {
             if let Some(index) = self.nl.link_index(&ep.host_if).await? {
-                endpoints.push((index, ep.ip));
+                endpoints.push((index, ep.ip, ep.ip6));
             }
             published.extend(ep.ports.iter().filter_map(crate::publish::PortMapping::key));
             if ep.ip6.is_some() {

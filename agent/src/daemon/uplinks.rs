@@ -110,9 +110,10 @@ impl Agent {
             }
             other => other,
         };
-        match self.datapath.attach_uplink(uplink, xdp)? {
-            Some(mode) => info!(uplink = %uplink, mode, "uplink attached, xdp_from_uplink too"),
-            None => info!(uplink = %uplink, "uplink attached (tc)"),
+        if let Some(mode) = self.datapath.attach_uplink(uplink, xdp)? {
+            info!(uplink = %uplink, mode, "uplink attached, xdp_from_uplink too");
+        } else {
+            info!(uplink = %uplink, "uplink attached (tc)");
         }
         Ok(())
     }

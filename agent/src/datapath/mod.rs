@@ -64,6 +64,7 @@ pub mod map_names {
         EVENTS,
         NETWORKS6,
         ENDPOINTS6,
+        EP_BY_IP6,
         SOCK_RNAT6,
         HOST_ADDRS6,
         CT6,

@@ -58,16 +58,17 @@ use aya_ebpf::{
 };
 use network_types::ip::Ipv6Hdr;
 use weir_common::{
-    ct::{CT_INNER, DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED, KIND_SNAT, is_tcp_open},
+    ct::{CT_INNER, CT_STACK, DIR_ORIGINAL, DIR_REPLY, KIND_ROUTED, KIND_SNAT, is_tcp_open},
     ct6::{CtEntry6, CtKey6, Scratch6},
     drop::DropReason,
-    network::{NET_INTERNAL, NET_MASQUERADE},
+    network::{MARK_VIA_STACK, NET_INTERNAL, NET_MASQUERADE},
     publish::{PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PublishKey6},
     stats::NatCounters,
 };
 
 use crate::{
     ct::{SNAT_TRIES, snat_port},
+    fwd6,
     maps::{CONFIG, CT6, NETWORKS6, SCRATCH6, UPLINKS6},
     parse::{IP_OFF, ptr_at},
     stats, to_uplink, v6,
@@ -222,13 +223,14 @@ fn read_flow(ctx: &TcContext) -> Result<Option<(*mut Scratch6, &'static mut Flow
 pub fn create() -> Result<(), DropReason> {
     let s = SCRATCH6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
     // SAFETY: a per-CPU array slot of ours for this program run.
-    let (flow, nat_ip, network_id, ports, kind) = unsafe {
+    let (flow, nat_ip, network_id, ports, kind, stack) = unsafe {
         (
             &*(&raw const (*s).flow).cast::<Flow6>(),
             &(*s).nat_ip,
             (*s).network_id,
             (*s).ports,
             (*s).kind,
+            (*s).stack,
         )
     };
     let claim = if kind == KIND_ROUTED {
@@ -255,7 +257,7 @@ pub fn create() -> Result<(), DropReason> {
         (*o).nat_daddr = k.daddr;
         (*o).nat_sport = k.sport;
         (*o).nat_dport = k.dport;
-        pair(s, kind, (CT_INNER, 0), network_id, now);
+        pair(s, kind, (CT_INNER | stack, stack), network_id, now);
         (*o).publication = PublishKey6::default();
         (*s).reply.publication = PublishKey6::default();
     }
@@ -541,6 +543,7 @@ fn egress(ctx: &TcContext) -> Result<u32, DropReason> {
             (*s).network_id = net.id;
             (*s).ports = port << 16 | port;
             (*s).kind = KIND_ROUTED;
+            (*s).stack = via_stack(ctx);
         }
         return Ok(EGRESS_NEW);
     }
@@ -556,34 +559,57 @@ fn egress(ctx: &TcContext) -> Result<u32, DropReason> {
         (*s).network_id = net.id;
         (*s).ports = u32::from(config.snat_port_min) << 16 | u32::from(config.snat_port_max);
         (*s).kind = KIND_SNAT;
+        (*s).stack = via_stack(ctx);
     }
     Ok(EGRESS_NEW)
+}
+
+/// `CT_STACK` for a packet that came through the node's stack to a
+/// Service (`fwd6::out_via_uplink` marked it: kube-proxy's rules
+/// translated it, its conntrack owes the answers their way back), else 0.
+#[inline(always)]
+fn via_stack(ctx: &TcContext) -> u8 {
+    // SAFETY: the skb pointer is the program's context.
+    if unsafe { (*ctx.skb.skb).mark } & MARK_VIA_STACK != 0 {
+        CT_STACK
+    } else {
+        0
+    }
 }
 
 /// `ingress`'s answers: the packet is dealt with, or it is a flow `CT6`
 /// does not know (its tuple in `SCRATCH6`).
 const INGRESS_DONE: u32 = 0;
 const INGRESS_UNTRACKED: u32 = 1;
+/// `ingress`'s answer: translated, and the flow's answers are the stack's
+/// to carry on (`CT_STACK`: a Service's, which netfilter translated too).
+const INGRESS_VIA_STACK: u32 = 2;
 
 /// `tc_from_uplink`, IPv6: the packets of a tracked flow are translated
 /// (a masqueraded one's answers get the container's address and port
-/// back; a published port's get the container's) and go on to the stack,
-/// which routes them to the bridge; a new flow to a port published over
-/// IPv6 is tracked first ([`publish`]); anything else meets
-/// [`v6::unsolicited`]. [`ingress`] and [`publish`] are calls of their
-/// own, side by side, each with its own frame below the program's.
+/// back; a published port's get the container's) and go straight into
+/// the container ([`fwd6::to_container`]), or on to the stack for a flow
+/// netfilter translated too (`CT_STACK`); a new flow to a port published
+/// over IPv6 is tracked first ([`publish`]); anything else meets
+/// [`v6::unsolicited`]. [`ingress`], [`publish`] and the redirect are
+/// calls of their own, side by side, each with its own frame below the
+/// program's.
 #[inline(always)]
 pub fn from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
-    match ingress(ctx)? {
+    let mut done = ingress(ctx)?;
+    match done {
         INGRESS_UNTRACKED => {
             if publish::publish()? {
                 // Tracked now: translated and counted like any packet of
                 // the flow.
-                ingress(ctx)?;
+                done = ingress(ctx)?;
             }
         }
         NOT_A_FLOW => icmp::error(ctx, true)?,
         _ => {}
+    }
+    if done == INGRESS_DONE {
+        return fwd6::to_container(ctx);
     }
     Ok(TC_PASS)
 }
@@ -598,7 +624,11 @@ fn ingress(ctx: &TcContext) -> Result<u32, DropReason> {
     };
     if let Some(entry) = lookup(flow, ctx.len(), true)? {
         // SAFETY: a pointer into a map value, valid for this program run.
-        rewrite(ctx, flow, unsafe { &*entry })?;
+        let entry = unsafe { &*entry };
+        rewrite(ctx, flow, entry)?;
+        if entry.flags & CT_STACK != 0 {
+            return Ok(INGRESS_VIA_STACK);
+        }
         return Ok(INGRESS_DONE);
     }
     Ok(INGRESS_UNTRACKED)

@@ -245,7 +245,10 @@ impl World {
                 .datapath
                 .insert_endpoint(ifindex, Some(ep.ip), ep.mac, NETS[ep.net].id, xdp)
                 .unwrap();
-            self.h.datapath.set_endpoint6(ifindex, ep.ip6).unwrap();
+            self.h
+                .datapath
+                .set_endpoint6(ifindex, ep.ip6, ep.mac)
+                .unwrap();
         }
         for p in &PUBLICATIONS {
             let to = &ENDPOINTS[p.to];

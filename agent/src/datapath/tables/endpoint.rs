@@ -1,7 +1,7 @@
-//! `ENDPOINTS`, `ENDPOINTS6`, `EP_BY_IP4`: the endpoints by host-side
-//! veth and by address (`weir_common::endpoint`).
+//! `ENDPOINTS`, `ENDPOINTS6`, `EP_BY_IP4`, `EP_BY_IP6`: the endpoints by
+//! host-side veth and by address (`weir_common::endpoint`).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::maps::HashMap;
 use weir_common::endpoint::{EP_XDP_TARGET, EndpointInfo, EndpointRef};
@@ -56,19 +56,43 @@ impl Datapath {
     }
 
     /// Records (`Some`) or forgets (`None`) the IPv6 address of the
-    /// endpoint behind host-side veth `ifindex` in `ENDPOINTS6`.
+    /// endpoint behind host-side veth `ifindex` (MAC `mac`) in
+    /// `ENDPOINTS6` and `EP_BY_IP6`.
     pub fn set_endpoint6(
         &mut self,
         ifindex: u32,
-        ip6: Option<std::net::Ipv6Addr>,
+        ip6: Option<Ipv6Addr>,
+        mac: [u8; 6],
     ) -> Result<(), DatapathError> {
-        let mut map = self.hash_map::<u32, [u8; 16]>(map_names::ENDPOINTS6)?;
-        match ip6 {
-            Some(ip6) => map
-                .insert(ifindex, ip6.octets(), 0)
-                .map_err(|source| map_err(map_names::ENDPOINTS6, source)),
-            None => absent_ok(map.remove(&ifindex), map_names::ENDPOINTS6),
-        }
+        let Some(ip6) = ip6 else {
+            let was = self
+                .entries::<u32, [u8; 16]>(map_names::ENDPOINTS6)?
+                .into_iter()
+                .find(|(i, _)| *i == ifindex);
+            let mut map = self.hash_map::<u32, [u8; 16]>(map_names::ENDPOINTS6)?;
+            absent_ok(map.remove(&ifindex), map_names::ENDPOINTS6)?;
+            if let Some((_, ip6)) = was {
+                self.forget_by_ip6(ip6)?;
+            }
+            return Ok(());
+        };
+        self.hash_map::<u32, [u8; 16]>(map_names::ENDPOINTS6)?
+            .insert(ifindex, ip6.octets(), 0)
+            .map_err(|source| map_err(map_names::ENDPOINTS6, source))?;
+        let reference = EndpointRef {
+            ifindex,
+            mac,
+            flags: 0,
+            pad: 0,
+        };
+        self.hash_map::<[u8; 16], EndpointRef>(map_names::EP_BY_IP6)?
+            .insert(ip6.octets(), reference, 0)
+            .map_err(|source| map_err(map_names::EP_BY_IP6, source))
+    }
+
+    fn forget_by_ip6(&mut self, ip6: [u8; 16]) -> Result<(), DatapathError> {
+        let mut map = self.hash_map::<[u8; 16], EndpointRef>(map_names::EP_BY_IP6)?;
+        absent_ok(map.remove(&ip6), map_names::EP_BY_IP6)
     }
 
     /// The host-side ifindex `EP_BY_IP4` has for the container at `ip`.
@@ -105,7 +129,10 @@ impl Datapath {
             absent_ok(endpoints.remove(ifindex), map_names::ENDPOINTS)?;
         }
         for ifindex in stale {
-            self.set_endpoint6(ifindex, None)?;
+            self.set_endpoint6(ifindex, None, [0; 6])?;
+        }
+        if let Some(ip6) = ip6 {
+            self.forget_by_ip6(ip6.octets())?;
         }
         let Some(ip) = ip else {
             return Ok(());
@@ -131,16 +158,29 @@ impl Datapath {
     }
 
     /// Removes the `ENDPOINTS` entries of veths not in `keep` and the
-    /// `EP_BY_IP4` entries of addresses not in `keep`.
+    /// `EP_BY_IP4` and `EP_BY_IP6` entries of addresses not in `keep`.
     pub fn retain_endpoints(
         &mut self,
-        keep: &[(u32, Option<Ipv4Addr>)],
+        keep: &[(u32, Option<Ipv4Addr>, Option<Ipv6Addr>)],
     ) -> Result<(), DatapathError> {
+        let stale6: Vec<[u8; 16]> = self
+            .entries::<[u8; 16], EndpointRef>(map_names::EP_BY_IP6)?
+            .into_iter()
+            .map(|(ip, _)| ip)
+            .filter(|ip| {
+                !keep
+                    .iter()
+                    .any(|(_, _, k)| k.is_some_and(|k| k.octets() == *ip))
+            })
+            .collect();
+        for ip in stale6 {
+            self.forget_by_ip6(ip)?;
+        }
         let stale: Vec<u32> = self
             .endpoints()?
             .into_iter()
             .map(|(i, _)| i)
-            .filter(|i| !keep.iter().any(|(k, _)| k == i))
+            .filter(|i| !keep.iter().any(|(k, _, _)| k == i))
             .collect();
         let mut endpoints = self.hash_map::<u32, EndpointInfo>(map_names::ENDPOINTS)?;
         for ifindex in stale {
@@ -153,7 +193,7 @@ impl Datapath {
             .filter(|ip| {
                 !keep
                     .iter()
-                    .any(|(_, k)| k.is_some_and(|k| k.octets() == *ip))
+                    .any(|(_, k, _)| k.is_some_and(|k| k.octets() == *ip))
             })
             .collect();
         let mut by_ip = self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?;
