@@ -3,8 +3,8 @@
 //! an IPv6 masquerade address (`UPLINKS6`) leaves with that address and a
 //! port of the masquerade range ([`egress`], `tc_to_uplink`); its answers
 //! get the container's address and port back ([`ingress`],
-//! `tc_from_uplink`) and go on to the node's stack, which routes them to
-//! the bridge. Both directions are tracked as `CT4`'s masqueraded flows
+//! `tc_from_uplink`) and go straight into the container
+//! (`fwd6::to_container`). Both directions are tracked as `CT4`'s masqueraded flows
 //! are, the port claimed by inserting the answers' entry first.
 //!
 //! The checksums: TCP's, UDP's and `ICMPv6`'s all cover the pseudo-header,
@@ -35,11 +35,11 @@
 //! On a node of a Kubernetes cluster (`CLUSTER6`, as `CLUSTER4` for
 //! IPv4), a container's packets to a pod or node of the cluster leave
 //! untranslated and untracked ([`egress`], [`untranslated`]), and theirs
-//! come in ([`v6::unsolicited`]). IPv6 has no fast path into or out of a
-//! container: every packet these hooks let through goes on to the stack,
-//! so a container's packets to a Service meet kube-proxy's ip6tables
-//! rules, and their answers its conntrack, with no `MARK_VIA_STACK` or
-//! `CT_STACK` (IPv4's way back into the stack) needed.
+//! come in ([`v6::unsolicited`]) to the stack. The fast paths
+//! (`fwd6`) leave the cluster to the stack: a container's packets to a
+//! Service meet kube-proxy's ip6tables rules, marked `MARK_VIA_STACK` so
+//! that a flow `tc_to_uplink` then masquerades is `CT_STACK`, and its
+//! answers go back through the stack's conntrack, as IPv4's do.
 //!
 //! [`icmp`] translates `ICMPv6` errors about tracked flows; [`publish`]
 //! tracks the flows to ports published over IPv6 (from outside, and
