@@ -331,3 +331,8 @@ impl AgentError {
         move |source| AgentError::Io { what, source }
     }
 }
+
+#[cfg(test)]
+mod samples;
+#[cfg(test)]
+mod tests;
