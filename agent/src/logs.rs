@@ -12,7 +12,8 @@
 //! and the first one says so. On stderr that is the journal's stream (an
 //! explicit `--log-format text` under systemd, or that fallback), each
 //! line starts with its priority as `<3>`, which journald reads
-//! (`SyslogLevelPrefix=`, on by default), and carries no timestamp.
+//! (`SyslogLevelPrefix=`, on by default), then the message and its fields
+//! as `name=value`: no timestamp, level or target, which the journal has.
 
 use std::{
     fmt,
@@ -164,6 +165,8 @@ pub fn build(format: LogFormat, filter: EnvFilter, stderr_is_journal: bool) -> L
                 stderr.with_ansi(false).event_format(WithPriority(
                     tracing_subscriber::fmt::format()
                         .without_time()
+                        .with_level(false)
+                        .with_target(false)
                         .with_ansi(false),
                 )),
             ),
