@@ -120,16 +120,15 @@ type Boxed = Box<dyn Layer<Layered<EnvFilter, Registry>> + Send + Sync>;
 
 /// The journal's layer, or why it cannot be had.
 fn journal() -> std::io::Result<tracing_journald::Layer> {
-    let all = priority;
     Ok(tracing_journald::layer()?
         .with_syslog_identifier(SYSLOG_IDENTIFIER.to_owned())
         .with_field_prefix(Some(FIELD_PREFIX.to_owned()))
         .with_priority_mappings(PriorityMappings {
-            error: all(Level::ERROR),
-            warn: all(Level::WARN),
-            info: all(Level::INFO),
-            debug: all(Level::DEBUG),
-            trace: all(Level::TRACE),
+            error: priority(Level::ERROR),
+            warn: priority(Level::WARN),
+            info: priority(Level::INFO),
+            debug: priority(Level::DEBUG),
+            trace: priority(Level::TRACE),
         }))
 }
 
