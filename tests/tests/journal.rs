@@ -11,11 +11,14 @@ use weir_tests::{
     netns::unique_stem,
 };
 
-/// A record's text starts with no date or time (the journal stamps it).
+/// A record's text holds no date and time like tracing's
+/// `2026-12-07T14:42:36.123Z` (the journal stamps each record), and no
+/// colour.
 fn untimed(text: &str) -> bool {
-    !text.starts_with(|c: char| c.is_ascii_digit())
-        && !text.contains("T00:")
-        && !text.contains('\x1b')
+    let stamp = |w: &[u8]| {
+        w[..4].iter().all(u8::is_ascii_digit) && w[4] == b'-' && w[7] == b'-' && w[10] == b'T'
+    };
+    !text.as_bytes().windows(11).any(stamp) && !text.contains('\x1b')
 }
 
 fn node(stem: &str) -> Netns {
