@@ -296,6 +296,9 @@ impl AgentArgs {
             )),
             None => None,
         };
+        // Subscribed before the agent looks at the uplinks, so that no
+        // change between its look and the subscription is missed.
+        let host_changes = crate::netlink::watch::Watch::open()?;
         let agent = match Agent::start(config).await {
             Ok(agent) => agent,
             Err(e) => {
@@ -319,6 +322,7 @@ impl AgentArgs {
         );
         let agent = Arc::new(Mutex::new(agent));
         tokio::spawn(periodic(agent.clone()));
+        tokio::spawn(crate::daemon::follow_host(agent.clone(), host_changes));
         follow(&agent, self.docker, nodes);
         if let Some((addr, listener)) = metrics {
             info!(%addr, "serving Prometheus metrics at /metrics");

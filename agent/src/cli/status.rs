@@ -19,10 +19,13 @@ pub async fn exec(socket: &Path, flag: JsonFlag) -> anyhow::Result<ExitCode> {
             status.bpffs_reached
         );
         println!("cgroup:     {}", status.cgroup);
-        let uplinks = if status.uplinks.is_empty() {
-            "(none)".to_owned()
-        } else {
-            status.uplinks.join(", ")
+        // The uplinks as they are now, and why (an agent follows the
+        // default route as it comes, goes and moves).
+        let uplinks = match (status.uplinks.is_empty(), status.uplinks_why.is_empty()) {
+            (true, true) => "(none)".to_owned(),
+            (true, false) => status.uplinks_why.clone(),
+            (false, true) => status.uplinks.join(", "),
+            (false, false) => format!("{} ({})", status.uplinks.join(", "), status.uplinks_why),
         };
         println!("uplinks:    {uplinks}");
         println!("networks:   {}", status.networks);

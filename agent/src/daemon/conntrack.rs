@@ -33,9 +33,9 @@ pub fn monotonic_ns() -> u64 {
 }
 
 /// A flow's two directions, paired by their keys.
-struct Pair<K: CtTable> {
-    original: Option<Tracked<K>>,
-    reply: Option<Tracked<K>>,
+pub(super) struct Pair<K: CtTable> {
+    pub(super) original: Option<Tracked<K>>,
+    pub(super) reply: Option<Tracked<K>>,
 }
 
 impl<K: CtTable> Pair<K> {
@@ -57,7 +57,7 @@ impl<K: CtTable> Pair<K> {
             .max()
             .unwrap_or(0)
     }
-    fn flows(&self) -> Vec<Tracked<K>> {
+    pub(super) fn flows(&self) -> Vec<Tracked<K>> {
         [self.original, self.reply].into_iter().flatten().collect()
     }
     fn keys(&self) -> Vec<K> {
@@ -66,7 +66,7 @@ impl<K: CtTable> Pair<K> {
 }
 
 /// Pairs every entry with its other direction (a lone one stays alone).
-fn pairs<K: CtTable>(flows: &[Tracked<K>]) -> Vec<Pair<K>> {
+pub(super) fn pairs<K: CtTable>(flows: &[Tracked<K>]) -> Vec<Pair<K>> {
     let mut replies: HashMap<K, Tracked<K>> = flows
         .iter()
         .filter(|f| f.entry.dir() == DIR_REPLY)

@@ -17,6 +17,7 @@ mod publish;
 mod runtime;
 mod state;
 mod stats;
+mod uplinks;
 
 use std::{collections::HashMap, fs, path::PathBuf};
 
@@ -30,6 +31,7 @@ pub use self::{
     endpoint::{Entry, Plumbing},
     state::{Change, State},
     stats::prometheus,
+    uplinks::follow_host,
 };
 use crate::{
     api::types::{Endpoint, Status},
@@ -136,7 +138,12 @@ pub struct Agent {
     /// What `OPEN_PORTS4` and `OPEN_PORTS6` were last set to (`None`: not
     /// yet by this agent).
     open_ports: Option<OpenPorts>,
+    /// The interfaces the uplink programs are attached to now.
     uplinks: Vec<String>,
+    /// Why they are these (`weir status`).
+    uplinks_why: String,
+    /// The uplinks' addresses masquerade uses now (`UPLINKS`, `UPLINKS6`).
+    masquerade_addrs: Vec<std::net::IpAddr>,
     nl: Netlink,
     datapath: Datapath,
     /// The sockets that hold published host ports.
@@ -164,13 +171,10 @@ impl Agent {
         if !config.reset {
             refuse_lost_state(&nl, &config.paths).await?;
         }
-        let uplinks = if config.uplinks.is_empty() {
-            nl.default_route_device().await?.into_iter().collect()
-        } else {
-            config.uplinks.clone()
-        };
-        if uplinks.is_empty() {
-            warn!("no uplink: no default route and no --uplink; traffic stays on the node");
+        // A named uplink must be there at start (a typo is refused); one
+        // that goes later is attached again when it comes back.
+        for name in &config.uplinks {
+            nl.require_index(name).await?;
         }
         check_snat_ports(config.snat_ports)?;
         let pins = mounts::bpffs(&config.paths.bpffs)?;
@@ -196,21 +200,6 @@ impl Agent {
             datapath.set_trace(Some(addr))?;
             info!(address = %addr, "tracing its packets through every hook (weir monitor shows them)");
         }
-        for uplink in &uplinks {
-            let xdp = match config.xdp {
-                // Native XDP on a veth turns every frame into an XDP buffer
-                // first (measured here: a TCP stream through a published
-                // port at a quarter of its speed); `auto` leaves it to tc.
-                XdpChoice::Auto if nl.is_veth(uplink).await? => {
-                    info!(uplink = %uplink, "a veth uplink: no XDP (--xdp native forces it)");
-                    XdpChoice::Off
-                }
-                other => other,
-            };
-            if let Some(mode) = datapath.attach_uplink(uplink, xdp)? {
-                info!(uplink = %uplink, mode, "xdp_from_uplink attached");
-            }
-        }
         datapath.attach_sockets(&cgroup.path)?;
         if let Some(spec) = &config.default_network
             && !state.initialized
@@ -226,7 +215,9 @@ impl Agent {
             state,
             journal,
             open_ports: None,
-            uplinks,
+            uplinks: Vec::new(),
+            uplinks_why: uplinks::why_none(),
+            masquerade_addrs: Vec::new(),
             nl,
             datapath,
             reservations: Reservations::default(),
@@ -235,6 +226,12 @@ impl Agent {
             cgroup,
             dns: crate::dns::Dns::new(dns_forward),
         };
+        agent.follow_uplinks().await?;
+        if agent.uplinks.is_empty() {
+            warn!(
+                "no uplink: no default route and no --uplink; traffic stays on the node until a default route appears"
+            );
+        }
         agent.reconcile().await?;
         agent.sync_networks()?;
         agent.sync_open_ports()?;
@@ -368,6 +365,9 @@ impl Agent {
         }
         self.datapath.set_uplinks(&uplinks)?;
         self.datapath.set_uplinks6(&uplinks6)?;
+        let masquerade = uplinks.iter().map(|(_, ip)| std::net::IpAddr::V4(*ip));
+        let masquerade6 = uplinks6.iter().map(|(_, ip)| std::net::IpAddr::V6(*ip));
+        self.set_masquerade_addrs(masquerade.chain(masquerade6).collect());
         // A gateway address that was not up yet gets its names server now.
         self.dns.listen_missing();
         Ok(())
@@ -391,9 +391,10 @@ impl Agent {
         (self.monitor.subscribe(), by_if)
     }
 
-    /// The agent's periodic work: the node's addresses, the conntrack sweep.
+    /// The agent's periodic work: the host's uplinks and addresses (for a
+    /// change whose announcement was lost), the conntrack sweep.
     pub async fn tick(&mut self, sweep: bool) -> Result<(), AgentError> {
-        self.refresh_host_addrs().await?;
+        self.follow_host().await?;
         if sweep {
             self.sweep_conntrack()?;
         }
@@ -428,6 +429,7 @@ impl Agent {
         Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uplinks: self.uplinks.clone(),
+            uplinks_why: self.uplinks_why.clone(),
             networks: self.state.registry.iter().count(),
             endpoints: self.state.endpoints.len(),
             socket: self.config.paths.socket.clone(),

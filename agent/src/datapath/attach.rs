@@ -152,6 +152,15 @@ impl Datapath {
         self.drop_link(&link_name(Hook::FromBridge.program(), Some(bridge)))
     }
 
+    /// Detaches the uplink programs from `interface` (removing their pins;
+    /// a link whose device is gone is only unpinned).
+    pub fn detach_uplink(&mut self, interface: &str) -> Result<(), DatapathError> {
+        for hook in [Hook::FromUplink, Hook::ToUplink, Hook::XdpFromUplink] {
+            self.drop_link(&link_name(hook.program(), Some(interface)))?;
+        }
+        Ok(())
+    }
+
     /// Attaches `tc_from_uplink` to tcx ingress and `tc_to_uplink` to tcx
     /// egress of `interface`, and `xdp_from_uplink` as `xdp` says (with
     /// `Off`, an XDP link an earlier agent left there is removed). Returns

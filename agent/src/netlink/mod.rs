@@ -4,6 +4,7 @@
 
 pub mod ethtool;
 pub mod routes;
+pub mod watch;
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -16,7 +17,7 @@ use rtnetlink::{
     packet_route::{
         address::{AddressAttribute, AddressFlags},
         link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
-        route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage},
+        route::{RouteAddress, RouteAttribute, RouteMessage},
     },
 };
 
@@ -321,25 +322,6 @@ impl Netlink {
         self.add_address6(index, ip, prefix, ifname).await?;
         self.add_default_route(index, gateway.into(), default_route)
             .await
-    }
-
-    /// The device of the main table's IPv4 default route, if there is one.
-    pub async fn default_route_device(&self) -> Result<Option<String>, NetlinkError> {
-        for route in self.routes4().await? {
-            if route.header.destination_prefix_length != 0
-                || route.header.table != RouteHeader::RT_TABLE_MAIN
-            {
-                continue;
-            }
-            let oif = route.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Oif(i) => Some(*i),
-                _ => None,
-            });
-            if let Some(oif) = oif {
-                return self.link_name(oif).await;
-            }
-        }
-        Ok(None)
     }
 
     /// Every IPv4 route of this namespace, of every table.

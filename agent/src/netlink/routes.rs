@@ -65,6 +65,49 @@ impl fmt::Display for WeirRoute {
 }
 
 impl Netlink {
+    /// The devices of the main table's default routes: the IPv4 one's
+    /// first, then the IPv6 one's when it is another (of several default
+    /// routes of a family, the one with the lowest metric, which the
+    /// kernel uses). A route with no single device (multipath) is skipped.
+    pub async fn default_route_devices(&self) -> Result<Vec<String>, NetlinkError> {
+        let mut out: Vec<String> = Vec::new();
+        for family in [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ] {
+            let routes: Vec<RouteMessage> = self
+                .handle
+                .route()
+                .get(family)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| request("list routes", "", e))?;
+            let best = routes
+                .iter()
+                .filter(|r| super::watch::is_main_default(r))
+                .filter_map(|r| {
+                    let (mut oif, mut metric) = (None, 0);
+                    for a in &r.attributes {
+                        match a {
+                            RouteAttribute::Oif(i) => oif = Some(*i),
+                            RouteAttribute::Priority(p) => metric = *p,
+                            _ => {}
+                        }
+                    }
+                    Some((metric, oif?))
+                })
+                .min();
+            if let Some((_, index)) = best
+                && let Some(name) = self.link_name(index).await?
+                && !out.contains(&name)
+            {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
     /// The main table's routes weir made, of both families.
     pub async fn weir_routes(&self) -> Result<Vec<WeirRoute>, NetlinkError> {
         let mut all = Vec::new();

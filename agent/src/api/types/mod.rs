@@ -32,6 +32,10 @@ use crate::network::Network;
 pub struct Status {
     pub version: String,
     pub uplinks: Vec<String>,
+    /// Why the uplinks are these (the default route's device, `--uplink`),
+    /// or why there is none.
+    #[serde(default)]
+    pub uplinks_why: String,
     pub networks: usize,
     pub endpoints: usize,
     pub socket: PathBuf,
