@@ -99,6 +99,32 @@ fn with_no_journal_socket_records_go_to_stderr_with_priorities_said_once() {
     assert!(!run.stderr.contains("weir: error:"), "{lines:#?}");
 }
 
+/// An explicit `--log-format text` under systemd: lines on stderr, which
+/// is the journal's, with their priorities and no timestamp; nothing on
+/// the journal's socket.
+#[test]
+fn text_under_systemd_is_lines_with_priorities_on_the_stream() {
+    let stem = unique_stem();
+    let node = node(&stem);
+    let journal = Journal::bind(&stem).unwrap();
+    let args = ["--log-format", "text"];
+    let run = journal::refused_start(&node, &stem, Some(&journal), Bpffs::Missing, true, &args);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(journal.records(), Vec::<Record>::new());
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("<3>no bpffs at /sys/fs/bpf, and no directory")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().all(|l| l.starts_with('<') && untimed(&l[3..])),
+        "{lines:#?}"
+    );
+    assert!(!run.stderr.contains("weir: error:"), "{lines:#?}");
+}
+
 #[test]
 fn off_systemd_a_missing_bpf_directory_names_the_mounts_to_make() {
     let stem = unique_stem();
