@@ -32,6 +32,8 @@ use tokio::{
 };
 use tracing::{debug, warn};
 
+use crate::error::Chain;
+
 /// The gateway's name on every network that has names.
 pub const HOST_NAME: &str = "host.weir.internal";
 /// How long a forwarded question waits for each resolver.
@@ -177,7 +179,7 @@ impl Dns {
                     debug!(%addr, "answering names");
                     self.listeners.insert(addr, tasks);
                 }
-                Err(e) => warn!(%addr, error = %e, "cannot answer names there"),
+                Err(e) => warn!(%addr, "cannot answer names there: {}", Chain(&e)),
             }
         }
     }

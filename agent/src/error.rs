@@ -1,7 +1,14 @@
 //! The agent's errors. Each says what was wrong and, where it helps, what to
 //! do; the API turns [`AgentError::kind`] into an HTTP status.
+//!
+//! One text per error: an error either prints its cause in its message or
+//! returns it from `source()`, never both (`#[error("doing X")]` with
+//! `#[source]`/`#[from]`, or `#[error(transparent)]`). Whatever shows an
+//! error to a person (the CLI, the API's `{"error": ...}`, a log record)
+//! prints the whole chain with [`Chain`]. `error/tests.rs` checks every
+//! variant of every error type in this crate.
 
-use std::{io, net::Ipv4Addr, path::PathBuf};
+use std::{fmt, io, net::Ipv4Addr, path::PathBuf};
 
 use crate::{
     datapath::DatapathError,
@@ -170,12 +177,56 @@ pub enum AgentError {
     Mount(#[from] MountError),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]
         source: io::Error,
     },
+}
+
+/// An error and its causes, each once, joined by `": "` as anyhow's `{:#}`
+/// joins them. A cause whose text the link printed before it already holds
+/// is skipped: some libraries' errors print their source and return it too
+/// (aya's `EbpfError::MapError`, kube's `Error::HyperError`).
+#[derive(Clone, Copy)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl<'a> Chain<'a> {
+    /// The texts [`Chain`] prints, in order.
+    pub fn links(self) -> impl Iterator<Item = String> + 'a {
+        let mut next = Some(self.0);
+        let mut last = String::new();
+        std::iter::from_fn(move || {
+            while let Some(e) = next {
+                next = e.source();
+                let text = e.to_string();
+                if !last.contains(&text) || last.is_empty() {
+                    last.clone_from(&text);
+                    return Some(text);
+                }
+            }
+            None
+        })
+    }
+}
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, text) in self.links().enumerate() {
+            if i > 0 {
+                f.write_str(": ")?;
+            }
+            f.write_str(&text)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 /// How a failure is reported over the API.
@@ -280,3 +331,8 @@ impl AgentError {
         move |source| AgentError::Io { what, source }
     }
 }
+
+#[cfg(test)]
+mod samples;
+#[cfg(test)]
+mod tests;

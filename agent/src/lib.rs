@@ -8,6 +8,7 @@ pub mod dns;
 pub mod docker;
 pub mod error;
 pub mod kube;
+pub mod logs;
 pub mod monitor;
 pub mod mounts;
 pub mod netavark;

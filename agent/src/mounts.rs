@@ -47,18 +47,39 @@ pub enum MountError {
     NoHostBpffs { path: PathBuf },
     #[error("--bpffs {path} is not on a bpffs (mount one there, or choose a directory under one)")]
     NotBpffs { path: PathBuf },
+    #[error(
+        "no bpffs at {mount}, and no directory {mount} to mount one on: the kernel's sysfs has \
+         it whenever the kernel has BPF, so /sys here is not the kernel's sysfs (or the kernel \
+         has no BPF, and weir cannot run on it): mount the kernel's sysfs and bpffs on it \
+         (`mount -t sysfs sysfs /sys && mount -t bpf bpf /sys/fs/bpf`), or mount bpffs on a \
+         directory of your own and put the pins under it (`mkdir -p /run/weir-bpf && mount -t \
+         bpf bpf /run/weir-bpf`, then `weir agent --bpffs /run/weir-bpf/weir`)"
+    )]
+    NoBpfDir { mount: PathBuf },
+    // The cause is part of the message (not a `#[source]`), so that the
+    // hint comes last when the whole chain is printed.
+    #[error(
+        "no bpffs at {mount}, and mounting one there failed ({cause}): mount it as root in the \
+         node's mount namespace (`mount -t bpf bpf {mount}`; a container needs the host's: \
+         `-v /sys/fs/bpf:/sys/fs/bpf`), or give --bpffs a directory under a bpffs"
+    )]
+    MountBpffs { mount: PathBuf, cause: io::Error },
+    #[error(
+        "the bpffs at {mount} is mounted read-only, and the pins go under it (--bpffs {path}): \
+         remount it read-write (`mount -o remount,rw {mount}`), or give --bpffs a directory \
+         under a writable bpffs"
+    )]
+    ReadOnly { mount: PathBuf, path: PathBuf },
     #[error("--cgroup {path} is not a cgroup v2 directory")]
     NotCgroup2 { path: PathBuf },
+    // The cause is part of the message, as for `MountBpffs`.
     #[error(
         "no cgroup2 hierarchy: none is mounted in this mount namespace and mounting one failed \
-         ({source}); the socket hooks for the node's own localhost:PORT need it: mount cgroup2 \
+         ({cause}); the socket hooks for the node's own localhost:PORT need it: mount cgroup2 \
          (`mount -t cgroup2 none /sys/fs/cgroup`) or pass --cgroup DIR"
     )]
-    NoCgroup2 {
-        #[source]
-        source: io::Error,
-    },
-    #[error("{what}: {source}")]
+    NoCgroup2 { cause: io::Error },
+    #[error("{what}")]
     Io {
         what: String,
         #[source]
@@ -158,6 +179,7 @@ pub fn bpffs(root: &Path) -> Result<Reached, MountError> {
         let same = here_type == Some(BPF_FS_MAGIC)
             && fs::metadata(&here).ok().map(|m| m.dev())
                 == fs::metadata(&theirs).ok().map(|m| m.dev());
+        refuse_read_only(&proc_root, &theirs, &root)?;
         if same {
             return Ok(Reached::here(root, "this mount namespace's bpffs (shared)"));
         }
@@ -172,6 +194,7 @@ pub fn bpffs(root: &Path) -> Result<Reached, MountError> {
         return Ok(Reached::through(fd, rest, how));
     }
     if here_type == Some(BPF_FS_MAGIC) && launchers.is_empty() {
+        refuse_read_only(Path::new("/"), &here, &root)?;
         return Ok(Reached::here(root, "this mount namespace's bpffs"));
     }
     if !launchers.is_empty() {
@@ -181,9 +204,13 @@ pub fn bpffs(root: &Path) -> Result<Reached, MountError> {
     // pins go: mount the standard one.
     let standard = Path::new(paths::BPFFS_MOUNT);
     if root.starts_with(standard) {
-        mount(c"bpf", standard, c"bpf").map_err(|source| MountError::Io {
-            what: format!("mounting bpffs at {}", standard.display()),
-            source,
+        mount(c"bpf", standard, c"bpf").map_err(|cause| {
+            let mount = standard.to_owned();
+            if cause.kind() == io::ErrorKind::NotFound {
+                MountError::NoBpfDir { mount }
+            } else {
+                MountError::MountBpffs { mount, cause }
+            }
         })?;
         info!("mounted bpffs at {}", standard.display());
         return Ok(Reached::here(root, "bpffs mounted by the agent"));
@@ -218,18 +245,42 @@ pub fn cgroup2(explicit: Option<&Path>) -> Result<Reached, MountError> {
     })?;
     let mounted = mount(c"none", &dir, c"cgroup2");
     let fd = mounted.and_then(|()| {
-        let fd = open_dir(&dir).map_err(|e| match e {
-            MountError::Io { source, .. } => source,
-            other => io::Error::other(other.to_string()),
-        });
+        let fd = fs::File::open(&dir).map(OwnedFd::from);
         umount_lazy(&dir);
         fd
     });
     let _ = fs::remove_dir(&dir);
-    let fd = fd.map_err(|source| MountError::NoCgroup2 { source })?;
+    let fd = fd.map_err(|cause| MountError::NoCgroup2 { cause })?;
     let how = "cgroup2 mounted privately (this mount namespace has no cgroup2 mount)".to_owned();
     info!("socket hooks attach to the root of {how}");
     Ok(Reached::through(fd, Path::new(""), how))
+}
+
+/// Refuses a bpffs mounted read-only: `dir`, the nearest directory of the
+/// pins' root `root` that exists, seen from here below `prefix` (`/`, or
+/// the root of the namespace the agent was started from).
+fn refuse_read_only(prefix: &Path, dir: &Path, root: &Path) -> Result<(), MountError> {
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
+        return Ok(());
+    };
+    // SAFETY: statvfs fills a zeroed struct for a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let read_only =
+        unsafe { libc::statvfs(c.as_ptr(), &raw mut st) } == 0 && st.f_flag & libc::ST_RDONLY != 0;
+    if !read_only {
+        return Ok(());
+    }
+    // The mount point: the last ancestor on the same device.
+    let dev = |p: &Path| fs::metadata(p).ok().map(|m| m.dev());
+    let mount = dir
+        .ancestors()
+        .take_while(|a| a.starts_with(prefix) && dev(a) == dev(dir))
+        .last()
+        .unwrap_or(dir);
+    Err(MountError::ReadOnly {
+        mount: Path::new("/").join(mount.strip_prefix(prefix).unwrap_or(mount)),
+        path: root.to_owned(),
+    })
 }
 
 fn open_dir(path: &Path) -> Result<OwnedFd, MountError> {

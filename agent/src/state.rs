@@ -27,6 +27,8 @@ use std::{
 
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::error::Chain;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("reading state {path}: {error}")]
@@ -65,7 +67,7 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
 fn sync_in_background(file: File, dir: PathBuf) {
     std::thread::spawn(move || {
         if let Err(e) = file.sync_all().and_then(|()| File::open(&dir)?.sync_all()) {
-            tracing::warn!(dir = %dir.display(), error = %e, "state not synced to disk");
+            tracing::warn!(dir = %dir.display(), "state not synced to disk: {}", Chain(&e));
         }
     });
 }
@@ -109,8 +111,11 @@ impl Journal {
             match serde_json::from_str(line) {
                 Ok(c) => changes.push(c),
                 Err(e) if i + 1 == lines.len() && !text.ends_with('\n') => {
-                    tracing::warn!(path = %self.path.display(), error = %e,
-                        "ignoring a torn last change in the journal");
+                    tracing::warn!(
+                        path = %self.path.display(),
+                        "ignoring a torn last change in the journal: {}",
+                        Chain(&e)
+                    );
                 }
                 Err(error) => {
                     return Err(StateError::Parse {

@@ -26,6 +26,8 @@
 //! - [`netavark`]: the real netavark (Podman 5's network stack) driven as
 //!   Podman drives it, `weir-netavark` its plugin;
 //! - [`image`]: the busybox image both engines import;
+//! - [`journal`]: a journald socket of the test's and `weir agent` started
+//!   as systemd starts it, in mount and PID namespaces of its own;
 //! - [`kube`]: kube-proxy's iptables rules for a list of Services;
 //! - [`cluster`]: nodes of a Kubernetes cluster on one segment, each with
 //!   its agent;
@@ -42,6 +44,7 @@ pub mod containerd;
 pub mod docker;
 pub mod fuzz;
 pub mod image;
+pub mod journal;
 pub mod kube;
 pub mod netavark;
 pub mod netns;

@@ -52,11 +52,11 @@ pub enum ClientError {
     /// The agent refused the request and said why.
     #[error("{message}")]
     Refused { status: StatusCode, message: String },
-    #[error("talking to the agent: {0}")]
+    #[error("talking to the agent")]
     Http(#[from] hyper::Error),
-    #[error("the agent's answer is not what this CLI expects: {0}")]
+    #[error("the agent's answer is not what this CLI expects")]
     Decode(#[from] serde_json::Error),
-    #[error("writing the output: {0}")]
+    #[error("writing the output")]
     Output(#[source] std::io::Error),
 }
 

@@ -11,8 +11,8 @@ use tokio::net::UnixStream;
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// The socket does not answer (nothing listens, or no such file).
-    #[error("{0}")]
-    Connect(#[source] std::io::Error),
+    #[error(transparent)]
+    Connect(std::io::Error),
     #[error(transparent)]
     Http(#[from] hyper::Error),
 }

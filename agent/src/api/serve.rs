@@ -30,6 +30,7 @@ use hyper_util::{
 use tokio::{net::UnixListener, sync::Semaphore};
 
 use super::ErrorBody;
+use crate::error::Chain;
 
 /// The longest a client may take to send a request's headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -133,7 +134,7 @@ pub async fn serve(
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     // Out of file descriptors, say: wait, then go on.
-                    tracing::warn!(error = %e, "accepting an API connection");
+                    tracing::warn!("accepting an API connection: {}", Chain(&e));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     daemon::Agent,
-    error::{AgentError, ErrorKind},
+    error::{AgentError, Chain, ErrorKind},
     monitor,
     network::NetworkSpec,
     publish::{AllowRule, AllowedPort},
@@ -40,12 +40,12 @@ impl IntoResponse for AgentError {
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %self, "request failed");
+            tracing::error!("request failed: {}", Chain(&self));
         }
         (
             status,
             Json(ErrorBody {
-                error: self.to_string(),
+                error: Chain(&self).to_string(),
             }),
         )
             .into_response()

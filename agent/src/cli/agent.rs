@@ -14,6 +14,8 @@ use crate::{
     api::server,
     daemon::{Agent, Config, DEFAULT_SNAT_PORTS, cleanup},
     datapath::XdpChoice,
+    error::Chain,
+    logs::LogFormat,
     network::{NetworkSpec, Subnet},
     paths::{DEFAULT_BPFFS, DEFAULT_DOCKER_SOCKET, DEFAULT_STATE_DIR, Paths},
     publish::PortRange,
@@ -81,10 +83,12 @@ pub struct AgentArgs {
     /// as root can (default: root alone).
     #[arg(long, value_name = "GROUP", value_parser = group_id)]
     socket_group: Option<u32>,
-    /// How the agent logs on stderr: `text` (coloured on a terminal, plain
-    /// lines otherwise, as journald wants) or `json` (one object a line,
-    /// for log collectors).
-    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    /// How the agent logs: `auto` (the journal under systemd, else
+    /// `text`), `journald` (the journal's native protocol: priorities and
+    /// fields), `text` (lines on stderr, coloured on a terminal; under
+    /// systemd each with its priority as `<N>` and no timestamp) or `json`
+    /// (one object a line on stderr, for log collectors).
+    #[arg(long, value_name = "FORMAT", default_value = "auto")]
     log_format: LogFormat,
     /// Start over: take a missing state file for an empty state even though
     /// weir's bridges and veths are on the node (they are removed); a
@@ -226,7 +230,23 @@ const SWEEP_EVERY: u32 = 5;
 
 impl AgentArgs {
     pub async fn exec(self, socket: &Path) -> anyhow::Result<ExitCode> {
-        init_logs(self.log_format);
+        let logs = crate::logs::init(self.log_format);
+        match self.run(socket).await {
+            // The journal takes the last error with its priority; on the
+            // journal's stream, the CLI's line would say it again.
+            Err(e) if logs.journal() => {
+                tracing::error!("{}", Chain(&*e));
+                if logs.stderr_is_journal {
+                    Ok(ExitCode::FAILURE)
+                } else {
+                    Err(e)
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn run(self, socket: &Path) -> anyhow::Result<ExitCode> {
         let paths = Paths {
             socket: socket.to_owned(),
             state_dir: self.state_dir,
@@ -291,7 +311,7 @@ impl AgentArgs {
         // Under systemd (`Type=notify`): the datapath is loaded and the API
         // is about to serve (its socket is bound, requests queue there).
         if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
-            tracing::warn!(error = %e, "telling systemd the agent is ready");
+            tracing::warn!("telling systemd the agent is ready: {}", Chain(&e));
         }
         info!(
             socket = %socket.display(),
@@ -325,28 +345,6 @@ impl AgentArgs {
             "agent stopped; the datapath stays attached and forwarding (pinned), bridges, veths and state stay for the next start"
         );
         Ok(ExitCode::SUCCESS)
-    }
-}
-
-/// The agent's log formats.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-/// Logs on stderr, filtered by `RUST_LOG` (default `info`): colour only
-/// on a terminal.
-fn init_logs(format: LogFormat) {
-    use std::io::IsTerminal as _;
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().init(),
     }
 }
 
@@ -401,7 +399,7 @@ async fn periodic(agent: Arc<Mutex<Agent>>) {
     for n in 1u32.. {
         interval.tick().await;
         if let Err(e) = agent.lock().await.tick(n % SWEEP_EVERY == 0).await {
-            tracing::warn!(error = %e, "periodic work failed");
+            tracing::warn!("periodic work failed: {}", Chain(&e));
         }
     }
 }

@@ -138,7 +138,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("weir: error: {e:#}");
+            eprintln!("weir: error: {}", crate::error::Chain(&*e));
             match e.downcast_ref::<ClientError>() {
                 Some(ClientError::NotRunning { .. }) => ExitCode::from(3),
                 _ => ExitCode::FAILURE,

@@ -262,6 +262,13 @@ fn agent_error(e: &ClientError, conf: &NetConf, unreachable: u32) -> CniError {
             };
             CniError::new(code, message.clone(), details)
         }
-        other => CniError::new(code::AGENT_FAILED, other.to_string(), ""),
+        // The message says what failed, the details why.
+        other => CniError::new(
+            code::AGENT_FAILED,
+            other.to_string(),
+            std::error::Error::source(other)
+                .map(|cause| crate::error::Chain(cause).to_string())
+                .unwrap_or_default(),
+        ),
     }
 }

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     api::types::{AttachRequest, DEFAULT_IFNAME, Endpoint},
-    error::AgentError,
+    error::{AgentError, Chain},
     netns,
     owner::Owner,
     paths::run_netns_path,
@@ -87,7 +87,7 @@ impl Agent {
         if self.in_run_netns(ep)
             && let Err(e) = netns::remove(&ep.netns)
         {
-            warn!(path = %ep.netns.display(), error = %e, "the namespace of `weir run` stays");
+            warn!(path = %ep.netns.display(), "the namespace of `weir run` stays: {}", Chain(&e));
         }
     }
 

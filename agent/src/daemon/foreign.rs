@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     api::types::{ForeignEndpoint, ForeignNetwork},
-    error::AgentError,
+    error::{AgentError, Chain},
     netns,
     network::mac_string,
     owner::Owner,
@@ -55,7 +55,7 @@ impl Agent {
         }
         for network in networks {
             if let Err(e) = self.adopt_network(network).await {
-                warn!(network = %network.spec.name, error = %e, "cannot take over the network");
+                warn!(network = %network.spec.name, "cannot take over the network: {}", Chain(&e));
             }
         }
         self.converge(|o| same_engine(o, engine), endpoints, true)
@@ -86,7 +86,7 @@ impl Agent {
     ) -> Result<(), AgentError> {
         let skip = |fe: &ForeignEndpoint, e: AgentError| {
             if tolerant {
-                warn!(endpoint = %fe.name, error = %e, "cannot take over the endpoint");
+                warn!(endpoint = %fe.name, "cannot take over the endpoint: {}", Chain(&e));
                 Ok(())
             } else {
                 Err(e)

@@ -36,7 +36,7 @@ pub use self::{
 use crate::{
     api::types::{Endpoint, Status},
     datapath::{Datapath, MapOrigin, XdpChoice},
-    error::AgentError,
+    error::{AgentError, Chain},
     monitor::{Hub, MonitorEvent},
     mounts,
     netlink::Netlink,
@@ -309,7 +309,7 @@ impl Agent {
                 None => Err(NetworkError::NotFound { name: network }.into()),
             };
             if let Err(e) = restored {
-                warn!(endpoint = %name, error = %e, "endpoint is gone; releasing it");
+                warn!(endpoint = %name, "endpoint is gone; releasing it: {}", Chain(&e));
                 self.forget_endpoint(&name);
             }
         }
@@ -487,7 +487,11 @@ fn load_state(config: &Config) -> Result<State, AgentError> {
             let aside = paths.state_dir.join("state.broken.json");
             std::fs::rename(&file, &aside)
                 .map_err(AgentError::io(format!("moving {} aside", file.display())))?;
-            warn!(error = %e, moved_to = %aside.display(), "--reset: the state could not be read; starting over");
+            warn!(
+                moved_to = %aside.display(),
+                "--reset: the state could not be read ({}); starting over",
+                Chain(&e)
+            );
             Ok(State::default())
         }
         Err(error) => Err(AgentError::StateBroken {

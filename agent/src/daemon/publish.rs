@@ -16,7 +16,7 @@ use weir_common::{
 use super::{Agent, Change};
 use crate::{
     api::types::{Endpoint, PortView},
-    error::AgentError,
+    error::{AgentError, Chain},
     network::Mode,
     owner::Owner,
     publish::{PortMapping, PortSpec, Proto, ReserveError},
@@ -405,7 +405,10 @@ impl Agent {
                 continue;
             }
             if let Err(e) = self.reservations.reserve(m.proto, m.host_ip, m.host_port) {
-                warn!(endpoint = %ep.name, port = %m, error = %e, "cannot hold the published port");
+                warn!(
+                    endpoint = %ep.name, port = %m,
+                    "cannot hold the published port: {}", Chain(&e)
+                );
             }
         }
     }

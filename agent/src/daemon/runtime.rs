@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     api::types::{CniAttachment, DEFAULT_IFNAME, Endpoint},
-    error::AgentError,
+    error::{AgentError, Chain},
     network::registry::validate_name,
     owner::Runtime,
     publish::{PortMapping, PortSpec},
@@ -220,8 +220,13 @@ impl Agent {
             match self.publish_as(&heir, &specs, Hold::of(&owner)).await {
                 Ok(moved) => info!(endpoint = %heir, ports = moved.len(),
                     "the container's ports moved to its other interface"),
-                Err(e) => warn!(endpoint = %heir, error = %e,
-                    "the container's ports could not move to its other interface"),
+                Err(e) => {
+                    warn!(
+                        endpoint = %heir,
+                        "the container's ports could not move to its other interface: {}",
+                        Chain(&e)
+                    );
+                }
             }
         }
         Ok(Some(name))

@@ -20,7 +20,7 @@ use weir_common::{ct::KIND_SNAT, ct6::CtKey6};
 use super::{Agent, conntrack, is_bridge_name};
 use crate::{
     datapath::{CtRecord as _, CtTable, XdpChoice},
-    error::AgentError,
+    error::{AgentError, Chain},
     netlink::watch::{Change, Watch},
 };
 
@@ -180,7 +180,7 @@ pub async fn follow_host(agent: Arc<Mutex<Agent>>, mut watch: Watch) {
             continue;
         }
         if let Err(e) = agent.follow_host().await {
-            warn!(error = %e, "following the host's network");
+            warn!("following the host's network: {}", Chain(&e));
         }
     }
     warn!(

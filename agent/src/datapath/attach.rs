@@ -31,6 +31,7 @@ use super::{
     sys::{self, LinkInfo},
     xdp_program,
 };
+use crate::error::Chain;
 
 /// The pin name of `program`'s link on `interface` (dots, which bpffs
 /// refuses in names, become `_`), or on the cgroup.
@@ -192,8 +193,11 @@ impl Datapath {
             XdpChoice::Auto => match self.attach(program, &target(XdpMode::Driver)) {
                 Ok(()) => Ok(Some("native")),
                 Err(e) => {
-                    tracing::info!(uplink = %interface, error = %e,
-                        "no native XDP on this device: tc does the whole job");
+                    tracing::info!(
+                        uplink = %interface,
+                        "no native XDP on this device ({}): tc does the whole job",
+                        Chain(&e)
+                    );
                     self.drop_link(&link_name(program, Some(interface)))?;
                     Ok(None)
                 }
@@ -330,7 +334,7 @@ impl Datapath {
         };
         let as_fd_link = |e: LinkError| DatapathError::Link {
             name: program.to_owned(),
-            source: io::Error::other(e.to_string()),
+            source: io::Error::other(e),
         };
         match target {
             Target::Tcx {

@@ -97,73 +97,73 @@ pub const SOCK_PROGRAMS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
-    #[error("loading the eBPF object failed: {0}")]
+    #[error("loading the eBPF object")]
     Load(#[from] aya::EbpfError),
     #[error("the eBPF object has no program `{0}`")]
     MissingProgram(&'static str),
     #[error("the eBPF object has no map `{0}`")]
     MissingMap(&'static str),
-    #[error("program `{program}`: {source}")]
+    #[error("program `{program}`")]
     Program {
         program: &'static str,
         #[source]
         source: ProgramError,
     },
-    #[error("attaching `{program}` to {interface} failed: {source}")]
+    #[error("attaching `{program}` to {interface}")]
     Attach {
         program: &'static str,
         interface: String,
         #[source]
         source: ProgramError,
     },
-    #[error("pinning `{name}` at {path}: {source}")]
+    #[error("pinning `{name}` at {path}")]
     Pin {
         name: String,
         path: String,
         #[source]
         source: PinError,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     PinFile {
         path: String,
         #[source]
         source: io::Error,
     },
-    #[error("reading the entries of map `{map}`: {source}")]
+    #[error("reading the entries of map `{map}`")]
     Walk {
         map: &'static str,
         #[source]
         source: io::Error,
     },
-    #[error("taking an entry out of map `{map}`: {source}")]
+    #[error("taking an entry out of map `{map}`")]
     Take {
         map: &'static str,
         #[source]
         source: io::Error,
     },
-    #[error("reading the layout of map `{map}`: {source}")]
+    #[error("reading the layout of map `{map}`")]
     Layout {
         map: &'static str,
         #[source]
         source: io::Error,
     },
-    #[error("link `{name}`: {source}")]
+    #[error("link `{name}`")]
     Link {
         name: String,
         #[source]
         source: io::Error,
     },
-    #[error("opening cgroup {path}: {source}")]
+    #[error("opening cgroup {path}")]
     Cgroup {
         path: String,
         #[source]
         source: io::Error,
     },
-    #[error("counting the CPUs: {0}")]
+    #[error("counting the CPUs")]
     Cpus(#[source] io::Error),
-    #[error("reading this network namespace's cookie: {0}")]
+    #[error("reading this network namespace's cookie")]
     NetnsCookie(#[source] io::Error),
-    #[error("map `{map}`: {source}")]
+    #[error("map `{map}`")]
     Map {
         map: &'static str,
         #[source]

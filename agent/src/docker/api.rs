@@ -23,9 +23,9 @@ pub enum DockerError {
         status: StatusCode,
         message: String,
     },
-    #[error("talking to Docker: {0}")]
+    #[error("talking to Docker")]
     Http(#[from] hyper::Error),
-    #[error("Docker's answer to {path} is not what weir expects: {source}")]
+    #[error("Docker's answer to {path} is not what weir expects")]
     Decode {
         path: String,
         #[source]

@@ -25,7 +25,7 @@ use self::{
 use crate::{
     api::types::{ForeignEndpoint, ForeignNetwork},
     daemon::Agent,
-    error::AgentError,
+    error::{AgentError, Chain},
     owner::Owner,
 };
 
@@ -49,8 +49,12 @@ pub async fn follow(client: Client, agent: Arc<Mutex<Agent>>) {
     loop {
         match follow_once(&client, &agent, &mut wait).await {
             Ok(()) => {}
-            Err(e) => warn!(socket = %client.socket().display(), error = %e,
-                retry_in = ?wait, "not following Docker"),
+            Err(e) => {
+                warn!(
+                    socket = %client.socket().display(), retry_in = ?wait,
+                    "not following Docker: {}", Chain(&e)
+                );
+            }
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(BACKOFF.1);
@@ -84,7 +88,7 @@ async fn follow_once(
             )
             .await;
         if let Err(e) = &result {
-            debug!(error = %e, "Docker event stream ended");
+            debug!("Docker event stream ended: {}", Chain(e));
         }
         result
     });
@@ -100,8 +104,11 @@ async fn follow_once(
     info!(socket = %client.socket().display(), "following Docker");
     while let Some(event) = rx.recv().await {
         if let Err(e) = on_event(client, agent, &event).await {
-            warn!(kind = %event.kind, action = %event.action, id = %event.actor.id, error = %e,
-                "a Docker event could not be applied; the whole picture is read again");
+            warn!(
+                kind = %event.kind, action = %event.action, id = %event.actor.id,
+                "a Docker event could not be applied ({}); the whole picture is read again",
+                Chain(&e)
+            );
             sync_all(client, agent).await?;
         }
     }

@@ -15,18 +15,18 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use crate::{api::types::ClusterNode, daemon::Agent};
+use crate::{api::types::ClusterNode, daemon::Agent, error::Chain};
 
 /// Why a node list cannot be had from a file.
 #[derive(Debug, thiserror::Error)]
 pub enum NodesError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not a Kubernetes NodeList (kubectl get nodes -o json): {source}")]
+    #[error("{path} is not a Kubernetes NodeList (kubectl get nodes -o json)")]
     Parse {
         path: PathBuf,
         #[source]
@@ -37,7 +37,7 @@ pub enum NodesError {
 /// Why a text is not a node list.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeListError {
-    #[error("{0}")]
+    #[error(transparent)]
     Json(#[from] serde_json::Error),
     #[error("its item {index} has no metadata.name")]
     Nameless { index: usize },
@@ -90,12 +90,17 @@ pub async fn follow_file(path: PathBuf, agent: Arc<Mutex<Agent>>) {
             match read_nodes(&path) {
                 Ok(nodes) => {
                     if let Err(e) = agent.lock().await.sync_cluster_nodes(&nodes).await {
-                        warn!(error = %e, "the cluster's nodes could not be applied");
+                        warn!("the cluster's nodes could not be applied: {}", Chain(&e));
                     } else {
                         info!(nodes = nodes.len(), file = %path.display(), "the cluster's nodes");
                     }
                 }
-                Err(e) => warn!(error = %e, "keeping the routes of the last good node list"),
+                Err(e) => {
+                    warn!(
+                        "keeping the routes of the last good node list: {}",
+                        Chain(&e)
+                    );
+                }
             }
         }
         tokio::time::sleep(POLL).await;

@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::Node;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use crate::{api::types::ClusterNode, daemon::Agent};
+use crate::{api::types::ClusterNode, daemon::Agent, error::Chain};
 
 /// Why the API cannot be reached at all (a watch that fails later is
 /// retried, not an error).
@@ -133,7 +133,10 @@ pub async fn follow_api(client: Client, agent: Arc<Mutex<Agent>>) {
                     }
                 }
                 Some(Err(e)) => {
-                    warn!(error = %e, "watching the cluster's nodes (retried; the routes stay as the last good set made them)");
+                    warn!(
+                        "watching the cluster's nodes failed ({}); retried, the routes stay as the last good set made them",
+                        Chain(&e)
+                    );
                 }
                 None => return,
             },
@@ -143,7 +146,10 @@ pub async fn follow_api(client: Client, agent: Arc<Mutex<Agent>>) {
         match agent.lock().await.sync_cluster_nodes(&all).await {
             Ok(()) => info!(nodes = all.len(), "the cluster's nodes, from the API"),
             Err(e) => {
-                warn!(error = %e, "the cluster's nodes could not be applied; trying again");
+                warn!(
+                    "the cluster's nodes could not be applied ({}); trying again",
+                    Chain(&e)
+                );
                 pending = Some(all);
             }
         }

@@ -78,7 +78,7 @@ pub enum NetavarkError {
     /// The agent refused, in its own words.
     #[error("{message}")]
     Refused { message: String },
-    #[error("the weir agent: {0}")]
+    #[error("the weir agent: {}", crate::error::Chain(.0))]
     Agent(ClientError),
     #[error("encoding the answer: {0}")]
     Encode(serde_json::Error),
@@ -101,7 +101,10 @@ pub fn main() -> ExitCode {
         Ok(None) => ExitCode::SUCCESS,
         Err(e) => {
             // Podman decodes this with unknown fields refused: `error` alone.
-            println!("{}", json!({ "error": e.to_string() }));
+            println!(
+                "{}",
+                json!({ "error": crate::error::Chain(&e).to_string() })
+            );
             ExitCode::FAILURE
         }
     }

@@ -23,19 +23,19 @@ use rtnetlink::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
-    #[error("opening a netlink socket: {0}")]
+    #[error("opening a netlink socket")]
     Connect(#[source] std::io::Error),
     #[error("no link named {name}")]
     NoSuchLink { name: String },
-    #[error("{op} {target}: {source}")]
+    #[error("{op} {target}")]
     Request {
         op: &'static str,
         target: String,
         #[source]
         source: rtnetlink::Error,
     },
-    #[error("{0}")]
-    Feature(#[source] std::io::Error),
+    #[error(transparent)]
+    Feature(std::io::Error),
 }
 
 /// A netlink connection in the namespace of the thread that opened it.

@@ -25,7 +25,7 @@ pub enum ReserveError {
     NotLocal { ip: IpAddr },
     #[error("{proto} ports are not supported (TCP and UDP are)")]
     Unsupported { proto: Proto },
-    #[error("reserving {}/{proto}: {source}", SocketAddr::new(*.ip, *.port))]
+    #[error("reserving {}/{proto}", SocketAddr::new(*.ip, *.port))]
     Io {
         ip: IpAddr,
         port: u16,
