@@ -2,7 +2,8 @@
 //! checks IPv4's: a tracked flow's packet from outside, translated on the
 //! uplink, goes straight into its container (`EP_BY_IP6`,
 //! `bpf_redirect_peer`: `TC_ACT_REDIRECT`, the container's MAC, the hop
-//! limit lowered); a container's packet the FIB routes out of an uplink
+//! limit lowered), its answers translated on the veth; a container's
+//! packet the FIB routes out of an uplink
 //! is sent to its next hop (the MACs the lookup found, or the neighbour
 //! layer's when it has none yet), untranslated: the uplink's egress
 //! masquerades it. What is not the fast path's (no container here, the
@@ -142,6 +143,19 @@ fn a_new_flow_to_a_port_published_over_ipv6_goes_straight_into_its_container() {
             (PEER.parse().unwrap(), C.parse().unwrap()),
             "the client's address kept"
         );
+        // The answer is translated on the veth, as IPv4's is (no route out
+        // here: it goes on to the stack), and the uplink's egress passes it
+        // as it is, with no second lookup of its flow.
+        let synack = tcp6(C, PEER, (80, 40000), true, 64);
+        let out = h.run_tc("tc_from_container", &synack);
+        assert_eq!(out.verdict, TC_ACT_OK);
+        assert_eq!(
+            addrs(&out.frame),
+            (NODE6.parse().unwrap(), PEER.parse().unwrap())
+        );
+        assert_eq!(u16::from_be_bytes([out.frame[54], out.frame[55]]), 8080);
+        let on = h.run_tc("tc_to_uplink", &out.frame);
+        assert_eq!((on.verdict, &on.frame), (TC_ACT_OK, &out.frame));
     });
 }
 

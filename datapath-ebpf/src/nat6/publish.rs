@@ -5,7 +5,7 @@
 
 use aya_ebpf::{helpers::bpf_ktime_get_coarse_ns, maps::lpm_trie::Key, programs::TcContext};
 use weir_common::{
-    ct::{CT_INNER, KIND_DNAT, KIND_HAIRPIN, KIND_ROUTED},
+    ct::{CT_INNER, CT_STACK, KIND_DNAT, KIND_HAIRPIN, KIND_ROUTED},
     ct6::{CtKey6, Scratch6},
     drop::DropReason,
     network::{NET_ICC, NET_INTERNAL, NET_ROUTED},
@@ -119,12 +119,14 @@ unsafe fn track(
     Ok(())
 }
 
-/// `tc_from_container6`: a hairpin flow's packets (a container calling a
-/// port published on the node's IPv6 addresses, and its backend's
-/// answers) are translated on the veth and go on to the stack, which
-/// routes them to the bridge; a new such flow is tracked first
-/// ([`hairpin`]). Every other flow is the uplink's egress's to translate
-/// ([`super::egress`]), as it leaves.
+/// `tc_from_container6`: a tracked flow's packets are translated on the
+/// veth, as IPv4's are (a hairpin's both ways, a published port's
+/// answers, a masqueraded flow's packets after its first), so the
+/// uplink's egress passes them with one lookup of their source; a new
+/// hairpin flow (a container calling a port published on the node's IPv6
+/// addresses) is tracked first ([`hairpin`]). A new flow out is the
+/// uplink's egress's to track and translate ([`super::egress`]), as is a
+/// flow whose answers are the stack's (`CT_STACK`).
 #[inline(always)]
 pub fn from_container(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
     if on_veth(ctx)? == INGRESS_UNTRACKED && hairpin(ifindex)? {
@@ -141,11 +143,9 @@ fn on_veth(ctx: &TcContext) -> Result<u32, DropReason> {
     let Some((_, flow)) = read_flow(ctx)? else {
         return Ok(NOT_A_FLOW);
     };
-    // One lookup: a flow that is not a hairpin's is counted where it is
-    // translated, on the uplink.
     match CT6.get_ptr_mut(&flow.key) {
         // SAFETY: a pointer into a map value, valid for this program run.
-        Some(e) if unsafe { (*e).kind } == KIND_HAIRPIN => {
+        Some(e) if unsafe { (*e).flags } & CT_STACK == 0 => {
             // SAFETY: as above.
             unsafe {
                 touch(e, flow, ctx.len());
