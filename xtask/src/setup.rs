@@ -20,8 +20,8 @@ use crate::{cmd, toolchain::EbpfToolchain};
 /// features; its default is 23).
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
-/// Debian packages besides LLVM: bpftool, and the tools the test bed and
-/// benchmarks drive.
+/// Debian packages besides LLVM: bpftool, the tools the test bed and
+/// benchmarks drive, and what `cargo xtask deb` runs.
 const APT_PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "libzstd-dev",
@@ -45,7 +45,30 @@ const APT_PACKAGES: &[&str] = &[
     "containernetworking-plugins",
     // The CRI tests' client (`k8s-cri`) compiles the CRI's protobufs.
     "protobuf-compiler",
+    // `cargo xtask deb`: dpkg-shlibdeps for the package's Depends.
+    "dpkg-dev",
 ];
+
+/// Debian packages only the tests drive (`Scope::Tests`): the package's
+/// tests make a Debian 12 root (`mmdebstrap`), boot it with its own
+/// systemd (`systemd-nspawn`, in `systemd-container`) and check the
+/// package (`lintian`).
+const TEST_APT_PACKAGES: &[&str] = &["mmdebstrap", "systemd-container", "lintian"];
+
+/// Debian 12's mmdebstrap, the one the tests' cached root is made with
+/// (`tests/src/debian.rs`: `--variant=minbase --include`, a tarball made
+/// as root, with the device nodes a chroot needs).
+const MMDEBSTRAP_MIN: (u32, u32) = (1, 3);
+
+/// Debian 12's systemd-nspawn: the tests boot a Debian 12 root (systemd
+/// 252 inside) with `--network-veth-extra`, `--keep-unit` and
+/// `--register=no` on a host whose PID 1 may be no systemd.
+const NSPAWN_MIN: (u32, u32) = (252, 0);
+
+/// Debian 12's lintian: the tags `deploy/debian/lintian-overrides` names
+/// are its names (lintian renames tags between releases), and the test
+/// passes `--tag-display-limit`.
+const LINTIAN_MIN: (u32, u32) = (2, 116);
 
 /// The oldest Docker engine whose API (v1.41) the follower speaks.
 const DOCKER_MIN: (u32, u32) = (20, 10);
@@ -127,7 +150,7 @@ pub fn run(scope: Scope) -> anyhow::Result<Versions> {
     }
     let ebpf = ebpf_toolchain()?;
     let major = ebpf.llvm_major()?;
-    apt_packages(major)?;
+    apt_packages(major, scope)?;
     check_llvm(major)?;
     let bpf_linker = bpf_linker(major)?;
     check_docker()?;
@@ -137,6 +160,7 @@ pub fn run(scope: Scope) -> anyhow::Result<Versions> {
     check_podman()?;
     if scope == Scope::Tests {
         netavark()?;
+        check_package_tools()?;
     }
     bpffs()?;
     let versions = Versions {
@@ -189,12 +213,18 @@ fn ebpf_toolchain() -> anyhow::Result<EbpfToolchain> {
     EbpfToolchain::probe(&file.channel)
 }
 
-fn apt_packages(llvm: u32) -> anyhow::Result<()> {
+fn apt_packages(llvm: u32, scope: Scope) -> anyhow::Result<()> {
     let llvm_packages = [format!("llvm-{llvm}-dev"), format!("libpolly-{llvm}-dev")];
+    let tests = if scope == Scope::Tests {
+        TEST_APT_PACKAGES
+    } else {
+        &[]
+    };
     let wanted: Vec<&str> = llvm_packages
         .iter()
         .map(String::as_str)
         .chain(APT_PACKAGES.iter().copied())
+        .chain(tests.iter().copied())
         .collect();
     let installed = |p: &str| {
         cmd::stdout(cmd::new("dpkg-query").args(["-W", "-f=${Status}", p]))
@@ -431,6 +461,41 @@ fn check_compose() -> anyhow::Result<()> {
         "which the Compose tests' files need",
     )
 }
+/// The package's tests' tools are new enough: mmdebstrap, systemd-nspawn,
+/// lintian.
+fn check_package_tools() -> anyhow::Result<()> {
+    let out = cmd::stdout(Command::new("mmdebstrap").arg("--version"));
+    // `mmdebstrap 1.3.5`
+    at_least(
+        ("mmdebstrap --version", &out, "mmdebstrap"),
+        out.split_whitespace().nth(1).unwrap_or_default(),
+        MMDEBSTRAP_MIN,
+        "with which the tests' Debian root is made",
+    )?;
+    let out = cmd::stdout(Command::new("systemd-nspawn").arg("--version"));
+    // `systemd 252 (252.39-1~deb12u2)`
+    let version = out
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .trim_matches(['(', ')']);
+    at_least(
+        ("systemd-nspawn --version", &out, "systemd-container"),
+        version,
+        NSPAWN_MIN,
+        "with which the tests boot a Debian 12 root",
+    )?;
+    let out = cmd::stdout(Command::new("lintian").arg("--version"));
+    // `Lintian v2.116.3+deb12u1`
+    let version = out.split_whitespace().nth(1).unwrap_or_default();
+    at_least(
+        ("lintian --version", &out, "lintian"),
+        version.trim_start_matches('v'),
+        LINTIAN_MIN,
+        "whose tag names deploy/debian/lintian-overrides uses",
+    )
+}
+
 /// Podman 4: the tests run it with its CNI backend, which Podman 5 removed.
 fn check_podman() -> anyhow::Result<()> {
     let out = cmd::stdout(Command::new("podman").arg("--version"));
