@@ -20,6 +20,7 @@ mod install;
 mod setup;
 mod test;
 mod toolchain;
+mod versions;
 
 use clap::{Parser, Subcommand};
 use setup::Scope;
