@@ -22,7 +22,9 @@ use std::{
 use weir_tests::{
     World,
     debian::{self, Debs, Jail, Root},
-    eventually, shared,
+    eventually,
+    netns::unique_stem,
+    shared,
 };
 
 shared!(debs: Debs = Debs::build());
@@ -132,7 +134,11 @@ fn assert_same_but_dpkg(before: &BTreeSet<PathBuf>, after: &BTreeSet<PathBuf>) {
 #[test]
 fn lintian_has_nothing_to_say_but_the_explained_overrides() {
     let debs = debs();
+    // lintian leaves a file in TMPDIR at each run: one of the test's own.
+    let tmp = std::env::temp_dir().join(format!("{}-lintian", unique_stem()));
+    std::fs::create_dir_all(&tmp).unwrap();
     let out = Command::new("lintian")
+        .env("TMPDIR", &tmp)
         // Every level (info, pedantic, experimental), each tag explained,
         // the overridden ones shown.
         .args([
@@ -145,6 +151,7 @@ fn lintian_has_nothing_to_say_but_the_explained_overrides() {
         .arg(&debs.first)
         .output()
         .expect("lintian (cargo xtask setup installs it)");
+    let _ = std::fs::remove_dir_all(&tmp);
     let said = text(&out);
     // Tags are `E:`, `W:`, `I:`, `P:` (pedantic), `X:` (experimental),
     // `C:` (classification), `M:` (masked); `O:` is an overridden one.
