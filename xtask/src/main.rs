@@ -87,8 +87,8 @@ enum Task {
         /// one to test an upgrade with.
         #[arg(long, value_name = "VERSION")]
         version: Option<String>,
-        /// xz's level for the package's members (`dpkg-deb -z`): 6, as
-        /// dpkg-deb's default, takes a minute; 0 a few seconds.
+        /// xz's level for the package's members (`dpkg-deb -z`): 6 is
+        /// dpkg-deb's default; 0 packs debug binaries in 3 s, not 47.
         #[arg(long, value_name = "0-9", default_value_t = 6,
               value_parser = clap::value_parser!(u8).range(0..=9))]
         compress_level: u8,
