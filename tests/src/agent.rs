@@ -37,6 +37,19 @@ pub fn weir_bin() -> PathBuf {
     bin
 }
 
+/// The `xtask` binary beside `weir` (`cargo xtask` builds it; so does
+/// `cargo build -p xtask`).
+#[must_use]
+pub fn xtask_bin() -> PathBuf {
+    let bin = weir_bin().with_file_name("xtask");
+    assert!(
+        bin.exists(),
+        "{} is missing: `cargo xtask test` builds it",
+        bin.display()
+    );
+    bin
+}
+
 /// How the agent process gets into the node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Launch {

@@ -25,6 +25,10 @@
 //! - [`podman`]: real Podman with its CNI backend and `weir-cni`;
 //! - [`netavark`]: the real netavark (Podman 5's network stack) driven as
 //!   Podman drives it, `weir-netavark` its plugin;
+//! - [`debian`]: a Debian 12 root made by mmdebstrap (cached), and a
+//!   chroot jail to install the package in where no systemd runs;
+//! - [`nspawn`]: that root booted by its own systemd in
+//!   `systemd-nspawn`, to install the package where systemd runs;
 //! - [`image`]: the busybox image both engines import;
 //! - [`journal`]: a journald socket of the test's and `weir agent` started
 //!   as systemd starts it, in mount and PID namespaces of its own;
@@ -41,6 +45,7 @@ pub mod bench;
 pub mod cluster;
 pub mod compose;
 pub mod containerd;
+pub mod debian;
 pub mod docker;
 pub mod fuzz;
 pub mod image;
@@ -48,6 +53,7 @@ pub mod journal;
 pub mod kube;
 pub mod netavark;
 pub mod netns;
+pub mod nspawn;
 pub mod packet;
 pub mod podman;
 pub mod prog;
@@ -117,4 +123,41 @@ pub fn eventually<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) ->
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Makes the program `cmd` starts get SIGKILL when the thread that
+/// started it ends (`PR_SET_PDEATHSIG`): a daemon a test starts never
+/// outlives a test process that was killed. A test's own teardown stops
+/// it first, from the same thread.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+/// The processes whose parent is `parent` (from `/proc`), with the
+/// `NSpid:` line of each (its pid in every PID namespace it is in, the
+/// innermost last).
+#[must_use]
+pub fn children(parent: u32) -> Vec<(u32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let child: u32 = e.file_name().to_str()?.parse().ok()?;
+            let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+            let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name));
+            let ppid: u32 = field("PPid:")?.trim().parse().ok()?;
+            (ppid == parent).then(|| (child, field("NSpid:").unwrap_or("").trim().to_owned()))
+        })
+        .collect()
 }

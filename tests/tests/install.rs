@@ -11,18 +11,7 @@ use std::{
     process::Command,
 };
 
-use weir_tests::agent::weir_bin;
-
-/// The `xtask` binary beside `weir` (`cargo xtask` builds it).
-fn xtask_bin() -> PathBuf {
-    let bin = weir_bin().with_file_name("xtask");
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo xtask test` builds it",
-        bin.display()
-    );
-    bin
-}
+use weir_tests::agent::{weir_bin, xtask_bin};
 
 fn xtask(args: &[&str], root: &Path) -> String {
     let bin = xtask_bin();
@@ -135,89 +124,4 @@ fn the_version_names_the_datapath_object_and_its_toolchain() {
         .unwrap();
     assert_eq!(hash.len(), 16, "{v}");
     assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()), "{v}");
-}
-
-/// A dpkg database of nothing under `root`: a throw-away system for
-/// `dpkg --root`.
-fn empty_dpkg_root(root: &Path) {
-    for d in [
-        "var/lib/dpkg/info",
-        "var/lib/dpkg/updates",
-        "var/lib/dpkg/triggers",
-    ] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    for f in ["var/lib/dpkg/status", "var/lib/dpkg/available"] {
-        std::fs::write(root.join(f), "").unwrap();
-    }
-}
-
-fn dpkg(root: &Path, args: &[&str]) -> String {
-    let out = Command::new("dpkg")
-        .arg(format!("--root={}", root.display()))
-        .args(args)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "dpkg {args:?}: {text}");
-    text
-}
-
-#[test]
-fn the_deb_installs_and_removes_cleanly_in_a_throw_away_root() {
-    let dir = std::env::temp_dir().join(format!("weir-deb-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let deb = dir.join("weir.deb");
-    let from = weir_bin().parent().unwrap().to_owned();
-    let out = Command::new(xtask_bin())
-        .args(["deb", "--from"])
-        .arg(&from)
-        .arg("--out")
-        .arg(&deb)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let root = dir.join("root");
-    empty_dpkg_root(&root);
-    // Its dependencies are the real system's, not this root's.
-    dpkg(
-        &root,
-        &["--force-depends", "--install", deb.to_str().unwrap()],
-    );
-    let listed = dpkg(&root, &["--listfiles", "weir"]);
-    for want in [
-        "/usr/bin/weir",
-        "/usr/bin/weir-cni",
-        "/usr/libexec/netavark/weir",
-        "/usr/lib/systemd/system/weir.service",
-        "/usr/share/man/man1/weir-agent.1",
-        "/usr/share/bash-completion/completions/weir",
-    ] {
-        assert!(
-            listed.lines().any(|l| l == want),
-            "{want} not in the package: {listed}"
-        );
-        assert!(
-            root.join(want.trim_start_matches('/')).exists(),
-            "{want} not installed"
-        );
-    }
-    let version = Command::new(root.join("usr/bin/weir"))
-        .arg("--version")
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&version.stdout).contains("datapath"));
-    dpkg(&root, &["--purge", "weir"]);
-    let left: Vec<PathBuf> = files(&root)
-        .into_iter()
-        .filter(|p| !p.starts_with("var/lib/dpkg"))
-        .collect();
-    assert!(left.is_empty(), "the removal left {left:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -20,6 +20,7 @@ mod install;
 mod setup;
 mod test;
 mod toolchain;
+mod versions;
 
 use clap::{Parser, Subcommand};
 use setup::Scope;
@@ -72,7 +73,9 @@ enum Task {
         from: Option<std::path::PathBuf>,
     },
     /// Setup and a release build, then a Debian package of the files
-    /// `install` puts in place (prefix /usr), built with dpkg-deb.
+    /// `install` puts in place (prefix /usr), with maintainer scripts that
+    /// enable, start, restart, stop and purge as Debian's do, built with
+    /// dpkg-deb.
     Deb {
         /// Take the binaries from this directory instead of building them.
         #[arg(long, value_name = "DIR")]
@@ -80,6 +83,15 @@ enum Task {
         /// Where the .deb goes (default `target/deb/weir_VERSION_ARCH.deb`).
         #[arg(long, value_name = "FILE")]
         out: Option<std::path::PathBuf>,
+        /// The package's version (default the crate's), e.g. a second
+        /// one to test an upgrade with.
+        #[arg(long, value_name = "VERSION")]
+        version: Option<String>,
+        /// xz's level for the package's members (`dpkg-deb -z`): 6 is
+        /// dpkg-deb's default; 0 packs debug binaries in 3 s, not 47.
+        #[arg(long, value_name = "0-9", default_value_t = 6,
+              value_parser = clap::value_parser!(u8).range(0..=9))]
+        compress_level: u8,
     },
     /// Remove what `install` put in place (not the state, not the pins).
     Uninstall {
@@ -133,11 +145,22 @@ fn main() -> anyhow::Result<()> {
             install::install(&target.target(), from.as_deref())
         }
         Task::Uninstall { target } => install::uninstall(&target.target()),
-        Task::Deb { from, out } => {
+        Task::Deb {
+            from,
+            out,
+            version,
+            compress_level,
+        } => {
             if from.is_none() {
                 setup::run(Scope::Build)?;
             }
-            deb::build(from.as_deref(), out.as_deref()).map(drop)
+            deb::build(&deb::Options {
+                from: from.as_deref(),
+                out: out.as_deref(),
+                version: version.as_deref(),
+                compress_level,
+            })
+            .map(drop)
         }
     }
 }

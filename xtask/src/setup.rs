@@ -14,14 +14,18 @@ use std::{fs, path::Path, process::Command};
 
 use anyhow::{Context as _, bail};
 
-use crate::{cmd, toolchain::EbpfToolchain};
+use crate::{
+    cmd,
+    toolchain::EbpfToolchain,
+    versions::{check_compose, check_docker, check_package_tools, check_podman, check_protoc},
+};
 
 /// The bpf-linker release setup installs (it has `llvm-21`..`llvm-23`
 /// features; its default is 23).
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
-/// Debian packages besides LLVM: bpftool, and the tools the test bed and
-/// benchmarks drive.
+/// Debian packages besides LLVM: bpftool, the tools the test bed and
+/// benchmarks drive, and what `cargo xtask deb` runs.
 const APT_PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "libzstd-dev",
@@ -45,14 +49,15 @@ const APT_PACKAGES: &[&str] = &[
     "containernetworking-plugins",
     // The CRI tests' client (`k8s-cri`) compiles the CRI's protobufs.
     "protobuf-compiler",
+    // `cargo xtask deb`: dpkg-shlibdeps for the package's Depends.
+    "dpkg-dev",
 ];
 
-/// The oldest Docker engine whose API (v1.41) the follower speaks.
-const DOCKER_MIN: (u32, u32) = (20, 10);
-
-/// The oldest `docker-compose` the Compose tests' files are written for
-/// (file format 2.4 with `enable_ipv6`, `--scale`): Debian 12's 1.29.
-const COMPOSE_MIN: (u32, u32) = (1, 29);
+/// Debian packages only the tests drive (`Scope::Tests`): the package's
+/// tests make a Debian 12 root (`mmdebstrap`), boot it with its own
+/// systemd (`systemd-nspawn`, in `systemd-container`) and check the
+/// package (`lintian`).
+const TEST_APT_PACKAGES: &[&str] = &["mmdebstrap", "systemd-container", "lintian"];
 
 const BPFFS: &str = "/sys/fs/bpf";
 
@@ -127,7 +132,7 @@ pub fn run(scope: Scope) -> anyhow::Result<Versions> {
     }
     let ebpf = ebpf_toolchain()?;
     let major = ebpf.llvm_major()?;
-    apt_packages(major)?;
+    apt_packages(major, scope)?;
     check_llvm(major)?;
     let bpf_linker = bpf_linker(major)?;
     check_docker()?;
@@ -137,6 +142,7 @@ pub fn run(scope: Scope) -> anyhow::Result<Versions> {
     check_podman()?;
     if scope == Scope::Tests {
         netavark()?;
+        check_package_tools()?;
     }
     bpffs()?;
     let versions = Versions {
@@ -148,7 +154,7 @@ pub fn run(scope: Scope) -> anyhow::Result<Versions> {
     Ok(versions)
 }
 
-fn report(what: &str, done: bool) {
+pub fn report(what: &str, done: bool) {
     eprintln!(
         "setup: {what:<32} {}",
         if done { "installed" } else { "ok" }
@@ -189,12 +195,18 @@ fn ebpf_toolchain() -> anyhow::Result<EbpfToolchain> {
     EbpfToolchain::probe(&file.channel)
 }
 
-fn apt_packages(llvm: u32) -> anyhow::Result<()> {
+fn apt_packages(llvm: u32, scope: Scope) -> anyhow::Result<()> {
     let llvm_packages = [format!("llvm-{llvm}-dev"), format!("libpolly-{llvm}-dev")];
+    let tests = if scope == Scope::Tests {
+        TEST_APT_PACKAGES
+    } else {
+        &[]
+    };
     let wanted: Vec<&str> = llvm_packages
         .iter()
         .map(String::as_str)
         .chain(APT_PACKAGES.iter().copied())
+        .chain(tests.iter().copied())
         .collect();
     let installed = |p: &str| {
         cmd::stdout(cmd::new("dpkg-query").args(["-W", "-f=${Status}", p]))
@@ -338,69 +350,6 @@ fn bpf_linker(major: u32) -> anyhow::Result<Linker> {
     Ok(built)
 }
 
-/// dockerd is new enough for `weir agent --docker` (API v1.41).
-fn check_docker() -> anyhow::Result<()> {
-    let out = cmd::stdout(Command::new("dockerd").arg("--version"));
-    // `Docker version 20.10.24+dfsg1, build 297e128`
-    let version = out
-        .split_whitespace()
-        .nth(2)
-        .unwrap_or_default()
-        .trim_end_matches(',');
-    at_least(
-        ("dockerd --version", &out, "docker.io"),
-        version,
-        DOCKER_MIN,
-        "whose API (v1.41) weir follows",
-    )
-}
-
-/// Checks that `version` (`MAJOR.MINOR...`, read from what `command`
-/// printed, `said`; `package` installs it) is `min` or later, which `why`
-/// needs; says so.
-fn at_least(
-    (command, said, package): (&str, &str, &str),
-    version: &str,
-    min: (u32, u32),
-    why: &str,
-) -> anyhow::Result<()> {
-    let mut parts = version.split('.').map(|p| {
-        p.chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse::<u32>()
-            .ok()
-    });
-    let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
-        bail!(
-            "`{command}` said `{}`: is {package} installed?",
-            said.trim()
-        );
-    };
-    if (major, minor) < min {
-        bail!(
-            "{package} {version} is older than {}.{}, {why}",
-            min.0,
-            min.1
-        );
-    }
-    report(&format!("{package} {version}"), false);
-    Ok(())
-}
-
-/// protoc can compile the CRI's protobufs (proto3 `optional`: 3.15).
-fn check_protoc() -> anyhow::Result<()> {
-    let out = cmd::stdout(Command::new("protoc").arg("--version"));
-    // `libprotoc 3.21.12`
-    let version = out.split_whitespace().nth(1).unwrap_or_default();
-    at_least(
-        ("protoc --version", &out, "protobuf-compiler"),
-        version,
-        (3, 15),
-        "which the CRI's protobufs need",
-    )
-}
-
 /// Bridged IPv4 goes through netfilter where a namespace asks for it
 /// (`net.bridge.bridge-nf-call-iptables`): the cluster tests' nodes do, as
 /// Kubernetes nodes do, for kube-proxy's answers between pods of one
@@ -418,42 +367,6 @@ fn br_netfilter() -> anyhow::Result<()> {
     }
     report("br_netfilter", false);
     Ok(())
-}
-
-/// `docker-compose` is new enough for the Compose tests' files.
-fn check_compose() -> anyhow::Result<()> {
-    let out = cmd::stdout(Command::new("docker-compose").args(["version", "--short"]));
-    // `1.29.2`
-    at_least(
-        ("docker-compose version --short", &out, "docker-compose"),
-        out.trim(),
-        COMPOSE_MIN,
-        "which the Compose tests' files need",
-    )
-}
-/// Podman 4: the tests run it with its CNI backend, which Podman 5 removed.
-fn check_podman() -> anyhow::Result<()> {
-    let out = cmd::stdout(Command::new("podman").arg("--version"));
-    // `podman version 4.3.1`
-    let version = out.split_whitespace().nth(2).unwrap_or_default().to_owned();
-    match parse_major(&version) {
-        Some(4) => {
-            report(&format!("podman {version} (CNI backend)"), false);
-            Ok(())
-        }
-        Some(major) => bail!(
-            "podman {version}: the tests need Podman 4 (its CNI backend; Podman {major} has {})",
-            if major >= 5 {
-                "only netavark"
-            } else {
-                "no CNI network config dir"
-            }
-        ),
-        None => bail!(
-            "`podman --version` said `{}`: is podman installed?",
-            out.trim()
-        ),
-    }
 }
 
 /// The version a netavark binary reports (`netavark 2.1.0`), if it runs.

@@ -128,7 +128,8 @@ fn run_counting(cmd: &mut Command) -> (anyhow::Result<()>, Totals) {
 }
 
 /// Deletes what test-bed worlds of dead processes left: namespaces, and the
-/// agents' bpffs and temporary directories (named like the namespaces).
+/// agents' bpffs and temporary directories (named like the namespaces;
+/// the package tests' Debian roots are tmpfs mounts, unmounted first).
 /// Returns how many namespaces it deleted.
 fn sweep_test_namespaces() -> usize {
     let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
@@ -145,6 +146,8 @@ fn sweep_test_namespaces() -> usize {
             .map(|e| e.file_name().to_string_lossy().into_owned() + "\n")
             .collect();
         for name in stale_test_namespaces(&names, alive) {
+            // A Debian root of the package's tests is a tmpfs mount.
+            let _ = cmd::succeeds(cmd::new("umount").arg("-l").arg(root.join(&name)));
             let _ = std::fs::remove_dir_all(root.join(name));
         }
     }
