@@ -148,23 +148,37 @@ fn route(
         // SAFETY: a helper taking plain values.
         return Ok(unsafe { bpf_redirect(p.ifindex, 0) } as i32);
     }
-    let mut nh = bpf_redir_neigh {
+    let nh = bpf_redir_neigh {
         nh_family: u32::from(AF_INET),
         // SAFETY: the lookup wrote the next hop's address here.
         __bindgen_anon_1: aya_ebpf::bindings::bpf_redir_neigh__bindgen_ty_1 {
             ipv4_nh: unsafe { p.__bindgen_anon_4.ipv4_dst },
         },
     };
+    Ok(via_neighbour(p.ifindex, nh))
+}
+
+/// Sends the packet out of `ifindex` through the neighbour layer, which
+/// resolves `nh` (the next hop a FIB lookup named, when it had no MAC for
+/// it) and addresses the frame itself.
+#[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    reason = "the helper takes an i32 size and returns an i64 by its ABI: \
+              the size is a struct's bytes, the return a tc verdict"
+)]
+pub(crate) fn via_neighbour(ifindex: u32, mut nh: bpf_redir_neigh) -> i32 {
     // SAFETY: `nh` is a valid next hop of the size we pass.
     let verdict = unsafe {
         bpf_redirect_neigh(
-            p.ifindex,
+            ifindex,
             &raw mut nh,
             mem::size_of::<bpf_redir_neigh>() as i32,
             0,
         )
     };
-    Ok(verdict as i32)
+    verdict as i32
 }
 
 /// A FIB lookup's parameters, aligned for word stores.

@@ -23,7 +23,7 @@ use core::mem;
 use aya_ebpf::{
     EbpfContext,
     bindings::{bpf_fib_lookup, bpf_redir_neigh, bpf_redir_neigh__bindgen_ty_1},
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_peer},
     maps::lpm_trie::Key,
     programs::TcContext,
 };
@@ -33,7 +33,7 @@ use weir_common::{
 };
 
 use crate::{
-    fwd::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, Fib, zeroed_fib},
+    fwd::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, Fib, via_neighbour, zeroed_fib},
     maps::{CLUSTER6, EP_BY_IP6, NETWORKS6, UPLINKS, UPLINKS6},
     parse::IP_OFF,
     verdict::TC_PASS,
@@ -128,23 +128,14 @@ pub fn out_via_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
         // SAFETY: a helper taking plain values.
         return Ok(unsafe { bpf_redirect(p.ifindex, 0) } as i32);
     }
-    let mut nh = bpf_redir_neigh {
+    let nh = bpf_redir_neigh {
         nh_family: u32::from(AF_INET6),
         __bindgen_anon_1: bpf_redir_neigh__bindgen_ty_1 {
             // SAFETY: the lookup wrote the next hop's address here.
             ipv6_nh: unsafe { p.__bindgen_anon_4.ipv6_dst },
         },
     };
-    // SAFETY: `nh` is a valid next hop of the size we pass.
-    let verdict = unsafe {
-        bpf_redirect_neigh(
-            p.ifindex,
-            &raw mut nh,
-            mem::size_of::<bpf_redir_neigh>() as i32,
-            0,
-        )
-    };
-    Ok(verdict as i32)
+    Ok(via_neighbour(p.ifindex, nh))
 }
 
 /// Lowers the hop limit by one, as forwarding does; `false` (nothing

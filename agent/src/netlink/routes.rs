@@ -65,25 +65,36 @@ impl fmt::Display for WeirRoute {
 }
 
 impl Netlink {
+    /// Every route of one family (`family`: an empty message of it), of
+    /// every table.
+    async fn routes_of(&self, family: RouteMessage) -> Result<Vec<RouteMessage>, NetlinkError> {
+        self.handle
+            .route()
+            .get(family)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| request("list routes", "", e))
+    }
+
+    /// Both families' empty route messages, IPv4's first.
+    fn families() -> [RouteMessage; 2] {
+        [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ]
+    }
+
     /// The devices of the main table's default routes: the IPv4 one's
     /// first, then the IPv6 one's when it is another (of several default
     /// routes of a family, the one with the lowest metric, which the
     /// kernel uses). A route with no single device (multipath) is skipped.
     pub async fn default_route_devices(&self) -> Result<Vec<String>, NetlinkError> {
         let mut out: Vec<String> = Vec::new();
-        for family in [
-            RouteMessageBuilder::<Ipv4Addr>::new().build(),
-            RouteMessageBuilder::<Ipv6Addr>::new().build(),
-        ] {
-            let routes: Vec<RouteMessage> = self
-                .handle
-                .route()
-                .get(family)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(|e| request("list routes", "", e))?;
-            let best = routes
+        for family in Self::families() {
+            let best = self
+                .routes_of(family)
+                .await?
                 .iter()
                 .filter(|r| super::watch::is_main_default(r))
                 .filter_map(|r| {
@@ -111,19 +122,8 @@ impl Netlink {
     /// The main table's routes weir made, of both families.
     pub async fn weir_routes(&self) -> Result<Vec<WeirRoute>, NetlinkError> {
         let mut all = Vec::new();
-        for family in [
-            RouteMessageBuilder::<Ipv4Addr>::new().build(),
-            RouteMessageBuilder::<Ipv6Addr>::new().build(),
-        ] {
-            let routes: Vec<_> = self
-                .handle
-                .route()
-                .get(family)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(|e| request("list routes", "", e))?;
-            all.extend(routes.iter().filter_map(weir_route));
+        for family in Self::families() {
+            all.extend(self.routes_of(family).await?.iter().filter_map(weir_route));
         }
         Ok(all)
     }
