@@ -54,6 +54,29 @@ pub fn tcp_ack4(src: SocketAddrV4, dst: SocketAddrV4, seq: u32, ack: u32, syn: b
     frame
 }
 
+/// An Ethernet/IPv6/TCP segment: a SYN, or with `ack` an ACK (and SYN if
+/// `syn` too).
+#[must_use]
+pub fn tcp6(
+    src: std::net::SocketAddrV6,
+    dst: std::net::SocketAddrV6,
+    syn: bool,
+    ack: Option<u32>,
+) -> Vec<u8> {
+    let mut builder = PacketBuilder::ethernet2(MAC_CONTAINER, MAC_HOST)
+        .ipv6(src.ip().octets(), dst.ip().octets(), TTL)
+        .tcp(src.port(), dst.port(), 1, 64240);
+    if let Some(ack) = ack {
+        builder = builder.ack(ack);
+    }
+    if syn {
+        builder = builder.syn();
+    }
+    let mut frame = Vec::with_capacity(builder.size(0));
+    builder.write(&mut frame, &[]).expect("build TCP frame");
+    frame
+}
+
 /// An Ethernet/IPv4/TCP reset (with ACK), as a closing socket with
 /// `SO_LINGER` 0 sends it.
 #[must_use]
@@ -345,9 +368,15 @@ fn refresh_ip_csum(ip: &mut [u8]) {
     ip[10..12].copy_from_slice(&csum.to_be_bytes());
 }
 
-/// Sets the TTL of an IPv4 frame, with its header checksum made anew.
+/// Sets the TTL of an IPv4 frame, with its header checksum made anew (an
+/// IPv6 frame's hop limit).
 pub fn set_ttl(frame: &mut [u8], ttl: u8) {
     let ip = &mut frame[IPV4_OFFSET..];
+    if ip[0] >> 4 == 6 {
+        // IPv6's hop limit, which no checksum covers.
+        ip[7] = ttl;
+        return;
+    }
     ip[8] = ttl;
     refresh_ip_csum(ip);
 }

@@ -28,6 +28,7 @@ fn the_per_packet_measure_times_every_case_and_the_hot_ones_hot() {
             ("tc_from_container", "new flow out (policy)"),
             ("tc_to_uplink", "established (SNAT)"),
             ("tc_to_uplink", "translated on the veth (passes)"),
+            ("tc_to_uplink", "IPv6: translated on the veth (passes)"),
             ("-", "(floor) a program that only returns"),
             ("-", "(floor) one helper call"),
             ("-", "(floor) a CT4-sized LRU lookup, hit"),

@@ -43,8 +43,10 @@ use weir_common::{
 use super::{floor::Floor, median};
 use crate::{
     packet::{self, view},
-    prog::{DEFAULT_FLAGS, Harness, TC_ACT_SHOT, TEST_IFINDEX, XDP_DROP, net_info, node_ns},
+    prog::{DEFAULT_FLAGS, Harness, TC_ACT_SHOT, TEST_IFINDEX, XDP_DROP, net_info, node_ns6},
 };
+
+mod six;
 
 const NODE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
@@ -111,9 +113,10 @@ fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
 pub fn measure(runs: u32) -> Costs {
     // Run-time accounting is on while this descriptor is open.
     let _stats = enable_stats(Stats::RunTime).expect("BPF_ENABLE_STATS");
-    node_ns("bench").run(|| {
+    node_ns6("bench").run(|| {
         let mut h = harness();
         let (ack_in, answer, ack_out) = flows(&mut h);
+        let (ack_in6, answer6, ack_out6) = six::flows(&mut h, up0());
         let records = RefCell::new(
             aya_log::EbpfLogger::init_with_logger(h.datapath.ebpf_mut(), Discard)
                 .expect("the trace's ring"),
@@ -192,6 +195,7 @@ pub fn measure(runs: u32) -> Costs {
             )
             .hot(Hot::Same),
         ]);
+        cases.extend(six::cases(&ack_in6, &answer6, &ack_out6));
         cases.extend(floor_cases(&floors, &ack_in));
         let costs = rounds(&mut h, &cases, runs);
         let sizes = sizes(&mut h);
@@ -389,6 +393,15 @@ fn packets(h: &mut Harness, keys: &[CtKey]) -> u64 {
     keys.iter()
         .map(|k| ct.get(k, 0).expect("a loop entry").packets)
         .sum()
+}
+
+/// The index of [`node_ns6`]'s uplink `up0`, in the calling thread's
+/// namespace.
+fn up0() -> u32 {
+    // SAFETY: a NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(c"up0".as_ptr()) };
+    assert_ne!(index, 0, "no up0");
+    index
 }
 
 /// A source port per run (new flows must not meet old ones).
