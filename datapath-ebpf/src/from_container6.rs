@@ -22,7 +22,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     let ep = policy::endpoint(ctx)?;
     // SAFETY: the skb pointer is the program's context.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    v6::from_container(ctx, ifindex, &ep)?;
+    let beyond = v6::from_container(ctx, ifindex, &ep)?;
     nat6::from_container(ctx, ifindex)?;
-    fwd6::out_via_uplink(ctx)
+    fwd6::out_via_uplink(ctx, beyond)
 }

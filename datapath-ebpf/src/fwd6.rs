@@ -17,6 +17,9 @@
 //!
 //! The hop limit is lowered as forwarding would (no checksum covers it);
 //! a packet whose hop limit is spent goes to the stack, which answers it.
+//! The header is read in place and the frame's changed bytes (MACs, hop
+//! limit) written in one `bpf_skb_store_bytes`: a helper call is among
+//! the dearest things a program does on a packet (see `head`).
 
 use core::mem;
 
@@ -27,6 +30,7 @@ use aya_ebpf::{
     maps::lpm_trie::Key,
     programs::TcContext,
 };
+use network_types::ip::Ipv6Hdr;
 use weir_common::{
     drop::DropReason,
     network::{CLUSTER_SERVICES, MARK_VIA_STACK},
@@ -34,46 +38,56 @@ use weir_common::{
 
 use crate::{
     fwd::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, Fib, via_neighbour, zeroed_fib},
-    maps::{CLUSTER6, EP_BY_IP6, NETWORKS6, UPLINKS, UPLINKS6},
-    parse::IP_OFF,
+    maps::{CLUSTER6, EP_BY_IP6, UPLINKS, UPLINKS6},
+    parse::{IP_OFF, ptr_at},
     verdict::TC_PASS,
 };
 
 const AF_INET6: u8 = 10;
-const NEXT_OFF: usize = IP_OFF + 6;
-const HOP_OFF: usize = IP_OFF + 7;
-const SRC_OFF: usize = IP_OFF + 8;
-const DST_OFF: usize = IP_OFF + 24;
+/// The bytes a forwarded frame changes, written back in one store: the
+/// MACs, the ethertype and the IPv6 header's first 8 bytes, the hop limit
+/// last.
+const HEAD: usize = IP_OFF + 8;
+const HOP: usize = HEAD - 1;
 
 /// A translated packet from outside, now addressed to a container of this
 /// node: hop limit - 1, the frame addressed to the container's MAC from
 /// the MAC it was sent to, then `bpf_redirect_peer`. Else (no container
-/// here, the hop limit spent) `TC_PASS`.
+/// here, the hop limit spent, a header not in the linear data) `TC_PASS`.
+/// The header is read in place and written with one helper call.
 #[inline(never)]
 #[expect(
     clippy::cast_possible_truncation,
     reason = "`bpf_redirect_peer` returns an i64 by its ABI, here a tc verdict"
 )]
 pub fn to_container(ctx: &TcContext) -> Result<i32, DropReason> {
-    let daddr: [u8; 16] = ctx.load(DST_OFF).map_err(|_| DropReason::Malformed)?;
+    let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, IP_OFF) else {
+        return Ok(TC_PASS);
+    };
+    // SAFETY: `ptr_at` checked the header is in the packet.
+    let daddr = unsafe { (*ip).dst_addr };
     let Some(ep) = EP_BY_IP6.get_ptr(daddr) else {
         return Ok(TC_PASS);
     };
     // SAFETY: a value pointer from a map lookup, read at once.
     let ep = unsafe { *ep };
-    if !hop(ctx)? {
+    let Some(mut head) = head(ctx) else {
+        return Ok(TC_PASS);
+    };
+    let was = [head[0], head[1], head[2], head[3], head[4], head[5]];
+    if !forwarded(ctx, &mut head, ep.mac, was)? {
         return Ok(TC_PASS);
     }
-    let was: [u8; 6] = ctx.load(0).map_err(|_| DropReason::Malformed)?;
-    macs(ctx, ep.mac, was)?;
     // SAFETY: a helper taking plain values.
     Ok(unsafe { bpf_redirect_peer(ep.ifindex, 0) } as i32)
 }
 
 /// A container's packet that its veth's rules let go, untranslated or
 /// translated there: sent to its next hop when the FIB routes it out of an
-/// uplink; else (multicast, link-local, a local network, the node itself,
-/// the cluster, no route, hop limit spent) `TC_PASS`, as before.
+/// uplink. `beyond`: the rules found its destination beyond every network
+/// of the node (not multicast, link-local, a network or a gateway); else,
+/// and for the cluster, no route, a route that is no uplink's, a spent hop
+/// limit, `TC_PASS`, as before.
 #[inline(never)]
 #[expect(
     clippy::cast_possible_truncation,
@@ -81,12 +95,15 @@ pub fn to_container(ctx: &TcContext) -> Result<i32, DropReason> {
     reason = "the helpers take an i32 size and return an i64 by their ABI: \
               the sizes are a struct's bytes, the returns tc verdicts"
 )]
-pub fn out_via_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
-    let dst: [u8; 16] = ctx.load(DST_OFF).map_err(|_| DropReason::Malformed)?;
-    let link_local = dst[0] == 0xfe && dst[1] & 0xc0 == 0x80;
-    if dst[0] == 0xff || link_local || NETWORKS6.get(&Key::new(128, dst)).is_some() {
+pub fn out_via_uplink(ctx: &TcContext, beyond: bool) -> Result<i32, DropReason> {
+    if !beyond {
         return Ok(TC_PASS);
     }
+    let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, IP_OFF) else {
+        return Ok(TC_PASS);
+    };
+    // SAFETY: `ptr_at` checked the header is in the packet.
+    let (src, dst, next) = unsafe { ((*ip).src_addr, (*ip).dst_addr, (*ip).next_hdr) };
     if let Some(flags) = CLUSTER6.get(&Key::new(128, dst)) {
         if flags & CLUSTER_SERVICES != 0 {
             // SAFETY: the skb pointer is the program's context.
@@ -95,8 +112,6 @@ pub fn out_via_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
         }
         return Ok(TC_PASS);
     }
-    let src: [u8; 16] = ctx.load(SRC_OFF).map_err(|_| DropReason::Malformed)?;
-    let next: u8 = ctx.load(NEXT_OFF).map_err(|_| DropReason::Malformed)?;
     let mut fib = mem::MaybeUninit::<Fib>::uninit();
     let p = zeroed_fib(&mut fib);
     p.family = AF_INET6;
@@ -118,13 +133,27 @@ pub fn out_via_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
         )
     };
     let routed = rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH;
-    let uplink = UPLINKS6.get_ptr(p.ifindex).is_some() || UPLINKS.get_ptr(p.ifindex).is_some();
-    if !routed || !uplink || !hop(ctx)? {
+    if !routed || (UPLINKS6.get_ptr(p.ifindex).is_none() && UPLINKS.get_ptr(p.ifindex).is_none()) {
         return Ok(TC_PASS);
     }
-    if rc == BPF_FIB_LKUP_RET_SUCCESS {
-        // The lookup found the next hop's MAC: straight to the device.
-        macs(ctx, p.dmac, p.smac)?;
+    // The packet pointers do not outlive the lookup: read the head again.
+    let Some(mut head) = head(ctx) else {
+        return Ok(TC_PASS);
+    };
+    let known = rc == BPF_FIB_LKUP_RET_SUCCESS;
+    // Unknown, the neighbour layer addresses the frame: the MACs stay.
+    let (dmac, smac) = if known {
+        (p.dmac, p.smac)
+    } else {
+        (
+            [head[0], head[1], head[2], head[3], head[4], head[5]],
+            [head[6], head[7], head[8], head[9], head[10], head[11]],
+        )
+    };
+    if !forwarded(ctx, &mut head, dmac, smac)? {
+        return Ok(TC_PASS);
+    }
+    if known {
         // SAFETY: a helper taking plain values.
         return Ok(unsafe { bpf_redirect(p.ifindex, 0) } as i32);
     }
@@ -138,25 +167,33 @@ pub fn out_via_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
     Ok(via_neighbour(p.ifindex, nh))
 }
 
-/// Lowers the hop limit by one, as forwarding does; `false` (nothing
-/// written) when it is spent: the stack answers that packet.
+/// The frame's first [`HEAD`] bytes, read in place (`None`: not in the
+/// linear data).
 #[inline(always)]
-fn hop(ctx: &TcContext) -> Result<bool, DropReason> {
-    let limit: u8 = ctx.load(HOP_OFF).map_err(|_| DropReason::Malformed)?;
-    if limit <= 1 {
-        return Ok(false);
-    }
-    ctx.store(HOP_OFF, &(limit - 1), 0)
-        .map_err(|_| DropReason::RewriteFailed)
-        .map(|()| true)
+fn head(ctx: &TcContext) -> Option<[u8; HEAD]> {
+    let p = ptr_at::<[u8; HEAD]>(ctx, 0)?;
+    // SAFETY: `ptr_at` checked the bytes are in the packet.
+    Some(unsafe { *p })
 }
 
-/// The frame's destination and source MACs, in one store.
+/// Readies `head` to be forwarded, as forwarding would: the hop limit
+/// lowered by one, the MACs `dst` and `src`, written back in one store.
+/// `false` (nothing written) when the hop limit is spent: the stack
+/// answers that packet.
 #[inline(always)]
-fn macs(ctx: &TcContext, dst: [u8; 6], src: [u8; 6]) -> Result<(), DropReason> {
-    let mut both = [0u8; 12];
-    both[..6].copy_from_slice(&dst);
-    both[6..].copy_from_slice(&src);
-    ctx.store(0, &both, 0)
+fn forwarded(
+    ctx: &TcContext,
+    head: &mut [u8; HEAD],
+    dst: [u8; 6],
+    src: [u8; 6],
+) -> Result<bool, DropReason> {
+    if head[HOP] <= 1 {
+        return Ok(false);
+    }
+    head[HOP] -= 1;
+    head[..6].copy_from_slice(&dst);
+    head[6..12].copy_from_slice(&src);
+    ctx.store(0, head, 0)
         .map_err(|_| DropReason::RewriteFailed)
+        .map(|()| true)
 }

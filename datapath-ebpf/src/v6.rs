@@ -82,15 +82,18 @@ pub fn in_cluster(a: &[u8; 16]) -> bool {
         .is_some_and(|flags| flags & (CLUSTER_PODS | CLUSTER_NODES) != 0)
 }
 
-/// An IPv6 frame from the container `ep` behind host-side veth `ifindex`.
+/// An IPv6 frame from the container `ep` behind host-side veth `ifindex`:
+/// its verdict, and whether its destination lies beyond every network of
+/// the node (no multicast, link-local, network or gateway address), which
+/// only the node's routes reach (`fwd6::out_via_uplink`).
 /// Lean on stack (addresses compared where they lie, in the packet and
-/// the maps, not copied): it is inlined into the IPv4 path's frame.
+/// the maps, not copied).
 #[inline(always)]
 pub fn from_container(
     pkt: &impl Packet,
     ifindex: u32,
     ep: &EndpointInfo,
-) -> Result<(), DropReason> {
+) -> Result<bool, DropReason> {
     let ip: *const Ipv6Hdr = ptr_at(pkt, IP_OFF).ok_or(DropReason::Malformed)?;
     // SAFETY: `ptr_at` checked the whole header is in the packet; the
     // map value pointer stays valid for this program run.
@@ -127,10 +130,10 @@ pub fn from_container(
             if !icc && !for_the_gateway(pkt, own_net.map(|n| &n.gateway), own)? {
                 return Err(DropReason::Icc);
             }
-            return Ok(());
+            return Ok(false);
         }
         if link_local(dst) {
-            return Ok(());
+            return Ok(false);
         }
         // Beyond its network: only a container's own address gets out
         // (the kernel routes no link-local or unspecified source), and
@@ -143,10 +146,10 @@ pub fn from_container(
                 if net.flags & NET_ICC == 0 && net.gateway != *dst {
                     return Err(DropReason::Icc);
                 }
-                Ok(())
+                Ok(false)
             }
             // Another network's gateway is the node.
-            Some(net) if net.gateway == *dst && !internal => Ok(()),
+            Some(net) if net.gateway == *dst && !internal => Ok(false),
             #[expect(
                 clippy::match_same_arms,
                 reason = "kept apart: merged, LLVM makes `tc_from_container6` longer"
@@ -154,7 +157,7 @@ pub fn from_container(
             Some(_) if internal => Err(DropReason::Internal),
             Some(_) => Err(DropReason::Isolation),
             None if internal => Err(DropReason::Internal),
-            None => Ok(()),
+            None => Ok(true),
         }
     }
 }
