@@ -197,16 +197,16 @@ unsafe fn for_the_gateway(
     }
 }
 
-/// An IPv6 frame from outside, on an uplink: its bogons.
-#[inline(always)]
-pub fn bogon(pkt: &impl Packet) -> Result<(), DropReason> {
-    bogon_of(&header(pkt)?)
-}
-
 #[inline(always)]
 fn bogon_of(ip: &Ipv6Hdr) -> Result<(), DropReason> {
-    let src = ip.src_addr;
-    if src == LOOPBACK || ip.dst_addr == LOOPBACK || network_of(src).is_some() {
+    bogon_addrs(&ip.src_addr, &ip.dst_addr)
+}
+
+/// The bogons of a packet from outside from `src` to `dst`: loopback
+/// either way, or a container prefix as the source.
+#[inline(always)]
+pub fn bogon_addrs(src: &[u8; 16], dst: &[u8; 16]) -> Result<(), DropReason> {
+    if *src == LOOPBACK || *dst == LOOPBACK || network_of(*src).is_some() {
         return Err(DropReason::Bogon);
     }
     Ok(())

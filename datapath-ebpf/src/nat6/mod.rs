@@ -577,6 +577,21 @@ fn via_stack(ctx: &TcContext) -> u8 {
     }
 }
 
+/// The bogons ([`v6::bogon_addrs`]) of a packet from outside that no
+/// tracked flow knows: a call of its own, off the program's frame. Loaded
+/// by the helper, not read through packet pointers, which a call of its
+/// own would get as arguments, and the verifier refuses.
+#[inline(never)]
+fn bogon(ctx: &TcContext) -> Result<(), DropReason> {
+    let version: u8 = ctx.load(IP_OFF).map_err(|_| DropReason::Malformed)?;
+    if version >> 4 != 6 {
+        return Err(DropReason::Malformed);
+    }
+    let src: [u8; 16] = ctx.load(SRC_OFF).map_err(|_| DropReason::Malformed)?;
+    let dst: [u8; 16] = ctx.load(DST_OFF).map_err(|_| DropReason::Malformed)?;
+    v6::bogon_addrs(&src, &dst)
+}
+
 /// `ingress`'s answers: the packet is dealt with, or it is a flow `CT6`
 /// does not know (its tuple in `SCRATCH6`).
 const INGRESS_DONE: u32 = 0;
@@ -599,13 +614,17 @@ pub fn from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
     let mut done = ingress(ctx)?;
     match done {
         INGRESS_UNTRACKED => {
+            bogon(ctx)?;
             if publish::publish()? {
                 // Tracked now: translated and counted like any packet of
                 // the flow.
                 done = ingress(ctx)?;
             }
         }
-        NOT_A_FLOW => icmp::error(ctx, true)?,
+        NOT_A_FLOW => {
+            bogon(ctx)?;
+            icmp::error(ctx, true)?;
+        }
         _ => {}
     }
     if done == INGRESS_DONE {
@@ -614,11 +633,13 @@ pub fn from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
     Ok(TC_PASS)
 }
 
-/// The bogons, then the packet's flow looked up in `CT6` (read into
-/// `SCRATCH6`, not the stack) and translated if tracked.
+/// The packet's flow looked up in `CT6` (read into `SCRATCH6`, not the
+/// stack) and translated if tracked. A tracked flow's packet meets no
+/// bogon rule, as IPv4's does not: an entry keyed from a container's side
+/// (`CT_INNER`) is the one a bogon could match, and [`lookup`] drops
+/// that.
 #[inline(never)]
 fn ingress(ctx: &TcContext) -> Result<u32, DropReason> {
-    v6::bogon(ctx)?;
     let Some((_, flow)) = read_flow(ctx)? else {
         return Ok(NOT_A_FLOW);
     };
