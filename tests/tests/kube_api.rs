@@ -38,7 +38,7 @@ fn watch_failures(cluster: &Cluster, n: usize) -> usize {
         .node(n)
         .agent
         .log_text()
-        .matches("watching the cluster's nodes (retried")
+        .matches("watching the cluster's nodes failed (")
         .count()
 }
 
