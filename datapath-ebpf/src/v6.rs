@@ -1,7 +1,7 @@
 //! IPv6's rules of who may speak, the IPv6 side of `policy`; what leaves
 //! and comes back translated is `nat6`'s:
 //!
-//! - from a container ([`from_container`]): its source is its own address
+//! - from a container ([`source`], [`destination`]): its source is its own address
 //!   (`ENDPOINTS6`), a link-local one, or the unspecified one (duplicate
 //!   address detection); a neighbour advertisement speaks only for its own
 //!   address or a link-local one; the destination is link-local,
@@ -82,18 +82,13 @@ pub fn in_cluster(a: &[u8; 16]) -> bool {
         .is_some_and(|flags| flags & (CLUSTER_PODS | CLUSTER_NODES) != 0)
 }
 
-/// An IPv6 frame from the container `ep` behind host-side veth `ifindex`:
-/// its verdict, and whether its destination lies beyond every network of
-/// the node (no multicast, link-local, network or gateway address), which
-/// only the node's routes reach (`fwd6::out_via_uplink`).
-/// Lean on stack (addresses compared where they lie, in the packet and
-/// the maps, not copied).
+/// An IPv6 frame from the container behind host-side veth `ifindex`: its
+/// source is the container's own address, a link-local one or `::`, and a
+/// neighbour advertisement speaks for its own address or a link-local
+/// one. Every frame meets these; a tracked flow's packet meets nothing
+/// more ([`destination`] is for the rest, as IPv4's rules are).
 #[inline(always)]
-pub fn from_container(
-    pkt: &impl Packet,
-    ifindex: u32,
-    ep: &EndpointInfo,
-) -> Result<bool, DropReason> {
+pub fn source(pkt: &impl Packet, ifindex: u32) -> Result<(), DropReason> {
     let ip: *const Ipv6Hdr = ptr_at(pkt, IP_OFF).ok_or(DropReason::Malformed)?;
     // SAFETY: `ptr_at` checked the whole header is in the packet; the
     // map value pointer stays valid for this program run.
@@ -118,6 +113,23 @@ pub fn from_container(
                 return Err(DropReason::SpoofedIp);
             }
         }
+    }
+    Ok(())
+}
+
+/// An IPv6 frame of no tracked flow from the container `ep` behind
+/// host-side veth `ifindex`, its [`source`] checked: whom it may reach, and
+/// whether its destination lies beyond every network of the node (no
+/// multicast, link-local, network or gateway address), which only the
+/// node's routes reach (`fwd6::out_via_uplink`). Lean on stack (addresses
+/// compared where they lie, in the packet and the maps, not copied).
+#[inline(always)]
+pub fn destination(pkt: &impl Packet, ifindex: u32, ep: &EndpointInfo) -> Result<bool, DropReason> {
+    let ip: *const Ipv6Hdr = ptr_at(pkt, IP_OFF).ok_or(DropReason::Malformed)?;
+    // SAFETY: `ptr_at` checked the whole header is in the packet; the
+    // map value pointer stays valid for this program run.
+    unsafe {
+        let own = ENDPOINTS6.get_ptr(ifindex);
         let own_net = match own {
             Some(o) => NETWORKS6.get(&Key::new(128, *o)),
             None => None,

@@ -79,7 +79,7 @@ mod icmp;
 mod publish;
 mod reopen;
 
-pub use publish::from_container;
+pub use publish::{TRACKED, UNTRACKED, hairpin_on_veth, on_veth};
 
 const ICMPV6_ECHO_REQUEST: u8 = 128;
 const ICMPV6_ECHO_REPLY: u8 = 129;

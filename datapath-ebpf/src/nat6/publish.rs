@@ -18,7 +18,6 @@ use crate::{
         ALLOW_PORTS6, CT6, ENDPOINTS6, HOST_ADDRS6, NETWORKS6, OPEN_PORTS6, PUBLISH6, SCRATCH6,
     },
     stats, v6,
-    verdict::TC_PASS,
 };
 
 /// A flow from outside that `CT6` does not know (its tuple in
@@ -119,27 +118,16 @@ unsafe fn track(
     Ok(())
 }
 
-/// `tc_from_container6`: a tracked flow's packets are translated on the
+/// `tc_from_container6`: a tracked flow's packet is translated on the
 /// veth, as IPv4's are (a hairpin's both ways, a published port's
 /// answers, a masqueraded flow's packets after its first), so the
-/// uplink's egress passes them with one lookup of their source; a new
-/// hairpin flow (a container calling a port published on the node's IPv6
-/// addresses) is tracked first ([`hairpin`]). A new flow out is the
-/// uplink's egress's to track and translate ([`super::egress`]), as is a
-/// flow whose answers are the stack's (`CT_STACK`).
-#[inline(always)]
-pub fn from_container(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
-    if on_veth(ctx)? == INGRESS_UNTRACKED && hairpin(ifindex)? {
-        on_veth(ctx)?;
-    }
-    Ok(TC_PASS)
-}
-
-/// The packet's flow (read into `SCRATCH6`) translated if it is a
-/// hairpin's; [`INGRESS_UNTRACKED`] for a TCP or UDP flow `CT6` does not
-/// know.
+/// uplink's egress passes it with one lookup of its source; [`TRACKED`]
+/// for one (a flow whose answers are the stack's, `CT_STACK`, found but
+/// left as it is), [`UNTRACKED`] for a TCP or UDP packet `CT6` does not
+/// know, [`NOT_A_FLOW`] for the rest. A new flow out is the uplink's
+/// egress's to track and translate ([`super::egress`]).
 #[inline(never)]
-fn on_veth(ctx: &TcContext) -> Result<u32, DropReason> {
+pub fn on_veth(ctx: &TcContext) -> Result<u32, DropReason> {
     let Some((_, flow)) = read_flow(ctx)? else {
         return Ok(NOT_A_FLOW);
     };
@@ -156,6 +144,21 @@ fn on_veth(ctx: &TcContext) -> Result<u32, DropReason> {
         Some(_) => Ok(INGRESS_DONE),
         None => Ok(INGRESS_UNTRACKED),
     }
+}
+
+/// [`on_veth`]'s answers.
+pub const TRACKED: u32 = INGRESS_DONE;
+pub const UNTRACKED: u32 = INGRESS_UNTRACKED;
+
+/// A container's packet of no tracked flow, its rules met: a new flow to a
+/// port published on one of the node's IPv6 addresses is tracked as a
+/// hairpin ([`hairpin`]) and translated on the veth.
+#[inline(always)]
+pub fn hairpin_on_veth(ctx: &TcContext, ifindex: u32) -> Result<(), DropReason> {
+    if hairpin(ifindex)? {
+        on_veth(ctx)?;
+    }
+    Ok(())
 }
 
 /// A container's new flow (in `SCRATCH6`) to a port published on one of
