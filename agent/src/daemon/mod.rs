@@ -228,9 +228,7 @@ impl Agent {
         };
         agent.follow_uplinks().await?;
         if agent.uplinks.is_empty() {
-            warn!(
-                "no uplink: no default route and no --uplink; traffic stays on the node until a default route appears"
-            );
+            warn!("{}", uplinks::NO_UPLINK);
         }
         agent.reconcile().await?;
         agent.sync_networks()?;
@@ -367,7 +365,7 @@ impl Agent {
         self.datapath.set_uplinks6(&uplinks6)?;
         let masquerade = uplinks.iter().map(|(_, ip)| std::net::IpAddr::V4(*ip));
         let masquerade6 = uplinks6.iter().map(|(_, ip)| std::net::IpAddr::V6(*ip));
-        self.set_masquerade_addrs(masquerade.chain(masquerade6).collect());
+        self.masquerade_addrs = masquerade.chain(masquerade6).collect();
         // A gateway address that was not up yet gets its names server now.
         self.dns.listen_missing();
         Ok(())

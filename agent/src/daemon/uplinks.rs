@@ -11,7 +11,7 @@
 //! ([`crate::netlink::watch`]); its 2 s tick runs the same check, for an
 //! announcement lost to a full socket buffer.
 
-use std::{net::IpAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use tokio::sync::Mutex;
 use tracing::{info, warn};
@@ -28,6 +28,10 @@ use crate::{
 /// gathered before the agent looks: one look for the burst.
 const SETTLE: Duration = Duration::from_millis(50);
 
+/// What the agent says when it has no uplink, at start and when the last
+/// one goes.
+pub(super) const NO_UPLINK: &str = "no uplink: no default route and no --uplink; traffic stays on the node until a default route appears";
+
 /// Why the uplinks are what they are, for `weir status`.
 pub(super) fn why_none() -> String {
     "none: no default route (weir attaches to its device when one appears)".to_owned()
@@ -36,12 +40,12 @@ pub(super) fn why_none() -> String {
 impl Agent {
     /// Makes the attached uplinks the ones wanted now: attaches the
     /// programs to a new one, detaches them from one that is no longer
-    /// wanted or is gone. Returns whether the set changed.
-    pub(super) async fn follow_uplinks(&mut self) -> Result<bool, AgentError> {
+    /// wanted or is gone.
+    pub(super) async fn follow_uplinks(&mut self) -> Result<(), AgentError> {
         let (wanted, why) = self.wanted_uplinks().await?;
         self.uplinks_why = why;
         if wanted == self.uplinks {
-            return Ok(false);
+            return Ok(());
         }
         for name in self.uplinks.clone() {
             if !wanted.contains(&name) {
@@ -55,12 +59,10 @@ impl Agent {
             }
         }
         if wanted.is_empty() {
-            warn!(
-                "no uplink: no default route and no --uplink; traffic stays on the node until a default route appears"
-            );
+            warn!("{NO_UPLINK}");
         }
         self.uplinks = wanted;
-        Ok(true)
+        Ok(())
     }
 
     /// The uplinks wanted now, and why.
@@ -160,9 +162,15 @@ impl Agent {
         Ok(stale.len())
     }
 
-    /// The addresses masquerade uses now, of every uplink and family.
-    pub(super) fn set_masquerade_addrs(&mut self, addrs: Vec<IpAddr>) {
-        self.masquerade_addrs = addrs;
+    /// Whether `change` can move an uplink or an address: links come and
+    /// go with every container, and only the uplinks' own matter.
+    fn concerns(&self, change: &Change) -> bool {
+        match change {
+            Change::Address | Change::DefaultRoute => true,
+            Change::Link(name) => name
+                .as_ref()
+                .is_none_or(|n| self.uplinks.contains(n) || self.config.uplinks.contains(n)),
+        }
     }
 }
 
@@ -186,17 +194,4 @@ pub async fn follow_host(agent: Arc<Mutex<Agent>>, mut watch: Watch) {
     warn!(
         "the kernel's link, address and route announcements stopped; the 2 s tick still follows the host"
     );
-}
-
-impl Agent {
-    /// Whether `change` can move an uplink or an address: links come and
-    /// go with every container, and only the uplinks' own matter.
-    fn concerns(&self, change: &Change) -> bool {
-        match change {
-            Change::Address | Change::DefaultRoute => true,
-            Change::Link(name) => name
-                .as_ref()
-                .is_none_or(|n| self.uplinks.contains(n) || self.config.uplinks.contains(n)),
-        }
-    }
 }

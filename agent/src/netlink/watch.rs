@@ -55,9 +55,7 @@ impl Watch {
     pub async fn next(&mut self) -> Option<Change> {
         loop {
             let (message, _) = self.messages.next().await?;
-            if let NetlinkPayload::InnerMessage(m) = message.payload
-                && let Some(change) = classify(&m)
-            {
+            if let Some(change) = classify(message) {
                 return Some(change);
             }
         }
@@ -66,9 +64,7 @@ impl Watch {
     /// A change already queued, without waiting (`None`: none is).
     pub fn queued(&mut self) -> Option<Change> {
         while let Ok((message, _)) = self.messages.try_recv() {
-            if let NetlinkPayload::InnerMessage(m) = message.payload
-                && let Some(change) = classify(&m)
-            {
+            if let Some(change) = classify(message) {
                 return Some(change);
             }
         }
@@ -76,8 +72,12 @@ impl Watch {
     }
 }
 
-fn classify(message: &RouteNetlinkMessage) -> Option<Change> {
-    match message {
+/// The change an announcement tells of, if it is one of interest.
+fn classify(message: NetlinkMessage<RouteNetlinkMessage>) -> Option<Change> {
+    let NetlinkPayload::InnerMessage(message) = message.payload else {
+        return None;
+    };
+    match &message {
         RouteNetlinkMessage::NewLink(l) | RouteNetlinkMessage::DelLink(l) => {
             Some(Change::Link(link_name(l)))
         }

@@ -65,16 +65,7 @@ impl Datapath {
         mac: [u8; 6],
     ) -> Result<(), DatapathError> {
         let Some(ip6) = ip6 else {
-            let was = self
-                .entries::<u32, [u8; 16]>(map_names::ENDPOINTS6)?
-                .into_iter()
-                .find(|(i, _)| *i == ifindex);
-            let mut map = self.hash_map::<u32, [u8; 16]>(map_names::ENDPOINTS6)?;
-            absent_ok(map.remove(&ifindex), map_names::ENDPOINTS6)?;
-            if let Some((_, ip6)) = was {
-                self.forget_by_ip6(ip6)?;
-            }
-            return Ok(());
+            return self.forget_endpoint6(ifindex);
         };
         self.hash_map::<u32, [u8; 16]>(map_names::ENDPOINTS6)?
             .insert(ifindex, ip6.octets(), 0)
@@ -88,6 +79,18 @@ impl Datapath {
         self.hash_map::<[u8; 16], EndpointRef>(map_names::EP_BY_IP6)?
             .insert(ip6.octets(), reference, 0)
             .map_err(|source| map_err(map_names::EP_BY_IP6, source))
+    }
+
+    /// Forgets the IPv6 address of the endpoint behind `ifindex`, in
+    /// `ENDPOINTS6` and `EP_BY_IP6`.
+    fn forget_endpoint6(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        let mut map = self.hash_map::<u32, [u8; 16]>(map_names::ENDPOINTS6)?;
+        let was = found(map.get(&ifindex, 0), map_names::ENDPOINTS6)?;
+        absent_ok(map.remove(&ifindex), map_names::ENDPOINTS6)?;
+        match was {
+            Some(ip6) => self.forget_by_ip6(ip6),
+            None => Ok(()),
+        }
     }
 
     fn forget_by_ip6(&mut self, ip6: [u8; 16]) -> Result<(), DatapathError> {
@@ -129,7 +132,7 @@ impl Datapath {
             absent_ok(endpoints.remove(ifindex), map_names::ENDPOINTS)?;
         }
         for ifindex in stale {
-            self.set_endpoint6(ifindex, None, [0; 6])?;
+            self.forget_endpoint6(ifindex)?;
         }
         if let Some(ip6) = ip6 {
             self.forget_by_ip6(ip6.octets())?;
