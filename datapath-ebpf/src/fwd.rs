@@ -37,7 +37,7 @@ use crate::{
 
 const AF_INET: u8 = 2;
 pub(crate) const BPF_FIB_LKUP_RET_SUCCESS: i64 = 0;
-pub(crate) const BPF_FIB_LKUP_RET_NO_NEIGH: i64 = 7;
+const BPF_FIB_LKUP_RET_NO_NEIGH: i64 = 7;
 
 /// Redirects a packet that now carries `to`'s tuple (`head` holding its
 /// new addresses) to its next hop, or hands it to the stack (`TC_PASS`)
@@ -100,9 +100,7 @@ pub fn to_container(ctx: &TcContext, mut head: Head, daddr: [u8; 4]) -> Result<i
 #[inline(always)]
 #[expect(
     clippy::cast_possible_truncation,
-    clippy::cast_possible_wrap,
-    reason = "the helpers take an i32 size and return an i64 by their ABI: \
-              the sizes are a struct's bytes, the returns tc verdicts"
+    reason = "`bpf_redirect` returns an i64 by its ABI, here a tc verdict"
 )]
 fn route(
     ctx: &TcContext,
@@ -117,20 +115,10 @@ fn route(
     p.l4_protocol = proto;
     p.sport = u16::from_ne_bytes(to.nat_sport);
     p.dport = u16::from_ne_bytes(to.nat_dport);
-    // SAFETY: the skb pointer is the program's context.
-    p.ifindex = unsafe { (*ctx.skb.skb).ifindex };
     p.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(to.nat_saddr);
     p.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(to.nat_daddr);
-    // SAFETY: `p` is a valid, writable lookup of the size we pass.
-    let rc = unsafe {
-        fib_lookup(
-            ctx.as_ptr(),
-            &raw mut *p,
-            mem::size_of::<bpf_fib_lookup>() as i32,
-            0,
-        )
-    };
-    let forward = (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+    let rc = lookup(ctx, p);
+    let forward = routed(rc)
         && (!only_uplinks || UPLINKS.get_ptr(p.ifindex).is_some())
         && head.decrement_ttl();
     // The lookup found the next hop's MAC: the frame gets it in the head's
@@ -156,6 +144,35 @@ fn route(
         },
     };
     Ok(via_neighbour(p.ifindex, nh))
+}
+
+/// Asks the kernel's FIB about `p` (family, protocol and addresses the
+/// caller's; the device the packet came in on set here); the return code.
+#[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    reason = "the helper takes an i32 size by its ABI: a struct's bytes"
+)]
+pub(crate) fn lookup(ctx: &TcContext, p: &mut bpf_fib_lookup) -> i64 {
+    // SAFETY: the skb pointer is the program's context.
+    p.ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: `p` is a valid, writable lookup of the size we pass.
+    unsafe {
+        fib_lookup(
+            ctx.as_ptr(),
+            &raw mut *p,
+            mem::size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    }
+}
+
+/// Whether a lookup's return code is a route to forward by: a next hop,
+/// its MAC known or not yet.
+#[inline(always)]
+pub(crate) fn routed(rc: i64) -> bool {
+    rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH
 }
 
 /// Sends the packet out of `ifindex` through the neighbour layer, which

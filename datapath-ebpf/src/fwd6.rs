@@ -24,9 +24,8 @@
 use core::mem;
 
 use aya_ebpf::{
-    EbpfContext,
-    bindings::{bpf_fib_lookup, bpf_redir_neigh, bpf_redir_neigh__bindgen_ty_1},
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_peer},
+    bindings::{bpf_redir_neigh, bpf_redir_neigh__bindgen_ty_1},
+    helpers::{bpf_redirect, bpf_redirect_peer},
     maps::lpm_trie::Key,
     programs::TcContext,
 };
@@ -37,7 +36,7 @@ use weir_common::{
 };
 
 use crate::{
-    fwd::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, Fib, via_neighbour, zeroed_fib},
+    fwd::{self, BPF_FIB_LKUP_RET_SUCCESS, Fib, via_neighbour, zeroed_fib},
     maps::{CLUSTER6, EP_BY_IP6, UPLINKS, UPLINKS6},
     parse::{IP_OFF, ptr_at},
     verdict::TC_PASS,
@@ -91,9 +90,7 @@ pub fn to_container(ctx: &TcContext) -> Result<i32, DropReason> {
 #[inline(never)]
 #[expect(
     clippy::cast_possible_truncation,
-    clippy::cast_possible_wrap,
-    reason = "the helpers take an i32 size and return an i64 by their ABI: \
-              the sizes are a struct's bytes, the returns tc verdicts"
+    reason = "`bpf_redirect` returns an i64 by its ABI, here a tc verdict"
 )]
 pub fn out_via_uplink(ctx: &TcContext, beyond: bool) -> Result<i32, DropReason> {
     if !beyond {
@@ -116,24 +113,15 @@ pub fn out_via_uplink(ctx: &TcContext, beyond: bool) -> Result<i32, DropReason> 
     let p = zeroed_fib(&mut fib);
     p.family = AF_INET6;
     p.l4_protocol = next;
-    // SAFETY: the skb pointer is the program's context.
-    p.ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // SAFETY: 16 bytes each, as the lookup's words take them (network order).
     unsafe {
         p.__bindgen_anon_3.ipv6_src = mem::transmute::<[u8; 16], [u32; 4]>(src);
         p.__bindgen_anon_4.ipv6_dst = mem::transmute::<[u8; 16], [u32; 4]>(dst);
     }
-    // SAFETY: `p` is a valid, writable lookup of the size we pass.
-    let rc = unsafe {
-        fib_lookup(
-            ctx.as_ptr(),
-            &raw mut *p,
-            mem::size_of::<bpf_fib_lookup>() as i32,
-            0,
-        )
-    };
-    let routed = rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH;
-    if !routed || (UPLINKS6.get_ptr(p.ifindex).is_none() && UPLINKS.get_ptr(p.ifindex).is_none()) {
+    let rc = fwd::lookup(ctx, p);
+    if !fwd::routed(rc)
+        || (UPLINKS6.get_ptr(p.ifindex).is_none() && UPLINKS.get_ptr(p.ifindex).is_none())
+    {
         return Ok(TC_PASS);
     }
     // The packet pointers do not outlive the lookup: read the head again.
