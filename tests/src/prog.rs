@@ -195,6 +195,22 @@ impl Harness {
         h
     }
 
+    /// A fresh datapath with one dual-stack network, id 1: `10.89.0.0/24`
+    /// (gateway `.1`) and `fd00:89::/64` (gateway `::1`), both with
+    /// `flags`; masquerade on ports 30000-30999. `NAT66` tests build on it.
+    #[must_use]
+    pub fn dual_stack(flags: u32) -> Self {
+        let mut h = Self::load();
+        h.datapath.configure((30000, 30999)).expect("CONFIG");
+        h.network(
+            Ipv4Addr::new(10, 89, 0, 0),
+            24,
+            net_info(1, Ipv4Addr::new(10, 89, 0, 1), flags),
+        );
+        h.network6("fd00:89::/64", 1, flags, "fd00:89::1");
+        h
+    }
+
     /// Adds a network (`subnet/prefix`) to `NETWORKS4`, in place of what
     /// that subnet had.
     pub fn network(&mut self, subnet: Ipv4Addr, prefix: u8, info: NetInfo) {

@@ -21,7 +21,7 @@ use weir_tests::{
     packet::{MAC_CONTAINER, MAC_HOST},
     prog::{
         DEFAULT_FLAGS, Harness, NODE_NS_MAC, NODE_NS_NEIGHBOUR_MAC, TC_ACT_OK, TEST_IFINDEX,
-        in_own_ns, net_info, node_ns6,
+        in_own_ns, node_ns6,
     },
 };
 
@@ -43,15 +43,7 @@ fn a(text: &str) -> [u8; 16] {
 /// A masquerading dual-stack network with container `C` behind
 /// [`TEST_IFINDEX`], the node's address `NODE6` on uplink `uplink`.
 fn harness(uplink: u32) -> Harness {
-    let mut h = Harness::load();
-    let flags = DEFAULT_FLAGS | NET_MASQUERADE;
-    h.datapath.configure((30000, 30999)).unwrap();
-    h.network(
-        Ipv4Addr::new(10, 89, 0, 0),
-        24,
-        net_info(1, Ipv4Addr::new(10, 89, 0, 1), flags),
-    );
-    h.network6("fd00:89::/64", 1, flags, "fd00:89::1");
+    let mut h = Harness::dual_stack(DEFAULT_FLAGS | NET_MASQUERADE);
     h.container(Ipv4Addr::new(10, 89, 0, 2), 1);
     h.datapath
         .set_endpoint6(TEST_IFINDEX, Some(C.parse().unwrap()), MAC_CONTAINER)

@@ -33,8 +33,7 @@ use weir_common::{
 use weir_tests::{
     packet::{MAC_CONTAINER, MAC_HOST},
     prog::{
-        DEFAULT_FLAGS, Harness, TC_ACT_OK, TC_ACT_SHOT, TEST_IFINDEX, XDP_DROP, XDP_PASS,
-        in_own_ns, net_info,
+        DEFAULT_FLAGS, Harness, TC_ACT_OK, TC_ACT_SHOT, TEST_IFINDEX, XDP_DROP, XDP_PASS, in_own_ns,
     },
 };
 
@@ -51,14 +50,7 @@ fn harness(uplink6: bool) -> Harness {
 }
 
 fn harness_with(uplink6: bool, flags: u32) -> Harness {
-    let mut h = Harness::load();
-    h.datapath.configure((30000, 30999)).unwrap();
-    h.network(
-        Ipv4Addr::new(10, 89, 0, 0),
-        24,
-        net_info(1, Ipv4Addr::new(10, 89, 0, 1), flags),
-    );
-    h.network6("fd00:89::/64", 1, flags, "fd00:89::1");
+    let mut h = Harness::dual_stack(flags);
     if uplink6 {
         h.datapath
             .set_uplinks6(&[(TEST_IFINDEX, NODE6.parse().unwrap())])
