@@ -86,17 +86,25 @@ fn with_no_journal_socket_records_go_to_stderr_with_priorities_said_once() {
         1,
         "{lines:#?}"
     );
-    let last = lines.last().unwrap();
+    refusal_on_the_stream(&run.stderr);
+}
+
+/// What a refused start under systemd writes on stderr, the journal's
+/// stream: the refusal last, at priority 3; each line with its priority
+/// and no timestamp; the refusal said once (not again as the CLI's line).
+fn refusal_on_the_stream(stderr: &str) {
+    let lines: Vec<&str> = stderr.lines().collect();
     assert!(
-        last.starts_with("<3>no bpffs at /sys/fs/bpf, and no directory"),
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("<3>no bpffs at /sys/fs/bpf, and no directory")),
         "{lines:#?}"
     );
-    // Each line has its priority and no timestamp; the refusal is said once.
     assert!(
         lines.iter().all(|l| l.starts_with('<') && untimed(&l[3..])),
         "{lines:#?}"
     );
-    assert!(!run.stderr.contains("weir: error:"), "{lines:#?}");
+    assert!(!stderr.contains("weir: error:"), "{lines:#?}");
 }
 
 /// An explicit `--log-format text` under systemd: lines on stderr, which
@@ -111,18 +119,7 @@ fn text_under_systemd_is_lines_with_priorities_on_the_stream() {
     let run = journal::refused_start(&node, &stem, Some(&journal), Bpffs::Missing, true, &args);
     assert_eq!(run.code, Some(1), "{run:?}");
     assert_eq!(journal.records(), Vec::<Record>::new());
-    let lines: Vec<&str> = run.stderr.lines().collect();
-    assert!(
-        lines
-            .last()
-            .is_some_and(|l| l.starts_with("<3>no bpffs at /sys/fs/bpf, and no directory")),
-        "{lines:#?}"
-    );
-    assert!(
-        lines.iter().all(|l| l.starts_with('<') && untimed(&l[3..])),
-        "{lines:#?}"
-    );
-    assert!(!run.stderr.contains("weir: error:"), "{lines:#?}");
+    refusal_on_the_stream(&run.stderr);
 }
 
 #[test]
