@@ -28,19 +28,13 @@ pub struct EndpointRef {
     pub ifindex: u32,
     /// The container's MAC.
     pub mac: [u8; 6],
-    /// [`EP_XDP_TARGET`] or 0 (a byte that was padding before: entries an
-    /// older agent wrote read as 0).
+    /// Always 0. It held `EP_XDP_TARGET` while XDP forwarded into veths;
+    /// kept, so that the pinned map's layout (and an upgrade's entries)
+    /// stay as they are.
     pub flags: u8,
     /// Explicit padding, always zero.
     pub pad: u8,
 }
-
-/// [`EndpointRef::flags`]: the veth's container end takes XDP frames
-/// (its NAPI is on: the agent made it with GRO), so XDP on an uplink may
-/// redirect a published port's packets straight into it. Without it a
-/// redirected frame would be lost; such endpoints (an engine's veths) are
-/// left to tc.
-pub const EP_XDP_TARGET: u8 = 1;
 
 /// Capacity of the endpoint maps.
 pub const MAX_ENDPOINTS: u32 = 16_384;

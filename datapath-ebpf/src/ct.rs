@@ -38,38 +38,11 @@ pub fn lookup(
     syn_starts_over: bool,
     from_outside: bool,
 ) -> Result<Option<CtEntry>, DropReason> {
-    match lookup_taken(flow, len, syn_starts_over, from_outside, |_| true)? {
-        Known::Taken(entry) => Ok(Some(entry)),
-        Known::Unknown | Known::Declined => Ok(None),
-    }
-}
-
-/// What [`lookup_taken`] found.
-pub enum Known {
-    /// No entry (or a SYN that starts the flow over).
-    Unknown,
-    /// An entry the caller declined: left untouched, for tc.
-    Declined,
-    /// An entry, brought up to date.
-    Taken(CtEntry),
-}
-
-/// [`lookup`], for a caller that can handle only some flows (XDP: those
-/// it can forward itself): an entry `take` declines is neither counted nor
-/// changed, so that tc, which sees the packet next, counts it once.
-#[inline(always)]
-pub fn lookup_taken(
-    flow: &Flow,
-    len: u32,
-    syn_starts_over: bool,
-    from_outside: bool,
-    take: impl FnOnce(&CtEntry) -> bool,
-) -> Result<Known, DropReason> {
     if syn_starts_over && flow.is_tcp_open() {
-        return Ok(Known::Unknown);
+        return Ok(None);
     }
     let Some(entry) = CT4.get_ptr_mut(flow.key) else {
-        return Ok(Known::Unknown);
+        return Ok(None);
     };
     // SAFETY: a pointer into a map value, valid for this program run.
     // Plain stores: one flow direction is almost always handled by one CPU
@@ -77,9 +50,6 @@ pub fn lookup_taken(
     unsafe {
         if from_outside && (*entry).flags & CT_INNER != 0 {
             return Err(DropReason::Bogon);
-        }
-        if !take(&*entry) {
-            return Ok(Known::Declined);
         }
         (*entry).last_seen_ns = bpf_ktime_get_coarse_ns();
         if flow.is_tcp_open() {
@@ -95,7 +65,7 @@ pub fn lookup_taken(
         (*entry).bytes += u64::from(len);
         let entry = *entry;
         stats::port(&entry.publication, entry.dir, len, false);
-        Ok(Known::Taken(entry))
+        Ok(Some(entry))
     }
 }
 
@@ -114,8 +84,8 @@ pub fn create(
     snat_to_host: bool,
 ) -> Result<CtEntry, DropReason> {
     let k = &flow.key;
-    // Every new flow to a publication starts here (from outside, tc or
-    // XDP, and hairpin): its port's list of sources, if it has one.
+    // Every new flow to a publication starts here (from outside and
+    // hairpin): its port's list of sources, if it has one.
     crate::policy::allowed(&publication, k.saddr)?;
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_coarse_ns() };

@@ -15,7 +15,7 @@
 use aya_ebpf::programs::TcContext;
 use weir_common::drop::DropReason;
 
-use crate::parse::{IP_CSUM_OFF, IP_OFF, IP_TTL_OFF, Packet, XdpFrame, ptr_at};
+use crate::parse::{IP_CSUM_OFF, IP_OFF, IP_TTL_OFF, Packet, ptr_at};
 
 /// Where the L4 header starts in a packet without IP options.
 pub const PORTS_OFF: usize = IP_OFF + 20;
@@ -105,20 +105,6 @@ impl Head {
         }
         ctx.store(0, &self.bytes, 0)
             .map_err(|_| DropReason::RewriteFailed)
-    }
-
-    /// Writes the head back into an XDP frame, whose bytes the program
-    /// may store to directly.
-    #[inline(always)]
-    pub fn write_xdp(&self, frame: &XdpFrame) -> Result<(), DropReason> {
-        if !self.changed {
-            return Ok(());
-        }
-        let p = ptr_at::<[u8; LEN]>(frame, 0).ok_or(DropReason::Malformed)?;
-        // SAFETY: `ptr_at` checked the bytes are in the frame; XDP frames
-        // are writable.
-        unsafe { *p.cast_mut() = self.bytes };
-        Ok(())
     }
 
     #[inline(always)]

@@ -32,7 +32,6 @@ mod trace;
 mod v6;
 mod verdict;
 mod xdp;
-mod xdp_fwd;
 
 use aya_ebpf::{
     macros::{cgroup_sock_addr, classifier, xdp},

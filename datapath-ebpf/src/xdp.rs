@@ -4,9 +4,16 @@
 //! container address that is not an answer to one of its flows (no `CT4`
 //! entry), nor, in routed mode, an open port or a ping; counted under the
 //! same stable reasons and seen by `weir monitor` like tc's drops.
-//! Everything else passes untouched to `tc_from_uplink`, which stays the
-//! complete path (DNAT, conntrack, fragments): with XDP off, the verdicts
-//! are the same, only later.
+//! Everything else passes untouched to `tc_from_uplink`, which does all
+//! the forwarding (DNAT, conntrack, fragments, the redirect into a
+//! container): with XDP off, the verdicts are the same, only later.
+//!
+//! XDP forwards nothing itself. It did, for a while (a published port's
+//! flows translated in the frame and redirected into the container's
+//! veth), and lost to tc on every row of the bench: a frame XDP redirects
+//! into a veth waits in that veth's queue for its NAPI to build an skb,
+//! where tc's `bpf_redirect_peer` hands the skb it already has to the
+//! container's stack in the same pass. ARCHITECTURE.md has the figures.
 
 use aya_ebpf::bindings::xdp_action;
 use weir_common::{drop::DropReason, stats::Hook};
@@ -15,7 +22,6 @@ use crate::{
     maps::CT4,
     parse::{self, XdpFrame},
     policy, stats, v6,
-    xdp_fwd::{self, Forwarded},
 };
 
 #[inline(always)]
@@ -44,16 +50,10 @@ pub fn handle(ctx: &XdpFrame) -> Result<u32, DropReason> {
         }
         return Ok(xdp_action::XDP_PASS);
     };
-    // A published port's flow, or the answers of a container's own.
-    let tracked = match xdp_fwd::forward(ctx, ip, &flow, container)? {
-        Forwarded::Sent(verdict) => return Ok(verdict),
-        Forwarded::Tracked => true,
-        Forwarded::Untracked => false,
-        Forwarded::Unseen => !container || CT4.get_ptr(flow.key).is_some(),
-    };
-    // Routed mode lets open ports and pings in: tc tracks them. The
-    // node's own addresses (and what XDP left) are tc's too.
-    if container && !tracked {
+    // Only the answers of a container's own flows (a `CT4` entry), and in
+    // routed mode its open ports and pings, come in to its address. The
+    // node's own addresses (published ports among them) are tc's.
+    if container && CT4.get_ptr(flow.key).is_none() {
         policy::unsolicited(flow.key.saddr, daddr, Some(&flow))?;
     }
     Ok(xdp_action::XDP_PASS)

@@ -248,7 +248,7 @@ impl Harness {
     /// `ip` and MAC [`MAC_CONTAINER`], in network `network_id`.
     pub fn container(&mut self, ip: Ipv4Addr, network_id: u32) {
         self.datapath
-            .insert_endpoint(TEST_IFINDEX, Some(ip), MAC_CONTAINER, network_id, true)
+            .insert_endpoint(TEST_IFINDEX, Some(ip), MAC_CONTAINER, network_id)
             .expect("ENDPOINTS");
     }
 

@@ -40,8 +40,7 @@ fn world_with_datapath() -> (World, Datapath) {
         // SAFETY: a NUL-terminated name.
         let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
         assert_ne!(ifindex, 0, "{HOST_IF} exists");
-        dp.insert_endpoint(ifindex, Some(C_IP), mac, 1, false)
-            .unwrap();
+        dp.insert_endpoint(ifindex, Some(C_IP), mac, 1).unwrap();
         dp.attach_from_container(HOST_IF).unwrap();
         dp
     });

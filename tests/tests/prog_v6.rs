@@ -372,7 +372,7 @@ fn an_ipv6_only_networks_container_speaks_ipv6_and_no_ipv4() {
     h.network(none, 32, net_info(3, none, NET_ICC | NET_INTERNAL));
     h.network6("fd00:8c::/64", 3, DEFAULT_FLAGS, "fd00:8c::1");
     h.datapath
-        .insert_endpoint(TEST_IFINDEX, None, MAC_CONTAINER, 3, true)
+        .insert_endpoint(TEST_IFINDEX, None, MAC_CONTAINER, 3)
         .unwrap();
     h.datapath
         .set_endpoint6(

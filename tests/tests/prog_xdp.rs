@@ -2,19 +2,21 @@
 //! anything unsolicited to a container address), counted under the same
 //! stable reasons as tc's and told in `EVENTS` with its own hook; what it
 //! passes to tc untouched (answers, routed mode's open ports and pings,
-//! everything to the node, ICMP errors, later fragments, ARP).
+//! everything to the node, ICMP errors, later fragments, ARP), and a
+//! published port's flows among them: XDP forwards nothing itself.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use weir_common::{
+    ct::CtKey,
     drop::DropReason,
     network::{NET_ICC, NET_ROUTED},
-    publish::{PROTO_TCP, PublishKey},
+    publish::{PROTO_TCP, PublishKey, PublishTarget},
     stats::Hook,
 };
 use weir_tests::{
     packet,
-    prog::{DEFAULT_FLAGS, Harness, TC_ACT_OK, XDP_DROP, XDP_PASS, net_info},
+    prog::{DEFAULT_FLAGS, Harness, TC_ACT_OK, TEST_IFINDEX, XDP_DROP, XDP_PASS, net_info},
 };
 
 const XDP: &str = "xdp_from_uplink";
@@ -160,5 +162,41 @@ fn xdp_passes_everything_tc_must_judge_untouched() {
         assert_eq!(out.verdict, XDP_PASS, "{what}");
         assert_eq!(&out.frame, frame, "{what}: untouched");
     }
+    assert!(h.events().is_empty(), "nothing was dropped");
+}
+
+/// A published port's flow from outside is tc's from its first packet to
+/// its last: XDP passes the SYN and the packets after it as they came,
+/// and neither makes nor refreshes a `CT4` entry (tc's counts stay tc's).
+#[test]
+fn xdp_leaves_a_published_ports_flow_to_tc() {
+    let mut h = harness();
+    h.container(C, 1);
+    let key = PublishKey::new([0; 4], 8080, PROTO_TCP);
+    h.datapath.ensure_port_stats(key).unwrap();
+    let to = PublishTarget {
+        ip: C.octets(),
+        port: 80u16.to_be_bytes(),
+        pad: [0; 2],
+        ifindex: TEST_IFINDEX,
+        network_id: 1,
+    };
+    h.datapath.insert_publish(key, to).unwrap();
+    let syn = packet::tcp_syn4(sa(EXT, 4000), sa(NODE, 8080), 1);
+    let out = h.run_xdp(XDP, &syn);
+    assert_eq!((out.verdict, &out.frame), (XDP_PASS, &syn), "the SYN");
+    assert!(h.datapath.conntrack::<CtKey>().unwrap().is_empty());
+    // tc takes the SYN: the flow's entries are made there.
+    h.run_tc("tc_from_uplink", &syn);
+    let before = h.datapath.conntrack::<CtKey>().unwrap();
+    assert_eq!(before.len(), 2, "{before:?}");
+    let ack = packet::tcp_ack4(sa(EXT, 4000), sa(NODE, 8080), 2, 10, false);
+    let out = h.run_xdp(XDP, &ack);
+    assert_eq!((out.verdict, &out.frame), (XDP_PASS, &ack), "the ACK");
+    assert_eq!(
+        h.datapath.conntrack::<CtKey>().unwrap(),
+        before,
+        "CT4 as tc left it"
+    );
     assert!(h.events().is_empty(), "nothing was dropped");
 }

@@ -88,11 +88,12 @@ fn native_xdp_serves_published_ports_and_shuts_container_addresses() {
 }
 
 /// ext behind a "wire" (its checksums complete, as off a NIC): XDP
-/// translates a published port's packets and redirects them into the
-/// container itself, tc on the uplink never sees them, and the container
-/// gets them whole, with the client's address.
+/// forwards nothing itself (a redirect from XDP into a veth lost to tc's
+/// on every bench row): it passes every frame of a published port's flows
+/// on to tc, which translates them into the container whole, with the
+/// client's address.
 #[test]
-fn native_xdp_forwards_a_published_ports_traffic_itself() {
+fn native_xdp_passes_a_published_ports_traffic_to_tc() {
     let mut w = World::new().unwrap();
     w.ext_as_wire().unwrap();
     w.add_container("web").unwrap();
@@ -122,10 +123,13 @@ fn native_xdp_forwards_a_published_ports_traffic_itself() {
         xdp_packets(&agent) - xdp,
         hook_packets(&agent, "tc_from_uplink") - tc,
     );
-    // 200 kB in 1500-byte frames, all through XDP; tc sees at most the
-    // odd ARP.
+    // 200 kB in 1500-byte frames, each seen by XDP and then by tc (tc
+    // also sees what XDP never does: the odd ARP).
     assert!(xdp_seen > 130, "XDP saw {xdp_seen} frames");
-    assert!(tc_seen < 5, "tc saw {tc_seen} of XDP's {xdp_seen} frames");
+    assert!(
+        tc_seen >= xdp_seen,
+        "tc saw {tc_seen} of XDP's {xdp_seen} frames"
+    );
 }
 
 #[test]

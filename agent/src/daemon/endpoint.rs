@@ -23,9 +23,9 @@ use tracing::info;
 
 use super::{Agent, publish::Hold};
 use crate::{
-    api::types::{DEFAULT_IFNAME, Endpoint},
+    api::types::Endpoint,
     error::AgentError,
-    netlink::{DefaultRoute, NetlinkError, ethtool},
+    netlink::DefaultRoute,
     netns,
     network::{
         Ipam6Error, IpamError, NetworkError, mac_of, mac_string, parse_mac, registry::validate_name,
@@ -283,14 +283,13 @@ impl Agent {
     /// then the program, then (a veth weir made) the bridge port. The
     /// program shuts a veth it has no entry for, and no frame crosses
     /// before both are in place. `bridge`: the network's bridge for a veth
-    /// weir made (whose container end takes XDP's redirects: weir made it
-    /// with GRO); `None` for an engine's, already its bridge's port.
+    /// weir made; `None` for an engine's, already its bridge's port.
     async fn wire(&mut self, ep: &Endpoint, bridge: Option<u32>) -> Result<(), AgentError> {
         let network_id = self.state.registry.get(&ep.network)?.id;
         let mac = ep.mac_octets();
         let ifindex = self.nl.require_index(&ep.host_if).await?;
         self.datapath
-            .insert_endpoint(ifindex, ep.ip, mac, network_id, bridge.is_some())?;
+            .insert_endpoint(ifindex, ep.ip, mac, network_id)?;
         self.datapath.set_endpoint6(ifindex, ep.ip6, mac)?;
         self.datapath.attach_from_container(&ep.host_if)?;
         if let Some(bridge) = bridge {
@@ -342,18 +341,6 @@ impl Agent {
             return Err(AgentError::NetnsMissing { path: ep.netns });
         }
         let made = ep.id != ADOPTED;
-        if made {
-            // An older agent made it without GRO: on now, or XDP's
-            // redirects into it would be lost.
-            let ifname = ep
-                .owner
-                .attachment()
-                .map_or(DEFAULT_IFNAME, |(_, _, ifname)| ifname)
-                .to_owned();
-            netns::with_netlink(&ep.netns, async |_| {
-                ethtool::set(&ifname, ethtool::Feature::Gro, true).map_err(NetlinkError::Feature)
-            })?;
-        }
         self.wire(&ep, made.then_some(bridge)).await?;
         self.install(&ep, &ep.ports).await?;
         if Hold::of(&ep.owner) == Hold::Always {

@@ -1,12 +1,8 @@
-//! The two device features the datapath cares about, set the way
-//! `ethtool -K` sets them (the `SIOCETHTOOL` ioctl; rtnetlink has no verb
-//! for features), in the network namespace of the calling thread.
-//!
-//! - GRO on a veth: its NAPI runs, which is what lets the veth take frames
-//!   an XDP program redirects to its peer (without it they are lost).
-//! - Transmit checksum offload: off, a device hands frames out with their
-//!   checksums complete, as a wire carries them (the test bed's outside
-//!   hosts use it to stand in for one).
+//! A device feature set the way `ethtool -K` sets it (the `SIOCETHTOOL`
+//! ioctl; rtnetlink has no verb for features), in the network namespace
+//! of the calling thread: transmit checksum offload off, so a device
+//! hands frames out with their checksums complete, as a wire carries them
+//! (the test bed's outside hosts use it to stand in for one).
 
 use std::{io, os::fd::AsRawFd as _, os::fd::FromRawFd as _, os::fd::OwnedFd};
 
@@ -15,14 +11,12 @@ const SIOCETHTOOL: libc::c_ulong = 0x8946;
 /// A feature with its legacy `ETHTOOL_S*` command.
 #[derive(Clone, Copy, Debug)]
 pub enum Feature {
-    Gro,
     TxChecksum,
 }
 
 impl Feature {
     const fn set_cmd(self) -> u32 {
         match self {
-            Feature::Gro => 0x2c,        // ETHTOOL_SGRO
             Feature::TxChecksum => 0x17, // ETHTOOL_STXCSUM
         }
     }
@@ -92,7 +86,7 @@ mod tests {
 
     #[test]
     fn bad_names_are_refused_before_any_call() {
-        assert!(set("", Feature::Gro, true).is_err());
-        assert!(set("a-name-far-too-long", Feature::Gro, true).is_err());
+        assert!(set("", Feature::TxChecksum, true).is_err());
+        assert!(set("a-name-far-too-long", Feature::TxChecksum, true).is_err());
     }
 }

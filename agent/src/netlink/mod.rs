@@ -205,9 +205,6 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| request("rename", from, e))?;
-        // Before it is up: its NAPI starts with it, so XDP on an uplink can
-        // redirect frames into it.
-        ethtool::set(to, ethtool::Feature::Gro, true).map_err(NetlinkError::Feature)?;
         if let Some((ip, prefix, _)) = v4 {
             self.handle
                 .address()

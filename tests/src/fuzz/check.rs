@@ -26,10 +26,9 @@ use super::{
 pub const TC_OK: i32 = 0;
 pub const TC_SHOT: i32 = 2;
 pub const TC_REDIRECT: i32 = 7;
-/// XDP verdicts.
+/// XDP verdicts (XDP forwards nothing: it drops or passes to tc).
 pub const XDP_DROP: i32 = 1;
 pub const XDP_PASS: i32 = 2;
-pub const XDP_REDIRECT: i32 = 4;
 
 /// Whether `verdict` is one `program` may give; whether it drops.
 #[must_use]
@@ -37,7 +36,7 @@ pub fn verdict_kind(program: &str, verdict: i32) -> Option<bool> {
     if program.starts_with("xdp") {
         match verdict {
             XDP_DROP => Some(true),
-            XDP_PASS | XDP_REDIRECT => Some(false),
+            XDP_PASS => Some(false),
             _ => None,
         }
     } else {

@@ -37,7 +37,7 @@ use weir_common::{
 };
 
 use cases::{Case, Hook};
-use check::{TC_OK, XDP_REDIRECT};
+use check::TC_OK;
 use world::{NODE, NODE6, SENDERS, World};
 
 /// How many frames, from which seed.
@@ -148,11 +148,7 @@ fn seed_run(w: &mut World, hook: Hook, frame: &[u8]) -> Option<Vec<u8>> {
         if check::verdict_kind(program, o.verdict) != Some(false) {
             return None;
         }
-        let done = o.verdict == XDP_REDIRECT && program.starts_with("xdp");
         out = o.frame;
-        if done {
-            break;
-        }
     }
     Some(out)
 }
@@ -211,9 +207,6 @@ impl Fuzz {
             };
             last = (program, verdict);
             cur = out;
-            if verdict == XDP_REDIRECT && program.starts_with("xdp") {
-                break;
-            }
         }
         match hook {
             Hook::FromUplink | Hook::TcFromUplink => {

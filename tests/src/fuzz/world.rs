@@ -240,10 +240,9 @@ impl World {
         self.sender = sender;
         for (e, ep) in ENDPOINTS.iter().enumerate() {
             let ifindex = self.ifindex(e);
-            let xdp = e != C2; // C2 is on an engine's veth.
             self.h
                 .datapath
-                .insert_endpoint(ifindex, Some(ep.ip), ep.mac, NETS[ep.net].id, xdp)
+                .insert_endpoint(ifindex, Some(ep.ip), ep.mac, NETS[ep.net].id)
                 .unwrap();
             self.h
                 .datapath

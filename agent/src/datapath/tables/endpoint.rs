@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::maps::HashMap;
-use weir_common::endpoint::{EP_XDP_TARGET, EndpointInfo, EndpointRef};
+use weir_common::endpoint::{EndpointInfo, EndpointRef};
 
 use super::super::{Datapath, DatapathError, absent_ok, found, map_err, map_names};
 
@@ -19,18 +19,15 @@ pub fn no_ipv4(network_id: u32) -> Ipv4Addr {
 }
 
 impl Datapath {
-    /// Records an endpoint in `ENDPOINTS` and `EP_BY_IP4`. `xdp_target`:
-    /// its veth's container end takes redirected XDP frames
-    /// ([`EP_XDP_TARGET`]). An endpoint without IPv4 (of an IPv6-only
-    /// network) has its network's [`no_ipv4`] address in `ENDPOINTS`
-    /// and nothing in `EP_BY_IP4`.
+    /// Records an endpoint in `ENDPOINTS` and `EP_BY_IP4`. An endpoint
+    /// without IPv4 (of an IPv6-only network) has its network's
+    /// [`no_ipv4`] address in `ENDPOINTS` and nothing in `EP_BY_IP4`.
     pub fn insert_endpoint(
         &mut self,
         ifindex: u32,
         ip: Option<Ipv4Addr>,
         mac: [u8; 6],
         network_id: u32,
-        xdp_target: bool,
     ) -> Result<(), DatapathError> {
         let info = EndpointInfo {
             ip: ip.unwrap_or_else(|| no_ipv4(network_id)).octets(),
@@ -41,7 +38,7 @@ impl Datapath {
         let reference = EndpointRef {
             ifindex,
             mac,
-            flags: if xdp_target { EP_XDP_TARGET } else { 0 },
+            flags: 0,
             pad: 0,
         };
         self.hash_map::<u32, EndpointInfo>(map_names::ENDPOINTS)?
