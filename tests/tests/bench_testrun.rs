@@ -23,6 +23,7 @@ fn the_per_packet_measure_times_every_case_and_the_hot_ones_hot() {
             ("tc_from_uplink", "miss, trace on (another address)"),
             ("tc_from_uplink", "miss, traced (its record)"),
             ("tc_from_uplink", "drop (unsolicited)"),
+            ("xdp_from_uplink", "published port (passes to tc)"),
             ("xdp_from_uplink", "miss (passes to tc)"),
             ("xdp_from_uplink", "drop (unsolicited)"),
             ("tc_from_container", "new flow out (policy)"),
