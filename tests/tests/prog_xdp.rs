@@ -16,7 +16,9 @@ use weir_common::{
 };
 use weir_tests::{
     packet,
-    prog::{DEFAULT_FLAGS, Harness, TC_ACT_OK, TEST_IFINDEX, XDP_DROP, XDP_PASS, net_info},
+    prog::{
+        DEFAULT_FLAGS, Harness, TC_ACT_OK, TC_ACT_SHOT, TEST_IFINDEX, XDP_DROP, XDP_PASS, net_info,
+    },
 };
 
 const XDP: &str = "xdp_from_uplink";
@@ -187,7 +189,7 @@ fn xdp_leaves_a_published_ports_flow_to_tc() {
     assert_eq!((out.verdict, &out.frame), (XDP_PASS, &syn), "the SYN");
     assert!(h.datapath.conntrack::<CtKey>().unwrap().is_empty());
     // tc takes the SYN: the flow's entries are made there.
-    h.run_tc("tc_from_uplink", &syn);
+    assert_ne!(h.run_tc("tc_from_uplink", &syn).verdict, TC_ACT_SHOT);
     let before = h.datapath.conntrack::<CtKey>().unwrap();
     assert_eq!(before.len(), 2, "{before:?}");
     let ack = packet::tcp_ack4(sa(EXT, 4000), sa(NODE, 8080), 2, 10, false);

@@ -168,6 +168,12 @@ impl Bed {
         (EXT_IP6, EXT_ECHO_PORT).into()
     }
 
+    /// Where the agent (C's, X's) pinned its programs.
+    #[must_use]
+    pub fn pinned_programs(&self) -> Option<std::path::PathBuf> {
+        self.agent.as_ref().map(|a| a.bpffs.join("progs"))
+    }
+
     #[must_use]
     pub fn ext(&self) -> &Netns {
         &self.world.ext

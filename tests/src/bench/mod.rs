@@ -31,6 +31,7 @@ pub mod floor;
 pub mod load;
 pub mod netfilter;
 pub mod report;
+pub mod share;
 pub mod startup;
 pub mod testrun;
 
@@ -252,6 +253,8 @@ pub struct Results {
     pub cluster_setups: Vec<(&'static str, &'static str)>,
     pub cluster: Vec<Metric>,
     pub testrun: testrun::Costs,
+    /// The programs' share of C's connections (empty when not run).
+    pub share: Vec<share::Share>,
     /// The agent at scale (none when not run).
     pub startup: Option<startup::Startup>,
 }
@@ -259,10 +262,10 @@ pub struct Results {
 /// Runs the whole benchmark, printing progress on stderr.
 pub fn run(opts: &Options) -> io::Result<Results> {
     let machine = report::machine();
-    let (metrics, testrun) = if opts.main {
+    let (metrics, share, testrun) = if opts.main {
         main_rounds(opts)?
     } else {
-        (Vec::new(), testrun::Costs::default())
+        (Vec::new(), Vec::new(), testrun::Costs::default())
     };
     let docker = if opts.docker {
         docker_rounds(opts)?
@@ -298,13 +301,14 @@ pub fn run(opts: &Options) -> io::Result<Results> {
             .collect(),
         cluster,
         testrun,
+        share,
         startup,
     })
 }
 
-/// A, B, B2 and C, round by round, then at each scale, then the programs'
-/// per-packet costs.
-fn main_rounds(opts: &Options) -> io::Result<(Vec<Metric>, testrun::Costs)> {
+/// A, B, B2 and C, round by round, then the programs' share of C's
+/// connections, then at each scale, then the programs' per-packet costs.
+fn main_rounds(opts: &Options) -> io::Result<(Vec<Metric>, Vec<share::Share>, testrun::Costs)> {
     eprintln!("bench: building the four worlds");
     let mut beds = Setup::ALL
         .iter()
@@ -322,6 +326,13 @@ fn main_rounds(opts: &Options) -> io::Result<(Vec<Metric>, testrun::Costs)> {
             measure_round(bed, opts, &mut m);
         }
     }
+    eprintln!("bench: the programs' share of C's connections");
+    let c = beds
+        .iter()
+        .find(|b| b.setup == Setup::Weir)
+        .expect("C is among the setups");
+    let progs = c.pinned_programs().expect("C has an agent");
+    let shares = share::measure(c, &progs, opts)?;
     let mut scale = Vec::new();
     for &n in &opts.scale {
         eprintln!("bench: {n} other ports published");
@@ -360,7 +371,7 @@ fn main_rounds(opts: &Options) -> io::Result<(Vec<Metric>, testrun::Costs)> {
     m.extend(scale);
     drop(beds);
     eprintln!("bench: per-packet cost ({} runs a case)", opts.testrun_runs);
-    Ok((m, testrun::measure(opts.testrun_runs)))
+    Ok((m, shares, testrun::measure(opts.testrun_runs)))
 }
 
 /// D and E, interleaved round by round like the main setups: request and

@@ -191,6 +191,7 @@ pub fn text(r: &Results) -> String {
             o.rounds, o.secs, o.scale_rounds, o.crr_workers
         );
         s.push_str(&table(r));
+        super::share::text(&mut s, r);
     }
     if !r.docker.is_empty() {
         let _ = writeln!(
@@ -577,6 +578,7 @@ mod tests {
                 costs: Vec::new(),
                 sizes: Vec::new(),
             },
+            share: Vec::new(),
             startup: None,
         }
     }
@@ -606,6 +608,31 @@ mod tests {
         let svg = docker_svg(&r);
         assert!(svg.starts_with("<svg") && svg.contains("(1.30×)"), "{svg}");
         assert!(text(&r).contains("E: Docker with weir"));
+    }
+
+    #[test]
+    fn the_programs_share_bounds_what_freeing_them_would_give() {
+        let mut r = results();
+        let mut out = Metric::new("crr_out_cpu", "CPU out", "us", Better::Lower);
+        out.add(Setup::Iptables, 100.0, 0);
+        out.add(Setup::Weir, 80.0, 0);
+        r.metrics.push(out);
+        r.share = vec![
+            crate::bench::share::Share {
+                direction: "out",
+                programs_us: 10.0,
+                kernel_us: 80.0,
+            },
+            crate::bench::share::Share {
+                direction: "IPv6 out",
+                programs_us: 12.0,
+                kernel_us: 96.0,
+            },
+        ];
+        let t = text(&r);
+        // B 100 over C 80 less 10.
+        assert!(t.contains("| out | 10.00 | 80.00 | 12% | 1.43 |"), "{t}");
+        assert!(t.contains("| IPv6 out | 12.00 | 96.00 | 12% | - |"), "{t}");
     }
 
     #[test]

@@ -1,0 +1,122 @@
+//! The programs' share of a connection: after the rounds, one more `TCP_CRR`
+//! run of C in and out, over both families, with the kernel's BPF run-time
+//! accounting on (`BPF_ENABLE_STATS`, the measure `bpftool prog` shows):
+//! the run time of every program the agent pinned, per connection, beside
+//! the kernel CPU per connection of that same run. It bounds what any
+//! work on the programs can give: were they free, C's kernel CPU per
+//! connection would fall by that much and no more, and B/C would be B's
+//! figure over what is left.
+
+use std::{fs, io, net::SocketAddr, path::Path};
+
+use aya::{
+    programs::ProgramInfo,
+    sys::{Stats, enable_stats},
+};
+
+use super::{Options, bed::Bed, load};
+
+/// One direction's figures.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Share {
+    pub direction: &'static str,
+    /// The programs' run time per connection, microseconds.
+    pub programs_us: f64,
+    /// The kernel CPU per connection of the same run, microseconds (the
+    /// programs' time is part of it).
+    pub kernel_us: f64,
+}
+
+/// Measures C (`bed`, whose agent pinned its programs under `progs`).
+pub fn measure(bed: &Bed, progs: &Path, opts: &Options) -> io::Result<Vec<Share>> {
+    // Run-time accounting is on while this descriptor is open.
+    let _stats = enable_stats(Stats::RunTime).map_err(io::Error::other)?;
+    let runs: [(&'static str, &crate::Netns, SocketAddr); 4] = [
+        ("in", bed.ext(), bed.echo_target().into()),
+        ("out", bed.container(), Bed::out_target().into()),
+        ("IPv6 in", bed.ext(), bed.echo_target6()),
+        ("IPv6 out", bed.container(), Bed::out_target6()),
+    ];
+    let mut shares = Vec::new();
+    for (direction, ns, to) in runs {
+        let before = run_time_ns(progs)?;
+        let r = load::crr(ns, to, opts.secs, opts.crr_workers);
+        let spent = run_time_ns(progs)? - before;
+        if r.connections == 0 {
+            return Err(io::Error::other(format!("C: no connection {direction}")));
+        }
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "nanoseconds and connections of a few seconds' run"
+        )]
+        let programs_us = spent as f64 / 1e3 / r.connections as f64;
+        shares.push(Share {
+            direction,
+            programs_us,
+            kernel_us: r.kernel_us,
+        });
+    }
+    Ok(shares)
+}
+
+/// The run time so far of every program pinned in `progs`.
+fn run_time_ns(progs: &Path) -> io::Result<u128> {
+    let mut total = 0;
+    for entry in fs::read_dir(progs)? {
+        let info = ProgramInfo::from_pin(entry?.path()).map_err(io::Error::other)?;
+        total += info.run_time().as_nanos();
+    }
+    Ok(total)
+}
+
+/// The figures as the report prints them: per direction, the programs'
+/// time, the kernel CPU of the same run, their share, and (IPv4, whose
+/// kernel CPU the rounds measure for B) what B/C would be were the
+/// programs free: B's median over C's median less the programs' time.
+pub fn text(s: &mut String, r: &super::Results) {
+    use std::fmt::Write as _;
+    if r.share.is_empty() {
+        return;
+    }
+    let cpu = |id: &str, key: &str| {
+        r.metrics
+            .iter()
+            .find(|m| m.id == id)
+            .and_then(|m| m.median(key))
+    };
+    let _ = writeln!(
+        s,
+        "\nWeir's programs' share of C's connections: one more TCP_CRR run of {} s each \
+         way after the rounds, with the kernel's BPF run-time accounting on; the run \
+         time of every program the agent pinned, per connection, against the kernel \
+         CPU per connection of the same run. Were the programs free, C's kernel CPU \
+         would fall by their time and no more: the last column is B's median kernel \
+         CPU per connection over C's less that time.\n",
+        r.options.secs
+    );
+    s.push_str(
+        "| connections | programs, us per connection | kernel CPU, us per connection | share | B/C were the programs free |\n\
+         |---|--:|--:|--:|--:|\n",
+    );
+    for sh in &r.share {
+        let id = match sh.direction {
+            "in" => Some("crr_in_cpu"),
+            "out" => Some("crr_out_cpu"),
+            _ => None,
+        };
+        let bound = id
+            .and_then(|id| Some((cpu(id, "B")?, cpu(id, "C")?)))
+            .map_or_else(
+                || "-".to_owned(),
+                |(b, c)| format!("{:.2}", b / (c - sh.programs_us)),
+            );
+        let _ = writeln!(
+            s,
+            "| {} | {:.2} | {:.2} | {:.0}% | {bound} |",
+            sh.direction,
+            sh.programs_us,
+            sh.kernel_us,
+            100.0 * sh.programs_us / sh.kernel_us
+        );
+    }
+}
