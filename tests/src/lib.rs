@@ -57,6 +57,7 @@ pub mod nspawn;
 pub mod packet;
 pub mod podman;
 pub mod prog;
+pub mod prog6;
 pub mod reach;
 pub mod sock;
 pub mod stream;

@@ -23,22 +23,14 @@ use weir_tests::{
         DEFAULT_FLAGS, Harness, NODE_NS_MAC, NODE_NS_NEIGHBOUR_MAC, TC_ACT_OK, TEST_IFINDEX,
         in_own_ns, node_ns6,
     },
+    prog6::{C, NODE6, PEER, POD_THERE, SERVICE, a},
 };
 
 /// `TC_ACT_REDIRECT`: the fast path sent the packet on itself.
 const TC_ACT_REDIRECT: i32 = 7;
 
-const C: &str = "fd00:89::2";
-const NODE6: &str = "2001:db8:1::1";
-const PEER: &str = "2001:db8:9::1";
 /// Behind `2001:db8:1::3`, whose MAC is not known yet.
 const FAR: &str = "2001:db8:7::1";
-const POD_THERE: &str = "fd00:245:0:2::2";
-const SERVICE: &str = "fd00:96::10";
-
-fn a(text: &str) -> [u8; 16] {
-    text.parse::<Ipv6Addr>().unwrap().octets()
-}
 
 /// A masquerading dual-stack network with container `C` behind
 /// [`TEST_IFINDEX`], the node's address `NODE6` on uplink `uplink`.

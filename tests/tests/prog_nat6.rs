@@ -9,102 +9,26 @@
 //! pings get in. A port published on every
 //! address is reached over IPv6 (`PUBLISH6`): the client's flow translated to
 //! the container's IPv6 address with the client kept, the answer leaving
-//! as the node's port; not for an `--internal` network's. On a node of a
-//! Kubernetes cluster (`CLUSTER6`), a container's packets to the
-//! cluster's pods and nodes leave as they are, untracked, and theirs come
-//! in to the stack; to anywhere else, and from anyone else, as off a
-//! cluster.
+//! as the node's port; not for an `--internal` network's. A cluster's
+//! IPv6 is `prog_cluster6.rs`'s; the frames and views are
+//! `weir_tests::prog6`'s.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use aya::maps::HashMap;
 use etherparse::{Icmpv6Type, PacketBuilder};
 use weir_common::{
     ct::{DIR_ORIGINAL, DIR_REPLY, KIND_DNAT, KIND_HAIRPIN, KIND_ROUTED, KIND_SNAT},
-    ct6::{CtEntry6, CtKey6},
+    ct6::CtKey6,
     drop::DropReason,
-    network::{
-        CLUSTER_NODES, CLUSTER_PODS, CLUSTER_SERVICES, NET_ICC, NET_INTERNAL, NET_MASQUERADE,
-        NET_ROUTED,
-    },
+    network::{NET_ICC, NET_INTERNAL, NET_ROUTED},
     publish::{PublishKey6, PublishTarget6},
     stats::PortCounters,
 };
 use weir_tests::{
     packet::{MAC_CONTAINER, MAC_HOST},
-    prog::{
-        DEFAULT_FLAGS, Harness, TC_ACT_OK, TC_ACT_SHOT, TEST_IFINDEX, XDP_DROP, XDP_PASS, in_own_ns,
-    },
+    prog::{Harness, TC_ACT_OK, TC_ACT_SHOT, TEST_IFINDEX, XDP_PASS, in_own_ns},
+    prog6::{C, NODE6, PEER, a, ct6, frame6, harness, harness_with, icmp6_error, view},
 };
-
-const C: &str = "fd00:89::2";
-const NODE6: &str = "2001:db8:1::1";
-const PEER: &str = "2001:db8:9::1";
-
-fn a(text: &str) -> [u8; 16] {
-    text.parse::<Ipv6Addr>().unwrap().octets()
-}
-
-fn harness(uplink6: bool) -> Harness {
-    harness_with(uplink6, DEFAULT_FLAGS | NET_MASQUERADE)
-}
-
-fn harness_with(uplink6: bool, flags: u32) -> Harness {
-    let mut h = Harness::dual_stack(flags);
-    if uplink6 {
-        h.datapath
-            .set_uplinks6(&[(TEST_IFINDEX, NODE6.parse().unwrap())])
-            .unwrap();
-    }
-    h
-}
-
-/// A frame of `proto`'s kind from `src:sport` to `dst:dport`.
-fn frame6(src: &str, dst: &str, sport: u16, dport: u16, proto: u8) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(MAC_CONTAINER, MAC_HOST).ipv6(a(src), a(dst), 64);
-    let mut f = Vec::new();
-    match proto {
-        6 => b.tcp(sport, dport, 1, 64240).syn().write(&mut f, &[]),
-        17 => b.udp(sport, dport).write(&mut f, b"q6"),
-        _ => b.icmpv6_echo_request(sport, 1).write(&mut f, b"ping"),
-    }
-    .unwrap();
-    f
-}
-
-/// The fields NAT rewrites, and whether the L4 checksum verifies.
-fn view(f: &[u8]) -> (Ipv6Addr, Ipv6Addr, u16, u16, bool) {
-    let ip = &f[14..54];
-    let l4 = &f[54..];
-    let src: [u8; 16] = ip[8..24].try_into().unwrap();
-    let dst: [u8; 16] = ip[24..40].try_into().unwrap();
-    let proto = ip[6];
-    let (sport, dport) = if proto == 58 {
-        let id = u16::from_be_bytes([l4[4], l4[5]]);
-        (id, id)
-    } else {
-        (
-            u16::from_be_bytes([l4[0], l4[1]]),
-            u16::from_be_bytes([l4[2], l4[3]]),
-        )
-    };
-    let mut sum = u32::from(proto) + u32::try_from(l4.len()).unwrap();
-    for pair in ip[8..40].chunks(2).chain(l4.chunks(2)) {
-        sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    (src.into(), dst.into(), sport, dport, sum == 0xffff)
-}
-
-fn ct6(h: &mut Harness) -> Vec<(CtKey6, CtEntry6)> {
-    let map: HashMap<&mut aya::maps::MapData, CtKey6, CtEntry6> =
-        HashMap::try_from(h.datapath.ebpf_mut().map_mut("CT6").expect("CT6")).unwrap();
-    let mut all: Vec<_> = map.iter().map(Result::unwrap).collect();
-    all.sort_by_key(|(_, e)| e.dir);
-    all
-}
 
 #[test]
 fn a_containers_ipv6_flows_leave_as_the_node_and_their_answers_come_back() {
@@ -342,17 +266,6 @@ fn an_internal_networks_port_is_not_reached_over_ipv6_from_outside() {
     });
 }
 
-/// An `ICMPv6` error of type `ty` from `src` to `dst` quoting `quote`
-/// (an IPv6 packet as it was sent).
-fn icmp6_error(src: &str, dst: &str, ty: Icmpv6Type, quote: &[u8]) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(MAC_HOST, MAC_CONTAINER)
-        .ipv6(a(src), a(dst), 64)
-        .icmpv6(ty);
-    let mut f = Vec::new();
-    b.write(&mut f, quote).unwrap();
-    f
-}
-
 /// The quoted packet's addresses and ports (or echo identifier) of an
 /// `ICMPv6` error frame.
 fn quote_of(f: &[u8]) -> (Ipv6Addr, Ipv6Addr, u16, u16) {
@@ -573,104 +486,6 @@ fn an_ipv6_syn_that_opens_a_tuple_again_starts_its_flags_over() {
         for (_, e) in &flows {
             let want = if e.dir == DIR_ORIGINAL { 0x02 } else { 0 };
             assert_eq!(e.tcp_flags, want, "{e:?}");
-        }
-    });
-}
-
-/// A pod on another node, a node, a Service address (the cluster's) and
-/// nobody's.
-const POD_THERE: &str = "fd00:245:0:2::2";
-const NODE_THERE: &str = "fd00:198:51:100::2";
-const SERVICE: &str = "fd00:96::10";
-
-/// `harness(true)` on a node of a dual-stack cluster: its IPv6 pods,
-/// nodes and Services in `CLUSTER6` (an IPv4 range beside them, in
-/// `CLUSTER4`).
-fn in_cluster() -> Harness {
-    let mut h = harness(true);
-    let range = |text: &str, prefix, flags| (text.parse().unwrap(), prefix, flags);
-    h.datapath
-        .set_cluster(&[
-            range("10.245.0.0", 16, CLUSTER_PODS),
-            range("fd00:245::", 56, CLUSTER_PODS),
-            range("fd00:198:51:100::", 124, CLUSTER_NODES),
-            range("fd00:96::", 112, CLUSTER_SERVICES),
-        ])
-        .unwrap();
-    h
-}
-
-#[test]
-fn a_containers_ipv6_packets_to_the_cluster_leave_as_they_are() {
-    in_own_ns("nat6", || {
-        for to in [POD_THERE, NODE_THERE] {
-            for (proto, dport) in [(6u8, 8080), (17, 53), (58, 0)] {
-                let mut h = in_cluster();
-                let f = frame6(C, to, 40000, dport, proto);
-                let out = h.run_tc("tc_to_uplink", &f);
-                assert_eq!(out.verdict, TC_ACT_OK, "to {to}, proto {proto}");
-                assert_eq!(out.frame, f, "to {to}, proto {proto}: its own address");
-                assert!(ct6(&mut h).is_empty(), "to {to}: not tracked");
-            }
-        }
-        // An ICMPv6 error about a flow of the cluster's (nothing tracked)
-        // leaves too; to outside it cannot be translated.
-        let mut h = in_cluster();
-        let quoted = frame6(POD_THERE, C, 40000, 53, 17);
-        let unreachable =
-            Icmpv6Type::DestinationUnreachable(etherparse::icmpv6::DestUnreachableCode::Port);
-        let err = icmp6_error(C, POD_THERE, unreachable, &quoted[14..]);
-        let out = h.run_tc("tc_to_uplink", &err);
-        assert_eq!((out.verdict, out.frame), (TC_ACT_OK, err));
-        let quoted = frame6(PEER, C, 40000, 53, 17);
-        let err = icmp6_error(C, PEER, unreachable, &quoted[14..]);
-        assert_eq!(h.run_tc("tc_to_uplink", &err).verdict, TC_ACT_SHOT);
-        // Anywhere else (a Service address left untranslated, outside):
-        // masqueraded as off a cluster.
-        for to in [PEER, SERVICE] {
-            let out = h.run_tc("tc_to_uplink", &frame6(C, to, 40001, 443, 6));
-            assert_eq!(out.verdict, TC_ACT_OK);
-            assert_eq!(
-                view(&out.frame).0,
-                NODE6.parse::<Ipv6Addr>().unwrap(),
-                "to {to}"
-            );
-        }
-    });
-}
-
-#[test]
-fn ipv6_from_the_clusters_pods_and_nodes_comes_in_to_the_stack() {
-    in_own_ns("nat6", || {
-        let mut h = in_cluster();
-        for from in [POD_THERE, NODE_THERE] {
-            for (proto, sport, dport) in [(6u8, 40000, 8080), (17, 40000, 53), (58, 7, 0)] {
-                let f = frame6(from, C, sport, dport, proto);
-                let out = h.run_tc("tc_from_uplink", &f);
-                assert_eq!(out.verdict, TC_ACT_OK, "from {from}, proto {proto}");
-                assert_eq!(out.frame, f, "from {from}: untouched, to the stack");
-                assert_eq!(h.run_xdp("xdp_from_uplink", &f).verdict, XDP_PASS);
-            }
-            // Not a flow (an ICMPv6 error quoting nothing tracked): in too.
-            let quoted = frame6(C, from, 40000, 53, 17);
-            let err = icmp6_error(
-                from,
-                C,
-                Icmpv6Type::PacketTooBig { mtu: 1280 },
-                &quoted[14..],
-            );
-            assert_eq!(h.run_tc("tc_from_uplink", &err).verdict, TC_ACT_OK);
-        }
-        assert!(ct6(&mut h).is_empty(), "nothing tracked");
-        // Anyone else (a Service address is no pod) is still unsolicited.
-        for from in [PEER, SERVICE] {
-            let f = frame6(from, C, 40000, 8080, 6);
-            assert_eq!(
-                h.run_tc("tc_from_uplink", &f).verdict,
-                TC_ACT_SHOT,
-                "{from}"
-            );
-            assert_eq!(h.run_xdp("xdp_from_uplink", &f).verdict, XDP_DROP, "{from}");
         }
     });
 }
