@@ -330,17 +330,20 @@ impl Agent {
     /// On start, with `bridge` its network's bridge (made by the caller):
     /// an endpoint whose veth still exists is wired again and gets its
     /// publications back. One whose veth is gone is an error (its
-    /// namespace went away while the agent was down).
+    /// namespace went away while the agent was down), and so is one weir
+    /// made whose namespace's name is gone: the kernel may still be
+    /// dismantling that namespace, its veth there a moment longer.
     pub(super) async fn restore_endpoint(
         &mut self,
         name: &str,
         bridge: u32,
     ) -> Result<(), AgentError> {
         let ep = self.endpoint(name)?.clone();
-        if self.nl.link_index(&ep.host_if).await?.is_none() {
+        let made = ep.id != ADOPTED;
+        if self.nl.link_index(&ep.host_if).await?.is_none() || (made && !netns::is_netns(&ep.netns))
+        {
             return Err(AgentError::NetnsMissing { path: ep.netns });
         }
-        let made = ep.id != ADOPTED;
         self.wire(&ep, made.then_some(bridge)).await?;
         self.install(&ep, &ep.ports).await?;
         if Hold::of(&ep.owner) == Hold::Always {
