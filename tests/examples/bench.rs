@@ -10,6 +10,7 @@ use weir_tests::bench::{self, Options, report};
 fn main() -> anyhow::Result<()> {
     let mut opts = Options::default();
     let mut out = PathBuf::from("bench/results");
+    let mut stream_profile = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
@@ -40,6 +41,7 @@ fn main() -> anyhow::Result<()> {
                 opts.startup = None;
             }
             "--no-startup" => opts.startup = None,
+            "--only-stream-profile" => stream_profile = true,
             "--only-startup" => {
                 opts.main = false;
                 opts.docker = false;
@@ -64,9 +66,12 @@ fn main() -> anyhow::Result<()> {
             other => anyhow::bail!(
                 "unknown argument {other}; known: --out DIR --rounds N --secs S \
                  --scale N,N,... --scale-rounds N --no-docker --no-flood --only-flood --no-cluster --only-cluster \
-                 --startup E,P --no-startup --only-startup --quick"
+                 --startup E,P --no-startup --only-startup --only-stream-profile --quick"
             ),
         }
+    }
+    if stream_profile {
+        return write_stream_profile(&opts, &out);
     }
     let only_startup = !opts.main && !opts.docker && !opts.flood && !opts.cluster;
     let only_cluster = !opts.main && !opts.docker && !opts.flood && opts.startup.is_none();
@@ -91,5 +96,28 @@ fn main() -> anyhow::Result<()> {
             out.display()
         );
     }
+    Ok(())
+}
+
+/// `--only-stream-profile`: A's, B2's and C's stream under `perf`, written
+/// as `stream-profile.md` (perf's data stays in the temporary directory).
+fn write_stream_profile(opts: &Options, out: &std::path::Path) -> anyhow::Result<()> {
+    let machine = report::machine();
+    let get = |k: &str| machine.get(k).map_or("", String::as_str);
+    let named = format!(
+        "{}, {} cores, Linux {}, {}",
+        get("cpu"),
+        get("cores"),
+        get("kernel"),
+        get("date")
+    );
+    let data = std::env::temp_dir().join("weir-bench-perf");
+    let profiles = bench::profile::stream(opts, &data)?;
+    let text = bench::profile::text(&named, bench::profile::has_pmu(), opts.secs, &profiles);
+    println!("{text}");
+    std::fs::create_dir_all(out)?;
+    let file = out.join("stream-profile.md");
+    std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+    println!("Written: {}", file.display());
     Ok(())
 }

@@ -36,6 +36,8 @@ const APT_PACKAGES: &[&str] = &[
     "curl",
     "socat",
     "iperf3",
+    // `cargo xtask bench --only-stream-profile` samples with perf.
+    "linux-perf",
     "iptables",
     "nftables",
     // The real engines the integration tests drive (`../shared/ENGINES.md`).

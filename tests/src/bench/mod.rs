@@ -30,6 +30,7 @@ pub mod flood;
 pub mod floor;
 pub mod load;
 pub mod netfilter;
+pub mod profile;
 pub mod report;
 pub mod share;
 pub mod startup;
