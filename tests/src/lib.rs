@@ -56,6 +56,7 @@ pub mod netns;
 pub mod nspawn;
 pub mod packet;
 pub mod podman;
+pub mod policy_bed;
 pub mod prog;
 pub mod prog6;
 pub mod reach;
