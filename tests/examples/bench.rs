@@ -102,15 +102,7 @@ fn main() -> anyhow::Result<()> {
 /// `--only-stream-profile`: A's, B2's and C's stream under `perf`, written
 /// as `stream-profile.md` (perf's data stays in the temporary directory).
 fn write_stream_profile(opts: &Options, out: &std::path::Path) -> anyhow::Result<()> {
-    let machine = report::machine();
-    let get = |k: &str| machine.get(k).map_or("", String::as_str);
-    let named = format!(
-        "{}, {} cores, Linux {}, {}",
-        get("cpu"),
-        get("cores"),
-        get("kernel"),
-        get("date")
-    );
+    let named = report::machine_line(&report::machine());
     let data = std::env::temp_dir().join("weir-bench-perf");
     let profiles = bench::profile::stream(opts, &data)?;
     let text = bench::profile::text(&named, bench::profile::has_pmu(), opts.secs, &profiles);

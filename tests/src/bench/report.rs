@@ -153,15 +153,13 @@ pub fn errors(r: &Results) -> Vec<String> {
         .collect()
 }
 
-/// The whole report as printed: machine, setups, tables, how to read them.
+/// The machine as every report names it: CPU, cores, memory, kernel,
+/// the netfilter tools' versions, the date.
 #[must_use]
-pub fn text(r: &Results) -> String {
-    let mut s = String::new();
-    let m = &r.machine;
+pub fn machine_line(m: &BTreeMap<&'static str, String>) -> String {
     let get = |k: &str| m.get(k).map_or("", String::as_str);
-    let _ = writeln!(
-        s,
-        "Machine: {}, {} cores, {}, Linux {}; {}; {}; {}.\n",
+    format!(
+        "{}, {} cores, {}, Linux {}; {}; {}; {}",
         get("cpu"),
         get("cores"),
         get("memory"),
@@ -169,7 +167,14 @@ pub fn text(r: &Results) -> String {
         get("iptables"),
         get("nft"),
         get("date")
-    );
+    )
+}
+
+/// The whole report as printed: machine, setups, tables, how to read them.
+#[must_use]
+pub fn text(r: &Results) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "Machine: {}.\n", machine_line(&r.machine));
     let o = &r.options;
     if !r.metrics.is_empty() {
         for (k, label) in &r.setups {
