@@ -17,7 +17,7 @@ use rtnetlink::{
     packet_route::{
         address::{AddressAttribute, AddressFlags},
         link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
-        route::{RouteAddress, RouteAttribute, RouteMessage},
+        route::{RouteAddress, RouteAttribute},
     },
 };
 
@@ -36,6 +36,14 @@ pub enum NetlinkError {
     },
     #[error(transparent)]
     Feature(std::io::Error),
+}
+
+/// A link's name (`IFLA_IFNAME`), when its message carries one.
+pub(crate) fn if_name(link: &LinkMessage) -> Option<String> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.clone()),
+        _ => None,
+    })
 }
 
 /// A netlink connection in the namespace of the thread that opened it.
@@ -321,27 +329,11 @@ impl Netlink {
             .await
     }
 
-    /// Every IPv4 route of this namespace, of every table.
-    async fn routes4(&self) -> Result<Vec<RouteMessage>, NetlinkError> {
-        self.handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| request("list routes", "", e))
-    }
-
     /// The name of link `index`, if it exists.
     pub async fn link_name(&self, index: u32) -> Result<Option<String>, NetlinkError> {
         let mut links = self.handle.link().get().match_index(index).execute();
         match links.try_next().await {
-            Ok(link) => Ok(link.and_then(|l| {
-                l.attributes.into_iter().find_map(|a| match a {
-                    LinkAttribute::IfName(n) => Some(n),
-                    _ => None,
-                })
-            })),
+            Ok(link) => Ok(link.as_ref().and_then(if_name)),
             Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(request("get link", &index.to_string(), e)),
         }
@@ -356,11 +348,7 @@ impl Netlink {
             .await
             .map_err(|e| request("list links", "", e))?
         {
-            let name = link.attributes.iter().find_map(|a| match a {
-                LinkAttribute::IfName(n) => Some(n.clone()),
-                _ => None,
-            });
-            if let Some(name) = name {
+            if let Some(name) = if_name(&link) {
                 out.push((link.header.index, name));
             }
         }
@@ -399,7 +387,7 @@ impl Netlink {
     /// route is `0.0.0.0/0`).
     pub async fn ipv4_routes(&self) -> Result<Vec<crate::network::Subnet>, NetlinkError> {
         Ok(self
-            .routes4()
+            .routes_of(RouteMessageBuilder::<Ipv4Addr>::new().build())
             .await?
             .iter()
             .filter_map(|msg| {

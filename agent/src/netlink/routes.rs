@@ -67,7 +67,10 @@ impl fmt::Display for WeirRoute {
 impl Netlink {
     /// Every route of one family (`family`: an empty message of it), of
     /// every table.
-    async fn routes_of(&self, family: RouteMessage) -> Result<Vec<RouteMessage>, NetlinkError> {
+    pub(super) async fn routes_of(
+        &self,
+        family: RouteMessage,
+    ) -> Result<Vec<RouteMessage>, NetlinkError> {
         self.handle
             .route()
             .get(family)

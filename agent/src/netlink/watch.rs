@@ -9,7 +9,6 @@ use rtnetlink::{
     packet_core::{NetlinkMessage, NetlinkPayload},
     packet_route::{
         RouteNetlinkMessage,
-        link::{LinkAttribute, LinkMessage},
         route::{RouteHeader, RouteMessage, RouteType},
     },
     sys::SocketAddr,
@@ -79,7 +78,7 @@ fn classify(message: NetlinkMessage<RouteNetlinkMessage>) -> Option<Change> {
     };
     match &message {
         RouteNetlinkMessage::NewLink(l) | RouteNetlinkMessage::DelLink(l) => {
-            Some(Change::Link(link_name(l)))
+            Some(Change::Link(super::if_name(l)))
         }
         RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_) => {
             Some(Change::Address)
@@ -89,13 +88,6 @@ fn classify(message: NetlinkMessage<RouteNetlinkMessage>) -> Option<Change> {
         }
         _ => None,
     }
-}
-
-fn link_name(link: &LinkMessage) -> Option<String> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::IfName(n) => Some(n.clone()),
-        _ => None,
-    })
 }
 
 /// Whether `route` is a default route (`/0`) of the main table that
