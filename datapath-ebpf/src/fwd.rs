@@ -23,7 +23,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use weir_common::{
-    ct::CtEntry,
+    ct::{CT_STACK, CtEntry},
     drop::DropReason,
     network::{CLUSTER_SERVICES, MARK_VIA_STACK},
 };
@@ -62,13 +62,34 @@ pub fn out_via_uplink(ctx: &TcContext, to: &CtEntry, proto: u8) -> Result<i32, D
     let cluster = policy::cluster(to.nat_daddr);
     if cluster != 0 {
         if cluster & CLUSTER_SERVICES != 0 {
-            // SAFETY: the skb pointer is the program's context.
-            let mark = unsafe { (*ctx.skb.skb).mark };
-            ctx.set_mark(mark | MARK_VIA_STACK);
+            mark_via_stack(ctx);
         }
         return Ok(TC_PASS);
     }
     route(ctx, Head::read(ctx)?, to, proto, true)
+}
+
+/// Marks a container's packet to a Service, which the stack's netfilter
+/// (kube-proxy's rules) translates: [`MARK_VIA_STACK`], for the uplink's
+/// egress ([`stack_flag`]). Both families.
+#[inline(always)]
+pub(crate) fn mark_via_stack(ctx: &TcContext) {
+    // SAFETY: the skb pointer is the program's context.
+    let mark = unsafe { (*ctx.skb.skb).mark };
+    ctx.set_mark(mark | MARK_VIA_STACK);
+}
+
+/// `CT_STACK` for a packet [`mark_via_stack`] marked (its flow's answers
+/// owe the stack's conntrack their way back), else 0: the flags a flow
+/// the uplink's egress starts tracking takes. Both families.
+#[inline(always)]
+pub(crate) fn stack_flag(ctx: &TcContext) -> u8 {
+    // SAFETY: the skb pointer is the program's context.
+    if unsafe { (*ctx.skb.skb).mark } & MARK_VIA_STACK != 0 {
+        CT_STACK
+    } else {
+        0
+    }
 }
 
 /// Sends a packet whose destination (after any rewrite, in `head`) is

@@ -12,7 +12,7 @@
 //!   `bpf_redirect_neigh`); the uplink's egress hook still sees it
 //!   (NAT66, a published port's answers). A pod, node or Service of the
 //!   cluster is the stack's: a Service's packets meet kube-proxy's
-//!   ip6tables rules there, marked [`MARK_VIA_STACK`] so that the uplink
+//!   ip6tables rules there, marked `MARK_VIA_STACK` so that the uplink
 //!   tracks the flow for the stack's return (`CT_STACK`).
 //!
 //! The hop limit is lowered as forwarding would (no checksum covers it);
@@ -30,10 +30,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use network_types::ip::Ipv6Hdr;
-use weir_common::{
-    drop::DropReason,
-    network::{CLUSTER_SERVICES, MARK_VIA_STACK},
-};
+use weir_common::{drop::DropReason, network::CLUSTER_SERVICES};
 
 use crate::{
     fwd::{self, BPF_FIB_LKUP_RET_SUCCESS, Fib, via_neighbour, zeroed_fib},
@@ -103,9 +100,7 @@ pub fn out_via_uplink(ctx: &TcContext, beyond: bool) -> Result<i32, DropReason> 
     let (src, dst, next) = unsafe { ((*ip).src_addr, (*ip).dst_addr, (*ip).next_hdr) };
     if let Some(flags) = CLUSTER6.get(&Key::new(128, dst)) {
         if flags & CLUSTER_SERVICES != 0 {
-            // SAFETY: the skb pointer is the program's context.
-            let mark = unsafe { (*ctx.skb.skb).mark };
-            ctx.set_mark(mark | MARK_VIA_STACK);
+            fwd::mark_via_stack(ctx);
         }
         return Ok(TC_PASS);
     }

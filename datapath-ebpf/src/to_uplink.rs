@@ -8,15 +8,15 @@
 
 use aya_ebpf::{maps::lpm_trie::Key, programs::TcContext};
 use weir_common::{
-    ct::{CT_STACK, KIND_SNAT},
+    ct::KIND_SNAT,
     drop::DropReason,
-    network::{MARK_VIA_STACK, NET_INTERNAL, NET_MASQUERADE},
+    network::{NET_INTERNAL, NET_MASQUERADE},
     publish::PROTO_ICMP,
     stats::{Hook, NatCounters},
 };
 
 use crate::{
-    ct, frag,
+    ct, frag, fwd,
     maps::{CONFIG, NETWORKS4, UPLINKS},
     nat, nat6, parse, policy, stats,
     verdict::TC_PASS,
@@ -115,12 +115,10 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             let Some(config) = CONFIG.get(0) else {
                 return Ok(TC_PASS);
             };
-            // SAFETY: the skb pointer is the program's context.
-            let via_stack = unsafe { (*ctx.skb.skb).mark } & MARK_VIA_STACK != 0;
             match ct::create_snat(
                 &flow,
                 ctx.len(),
-                (net.id, if via_stack { CT_STACK } else { 0 }),
+                (net.id, fwd::stack_flag(ctx)),
                 nat_ip,
                 config.snat_port_min,
                 config.snat_port_max,

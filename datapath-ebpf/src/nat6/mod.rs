@@ -61,12 +61,12 @@ use weir_common::{
     ct::{CT_INNER, CT_STACK, KIND_ROUTED, KIND_SNAT, is_tcp_open},
     ct6::{CtEntry6, CtKey6, Scratch6},
     drop::DropReason,
-    network::{MARK_VIA_STACK, NET_INTERNAL, NET_MASQUERADE},
+    network::{NET_INTERNAL, NET_MASQUERADE},
     publish::{PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
 };
 
 use crate::{
-    fwd6,
+    fwd, fwd6,
     maps::{CONFIG, CT6, NETWORKS6, SCRATCH6, UPLINKS6},
     parse::{IP_OFF, ptr_at},
     stats, to_uplink, v6,
@@ -399,7 +399,7 @@ fn egress(ctx: &TcContext) -> Result<u32, DropReason> {
             (*s).network_id = net.id;
             (*s).ports = port << 16 | port;
             (*s).kind = KIND_ROUTED;
-            (*s).stack = via_stack(ctx);
+            (*s).stack = fwd::stack_flag(ctx);
         }
         return Ok(EGRESS_NEW);
     }
@@ -415,22 +415,9 @@ fn egress(ctx: &TcContext) -> Result<u32, DropReason> {
         (*s).network_id = net.id;
         (*s).ports = u32::from(config.snat_port_min) << 16 | u32::from(config.snat_port_max);
         (*s).kind = KIND_SNAT;
-        (*s).stack = via_stack(ctx);
+        (*s).stack = fwd::stack_flag(ctx);
     }
     Ok(EGRESS_NEW)
-}
-
-/// `CT_STACK` for a packet that came through the node's stack to a
-/// Service (`fwd6::out_via_uplink` marked it: kube-proxy's rules
-/// translated it, its conntrack owes the answers their way back), else 0.
-#[inline(always)]
-fn via_stack(ctx: &TcContext) -> u8 {
-    // SAFETY: the skb pointer is the program's context.
-    if unsafe { (*ctx.skb.skb).mark } & MARK_VIA_STACK != 0 {
-        CT_STACK
-    } else {
-        0
-    }
 }
 
 /// The bogons ([`v6::bogon_addrs`]) of a packet from outside that no
