@@ -163,42 +163,34 @@ impl Datapath {
         &mut self,
         keep: &[(u32, Option<Ipv4Addr>, Option<Ipv6Addr>)],
     ) -> Result<(), DatapathError> {
-        let stale6: Vec<[u8; 16]> = self
-            .entries::<[u8; 16], EndpointRef>(map_names::EP_BY_IP6)?
+        self.retain::<[u8; 16], EndpointRef>(map_names::EP_BY_IP6, |ip| {
+            keep.iter()
+                .any(|(_, _, k)| k.is_some_and(|k| k.octets() == *ip))
+        })?;
+        self.retain::<u32, EndpointInfo>(map_names::ENDPOINTS, |i| {
+            keep.iter().any(|(k, _, _)| k == i)
+        })?;
+        self.retain::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4, |ip| {
+            keep.iter()
+                .any(|(_, k, _)| k.is_some_and(|k| k.octets() == *ip))
+        })
+    }
+
+    /// Removes the entries of `map` whose key `keep` refuses.
+    fn retain<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        map: &'static str,
+        keep: impl Fn(&K) -> bool,
+    ) -> Result<(), DatapathError> {
+        let stale: Vec<K> = self
+            .entries::<K, V>(map)?
             .into_iter()
-            .map(|(ip, _)| ip)
-            .filter(|ip| {
-                !keep
-                    .iter()
-                    .any(|(_, _, k)| k.is_some_and(|k| k.octets() == *ip))
-            })
+            .map(|(k, _)| k)
+            .filter(|k| !keep(k))
             .collect();
-        for ip in stale6 {
-            self.forget_by_ip6(ip)?;
-        }
-        let stale: Vec<u32> = self
-            .endpoints()?
-            .into_iter()
-            .map(|(i, _)| i)
-            .filter(|i| !keep.iter().any(|(k, _, _)| k == i))
-            .collect();
-        let mut endpoints = self.hash_map::<u32, EndpointInfo>(map_names::ENDPOINTS)?;
-        for ifindex in stale {
-            absent_ok(endpoints.remove(&ifindex), map_names::ENDPOINTS)?;
-        }
-        let stale: Vec<[u8; 4]> = self
-            .entries::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?
-            .into_iter()
-            .map(|(ip, _)| ip)
-            .filter(|ip| {
-                !keep
-                    .iter()
-                    .any(|(_, k, _)| k.is_some_and(|k| k.octets() == *ip))
-            })
-            .collect();
-        let mut by_ip = self.hash_map::<[u8; 4], EndpointRef>(map_names::EP_BY_IP4)?;
-        for ip in stale {
-            absent_ok(by_ip.remove(&ip), map_names::EP_BY_IP4)?;
+        let mut entries = self.hash_map::<K, V>(map)?;
+        for k in stale {
+            absent_ok(entries.remove(&k), map)?;
         }
         Ok(())
     }
