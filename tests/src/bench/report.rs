@@ -627,17 +627,21 @@ mod tests {
                 direction: "out",
                 programs_us: 10.0,
                 kernel_us: 80.0,
+                programs: vec![("tc_to_uplink".to_owned(), 4.0, 500.0)],
             },
             crate::bench::share::Share {
                 direction: "IPv6 out",
                 programs_us: 12.0,
                 kernel_us: 96.0,
+                programs: Vec::new(),
             },
         ];
         let t = text(&r);
         // B 100 over C 80 less 10.
         assert!(t.contains("| out | 10.00 | 80.00 | 12% | 1.43 |"), "{t}");
         assert!(t.contains("| IPv6 out | 12.00 | 96.00 | 12% | - |"), "{t}");
+        // 4 runs of 500 ns.
+        assert!(t.contains("| out | tc_to_uplink | 4.0 | 500 | 2.00 |"), "{t}");
     }
 
     #[test]

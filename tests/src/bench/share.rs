@@ -7,7 +7,7 @@
 //! connection would fall by that much and no more, and B/C would be B's
 //! figure over what is left.
 
-use std::{fs, io, net::SocketAddr, path::Path};
+use std::{collections::BTreeMap, fs, io, net::SocketAddr, path::Path};
 
 use aya::{
     programs::ProgramInfo,
@@ -25,6 +25,9 @@ pub struct Share {
     /// The kernel CPU per connection of the same run, microseconds (the
     /// programs' time is part of it).
     pub kernel_us: f64,
+    /// Each program that ran: its name, its runs per connection and its
+    /// nanoseconds per run.
+    pub programs: Vec<(String, f64, f64)>,
 }
 
 /// Measures C (`bed`, whose agent pinned its programs under `progs`).
@@ -39,34 +42,53 @@ pub fn measure(bed: &Bed, progs: &Path, opts: &Options) -> io::Result<Vec<Share>
     ];
     let mut shares = Vec::new();
     for (direction, ns, to) in runs {
-        let before = run_time_ns(progs)?;
+        let before = run_times(progs)?;
         let r = load::crr(ns, to, opts.secs, opts.crr_workers);
-        let spent = run_time_ns(progs)? - before;
+        let after = run_times(progs)?;
         if r.connections == 0 {
             return Err(io::Error::other(format!("C: no connection {direction}")));
         }
         #[expect(
             clippy::cast_precision_loss,
-            reason = "nanoseconds and connections of a few seconds' run"
+            reason = "nanoseconds, runs and connections of a few seconds' run"
         )]
-        let programs_us = spent as f64 / 1e3 / r.connections as f64;
+        let (programs_us, programs) = {
+            let conns = r.connections as f64;
+            let mut total = 0;
+            let mut programs = Vec::new();
+            for (name, (runs, ns)) in &after {
+                let (runs0, ns0) = before.get(name).copied().unwrap_or_default();
+                let (runs, ns) = (runs - runs0, ns - ns0);
+                total += ns;
+                if runs > 0 {
+                    programs.push((name.clone(), runs as f64 / conns, ns as f64 / runs as f64));
+                }
+            }
+            (total as f64 / 1e3 / conns, programs)
+        };
         shares.push(Share {
             direction,
             programs_us,
             kernel_us: r.kernel_us,
+            programs,
         });
     }
     Ok(shares)
 }
 
-/// The run time so far of every program pinned in `progs`.
-fn run_time_ns(progs: &Path) -> io::Result<u128> {
-    let mut total = 0;
+/// The runs and run time (ns) so far of every program pinned in `progs`,
+/// by its pin's name.
+fn run_times(progs: &Path) -> io::Result<BTreeMap<String, (u64, u128)>> {
+    let mut times = BTreeMap::new();
     for entry in fs::read_dir(progs)? {
-        let info = ProgramInfo::from_pin(entry?.path()).map_err(io::Error::other)?;
-        total += info.run_time().as_nanos();
+        let entry = entry?;
+        let info = ProgramInfo::from_pin(entry.path()).map_err(io::Error::other)?;
+        times.insert(
+            entry.file_name().to_string_lossy().into_owned(),
+            (info.run_count(), info.run_time().as_nanos()),
+        );
     }
-    Ok(total)
+    Ok(times)
 }
 
 /// The figures as the report prints them: per direction, the programs'
@@ -118,5 +140,20 @@ pub fn text(s: &mut String, r: &super::Results) {
             sh.kernel_us,
             100.0 * sh.programs_us / sh.kernel_us
         );
+    }
+    s.push_str(
+        "\nBy program, in the same runs: runs per connection, and nanoseconds per run.\n\n\
+         | connections | program | runs per connection | ns per run | us per connection |\n\
+         |---|---|--:|--:|--:|\n",
+    );
+    for sh in &r.share {
+        for (name, runs, ns) in &sh.programs {
+            let _ = writeln!(
+                s,
+                "| {} | {name} | {runs:.1} | {ns:.0} | {:.2} |",
+                sh.direction,
+                runs * ns / 1e3
+            );
+        }
     }
 }
