@@ -514,6 +514,18 @@ fn main_metrics() -> Vec<Metric> {
             "conn/s",
             Better::Higher,
         ),
+        Metric::new(
+            "crr6_in_cpu",
+            "IPv6: kernel CPU per connection via the published port",
+            "us",
+            Better::Lower,
+        ),
+        Metric::new(
+            "crr6_out_cpu",
+            "IPv6: kernel CPU per connection out of the container",
+            "us",
+            Better::Lower,
+        ),
     ]
 }
 
@@ -562,6 +574,8 @@ fn measure_round(bed: &Bed, opts: &Options, m: &mut [Metric]) {
     m[9].add(s, rr6.per_sec, rr6.errors);
     m[10].add(s, crr6.per_sec, crr6.errors);
     m[11].add(s, out6.per_sec, out6.errors);
+    m[12].add(s, crr6.kernel_us, 0);
+    m[13].add(s, out6.kernel_us, 0);
 }
 
 /// One round's connection figures of a setup: request/response through

@@ -538,6 +538,8 @@ fn short(id: &str) -> &str {
         "rr6_tps" => "IPv6 TCP_RR trans/s",
         "crr6_in" => "IPv6 CRR in (DNAT)",
         "crr6_out" => "IPv6 CRR out (NAT66)",
+        "crr6_in_cpu" => "IPv6 CPU per conn. in",
+        "crr6_out_cpu" => "IPv6 CPU per conn. out",
         other => other,
     }
 }
@@ -641,7 +643,10 @@ mod tests {
         assert!(t.contains("| out | 10.00 | 80.00 | 12% | 1.43 |"), "{t}");
         assert!(t.contains("| IPv6 out | 12.00 | 96.00 | 12% | - |"), "{t}");
         // 4 runs of 500 ns.
-        assert!(t.contains("| out | tc_to_uplink | 4.0 | 500 | 2.00 |"), "{t}");
+        assert!(
+            t.contains("| out | tc_to_uplink | 4.0 | 500 | 2.00 |"),
+            "{t}"
+        );
     }
 
     #[test]

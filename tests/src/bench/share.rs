@@ -92,9 +92,8 @@ fn run_times(progs: &Path) -> io::Result<BTreeMap<String, (u64, u128)>> {
 }
 
 /// The figures as the report prints them: per direction, the programs'
-/// time, the kernel CPU of the same run, their share, and (IPv4, whose
-/// kernel CPU the rounds measure for B) what B/C would be were the
-/// programs free: B's median over C's median less the programs' time.
+/// time, the kernel CPU of the same run, their share, and what B/C would
+/// be were the programs free: B's median over C's median less the programs' time.
 pub fn text(s: &mut String, r: &super::Results) {
     use std::fmt::Write as _;
     if r.share.is_empty() {
@@ -124,6 +123,8 @@ pub fn text(s: &mut String, r: &super::Results) {
         let id = match sh.direction {
             "in" => Some("crr_in_cpu"),
             "out" => Some("crr_out_cpu"),
+            "IPv6 in" => Some("crr6_in_cpu"),
+            "IPv6 out" => Some("crr6_out_cpu"),
             _ => None,
         };
         let bound = id
