@@ -8,9 +8,9 @@
 //! are, the port claimed by inserting the answers' entry first.
 //!
 //! The checksums: TCP's, UDP's and `ICMPv6`'s all cover the pseudo-header,
-//! so an address change is a 16-byte `bpf_csum_diff` handed to
-//! `bpf_l4_csum_replace` as a pseudo-header change; IPv6 has no header
-//! checksum. Extension headers are not parsed: a masquerading network's
+//! so the addresses' change is summed in the program, word by word, and
+//! handed to `bpf_l4_csum_replace` as a pseudo-header change, the ports'
+//! as another (`rewrite`); IPv6 has no header checksum. Extension headers are not parsed: a masquerading network's
 //! container's packet with them cannot be translated and never leaves
 //! (`untranslatable`), as no packet masquerade cannot translate does.
 //!
@@ -50,6 +50,8 @@
     reason = "keys and entries go to the map helpers by reference: a copy would take stack a call chain shares"
 )]
 
+use core::mem;
+
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
     helpers::{bpf_csum_diff, bpf_ktime_get_coarse_ns},
@@ -67,6 +69,7 @@ use weir_common::{
 
 use crate::{
     fwd, fwd6,
+    head::word_diff,
     maps::{CONFIG, CT6, NETWORKS6, SCRATCH6, UPLINKS6},
     parse::{IP_OFF, ptr_at},
     stats, to_uplink, v6,
@@ -214,6 +217,10 @@ fn read_flow(ctx: &TcContext) -> Result<Option<(*mut Scratch6, &'static mut Flow
 
 /// Rewrites `flow`'s packet to leave with `to`'s tuple (a call of its
 /// own, so that no frame of the chain holds it and the lookup at once).
+/// As IPv4's (`nat::rewrite`): the checksum's differences are summed here,
+/// one for the addresses (the pseudo-header's) and one for the ports, each
+/// handed to the kernel in one call, which also knows a `CHECKSUM_PARTIAL`
+/// packet's field; then the addresses and ports are written in one store.
 #[inline(never)]
 fn rewrite(ctx: &TcContext, flow: &Flow6, to: &CtEntry6) -> Result<(), DropReason> {
     let k = &flow.key;
@@ -223,41 +230,84 @@ fn rewrite(ctx: &TcContext, flow: &Flow6, to: &CtEntry6) -> Result<(), DropReaso
     } else {
         0
     };
-    let pseudo = u64::from(BPF_F_PSEUDO_HDR) | mangled_0;
+    let mut addrs = 0;
     if k.saddr != to.nat_saddr {
-        address(ctx, csum, pseudo, SRC_OFF, &k.saddr, &to.nat_saddr)?;
+        addrs = addr6_diff(addrs, &k.saddr, &to.nat_saddr);
     }
     if k.daddr != to.nat_daddr {
-        address(ctx, csum, pseudo, DST_OFF, &k.daddr, &to.nat_daddr)?;
+        addrs = addr6_diff(addrs, &k.daddr, &to.nat_daddr);
     }
-    #[expect(
-        clippy::if_not_else,
-        reason = "written as the TCP and UDP branch below it is, the source's change first"
-    )]
-    // The ports, or an echo's identifier (one of the two "ports").
-    let (old, new, off) = if k.proto == PROTO_ICMPV6 {
-        if k.sport != to.nat_sport {
-            (k.sport, to.nat_sport, L4_OFF + 4)
-        } else {
-            (k.dport, to.nat_dport, L4_OFF + 4)
+    if addrs != 0 {
+        l4_csum(ctx, csum, addrs, u64::from(BPF_F_PSEUDO_HDR) | mangled_0)?;
+    }
+    let mut ports = 0;
+    if k.sport != to.nat_sport {
+        ports = word_diff(ports, k.sport, to.nat_sport);
+    }
+    if k.dport != to.nat_dport {
+        ports = word_diff(ports, k.dport, to.nat_dport);
+    }
+    if ports != 0 {
+        l4_csum(ctx, csum, ports, mangled_0)?;
+    }
+    // SAFETY: `CtEntry6` begins with the tuple as the packet holds it
+    // (asserted below): the addresses, then the ports.
+    let tuple = unsafe { &*core::ptr::from_ref(to).cast::<[u8; TUPLE]>() };
+    if k.proto == PROTO_ICMPV6 {
+        // The addresses, then the echo's identifier (one of the two
+        // "ports"; only one of them changes), after them.
+        if addrs != 0 {
+            // SAFETY: the addresses are the tuple's first 32 bytes.
+            store(ctx, SRC_OFF, unsafe { &*tuple.as_ptr().cast::<[u8; 32]>() })?;
         }
-    } else if k.sport != to.nat_sport {
-        (k.sport, to.nat_sport, L4_OFF)
-    } else {
-        (k.dport, to.nat_dport, L4_OFF + 2)
-    };
-    if old != new {
-        ctx.l4_csum_replace(
-            csum,
-            u64::from(u16::from_ne_bytes(old)),
-            u64::from(u16::from_ne_bytes(new)),
-            2 | mangled_0,
-        )
-        .map_err(|_| DropReason::RewriteFailed)?;
-        ctx.store(off, &new, 0)
-            .map_err(|_| DropReason::RewriteFailed)?;
+        if ports != 0 {
+            let id = if k.sport == to.nat_sport {
+                to.nat_dport
+            } else {
+                to.nat_sport
+            };
+            store(ctx, L4_OFF + 4, &id)?;
+        }
+    } else if addrs != 0 || ports != 0 {
+        // TCP and UDP: the ports right after the addresses, all in one
+        // store, from the entry itself (a copy would take the stack a
+        // call chain shares).
+        store(ctx, SRC_OFF, tuple)?;
     }
     Ok(())
+}
+
+/// The bytes of the packet's addresses and ports, from the source address
+/// on, as `CtEntry6` begins with them.
+const TUPLE: usize = 36;
+const _: () = assert!(
+    mem::offset_of!(CtEntry6, nat_saddr) == 0
+        && mem::offset_of!(CtEntry6, nat_daddr) == 16
+        && mem::offset_of!(CtEntry6, nat_sport) == 32
+        && mem::offset_of!(CtEntry6, nat_dport) == TUPLE - 2
+        && DST_OFF == SRC_OFF + 16
+);
+
+/// `acc` plus the change of an IPv6 address, word by word (RFC 1624).
+#[inline(always)]
+fn addr6_diff(mut acc: u32, old: &[u8; 16], new: &[u8; 16]) -> u32 {
+    for i in 0..8 {
+        acc = word_diff(acc, [old[2 * i], old[2 * i + 1]], [new[2 * i], new[2 * i + 1]]);
+    }
+    acc
+}
+
+/// The L4 checksum at `csum` changed by `diff` (`flags` as
+/// `bpf_l4_csum_replace` takes them).
+#[inline(always)]
+fn l4_csum(ctx: &TcContext, csum: usize, diff: u32, flags: u64) -> Result<(), DropReason> {
+    ctx.l4_csum_replace(csum, 0, u64::from(diff), flags)
+        .map_err(|_| DropReason::RewriteFailed)
+}
+
+#[inline(always)]
+fn store<T>(ctx: &TcContext, off: usize, v: &T) -> Result<(), DropReason> {
+    ctx.store(off, v, 0).map_err(|_| DropReason::RewriteFailed)
 }
 
 /// 16 bytes of the packet changed from `old` to `new`: the L4 checksum by
