@@ -26,13 +26,12 @@
 //! any program costs by this measure, and what one helper call adds.
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use std::cell::RefCell;
+
 use aya::{
     maps::HashMap,
-    programs::ProgramInfo,
     sys::{Stats, enable_stats},
 };
-
-use std::cell::RefCell;
 
 use weir::datapath::map_names;
 use weir_common::{
@@ -40,13 +39,16 @@ use weir_common::{
     publish::{PROTO_TCP, PublishKey, PublishTarget},
 };
 
-use super::{floor::Floor, median};
+use super::floor::Floor;
 use crate::{
     packet::{self, view},
-    prog::{DEFAULT_FLAGS, Harness, TC_ACT_SHOT, TEST_IFINDEX, XDP_DROP, net_info, node_ns6},
+    prog::{DEFAULT_FLAGS, Harness, TC_ACT_SHOT, TEST_IFINDEX, net_info, node_ns6},
 };
 
+mod cases;
 mod six;
+
+use cases::{Case, Discard, Hot, Records, Run, case, info, rounds};
 
 const NODE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
@@ -307,33 +309,6 @@ fn harness() -> Harness {
     h.container(BACKEND, 1);
     h
 }
-/// Every case `runs` times in [`ROUNDS`] rounds, each round through all
-/// cases (against drift between them), cold and, where it can be, hot;
-/// each figure is the median of its rounds' means.
-fn rounds(h: &mut Harness, cases: &[Case], runs: u32) -> Vec<Cost> {
-    let per_round = (runs / ROUNDS).max(1);
-    let mut cold = vec![Vec::new(); cases.len()];
-    let mut hot = vec![Vec::new(); cases.len()];
-    for round in 0..ROUNDS {
-        for (i, c) in cases.iter().enumerate() {
-            cold[i].push(time(h, c, round * per_round, per_round));
-            if c.hot != Hot::No {
-                hot[i].push(time_hot(h, c, per_round));
-            }
-        }
-    }
-    cases
-        .iter()
-        .zip(cold.iter_mut().zip(&mut hot))
-        .map(|(c, (cold, hot))| Cost {
-            program: c.run.name(),
-            case: c.packet,
-            ns: median(cold).expect("at least one round"),
-            hot_ns: median(hot),
-        })
-        .collect()
-}
-
 /// Makes every run of a `repeat` on `frame`, a packet of a tracked flow,
 /// a hit: the tuple its entry rewrites it to gets an entry of its own,
 /// rewriting it on to `via` (a destination address and port), and `via`
@@ -417,172 +392,6 @@ fn rewritten(h: &mut Harness, program: &str, frame: &[u8]) -> Vec<u8> {
     out.frame
 }
 
-/// The trace's records, read and dropped.
-type Records = aya_log::EbpfLogger<Discard>;
-
-struct Discard;
-
-impl log::Log for Discard {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, _: &log::Record<'_>) {}
-    fn flush(&self) {}
-}
-
-/// What runs a case: a program of the datapath, or one of the floor's.
-enum Run<'a> {
-    Tc(&'static str),
-    /// A tc program with `weir agent --trace` on for this address; its
-    /// records are read (and dropped) after each call, as the agent would.
-    Traced(&'static str, Ipv4Addr, &'a RefCell<Records>),
-    Xdp(&'static str),
-    Floor(&'a Floor),
-}
-
-impl Run<'_> {
-    fn name(&self) -> &'static str {
-        match self {
-            Run::Tc(name) | Run::Traced(name, ..) | Run::Xdp(name) => name,
-            Run::Floor(_) => "-",
-        }
-    }
-
-    /// The verdict that drops.
-    fn drop_verdict(&self) -> i32 {
-        match self {
-            Run::Xdp(_) => XDP_DROP,
-            Run::Tc(_) | Run::Traced(..) | Run::Floor(_) => TC_ACT_SHOT,
-        }
-    }
-
-    /// Runs `repeat` times on one skb made from `frame`; returns the last
-    /// verdict.
-    fn run(&self, h: &mut Harness, frame: &[u8], repeat: u32) -> i32 {
-        match self {
-            Run::Tc(program) => h.run_tc_repeated(program, frame, repeat).verdict,
-            Run::Traced(program, addr, records) => {
-                h.datapath.set_trace(Some(*addr)).expect("CONFIG");
-                let verdict = h.run_tc_repeated(program, frame, repeat).verdict;
-                h.datapath.set_trace(None).expect("CONFIG");
-                records.borrow_mut().flush();
-                verdict
-            }
-            Run::Xdp(program) => h.run_xdp_repeated(program, frame, repeat).verdict,
-            Run::Floor(f) => {
-                let (verdict, _) = f.run_repeated(frame, repeat).expect("BPF_PROG_TEST_RUN");
-                i32::from_ne_bytes(verdict.to_ne_bytes())
-            }
-        }
-    }
-
-    /// The kernel's account so far: nanoseconds run, runs.
-    fn account(&self, h: &mut Harness) -> (u128, u64) {
-        match self {
-            Run::Tc(program) | Run::Traced(program, ..) | Run::Xdp(program) => {
-                let i = info(h, program);
-                (i.run_time().as_nanos(), i.run_count())
-            }
-            Run::Floor(f) => {
-                let (ns, count) = f.run_time().expect("the floor's run time");
-                (u128::from(ns), count)
-            }
-        }
-    }
-}
-
-/// One kind of packet for one program; run `i` is on `frame(i)`.
-struct Case<'a> {
-    run: Run<'a>,
-    packet: &'static str,
-    frame: Box<dyn Fn(u32) -> Vec<u8> + 'a>,
-    hot: Hot,
-}
-
-/// Whether a case has a hot figure, and how its runs stay that case.
-#[derive(PartialEq, Eq)]
-enum Hot {
-    /// No: a run makes the next one another case.
-    No,
-    /// The program's output is the same case again.
-    Same,
-    /// An established flow looped by [`loop_flow`]: these entries' packet
-    /// counts must grow by one a run.
-    Loop(Vec<CtKey>),
-}
-
-fn case<'a>(run: Run<'a>, packet: &'static str, frame: impl Fn(u32) -> Vec<u8> + 'a) -> Case<'a> {
-    Case {
-        run,
-        packet,
-        frame: Box::new(frame),
-        hot: Hot::No,
-    }
-}
-
-impl Case<'_> {
-    fn hot(self, hot: Hot) -> Self {
-        Self { hot, ..self }
-    }
-}
-
-/// Mean nanoseconds per run, by the kernel's account, over `runs` runs
-/// numbered from `first`; a drop where none is meant (or none where one
-/// is) is a mistake of the benchmark, not a figure.
-fn time(h: &mut Harness, c: &Case, first: u32, runs: u32) -> f64 {
-    let before = c.run.account(h);
-    let drop = c.run.drop_verdict();
-    for i in first..first + runs {
-        let verdict = c.run.run(h, &(c.frame)(i), 1);
-        assert_eq!(
-            verdict == drop,
-            c.packet.starts_with("drop"),
-            "{}: verdict {verdict}",
-            c.packet
-        );
-    }
-    per_run(before, c.run.account(h))
-}
-
-/// Mean nanoseconds per run, by the kernel's account, over `calls`
-/// calls of [`HOT_REPEAT`] runs each on the case's first frame, its TTL
-/// 255. Every call must end with the verdict one run has (the case did
-/// not turn into another), and a looped flow must have counted every run.
-fn time_hot(h: &mut Harness, c: &Case, calls: u32) -> f64 {
-    let mut frame = (c.frame)(0);
-    packet::set_ttl(&mut frame, 255);
-    let want = c.run.run(h, &frame, 1);
-    let counted = |h: &mut Harness| match &c.hot {
-        Hot::Loop(keys) => packets(h, keys),
-        _ => 0,
-    };
-    let (before, packets_before) = (c.run.account(h), counted(h));
-    for _ in 0..calls {
-        let verdict = c.run.run(h, &frame, HOT_REPEAT);
-        assert_eq!(verdict, want, "{}: a hot run became another case", c.packet);
-    }
-    let after = c.run.account(h);
-    if let Hot::Loop(_) = c.hot {
-        let runs = u64::from(calls * HOT_REPEAT);
-        assert_eq!(
-            counted(h) - packets_before,
-            runs,
-            "{}: a run missed",
-            c.packet
-        );
-    }
-    per_run(before, after)
-}
-
-/// Mean nanoseconds per run between two accounts.
-fn per_run(before: (u128, u64), after: (u128, u64)) -> f64 {
-    let ns = after.0.saturating_sub(before.0);
-    let count = after.1.saturating_sub(before.1);
-    #[expect(clippy::cast_precision_loss, reason = "far below 2^52")]
-    let per = ns as f64 / count.max(1) as f64;
-    per
-}
-
 /// Each program's size after the verifier and the JIT.
 fn sizes(h: &mut Harness) -> Vec<Size> {
     PROGRAMS
@@ -596,13 +405,4 @@ fn sizes(h: &mut Harness) -> Vec<Size> {
             }
         })
         .collect()
-}
-
-fn info(h: &mut Harness, program: &str) -> ProgramInfo {
-    if program.starts_with("xdp_") {
-        h.xdp_program(program).info()
-    } else {
-        h.tc_program(program).info()
-    }
-    .expect("the program's info")
 }
