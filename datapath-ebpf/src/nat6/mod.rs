@@ -292,7 +292,11 @@ const _: () = assert!(
 #[inline(always)]
 fn addr6_diff(mut acc: u32, old: &[u8; 16], new: &[u8; 16]) -> u32 {
     for i in 0..8 {
-        acc = word_diff(acc, [old[2 * i], old[2 * i + 1]], [new[2 * i], new[2 * i + 1]]);
+        acc = word_diff(
+            acc,
+            [old[2 * i], old[2 * i + 1]],
+            [new[2 * i], new[2 * i + 1]],
+        );
     }
     acc
 }
