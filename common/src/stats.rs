@@ -130,8 +130,9 @@ impl Hook {
     ];
 
     /// The programs no hook runs directly: `TAIL_CALLS`' entries, by
-    /// index ([`TAIL_FROM_CONTAINER6`], [`TAIL_TRACE`]).
-    pub const TAIL_PROGRAMS: &'static [&'static str] = &["tc_from_container6", "tc_trace"];
+    /// index ([`TAIL_FROM_CONTAINER6`], [`TAIL_TRACE`], [`TAIL_POD_FLOW`]).
+    pub const TAIL_PROGRAMS: &'static [&'static str] =
+        &["tc_from_container6", "tc_trace", "tc_pod_flow"];
 
     /// Size of the `HOOK_STATS` array.
     pub const MAP_SIZE: u32 = 8;
@@ -165,6 +166,10 @@ pub const TAIL_FROM_CONTAINER6: u32 = 0;
 /// `TAIL_CALLS`' entry of `tc_trace`, which a tc hook hands a traced
 /// packet to as it leaves (`weir agent --trace`).
 pub const TAIL_TRACE: u32 = 1;
+/// `TAIL_CALLS`' entry of `tc_pod_flow`, where `tc_from_container` hands
+/// a pod's SYN to a pod on another node (a program of its own: a stack
+/// of its own; without it the SYN goes to the stack, as before it was).
+pub const TAIL_POD_FLOW: u32 = 2;
 /// Capacity of `TAIL_CALLS`.
 pub const MAX_TAIL_CALLS: u32 = 4;
 

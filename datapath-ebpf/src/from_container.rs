@@ -19,7 +19,7 @@ use weir_common::{
     ct::{CtEntry, KIND_HAIRPIN},
     drop::DropReason,
     publish::PROTO_ICMP,
-    stats::{Hook, TAIL_FROM_CONTAINER6},
+    stats::{Hook, TAIL_FROM_CONTAINER6, TAIL_POD_FLOW},
 };
 
 use crate::{
@@ -93,6 +93,13 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             let sender = Sender::of(ep)?;
             let Some((key, target)) = dnat::lookup(k.daddr, k.dport, k.proto, false) else {
                 policy::destination(&sender, k.daddr, &dst_mac)?;
+                if policy::pod_to_pod(&flow) && !policy::is_container(k.daddr) {
+                    // To a pod on another node: both ways past the stack.
+                    // SAFETY: a tail call with the program's own context;
+                    // it returns only when it failed, and then the SYN
+                    // goes on as any.
+                    unsafe { TAIL_CALLS.tail_call(ctx, TAIL_POD_FLOW) };
+                }
                 let to = CtEntry {
                     nat_saddr: k.saddr,
                     nat_daddr: k.daddr,

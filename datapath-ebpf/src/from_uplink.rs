@@ -80,6 +80,13 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
                     (key, &target),
                     false,
                 )?
+            } else if policy::pod_to_pod(&flow)
+                && let Some(net) = policy::network_of(k.daddr)
+                && k.daddr != net.gateway
+            {
+                // From a pod on another node to one here: both ways past
+                // the stack (`policy::pod_to_pod`).
+                ct::create_routed(&flow, ctx.len(), net.id, Sides::IN)?
             } else if let Some(net) = policy::unsolicited(k.saddr, k.daddr, Some(&flow))? {
                 // Routed mode: tracked, so the answers go out and the
                 // flow's next packets are known.

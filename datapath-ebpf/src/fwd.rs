@@ -48,6 +48,15 @@ pub fn redirect(ctx: &TcContext, head: Head, to: &CtEntry, proto: u8) -> Result<
     route(ctx, head, to, proto, false)
 }
 
+/// A packet that now carries `to`'s tuple (`head` holding it) sent to its
+/// next hop when the FIB routes it out of an uplink, else handed to the
+/// stack; whatever its destination (the caller decided the stack need not
+/// see it: a connection between pods of the cluster).
+#[inline(always)]
+pub fn via_uplink(ctx: &TcContext, head: Head, to: &CtEntry, proto: u8) -> Result<i32, DropReason> {
+    route(ctx, head, to, proto, true)
+}
+
 /// A packet a container sends beyond the node, untranslated here: sent
 /// to its next hop when the FIB routes it out of an uplink, else handed to
 /// the stack (the node itself, another bridge, no route). One to its

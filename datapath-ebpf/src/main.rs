@@ -24,6 +24,7 @@ mod maps;
 mod nat;
 mod nat6;
 mod parse;
+mod pod_flow;
 mod policy;
 mod sock;
 mod stats;
@@ -61,6 +62,21 @@ pub fn tc_from_container(mut ctx: TcContext) -> i32 {
 )]
 pub fn tc_from_container6(ctx: TcContext) -> i32 {
     match from_container6::handle(&ctx) {
+        Ok(verdict) => verdict,
+        Err(reason) => drop::tc(&ctx, Hook::FromContainer, reason),
+    }
+}
+
+/// A connection's SYN from a pod to a pod on another node, entered by tail
+/// call (`TAIL_CALLS`) from `tc_from_container` once its rules let it go:
+/// a program of its own, so its stack is its own.
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's attach macro passes the context it makes by value"
+)]
+pub fn tc_pod_flow(ctx: TcContext) -> i32 {
+    match pod_flow::handle(&ctx) {
         Ok(verdict) => verdict,
         Err(reason) => drop::tc(&ctx, Hook::FromContainer, reason),
     }

@@ -7,10 +7,11 @@
 use aya_ebpf::{maps::lpm_trie::Key, programs::TcContext};
 use network_types::ip::Ipv4Hdr;
 use weir_common::{
+    ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     drop::DropReason,
     endpoint::EndpointInfo,
     network::{CLUSTER_NODES, CLUSTER_PODS, NET_ICC, NET_INTERNAL, NET_ROUTED, NetInfo},
-    publish::{ALLOW_PREFIX, AllowKey, PROTO_ICMP, PublishKey, PublishTarget},
+    publish::{ALLOW_PREFIX, AllowKey, PROTO_ICMP, PROTO_TCP, PublishKey, PublishTarget},
 };
 
 use crate::{
@@ -56,6 +57,22 @@ pub fn network_of(addr: [u8; 4]) -> Option<NetInfo> {
 #[inline(always)]
 pub fn cluster(addr: [u8; 4]) -> u32 {
     CLUSTER4.get(&Key::new(32, addr)).copied().unwrap_or(0)
+}
+
+/// A TCP connection's opening SYN between two pods of the cluster, which
+/// the fast paths take both ways on this node, tracked (`KIND_ROUTED`),
+/// past the stack: netfilter then sees none of the flow's packets, so it
+/// never holds half of it. Only a SYN without ACK opens one, because only
+/// it cannot be the answer to a Service's translation, which the stack's
+/// conntrack alone can undo (a SYN-ACK can be, and so can any UDP
+/// datagram); a pod's packet of no tracked flow goes to the stack as ever.
+#[inline(always)]
+pub fn pod_to_pod(flow: &Flow) -> bool {
+    let k = &flow.key;
+    k.proto == PROTO_TCP
+        && flow.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN
+        && cluster(k.saddr) & CLUSTER_PODS != 0
+        && cluster(k.daddr) & CLUSTER_PODS != 0
 }
 
 /// A pod or a node of the cluster: Kubernetes' model lets it reach every

@@ -160,6 +160,41 @@ fn pods_reach_pods_on_other_nodes_by_their_own_addresses() {
     assert_eq!(seen_by(bed.pod(bed.a2), a1, HTTP), Some(a2));
     // And pods of one node each other, as ever.
     assert_eq!(seen_by(bed.pod(bed.a1), bed.b1.2, HTTP), Some(a1));
+    // Past netfilter on both nodes, both ways: neither kernel's conntrack
+    // holds a connection between them (a Service's to a2 arrives at node
+    // 2 as a1 to a2 too, and takes the same way there).
+    for node in [1, 2] {
+        for (from, to) in [(a1, a2), (a2, a1)] {
+            let flows = kernel_flows(&bed, node, from, to);
+            assert!(flows.is_empty(), "node {node}'s conntrack: {flows:?}");
+        }
+    }
+    // A Service's connection goes through node 1's netfilter, which
+    // translates its answers back.
+    assert_eq!(seen_by(bed.pod(bed.a1), WEB_REMOTE, 80), Some(a1));
+    assert!(!kernel_flows(&bed, 1, a1, WEB_REMOTE).is_empty());
+}
+
+/// The TCP connections node `n`'s kernel conntrack holds from `from` to
+/// `to` (the original direction), as `/proc/net/nf_conntrack` lists them.
+fn kernel_flows(bed: &Bed, n: usize, from: Ipv4Addr, to: Ipv4Addr) -> Vec<String> {
+    let out = bed
+        .cluster
+        .node(n)
+        .ns
+        .exec("cat", &["/proc/net/nf_conntrack"])
+        .unwrap();
+    let original = format!("src={from} dst={to} ");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            // The first tuple of a line is the original direction's.
+            l.contains(" tcp ")
+                && l.find(" src=")
+                    .is_some_and(|i| l[i + 1..].starts_with(&original))
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
