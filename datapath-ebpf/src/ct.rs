@@ -305,6 +305,13 @@ fn release_if_closed(reply_key: &CtKey) -> bool {
     true
 }
 
+/// Forgets the flow whose entry `key` found (`entry`): both directions.
+#[inline(always)]
+pub fn forget(key: &CtKey, entry: &CtEntry) {
+    let _ = CT4.remove(CtKey::reply_of(entry, key.proto));
+    let _ = CT4.remove(*key);
+}
+
 /// The entry of the flow an ICMP error is about (no counters touched: an
 /// error is not traffic of the flow).
 #[inline(always)]

@@ -8,7 +8,7 @@
 
 use aya_ebpf::{maps::lpm_trie::Key, programs::TcContext};
 use weir_common::{
-    ct::KIND_SNAT,
+    ct::{CT_STACK, KIND_ROUTED, KIND_SNAT},
     drop::DropReason,
     network::{NET_INTERNAL, NET_MASQUERADE},
     publish::PROTO_ICMP,
@@ -79,6 +79,18 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     let k = &flow.key;
     let entry = match ct::lookup(&flow, ctx.len(), false, false)? {
         Some(entry) => {
+            if entry.kind == KIND_ROUTED
+                && entry.flags & CT_STACK == 0
+                && fwd::stack_flag(ctx) != 0
+                && policy::in_cluster(daddr)
+            {
+                // A connection netfilter translated (a Service's) took
+                // the tuple a fast flow between pods had left: its answers
+                // are the stack's (its conntrack translates them back), so
+                // the fast flow's entries go.
+                ct::forget(&flow.key, &entry);
+                return Ok(TC_PASS);
+            }
             if entry.kind == KIND_SNAT {
                 stats::nat(entry.network_id, traffic(ctx.len()));
             }

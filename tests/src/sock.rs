@@ -201,6 +201,30 @@ pub fn tcp_request(ns: &Netns, to: SocketAddr, data: &[u8]) -> io::Result<Vec<u8
     ns.run(|| tcp_exchange(to, data, IO_TIMEOUT, IO_TIMEOUT))
 }
 
+/// From inside `ns`: as [`tcp_request`], from the source port `port`
+/// (`SO_REUSEADDR`, so that a connection of that port that has just
+/// closed does not stand in the way).
+pub fn tcp_request_from(ns: &Netns, port: u16, to: SocketAddr, data: &[u8]) -> io::Result<Vec<u8>> {
+    use socket2::{Domain, Socket, Type};
+    ns.run(|| {
+        let socket = Socket::new(Domain::for_address(to), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        let from: SocketAddr = match to {
+            SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, port).into(),
+            SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, port).into(),
+        };
+        socket.bind(&from.into())?;
+        socket.connect_timeout(&to.into(), IO_TIMEOUT)?;
+        let mut stream = TcpStream::from(socket);
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.write_all(data)?;
+        stream.shutdown(Shutdown::Write)?;
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply)?;
+        Ok(reply)
+    })
+}
+
 /// In the calling thread's namespace: connects to `to` (within `connect`),
 /// sends `data`, shuts down the write side and returns everything the
 /// server sent back (each read within `read`).

@@ -175,6 +175,30 @@ fn pods_reach_pods_on_other_nodes_by_their_own_addresses() {
     assert!(!kernel_flows(&bed, 1, a1, WEB_REMOTE).is_empty());
 }
 
+#[test]
+fn a_services_connection_takes_the_tuple_a_direct_one_left() {
+    let bed = bed();
+    let (a1, a2) = (bed.a1.2, bed.a2.2);
+    // A source port out of the ephemeral range, which no other test's
+    // connection takes.
+    let port = 20_123;
+    let seen = |to| {
+        let answer = sock::tcp_request_from(bed.pod(bed.a1), port, to, b"").ok()?;
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        text.trim()
+            .strip_prefix("hello ")?
+            .parse::<SocketAddr>()
+            .ok()
+    };
+    let me = Some(SocketAddr::from((a1, port)));
+    // Straight to a2, past netfilter; then the same tuple, once kube-proxy
+    // has translated it, through the Service: its answers must go back
+    // through node 1's conntrack, not the fast path the first one left.
+    assert_eq!(seen(at(a2, HTTP)), me);
+    assert_eq!(seen(at(WEB_REMOTE, 80)), me);
+    assert_eq!(seen(at(a2, HTTP)), me);
+}
+
 /// The TCP connections node `n`'s kernel conntrack holds from `from` to
 /// `to` (the original direction), as `/proc/net/nf_conntrack` lists them.
 fn kernel_flows(bed: &Bed, n: usize, from: Ipv4Addr, to: Ipv4Addr) -> Vec<String> {
