@@ -8,7 +8,7 @@
 
 use aya_ebpf::{maps::lpm_trie::Key, programs::TcContext};
 use weir_common::{
-    ct::{CT_STACK, KIND_ROUTED, KIND_SNAT},
+    ct::{CT_STACK, CtEntry, KIND_ROUTED, KIND_SNAT},
     drop::DropReason,
     network::{NET_INTERNAL, NET_MASQUERADE},
     publish::PROTO_ICMP,
@@ -79,15 +79,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
     let k = &flow.key;
     let entry = match ct::lookup(&flow, ctx.len(), false, false)? {
         Some(entry) => {
-            if entry.kind == KIND_ROUTED
-                && entry.flags & CT_STACK == 0
-                && fwd::stack_flag(ctx) != 0
-                && policy::in_cluster(daddr)
-            {
-                // A connection netfilter translated (a Service's) took
-                // the tuple a fast flow between pods had left: its answers
-                // are the stack's (its conntrack translates them back), so
-                // the fast flow's entries go.
+            if taken_by_the_stack(ctx, &entry, daddr) {
                 ct::forget(&flow.key, &entry);
                 return Ok(TC_PASS);
             }
@@ -127,43 +119,72 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
             let Some(config) = CONFIG.get(0) else {
                 return Ok(TC_PASS);
             };
-            match ct::create_snat(
-                &flow,
+            counted(
+                net.id,
                 ctx.len(),
-                (net.id, fwd::stack_flag(ctx)),
-                nat_ip,
-                config.snat_port_min,
-                config.snat_port_max,
-            ) {
-                Ok((entry, retries)) => {
-                    stats::nat(
-                        net.id,
-                        NatCounters {
-                            flows: 1,
-                            retries: u64::from(retries),
-                            ..traffic(ctx.len())
-                        },
-                    );
-                    entry
-                }
-                Err(reason) => {
-                    if reason == DropReason::SnatExhausted {
-                        stats::nat(
-                            net.id,
-                            NatCounters {
-                                retries: u64::from(ct::SNAT_TRIES),
-                                exhausted: 1,
-                                ..NatCounters::default()
-                            },
-                        );
-                    }
-                    return Err(reason);
-                }
-            }
+                ct::create_snat(
+                    &flow,
+                    ctx.len(),
+                    (net.id, fwd::stack_flag(ctx)),
+                    nat_ip,
+                    config.snat_port_min,
+                    config.snat_port_max,
+                ),
+            )?
         }
     };
     nat::rewrite(ctx, &flow, &entry)?.write(ctx)?;
     Ok(TC_PASS)
+}
+
+/// A new masqueraded flow of network `network_id` (`created`, its first
+/// packet `len` bytes) in the network's counters: the flow, the probes
+/// its port took, or the range exhausted.
+#[inline(always)]
+fn counted(
+    network_id: u32,
+    len: u32,
+    created: Result<(CtEntry, u32), DropReason>,
+) -> Result<CtEntry, DropReason> {
+    match created {
+        Ok((entry, retries)) => {
+            stats::nat(
+                network_id,
+                NatCounters {
+                    flows: 1,
+                    retries: u64::from(retries),
+                    ..traffic(len)
+                },
+            );
+            Ok(entry)
+        }
+        Err(reason) => {
+            if reason == DropReason::SnatExhausted {
+                stats::nat(
+                    network_id,
+                    NatCounters {
+                        retries: u64::from(ct::SNAT_TRIES),
+                        exhausted: 1,
+                        ..NatCounters::default()
+                    },
+                );
+            }
+            Err(reason)
+        }
+    }
+}
+
+/// Whether a container's packet that found `entry`, a fast flow's between
+/// pods (`KIND_ROUTED`, not `CT_STACK`), is of a connection netfilter
+/// translated (a Service's, marked on its veth) that took the tuple the
+/// fast flow had left: its answers are then the stack's (its conntrack
+/// translates them back), and the fast flow's entries must go.
+#[inline(always)]
+fn taken_by_the_stack(ctx: &TcContext, entry: &CtEntry, daddr: [u8; 4]) -> bool {
+    entry.kind == KIND_ROUTED
+        && entry.flags & CT_STACK == 0
+        && fwd::stack_flag(ctx) != 0
+        && policy::in_cluster(daddr)
 }
 
 /// Whether a container's packet to `daddr` is one routed beyond the
