@@ -124,6 +124,20 @@ pub fn word_diff(acc: u32, old: [u8; 2], new: [u8; 2]) -> u32 {
     acc + u32::from(!u16::from_ne_bytes(old)) + u32::from(u16::from_ne_bytes(new))
 }
 
+/// The change of a TCP or UDP header's two ports from `old` to `new`
+/// (source, destination), each counted only where it changed.
+#[inline(always)]
+pub fn ports_diff(old: ([u8; 2], [u8; 2]), new: ([u8; 2], [u8; 2])) -> u32 {
+    let mut acc = 0;
+    if old.0 != new.0 {
+        acc = word_diff(acc, old.0, new.0);
+    }
+    if old.1 != new.1 {
+        acc = word_diff(acc, old.1, new.1);
+    }
+    acc
+}
+
 /// `acc` plus the change of an IPv4 address.
 #[inline(always)]
 pub fn addr_diff(acc: u32, old: [u8; 4], new: [u8; 4]) -> u32 {

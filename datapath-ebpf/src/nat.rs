@@ -17,7 +17,7 @@ use weir_common::{
 
 use crate::{
     frag,
-    head::{self, Head, addr_diff, word_diff},
+    head::{self, Head, addr_diff, ports_diff},
     parse::{Flow, IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, IcmpError},
 };
 
@@ -46,13 +46,7 @@ pub fn rewrite(ctx: &TcContext, flow: &Flow, to: &CtEntry) -> Result<Head, DropR
     if addrs != 0 && from.proto != PROTO_ICMP {
         l4_csum(ctx, flow, addrs, u64::from(BPF_F_PSEUDO_HDR) | mangled_0)?;
     }
-    let mut ports = 0;
-    if from.sport != to.nat_sport {
-        ports = word_diff(ports, from.sport, to.nat_sport);
-    }
-    if from.dport != to.nat_dport {
-        ports = word_diff(ports, from.dport, to.nat_dport);
-    }
+    let ports = ports_diff((from.sport, from.dport), (to.nat_sport, to.nat_dport));
     // Ports right after a 20-byte IP header go in the head's one write.
     let ports_in_head = from.proto != PROTO_ICMP && flow.l4_off == head::PORTS_OFF;
     if ports != 0 {

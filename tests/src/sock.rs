@@ -215,13 +215,7 @@ pub fn tcp_request_from(ns: &Netns, port: u16, to: SocketAddr, data: &[u8]) -> i
         };
         socket.bind(&from.into())?;
         socket.connect_timeout(&to.into(), IO_TIMEOUT)?;
-        let mut stream = TcpStream::from(socket);
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.write_all(data)?;
-        stream.shutdown(Shutdown::Write)?;
-        let mut reply = Vec::new();
-        stream.read_to_end(&mut reply)?;
-        Ok(reply)
+        exchange(TcpStream::from(socket), data, IO_TIMEOUT)
     })
 }
 
@@ -234,7 +228,12 @@ pub fn tcp_exchange(
     connect: Duration,
     read: Duration,
 ) -> io::Result<Vec<u8>> {
-    let mut stream = TcpStream::connect_timeout(&to, connect)?;
+    exchange(TcpStream::connect_timeout(&to, connect)?, data, read)
+}
+
+/// On a connected `stream`: sends `data`, shuts down the write side and
+/// returns everything the server sent back (each read within `read`).
+fn exchange(mut stream: TcpStream, data: &[u8], read: Duration) -> io::Result<Vec<u8>> {
     stream.set_read_timeout(Some(read))?;
     stream.write_all(data)?;
     stream.shutdown(Shutdown::Write)?;

@@ -69,7 +69,7 @@ use weir_common::{
 
 use crate::{
     fwd, fwd6,
-    head::word_diff,
+    head::{ports_diff, word_diff},
     maps::{CONFIG, CT6, NETWORKS6, SCRATCH6, UPLINKS6},
     parse::{IP_OFF, ptr_at},
     stats, to_uplink, v6,
@@ -240,13 +240,7 @@ fn rewrite(ctx: &TcContext, flow: &Flow6, to: &CtEntry6) -> Result<(), DropReaso
     if addrs != 0 {
         l4_csum(ctx, csum, addrs, u64::from(BPF_F_PSEUDO_HDR) | mangled_0)?;
     }
-    let mut ports = 0;
-    if k.sport != to.nat_sport {
-        ports = word_diff(ports, k.sport, to.nat_sport);
-    }
-    if k.dport != to.nat_dport {
-        ports = word_diff(ports, k.dport, to.nat_dport);
-    }
+    let ports = ports_diff((k.sport, k.dport), (to.nat_sport, to.nat_dport));
     if ports != 0 {
         l4_csum(ctx, csum, ports, mangled_0)?;
     }
