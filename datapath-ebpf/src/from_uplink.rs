@@ -81,8 +81,7 @@ pub fn handle(ctx: &TcContext) -> Result<i32, DropReason> {
                     false,
                 )?
             } else if policy::pod_to_pod(&flow)
-                && let Some(net) = policy::network_of(k.daddr)
-                && k.daddr != net.gateway
+                && let Some(net) = policy::container_network(k.daddr)
             {
                 // From a pod on another node to one here: both ways past
                 // the stack (`policy::pod_to_pod`).

@@ -279,7 +279,14 @@ pub fn from_outside(ip: *const Ipv4Hdr) -> Result<(), DropReason> {
 /// gateway, which is the node's).
 #[inline(always)]
 pub fn is_container(daddr: [u8; 4]) -> bool {
-    network_of(daddr).is_some_and(|net| daddr != net.gateway)
+    container_network(daddr).is_some()
+}
+
+/// The local network whose container address `daddr` is (`None` for its
+/// gateway, which is the node's, and for any other address).
+#[inline(always)]
+pub fn container_network(daddr: [u8; 4]) -> Option<NetInfo> {
+    network_of(daddr).filter(|net| daddr != net.gateway)
 }
 
 /// What may reach `daddr` from outside when no flow and no publication
@@ -293,12 +300,9 @@ pub fn unsolicited(
     daddr: [u8; 4],
     flow: Option<&Flow>,
 ) -> Result<Option<NetInfo>, DropReason> {
-    let Some(net) = network_of(daddr) else {
+    let Some(net) = container_network(daddr) else {
         return Ok(None);
     };
-    if daddr == net.gateway {
-        return Ok(None);
-    }
     let routed = net.flags & NET_ROUTED != 0 && net.flags & NET_INTERNAL == 0;
     if let Some(flow) = flow
         && routed

@@ -244,6 +244,18 @@ impl Harness {
             .expect("NETWORKS6");
     }
 
+    /// Puts the node in a cluster: `ranges` (address, prefix, `CLUSTER_*`
+    /// flags) in `CLUSTER4` and `CLUSTER6`, in place of what they held.
+    pub fn cluster(&mut self, ranges: &[(&str, u8, u32)]) {
+        let ranges: Vec<_> = ranges
+            .iter()
+            .map(|&(addr, prefix, flags)| (addr.parse().expect("an address"), prefix, flags))
+            .collect();
+        self.datapath
+            .set_cluster(&ranges)
+            .expect("CLUSTER4 and CLUSTER6");
+    }
+
     /// Makes the container behind [`TEST_IFINDEX`] the one with address
     /// `ip` and MAC [`MAC_CONTAINER`], in network `network_id`.
     pub fn container(&mut self, ip: Ipv4Addr, network_id: u32) {

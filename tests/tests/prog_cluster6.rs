@@ -20,15 +20,12 @@ use weir_tests::{
 /// `CLUSTER4`).
 fn in_cluster() -> Harness {
     let mut h = harness(true);
-    let range = |text: &str, prefix, flags| (text.parse().unwrap(), prefix, flags);
-    h.datapath
-        .set_cluster(&[
-            range("10.245.0.0", 16, CLUSTER_PODS),
-            range("fd00:245::", 56, CLUSTER_PODS),
-            range("fd00:198:51:100::", 124, CLUSTER_NODES),
-            range("fd00:96::", 112, CLUSTER_SERVICES),
-        ])
-        .unwrap();
+    h.cluster(&[
+        ("10.245.0.0", 16, CLUSTER_PODS),
+        ("fd00:245::", 56, CLUSTER_PODS),
+        ("fd00:198:51:100::", 124, CLUSTER_NODES),
+        ("fd00:96::", 112, CLUSTER_SERVICES),
+    ]);
     h
 }
 

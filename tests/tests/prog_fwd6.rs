@@ -180,13 +180,10 @@ fn a_containers_packet_routed_out_of_an_uplink_goes_to_its_next_hop() {
             assert_eq!((out.verdict, &out.frame), (TC_ACT_OK, &f));
         }
         // The cluster's pods and Services: the stack's (kube-proxy's).
-        let range = |text: &str, prefix, flags| (text.parse().unwrap(), prefix, flags);
-        h.datapath
-            .set_cluster(&[
-                range("fd00:245::", 56, CLUSTER_PODS),
-                range("fd00:96::", 112, CLUSTER_SERVICES),
-            ])
-            .unwrap();
+        h.cluster(&[
+            ("fd00:245::", 56, CLUSTER_PODS),
+            ("fd00:96::", 112, CLUSTER_SERVICES),
+        ]);
         for to in [POD_THERE, SERVICE] {
             let f = tcp6(C, to, (40004, 80), false, 64);
             let out = h.run_tc("tc_from_container", &f);

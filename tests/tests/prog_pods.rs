@@ -64,14 +64,11 @@ fn node() -> Harness {
         24,
         net_info(1, Ipv4Addr::new(10, 245, 1, 1), NET_MASQUERADE | NET_ICC),
     );
-    let range = |text: &str, prefix, flags| (text.parse().unwrap(), prefix, flags);
-    h.datapath
-        .set_cluster(&[
-            range("10.245.0.0", 16, CLUSTER_PODS),
-            range("203.0.113.0", 24, CLUSTER_NODES),
-            range("10.96.0.0", 16, CLUSTER_SERVICES),
-        ])
-        .unwrap();
+    h.cluster(&[
+        ("10.245.0.0", 16, CLUSTER_PODS),
+        ("203.0.113.0", 24, CLUSTER_NODES),
+        ("10.96.0.0", 16, CLUSTER_SERVICES),
+    ]);
     h.container(POD_HERE, 1);
     h
 }

@@ -314,15 +314,12 @@ const SERVICE: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 fn in_cluster() -> Harness {
     let mut h = Harness::load();
     masquerading_node(&mut h.datapath, NET_MASQUERADE | NET_ICC, (30000, 30999));
-    let range = |text: &str, prefix, flags| (text.parse().unwrap(), prefix, flags);
-    h.datapath
-        .set_cluster(&[
-            range("10.245.0.0", 16, CLUSTER_PODS),
-            range("198.18.0.0", 24, CLUSTER_NODES),
-            range("10.96.0.0", 16, CLUSTER_SERVICES),
-            range("fd00:245::", 56, CLUSTER_PODS),
-        ])
-        .unwrap();
+    h.cluster(&[
+        ("10.245.0.0", 16, CLUSTER_PODS),
+        ("198.18.0.0", 24, CLUSTER_NODES),
+        ("10.96.0.0", 16, CLUSTER_SERVICES),
+        ("fd00:245::", 56, CLUSTER_PODS),
+    ]);
     h
 }
 

@@ -10,9 +10,10 @@
 //! The checksums: TCP's, UDP's and `ICMPv6`'s all cover the pseudo-header,
 //! so the addresses' change is summed in the program, word by word, and
 //! handed to `bpf_l4_csum_replace` as a pseudo-header change, the ports'
-//! as another (`rewrite`); IPv6 has no header checksum. Extension headers are not parsed: a masquerading network's
-//! container's packet with them cannot be translated and never leaves
-//! (`untranslatable`), as no packet masquerade cannot translate does.
+//! as another (`rewrite`); IPv6 has no header checksum. Extension headers
+//! are not parsed: a masquerading network's container's packet with them
+//! cannot be translated and never leaves (`untranslatable`), as no packet
+//! masquerade cannot translate does.
 //!
 //! A port published on every address of the node is published on its
 //! IPv6 addresses too (`PUBLISH6`): a client's flow to it is tracked
